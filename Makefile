@@ -1,0 +1,30 @@
+# Set-up contract: `make demo` and `make test` work on a fresh machine with Python 3.11.
+# TORCH picks the torch build; the default is the CPU wheel (override, e.g. TORCH=torch, on a GPU box).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev,ray]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/biostrata demo --out demo_out
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/step_time.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,255 @@
+"""BiGCARP: a masked language model over the Pfam domains of a gene cluster (ByteNet dilated CNN).
+
+The network is sequence-models' ``ByteNetLM`` built the way BiGCARP builds it:
+
+    token table [V, d_embed] -> 1x1 conv to d_model ->
+    n_layers x residual block  x + W2(act(LN(dilconv_k(act(LN(W1(act(LN(x)))))))))
+               (bottleneck d_model/2 when slim; dilation 2^(i mod (log2(r)+1)))
+    -> LayerNorm -> 1x1 decoder over V
+
+with GELU, and ``padding_idx`` of the token table set to the *mask* token (so ``#`` embeds to a
+fixed zero vector, as in BiGCARP). Positions holding the pad token ``-`` are zeroed before every
+convolution, so the output at real positions does not depend on padding.
+
+Checkpoints use the sequence-models ``.pt`` layout: a dict with ``model_state_dict`` (ByteNetLM
+keys), ``d_embed``, ``d_model``, ``n_layers``, ``kernel_size``, ``activation``, ``slim``, ``r``,
+``tokens`` (``{"size", "specials", "domains"}``), ``pfam_to_domain`` and ``model`` (e.g.
+``bigcarp_random``). Checkpoints of the frozen variant (``embedder.embedder.trainable/frozen``
+keys) load into one table whose last rows are marked frozen.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from sequence_models.convolutional import ByteNetLM
+from torch import nn
+
+from biostrata.data.clusters import DomainVocabulary, PfamTable
+from biostrata.errors import DataNotFoundError, InputError
+
+__all__ = ["DomainLM", "PRESETS", "BIGCARP_URL", "atomic_torch_save"]
+
+#: Architectures: BiGCARP's published size, and a small one that trains on a CPU in minutes.
+PRESETS: dict[str, dict] = {
+    "bigcarp": dict(d_embed=1280, d_model=256, n_layers=32, kernel_size=3, r=128, slim=True, activation="gelu"),
+    "small": dict(d_embed=128, d_model=128, n_layers=8, kernel_size=3, r=8, slim=True, activation="gelu"),
+}
+#: Where sequence-models downloads the published BiGCARP checkpoints (``<name>.pt``).
+BIGCARP_URL = "https://zenodo.org/record/6857704/files/"
+_CONFIG_KEYS = ("d_embed", "d_model", "n_layers", "kernel_size", "r", "slim", "activation")
+
+
+def atomic_torch_save(obj: object, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class DomainLM(nn.Module):
+    """BiGCARP's ByteNet masked LM over a :class:`DomainVocabulary`.
+
+    ``forward(tokens)`` gives logits ``[B, L, V]``; ``embed(tokens, layers)`` gives a dict keyed by
+    layer: 0 is the token-table lookup ``[B, L, d_embed]``, ``i`` (1..n_layers) the output of
+    residual block ``i`` ``[B, L, d_model]``; negative layers count from the end (-1 = last block).
+    """
+
+    def __init__(
+        self,
+        vocab: DomainVocabulary,
+        d_embed: int = 1280,
+        d_model: int = 256,
+        n_layers: int = 32,
+        kernel_size: int = 3,
+        r: int = 128,
+        slim: bool = True,
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        if activation not in ("relu", "gelu"):
+            raise InputError(f"activation={activation!r}: choose 'relu' or 'gelu'")
+        for name, value in dict(d_embed=d_embed, d_model=d_model, n_layers=n_layers, kernel_size=kernel_size, r=r).items():
+            if int(value) < 1:
+                raise InputError(f"{name}={value}: must be a positive integer")
+        self.vocab = vocab
+        self.config = dict(
+            d_embed=int(d_embed), d_model=int(d_model), n_layers=int(n_layers), kernel_size=int(kernel_size),
+            r=int(r), slim=bool(slim), activation=activation,
+        )
+        self.net = ByteNetLM(
+            len(vocab), d_embed, d_model, n_layers, kernel_size, r, padding_idx=vocab.mask_idx,
+            causal=False, dropout=0.0, final_ln=True, slim=slim, activation=activation,
+        )
+        self.register_buffer("frozen_rows", torch.zeros(len(vocab), dtype=torch.bool), persistent=False)
+        self.table.weight.register_hook(self._zero_frozen_grad)
+
+    @classmethod
+    def from_preset(cls, preset: str, vocab: DomainVocabulary, **overrides: object) -> DomainLM:
+        """Build ``PRESETS[preset]`` (``bigcarp`` or ``small``) with some sizes overridden."""
+        if preset not in PRESETS:
+            raise InputError(f"preset={preset!r}: choose one of {sorted(PRESETS)}")
+        unknown = set(overrides) - set(_CONFIG_KEYS)
+        if unknown:
+            raise InputError(f"unknown DomainLM option(s) {sorted(unknown)}; known: {list(_CONFIG_KEYS)}")
+        return cls(vocab, **{**PRESETS[preset], **overrides})  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------------------------------- layers
+    @property
+    def table(self) -> nn.Embedding:
+        """The domain-token table ``[V, d_embed]`` (layer 0)."""
+        return self.net.embedder.embedder
+
+    @property
+    def num_layers(self) -> int:
+        return self.config["n_layers"]
+
+    def _zero_frozen_grad(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad.masked_fill(self.frozen_rows.unsqueeze(1), 0.0)
+
+    def freeze_rows(self, rows: torch.Tensor | Sequence[int] | None) -> None:
+        """Keep these table rows fixed in training (their gradient is zero; use an optimizer without
+        weight decay on the table, e.g. Adam, so that zero gradient means no change). None unfreezes."""
+        self.frozen_rows.zero_()
+        if rows is not None:
+            self.frozen_rows[torch.as_tensor(rows, dtype=torch.long)] = True
+
+    def _input_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        return (tokens != self.vocab.pad_idx).unsqueeze(-1).to(self.table.weight.dtype)
+
+    def _check_tokens(self, tokens: torch.Tensor) -> None:
+        if tokens.ndim != 2 or tokens.dtype != torch.long:
+            raise InputError(f"tokens must be a LongTensor [batch, length], got {tuple(tokens.shape)} {tokens.dtype}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= len(self.vocab)):
+            raise InputError(f"token ids must lie in [0, {len(self.vocab)}); got {int(tokens.min())}..{int(tokens.max())}")
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final states after the last LayerNorm, ``[B, L, d_model]``."""
+        self._check_tokens(tokens)
+        return self.net.last_norm(self.net.embedder(tokens, input_mask=self._input_mask(tokens)))
+
+    def decode(self, states: torch.Tensor) -> torch.Tensor:
+        """Logits over the vocabulary of states ``[..., d_model]`` (the 1x1 decoder)."""
+        shape = states.shape
+        return self.net.decoder(states.reshape(1, -1, shape[-1])).reshape(*shape[:-1], -1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, L, V]`` (exactly ``ByteNetLM.forward`` with the pad positions masked)."""
+        self._check_tokens(tokens)
+        return self.net(tokens, input_mask=self._input_mask(tokens))
+
+    def masked_logits(self, src: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+        """Logits ``[n, V]`` at the ``n`` positions where ``selected`` is True (decoder run only there)."""
+        return self.decode(self.hidden(src)[selected])
+
+    def layer_index(self, layers: Iterable[int]) -> list[int]:
+        """Layers as indices in 0..n_layers (negative count from the end); bad ones raise."""
+        n, out = self.num_layers, []
+        for layer in layers:
+            i = int(layer) + n + 1 if int(layer) < 0 else int(layer)
+            if not 0 <= i <= n:
+                raise InputError(f"layer {layer} does not exist; this model has layers 0..{n} (or -1..-{n + 1})")
+            out.append(i)
+        return out
+
+    def embed(self, tokens: torch.Tensor, layers: Iterable[int] = (-1,)) -> dict[int, torch.Tensor]:
+        """Layer-wise states (see class docstring); values at pad positions are not meaningful."""
+        self._check_tokens(tokens)
+        want = self.layer_index(layers)
+        mask = self._input_mask(tokens)
+        x = self.net.embedder.embedder(tokens)
+        out = {0: x} if 0 in want else {}
+        x = self.net.embedder.up_embedder(x)
+        for i, block in enumerate(self.net.embedder.layers, 1):
+            if i > max(want):
+                break
+            x = block(x, input_mask=mask)
+            if i in want:
+                out[i] = x
+        return {i: out[i] for i in want}
+
+    # ---------------------------------------------------------------------------------- files
+    def checkpoint(self, pfam: PfamTable | None = None, name: str = "bigcarp_random") -> dict:
+        """The sequence-models checkpoint dict of this model (see module docstring)."""
+        tokens, pfam_to_domain = self.vocab.to_sequence_models(pfam)
+        c = self.config
+        return {
+            "model": name,
+            "model_state_dict": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
+            "d_embed": c["d_embed"], "d_model": c["d_model"], "n_layers": c["n_layers"],
+            "kernel_size": c["kernel_size"], "activation": c["activation"], "slim": c["slim"], "r": c["r"],
+            "tokens": tokens, "pfam_to_domain": pfam_to_domain,
+            "frozen_rows": self.frozen_rows.nonzero().flatten().cpu(),
+        }
+
+    def save(self, path: str | Path, pfam: PfamTable | None = None, name: str = "bigcarp_random") -> None:
+        """Write a sequence-models ``.pt`` checkpoint atomically (Pfam names via ``pfam`` if given)."""
+        atomic_torch_save(self.checkpoint(pfam, name), path)
+
+    @classmethod
+    def from_checkpoint(cls, data: dict, where: str = "checkpoint") -> DomainLM:
+        """Build from a sequence-models BiGCARP checkpoint dict."""
+        missing = [k for k in ("model_state_dict", "tokens", *_CONFIG_KEYS) if k not in data]
+        if missing:
+            raise InputError(f"{where}: not a sequence-models BiGCARP checkpoint; missing key(s) {missing}")
+        vocab = DomainVocabulary.from_sequence_models(data["tokens"], data.get("pfam_to_domain"))
+        model = cls(vocab, **{k: data[k] for k in _CONFIG_KEYS})
+        state = dict(data["model_state_dict"])
+        frozen = torch.as_tensor(data.get("frozen_rows", []), dtype=torch.long)
+        key = "embedder.embedder."
+        if key + "trainable.weight" in state:  # DoubleEmbedding: trainable rows first, frozen rows last
+            trainable, fixed = state.pop(key + "trainable.weight"), state.pop(key + "frozen.weight")
+            state[key + "weight"] = torch.cat([trainable, fixed])
+            frozen = torch.arange(len(trainable), len(trainable) + len(fixed))
+        try:
+            model.net.load_state_dict(state)
+        except RuntimeError as err:
+            raise InputError(f"{where}: weights do not fit the architecture it declares: {err}") from None
+        model.freeze_rows(frozen if len(frozen) else None)
+        return model.eval()
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> DomainLM:
+        """Load a checkpoint from a local ``.pt`` file, or a published one by name
+        (``bigcarp_random``, ``bigcarp_esm1bfinetune``, ``bigcarp_esm1bfrozen``) from the torch hub
+        cache (``$TORCH_HOME/hub/checkpoints/<name>.pt``), downloading it if it is not there."""
+        path = Path(name_or_path)
+        if not path.is_file():
+            if path.suffix == ".pt" or os.sep in str(name_or_path):
+                raise DataNotFoundError(f"BiGCARP checkpoint not found: {path}")
+            path = _hub_file(str(name_or_path))
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - unreadable/unsafe pickles all become one message
+            raise InputError(f"{path}: cannot read as a sequence-models checkpoint ({type(err).__name__}: {err})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")
+        return cls.from_checkpoint(data, str(path))
+
+
+def _hub_file(name: str) -> Path:
+    """Path of a published checkpoint in the torch hub cache, downloaded there if absent."""
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / f"{name}.pt"
+    if cached.is_file():
+        return cached
+    url = f"{BIGCARP_URL}{name}.pt?download=1"
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(cached), progress=False)
+    except Exception as err:  # noqa: BLE001 - no network, HTTP errors, ...
+        raise DataNotFoundError(
+            f"BiGCARP checkpoint {name!r} is not in {cached.parent} and could not be downloaded from {url} "
+            f"({type(err).__name__}). Download {name}.pt yourself and pass its path, or put it in {cached.parent}."
+        ) from None
+    return cached

@@ -1,0 +1,172 @@
+"""Genome CNNs of Hyperbolic Genome Embeddings (Khan, Chlenski, Pe'er, ICLR 2025): a Euclidean
+CNN and its Lorentz twin with the same skeleton.
+
+Skeleton: one-hot (5, L) -> 3 residual blocks [conv(k=9, pad 4) -> BN -> ReLU -> conv -> BN
+(+ block input from block 2 on) -> ReLU], 32 channels, no pooling -> head. Head ``flatten``:
+all positions -> FC(528) -> classifier, as in the paper (size grows with L); head ``mean``:
+average over positions (Lorentz centroid) -> FC(528) -> classifier (size independent of L).
+Euclidean: ReLU after the FC, linear classifier. Lorentz: input lifted with x_0 = sqrt(k + |x|^2),
+Lorentz FC, Lorentz MLR. Widths of the Lorentz model count ambient dimensions (time + space), as in
+the reference, so "32 channels" is 31 space dimensions plus time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from biostrata.data.alphabet import ALPHABET
+from biostrata.geometry.lorentz import Lorentz, lift
+from biostrata.nn.lorentz import (
+    LorentzBatchNorm1d,
+    LorentzConv1d,
+    LorentzLinear,
+    LorentzMLR,
+    lorentz_mean,
+)
+
+Pool = Literal["flatten", "mean"]
+
+
+def _check(length: int, num_classes: int, pool: str) -> None:
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if pool not in ("flatten", "mean"):
+        raise ValueError(f"pool must be 'flatten' or 'mean', got {pool!r}")
+
+
+class EuclideanCNN(nn.Module):
+    """The Euclidean reference CNN. ``embed`` returns the FC(528) features after ReLU."""
+
+    manifold = None
+
+    def __init__(
+        self,
+        length: int,
+        num_classes: int,
+        channels: int = 32,
+        kernel_size: int = 9,
+        blocks: int = 3,
+        hidden: int = 528,
+        pool: Pool = "flatten",
+    ) -> None:
+        super().__init__()
+        _check(length, num_classes, pool)
+        self.length, self.pool = length, pool
+        pad = kernel_size // 2
+        self.blocks = nn.ModuleList()
+        for i in range(blocks):
+            cin = len(ALPHABET) if i == 0 else channels
+            self.blocks.append(
+                nn.Sequential(
+                    nn.Conv1d(cin, channels, kernel_size, padding=pad),
+                    nn.BatchNorm1d(channels),
+                    nn.ReLU(),
+                    nn.Conv1d(channels, channels, kernel_size, padding=pad),
+                    nn.BatchNorm1d(channels),
+                )
+            )
+        features = channels * length if pool == "flatten" else channels
+        self.fc = nn.Linear(features, hidden)
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 5, L) one-hot -> (B, hidden) penultimate features."""
+        for i, block in enumerate(self.blocks):
+            y = block(x)
+            x = torch.relu(y + x if i > 0 else y)
+        x = x.flatten(1) if self.pool == "flatten" else x.mean(2)
+        return torch.relu(self.fc(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+class _LorentzBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel_size: int, manifold: Lorentz, residual: bool) -> None:
+        super().__init__()
+        self.manifold, self.residual = manifold, residual
+        pad = kernel_size // 2
+        self.conv1 = LorentzConv1d(cin, cout, kernel_size, manifold, pad)
+        self.bn1 = LorentzBatchNorm1d(cout, manifold)
+        self.conv2 = LorentzConv1d(cout, cout, kernel_size, manifold, pad)
+        self.bn2 = LorentzBatchNorm1d(cout, manifold)
+
+    def space(self, s: torch.Tensor) -> torch.Tensor:
+        """Space part in, space part out (residual: space parts added, time implied)."""
+        y = self.bn2.space(self.conv2.space(F.relu(self.bn1.space(self.conv1.space(s)))))
+        return F.relu(y + s if self.residual else y)
+
+
+class HyperbolicCNN(nn.Module):
+    """The Lorentz twin (HCNN). ``curvature="shared"`` (HCNN-S): one learnable curvature;
+    ``"per_block"`` (HCNN-M): one per residual block plus one for the head. ``embed`` returns
+    points (B, hidden) on the head's hyperboloid, time first."""
+
+    def __init__(
+        self,
+        length: int,
+        num_classes: int,
+        channels: int = 32,
+        kernel_size: int = 9,
+        blocks: int = 3,
+        hidden: int = 528,
+        pool: Pool = "flatten",
+        curvature: Literal["shared", "per_block"] = "shared",
+        init_curvature: float = 1.0,
+        learn_curvature: bool = True,
+    ) -> None:
+        super().__init__()
+        _check(length, num_classes, pool)
+        if curvature not in ("shared", "per_block"):
+            raise ValueError(f"curvature must be 'shared' or 'per_block', got {curvature!r}")
+        self.length, self.pool, self.curvature_mode = length, pool, curvature
+        n_manifolds = 1 if curvature == "shared" else blocks + 1
+        self.manifolds = nn.ModuleList(Lorentz(init_curvature, learn_curvature) for _ in range(n_manifolds))
+        space = channels - 1
+        self.blocks = nn.ModuleList(
+            _LorentzBlock(len(ALPHABET) if i == 0 else space, space, kernel_size, self._manifold(i), i > 0)
+            for i in range(blocks)
+        )
+        features = space * length if pool == "flatten" else space
+        self.fc = LorentzLinear(features, hidden - 1, self.manifold)
+        self.classifier = LorentzMLR(hidden - 1, num_classes, self.manifold)
+
+    def _manifold(self, i: int) -> Lorentz:
+        return self.manifolds[min(i, len(self.manifolds) - 1)]
+
+    @property
+    def manifold(self) -> Lorentz:
+        """The head's manifold: the one ``embed`` returns points on."""
+        return self.manifolds[-1]
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 5, L) one-hot -> (B, hidden) points on the head's hyperboloid."""
+        s = x  # the one-hot is the space part of the lifted input, x_0 = sqrt(k + |x|^2)
+        for block in self.blocks:
+            s = block.space(s)
+        k = self.manifold.kk
+        if self.pool == "flatten":  # Lorentz direct concatenation of all positions
+            return lift(self.fc.space(s.flatten(1)), k)
+        return self.fc(lorentz_mean(lift(s, k), self.manifold))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+MODELS = {"cnn": {}, "hcnn-s": {"curvature": "shared"}, "hcnn-m": {"curvature": "per_block"}}
+
+
+def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module:
+    """``cnn`` (Euclidean), ``hcnn-s`` (one curvature) or ``hcnn-m`` (one per block and head)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if name == "cnn":
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("init_curvature", "learn_curvature")}
+        return EuclideanCNN(length, num_classes, **kwargs)
+    return HyperbolicCNN(length, num_classes, **MODELS[name], **kwargs)

@@ -1,0 +1,155 @@
+"""Cross-model initialization: a domain-token table from protein-level embeddings of Pfam families.
+
+The vector of a Pfam family is the mean, over its member sequences, of their mean-pooled protein-LM
+states at one layer (BiGCARP used one representative sequence per family, ESM-1b layer 33):
+
+    v_f = (1 / |M_f|) sum_{s in M_f} (1 / n_s) sum_{j=1..n_s} h_layer(s)_j
+
+These vectors replace the rows of the domain LM's token table. When the protein width ``D`` differs
+from the table width ``d_embed`` there are two ways:
+
+- ``projection="learned"``: build the domain LM with ``d_embed = D`` (as BiGCARP did with ESM-1b's
+  1280); its 1x1 up-projection ``d_embed -> d_model`` is then the learned projection.
+- ``projection="pca"``: a fixed projection onto the top ``d_embed`` principal axes of the family
+  vectors (rows centred first; zero columns if there are fewer families than ``d_embed``).
+
+Families of the vocabulary without a vector keep their random rows and are reported. With
+``freeze=True`` the initialized rows stay fixed during training (the "frozen" arm).
+
+File format of a family table (``.pt``, loads with ``weights_only``): ``{"families": [accession],
+"vectors": FloatTensor[F, D], "members": [int], "meta": {str: str|int}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from biostrata.data.embedding_store import EmbeddingStore
+from biostrata.errors import DataNotFoundError, InputError
+from biostrata.models.domain_lm import DomainLM, atomic_torch_save
+
+__all__ = ["FamilyTable", "InitReport", "family_table_from_store", "initialize_token_table", "ARMS"]
+
+#: The three arms of the study: random table, initialized and fine-tuned, initialized and frozen.
+ARMS = ("random", "finetune", "frozen")
+
+
+@dataclass
+class FamilyTable:
+    """One vector per Pfam family (see module docstring for the file format)."""
+
+    families: list[str]
+    vectors: torch.Tensor
+    members: list[int]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or not len(self.families) == len(self.vectors) == len(self.members):
+            raise InputError(
+                f"family table: {len(self.families)} families, vectors {tuple(self.vectors.shape)}, "
+                f"{len(self.members)} member counts; they must agree"
+            )
+        if len(set(self.families)) != len(self.families):
+            raise InputError("family table: a family appears twice")
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def save(self, path: str | Path) -> None:
+        atomic_torch_save(
+            {"families": list(self.families), "vectors": self.vectors.float().cpu(), "members": list(self.members),
+             "meta": dict(self.meta)},
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> FamilyTable:
+        path = Path(path)
+        if not path.is_file():
+            raise DataNotFoundError(f"family table not found: {path}")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            return cls(list(data["families"]), data["vectors"].float(), list(data["members"]), dict(data.get("meta", {})))
+        except (KeyError, TypeError, RuntimeError, AttributeError) as err:
+            raise InputError(f"{path}: not a family table ({type(err).__name__}: {err})") from None
+
+
+def family_table_from_store(
+    store: EmbeddingStore | str | Path, members: Mapping[str, Sequence[str]], layer: int, pooling: str = "mean"
+) -> FamilyTable:
+    """Average the stored ``pooling`` vectors at ``layer`` of each family's member ids."""
+    own = not isinstance(store, EmbeddingStore)
+    st = EmbeddingStore(store) if own else store
+    try:
+        families = sorted(f for f, ids in members.items() if ids)
+        rows = [st.array(pooling, layer, ids=list(members[f])).astype(np.float64).mean(0) for f in families]
+        meta = {"model": st.model, "layer": int(layer), "pooling": pooling, "store": str(st.path)}
+    finally:
+        if own:
+            st.close()
+    if not families:
+        raise InputError("no family has member sequences; nothing to average")
+    return FamilyTable(families, torch.tensor(np.stack(rows), dtype=torch.float32), [len(members[f]) for f in families], meta)
+
+
+@dataclass
+class InitReport:
+    """What :func:`initialize_token_table` did."""
+
+    initialized: list[str]
+    missing: list[str]  # vocabulary domains without a vector: random rows kept
+    unused: list[str]  # table families not in the vocabulary
+    projection: str
+    frozen: bool
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.initialized)} domain rows initialized ({self.projection} projection, "
+            f"{'frozen' if self.frozen else 'trainable'}); {len(self.missing)} domains have no member "
+            f"sequences and keep random rows (e.g. {self.missing[:5]}); {len(self.unused)} table families "
+            "are not in the vocabulary"
+        )
+
+
+def _pca_projection(x: torch.Tensor, d: int) -> torch.Tensor:
+    """Centred ``x [F, D]`` projected on its top ``d`` principal axes, ``[F, d]`` (zero-padded)."""
+    xc = x.double() - x.double().mean(0)
+    _, _, vh = torch.linalg.svd(xc, full_matrices=False)
+    k = min(d, vh.shape[0])
+    out = torch.zeros(len(x), d, dtype=torch.float64)
+    out[:, :k] = xc @ vh[:k].T
+    return out.float()
+
+
+def initialize_token_table(
+    model: DomainLM, table: FamilyTable, projection: str = "learned", freeze: bool = False
+) -> InitReport:
+    """Write family vectors into the domain rows of ``model``'s token table (see module docstring)."""
+    if projection not in ("learned", "pca"):
+        raise InputError(f"projection={projection!r}: use 'learned' or 'pca'")
+    d_embed = model.config["d_embed"]
+    if projection == "learned" and table.dim != d_embed:
+        raise InputError(
+            f"family vectors have {table.dim} dimensions but the token table has {d_embed}: build the domain LM "
+            f"with d_embed={table.dim} (its up-projection then learns the map), or use projection='pca'"
+        )
+    vocab = model.vocab
+    index = {f: k for k, f in enumerate(table.families)}
+    initialized = [d for d in vocab.domains if d in index]
+    missing = [d for d in vocab.domains if d not in index]
+    unused = [f for f in table.families if f not in vocab]
+    if not initialized:
+        raise InputError("no vocabulary domain has a vector in the family table; check that both use Pfam accessions")
+    vectors = table.vectors if projection == "learned" else _pca_projection(table.vectors, d_embed)
+    rows = torch.tensor([vocab.index(d) for d in initialized])
+    with torch.no_grad():
+        weight = model.table.weight
+        weight[rows] = vectors[[index[d] for d in initialized]].to(weight.dtype, weight.device)
+    model.freeze_rows(rows if freeze else None)
+    return InitReport(initialized, missing, unused, projection, freeze)

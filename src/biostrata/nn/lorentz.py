@@ -1,0 +1,190 @@
+"""Fully hyperbolic layers in the Lorentz model (Bdeir, Schwethelm, Landwehr, ICLR 2024).
+
+Inputs and outputs of ``forward`` are points (B, 1 + C, L) or (B, 1 + C) with the time coordinate
+first. A point is determined by its space part, so each layer also has ``space(s)``: space part in,
+space part out, time recomputed under the layer's manifold where the formula needs it. Models chain
+``space`` and skip materializing time coordinates between layers; blocks of different curvature
+compose because each layer reads its input under its own manifold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from geoopt import ManifoldParameter
+from torch import nn
+
+from biostrata.geometry.lorentz import Lorentz, boost_space, centroid, lift, time_from_space
+
+MAX_RADIUS = 40.0  # rho = d(x, o)/sqrt(k) beyond which sinh/cosh overflow float32
+
+
+def _space(x: torch.Tensor) -> torch.Tensor:
+    return x[:, 1:]
+
+
+class _SpaceLayer(nn.Module):
+    """A Lorentz layer defined by its map of space parts; ``forward`` maps whole points."""
+
+    manifold: Lorentz
+
+    def space(self, s: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return lift(self.space(_space(x)), self.manifold.kk)
+
+
+class LorentzLinear(_SpaceLayer):
+    """Lorentz fully-connected layer: y_s = W_s x_s + w_t x_0 + b, y_0 = sqrt(k + |y_s|^2).
+
+    ``in_features`` and ``out_features`` count space dimensions.
+    """
+
+    def __init__(self, in_features: int, out_features: int, manifold: Lorentz) -> None:
+        super().__init__()
+        self.manifold = manifold
+        self.linear = nn.Linear(in_features, out_features)
+        bound = 1.0 / math.sqrt(in_features + 1)
+        self.time_weight = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+
+    def space(self, s: torch.Tensor) -> torch.Tensor:
+        return self.linear(s) + time_from_space(s, self.manifold.kk) * self.time_weight
+
+
+class LorentzConv1d(_SpaceLayer):
+    """Lorentz convolution: the window's points joined by Lorentz direct concatenation, then a
+    Lorentz linear map (Qu & Zou 2022; Bdeir et al. 2024).
+
+    The direct concatenation of N points has space part (x_s^1, ..., x_s^N) and time
+    sqrt(sum_i x_0^i^2 - (N - 1) k) = sqrt(k + sum_i |x_s^i|^2), so the whole layer is
+        y_s = conv1d(x_s, W) + w_t sqrt(k + window_sum(|x_s|^2)) + b,
+    a Euclidean convolution of the space parts plus one rank-one term. Zero padding of the space
+    parts pads with the origin. ``in_channels``/``out_channels`` count space dimensions.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, manifold: Lorentz, padding: int = 0
+    ) -> None:
+        super().__init__()
+        self.manifold = manifold
+        self.kernel_size = kernel_size
+        self.padding = padding
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding)
+        bound = 1.0 / math.sqrt(in_channels * kernel_size + 1)
+        self.time_weight = nn.Parameter(torch.empty(out_channels, 1).uniform_(-bound, bound))
+
+    def space(self, s: torch.Tensor) -> torch.Tensor:
+        sq = (s * s).sum(1, keepdim=True)
+        window = F.avg_pool1d(sq, self.kernel_size, stride=1, padding=self.padding, count_include_pad=True)
+        t_cat = torch.sqrt(self.manifold.kk + window * self.kernel_size)
+        return torch.addcmul(self.conv(s), self.time_weight, t_cat)
+
+
+class LorentzBatchNorm1d(_SpaceLayer):
+    """Lorentz batch norm: centre on the Lorentz centroid mu, rescale by the Frechet variance,
+    re-centre on a learned point beta.
+
+        y = B_{mu->o} x;  rho = asinh(|y_s| / sqrt(k)) = d(x, mu) / sqrt(k)
+        var = k mean(rho^2);  s = gamma / sqrt(var + eps)
+        z_s = y_s sinh(s rho) / sinh(rho)      (log at o, scale, exp at o)
+        out = B_{o->beta} z
+    B are Lorentz boosts (parallel transport along the geodesic to or from the origin o). In eval
+    mode mu and var are running statistics (weighted Lorentz centroid and moving average).
+    """
+
+    def __init__(self, num_features: int, manifold: Lorentz, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.manifold = manifold
+        self.momentum = momentum
+        self.eps = eps
+        origin = torch.zeros(num_features + 1)
+        origin[0] = 1.0
+        self.beta = ManifoldParameter(origin.clone(), manifold=manifold)
+        self.gamma = nn.Parameter(torch.ones(()))
+        self.register_buffer("running_mean", origin.clone())
+        self.register_buffer("running_var", torch.ones(()))
+
+    def space(self, s: torch.Tensor) -> torch.Tensor:
+        k = self.manifold.kk
+        sk = torch.sqrt(k)
+        t = time_from_space(s, k)
+        reduce = (0,) + tuple(range(2, s.dim()))
+        if self.training:
+            mu = centroid(torch.cat([t, s], 1), k, reduce)
+        else:
+            mu = torch.cat([time_from_space(self.running_mean[1:], k, 0), self.running_mean[1:]])
+        y = boost_space(s, t, mu, k, to_origin=True)
+        norm = torch.sqrt((y * y).sum(1, keepdim=True).clamp_min(1e-12))
+        rho = torch.asinh(norm / sk)
+        if self.training:
+            var = k * (rho * rho).mean()
+            self._update_running(mu.detach(), var.detach(), k.detach())
+        else:
+            var = self.running_var
+        scale = self.gamma / torch.sqrt(var + self.eps)
+        scaled = (scale * rho).clamp(max=MAX_RADIUS)
+        z = y * (torch.sinh(scaled) * sk / norm)
+        z0 = sk * torch.cosh(scaled)
+        beta_s = self.beta[1:]
+        beta = torch.cat([time_from_space(beta_s, k, 0), beta_s])
+        return boost_space(z, z0, beta, k, to_origin=False)
+
+    @torch.no_grad()
+    def _update_running(self, mu: torch.Tensor, var: torch.Tensor, k: torch.Tensor) -> None:
+        """Running mean: weighted Lorentz centroid of (running, batch); running var: moving average."""
+        m = self.momentum
+        pair = torch.stack([(1 - m) * self.running_mean, m * mu], 1) * 2  # (1 + C, 2): centroid of 2 points
+        self.running_mean.copy_(centroid(pair, k, (1,), dim=0))
+        self.running_var.mul_(1 - m).add_(m * var)
+
+
+class LorentzReLU(_SpaceLayer):
+    """ReLU on the space part, time recomputed."""
+
+    def __init__(self, manifold: Lorentz) -> None:
+        super().__init__()
+        self.manifold = manifold
+
+    def space(self, s: torch.Tensor) -> torch.Tensor:
+        return F.relu(s)
+
+
+def lorentz_residual(x: torch.Tensor, y: torch.Tensor, manifold: Lorentz) -> torch.Tensor:
+    """Residual sum: space parts added, time recomputed."""
+    return lift(_space(x) + _space(y), manifold.kk)
+
+
+def lorentz_flatten(x: torch.Tensor, manifold: Lorentz) -> torch.Tensor:
+    """Lorentz direct concatenation of the L points of (B, 1 + C, L): (B, 1 + C L)."""
+    return lift(_space(x).flatten(1), manifold.kk)
+
+
+def lorentz_mean(x: torch.Tensor, manifold: Lorentz) -> torch.Tensor:
+    """Lorentz centroid of the L points of (B, 1 + C, L): (B, 1 + C)."""
+    return centroid(x, manifold.kk, (2,))
+
+
+class LorentzMLR(nn.Module):  # maps points to logits, so it has no ``space``
+    """Lorentz multinomial logistic regression (Bdeir et al. 2024): signed scaled distance to the
+    hyperplane of class c, with a_c in R and z_c in R^n and sqrt(K) = 1/sqrt(k):
+
+        alpha = cosh(sqrt(K) a) <z, x_s> - sinh(sqrt(K) a) |z| x_0
+        logit = |z| / sqrt(K) * asinh(sqrt(K) alpha / |z|)
+    """
+
+    def __init__(self, in_features: int, num_classes: int, manifold: Lorentz) -> None:
+        super().__init__()
+        self.manifold = manifold
+        self.z = nn.Parameter(torch.empty(num_classes, in_features).uniform_(-1, 1) / math.sqrt(in_features))
+        self.a = nn.Parameter(torch.zeros(num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sqrt_curv = 1.0 / torch.sqrt(self.manifold.kk)
+        s = _space(x)
+        t = time_from_space(s, self.manifold.kk)
+        znorm = self.z.norm(dim=1).clamp_min(1e-8)
+        alpha = torch.cosh(sqrt_curv * self.a) * (s @ self.z.T) - torch.sinh(sqrt_curv * self.a) * znorm * t
+        return znorm / sqrt_curv * torch.asinh(sqrt_curv * alpha / znorm)

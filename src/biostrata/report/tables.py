@@ -1,0 +1,221 @@
+"""Results tables of a sweep: per task and model, the metric over seeds, against published numbers.
+
+``results_table(records)`` gives one row per (suite, task) with, for every model ``m``,
+``m mean`` and ``m std`` (the test metric x100, mean and sample standard deviation over seeds),
+``m seeds`` and ``m params``; ``hyperbolic >= euclidean`` (the best of the hyperbolic models'
+means against the Euclidean CNN's, where both ran); and a column per published model where a
+published number exists. ``to_markdown`` renders it per suite with the win counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from biostrata.data.benchmarks import SUITES
+from biostrata.errors import InputError
+from biostrata.io import atomic_write_text
+from biostrata.train.sweep import read_records
+
+EUCLIDEAN = ("cnn",)
+HYPERBOLIC = ("hcnn-s", "hcnn-m")
+MODEL_ORDER = EUCLIDEAN + HYPERBOLIC
+WIN = "hyperbolic >= euclidean"
+
+# Published reference values, not results of this project: test MCC x100 (virus/covid: F1 x100)
+# on GUE of the Nucleotide Transformer NT-2.5B-multi and of DNABERT-2 (117M parameters), from
+# Zhou et al., "DNABERT-2: Efficient Foundation Model and Benchmark for Multi-Species Genome",
+# ICLR 2024, Table 4 (collected in ANCHORS.md section 2).
+_EMP = ["H3", "H3K14ac", "H3K36me3", "H3K4me1", "H3K4me2", "H3K4me3", "H3K79me3", "H3K9ac", "H4", "H4ac"]
+_PROM = [f"prom/prom_{k}_{v}" for k in ("core", "300") for v in ("all", "notata", "tata")]
+_GUE_TASKS = [f"EMP/{m}" for m in _EMP] + [f"mouse/{i}" for i in range(5)] + [f"tf/{i}" for i in range(5)]
+_GUE_TASKS += _PROM + ["splice/reconstructed", "virus/covid"]
+_NT_2_5B = [78.77, 56.20, 61.99, 55.30, 36.49, 40.34, 64.70, 56.01, 81.67, 49.13,  # EMP
+            63.31, 83.76, 71.52, 69.44, 47.07,  # mouse/0..4
+            66.64, 70.28, 58.72, 51.65, 69.34,  # tf/0..4
+            70.33, 71.58, 72.97, 91.01, 94.00, 79.43,  # prom core, 300
+            89.35, 73.04]  # splice, covid  # fmt: skip
+_DNABERT_2 = [78.27, 52.57, 56.88, 50.52, 31.13, 36.27, 67.39, 55.63, 80.71, 50.43,
+              56.76, 84.77, 79.32, 66.47, 52.66,
+              71.99, 76.06, 66.52, 58.54, 77.43,
+              69.37, 68.04, 74.17, 86.77, 94.27, 71.59,
+              84.99, 71.02]  # fmt: skip
+PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
+    "gue": {"NT-2.5B": dict(zip(_GUE_TASKS, _NT_2_5B)), "DNABERT-2": dict(zip(_GUE_TASKS, _DNABERT_2))},
+}
+
+
+def records_frame(records: Sequence[dict]) -> pd.DataFrame:
+    """One row per record: suite, task, model, seed, metric, score, params, wall_time_s, best_epoch."""
+    cols = ["suite", "task", "model", "seed", "metric", "score", "params", "wall_time_s", "best_epoch"]
+    return pd.DataFrame([{c: r[c] for c in cols} for r in records], columns=cols)
+
+
+def _model_order(models: Sequence[str]) -> list[str]:
+    return [m for m in MODEL_ORDER if m in models] + sorted(m for m in models if m not in MODEL_ORDER)
+
+
+def _task_order(suite: str, tasks: Sequence[str]) -> list[str]:
+    known = [t.name for t in SUITES[suite].tasks] if suite in SUITES else []
+    return [t for t in known if t in tasks] + sorted(t for t in tasks if t not in known)
+
+
+def results_table(records: Sequence[dict]) -> pd.DataFrame:
+    """The wide results table (scores x100), one row per (suite, task), in registry order."""
+    frame = records_frame(records)
+    if frame.empty:
+        raise InputError("no records to tabulate")
+    frame["score"] = frame["score"].astype(float) * 100
+    models = _model_order(frame["model"].unique())
+    stats = frame.groupby(["suite", "task", "model"]).agg(
+        mean=("score", "mean"), std=("score", "std"), seeds=("seed", "nunique"), params=("params", "max")
+    )
+    rows = []
+    for suite in sorted(frame["suite"].unique()):
+        part = frame[frame["suite"] == suite]
+        for task in _task_order(suite, part["task"].unique()):
+            metrics = part.loc[part["task"] == task, "metric"].unique()
+            row: dict = {"suite": suite, "task": task, "metric": "/".join(sorted(metrics))}
+            for m in models:
+                have = (suite, task, m) in stats.index
+                s = stats.loc[(suite, task, m)] if have else None
+                row[f"{m} mean"] = s["mean"] if have else np.nan
+                row[f"{m} std"] = s["std"] if have else np.nan
+                row[f"{m} seeds"] = int(s["seeds"]) if have else 0
+                row[f"{m} params"] = int(s["params"]) if have else np.nan
+            row[WIN] = _hyperbolic_wins(row, models)
+            for name, values in PUBLISHED.get(suite, {}).items():
+                row[name] = values.get(task, np.nan)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    for name in {n for p in PUBLISHED.values() for n in p}:
+        if name not in table:
+            table[name] = np.nan
+    return table
+
+
+def _hyperbolic_wins(row: dict, models: Sequence[str]) -> bool | None:
+    """Best hyperbolic mean >= Euclidean mean; None unless both kinds ran on the task."""
+    euc = [row[f"{m} mean"] for m in models if m in EUCLIDEAN and not math.isnan(row[f"{m} mean"])]
+    hyp = [row[f"{m} mean"] for m in models if m in HYPERBOLIC and not math.isnan(row[f"{m} mean"])]
+    if not euc or not hyp:
+        return None
+    return bool(max(hyp) >= max(euc))
+
+
+def models_in(table: pd.DataFrame) -> list[str]:
+    return [c[: -len(" mean")] for c in table.columns if c.endswith(" mean")]
+
+
+def published_in(table: pd.DataFrame) -> list[str]:
+    names = {n for p in PUBLISHED.values() for n in p}
+    return [c for c in table.columns if c in names]
+
+
+def win_counts(table: pd.DataFrame) -> tuple[int, int]:
+    """(tasks where hyperbolic >= Euclidean, tasks where both ran)."""
+    decided = table[WIN].dropna()
+    return int(decided.astype(bool).sum()), int(len(decided))
+
+
+def beats_published(table: pd.DataFrame) -> tuple[int, int]:
+    """(tasks where our best mean beats every published number, tasks with a published number)."""
+    ours = table[[f"{m} mean" for m in models_in(table)]].max(axis=1)
+    theirs = table[published_in(table)].max(axis=1)
+    have = theirs.notna() & ours.notna()
+    return int((ours[have] > theirs[have]).sum()), int(have.sum())
+
+
+def _fmt_score(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def format_params(n: float) -> str:
+    """1234567 -> '1.23M', 52800 -> '52.8k'."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "–"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(int(n))
+
+
+def metric_note(part: pd.DataFrame) -> str:
+    """'Test MCC x100', with the tasks scored otherwise named: '(F1 x100 for virus/covid)'."""
+    main = part["metric"].mode().iloc[0]
+    others = part[part["metric"] != main]
+    note = f"Test {main.upper()} x100"
+    for metric, group in others.groupby("metric"):
+        note += f" ({metric.upper()} x100 for {', '.join(group['task'])})"
+    return note
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """The table as Markdown, one section per suite; the best of our models per task in bold."""
+    out = []
+    total = win_counts(table)
+    out.append(f"# Results\n\nHyperbolic >= Euclidean on **{total[0]} of {total[1]}** tasks.\n")
+    for suite in table["suite"].unique():
+        part = table[table["suite"] == suite]
+        models = [m for m in models_in(part) if part[f"{m} seeds"].sum() > 0]
+        title = SUITES[suite].title if suite in SUITES else suite
+        published = [p for p in published_in(part) if part[p].notna().any()]
+        out.append(f"## {title}\n\n{metric_note(part)}, mean ± std over seeds.\n")
+        head = ["task", *models, "seeds", "params (" + " / ".join(models) + ")", "hyp >= euc", *published]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for _, row in part.iterrows():
+            means = [row[f"{m} mean"] for m in models]
+            best = np.nanmax(means) if not all(math.isnan(x) for x in means) else np.nan
+            cells = [str(row["task"])]
+            for m, mean in zip(models, means):
+                text = _fmt_score(mean, row[f"{m} std"])
+                cells.append(f"**{text}**" if mean == best else text)
+            cells.append("/".join(str(int(row[f"{m} seeds"])) for m in models))
+            cells.append(" / ".join(format_params(row[f"{m} params"]) for m in models))
+            win = row[WIN]
+            cells.append("–" if win is None or (isinstance(win, float) and math.isnan(win)) else ("yes" if win else "no"))
+            cells += ["–" if math.isnan(row[p]) else f"{row[p]:.2f}" for p in published]
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines) + "\n")
+        wins, decided = win_counts(part)
+        summary = [f"Hyperbolic >= Euclidean on {wins} of {decided} {title} tasks."]
+        if published:
+            beat, n = beats_published(part)
+            summary.append(f"Best of ours > {' and '.join(published)} (published) on {beat} of {n} tasks.")
+        out.append(" ".join(summary) + "\n")
+    if any(published_in(table)):
+        out.append(
+            "Published numbers: Zhou et al., DNABERT-2, ICLR 2024, Table 4 (reference values, not results of this run).\n"
+        )
+    return "\n".join(out)
+
+
+def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write ``results.md``, ``results.csv`` and one ``results_<suite>.png`` per suite.
+
+    Returns the written paths keyed ``"markdown"``, ``"csv"`` and ``"plot:<suite>"``.
+    """
+    from biostrata.report.plots import plot_suite
+
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise InputError(f"{sweep_dir}: no such folder; give the --out folder of `biostrata benchmark`")
+    records = read_records(sweep_dir)
+    if not records:
+        raise InputError(f"{sweep_dir}: no record.json found; run `biostrata benchmark --out {sweep_dir}` first")
+    out_dir = Path(out_dir) if out_dir is not None else sweep_dir
+    table = results_table(records)
+    paths = {"markdown": out_dir / "results.md", "csv": out_dir / "results.csv"}
+    atomic_write_text(paths["markdown"], to_markdown(table))
+    atomic_write_text(paths["csv"], table.to_csv(index=False))
+    for suite in table["suite"].unique():
+        path = out_dir / f"results_{suite}.png"
+        plot_suite(table[table["suite"] == suite], path)
+        paths[f"plot:{suite}"] = path
+    return paths

@@ -1,0 +1,327 @@
+"""Masked-language-model pre-training with Lightning, for the domain LM and the small protein LM.
+
+The loss is the cross-entropy at the masked positions only (masking: :mod:`biostrata.train.masking`).
+Validation uses one fixed masking (seeded) so that numbers are comparable across runs and arms, and
+reports ``val_loss`` (mean cross-entropy per masked token), ``val_acc`` (fraction of masked tokens
+whose arg-max prediction is the original token) and ``val_ppl = exp(val_loss)``.
+
+A model trained here implements ``masked_logits(src [B, L], selected [B, L] bool) -> [n, V]``.
+
+Outputs of :func:`pretrain_domain_lm` / :func:`pretrain_protein_lm` in ``out_dir``: ``model.pt``
+(sequence-models format for the domain LM, fair-esm format for the protein LM; best validation
+epoch), ``metrics.json`` (best epoch, per-epoch history, settings), ``checkpoints/last.ckpt``
+(Lightning, for resuming) and ``logs/`` (CSV).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from torchmetrics import SumMetric
+
+from biostrata.data.clusters import ClusterCorpus, DomainVocabulary, PfamTable
+from biostrata.data.proteins import ProteinRecord
+from biostrata.errors import InputError, NumericalError
+from biostrata.models.domain_lm import DomainLM
+from biostrata.models.init_table import ARMS, FamilyTable, initialize_token_table
+from biostrata.models.protein_lm import ProteinLM
+from biostrata.train.masking import MaskingScheme, MLMCollator
+
+__all__ = [
+    "MaskedLMModule",
+    "fit_masked_lm",
+    "split_clusters",
+    "domain_masking_scheme",
+    "pretrain_domain_lm",
+    "pretrain_protein_lm",
+    "write_json",
+]
+
+
+def _fixed_batches(
+    seqs: Sequence[torch.Tensor], collator: MLMCollator, batch_size: int
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Validation batches masked once, in order (so every run sees the same masks)."""
+    return [collator(seqs[i : i + batch_size]) for i in range(0, len(seqs), batch_size)]
+
+
+class MaskedLMModule(pl.LightningModule):
+    """Lightning wrapper: Adam (no weight decay, so frozen table rows stay fixed), masked CE loss."""
+
+    def __init__(self, model: nn.Module, lr: float = 1e-3) -> None:
+        super().__init__()
+        self.model, self.lr = model, lr
+        self.val_loss_sum, self.val_correct, self.val_count = SumMetric(), SumMetric(), SumMetric()
+        self.history: list[dict] = []
+        self.best_state: dict | None = None
+        self.best: dict | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["mlm"] = {"history": self.history, "best": self.best, "best_state": self.best_state}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("mlm", {})
+        self.history, self.best, self.best_state = saved.get("history", []), saved.get("best"), saved.get("best_state")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=self.lr)
+
+    def _logits(self, batch: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        target, src, selected = batch
+        return self.model.masked_logits(src, selected), target[selected]
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        logits, target = self._logits(batch)
+        loss = F.cross_entropy(logits.float(), target)
+        if not torch.isfinite(loss):
+            raise NumericalError(f"training loss is {loss.item()} at epoch {self.current_epoch}, step {batch_idx}")
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(target))
+        return loss
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        logits, target = self._logits(batch)
+        self.val_loss_sum.update(F.cross_entropy(logits.float(), target, reduction="sum"))
+        self.val_correct.update((logits.argmax(-1) == target).sum().float())
+        self.val_count.update(torch.tensor(float(len(target)), device=logits.device))
+
+    def on_validation_epoch_end(self) -> None:
+        n = float(self.val_count.compute())
+        if n == 0:
+            return
+        loss = float(self.val_loss_sum.compute()) / n
+        if not math.isfinite(loss):
+            raise NumericalError(f"validation loss is {loss} at epoch {self.current_epoch}; no metric reported")
+        metrics = {"val_loss": loss, "val_acc": float(self.val_correct.compute()) / n, "val_ppl": math.exp(loss)}
+        for key, value in metrics.items():
+            self.log(key, value, prog_bar=key != "val_loss", sync_dist=False)
+        for m in (self.val_loss_sum, self.val_correct, self.val_count):
+            m.reset()
+        if self.trainer.sanity_checking:
+            return
+        record = {"epoch": self.current_epoch + 1, **metrics, "masked_tokens": int(n)}
+        self.history.append(record)
+        if self.best is None or loss < self.best["val_loss"]:
+            self.best = record
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+
+
+def write_json(obj: object, path: str | Path) -> None:
+    """Write JSON atomically (temporary file in the same folder, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(obj, handle, indent=2)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def fit_masked_lm(
+    model: nn.Module,
+    train: Sequence[torch.Tensor],
+    valid: Sequence[torch.Tensor],
+    scheme: MaskingScheme,
+    out_dir: str | Path,
+    *,
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    max_length: int | None = None,
+    keep_first: int = 0,
+    keep_last: int = 0,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    progress: bool = True,
+    resume: bool = False,
+) -> dict:
+    """Train ``model`` by masked-token prediction; keep the weights of the best validation epoch.
+
+    Writes Lightning checkpoints to ``out_dir/checkpoints`` (``last.ckpt``; ``resume=True`` continues
+    from it) and CSV logs to ``out_dir/logs``. Returns ``{"best": {...}, "history": [...],
+    "wall_time_s", "params", "trainable_params"}``; the model holds the best weights afterwards.
+    """
+    if not train or not valid:
+        raise InputError(f"need training and validation sequences, got {len(train)} and {len(valid)}")
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise InputError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}: all must be positive")
+    out_dir = Path(out_dir)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    collate = MLMCollator(scheme, max_length, keep_first, keep_last, train=True, seed=seed)
+    val_batches = _fixed_batches(
+        list(valid), MLMCollator(scheme, max_length, keep_first, keep_last, train=False, seed=seed + 1), batch_size
+    )
+    train_loader = DataLoader(list(train), batch_size=batch_size, shuffle=True, collate_fn=collate)
+    val_loader = DataLoader(val_batches, batch_size=None)
+    module = MaskedLMModule(model, lr)
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0)
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator=accelerator, devices=devices, default_root_dir=out_dir,
+        logger=pl.loggers.CSVLogger(out_dir, name="logs"), callbacks=[checkpoint],
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, len(train_loader))),
+    )
+    last = out_dir / "checkpoints" / "last.ckpt"
+    start = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)
+    if module.best_state is None:
+        raise NumericalError("training ended without a validation epoch; no metric reported")
+    model.load_state_dict(module.best_state)
+    return {
+        "best": module.best,
+        "history": module.history,
+        "wall_time_s": time.perf_counter() - start,
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+_VALID_NAMES = ("valid", "validation", "val", "dev")
+
+
+def split_clusters(corpus: ClusterCorpus, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Train / validation indices, split by BGC.
+
+    If every cluster carries a ``split`` (BiGCARP CSV), ``train`` rows train and ``valid``/``val``/
+    ``dev`` rows validate (``test`` rows are left out). Otherwise clusters with identical domain
+    lists are grouped (so no duplicate leaks across the split) and whole groups are drawn, seeded,
+    until at least ``val_fraction`` of the clusters validate.
+    """
+    if len(corpus) and all(c.split for c in corpus):
+        train = [i for i, c in enumerate(corpus) if c.split == "train"]
+        valid = [i for i, c in enumerate(corpus) if c.split in _VALID_NAMES]
+        return train, valid
+    if not 0 < val_fraction < 1:
+        raise InputError(f"val_fraction={val_fraction}: must be in (0, 1)")
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(corpus):
+        groups.setdefault(c.domains, []).append(i)
+    keys = list(groups)
+    random.Random(seed).shuffle(keys)
+    valid: list[int] = []
+    target = val_fraction * len(corpus)
+    while keys and len(valid) < target:
+        valid += groups[keys.pop()]
+    train = sorted(i for k in keys for i in groups[k])
+    return train, sorted(valid)
+
+
+def domain_masking_scheme(vocab: DomainVocabulary, rate: float = 0.15) -> MaskingScheme:
+    """Mask domain positions (UNK included; class and separator tokens never); random replacements
+    are drawn from the domain tokens."""
+    maskable = torch.zeros(len(vocab), dtype=torch.bool)
+    maskable[vocab.unk_idx :] = True
+    replacements = torch.arange(vocab.domain_slice.start, vocab.domain_slice.stop)
+    return MaskingScheme(vocab.pad_idx, vocab.mask_idx, maskable, replacements, rate=rate)
+
+
+def pretrain_domain_lm(
+    corpus: ClusterCorpus,
+    out_dir: str | Path,
+    *,
+    preset: str = "small",
+    arm: str = "random",
+    family_table: FamilyTable | None = None,
+    projection: str = "learned",
+    pfam: PfamTable | None = None,
+    class_token: bool = False,
+    separators: bool = False,
+    val_fraction: float = 0.1,
+    max_length: int | None = 512,
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    progress: bool = True,
+    resume: bool = False,
+    **sizes: int,
+) -> dict:
+    """Pre-train the domain LM in one arm: ``random`` table, or initialized from ``family_table``
+    and then ``finetune``-d or kept ``frozen``. Returns (and writes) the metrics dict."""
+    if arm not in ARMS:
+        raise InputError(f"arm={arm!r}: choose one of {list(ARMS)}")
+    if (arm == "random") != (family_table is None):
+        raise InputError(f"arm={arm!r} {'needs' if arm != 'random' else 'takes no'} family table")
+    out_dir = Path(out_dir)
+    vocab = DomainVocabulary.from_corpus(corpus, class_tokens=class_token, gene_separator=separators)
+    if family_table is not None and projection == "learned":
+        sizes = {**sizes, "d_embed": family_table.dim}
+    torch.manual_seed(seed)
+    model = DomainLM.from_preset(preset, vocab, **sizes)
+    report = None
+    if family_table is not None:
+        report = initialize_token_table(model, family_table, projection, freeze=arm == "frozen")
+    train_idx, val_idx = split_clusters(corpus, val_fraction, seed)
+    encode = [vocab.encode(c, class_token=class_token, separators=separators) for c in corpus]
+    result = fit_masked_lm(
+        model, [encode[i] for i in train_idx], [encode[i] for i in val_idx], domain_masking_scheme(vocab), out_dir,
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
+        keep_first=int(class_token), accelerator=accelerator, devices=devices, progress=progress, resume=resume,
+    )
+    model.save(out_dir / "model.pt", pfam, name=f"bigcarp_{arm}")
+    result.update(
+        arm=arm, preset=preset, config=model.config, vocab_size=len(vocab), corpus=corpus.source,
+        train_clusters=len(train_idx), val_clusters=len(val_idx), frozen_rows=int(model.frozen_rows.sum()),
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
+        init=None if report is None else {
+            "initialized": len(report.initialized), "missing": len(report.missing), "unused": len(report.unused),
+            "projection": report.projection, "table": dict(family_table.meta),  # type: ignore[union-attr]
+        },
+    )
+    write_json(result, out_dir / "metrics.json")
+    return result
+
+
+def pretrain_protein_lm(
+    plm: ProteinLM,
+    records: Sequence[ProteinRecord],
+    out_dir: str | Path,
+    *,
+    val_fraction: float = 0.1,
+    max_length: int | None = 512,
+    epochs: int = 5,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    progress: bool = True,
+    resume: bool = False,
+) -> dict:
+    """Pre-train a protein LM (e.g. :func:`~biostrata.models.protein_lm.small_protein_lm`) by masked
+    residue prediction on ``records``, split at random by sequence. ``max_length`` counts residues."""
+    if not 0 < val_fraction < 1:
+        raise InputError(f"val_fraction={val_fraction}: must be in (0, 1)")
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(val_fraction * len(order)))
+    tokens = [plm.tokenize([r.sequence])[0] for r in records]
+    out_dir = Path(out_dir)
+    result = fit_masked_lm(
+        plm, [tokens[i] for i in order[n_val:]], [tokens[i] for i in order[:n_val]], plm.masking_scheme(), out_dir,
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        max_length=None if max_length is None else max_length + 2, keep_first=1, keep_last=1,
+        accelerator=accelerator, devices=devices, progress=progress, resume=resume,
+    )
+    plm.save(out_dir / "model.pt")
+    result.update(
+        model=plm.name, layers=plm.num_layers, embed_dim=plm.embed_dim, train_sequences=len(order) - n_val,
+        val_sequences=n_val, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
+    )
+    write_json(result, out_dir / "metrics.json")
+    return result

@@ -1,0 +1,368 @@
+"""Sweeps: one training run per (task, model, seed), one record per run, resumable.
+
+Layout of a sweep folder ``OUT``::
+
+    OUT/<suite>/<task>/<model>/seed<k>/record.json   the run's record, written when it has finished
+    OUT/<suite>/<task>/<model>/seed<k>/train/        the run's training files (config, checkpoint)
+
+A record is written atomically (temporary file, then ``os.replace``) after its run has finished,
+so it is either complete or absent: a sweep started again skips every run whose record exists
+and loses nothing that had finished. A run killed half-way leaves no record and starts afresh.
+
+Record (JSON object, keys sorted): ``suite, task, model, seed`` (the run); ``metric`` (``"mcc"`` or ``"f1"``)
+and ``score`` (its test value); ``metrics`` (everything the training returned); ``params``,
+``wall_time_s``, ``best_epoch``; ``config`` (the run's full training config); ``data`` (task
+folder, split sizes, and for Genomic Benchmarks the fraction and seed of the carved dev split);
+``code_version`` (``<version>+g<commit>[.dirty]``); ``host``; ``finished_at`` (UTC, ISO 8601).
+
+Backends: ``"local"`` runs in this process, one run after the other; ``"ray"`` sends each run to
+a Ray cluster as one task (``num_gpus=1`` per run when the cluster has GPUs) and writes each
+record here as soon as its run returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from biostrata.data.benchmarks import Suite, Task, check_data, input_length, load_task, missing_files, task_files
+from biostrata.errors import BiostrataError, InputError
+from biostrata.io import atomic_write_json
+from biostrata.provenance import code_version
+
+RECORD_NAME = "record.json"
+RECORD_KEYS = (
+    "suite", "task", "model", "seed", "metric", "score", "metrics", "params", "wall_time_s",
+    "best_epoch", "config", "data", "code_version", "host", "finished_at",
+)  # fmt: skip
+# Set per run by the sweep (metric: model selection on the task's metric of record).
+PER_RUN_KEYS = ("model", "seed", "length", "metric")
+
+# train_fn(cfg, splits, out_dir) -> metrics, with keys test_<metric>, params, best_epoch.
+TrainFn = Callable[[Any, Any, Path], dict]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (task, model, seed) of a suite."""
+
+    suite: str
+    task: str
+    model: str
+    seed: int
+
+    def folder(self, out: str | Path) -> Path:
+        return Path(out) / self.suite / self.task / self.model / f"seed{self.seed}"
+
+    def record_path(self, out: str | Path) -> Path:
+        return self.folder(out) / RECORD_NAME
+
+    def __str__(self) -> str:
+        return f"{self.suite}/{self.task} {self.model} seed {self.seed}"
+
+
+def read_records(out: str | Path) -> list[dict]:
+    """Every record under ``out`` (any depth), in path order."""
+    out = Path(out)
+    records = []
+    for path in sorted(out.rglob(RECORD_NAME)):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}: not a valid record ({err}); delete it to run that run again") from None
+        missing = [k for k in RECORD_KEYS if k not in record]
+        if missing:
+            raise InputError(f"{path}: record lacks {', '.join(missing)}; delete it to run that run again")
+        records.append(record)
+    return records
+
+
+def execute_run(run: Run, cfg: Any, splits: Any, train_dir: Path, train_fn: TrainFn) -> dict:
+    """Train one run into a fresh ``train_dir``; return its metrics, wall time and host."""
+    shutil.rmtree(train_dir, ignore_errors=True)
+    train_dir.mkdir(parents=True)
+    start = time.perf_counter()
+    metrics = train_fn(cfg, splits, train_dir)
+    return {
+        "metrics": _plain(metrics),
+        "wall_time_s": time.perf_counter() - start,
+        "host": socket.gethostname(),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """Numbers, strings, lists and dicts only (numpy and torch scalars become Python numbers)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _config_dict(cfg: Any) -> dict:
+    return _plain(dataclasses.asdict(cfg))
+
+
+@dataclass
+class Sweep:
+    """Runs of ``models`` x ``seeds`` on ``tasks`` of ``suite``, recorded under ``out``.
+
+    ``config`` is the training config every run starts from (a dataclass such as
+    ``biostrata.config.TrainConfig``); each run replaces its ``model``, ``seed``, ``length`` and
+    ``metric`` (model selection on the task's metric of record).
+    """
+
+    suite: Suite
+    tasks: Sequence[Task]
+    models: Sequence[str]
+    seeds: Sequence[int]
+    out: Path
+    config: Any
+    data_dir: Path | None = None
+    dev_fraction: float = 0.1
+    split_seed: int = 0
+    runs: list[Run] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        for what, items in (("--models", self.models), ("--seeds", self.seeds), ("--tasks", [t.name for t in self.tasks])):
+            if not items:
+                raise InputError(f"{what}: give at least one")
+            if len(set(items)) != len(items):
+                raise InputError(f"{what}: repeated value in {', '.join(map(str, items))}")
+        if not dataclasses.is_dataclass(self.config):
+            raise InputError(f"config must be a dataclass such as TrainConfig, got {type(self.config).__name__}")
+        unknown = [k for k in PER_RUN_KEYS if not hasattr(self.config, k)]
+        if unknown:
+            raise InputError(f"config has no field(s) {', '.join(unknown)}; the sweep sets them per run")
+        for model in self.models:
+            try:
+                dataclasses.replace(self.config, model=model)
+            except InputError as err:
+                raise InputError(f"--models {model!r}: {err}") from None
+        self.runs = [Run(self.suite.name, t.name, m, int(s)) for t in self.tasks for m in self.models for s in self.seeds]
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _task(self, name: str) -> Task:
+        return next(t for t in self.tasks if t.name == name)
+
+    def _root(self) -> Path:
+        return Path(self.data_dir) if self.data_dir is not None else Path(".")
+
+    def status(self) -> list[tuple[Run, str]]:
+        """Each run with ``"done"`` (record present), ``"no data"`` or ``"to run"``."""
+        lacking = {t.name for t in self.tasks if missing_files(t, self.suite, self._root())}
+        return [
+            (r, "done" if r.record_path(self.out).is_file() else "no data" if r.task in lacking else "to run")
+            for r in self.runs
+        ]
+
+    def describe(self) -> str:
+        """The plan as text: one line per run with its status, then the base config."""
+        rows = self.status()
+        counts = {s: sum(1 for _, st in rows if st == s) for s in ("done", "to run", "no data")}
+        width = max(len(r.task) for r, _ in rows)
+        mwidth = max(len(r.model) for r, _ in rows)
+        lines = [
+            f"{self.suite.title}: {len(self.tasks)} task(s) x {len(self.models)} model(s) x {len(self.seeds)} seed(s) "
+            f"= {len(rows)} run(s) -> {self.out}",
+            f"  {counts['done']} done, {counts['to run']} to run, {counts['no data']} without data",
+        ]
+        lines += [f"  {r.task:<{width}}  {r.model:<{mwidth}}  seed {r.seed:<4} {st}" for r, st in rows]
+        base = {k: v for k, v in _config_dict(self.config).items() if k not in PER_RUN_KEYS}
+        lines.append("config: " + ", ".join(f"{k}={v}" for k, v in base.items()))
+        if self.suite.layout == "gb":
+            lines.append(f"dev split: stratified {self.dev_fraction:g} of train, seed {self.split_seed}")
+        return "\n".join(lines)
+
+    def _check_done(self, done: Iterable[Run]) -> None:
+        """Finished records must come from the same base config and dev split as this sweep."""
+        base = {k: v for k, v in _config_dict(self.config).items() if k not in PER_RUN_KEYS}
+        for run in done:
+            path = run.record_path(self.out)
+            record = json.loads(path.read_text())
+            old = {k: v for k, v in record["config"].items() if k not in PER_RUN_KEYS}
+            diff = [f"{k}: {old.get(k)!r} there, {base.get(k)!r} now" for k in sorted(set(old) | set(base)) if old.get(k) != base.get(k)]
+            if record["data"].get("dev_split") != self._dev_split():
+                diff.append(f"dev split: {record['data'].get('dev_split')!r} there, {self._dev_split()!r} now")
+            if diff:
+                raise InputError(
+                    f"{path} was made with other settings ({'; '.join(diff)}); resume with the same settings, "
+                    "or give another --out"
+                )
+
+    def _dev_split(self) -> dict | None:
+        return {"fraction": self.dev_fraction, "seed": self.split_seed} if self.suite.layout == "gb" else None
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        backend: str = "local",
+        train_fn: TrainFn | None = None,
+        address: str | None = None,
+        cpus_per_run: float = 1,
+        gpus_per_run: float | None = None,
+        progress: bool = True,
+    ) -> list[dict]:
+        """Run every unfinished run; return the records written now.
+
+        Runs that fail with a ``BiostrataError`` (bad data, NaN) leave no record; the others go
+        on, and the failures are raised together at the end. ``train_fn`` defaults to
+        ``biostrata.train.run.train``.
+        """
+        if train_fn is None:
+            from biostrata.train.run import train as train_fn
+        rows = self.status()
+        todo = [r for r, st in rows if st != "done"]
+        self._check_done(r for r, st in rows if st == "done")
+        check_data([self._task(n) for n in dict.fromkeys(r.task for r in todo)], self.suite, self._root())
+        version = code_version()
+        if backend == "local":
+            results = self._run_local(todo, train_fn, version, progress)
+        elif backend == "ray":
+            results = self._run_ray(todo, train_fn, version, progress, address, cpus_per_run, gpus_per_run)
+        else:
+            raise InputError(f"--backend {backend!r}: use 'local' or 'ray'")
+        records, failures = results
+        if failures:
+            text = "\n".join(f"  {run}: {err}" for run, err in failures)
+            raise BiostrataError(
+                f"{len(failures)} of {len(todo)} run(s) failed (no record written; run the sweep again to retry):\n{text}"
+            )
+        return records
+
+    def _prepare(self, run: Run, splits: Any) -> tuple[Any, dict]:
+        """The run's training config and the record's ``data`` entry."""
+        task = self._task(run.task)
+        cfg = dataclasses.replace(
+            self.config, model=run.model, seed=run.seed, length=input_length(task, splits), metric=task.metric
+        )
+        data = {
+            "path": str(task_files(task, self.suite, self._root())[0].parent),
+            "sizes": {name: len(part) for name, part in zip(("train", "dev", "test"), splits)},
+            "num_classes": splits.num_classes,
+            "dev_split": self._dev_split(),
+        }
+        return cfg, data
+
+    def _record(self, run: Run, cfg: Any, data: dict, result: dict, version: str) -> dict:
+        """Build the record of a finished run and write it atomically."""
+        task = self._task(run.task)
+        metrics = result["metrics"]
+        key = f"test_{task.metric}"
+        missing = [k for k in (key, "params", "best_epoch") if k not in metrics]
+        if missing:
+            raise InputError(f"{run}: the training returned no {', '.join(missing)} (it returned {', '.join(metrics)})")
+        record = {
+            "suite": run.suite,
+            "task": run.task,
+            "model": run.model,
+            "seed": run.seed,
+            "metric": task.metric,
+            "score": metrics[key],
+            "metrics": metrics,
+            "params": metrics["params"],
+            "wall_time_s": result["wall_time_s"],
+            "best_epoch": metrics["best_epoch"],
+            "config": _config_dict(cfg),
+            "data": data,
+            "code_version": version,
+            "host": result["host"],
+            "finished_at": result["finished_at"],
+        }
+        atomic_write_json(run.record_path(self.out), record)
+        return record
+
+    def _load(self, task_name: str) -> Any:
+        return load_task(
+            self._task(task_name), self.suite, self._root(), dev_fraction=self.dev_fraction, split_seed=self.split_seed
+        )
+
+    def _run_local(self, todo: list[Run], train_fn: TrainFn, version: str, progress: bool):
+        from tqdm.auto import tqdm
+
+        records: list[dict] = []
+        failures: list[tuple[Run, str]] = []
+        loaded: tuple[str, Any] | None = None
+        bar = tqdm(todo, desc=f"sweep {self.suite.name}", unit="run", disable=not progress)
+        for run in bar:
+            bar.set_postfix_str(f"{run.task} {run.model} seed {run.seed}")
+            try:
+                if loaded is None or loaded[0] != run.task:
+                    loaded = (run.task, self._load(run.task))
+                cfg, data = self._prepare(run, loaded[1])
+                result = execute_run(run, cfg, loaded[1], run.folder(self.out) / "train", train_fn)
+                records.append(self._record(run, cfg, data, result, version))
+            except BiostrataError as err:
+                failures.append((run, str(err)))
+        return records, failures
+
+    def _run_ray(
+        self,
+        todo: list[Run],
+        train_fn: TrainFn,
+        version: str,
+        progress: bool,
+        address: str | None,
+        cpus_per_run: float,
+        gpus_per_run: float | None,
+    ):
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--backend ray needs Ray: pip install 'biostrata[ray]'") from None
+        from tqdm.auto import tqdm
+
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            if gpus_per_run is None:
+                gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+            remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(execute_run)
+            records: list[dict] = []
+            failures: list[tuple[Run, str]] = []
+            pending: dict[Any, tuple[Run, Any, dict]] = {}
+            for task in dict.fromkeys(r.task for r in todo):
+                try:
+                    splits = self._load(task)
+                except BiostrataError as err:
+                    failures += [(r, str(err)) for r in todo if r.task == task]
+                    continue
+                ref = ray.put(splits)
+                for run in (r for r in todo if r.task == task):
+                    cfg, data = self._prepare(run, splits)
+                    train_dir = run.folder(self.out) / "train"
+                    pending[remote.remote(run, cfg, ref, train_dir, train_fn)] = (run, cfg, data)
+            bar = tqdm(total=len(pending), desc=f"sweep {self.suite.name} (ray)", unit="run", disable=not progress)
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                run, cfg, data = pending.pop(ready[0])
+                try:
+                    records.append(self._record(run, cfg, data, ray.get(ready[0]), version))
+                except BiostrataError as err:
+                    failures.append((run, str(err)))
+                bar.update()
+            bar.close()
+            return records, failures
+        finally:
+            if started:
+                ray.shutdown()
+

@@ -1,0 +1,176 @@
+"""Tests of biostrata.models.domain_lm: BiGCARP's ByteNet LM, its checkpoints and layer outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from sequence_models.convolutional import ByteNetLM
+
+from biostrata.data.clusters import Cluster, DomainVocabulary
+from biostrata.errors import DataNotFoundError, InputError
+from biostrata.models.domain_lm import PRESETS, DomainLM
+
+TINY = dict(d_embed=12, d_model=16, n_layers=3, kernel_size=3, r=4, slim=True, activation="gelu")
+
+
+@pytest.fixture()
+def vocab() -> DomainVocabulary:
+    return DomainVocabulary([f"PF{i:05d}" for i in range(1, 21)], classes=["NRP", "RiPP"])
+
+
+def _perturb(module: torch.nn.Module, seed: int = 0) -> None:
+    """Random values in every parameter (LayerNorms included) so no weight is trivial."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+
+def _batch(vocab: DomainVocabulary) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(vocab.unk_idx, len(vocab), (3, 9), generator=g)
+    x[0, 0], x[1, 4] = vocab.mask_idx, vocab.mask_idx
+    x[2, 6:] = vocab.pad_idx
+    return x
+
+
+def _sm_checkpoint(net: ByteNetLM, vocab: DomainVocabulary, name: str) -> dict:
+    tokens, p2d = vocab.to_sequence_models()
+    return {"model": name, "model_state_dict": net.state_dict(), "tokens": tokens, "pfam_to_domain": p2d, **TINY}
+
+
+def test_sequence_models_checkpoint_reproduces_logits(tmp_path: Path, vocab: DomainVocabulary) -> None:
+    net = ByteNetLM(len(vocab), 12, 16, 3, 3, 4, padding_idx=vocab.mask_idx, final_ln=True, slim=True, activation="gelu")
+    _perturb(net)
+    path = tmp_path / "bigcarp_random.pt"
+    torch.save(_sm_checkpoint(net, vocab, "bigcarp_random"), path)
+    model = DomainLM.load(path)
+    x = _batch(vocab)
+    expected = net.eval()(x, input_mask=(x != vocab.pad_idx).unsqueeze(-1).float())
+    assert torch.equal(model(x), expected)
+    assert model.vocab.tokens == vocab.tokens and not model.frozen_rows.any()
+
+
+def test_frozen_variant_checkpoint(tmp_path: Path, vocab: DomainVocabulary) -> None:
+    n_frozen = len(vocab) - vocab.unk_idx - 1  # the domain rows, as in bigcarp_esm1bfrozen
+    net = ByteNetLM(
+        len(vocab), 12, 16, 3, 3, 4, padding_idx=vocab.mask_idx, final_ln=True, slim=True,
+        activation="gelu", n_frozen_embs=n_frozen,
+    )
+    _perturb(net, seed=3)
+    assert "embedder.embedder.frozen.weight" in net.state_dict()
+    path = tmp_path / "bigcarp_esm1bfrozen.pt"
+    torch.save(_sm_checkpoint(net, vocab, "bigcarp_esm1bfrozen"), path)
+    model = DomainLM.load(path)
+    x = _batch(vocab)
+    expected = net.eval()(x, input_mask=(x != vocab.pad_idx).unsqueeze(-1).float())
+    assert torch.equal(model(x), expected)
+    assert model.frozen_rows.nonzero().flatten().tolist() == list(range(vocab.unk_idx + 1, len(vocab)))
+
+
+def test_saved_checkpoint_loads_in_sequence_models(tmp_path: Path, vocab: DomainVocabulary) -> None:
+    from sequence_models.pretrained import load_model_and_alphabet
+
+    model = DomainLM(vocab, **TINY)
+    _perturb(model.net, seed=5)
+    path = tmp_path / "bigcarp_random.pt"
+    model.save(path)
+    carp, collater = load_model_and_alphabet(str(path))
+    cluster = Cluster("B", ("PF00003", "PF00001", "PF00020", "PF00099"))
+    (tokens,) = collater([(";".join(cluster.domains),)])
+    assert tokens[0].tolist() == vocab.encode(cluster).tolist()  # PF00099 -> UNK in both
+    with torch.no_grad():
+        theirs = carp(tokens, logits=True)["logits"]
+        assert torch.equal(model.eval()(tokens), theirs)
+    assert torch.equal(DomainLM.load(path)(tokens), model(tokens))
+
+
+def test_load_by_name_from_hub_cache(tmp_path: Path, vocab: DomainVocabulary, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    model = DomainLM(vocab, **TINY)
+    model.save(tmp_path / "checkpoints" / "bigcarp_random.pt")
+    loaded = DomainLM.load("bigcarp_random")
+    assert torch.equal(loaded.table.weight, model.table.weight)
+
+    def offline(url: str, dst: str, progress: bool = False) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(DataNotFoundError, match="bigcarp_esm1bfrozen.*could not be downloaded"):
+        DomainLM.load("bigcarp_esm1bfrozen")
+    with pytest.raises(DataNotFoundError, match="nothere.pt"):
+        DomainLM.load(tmp_path / "nothere.pt")
+
+
+def test_bad_checkpoints(tmp_path: Path, vocab: DomainVocabulary) -> None:
+    path = tmp_path / "x.pt"
+    torch.save({"model_state_dict": {}}, path)
+    with pytest.raises(InputError, match="missing key"):
+        DomainLM.load(path)
+    data = DomainLM(vocab, **TINY).checkpoint()
+    data["d_model"] = 32
+    torch.save(data, path)
+    with pytest.raises(InputError, match="do not fit"):
+        DomainLM.load(path)
+
+
+def test_embed_layers(vocab: DomainVocabulary) -> None:
+    model = DomainLM(vocab, **TINY).eval()
+    _perturb(model.net, seed=7)
+    x = _batch(vocab)
+    with torch.no_grad():
+        out = model.embed(x, layers=[0, 2, -1])
+        assert list(out) == [0, 2, 3]
+        assert torch.equal(out[0], model.table.weight[x])
+        assert out[0].shape == (3, 9, 12) and out[3].shape == (3, 9, 16)
+        # the last block's output is what the LM head normalizes and decodes
+        assert torch.allclose(model.decode(model.net.last_norm(out[3])), model(x), atol=1e-5)
+        # padding does not change the states at real positions (row 2 has 6 real tokens)
+        padded = model.embed(x, layers=[1, 3])
+        alone = model.embed(x[2:, :6], layers=[1, 3])
+        for layer in (1, 3):
+            assert torch.allclose(alone[layer][0], padded[layer][2, :6], atol=1e-6)
+    with pytest.raises(InputError, match="layer 4 does not exist"):
+        model.embed(x, layers=[4])
+    with pytest.raises(InputError, match=r"token ids must lie in \[0, 26\)"):
+        model(torch.tensor([[0, 26]]))
+
+
+def test_mask_token_embeds_to_zero_at_init(vocab: DomainVocabulary) -> None:
+    model = DomainLM(vocab, **TINY)
+    assert torch.equal(model.table.weight[vocab.mask_idx], torch.zeros(12))  # padding_idx = mask, as BiGCARP
+    assert model.table.weight[vocab.pad_idx].abs().sum() > 0
+
+
+def test_frozen_rows_do_not_move(vocab: DomainVocabulary) -> None:
+    torch.manual_seed(0)
+    model = DomainLM(vocab, **TINY)
+    rows = torch.arange(vocab.unk_idx + 1, vocab.unk_idx + 11)
+    model.freeze_rows(rows)
+    before = model.table.weight.detach().clone()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = _batch(vocab)
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+        opt.step()
+    after = model.table.weight.detach()
+    assert torch.equal(after[rows], before[rows])
+    free = torch.tensor([vocab.unk_idx + 12, vocab.unk_idx + 15])
+    assert not torch.equal(after[free], before[free])
+
+
+def test_presets(vocab: DomainVocabulary) -> None:
+    big_vocab = DomainVocabulary([f"PF{i:05d}" for i in range(19450)], classes=[f"type{i}" for i in range(55)])
+    assert len(big_vocab) == 19509  # BiGCARP's vocabulary size
+    model = DomainLM.from_preset("bigcarp", big_vocab)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert model.table.weight.numel() == 19509 * 1280
+    assert 33e6 < n_params < 35e6  # ~34M, as published
+    assert DomainLM.from_preset("small", vocab).config == PRESETS["small"]
+    with pytest.raises(InputError, match="preset='huge'"):
+        DomainLM.from_preset("huge", vocab)
+    with pytest.raises(InputError, match="unknown DomainLM option"):
+        DomainLM.from_preset("small", vocab, width=3)

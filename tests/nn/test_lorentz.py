@@ -1,0 +1,145 @@
+import math
+
+import pytest
+import torch
+
+from biostrata.geometry.lorentz import Lorentz, lift, minkowski_inner
+from biostrata.nn.lorentz import (
+    LorentzBatchNorm1d,
+    LorentzConv1d,
+    LorentzLinear,
+    LorentzMLR,
+    LorentzReLU,
+    lorentz_flatten,
+    lorentz_mean,
+    lorentz_residual,
+)
+
+
+def on_hyperboloid_error(x: torch.Tensor, manifold: Lorentz, dim: int = 1) -> float:
+    """max |<x,x>_L + k| / k, computed in float64 from the (float32) coordinates."""
+    k = manifold.kk.detach().double()
+    x = x.detach().double()
+    return float(((minkowski_inner(x, x, dim=dim) + k) / k).abs().max())
+
+
+def random_points(manifold: Lorentz, batch=64, channels=5, length=1000, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return lift(torch.randn(batch, channels, length, generator=g), manifold.kk)
+
+
+@pytest.mark.parametrize("curvature", [1.0, 0.3, 2.5])
+def test_every_layer_output_is_on_the_hyperboloid_float32(curvature):
+    m = Lorentz(curvature, learnable=True)
+    x = random_points(m)
+    assert x.dtype == torch.float32
+    layers = {
+        "conv": LorentzConv1d(5, 31, 9, m, padding=4),
+        "bn": LorentzBatchNorm1d(5, m),
+        "relu": LorentzReLU(m),
+    }
+    for name, layer in layers.items():
+        y = layer(x)
+        assert y.shape[0] == 64 and y.shape[2] == 1000, name
+        assert on_hyperboloid_error(y, m) < 1e-4, name
+    bn = layers["bn"]
+    bn.eval()
+    assert on_hyperboloid_error(bn(x), m) < 1e-4
+    assert on_hyperboloid_error(lorentz_residual(x, layers["relu"](x), m), m) < 1e-4
+    flat = lorentz_flatten(x[:, :, :20], m)
+    assert flat.shape == (64, 1 + 5 * 20) and on_hyperboloid_error(flat, m) < 1e-4
+    mean = lorentz_mean(x, m)
+    assert mean.shape == (64, 6) and on_hyperboloid_error(mean, m) < 1e-4
+    lin = LorentzLinear(5, 527, m)
+    assert on_hyperboloid_error(lin(mean), m) < 1e-4
+
+
+def test_gradients_are_finite_and_reach_the_curvature():
+    m = Lorentz(1.0, learnable=True)
+    x = random_points(m, batch=8, length=50)
+    conv, bn, mlr = LorentzConv1d(5, 7, 9, m, padding=4), LorentzBatchNorm1d(7, m), LorentzMLR(7, 3, m)
+    logits = mlr(lorentz_mean(LorentzReLU(m)(bn(conv(x))), m))
+    logits.logsumexp(1).mean().backward()
+    params = [m.k, *conv.parameters(), *bn.parameters(), *mlr.parameters()]
+    for p in params:
+        assert p.grad is not None and torch.isfinite(p.grad).all()
+    assert m.k.grad.abs() > 0
+
+
+def test_direct_concatenation_conv_matches_explicit_unfold():
+    """The conv equals: unfold windows, Lorentz direct concatenation, Lorentz linear map."""
+    torch.manual_seed(0)
+    m = Lorentz(1.7)
+    k = m.kk
+    x = random_points(m, batch=3, channels=4, length=12)
+    conv = LorentzConv1d(4, 6, 3, m, padding=1)
+    y = conv(x).double()
+    # explicit: pad with the origin, concatenate each window's points
+    origin = torch.zeros(3, 5, 1, dtype=torch.float64)
+    origin[:, 0] = k.double().sqrt()
+    xp = torch.cat([origin, x.double(), origin], 2)
+    win = xp.unfold(2, 3, 1)  # (B, 5, L, 3)
+    t = win[:, 0]  # (B, L, 3)
+    t_cat = torch.sqrt((t**2).sum(-1) - 2 * k.double())  # sqrt(sum t_i^2 - (N-1) k)
+    s_cat = win[:, 1:].permute(0, 2, 1, 3).reshape(3, 12, -1)  # channel-major, as conv weights
+    w = conv.conv.weight.double().reshape(6, -1)
+    out_s = s_cat @ w.T + conv.conv.bias.double() + t_cat.unsqueeze(-1) * conv.time_weight.double().view(1, 1, -1)
+    assert torch.allclose(y[:, 1:].permute(0, 2, 1), out_s, atol=1e-5)
+    assert torch.allclose(y[:, 0], torch.sqrt(k.double() + (out_s**2).sum(-1)), atol=1e-5)
+
+
+def test_batch_norm_centres_and_rescales_then_differs_in_eval():
+    torch.manual_seed(1)
+    m = Lorentz(1.0)
+    bn = LorentzBatchNorm1d(5, m)
+    x = lift(torch.randn(32, 5, 40) * 0.7 + 0.5, m.kk)
+    y = bn(x)
+    # training output: centred near beta = origin (radial rescaling moves the centroid slightly),
+    # Frechet variance exactly gamma^2 = 1
+    c = lorentz_mean(y.permute(1, 0, 2).reshape(1, 6, -1), m)[0]
+    assert torch.allclose(c[1:], torch.zeros(5), atol=1e-2)
+    x_c = lorentz_mean(x.permute(1, 0, 2).reshape(1, 6, -1), m)[0]
+    assert x_c[1:].abs().min() > 0.2  # the input was not centred
+    dist = torch.asinh(y[:, 1:].norm(dim=1) / m.kk.sqrt()) * m.kk.sqrt()
+    assert float((dist**2).mean()) == pytest.approx(1.0, rel=1e-3)
+    # running statistics moved towards the batch's, and eval mode uses them
+    assert not torch.allclose(bn.running_mean[1:], torch.zeros(5))
+    assert on_hyperboloid_error(bn.running_mean, m, dim=0) < 1e-5
+    bn.eval()
+    y_eval = bn(x)
+    assert not torch.allclose(y_eval, y, atol=1e-3)
+    # with momentum 1 the running stats equal the batch stats, so eval reproduces train
+    bn1 = LorentzBatchNorm1d(5, m, momentum=1.0, eps=0.0)
+    y1 = bn1(x)
+    bn1.eval()
+    assert torch.allclose(bn1(x), y1, atol=1e-4)
+
+
+def mlr_reference(x, z, a, k):
+    """Bdeir et al. (2024), eq. of the Lorentz MLR, written out in float64."""
+    sqrt_curv = 1 / math.sqrt(k)
+    logits = torch.empty(x.shape[0], z.shape[0], dtype=torch.float64)
+    for c in range(z.shape[0]):
+        w_t = math.sinh(sqrt_curv * a[c]) * z[c].norm()
+        w_s = math.cosh(sqrt_curv * a[c]) * z[c]
+        beta = torch.sqrt(w_s.norm() ** 2 - w_t**2)
+        alpha = -w_t * x[:, 0] + x[:, 1:] @ w_s
+        logits[:, c] = torch.sign(alpha) * beta * math.sqrt(k) * torch.abs(torch.asinh(sqrt_curv * alpha / beta))
+    return logits
+
+
+@pytest.mark.parametrize("curvature", [1.0, 0.5, 3.0])
+def test_mlr_logits_equal_float64_reference(curvature):
+    torch.manual_seed(2)
+    m = Lorentz(curvature)
+    mlr = LorentzMLR(16, 4, m)
+    with torch.no_grad():
+        mlr.a.uniform_(-1, 1)
+    x = lift(torch.randn(50, 16), m.kk)
+    ref = mlr_reference(x.double(), mlr.z.detach().double(), mlr.a.detach().double().tolist(), float(m.k))
+    assert torch.allclose(mlr(x).double(), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_manifold_rejects_non_positive_curvature():
+    with pytest.raises(ValueError, match="curvature must be > 0"):
+        Lorentz(0.0)
