@@ -93,6 +93,41 @@ def load_splits(args: argparse.Namespace):
 
 
 @command
+def _demo(sub: argparse._SubParsersAction) -> None:
+    from biostrata.demo import DemoSettings
+
+    d = DemoSettings()
+    p = sub.add_parser(
+        "demo",
+        help="the main job on simulated data: Euclidean vs hyperbolic CNN, test MCC and delta",
+        description="Simulate DNA evolving along a tree, train the Euclidean CNN and the hyperbolic "
+        "(Lorentz) CNN, and report their test MCC and the Gromov delta of their embeddings. No download.",
+    )
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--leaves", type=int, default=d.leaves, help=f"number of sequences (default: {d.leaves})")
+    p.add_argument("--length", type=int, default=d.length, help=f"sequence length (default: {d.length})")
+    p.add_argument("--classes", type=int, default=d.classes, help=f"number of clades = classes (default: {d.classes})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default: {d.epochs})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of simulation and training (default: {d.seed})")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from biostrata.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        leaves=args.leaves, length=args.length, classes=args.classes, epochs=args.epochs, seed=args.seed,
+        progress=args.progress,
+    )  # fmt: skip
+    table = run_demo(args.out, settings)
+    print()
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\nwrote {args.out}/summary.md, summary.csv, summary.png; runs in {args.out}/runs, data in {args.out}/data")
+    return 0
+
+
+@command
 def _train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -268,6 +303,162 @@ def _run_report(args: argparse.Namespace) -> int:
     paths = write_report(args.dir, args.out)
     print(paths["markdown"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+@command
+def _pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="pre-train the domain-level BGC language model (BiGCARP) or a small protein LM",
+        description="Masked-token pre-training (15%%; 80/10/10). --level domain (default): BiGCARP's ByteNet "
+        "over the Pfam domains of each BGC, split by BGC, in one arm: random table, or initialized from "
+        "--init-table and fine-tuned or frozen. --level protein: a small ESM-2 on protein sequences. Writes "
+        "model.pt, metrics.json (validation masked-token accuracy and perplexity), checkpoints/ and logs/ in --out.",
+    )
+    p.add_argument("--corpus", required=True, help="domain level: domain-name list, accession CSV or BiGCARP CSV; "
+                   "protein level: FASTA or a domain table (.tsv with protein_sequence)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--level", choices=("domain", "protein"), default="domain")
+    p.add_argument("--pfam", help="Pfam-A.clans.tsv, to map domain names and accessions (recommended)")
+    p.add_argument("--format", default="auto", choices=("auto", "domain-list", "pfamid", "bigcarp"))
+    p.add_argument("--strict", action="store_true", help="stop at the first unknown domain or malformed line")
+    p.add_argument("--preset", default="small", choices=("small", "bigcarp"), help="domain LM size (default small)")
+    p.add_argument("--d-embed", type=int, help="token-table width (default: the preset's; with --init-table and "
+                   "--projection learned, the family vectors' width)")
+    p.add_argument("--arm", default="random", choices=("random", "finetune", "frozen"))
+    p.add_argument("--init-table", help="family table (.pt) from `biostrata embed --family-table`")
+    p.add_argument("--projection", default="learned", choices=("learned", "pca"),
+                   help="learned: token table as wide as the family vectors; pca: fixed projection")
+    p.add_argument("--class-token", action="store_true", help="prefix each BGC with its class token")
+    p.add_argument("--separators", action="store_true", help="[SEP] token between genes (domain-name lists)")
+    p.add_argument("--protein-layers", type=int, default=4, help="protein level: transformer layers")
+    p.add_argument("--protein-dim", type=int, default=64, help="protein level: embedding width")
+    p.add_argument("--protein-heads", type=int, default=4, help="protein level: attention heads")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--max-length", type=int, default=512, help="crop longer sequences (random window in training)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu, ...")
+    p.add_argument("--devices", default="auto", help="Lightning devices (default auto)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_run_pretrain)
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    import torch
+
+    from biostrata.train import pretrain as pt
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    common = dict(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, val_fraction=args.val_fraction,
+        max_length=args.max_length, accelerator=args.accelerator, devices=devices, progress=not args.no_progress,
+        resume=args.resume,
+    )
+    if args.level == "protein":
+        from biostrata.data.proteins import read_proteins
+        from biostrata.models.protein_lm import small_protein_lm
+
+        plm = small_protein_lm(args.protein_layers, args.protein_dim, args.protein_heads, seed=args.seed)
+        result = pt.pretrain_protein_lm(plm, read_proteins(args.corpus), args.out, **common)
+    else:
+        from biostrata.data.clusters import PfamTable, read_clusters
+        from biostrata.models.init_table import FamilyTable
+
+        pfam = PfamTable.read(args.pfam) if args.pfam else None
+        corpus = read_clusters(args.corpus, pfam, args.format, args.strict)
+        table = FamilyTable.load(args.init_table) if args.init_table else None
+        result = pt.pretrain_domain_lm(
+            corpus, args.out, preset=args.preset, arm=args.arm, family_table=table, projection=args.projection,
+            pfam=pfam, class_token=args.class_token, separators=args.separators, **common,
+            **({"d_embed": args.d_embed} if args.d_embed else {}),
+        )
+        if result["init"]:
+            print(f"initialized {result['init']['initialized']} domain rows; {result['init']['missing']} domains "
+                  "without member sequences keep random rows")
+    best = result["best"]
+    print(f"best epoch {best['epoch']}: validation masked-token accuracy {best['val_acc']:.4f}, perplexity "
+          f"{best['val_ppl']:.2f} ({best['masked_tokens']} masked tokens); wrote {args.out}")
+    return 0
+
+
+@command
+def _embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="layer-wise protein embeddings (ESM or a small protein LM) into an HDF5 store",
+        description="Embed proteins sorted by length and packed by a token budget; stream mean/BOS/per-token "
+        "outputs of the chosen layers into an HDF5 store keyed by sequence id (resumable). Under torchrun each "
+        "rank writes OUT.rank<r>-of-<w>.h5; --merge joins them. With a domain table (.tsv) --family-table "
+        "also writes the mean vector of each Pfam family's members, for `biostrata pretrain --init-table`.",
+    )
+    p.add_argument("--model", help="fair-esm .pt file, or hub name such as esm2_t33_650M_UR50D")
+    p.add_argument("--input", help="FASTA, or a domain table (.tsv with pfam_id and protein_sequence)")
+    p.add_argument("--out", required=True, help="HDF5 store to write (or to merge into, with --merge)")
+    p.add_argument("--layers", type=int, nargs="+", default=[-1], help="layers (0 = token embedding; -1 = last)")
+    p.add_argument("--pooling", nargs="+", default=["mean"], choices=("mean", "bos", "per_token"))
+    p.add_argument("--token-budget", type=int, default=4096, help="padded tokens per batch (default 4096)")
+    p.add_argument("--long", default="truncate", choices=("truncate", "window"),
+                   help="proteins over --max-residues: keep the first residues, or cover with overlapping windows")
+    p.add_argument("--max-residues", type=int, help="model length limit (default: saved with the model, else 1022)")
+    p.add_argument("--overlap", type=int, default=128, help="residues shared by consecutive windows")
+    p.add_argument("--device", help="default: cuda:$LOCAL_RANK if a GPU is present, else cpu")
+    p.add_argument("--half", action=argparse.BooleanOptionalAction, default=None, help="default: on for GPU")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored precision")
+    p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of a local .pt file")
+    p.add_argument("--family-table", help="also write per-family mean vectors here (.pt; needs a .tsv input)")
+    p.add_argument("--table-layer", type=int, help="layer of the family vectors (default: last of --layers)")
+    p.add_argument("--merge", nargs="+", metavar="STORE", help="only merge these per-rank stores into --out")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_run_embed)
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from biostrata.data.embedding_store import EmbeddingStore, merge_stores
+    from biostrata.errors import InputError
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.merge:
+        print(f"merged {len(args.merge)} stores into {merge_stores(args.merge, args.out)}")
+        return 0
+    if not args.model or not args.input:
+        raise InputError("give --model and --input (or --merge STORE ...)")
+    from biostrata.data.proteins import family_members, read_proteins
+    from biostrata.models.init_table import family_table_from_store
+    from biostrata.models.protein_lm import extract_embeddings, load_protein_lm
+
+    records = read_proteins(args.input)
+    members = family_members(records)
+    if args.family_table and not members:
+        raise InputError(f"--family-table needs records with Pfam families (a .tsv domain table), not {args.input}")
+    plm = load_protein_lm(args.model, trusted=args.trust_checkpoint, max_residues=args.max_residues)
+    path = extract_embeddings(
+        plm, records, args.out, layers=args.layers, poolings=args.pooling, token_budget=args.token_budget,
+        long=args.long, overlap=args.overlap, device=args.device, half=args.half, dtype=args.dtype,
+        progress=not args.no_progress,
+    )
+    with EmbeddingStore(path) as store:
+        print(f"{len(store)} sequences, layers {store.layers}, dim {store.dim}, {store.poolings} in {path}")
+        if args.family_table:
+            if path != Path(args.out):
+                raise InputError("--family-table needs the merged store; run --merge first, then build the table")
+            layer = plm.layer_index([args.table_layer if args.table_layer is not None else args.layers[-1]])[0]
+            table = family_table_from_store(store, members, layer)
+            table.save(args.family_table)
+            print(f"{len(table.families)} family vectors (layer {layer}, dim {table.dim}) in {args.family_table}")
     return 0
 
 

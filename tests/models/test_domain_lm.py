@@ -36,6 +36,12 @@ def _batch(vocab: DomainVocabulary) -> torch.Tensor:
     return x
 
 
+def _bytenet_logits(net: ByteNetLM, x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Logits of a sequence-models ByteNetLM with pad positions masked, as BiGCARP calls it."""
+    with torch.no_grad():
+        return net.eval()(x, input_mask=(x != pad).unsqueeze(-1).float())
+
+
 def _sm_checkpoint(net: ByteNetLM, vocab: DomainVocabulary, name: str) -> dict:
     tokens, p2d = vocab.to_sequence_models()
     return {"model": name, "model_state_dict": net.state_dict(), "tokens": tokens, "pfam_to_domain": p2d, **TINY}
@@ -48,8 +54,7 @@ def test_sequence_models_checkpoint_reproduces_logits(tmp_path: Path, vocab: Dom
     torch.save(_sm_checkpoint(net, vocab, "bigcarp_random"), path)
     model = DomainLM.load(path)
     x = _batch(vocab)
-    expected = net.eval()(x, input_mask=(x != vocab.pad_idx).unsqueeze(-1).float())
-    assert torch.equal(model(x), expected)
+    assert torch.equal(model(x), _bytenet_logits(net, x, vocab.pad_idx))
     assert model.vocab.tokens == vocab.tokens and not model.frozen_rows.any()
 
 
@@ -65,8 +70,7 @@ def test_frozen_variant_checkpoint(tmp_path: Path, vocab: DomainVocabulary) -> N
     torch.save(_sm_checkpoint(net, vocab, "bigcarp_esm1bfrozen"), path)
     model = DomainLM.load(path)
     x = _batch(vocab)
-    expected = net.eval()(x, input_mask=(x != vocab.pad_idx).unsqueeze(-1).float())
-    assert torch.equal(model(x), expected)
+    assert torch.equal(model(x), _bytenet_logits(net, x, vocab.pad_idx))
     assert model.frozen_rows.nonzero().flatten().tolist() == list(range(vocab.unk_idx + 1, len(vocab)))
 
 

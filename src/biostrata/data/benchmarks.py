@@ -311,7 +311,9 @@ def read_class_folders(folder: str | Path, classes: Sequence[str] | None = None)
         classes = found
     unknown = sorted(set(found) - set(classes))
     if unknown:
-        raise InputError(f"{folder}: class folder(s) {', '.join(unknown)} not among the training classes {', '.join(classes)}")
+        raise InputError(
+            f"{folder}: class folder(s) {', '.join(unknown)} not among the training classes {', '.join(classes)}"
+        )
     seqs: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(classes):

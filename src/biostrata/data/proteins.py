@@ -19,7 +19,7 @@ from biostrata.errors import DataNotFoundError, InputError
 
 __all__ = ["ProteinRecord", "iter_fasta", "read_fasta", "read_domain_proteins", "read_proteins", "family_members"]
 
-_TSV_COLUMNS = ("bgc_id", "pfam_id", "gene_id", "dna_start", "dna_end", "protein_sequence")
+_TSV_COLUMNS = ("bgc_id", "pfam_id", "gene_id", "protein_accession", "dna_start", "dna_end", "protein_sequence")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,9 @@ def read_domain_proteins(path: str | Path, dedupe: bool = True) -> list[ProteinR
                 raise InputError(f"{where}: wrong number of fields")
             family = row["pfam_id"].strip().split(".")[0]
             seq = _clean(row["protein_sequence"], where)
-            rid = f"{row['bgc_id']}|{row['gene_id']}|{row['dna_start']}-{row['dna_end']}|{family}"
+            rid = "|".join(
+                [row["bgc_id"], row["gene_id"], row["protein_accession"], f"{row['dna_start']}-{row['dna_end']}", family]
+            )
             if dedupe and (family, seq) in seen_seq:
                 continue
             if rid in seen_ids:

@@ -21,7 +21,6 @@ keys) load into one table whose last rows are marked frozen.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -31,8 +30,10 @@ from torch import nn
 
 from biostrata.data.clusters import DomainVocabulary, PfamTable
 from biostrata.errors import DataNotFoundError, InputError
+from biostrata.io import atomic_write
+from biostrata.models.layerwise import resolve_layers
 
-__all__ = ["DomainLM", "PRESETS", "BIGCARP_URL", "atomic_torch_save"]
+__all__ = ["DomainLM", "PRESETS", "BIGCARP_URL"]
 
 #: Architectures: BiGCARP's published size, and a small one that trains on a CPU in minutes.
 PRESETS: dict[str, dict] = {
@@ -42,20 +43,6 @@ PRESETS: dict[str, dict] = {
 #: Where sequence-models downloads the published BiGCARP checkpoints (``<name>.pt``).
 BIGCARP_URL = "https://zenodo.org/record/6857704/files/"
 _CONFIG_KEYS = ("d_embed", "d_model", "n_layers", "kernel_size", "r", "slim", "activation")
-
-
-def atomic_torch_save(obj: object, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class DomainLM(nn.Module):
@@ -154,14 +141,8 @@ class DomainLM(nn.Module):
         return self.decode(self.hidden(src)[selected])
 
     def layer_index(self, layers: Iterable[int]) -> list[int]:
-        """Layers as indices in 0..n_layers (negative count from the end); bad ones raise."""
-        n, out = self.num_layers, []
-        for layer in layers:
-            i = int(layer) + n + 1 if int(layer) < 0 else int(layer)
-            if not 0 <= i <= n:
-                raise InputError(f"layer {layer} does not exist; this model has layers 0..{n} (or -1..-{n + 1})")
-            out.append(i)
-        return out
+        """Layers as indices in 0..num_layers (see :mod:`biostrata.models.layerwise`)."""
+        return resolve_layers(layers, self.num_layers)
 
     def embed(self, tokens: torch.Tensor, layers: Iterable[int] = (-1,)) -> dict[int, torch.Tensor]:
         """Layer-wise states (see class docstring); values at pad positions are not meaningful."""
@@ -195,7 +176,8 @@ class DomainLM(nn.Module):
 
     def save(self, path: str | Path, pfam: PfamTable | None = None, name: str = "bigcarp_random") -> None:
         """Write a sequence-models ``.pt`` checkpoint atomically (Pfam names via ``pfam`` if given)."""
-        atomic_torch_save(self.checkpoint(pfam, name), path)
+        data = self.checkpoint(pfam, name)
+        atomic_write(Path(path), lambda tmp: torch.save(data, tmp))
 
     @classmethod
     def from_checkpoint(cls, data: dict, where: str = "checkpoint") -> DomainLM:

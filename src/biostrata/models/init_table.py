@@ -31,7 +31,8 @@ import torch
 
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.errors import DataNotFoundError, InputError
-from biostrata.models.domain_lm import DomainLM, atomic_torch_save
+from biostrata.io import atomic_write
+from biostrata.models.domain_lm import DomainLM
 
 __all__ = ["FamilyTable", "InitReport", "family_table_from_store", "initialize_token_table", "ARMS"]
 
@@ -62,11 +63,11 @@ class FamilyTable:
         return int(self.vectors.shape[1])
 
     def save(self, path: str | Path) -> None:
-        atomic_torch_save(
-            {"families": list(self.families), "vectors": self.vectors.float().cpu(), "members": list(self.members),
-             "meta": dict(self.meta)},
-            path,
-        )
+        data = {
+            "families": list(self.families), "vectors": self.vectors.float().cpu(), "members": list(self.members),
+            "meta": dict(self.meta),
+        }
+        atomic_write(Path(path), lambda tmp: torch.save(data, tmp))
 
     @classmethod
     def load(cls, path: str | Path) -> FamilyTable:
@@ -150,6 +151,6 @@ def initialize_token_table(
     rows = torch.tensor([vocab.index(d) for d in initialized])
     with torch.no_grad():
         weight = model.table.weight
-        weight[rows] = vectors[[index[d] for d in initialized]].to(weight.dtype, weight.device)
+        weight[rows] = vectors[[index[d] for d in initialized]].to(weight.device, weight.dtype)
     model.freeze_rows(rows if freeze else None)
     return InitReport(initialized, missing, unused, projection, freeze)

@@ -34,7 +34,8 @@ from torch import nn
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import DataNotFoundError, InputError
-from biostrata.models.domain_lm import atomic_torch_save
+from biostrata.io import atomic_write
+from biostrata.models.layerwise import masked_mean, resolve_layers
 from biostrata.train.masking import MaskingScheme
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "small_protein_lm",
     "plan_batches",
     "window_starts",
+    "embed_batch",
     "extract_embeddings",
     "ESM_URL",
 ]
@@ -85,14 +87,8 @@ class ProteinLM(nn.Module):
         return out
 
     def layer_index(self, layers: Iterable[int]) -> list[int]:
-        """Layers as 0..num_layers (negative count from the end); bad ones raise."""
-        n, out = self.num_layers, []
-        for layer in layers:
-            i = int(layer) + n + 1 if int(layer) < 0 else int(layer)
-            if not 0 <= i <= n:
-                raise InputError(f"layer {layer} does not exist; {self.name or 'this model'} has layers 0..{n}")
-            out.append(i)
-        return out
+        """Layers as indices in 0..num_layers (see :mod:`biostrata.models.layerwise`)."""
+        return resolve_layers(layers, self.num_layers)
 
     def forward_layers(self, tokens: torch.Tensor, layers: Iterable[int] = (-1,)) -> dict[int, torch.Tensor]:
         """States ``[B, T, D]`` per layer (keys as given by :meth:`layer_index`)."""
@@ -123,14 +119,12 @@ class ProteinLM(nn.Module):
             encoder_layers=m.num_layers, encoder_embed_dim=m.embed_dim,
             encoder_attention_heads=m.attention_heads, token_dropout=m.token_dropout,
         )
-        atomic_torch_save(
-            {
-                "model": {k: v.detach().cpu() for k, v in m.state_dict().items()},
-                "cfg": {"model": cfg},
-                "biostrata": {"name": self.name, "max_residues": self.max_residues},
-            },
-            path,
-        )
+        data = {
+            "model": {k: v.detach().cpu() for k, v in m.state_dict().items()},
+            "cfg": {"model": cfg},
+            "biostrata": {"name": self.name, "max_residues": self.max_residues},
+        }
+        atomic_write(Path(path), lambda tmp: torch.save(data, tmp))
 
 
 def _torch_load(path: Path, trusted: bool) -> dict:
@@ -259,6 +253,20 @@ def _merge_windows(parts: list[tuple[int, np.ndarray]], length: int) -> np.ndarr
     return out
 
 
+def embed_batch(
+    plm: ProteinLM, seqs: Sequence[str], layers: Sequence[int], device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One padded forward pass: states ``[B, n_layers, T, D]`` (float32; position 0 is BOS, residues
+    at 1..n) and their residue means ``[B, n_layers, D]``."""
+    tokens = plm.tokenize(seqs).to(device)
+    reps = plm.forward_layers(tokens, layers)
+    states = torch.stack([reps[layer] for layer in plm.layer_index(layers)], 1).float()
+    lengths = torch.tensor([len(s) for s in seqs], device=device)
+    position = torch.arange(states.shape[2], device=device)
+    residues = (position >= 1) & (position <= lengths[:, None])  # [B, T]
+    return states, masked_mean(states, residues[:, None, :])
+
+
 def _dist_env(rank: int | None, world_size: int | None) -> tuple[int, int]:
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
@@ -339,14 +347,7 @@ def extract_embeddings(
     try:
         for batch in plan_batches([e - s for _, s, e in segments], token_budget):
             segs = [segments[j] for j in batch]
-            seqs = [records[i].sequence[s:e] for i, s, e in segs]
-            tokens = plm.tokenize(seqs).to(device)
-            reps = plm.forward_layers(tokens, layer_ids)
-            states = torch.stack([reps[layer] for layer in layer_ids], 1).float()  # [B, n_layers, T, D]
-            lengths = torch.tensor([len(s) for s in seqs], device=device)
-            residue = torch.arange(states.shape[2], device=device)
-            mask = ((residue >= 1) & (residue <= lengths[:, None])).to(states.dtype)  # [B, T]
-            means = (states * mask[:, None, :, None]).sum(2) / lengths[:, None, None]
+            states, means = embed_batch(plm, [records[i].sequence[s:e] for i, s, e in segs], layer_ids, device)
             bos = states[:, :, 0]
             keep_tokens = "per_token" in poolings
             done: list[tuple[int, int, dict[str, np.ndarray], np.ndarray | None]] = []

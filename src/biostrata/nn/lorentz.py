@@ -85,14 +85,18 @@ class LorentzConv1d(_SpaceLayer):
 
 class LorentzBatchNorm1d(_SpaceLayer):
     """Lorentz batch norm: centre on the Lorentz centroid mu, rescale by the Frechet variance,
-    re-centre on a learned point beta.
+    re-centre on a learned point beta (Bdeir et al. 2024).
 
         y = B_{mu->o} x;  rho = asinh(|y_s| / sqrt(k)) = d(x, mu) / sqrt(k)
         var = k mean(rho^2);  s = gamma / sqrt(var + eps)
         z_s = y_s sinh(s rho) / sinh(rho)      (log at o, scale, exp at o)
         out = B_{o->beta} z
-    B are Lorentz boosts (parallel transport along the geodesic to or from the origin o). In eval
-    mode mu and var are running statistics (weighted Lorentz centroid and moving average).
+    B are Lorentz boosts (parallel transport along the geodesic to or from the origin o). Both
+    boosts add multiples of mu_s and beta_s to x_s, so the output is computed as
+        out_s = f x_s + mu_s (f a) + beta_s g
+    with per-position scalars f, a, g obtained from |x_s|^2, mu_s . x_s and beta_s . x_s: three
+    reductions and two passes over the data instead of a dozen. In eval mode mu and var are running
+    statistics (weighted Lorentz centroid and moving average).
     """
 
     def __init__(self, num_features: int, manifold: Lorentz, momentum: float = 0.1, eps: float = 1e-5) -> None:
@@ -108,34 +112,45 @@ class LorentzBatchNorm1d(_SpaceLayer):
         self.register_buffer("running_var", torch.ones(()))
 
     def space(self, s: torch.Tensor) -> torch.Tensor:
+        """Space parts (B, C, L) or (B, C) in, normalized space parts out."""
+        if s.dim() == 2:
+            return self.space(s.unsqueeze(-1)).squeeze(-1)
         k = self.manifold.kk
         sk = torch.sqrt(k)
-        t = time_from_space(s, k)
-        reduce = (0,) + tuple(range(2, s.dim()))
+        sq = (s * s).sum(1, keepdim=True)
+        t = torch.sqrt(k + sq)
         if self.training:
-            mu = centroid(torch.cat([t, s], 1), k, reduce)
+            reduce = (0,) + tuple(range(2, s.dim()))
+            m_s, m_0 = s.mean(reduce), t.mean()
+            mu_s = m_s * (sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum()).clamp_min(1e-8)))
         else:
-            mu = torch.cat([time_from_space(self.running_mean[1:], k, 0), self.running_mean[1:]])
-        y = boost_space(s, t, mu, k, to_origin=True)
-        norm = torch.sqrt((y * y).sum(1, keepdim=True).clamp_min(1e-12))
-        rho = torch.asinh(norm / sk)
+            mu_s = self.running_mean[1:]
+        mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
+        beta_s = self.beta[1:]
+        beta_0 = torch.sqrt(k + (beta_s * beta_s).sum())
+        dirs = torch.stack([mu_s, beta_s])  # (2, C)
+        proj = torch.matmul(dirs, s)  # (B, 2, L): mu_s . x_s and beta_s . x_s
+        mu_x, beta_x = proj[:, :1], proj[:, 1:]
+        a = mu_x / (sk * (mu_0 + sk)) - t / sk  # y_s = x_s + a mu_s
+        y_sq = (sq + a * (2 * mu_x + a * (mu_s * mu_s).sum())).clamp_min(1e-12)
+        y_norm = torch.sqrt(y_sq)
+        rho = torch.asinh(y_norm / sk)
         if self.training:
             var = k * (rho * rho).mean()
-            self._update_running(mu.detach(), var.detach(), k.detach())
+            self._update_running(mu_s.detach(), mu_0.detach(), var.detach(), k.detach())
         else:
             var = self.running_var
-        scale = self.gamma / torch.sqrt(var + self.eps)
-        scaled = (scale * rho).clamp(max=MAX_RADIUS)
-        z = y * (torch.sinh(scaled) * sk / norm)
-        z0 = sk * torch.cosh(scaled)
-        beta_s = self.beta[1:]
-        beta = torch.cat([time_from_space(beta_s, k, 0), beta_s])
-        return boost_space(z, z0, beta, k, to_origin=False)
+        scaled = (self.gamma / torch.sqrt(var + self.eps) * rho).clamp(max=MAX_RADIUS)
+        f = torch.sinh(scaled) * sk / y_norm  # z_s = f y_s
+        beta_z = f * (beta_x + a * (beta_s * mu_s).sum())
+        g = beta_z / (sk * (beta_0 + sk)) + torch.cosh(scaled)  # z_0 / sqrt(k) = cosh(scaled)
+        return torch.baddbmm(f * s, dirs.T.expand(s.shape[0], -1, -1), torch.cat([f * a, g], 1))
 
     @torch.no_grad()
-    def _update_running(self, mu: torch.Tensor, var: torch.Tensor, k: torch.Tensor) -> None:
+    def _update_running(self, mu_s: torch.Tensor, mu_0: torch.Tensor, var: torch.Tensor, k: torch.Tensor) -> None:
         """Running mean: weighted Lorentz centroid of (running, batch); running var: moving average."""
         m = self.momentum
+        mu = torch.cat([mu_0.view(1), mu_s])
         pair = torch.stack([(1 - m) * self.running_mean, m * mu], 1) * 2  # (1 + C, 2): centroid of 2 points
         self.running_mean.copy_(centroid(pair, k, (1,), dim=0))
         self.running_var.mul_(1 - m).add_(m * var)

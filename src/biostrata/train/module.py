@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from geoopt import ManifoldParameter
-from geoopt.optim import RiemannianAdam
+from biostrata.train.optim import RiemannianAdam
 
 from biostrata.config import TrainConfig
 from biostrata.data.alphabet import one_hot

@@ -16,11 +16,8 @@ epoch), ``metrics.json`` (best epoch, per-epoch history, settings), ``checkpoint
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import random
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +32,7 @@ from torchmetrics import SumMetric
 from biostrata.data.clusters import ClusterCorpus, DomainVocabulary, PfamTable
 from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import InputError, NumericalError
+from biostrata.io import atomic_write_json
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.init_table import ARMS, FamilyTable, initialize_token_table
 from biostrata.models.protein_lm import ProteinLM
@@ -42,20 +40,48 @@ from biostrata.train.masking import MaskingScheme, MLMCollator
 
 __all__ = [
     "MaskedLMModule",
+    "LengthBucketSampler",
     "fit_masked_lm",
     "split_clusters",
     "domain_masking_scheme",
     "pretrain_domain_lm",
     "pretrain_protein_lm",
-    "write_json",
 ]
 
 
+class LengthBucketSampler(torch.utils.data.Sampler):
+    """Batches of similar lengths, reshuffled every epoch: shuffle, cut into pools of
+    ``pool * batch_size`` items, sort each pool by length, cut into batches, shuffle the batches.
+    Padding then costs little compute while every epoch still sees new batch compositions."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, pool: int = 50) -> None:
+        self.lengths, self.batch_size, self.pool = list(lengths), batch_size, pool
+        self.rng = random.Random(seed)
+
+    def __iter__(self):
+        order = list(range(len(self.lengths)))
+        self.rng.shuffle(order)
+        size = self.pool * self.batch_size
+        batches = []
+        for start in range(0, len(order), size):
+            chunk = sorted(order[start : start + size], key=self.lengths.__getitem__)
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        self.rng.shuffle(batches)
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return sum(math.ceil(min(self.pool * self.batch_size, len(self.lengths) - s) / self.batch_size)
+                   for s in range(0, len(self.lengths), self.pool * self.batch_size))
+
+
 def _fixed_batches(
-    seqs: Sequence[torch.Tensor], collator: MLMCollator, batch_size: int
+    seqs: Sequence[torch.Tensor], collator: MLMCollator, batch_size: int, repeats: int = 1
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Validation batches masked once, in order (so every run sees the same masks)."""
-    return [collator(seqs[i : i + batch_size]) for i in range(0, len(seqs), batch_size)]
+    """Validation batches sorted by length, each sequence masked ``repeats`` times independently,
+    once for all (so every epoch and every run sees the same masks)."""
+    seqs = list(seqs) * repeats
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    return [collator([seqs[j] for j in order[i : i + batch_size]]) for i in range(0, len(seqs), batch_size)]
 
 
 class MaskedLMModule(pl.LightningModule):
@@ -118,17 +144,6 @@ class MaskedLMModule(pl.LightningModule):
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
 
 
-def write_json(obj: object, path: str | Path) -> None:
-    """Write JSON atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(obj, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
-
-
 def fit_masked_lm(
     model: nn.Module,
     train: Sequence[torch.Tensor],
@@ -147,8 +162,11 @@ def fit_masked_lm(
     devices: int | str = "auto",
     progress: bool = True,
     resume: bool = False,
+    val_repeats: int = 4,
 ) -> dict:
     """Train ``model`` by masked-token prediction; keep the weights of the best validation epoch.
+
+    Each validation sequence is masked ``val_repeats`` times (fixed draws) to steady the metrics.
 
     Writes Lightning checkpoints to ``out_dir/checkpoints`` (``last.ckpt``; ``resume=True`` continues
     from it) and CSV logs to ``out_dir/logs``. Returns ``{"best": {...}, "history": [...],
@@ -162,9 +180,10 @@ def fit_masked_lm(
     pl.seed_everything(seed, workers=True, verbose=False)
     collate = MLMCollator(scheme, max_length, keep_first, keep_last, train=True, seed=seed)
     val_batches = _fixed_batches(
-        list(valid), MLMCollator(scheme, max_length, keep_first, keep_last, train=False, seed=seed + 1), batch_size
+        valid, MLMCollator(scheme, max_length, keep_first, keep_last, train=False, seed=seed + 1), batch_size, val_repeats
     )
-    train_loader = DataLoader(list(train), batch_size=batch_size, shuffle=True, collate_fn=collate)
+    sampler = LengthBucketSampler([len(t) for t in train], batch_size, seed)
+    train_loader = DataLoader(list(train), batch_sampler=sampler, collate_fn=collate)
     val_loader = DataLoader(val_batches, batch_size=None)
     module = MaskedLMModule(model, lr)
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0)
@@ -260,6 +279,11 @@ def pretrain_domain_lm(
     out_dir = Path(out_dir)
     vocab = DomainVocabulary.from_corpus(corpus, class_tokens=class_token, gene_separator=separators)
     if family_table is not None and projection == "learned":
+        if sizes.get("d_embed", family_table.dim) != family_table.dim:
+            raise InputError(
+                f"d_embed={sizes['d_embed']} differs from the family vectors' {family_table.dim} dimensions; "
+                "with projection='learned' the table takes their width (leave d_embed unset, or use 'pca')"
+            )
         sizes = {**sizes, "d_embed": family_table.dim}
     torch.manual_seed(seed)
     model = DomainLM.from_preset(preset, vocab, **sizes)
@@ -283,7 +307,7 @@ def pretrain_domain_lm(
             "projection": report.projection, "table": dict(family_table.meta),  # type: ignore[union-attr]
         },
     )
-    write_json(result, out_dir / "metrics.json")
+    atomic_write_json(out_dir / "metrics.json", result)
     return result
 
 
@@ -323,5 +347,5 @@ def pretrain_protein_lm(
         model=plm.name, layers=plm.num_layers, embed_dim=plm.embed_dim, train_sequences=len(order) - n_val,
         val_sequences=n_val, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
     )
-    write_json(result, out_dir / "metrics.json")
+    atomic_write_json(out_dir / "metrics.json", result)
     return result

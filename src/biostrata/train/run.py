@@ -76,7 +76,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path) -> dict:
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=10,
+        log_every_n_steps=max(1, min(10, len(loaders["train"]))),
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -92,7 +92,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path) -> dict:
         "best_epoch": int(match.group(1)) if match else None,
         "epochs_run": int(trainer.current_epoch),
         "params": count_parameters(module.model),
-        "curvatures": [float(m.curvature) for m in module.model.modules() if isinstance(m, Lorentz)],
+        "curvatures": [float(m.curvature.detach()) for m in module.model.modules() if isinstance(m, Lorentz)],
         "model": cfg.model,
         "seed": cfg.seed,
         "length": length,

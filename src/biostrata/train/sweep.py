@@ -46,6 +46,8 @@ RECORD_KEYS = (
 )  # fmt: skip
 # Set per run by the sweep (metric: model selection on the task's metric of record).
 PER_RUN_KEYS = ("model", "seed", "length", "metric")
+# Config keys that do not change results, so a sweep may resume with other values.
+OPERATIONAL_KEYS = ("progress", "num_workers")
 
 # train_fn(cfg, splits, out_dir) -> metrics, with keys test_<metric>, params, best_epoch.
 TrainFn = Callable[[Any, Any, Path], dict]
@@ -70,20 +72,22 @@ class Run:
         return f"{self.suite}/{self.task} {self.model} seed {self.seed}"
 
 
+def read_record(path: str | Path) -> dict:
+    """One record, checked to be a JSON object with every key of ``RECORD_KEYS``."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not a valid record ({err}); delete it to run that run again") from None
+    missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, dict) else list(RECORD_KEYS)
+    if missing:
+        raise InputError(f"{path}: record lacks {', '.join(missing)}; delete it to run that run again")
+    return record
+
+
 def read_records(out: str | Path) -> list[dict]:
     """Every record under ``out`` (any depth), in path order."""
-    out = Path(out)
-    records = []
-    for path in sorted(out.rglob(RECORD_NAME)):
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}: not a valid record ({err}); delete it to run that run again") from None
-        missing = [k for k in RECORD_KEYS if k not in record]
-        if missing:
-            raise InputError(f"{path}: record lacks {', '.join(missing)}; delete it to run that run again")
-        records.append(record)
-    return records
+    return [read_record(path) for path in sorted(Path(out).rglob(RECORD_NAME))]
 
 
 def execute_run(run: Run, cfg: Any, splits: Any, train_dir: Path, train_fn: TrainFn) -> dict:
@@ -192,12 +196,14 @@ class Sweep:
 
     def _check_done(self, done: Iterable[Run]) -> None:
         """Finished records must come from the same base config and dev split as this sweep."""
-        base = {k: v for k, v in _config_dict(self.config).items() if k not in PER_RUN_KEYS}
+        skip = PER_RUN_KEYS + OPERATIONAL_KEYS
+        now = {k: v for k, v in _config_dict(self.config).items() if k not in skip}
         for run in done:
             path = run.record_path(self.out)
-            record = json.loads(path.read_text())
-            old = {k: v for k, v in record["config"].items() if k not in PER_RUN_KEYS}
-            diff = [f"{k}: {old.get(k)!r} there, {base.get(k)!r} now" for k in sorted(set(old) | set(base)) if old.get(k) != base.get(k)]
+            record = read_record(path)
+            then = {k: v for k, v in record["config"].items() if k not in skip}
+            keys = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+            diff = [f"{k}: {then.get(k)!r} there, {now.get(k)!r} now" for k in keys]
             if record["data"].get("dev_split") != self._dev_split():
                 diff.append(f"dev split: {record['data'].get('dev_split')!r} there, {self._dev_split()!r} now")
             if diff:

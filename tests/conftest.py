@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+import torch
+
+# Tests use tiny tensors: one thread avoids oversubscription on small CI machines.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_task(tmp_path):
+    """A GUE-layout folder where class 1 carries a planted motif: learnable in a few epochs."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "task"
+    root.mkdir()
+    for split, n in [("train", 96), ("dev", 32), ("test", 32)]:
+        rows = ["sequence,label"]
+        for i in range(n):
+            seq = list(rng.choice(list("ACGT"), 20))
+            label = i % 2
+            if label:
+                seq[5:11] = "GGGCCC"
+            rows.append(f"{''.join(seq)},{label}")
+        (root / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture
+def tiny():
+    """Training options of a tiny, fast model."""
+    return dict(channels=6, hidden=8, blocks=2, kernel_size=3, epochs=2, batch_size=16, lr=1e-2, progress=False)

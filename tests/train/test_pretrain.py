@@ -1,0 +1,143 @@
+"""Tests of biostrata.train.pretrain: BGC split, batching, the three arms, and the CLI pipeline."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from biostrata.cli import main
+from biostrata.data.clusters import Cluster, ClusterCorpus, PfamTable, read_clusters
+from biostrata.data.embedding_store import EmbeddingStore
+from biostrata.errors import InputError
+from biostrata.models.domain_lm import DomainLM
+from biostrata.models.init_table import FamilyTable
+from biostrata.models.protein_lm import load_protein_lm
+from biostrata.train.pretrain import LengthBucketSampler, pretrain_domain_lm, split_clusters
+
+FAMILIES = [(f"PF{i:05d}", f"Dom{i}") for i in range(1, 13)]
+AA = "ACDEFGHIKLMNPQRSTVWY"
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    """A Pfam table, a domain list of 60 BGCs built from three 'pathway' motifs, and a domain table
+    with protein segments for 8 of the 12 families."""
+    rng = random.Random(0)
+    clans = tmp_path / "clans.tsv"
+    clans.write_text("".join(f"{acc}\t\t\t{name}\tfamily {name}\n" for acc, name in FAMILIES))
+    motifs = [[1, 2, 3, 4], [5, 6, 7], [8, 9, 10, 11, 12]]
+    lines = []
+    for i in range(60):
+        k = i % 3
+        genes = [" ".join(f"Dom{d}" for d in motifs[k]) for _ in range(rng.randint(1, 3))]
+        lines.append(f"BGC{i:04d} {['NRP', 'RiPP', 'Terpene'][k]} " + " [SEP] ".join(genes))
+    corpus = tmp_path / "list.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    rows = ["bgc_id\tpfam_id\tgene_id\tprotein_accession\tdna_start\tdna_end\tframe\tdna_sequence\tprotein_sequence"]
+    for j in range(40):
+        acc = FAMILIES[j % 8][0]
+        seq = "".join(rng.choice(AA) for _ in range(rng.randint(8, 30)))
+        rows.append(f"BGC{j:04d}\t{acc}\tg{j}\tX{j}.1\t{3 * j}\t{3 * j + 90}\t0\tACG\t{seq}")
+    table = tmp_path / "domains.tsv"
+    table.write_text("\n".join(rows) + "\n")
+    return {"clans": clans, "corpus": corpus, "table": table}
+
+
+def test_split_groups_duplicates_and_honours_given_splits() -> None:
+    clusters = [Cluster(f"B{i}", ("PF1", f"PF{i % 7}")) for i in range(50)]
+    corpus = ClusterCorpus(clusters)
+    train, valid = split_clusters(corpus, 0.2, seed=1)
+    assert sorted(train + valid) == list(range(50)) and len(valid) >= 10
+    # identical domain lists never straddle the split
+    assert not {clusters[i].domains for i in train} & {clusters[i].domains for i in valid}
+    assert split_clusters(corpus, 0.2, seed=1) == (train, valid)
+    given = ClusterCorpus([Cluster(f"B{i}", ("PF1",), split=s) for i, s in enumerate(["train", "valid", "test", "train"])])
+    assert split_clusters(given) == ([0, 3], [1])
+    with pytest.raises(InputError, match="val_fraction"):
+        split_clusters(corpus, 1.5)
+
+
+def test_length_bucket_sampler() -> None:
+    rng = random.Random(3)
+    lengths = [rng.randint(1, 100) for _ in range(103)]
+    sampler = LengthBucketSampler(lengths, batch_size=8, seed=0, pool=4)
+    epoch1, epoch2 = list(sampler), list(sampler)
+    assert len(epoch1) == len(sampler) == 13  # pools of 32, 32, 32, 7 -> 4 + 4 + 4 + 1 batches
+    assert sorted(i for b in epoch1 for i in b) == list(range(103))
+    assert epoch1 != epoch2
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch1) / len(epoch1)
+    assert spread < 40  # random batches of 8 from U(1, 100) would spread ~77
+
+
+def test_three_arms(tmp_path: Path, files: dict[str, Path]) -> None:
+    pfam = PfamTable.read(files["clans"])
+    corpus = read_clusters(files["corpus"], pfam)
+    g = torch.Generator().manual_seed(0)
+    table = FamilyTable([a for a, _ in FAMILIES[:8]], torch.randn(8, 16, generator=g), [1] * 8)
+    sizes = dict(d_model=16, n_layers=2, r=2)
+    runs = {}
+    for arm in ("random", "finetune", "frozen"):
+        init = None if arm == "random" else table
+        runs[arm] = pretrain_domain_lm(
+            corpus, tmp_path / arm, arm=arm, family_table=init, pfam=pfam, epochs=2, batch_size=8, lr=1e-2,
+            accelerator="cpu", progress=False, d_embed=16, **sizes,
+        )
+    for arm, result in runs.items():
+        best = result["best"]
+        assert math.isclose(best["val_ppl"], math.exp(best["val_loss"]))
+        assert 0 <= best["val_acc"] <= 1 and best["masked_tokens"] > 0
+        saved = json.loads((tmp_path / arm / "metrics.json").read_text())
+        assert saved["arm"] == arm and saved["best"] == best and len(saved["history"]) == 2
+        assert saved["train_clusters"] + saved["val_clusters"] == 60
+    # identical validation masks in every arm
+    assert len({r["best"]["masked_tokens"] for r in runs.values()}) == 1
+    assert runs["random"]["init"] is None and runs["frozen"]["init"]["initialized"] == 8
+    assert runs["frozen"]["init"]["missing"] == 4 and runs["frozen"]["frozen_rows"] == 8
+    frozen = DomainLM.load(tmp_path / "frozen" / "model.pt")
+    tuned = DomainLM.load(tmp_path / "finetune" / "model.pt")
+    rows = [frozen.vocab.index(a) for a, _ in FAMILIES[:8]]
+    assert torch.equal(frozen.table.weight[rows], table.vectors)  # frozen rows never moved
+    assert frozen.frozen_rows.nonzero().flatten().tolist() == sorted(rows)
+    assert not torch.equal(tuned.table.weight[rows], table.vectors)
+    with pytest.raises(InputError, match="needs family table"):
+        pretrain_domain_lm(corpus, tmp_path / "x", arm="frozen")
+
+
+def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    """Protein LM pre-training -> family table from its embeddings -> domain LM, frozen arm."""
+    prot = tmp_path / "prot"
+    assert main([
+        "pretrain", "--level", "protein", "--corpus", str(files["table"]), "--out", str(prot), "--epochs", "1",
+        "--protein-layers", "1", "--protein-dim", "16", "--protein-heads", "2", "--batch-size", "8",
+        "--accelerator", "cpu", "--no-progress",
+    ]) == 0
+    plm = load_protein_lm(prot / "model.pt")
+    assert plm.num_layers == 1 and plm.embed_dim == 16
+    store, fam = tmp_path / "e.h5", tmp_path / "fam.pt"
+    assert main([
+        "embed", "--model", str(prot / "model.pt"), "--input", str(files["table"]), "--out", str(store),
+        "--layers", "0", "-1", "--pooling", "mean", "bos", "--family-table", str(fam), "--no-progress",
+    ]) == 0
+    with EmbeddingStore(store) as s:
+        assert len(s) == 40 and s.layers == [0, 1]
+    table = FamilyTable.load(fam)
+    assert len(table.families) == 8 and table.dim == 16 and table.meta["layer"] == 1
+    out = tmp_path / "frozen"
+    assert main([
+        "pretrain", "--corpus", str(files["corpus"]), "--pfam", str(files["clans"]), "--out", str(out),
+        "--arm", "frozen", "--init-table", str(fam), "--epochs", "1", "--batch-size", "8", "--accelerator", "cpu",
+        "--no-progress", "--class-token",
+    ]) == 0
+    text = capsys.readouterr().out
+    assert "initialized 8 domain rows; 4 domains without member sequences keep random rows" in text
+    assert "validation masked-token accuracy" in text
+    model = DomainLM.load(out / "model.pt")
+    assert model.config["d_embed"] == 16 and "NRP" in model.vocab.classes
+    assert torch.equal(model.table.weight[[model.vocab.index(f) for f in table.families]], table.vectors)
+    assert main(["embed", "--out", str(tmp_path / "z.h5")]) == 2
+    assert "give --model and --input" in capsys.readouterr().err

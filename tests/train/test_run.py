@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import torch
+import yaml
+
+from biostrata.config import TrainConfig
+from biostrata.data.genome import EncodedSequences, read_gue_dir
+from biostrata.errors import InputError, NumericalError
+from biostrata.train.module import GenomeClassifier, parameter_groups
+from biostrata.train.run import load_model, train
+
+
+@pytest.mark.parametrize("model", ["cnn", "hcnn-s"])
+def test_train_writes_config_metrics_and_a_loadable_model(tiny_task, tmp_path, model, tiny):
+    cfg = TrainConfig(model=model, **tiny)
+    splits = read_gue_dir(tiny_task)
+    out = tmp_path / model
+    metrics = train(cfg, splits, out)
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk == metrics
+    for key in ("test_mcc", "test_accuracy", "test_f1", "dev_mcc", "best_epoch", "params", "wall_time_s"):
+        assert key in metrics
+    assert -1 <= metrics["test_mcc"] <= 1 and 0 <= metrics["best_epoch"] < cfg.epochs
+    assert TrainConfig.from_yaml(out / "config.yaml") == cfg
+    assert not (out / "checkpoints").exists()
+    assert len(metrics["curvatures"]) == (0 if model == "cnn" else 1)
+    loaded, loaded_cfg = load_model(out)
+    assert loaded_cfg == cfg and not loaded.training
+    blob = torch.load(out / "model.pt", weights_only=True)
+    assert blob["length"] == 20
+    # the saved model reproduces the reported test accuracy
+    test = EncodedSequences(splits.test, 20)
+    with torch.no_grad():
+        from biostrata.data.alphabet import one_hot
+
+        pred = loaded(one_hot(test.indices.long())).argmax(1)
+    acc = (pred == test.labels).float().mean().item()
+    assert acc == pytest.approx(metrics["test_accuracy"])
+
+
+def test_same_seed_same_numbers(tiny_task, tmp_path, tiny):
+    cfg = TrainConfig(model="hcnn-s", **tiny)
+    splits = read_gue_dir(tiny_task)
+    a = train(cfg, splits, tmp_path / "a")
+    b = train(cfg, splits, tmp_path / "b")
+    assert a["test_mcc"] == b["test_mcc"] and a["dev_mcc"] == b["dev_mcc"]
+
+
+def test_curvature_has_its_own_group_and_is_trained(tiny_task, tiny):
+    cfg = TrainConfig(model="hcnn-m", **tiny)
+    module = GenomeClassifier(cfg, 20, 2)
+    groups = {g["name"]: g for g in parameter_groups(module.model, cfg)}
+    assert set(groups) == {"weights", "manifold", "curvature"}
+    assert len(groups["curvature"]["params"]) == 3  # 2 blocks + head
+    assert groups["curvature"]["lr"] == 1e-4 and groups["curvature"]["weight_decay"] == 0.0
+    assert groups["manifold"]["lr"] == 2e-2 and groups["weights"]["weight_decay"] == 0.1
+    ids = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len([p for p in module.parameters() if p.requires_grad])
+    opt = module.configure_optimizers()["optimizer"]
+    before = [p.detach().clone() for p in groups["curvature"]["params"]]
+    x = torch.randint(0, 4, (8, 20))
+    loss = torch.nn.functional.cross_entropy(module(x), torch.arange(8) % 2)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs() > 0 for p in groups["curvature"]["params"])
+    opt.step()
+    after = groups["curvature"]["params"]
+    assert all(abs(float(a - b)) == pytest.approx(1e-4, rel=0.2) for a, b in zip(after, before))
+
+
+def test_nan_stops_the_run_and_reports_no_metric(tiny_task, tmp_path, monkeypatch, tiny):
+    real = GenomeClassifier.forward
+    monkeypatch.setattr(GenomeClassifier, "forward", lambda self, idx: real(self, idx) * float("nan"))
+    with pytest.raises(NumericalError, match="training loss became nan at epoch 0, batch 0"):
+        train(TrainConfig(model="hcnn-s", **tiny), read_gue_dir(tiny_task), tmp_path / "nan")
+    assert not (tmp_path / "nan" / "metrics.json").exists()
+
+
+def test_config_yaml_errors(tmp_path):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"model": "cnn", "epoch": 3}))
+    with pytest.raises(InputError, match="unknown key\\(s\\) epoch"):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+    with pytest.raises(InputError, match="model='mlp' is invalid"):
+        TrainConfig(model="mlp")
+    with pytest.raises(InputError, match="config file not found"):
+        TrainConfig.from_yaml(tmp_path / "none.yaml")
