@@ -36,7 +36,8 @@ def load_proteins(n: int, seed: int) -> tuple[list[ProteinRecord], str]:
     rng = random.Random(seed)
     if DATA.is_file():
         records = read_domain_proteins(DATA)
-        return rng.sample(records, min(n, len(records))), f"{min(n, len(records))} random domain segments of mibig_domains.tsv"
+        k = min(n, len(records))
+        return rng.sample(records, k), f"{k} random domain segments of mibig_domains.tsv"
     aa = "ACDEFGHIKLMNPQRSTVWY"
     recs = [ProteinRecord(f"s{i}", "".join(rng.choice(aa) for _ in range(rng.randint(11, 349)))) for i in range(n)]
     return recs, f"{n} random sequences, lengths uniform in [11, 349]"

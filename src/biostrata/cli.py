@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Lightning's info lines (devices, checkpoint restores, tips) drown our progress; keep warnings.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     try:
         return int(args.run(args) or 0)
     except BiostrataError as err:
@@ -128,6 +131,40 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 @command
+def _study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="end-to-end studies that reproduce a set of results", description="Studies.")
+    studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
+    c = studies.add_parser(
+        "conditions",
+        help="hyperbolic - Euclidean MCC and embedding delta against tree shape, rate and label depth",
+        description="Simulate datasets under varied generating conditions (one factor at a time around a "
+        "base), train the Euclidean and the hyperbolic CNN on each, and plot MCC(hyperbolic) - MCC(Euclidean) "
+        "and the Gromov delta of both models' embeddings against each condition. Resumable.",
+    )
+    c.add_argument("--out", default="runs/conditions", help="output folder (default: runs/conditions)")
+    c.add_argument("--leaves", type=int, default=2000, help="sequences per dataset (default: 2000)")
+    c.add_argument("--length", type=int, default=100, help="sequence length (default: 100)")
+    c.add_argument("--epochs", type=int, default=10, help="epochs per run (default: 10)")
+    c.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="training seeds (default: 1 2)")
+    c.add_argument("--threads", type=int, help="CPU threads for torch")
+    c.set_defaults(run=_run_study_conditions)
+
+
+def _run_study_conditions(args: argparse.Namespace) -> int:
+    from biostrata.studies.conditions import ConditionsSettings, run_conditions, summarize
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    settings = ConditionsSettings(leaves=args.leaves, length=args.length, epochs=args.epochs, seeds=args.seeds)
+    table = run_conditions(args.out, settings)
+    print(summarize(table).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {args.out}/conditions.md, conditions.csv, conditions.png")
+    return 0
+
+
+@command
 def _train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -141,6 +178,7 @@ def _train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test", help="test set, evaluated once with the selected model")
     p.add_argument("--out", default="runs/train", help="output folder (default: runs/train)")
     p.add_argument("--seeds", type=int, nargs="+", help="train once per seed, in OUT/seed<k>; overrides --seed")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, all cores)")
     add_config_options(p)
     p.set_defaults(run=_run_train)
 
@@ -152,6 +190,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from biostrata.train.run import train
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     cfg = config_from_args(args)
     splits = load_splits(args)
     seeds = args.seeds or [cfg.seed]
@@ -323,7 +365,8 @@ def _pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pfam", help="Pfam-A.clans.tsv, to map domain names and accessions (recommended)")
     p.add_argument("--format", default="auto", choices=("auto", "domain-list", "pfamid", "bigcarp"))
     p.add_argument("--strict", action="store_true", help="stop at the first unknown domain or malformed line")
-    p.add_argument("--preset", default="small", choices=("small", "bigcarp"), help="domain LM size (default small)")
+    p.add_argument("--preset", default="bigcarp", choices=("bigcarp", "small"),
+                   help="domain LM size: bigcarp (default, ~34M parameters with a full Pfam vocabulary) or small (CPU)")
     p.add_argument("--d-embed", type=int, help="token-table width (default: the preset's; with --init-table and "
                    "--projection learned, the family vectors' width)")
     p.add_argument("--arm", default="random", choices=("random", "finetune", "frozen"))

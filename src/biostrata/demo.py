@@ -41,17 +41,21 @@ class DemoSettings:
 
 
 def embedding_delta(run_dir: Path, sequences: list[str], n_points: int, seed: int) -> dict:
-    """Relative Gromov delta of a trained model's test embeddings, under the model's own metric."""
-    from biostrata.analysis.hyperbolicity import delta_of_points
+    """Exact Gromov delta of a trained model's embeddings of (a sample of) ``sequences``, under the
+    model's own metric: Euclidean, or the Lorentz distance at the head's learned curvature."""
+    from biostrata.geometry.delta import delta_exact
+    from biostrata.geometry.distances import pairwise_distances
 
-    model, cfg = load_model(run_dir)
+    model, _ = load_model(run_dir)
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(sequences), size=min(n_points, len(sequences)), replace=False)
     with torch.no_grad():
         emb = model.embed(encode_batch([sequences[i] for i in pick], model.length)).double().numpy()
     if model.manifold is None:
-        return delta_of_points(emb, metric="euclidean")
-    return delta_of_points(emb, metric="lorentz", curvature=float(model.manifold.curvature))
+        dist = pairwise_distances(emb, metric="euclidean")
+    else:
+        dist = pairwise_distances(emb, metric="lorentz", curvature=float(model.manifold.curvature.detach()))
+    return delta_exact(dist).to_dict()
 
 
 def run_demo(out: str | Path, settings: DemoSettings | None = None) -> pd.DataFrame:

@@ -168,6 +168,10 @@ def test_vocabulary_sequence_models_round_trip(pfam: PfamTable) -> None:
     # versioned accessions in pfam_to_domain are accepted
     versioned = {f"{k}.1": v for k, v in pfam_to_domain.items()}
     assert DomainVocabulary.from_sequence_models(tokens, versioned).tokens == vocab.tokens
+    # names without pfam_to_domain entries map through the Pfam table
+    by_name = DomainVocabulary.from_sequence_models(tokens, {"PF77777": "PF77777"}, pfam)
+    assert by_name.tokens == vocab.tokens
+    assert DomainVocabulary.from_sequence_models(tokens).domains == ["PP-binding", "ABC_tran", "PF77777"]
     shuffled = dict(tokens, specials={"*": 0, "-": 1, "#": 2, "NRP": 3})
     with pytest.raises(InputError, match="must start with"):
         DomainVocabulary.from_sequence_models(shuffled, pfam_to_domain)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,9 @@ def test_frozen_rows_do_not_move(vocab: DomainVocabulary) -> None:
     assert torch.equal(after[rows], before[rows])
     free = torch.tensor([vocab.unk_idx + 12, vocab.unk_idx + 15])
     assert not torch.equal(after[free], before[free])
+    twin = copy.deepcopy(model)  # e.g. weight averaging copies the model: rows stay frozen
+    twin(x).sum().backward()
+    assert twin.table.weight.grad[rows].abs().sum() == 0 and twin.table.weight.grad[free].abs().sum() > 0
 
 
 def test_presets(vocab: DomainVocabulary) -> None:

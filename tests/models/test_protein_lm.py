@@ -270,7 +270,7 @@ n, out = int(sys.argv[1]), sys.argv[2]
 rng = random.Random(0)
 recs = [ProteinRecord(f"p{i}", "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(rng.randint(5, 15))))
         for i in range(n)]
-plm = small_protein_lm(num_layers=1, embed_dim=64, attention_heads=4)
+plm = small_protein_lm(num_layers=1, embed_dim=128, attention_heads=4)
 extract_embeddings(plm, recs, out, layers=[0, 1], poolings=["mean", "bos"], token_budget=8192, progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
@@ -278,10 +278,10 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 @pytest.mark.slow
 def test_100k_sequences_stream_to_disk(tmp_path: Path) -> None:
-    """Peak memory for 100,000 proteins stays close to that for 10,000: outputs go to disk.
+    """Peak memory for 100,000 proteins grows less than their outputs would take: outputs go to disk.
 
     Held in memory, the 90,000 extra proteins' outputs alone would take 90,000 x 2 poolings x
-    2 layers x 64 x 4 bytes = 92 MB."""
+    2 layers x 128 x 4 bytes = 184 MB; the input records and id index grow by well under 100 MB."""
     import subprocess
     import sys
 
@@ -293,4 +293,4 @@ def test_100k_sequences_stream_to_disk(tmp_path: Path) -> None:
         peak[n] = int(done.stdout.split()[-1]) / 1024  # MB
         with EmbeddingStore(out) as store:
             assert len(store) == n
-    assert peak[100_000] - peak[10_000] < 40, peak
+    assert peak[100_000] - peak[10_000] < 100, peak

@@ -84,7 +84,7 @@ def test_three_arms(tmp_path: Path, files: dict[str, Path]) -> None:
     for arm in ("random", "finetune", "frozen"):
         init = None if arm == "random" else table
         runs[arm] = pretrain_domain_lm(
-            corpus, tmp_path / arm, arm=arm, family_table=init, pfam=pfam, epochs=2, batch_size=8, lr=1e-2,
+            corpus, tmp_path / arm, preset="small", arm=arm, family_table=init, pfam=pfam, epochs=2, batch_size=8, lr=1e-2,
             accelerator="cpu", progress=False, d_embed=16, **sizes,
         )
     for arm, result in runs.items():
@@ -130,8 +130,8 @@ def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.C
     out = tmp_path / "frozen"
     assert main([
         "pretrain", "--corpus", str(files["corpus"]), "--pfam", str(files["clans"]), "--out", str(out),
-        "--arm", "frozen", "--init-table", str(fam), "--epochs", "1", "--batch-size", "8", "--accelerator", "cpu",
-        "--no-progress", "--class-token",
+        "--arm", "frozen", "--init-table", str(fam), "--preset", "small", "--epochs", "1", "--batch-size", "8",
+        "--accelerator", "cpu", "--no-progress", "--class-token",
     ]) == 0
     text = capsys.readouterr().out
     assert "initialized 8 domain rows; 4 domains without member sequences keep random rows" in text

@@ -84,3 +84,12 @@ def test_config_yaml_errors(tmp_path):
         TrainConfig(model="mlp")
     with pytest.raises(InputError, match="config file not found"):
         TrainConfig.from_yaml(tmp_path / "none.yaml")
+
+
+def test_bf16_mixed_precision_trains_finite(tiny_task, tmp_path, tiny):
+    """Mixed precision (bf16 autocast, here on the CPU): Lorentz maths stays finite and on float32."""
+    cfg = TrainConfig(model="hcnn-s", precision="bf16-mixed", **tiny)
+    metrics = train(cfg, read_gue_dir(tiny_task), tmp_path / "bf16")
+    assert -1 <= metrics["test_mcc"] <= 1
+    model, _ = load_model(tmp_path / "bf16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -547,13 +547,20 @@ class DomainVocabulary:
         return tokens, {d: names[d] for d in self.domains}
 
     @classmethod
-    def from_sequence_models(cls, tokens: dict, pfam_to_domain: dict | None = None) -> DomainVocabulary:
-        """Inverse of :meth:`to_sequence_models`; checks that the indices come out the same."""
+    def from_sequence_models(
+        cls, tokens: dict, pfam_to_domain: dict | None = None, pfam: PfamTable | None = None
+    ) -> DomainVocabulary:
+        """Inverse of :meth:`to_sequence_models`; checks that the indices come out the same.
+
+        Domain keys become accessions through ``pfam_to_domain``, else through ``pfam`` (family
+        names), else stay as they are."""
         try:
             specials, domains, size = dict(tokens["specials"]), dict(tokens["domains"]), int(tokens["size"])
         except (KeyError, TypeError) as err:
             raise InputError(f"checkpoint 'tokens' must hold size, specials and domains ({err})") from None
         to_acc = {}  # domain key (family name) -> accession without version
+        if pfam is not None:
+            to_acc.update({k: acc for k in tokens["domains"] if (acc := pfam.accession(k))})
         for acc, key in (pfam_to_domain or {}).items():
             m = _ACCESSION.match(acc)
             to_acc[key] = m.group(1) if m else acc

@@ -15,6 +15,7 @@ Layout (one file):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -213,7 +214,8 @@ class EmbeddingStore:
 
 
 def merge_stores(paths: Sequence[str | Path], out: str | Path, batch: int = 4096) -> Path:
-    """Concatenate stores with the same model/layers/dim/poolings (e.g. one per rank) into ``out``."""
+    """Concatenate stores with the same model/layers/dim/poolings (e.g. one per rank) into ``out``
+    (written beside it under a temporary name, renamed when complete)."""
     if not paths:
         raise InputError("merge_stores needs at least one store")
     out = Path(out)
@@ -221,19 +223,27 @@ def merge_stores(paths: Sequence[str | Path], out: str | Path, batch: int = 4096
         raise InputError(f"{out} exists; merge into a new path")
     first = EmbeddingStore(paths[0])
     dtype = str(first.file.attrs["dtype"])
-    merged = EmbeddingStore.create(out, first.model, first.layers, first.dim, first.poolings, dtype)
+    tmp = out.with_name(f".{out.name}.partial")
+    tmp.unlink(missing_ok=True)
+    merged = EmbeddingStore.create(tmp, first.model, first.layers, first.dim, first.poolings, dtype)
     first.close()
     try:
         for path in paths:
             with EmbeddingStore(path) as part:
-                if (part.model, part.layers, part.dim, part.poolings) != (merged.model, merged.layers, merged.dim, merged.poolings):
+                layout = (part.model, part.layers, part.dim, part.poolings)
+                if layout != (merged.model, merged.layers, merged.dim, merged.poolings):
                     raise InputError(f"{path}: model/layers/dim/poolings differ from {paths[0]}; cannot merge")
                 ids = part.ids
                 for i in range(0, len(ids), batch):
                     chunk = ids[i : i + batch]
                     pooled = {p: part.file[p][i : i + len(chunk)] for p in part.poolings if p != "per_token"}
-                    tokens = [part.file["per_token"][str(i + k)][()] for k in range(len(chunk))] if "per_token" in part.poolings else None
+                    tokens = None
+                    if "per_token" in part.poolings:
+                        tokens = [part.file["per_token"][str(i + k)][()] for k in range(len(chunk))]
                     merged.append(chunk, part.file["lengths"][i : i + len(chunk)], pooled, tokens)
+        merged.close()
+        os.replace(tmp, out)
     finally:
         merged.close()
+        tmp.unlink(missing_ok=True)
     return out

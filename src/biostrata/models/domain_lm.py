@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from sequence_models.convolutional import ByteNetLM
 from torch import nn
 
@@ -33,7 +34,7 @@ from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write
 from biostrata.models.layerwise import resolve_layers
 
-__all__ = ["DomainLM", "PRESETS", "BIGCARP_URL"]
+__all__ = ["DomainLM", "RowFrozenEmbedding", "PRESETS", "BIGCARP_URL"]
 
 #: Architectures: BiGCARP's published size, and a small one that trains on a CPU in minutes.
 PRESETS: dict[str, dict] = {
@@ -43,6 +44,21 @@ PRESETS: dict[str, dict] = {
 #: Where sequence-models downloads the published BiGCARP checkpoints (``<name>.pt``).
 BIGCARP_URL = "https://zenodo.org/record/6857704/files/"
 _CONFIG_KEYS = ("d_embed", "d_model", "n_layers", "kernel_size", "r", "slim", "activation")
+
+
+class RowFrozenEmbedding(nn.Embedding):
+    """``nn.Embedding`` whose rows marked in the (non-persistent) ``frozen`` buffer get no gradient:
+    the lookup reads them through ``detach()``. Its state dict is that of ``nn.Embedding``."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None) -> None:
+        super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx)
+        self.register_buffer("frozen", torch.zeros(num_embeddings, dtype=torch.bool), persistent=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        if self.frozen.any():
+            weight = torch.where(self.frozen.unsqueeze(1), weight.detach(), weight)
+        return F.embedding(idx, weight, self.padding_idx)
 
 
 class DomainLM(nn.Module):
@@ -79,8 +95,10 @@ class DomainLM(nn.Module):
             len(vocab), d_embed, d_model, n_layers, kernel_size, r, padding_idx=vocab.mask_idx,
             causal=False, dropout=0.0, final_ln=True, slim=slim, activation=activation,
         )
-        self.register_buffer("frozen_rows", torch.zeros(len(vocab), dtype=torch.bool), persistent=False)
-        self.table.weight.register_hook(self._zero_frozen_grad)
+        table = self.net.embedder.embedder
+        self.net.embedder.embedder = RowFrozenEmbedding(len(vocab), d_embed, padding_idx=vocab.mask_idx)
+        with torch.no_grad():
+            self.net.embedder.embedder.weight.copy_(table.weight)
 
     @classmethod
     def from_preset(cls, preset: str, vocab: DomainVocabulary, **overrides: object) -> DomainLM:
@@ -94,19 +112,21 @@ class DomainLM(nn.Module):
 
     # ---------------------------------------------------------------------------------- layers
     @property
-    def table(self) -> nn.Embedding:
+    def table(self) -> RowFrozenEmbedding:
         """The domain-token table ``[V, d_embed]`` (layer 0)."""
         return self.net.embedder.embedder
+
+    @property
+    def frozen_rows(self) -> torch.Tensor:
+        """Bool ``[V]``: the table rows kept fixed in training."""
+        return self.table.frozen
 
     @property
     def num_layers(self) -> int:
         return self.config["n_layers"]
 
-    def _zero_frozen_grad(self, grad: torch.Tensor) -> torch.Tensor:
-        return grad.masked_fill(self.frozen_rows.unsqueeze(1), 0.0)
-
     def freeze_rows(self, rows: torch.Tensor | Sequence[int] | None) -> None:
-        """Keep these table rows fixed in training (their gradient is zero; use an optimizer without
+        """Keep these table rows fixed in training (no gradient reaches them; use an optimizer without
         weight decay on the table, e.g. Adam, so that zero gradient means no change). None unfreezes."""
         self.frozen_rows.zero_()
         if rows is not None:
@@ -180,12 +200,12 @@ class DomainLM(nn.Module):
         atomic_write(Path(path), lambda tmp: torch.save(data, tmp))
 
     @classmethod
-    def from_checkpoint(cls, data: dict, where: str = "checkpoint") -> DomainLM:
+    def from_checkpoint(cls, data: dict, where: str = "checkpoint", pfam: PfamTable | None = None) -> DomainLM:
         """Build from a sequence-models BiGCARP checkpoint dict."""
         missing = [k for k in ("model_state_dict", "tokens", *_CONFIG_KEYS) if k not in data]
         if missing:
             raise InputError(f"{where}: not a sequence-models BiGCARP checkpoint; missing key(s) {missing}")
-        vocab = DomainVocabulary.from_sequence_models(data["tokens"], data.get("pfam_to_domain"))
+        vocab = DomainVocabulary.from_sequence_models(data["tokens"], data.get("pfam_to_domain"), pfam)
         model = cls(vocab, **{k: data[k] for k in _CONFIG_KEYS})
         state = dict(data["model_state_dict"])
         frozen = torch.as_tensor(data.get("frozen_rows", []), dtype=torch.long)
@@ -202,10 +222,11 @@ class DomainLM(nn.Module):
         return model.eval()
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> DomainLM:
+    def load(cls, name_or_path: str | Path, pfam: PfamTable | None = None) -> DomainLM:
         """Load a checkpoint from a local ``.pt`` file, or a published one by name
         (``bigcarp_random``, ``bigcarp_esm1bfinetune``, ``bigcarp_esm1bfrozen``) from the torch hub
-        cache (``$TORCH_HOME/hub/checkpoints/<name>.pt``), downloading it if it is not there."""
+        cache (``$TORCH_HOME/hub/checkpoints/<name>.pt``), downloading it if it is not there.
+        ``pfam`` maps family names the checkpoint's ``pfam_to_domain`` lacks to accessions."""
         path = Path(name_or_path)
         if not path.is_file():
             if path.suffix == ".pt" or os.sep in str(name_or_path):
@@ -217,7 +238,7 @@ class DomainLM(nn.Module):
             raise InputError(f"{path}: cannot read as a sequence-models checkpoint ({type(err).__name__}: {err})") from None
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")
-        return cls.from_checkpoint(data, str(path))
+        return cls.from_checkpoint(data, str(path), pfam)
 
 
 def _hub_file(name: str) -> Path:

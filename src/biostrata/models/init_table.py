@@ -96,7 +96,8 @@ def family_table_from_store(
             st.close()
     if not families:
         raise InputError("no family has member sequences; nothing to average")
-    return FamilyTable(families, torch.tensor(np.stack(rows), dtype=torch.float32), [len(members[f]) for f in families], meta)
+    vectors = torch.tensor(np.stack(rows), dtype=torch.float32)
+    return FamilyTable(families, vectors, [len(members[f]) for f in families], meta)
 
 
 @dataclass

@@ -300,8 +300,9 @@ def extract_embeddings(
 ) -> Path:
     """Embed ``records`` into an HDF5 store (see module docstring); returns the store's path.
 
-    ``device`` defaults to ``cuda:$LOCAL_RANK`` when a GPU is present, else the CPU; ``half`` defaults
-    to True on a GPU (float16 weights and activations; pooling in float32) and is refused on the CPU.
+    ``device`` defaults to ``cuda:$LOCAL_RANK`` when a GPU is present, else the CPU (the model is moved
+    there). ``half`` defaults to True on a GPU (float16 autocast: matrix products in half precision,
+    normalizations and pooling in float32; the weights stay as they are) and is refused on the CPU.
     """
     from tqdm.auto import tqdm
 
@@ -336,23 +337,23 @@ def extract_embeddings(
             segments.append((i, 0, limit))
         else:
             segments += [(i, s, s + window) for s in window_starts(n, window, overlap)]
-    n_windows = {}
+    n_windows: dict[int, int] = {}  # proteins cut into more than one window
     for i, _, _ in segments:
         n_windows[i] = n_windows.get(i, 0) + 1
-    model = plm.to(device).eval()
-    if half:
-        model.half()
+    n_windows = {i: k for i, k in n_windows.items() if k > 1}
+    plm.to(device).eval()
     pending: dict[int, list] = {}
     bar = tqdm(total=sum(e - s for _, s, e in segments), unit="res", disable=not progress, desc=f"embed r{rank}")
     try:
         for batch in plan_batches([e - s for _, s, e in segments], token_budget):
             segs = [segments[j] for j in batch]
-            states, means = embed_batch(plm, [records[i].sequence[s:e] for i, s, e in segs], layer_ids, device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=half):
+                states, means = embed_batch(plm, [records[i].sequence[s:e] for i, s, e in segs], layer_ids, device)
             bos = states[:, :, 0]
             keep_tokens = "per_token" in poolings
             done: list[tuple[int, int, dict[str, np.ndarray], np.ndarray | None]] = []
             for b, (i, s, e) in enumerate(segs):
-                if n_windows[i] == 1:
+                if i not in n_windows:
                     per_tok = states[b, :, 1 : e - s + 1].cpu().numpy() if keep_tokens else None
                     done.append((i, e - s, {"mean": means[b].cpu().numpy(), "bos": bos[b].cpu().numpy()}, per_tok))
                     continue

@@ -42,7 +42,9 @@ class MaskingScheme:
             raise InputError("masking needs at least one replacement token")
 
 
-def mask_tokens(tokens: torch.Tensor, scheme: MaskingScheme, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    tokens: torch.Tensor, scheme: MaskingScheme, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Corrupt a padded batch ``[B, L]``; returns ``(src, selected)`` (see module docstring)."""
     maskable = scheme.maskable[tokens]
     n = maskable.sum(1)

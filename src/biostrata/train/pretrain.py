@@ -251,7 +251,7 @@ def pretrain_domain_lm(
     corpus: ClusterCorpus,
     out_dir: str | Path,
     *,
-    preset: str = "small",
+    preset: str = "bigcarp",
     arm: str = "random",
     family_table: FamilyTable | None = None,
     projection: str = "learned",

@@ -1,0 +1,579 @@
+"""Gromov delta-hyperbolicity of a finite metric space: exact, fixed-base, sampled, distribution.
+
+Conventions. For a base point ``p`` the Gromov product is
+
+    (x|y)_p = (d(x, p) + d(y, p) - d(x, y)) / 2,
+
+and ``delta_p = max_{x,y,z} [min((x|z)_p, (z|y)_p) - (x|y)_p]``; the exact delta is
+``delta = max_p delta_p``. For the quadruple ``{x, y, z, w = p}`` the bracket equals
+``(d(x,y) + d(z,w) - max(d(x,z) + d(y,w), d(x,w) + d(y,z))) / 2``, so ``delta`` is the four-point
+value: the largest, over all quadruples, of half the gap between the largest and the second largest
+of the three sums ``d(x,y)+d(z,w)``, ``d(x,z)+d(y,w)``, ``d(x,w)+d(y,z)``. Trees have ``delta = 0``;
+one base point gives ``delta / 2 <= delta_p <= delta`` (Gromov), the estimate used by Khrulkov et
+al. (2020). The relative delta is ``2 delta / diam``, in ``[0, 1]`` (``0`` when ``diam = 0``).
+
+How it is computed, in ``O(n^2)`` memory and never with ``n^3`` values at once. For a base ``p``
+and ``G = ((x|y)_p)``, ``delta_p = max_{x<y} [(G (max,min) G)[x, y] - G[x, y]]``: a (max, min)
+matrix product, done in blocks of rows and chunks of ``z`` (upper triangle only), in float32, then
+confirmed in float64: a float32 value is within ``eps = 2^-23 max|G|`` of the float64 one (rounding
+commutes with max and min), so only the pairs within ``2 eps`` of the best are recomputed in
+float64 (every pair, when there are too many such near-ties, as on trees). Results are therefore
+float64-exact. The exact delta takes each quadruple once, at its member that comes first in an
+order of increasing eccentricity, and skips what cannot beat the best value found so far, by
+``value <= d(p, z) / 2`` and ``value <= d(p, x)`` for the pair ``{p, z}`` and the points ``x, y``
+(both need the triangle inequality, which is checked first). The worst case is ``n^4 / 8``
+(max, min) steps, as for data in many dimensions; spread-out low-dimensional data prunes to far less.
+CPU work runs on ``threads`` single-threaded workers (robust on shared machines); on a GPU the
+blocks are large and run as single kernels.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from biostrata.errors import InputError
+
+DistanceLike = np.ndarray | torch.Tensor
+_F32_EPS = 2.0**-23  # twice float32's unit roundoff: a safe bound on |round32(v) - v| / |v|
+_TOL = 1e-7  # tolerance, relative to the largest distance, for symmetry, diagonal and triangle checks
+
+
+# -- results ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeltaResult:
+    """One delta estimate. ``witness`` is a quadruple ``(w, z, x, y)`` attaining ``delta``, with
+    ``d(x,y) + d(z,w)`` the largest of its three sums (``None`` when ``delta`` is 0 by degeneracy).
+    For ``sampled``, ``delta`` and ``relative_delta`` are means over repeats (each relative to its
+    sample's diameter) with standard deviations, and ``diameter`` is the mean sample diameter."""
+
+    delta: float
+    relative_delta: float
+    diameter: float
+    method: str
+    n: int
+    seconds: float
+    delta_std: float | None = None
+    relative_delta_std: float | None = None
+    witness: tuple[int, int, int, int] | None = None
+    base_points: tuple[int, ...] | None = None
+    samples: int | None = None
+    repeats: int | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields."""
+        out = asdict(self)
+        for key in ("witness", "base_points"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+
+@dataclass(frozen=True)
+class DeltaHistogram:
+    """Histogram of ``2 delta_p(x, y) / diam`` over triples ``(p, x, y)`` of distinct points,
+    ``x < y``, ``p`` among ``base_points``; ``delta_p(x, y) = max_z min((x|z)_p, (z|y)_p) - (x|y)_p``.
+    ``edges`` has ``bins + 1`` entries on ``[0, 1]``; ``mean`` and ``max`` are over all triples."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    mean: float
+    max: float
+    base_points: tuple[int, ...]
+    n: int
+
+    def to_dict(self) -> dict:
+        return {
+            "edges": self.edges.tolist(),
+            "counts": self.counts.tolist(),
+            "mean": self.mean,
+            "max": self.max,
+            "base_points": len(self.base_points),
+            "triples": int(self.counts.sum()),
+            "n": self.n,
+        }
+
+
+# -- input checks --------------------------------------------------------------------------------
+def check_distance_matrix(d: DistanceLike, *, name: str = "distance matrix") -> torch.Tensor:
+    """``d`` as a float64 CPU tensor after checks that name the first bad entry ``(i, j)``.
+
+    Errors: not square, non-finite, negative, asymmetric or a non-zero diagonal beyond
+    ``1e-7 * max(d)``. Entries within that tolerance are symmetrized and the diagonal set to 0.
+    """
+    t = d.detach() if isinstance(d, torch.Tensor) else torch.as_tensor(np.asarray(d))
+    if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] == 0:
+        raise InputError(
+            f"{name}: expected a non-empty square (n, n) matrix, got shape {tuple(t.shape)}; "
+            "for points pass a metric (euclidean, cosine, lorentz, poincare)"
+        )
+    if t.dtype.is_complex or t.dtype == torch.bool:
+        raise InputError(f"{name}: expected real numbers, got dtype {t.dtype}")
+    t = t.to("cpu", torch.float64)
+
+    def first(mask: torch.Tensor) -> tuple[int, int] | None:
+        hit = torch.nonzero(mask)
+        return None if len(hit) == 0 else (int(hit[0, 0]), int(hit[0, 1]))
+
+    if (ij := first(~torch.isfinite(t))) is not None:
+        raise InputError(f"{name}: entry ({ij[0]}, {ij[1]}) is {t[ij].item()}; distances must be finite")
+    if (ij := first(t < 0)) is not None:
+        raise InputError(f"{name}: entry ({ij[0]}, {ij[1]}) is {t[ij].item()}; distances must be >= 0")
+    tol = _TOL * max(t.max().item(), 1e-300)
+    diag = torch.diagonal(t)
+    if (i := first((diag.abs() > tol)[:, None])) is not None:
+        raise InputError(f"{name}: diagonal entry ({i[0]}, {i[0]}) is {diag[i[0]].item()}; d(x, x) must be 0")
+    if (ij := first((t - t.T).abs() > tol)) is not None:
+        i, j = ij
+        raise InputError(
+            f"{name}: not symmetric: entry ({i}, {j}) is {t[i, j].item()} but ({j}, {i}) is {t[j, i].item()}"
+        )
+    t = (t + t.T) / 2.0
+    t.fill_diagonal_(0.0)
+    return t.contiguous()
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or CUDA when torch has a GPU and CPU otherwise."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"device {device!r}: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r}: this torch has no CUDA GPU; use device='cpu'")
+    return dev
+
+
+@contextmanager
+def _workers(threads: int | None, device: torch.device) -> Iterator[Executor | None]:
+    """A pool of single-threaded torch workers on CPU (``None``: run inline); nothing on a GPU."""
+    if device.type != "cpu":
+        yield None
+        return
+    n = torch.get_num_threads() if threads is None else int(threads)
+    if n < 1:
+        raise InputError(f"threads must be >= 1, got {threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if n == 1:
+            yield None
+        else:
+            with ThreadPoolExecutor(n) as pool:
+                yield pool
+    finally:
+        torch.set_num_threads(previous)
+
+
+# -- the blocked kernel --------------------------------------------------------------------------
+_OPS = {
+    "maxmin": (torch.minimum, torch.amax, torch.maximum, -math.inf),
+    "minplus": (torch.add, torch.amin, torch.minimum, math.inf),
+}
+
+
+def pair_reduce(a: torch.Tensor, op: str = "maxmin", executor: Executor | None = None) -> torch.Tensor:
+    """``P[c, d] = max_z min(a[c, z], a[d, z])`` (``op="maxmin"``) or ``min_z (a[c, z] + a[d, z])``
+    (``"minplus"``) for ``c <= d``; entries below the diagonal are ``-inf`` (``+inf``).
+
+    Blocks of rows times chunks of ``z`` keep the temporary small (about 2^20 values on CPU, 2^26 on
+    a GPU); row blocks are spread over ``executor`` when given. For ``a = G[:, Z]`` with ``G``
+    symmetric this is the (max, min) product ``(G ⊗ G)[c, d]`` restricted to ``z`` in ``Z``.
+    """
+    combine, reduce, accumulate, init = _OPS[op]
+    k, m = a.shape
+    out = torch.full((k, k), init, dtype=a.dtype, device=a.device)
+    if k == 0 or m == 0:
+        return out
+    at = a.T.contiguous()  # (m, k): the column of each z is contiguous
+    gpu = a.device.type != "cpu"
+    rows, budget = (1024, 2**26) if gpu else (64, 2**20)
+
+    def block(i: int) -> None:
+        h, w = min(rows, k - i), k - i
+        zc = max(1, min(m, budget // (h * w)))
+        tile = torch.full((h, w), init, dtype=a.dtype, device=a.device)
+        buf = torch.empty((zc, h, w), dtype=a.dtype, device=a.device)
+        red = torch.empty((h, w), dtype=a.dtype, device=a.device)
+        for s in range(0, m, zc):
+            e = min(m, s + zc)
+            t = buf[: e - s]
+            combine(at[s:e, i : i + h, None], at[s:e, None, i:], out=t)
+            reduce(t, 0, out=red)
+            accumulate(tile, red, out=tile)
+        out[i : i + h, i:] = tile
+
+    starts = range(0, k, rows)
+    if executor is None:
+        for i in starts:
+            block(i)
+    else:
+        for f in [executor.submit(block, i) for i in starts]:
+            f.result()
+    return out
+
+
+def _strict_upper(k: int, device: torch.device) -> torch.Tensor:
+    return torch.ones((k, k), dtype=torch.bool, device=device).triu_(1)
+
+
+def triangle_slack(d: torch.Tensor, executor: Executor | None = None) -> float:
+    """``max(0, max_{x,y,z} d(x, y) - d(x, z) - d(z, y))``; an InputError names a failing triple
+    when it exceeds ``1e-7 * max(d)`` (Gromov delta is defined for metric spaces)."""
+    n = d.shape[0]
+    short = pair_reduce(d, "minplus", executor)
+    gap = torch.where(_strict_upper(n, d.device), d - short, torch.zeros((), dtype=d.dtype, device=d.device))
+    worst = float(gap.max()) if n > 1 else 0.0
+    if worst > _TOL * float(d.max()):
+        flat = int(torch.argmax(gap))
+        x, y = divmod(flat, n)
+        z = int(torch.argmin(d[x] + d[y]))
+        raise InputError(
+            f"not a metric: d({x}, {y}) = {d[x, y].item():.10g} > d({x}, {z}) + d({z}, {y}) = "
+            f"{(d[x, z] + d[z, y]).item():.10g}; Gromov delta needs the triangle inequality "
+            "(for cosine similarities use the angular metric, for squared distances take the square root)"
+        )
+    return max(worst, 0.0)
+
+
+# -- one base point ------------------------------------------------------------------------------
+Index = torch.Tensor | slice
+
+
+def _pick(x: torch.Tensor, idx: Index, dim: int) -> torch.Tensor:
+    return x[(slice(None),) * dim + (idx,)] if isinstance(idx, slice) else x.index_select(dim, idx)
+
+
+def gromov_products(d: torch.Tensor, base: int, rows: Index, cols: Index | None = None) -> torch.Tensor:
+    """``(x|y)_p = (d(x, p) + d(y, p) - d(x, y)) / 2`` for ``x`` in ``rows``, ``y`` in ``cols``
+    (``rows`` when omitted); indices are a LongTensor or a slice."""
+    cols = rows if cols is None else cols
+    dp = d[base]
+    return (_pick(dp, rows, 0)[:, None] + _pick(dp, cols, 0)[None, :] - _pick(_pick(d, rows, 0), cols, 1)) / 2.0
+
+
+def _base_delta(
+    d: torch.Tensor,
+    base: int,
+    rows: Index,
+    zmask: torch.Tensor | None,
+    floor: float,
+    slack: float = 0.0,
+    executor: Executor | None = None,
+) -> tuple[float, tuple[int, int, int, int]] | None:
+    """``max`` over ``z`` in ``rows[zmask]`` and ``x < y`` in ``rows`` of
+    ``min((x|z)_p, (z|y)_p) - (x|y)_p``, exact in float64, with its witness ``(p, z, x, y)``;
+    ``None`` when it cannot exceed ``floor >= 0``.
+
+    Only ``(x|z)_p`` with ``floor < (x|z)_p + s/2`` and ``floor < d(p, z) - (x|z)_p + s/2`` can
+    take part in a value above ``floor`` (the value is at most ``(x|z)_p - (x|y)_p`` and, seen from
+    ``z``, at most ``(x|p)_z - (x|y)_z``; ``s`` = ``slack`` bounds triangle-inequality defects), so
+    the others are set to ``-inf``. Pairs are then screened by ``min(m_x, m_y) - (x|y)_p <= floor``
+    with ``m_x = max_{z != x} (x|z)_p`` (``z`` in ``{x, y}`` gives 0); the rest are evaluated in
+    float64 directly when few, else by the float32 blocked product and a float64 confirmation.
+    """
+    g = gromov_products(d, base, rows)
+    k = g.shape[0]
+    zpos = torch.arange(k, device=d.device) if zmask is None else torch.nonzero(zmask).flatten()
+    a = g if zmask is None else g[:, zpos]
+    m = a.shape[1]
+    if k < 2 or m == 0:
+        return None
+    if floor > 0:
+        dz = _pick(d[base], rows, 0)[zpos]
+        a = a.masked_fill((a <= floor - slack / 2) | (dz[None, :] - a <= floor - slack / 2), -math.inf)
+    upper = _strict_upper(k, d.device)
+    others = a.clone()
+    others[zpos, torch.arange(m, device=d.device)] = -math.inf
+    top = others.amax(1)
+    del others
+    cand = upper & (torch.minimum(top[:, None], top[None, :]) - g > floor)
+    count = int(cand.sum())
+    if count == 0:
+        return None
+    if 16 * count <= k * k:  # few pairs left: evaluate them in float64
+        pairs = torch.nonzero(cand)
+        value, where = -math.inf, (0, 0)
+        step = max(1, 2**21 // m)
+        for s in range(0, count, step):
+            cs, ds = pairs[s : s + step, 0], pairs[s : s + step, 1]
+            vals = torch.minimum(a[cs], a[ds]).amax(1) - g[cs, ds]
+            j = int(torch.argmax(vals))
+            if float(vals[j]) > value:
+                value, where = float(vals[j]), (int(cs[j]), int(ds[j]))
+    else:
+        a32 = a.float()
+        exact32 = bool(torch.equal(a32.double(), a))  # then the float32 (max, min) product is exact
+        eps = 0.0 if exact32 else _F32_EPS * float(g.abs().max())
+        v = (pair_reduce(a32, "maxmin", executor).double() - g).masked_fill_(~upper, -math.inf)
+        vmax = float(v.max())
+        if vmax + eps <= floor:
+            return None
+        if exact32:
+            where, value = divmod(int(torch.argmax(v)), k), vmax
+        else:
+            near = torch.nonzero(v >= max(vmax - 2 * eps, floor - eps))
+            if len(near) <= max(256, k):
+                cs, ds = near[:, 0], near[:, 1]
+                vals = torch.minimum(a[cs], a[ds]).amax(1) - g[cs, ds]
+                j = int(torch.argmax(vals))
+                value, where = float(vals[j]), (int(cs[j]), int(ds[j]))
+            else:  # many near-ties (tree-like data): redo this base in float64
+                v = (pair_reduce(a, "maxmin", executor) - g).masked_fill_(~upper, -math.inf)
+                flat = int(torch.argmax(v))
+                value, where = float(v.view(-1)[flat]), divmod(flat, k)
+    if value <= floor:
+        return None
+    x, y = where
+    z = int(zpos[int(torch.argmax(torch.minimum(a[x], a[y])))])
+    ids = torch.arange(d.shape[0], device=d.device)[rows] if isinstance(rows, slice) else rows
+    return value, (int(base), int(ids[z]), int(ids[x]), int(ids[y]))
+
+
+def _result(
+    value: float, witness, diam: float, method: str, n: int, start: float, **extra
+) -> DeltaResult:
+    value = max(value, 0.0)
+    return DeltaResult(
+        delta=value,
+        relative_delta=2.0 * value / diam if diam > 0 else 0.0,
+        diameter=diam,
+        method=method,
+        n=n,
+        seconds=round(time.perf_counter() - start, 4),
+        witness=witness if value > 0 else None,
+        **extra,
+    )
+
+
+def _prepare(distances: DistanceLike, device: str | torch.device | None) -> tuple[torch.Tensor, float]:
+    d = check_distance_matrix(distances).to(resolve_device(device))
+    return d, float(d.max())
+
+
+def _fixed(d: torch.Tensor, bases: Sequence[int], executor: Executor | None) -> tuple[float, tuple | None]:
+    n = d.shape[0]
+    best, witness = 0.0, None
+    everyone = torch.arange(n, device=d.device)
+    for p in bases:
+        res = _base_delta(d, p, everyone[everyone != p], None, best, executor=executor)
+        if res is not None:
+            best, witness = res
+    return best, witness
+
+
+def _check_bases(base: int | Sequence[int], n: int) -> tuple[int, ...]:
+    bases = (base,) if isinstance(base, (int, np.integer)) else tuple(base)
+    if not bases:
+        raise InputError("base: give at least one base point")
+    for p in bases:
+        if not isinstance(p, (int, np.integer)) or not 0 <= p < n:
+            raise InputError(f"base point {p!r} is not an index in [0, {n})")
+    return tuple(int(p) for p in bases)
+
+
+# -- public methods ------------------------------------------------------------------------------
+def delta_fixed_base(
+    distances: DistanceLike,
+    base: int | Sequence[int] = 0,
+    *,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+) -> DeltaResult:
+    """``max_{p in base} delta_p`` for one base point or a set of them (``delta/2 <= . <= delta``)."""
+    start = time.perf_counter()
+    d, diam = _prepare(distances, device)
+    n = d.shape[0]
+    bases = _check_bases(base, n)
+    with _workers(threads, d.device) as pool:
+        value, witness = _fixed(d, bases, pool)
+    return _result(value, witness, diam, "fixed", n, start, base_points=bases)
+
+
+def delta_exact(
+    distances: DistanceLike,
+    *,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> DeltaResult:
+    """The exact delta ``max_p delta_p`` (= the four-point delta over all quadruples)."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    d, diam = _prepare(distances, device)
+    n = d.shape[0]
+    if n < 4 or diam == 0:
+        return _result(0.0, None, diam, "exact", n, start)
+    with _workers(threads, d.device) as pool:
+        slack = triangle_slack(d, pool) + 8 * 2.0**-52 * diam  # plus float64 rounding of the bounds
+        ecc = d.amax(1)
+        # a first lower bound (>= delta / 2): the base point of largest eccentricity
+        best, witness = _fixed(d, [int(torch.argmax(ecc))], pool)
+        # each quadruple is taken at its member that comes first in this order, so the base in
+        # position i sees only positions > i: a contiguous block of the reordered matrix
+        order = torch.argsort(ecc, stable=True)
+        dp = d[order][:, order]
+        lock = threading.Lock()
+        state = {"best": best, "witness": witness}
+
+        def run(i: int) -> None:
+            floor = state["best"]
+            dl = dp[i, i + 1 :]
+            zmask = dl + slack > 2 * floor
+            if not bool(zmask.any()):
+                return
+            rmask = dl + slack > floor
+            if bool(rmask.all()):
+                rows: Index = slice(i + 1, n)
+            else:
+                rows = torch.nonzero(rmask).flatten() + (i + 1)
+                zmask = zmask[rmask]
+            res = _base_delta(dp, i, rows, None if bool(zmask.all()) else zmask, floor, slack)
+            if res is not None:
+                with lock:
+                    if res[0] > state["best"]:
+                        state["best"], state["witness"] = res[0], tuple(int(order[j]) for j in res[1])
+
+        bar = tqdm(total=n - 1, desc="exact delta", unit="base", disable=not progress)
+        try:
+            if pool is None:
+                for i in range(n - 1):
+                    run(i)
+                    bar.update()
+            else:
+                futures = [pool.submit(run, i) for i in range(n - 1)]
+                for f in futures:
+                    f.result()
+                    bar.update()
+        finally:
+            bar.close()
+    return _result(state["best"], state["witness"], diam, "exact", n, start)
+
+
+def delta_sampled(
+    distances: DistanceLike | Callable[[np.ndarray], DistanceLike],
+    *,
+    n: int | None = None,
+    samples: int = 1500,
+    bases: int = 1,
+    repeats: int = 10,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+) -> DeltaResult:
+    """Mean and standard deviation over ``repeats`` of ``max_{p in B} delta_p`` on ``samples``
+    random points, ``B`` = ``bases`` random points among them (Khrulkov et al.: 1500 x 1 x 1).
+
+    ``distances`` is an (n, n) matrix, or a function that returns the distance matrix of the points
+    with the given indices (so the full matrix of a large point set is never built); then ``n`` is
+    required. ``bases >= samples`` gives the exact delta of each sample.
+    """
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    if callable(distances):
+        if n is None:
+            raise InputError("delta_sampled: pass n, the number of points, with a distance function")
+        fetch = distances
+    else:
+        full, _ = _prepare(distances, dev)
+        n = full.shape[0]
+
+        def fetch(idx: np.ndarray) -> torch.Tensor:
+            t = torch.as_tensor(idx, device=full.device)
+            return full[t][:, t]
+
+    for name, v in (("samples", samples), ("bases", bases), ("repeats", repeats)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise InputError(f"{name} must be an integer >= 1, got {v!r}")
+    m = min(int(samples), n)
+    rng = np.random.default_rng(seed)
+    deltas, rels, diams = [], [], []
+    with _workers(threads, dev) as pool:
+        for _ in range(repeats):
+            idx = np.sort(rng.choice(n, size=m, replace=False))
+            sub = check_distance_matrix(fetch(idx), name="sampled distances").to(dev)
+            diam = float(sub.max())
+            if bases >= m:
+                value = delta_exact(sub, device=dev, threads=1).delta
+            else:
+                value, _ = _fixed(sub, rng.choice(m, size=bases, replace=False).tolist(), pool)
+            deltas.append(value)
+            diams.append(diam)
+            rels.append(2.0 * value / diam if diam > 0 else 0.0)
+    std = (lambda xs: float(np.std(xs, ddof=1)) if len(xs) > 1 else None)
+    return DeltaResult(
+        delta=float(np.mean(deltas)),
+        relative_delta=float(np.mean(rels)),
+        diameter=float(np.mean(diams)),
+        method="sampled",
+        n=int(n),
+        seconds=round(time.perf_counter() - start, 4),
+        delta_std=std(deltas),
+        relative_delta_std=std(rels),
+        samples=m,
+        repeats=int(repeats),
+    )
+
+
+def delta_distribution(
+    distances: DistanceLike,
+    *,
+    bins: int = 50,
+    bases: int | Sequence[int] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+) -> DeltaHistogram:
+    """Histogram of ``2 delta_p(x, y) / diam`` over triples (see :class:`DeltaHistogram`).
+
+    ``bases``: ``None`` for every point (``n^4 / 2`` steps), an int for that many random base
+    points, or the indices of the base points. Values are float32-accurate (binning only).
+    """
+    d, diam = _prepare(distances, device)
+    n = d.shape[0]
+    if not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise InputError(f"bins must be an integer >= 1, got {bins!r}")
+    if bases is None:
+        chosen = tuple(range(n))
+    elif isinstance(bases, (int, np.integer)):
+        if bases < 1:
+            raise InputError(f"bases must be >= 1, got {bases}")
+        chosen = tuple(sorted(np.random.default_rng(seed).choice(n, size=min(int(bases), n), replace=False).tolist()))
+    else:
+        chosen = _check_bases(bases, n)
+    counts = torch.zeros(bins, dtype=torch.int64, device=d.device)
+    total, top = 0.0, 0.0
+    everyone = torch.arange(n, device=d.device)
+    scale = 2.0 / diam if diam > 0 else 0.0
+    with _workers(threads, d.device) as pool:
+        for p in chosen:
+            others = everyone[everyone != p]
+            k = len(others)
+            if k < 2:
+                continue
+            g = gromov_products(d, p, others, others)
+            vals = (pair_reduce(g.float(), "maxmin", pool).double() - g)[_strict_upper(k, d.device)] * scale
+            idx = (vals * bins).floor().clamp_(0, bins - 1).long()
+            counts += torch.bincount(idx, minlength=bins)
+            total += float(vals.sum())
+            top = max(top, float(vals.max()))
+    c = counts.cpu().numpy()
+    return DeltaHistogram(
+        edges=np.linspace(0.0, 1.0, bins + 1),
+        counts=c,
+        mean=total / max(int(c.sum()), 1),
+        max=max(top, 0.0),
+        base_points=chosen,
+        n=n,
+    )

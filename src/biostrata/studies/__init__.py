@@ -1,0 +1,1 @@
+"""End-to-end studies: each one command that reproduces a set of results."""

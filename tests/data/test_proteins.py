@@ -1,0 +1,64 @@
+"""Tests of biostrata.data.proteins: FASTA and per-domain protein tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from biostrata.data.proteins import family_members, read_domain_proteins, read_fasta, read_proteins
+from biostrata.errors import DataNotFoundError, InputError
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+needs_data = pytest.mark.skipif(not (DATA / "bgc").is_dir(), reason="real data folder ../shared/data is absent")
+
+HEADER = "bgc_id\tpfam_id\tgene_id\tprotein_accession\tdna_start\tdna_end\tframe\tdna_sequence\tprotein_sequence\n"
+
+
+def test_fasta(tmp_path: Path) -> None:
+    path = tmp_path / "p.fa"
+    path.write_text(">a first protein\nMKV\nla*\n\n>b\nWW\n")
+    recs = read_fasta(path)
+    assert [(r.id, r.sequence, r.family) for r in recs] == [("a", "MKVLA", None), ("b", "WW", None)]
+    path.write_text(">a\nMK\n>a\nVV\n")
+    with pytest.raises(InputError, match="'a' appears more than once"):
+        read_fasta(path)
+    path.write_text("MKV\n>a\nMK\n")
+    with pytest.raises(InputError, match=r"p\.fa:1: sequence before the first"):
+        read_fasta(path)
+    path.write_text(">a\nMK1V\n")
+    with pytest.raises(InputError, match=r"p\.fa:1: character '1'"):
+        read_fasta(path)
+    path.write_text(">a\n>b\nMK\n")
+    with pytest.raises(InputError, match=r"p\.fa:1: empty protein sequence"):
+        read_fasta(path)
+    with pytest.raises(DataNotFoundError):
+        read_fasta(tmp_path / "none.fa")
+
+
+def test_domain_table(tmp_path: Path) -> None:
+    path = tmp_path / "d.tsv"
+    path.write_text(
+        HEADER
+        + "B1\tPF00005.3\tg1\tA.1\t1\t90\t0\tACG\tMKV\n"
+        + "B1\tPF00005\tg2\tA.2\t1\t90\t0\tACG\tMKV\n"  # same family, same sequence: skipped
+        + "B2\tPF00109\tg1\tC.1\t5\t95\t1\tACG\tWWL\n"
+    )
+    recs = read_proteins(path)
+    assert [(r.id, r.sequence, r.family) for r in recs] == [
+        ("B1|g1|A.1|1-90|PF00005", "MKV", "PF00005"),
+        ("B2|g1|C.1|5-95|PF00109", "WWL", "PF00109"),
+    ]
+    assert len(read_domain_proteins(path, dedupe=False)) == 3
+    assert family_members(recs) == {"PF00005": ["B1|g1|A.1|1-90|PF00005"], "PF00109": ["B2|g1|C.1|5-95|PF00109"]}
+    path.write_text("bgc_id\tpfam_id\nB1\tPF1\n")
+    with pytest.raises(InputError, match="missing column"):
+        read_domain_proteins(path)
+
+
+@needs_data
+def test_real_protein_files() -> None:
+    fasta = read_fasta(DATA / "genomes" / "BGC0000015.protein.fa")
+    assert len(fasta) == 30 and fasta[0].id.startswith("BGC0000015|c1|4-1824")
+    recs = read_domain_proteins(DATA / "bgc" / "mibig_domains.tsv")
+    assert len(recs) == 22253 and len(family_members(recs)) == 1278
