@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from biostrata import __version__
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Lightning's info lines (devices, checkpoint restores, tips) drown our progress; keep warnings.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")  # Lightning vs torch 2.13
     try:
         return int(args.run(args) or 0)
     except BiostrataError as err:
@@ -148,6 +150,24 @@ def _study(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="training seeds (default: 1 2)")
     c.add_argument("--threads", type=int, help="CPU threads for torch")
     c.set_defaults(run=_run_study_conditions)
+    g = studies.add_parser(
+        "cross-granularity",
+        help="protein LM + domain LM in three initialization arms: CKA over layers and checkpoints, probes, fusion",
+        description="Pre-train a small protein LM and the domain LM (random, fine-tuned and frozen protein-derived "
+        "table), then measure: CKA of the table against its initialization over epochs, layer x layer CKA per arm, "
+        "MIBiG product-class probes on protein-level, per-layer domain-level and combined features, and a Pfam-clan "
+        "probe on token-level features. Writes tables, plots and cross_granularity.md in --out. Resumable.",
+    )
+    g.add_argument("--out", default="runs/cross_granularity", help="output folder (default: runs/cross_granularity)")
+    g.add_argument("--data", default="../shared/data", help="folder with bgc/ and pfam/ (default: ../shared/data)")
+    g.add_argument("--domain-epochs", type=int, default=10, help="domain LM epochs per arm (default: 10)")
+    g.add_argument("--protein-epochs", type=int, default=1, help="protein LM epochs (default: 1)")
+    g.add_argument("--folds", type=int, default=5, help="probe folds (default: 5)")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="probe seeds (default: 0 1)")
+    g.add_argument("--one-vs-rest", action="store_true", help="one MLP per product class (slower; default: one network)")
+    g.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    g.set_defaults(run=_run_study_cross_granularity)
 
 
 def _run_study_conditions(args: argparse.Namespace) -> int:
@@ -161,6 +181,23 @@ def _run_study_conditions(args: argparse.Namespace) -> int:
     table = run_conditions(args.out, settings)
     print(summarize(table).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {args.out}/conditions.md, conditions.csv, conditions.png")
+    return 0
+
+
+def _run_study_cross_granularity(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from biostrata.studies.cross_granularity import CrossGranularitySettings, run_cross_granularity
+
+    data = Path(args.data)
+    settings = CrossGranularitySettings(
+        corpus=str(data / "bgc" / "mibig_domain_list.txt"), pfam=str(data / "pfam" / "Pfam-A.clans.tsv"),
+        classes=str(data / "bgc" / "mibig3_classes.csv"), domains=str(data / "bgc" / "mibig_domains.tsv"),
+        domain_epochs=args.domain_epochs, protein_epochs=args.protein_epochs, folds=args.folds, seeds=args.seeds,
+        one_vs_rest=args.one_vs_rest, threads=args.threads, progress=args.progress,
+    )  # fmt: skip
+    run_cross_granularity(args.out, settings)
+    print(f"wrote {args.out}/cross_granularity.md, product_class.csv, clan.csv, cka_*.png, probes.png")
     return 0
 
 
@@ -502,6 +539,196 @@ def _run_embed(args: argparse.Namespace) -> int:
             table = family_table_from_store(store, members, layer)
             table.save(args.family_table)
             print(f"{len(table.families)} family vectors (layer {layer}, dim {table.dim}) in {args.family_table}")
+    return 0
+
+
+@command
+def _delta(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "delta",
+        help="Gromov delta-hyperbolicity of distances, points, model embeddings; calibration",
+        description="How tree-like is a dataset: Gromov delta (four-point; max over base points of "
+        "min((x|z)_p, (z|y)_p) - (x|y)_p) and relative delta 2*delta/diameter (0: a tree; 1: the largest). "
+        "Give INPUT (.npy, .npz, .h5, .csv: a distance matrix, or points with --metric), or --calibrate N, "
+        "or --model CHECKPOINT --data TASK_DIR.",
+    )
+    p.add_argument("input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv)")
+    p.add_argument("--key", help="array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)")
+    p.add_argument("--layer", type=int, help="layer of a biostrata embedding store (default: the last)")
+    p.add_argument("--metric", default="precomputed", choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
+                   help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points")
+    p.add_argument("--curvature", type=float, default=1.0, help="K of the lorentz/poincare metric, curvature -K (default 1)")
+    p.add_argument("--method", default="exact", choices=("exact", "fixed", "sampled"),
+                   help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)")
+    p.add_argument("--base", type=int, nargs="+", default=[0], help="fixed: base point index(es) (default 0)")
+    p.add_argument("--samples", type=int, default=1500, help="sampled: points per sample (default 1500)")
+    p.add_argument("--bases", type=int, default=1, help="sampled: base points per sample (default 1)")
+    p.add_argument("--repeats", type=int, default=10, help="sampled: number of samples (default 10)")
+    p.add_argument("--histogram", type=int, metavar="BINS", help="also the distribution of relative delta over triples")
+    p.add_argument("--histogram-bases", type=int, metavar="B", help="histogram over B random base points (default: all)")
+    p.add_argument("--calibrate", type=int, metavar="N", help="relative delta of N points in reference spaces (tree, plane, ...)")
+    p.add_argument("--model", metavar="CHECKPOINT", help="model.pt (or run folder) from `biostrata train`")
+    p.add_argument("--data", metavar="TASK_DIR", help="with --model: task folder with train/dev/test.csv")
+    p.add_argument("--split", default="test", choices=("train", "dev", "test"), help="with --model: split (default test)")
+    p.add_argument("--points", type=int, default=1000, help="with --model: sequences to sample (default 1000)")
+    p.add_argument("--kmer", type=int, default=4, help="with --model: k of the k-mer spectrum baseline (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", help="cpu or cuda[:i] (default: cuda when torch has a GPU)")
+    p.add_argument("--threads", type=int, help="CPU worker threads (default: torch's thread count)")
+    p.add_argument("--json", action="store_true", help="print JSON (fields delta, relative_delta, diameter, method, n, ...)")
+    p.set_defaults(run=_run_delta)
+
+
+def _run_delta(args: argparse.Namespace) -> int:
+    import json
+
+    from biostrata.analysis import hyperbolicity as hyp
+    from biostrata.errors import InputError
+
+    modes = [args.input is not None, args.calibrate is not None, args.model is not None or args.data is not None]
+    if sum(modes) != 1:
+        raise InputError("give exactly one of: INPUT, --calibrate N, or --model CHECKPOINT --data TASK_DIR")
+    if modes[2] and not (args.model and args.data):
+        raise InputError("--model and --data go together: a trained model and the task folder to embed")
+    progress = sys.stderr.isatty()
+    common = dict(method=args.method, base=args.base, samples=args.samples, bases=args.bases,
+                  repeats=args.repeats, device=args.device, threads=args.threads)
+    if args.calibrate is not None:
+        rows = hyp.calibrate(args.calibrate, seed=args.seed, progress=progress, **common)
+        print(json.dumps(rows, indent=2) if args.json else hyp.format_rows(rows, "space"))
+        return 0
+    if args.model is not None:
+        rows = hyp.dataset_deltas(args.model, args.data, split=args.split, points=args.points, kmer=args.kmer,
+                                  seed=args.seed, progress=progress, **common)
+        print(json.dumps(rows, indent=2) if args.json else hyp.format_rows(rows, "representation"))
+        return 0
+    data = hyp.load_array(args.input, args.key, args.layer)
+    res = hyp.gromov_delta(data, metric=args.metric, curvature=args.curvature, seed=args.seed, progress=progress, **common)
+    out = {"input": args.input, "metric": args.metric, **res.to_dict()}
+    if args.histogram is not None:
+        hist = hyp.delta_histogram(data, metric=args.metric, curvature=args.curvature, bins=args.histogram,
+                                   bases=args.histogram_bases, seed=args.seed, device=args.device,
+                                   threads=args.threads, progress=progress)
+        out["histogram"] = hist.to_dict()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(hyp.format_rows([out], "input"))
+    if res.witness is not None:
+        print(f"attained by points {res.witness} (pairs {res.witness[2]},{res.witness[3]} | {res.witness[0]},{res.witness[1]})")
+    if args.histogram is not None:
+        h = out["histogram"]
+        print(f"relative delta over {h['triples']} triples ({h['base_points']} base points), mean {h['mean']:.4g}:")
+        edges, counts = h["edges"], h["counts"]
+        for lo, hi, c in zip(edges[:-1], edges[1:], counts):
+            print(f"  [{lo:.3f}, {hi:.3f})  {c}")
+    return 0
+
+
+@command
+def _cka(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cka",
+        help="CKA (and mutual k-NN) between the layers of one or two representations, or a curve against one",
+        description="Centered kernel alignment between representations of the same examples (rows joined by id). "
+        "One INPUT: its layer x layer matrix; two: layers of the first x layers of the second; --against REF: the "
+        "CKA of each INPUT (e.g. checkpoints' embedding tables) with REF (e.g. the table they started from). "
+        "Inputs: .npz (one array per layer, optional 'ids'), .npy, .h5 embedding store, .pt family table or "
+        "domain-LM checkpoint (its token table).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="representation files")
+    p.add_argument("--against", metavar="REF", help="reference representation (its one layer, or --ref-layer)")
+    p.add_argument("--ref-layer", help="layer of REF to compare with")
+    p.add_argument("--layers", nargs="+", help="layers of the (first) input to use (default: all)")
+    p.add_argument("--layers-b", nargs="+", help="layers of the second input (default: all)")
+    p.add_argument("--kernel", default="linear", choices=("linear", "rbf"))
+    p.add_argument("--debiased", action="store_true", help="unbiased HSIC (near 0 for independent features)")
+    p.add_argument("--sigma-frac", type=float, default=1.0, help="RBF bandwidth as a fraction of the median distance")
+    p.add_argument("--batch-size", type=int, default=4096, help="rows per minibatch of the linear CKA")
+    p.add_argument("--pooling", default="mean", choices=("mean", "bos"), help="pooled output read from .h5 stores")
+    p.add_argument("--knn", type=int, metavar="K", help="also the mutual K-nearest-neighbour agreement")
+    p.add_argument("--out", help="CSV to write (with --knn, also OUT with .knn.csv)")
+    p.add_argument("--heatmap", help="PNG heatmap of the matrix")
+    p.set_defaults(run=_run_cka)
+
+
+def _run_cka(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from biostrata.analysis.cka import plot_cka_heatmap
+    from biostrata.analysis.layers import compare_files
+    from biostrata.io import atomic_write_text
+
+    table, knn = compare_files(
+        args.inputs, against=args.against, ref_layer=args.ref_layer, layers=args.layers, layers_b=args.layers_b,
+        pooling=args.pooling, knn=args.knn, kernel=args.kernel, debiased=args.debiased, sigma_frac=args.sigma_frac,
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    print(f"{'debiased ' if args.debiased else ''}{args.kernel} CKA")
+    print(table.to_string(index=bool(not args.against), float_format=lambda v: f"{v:.4f}"))
+    if knn is not None:
+        print(f"mutual {args.knn}-NN agreement")
+        print(knn.to_string(index=bool(not args.against), float_format=lambda v: f"{v:.4f}"))
+    if args.heatmap and not args.against:
+        plot_cka_heatmap(table, args.heatmap, title=f"{args.kernel} CKA")
+        print(f"wrote {args.heatmap}")
+    if args.out:
+        atomic_write_text(Path(args.out), table.to_csv(index=not args.against))
+        if knn is not None:
+            atomic_write_text(Path(args.out).with_suffix(".knn.csv"), knn.to_csv(index=not args.against))
+        print(f"wrote {args.out}")
+    return 0
+
+
+@command
+def _probe(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="probe features for labels: linear or MLP, repeated stratified (grouped) k-fold, AUROC/MCC/F1",
+        description="Cross-validate a probe of frozen features. Features: FILE[:LAYER] (.npz, .npy, .h5 store, "
+        ".pt), several joined by id and concatenated (or --fusion projection for two). Labels: a CSV whose first "
+        "column is the id; --label-column for one label per row (binary/multi-class), else every other column "
+        "is a 0/1 class (multi-label, iterative stratification). --group-column keeps groups out of straddling "
+        "train and test.",
+    )
+    p.add_argument("--features", nargs="+", required=True, metavar="FILE[:LAYER]")
+    p.add_argument("--all-layers", action="store_true", help="probe every layer of the one features file separately")
+    p.add_argument("--labels", required=True, help="CSV of labels (first column: id)")
+    p.add_argument("--id-column", help="id column of the label CSV (default: the first)")
+    p.add_argument("--label-column", help="single label column (binary or multi-class)")
+    p.add_argument("--group-column", help="column of groups that must not straddle train and test")
+    p.add_argument("--probe", default="linear", choices=("linear", "mlp"))
+    p.add_argument("--fusion", default="concat", choices=("concat", "projection"),
+                   help="two feature files: concatenate, or fuse by a learned gated projection")
+    p.add_argument("--cs", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0], help="linear: C values (inner CV)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="mlp: hidden layer sizes")
+    p.add_argument("--one-vs-rest", action="store_true", help="mlp, multi-label: one network per class")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval (0: none)")
+    p.add_argument("--out", help="folder for summary.csv and folds.csv")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    p.set_defaults(run=_run_probe)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from biostrata.analysis.probes import LinearProbe, MLPProbe, probe_files
+    from biostrata.io import atomic_write_text
+
+    probe = LinearProbe(Cs=tuple(args.cs)) if args.probe == "linear" else MLPProbe(tuple(args.hidden), one_vs_rest=args.one_vs_rest)
+    table, folds = probe_files(
+        args.features, args.labels, probe, all_layers=args.all_layers, fusion=args.fusion, id_column=args.id_column,
+        label_column=args.label_column, group_column=args.group_column, n_splits=args.folds, seeds=args.seeds,
+        n_boot=args.bootstrap, threads=args.threads,
+    )  # fmt: skip
+    cols = [c for c in table.columns if not c.startswith("auroc[")]
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.out:
+        atomic_write_text(Path(args.out) / "summary.csv", table.to_csv(index=False))
+        atomic_write_text(Path(args.out) / "folds.csv", folds.to_csv(index=False))
+        print(f"wrote {args.out}/summary.csv and folds.csv")
     return 0
 
 

@@ -1,4 +1,3 @@
-import itertools
 
 import numpy as np
 import pytest
@@ -15,28 +14,11 @@ from biostrata.data.trees import (
     yule_tree,
 )
 from biostrata.errors import InputError
-
-
-def four_point_delta(d: np.ndarray) -> float:
-    """Largest four-point violation: for each quadruple, (largest - second largest) of the three pair sums, halved."""
-    worst = 0.0
-    for i, j, k, m in itertools.combinations(range(d.shape[0]), 4):
-        sums = sorted((d[i, j] + d[k, m], d[i, k] + d[j, m], d[i, m] + d[j, k]))
-        worst = max(worst, (sums[2] - sums[1]) / 2)
-    return worst
+from biostrata.geometry.delta import delta_exact
 
 
 def exact_delta(d: np.ndarray) -> float:
-    """The project's exact Gromov delta if it is there, else the brute-force four-point one."""
-    try:
-        from biostrata.geometry import delta as module
-    except ImportError:
-        return four_point_delta(d)
-    for name in ("gromov_delta", "delta_exact", "exact_delta", "delta"):
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return float(fn(d))
-    return four_point_delta(d)
+    return delta_exact(d).delta
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -141,3 +141,21 @@ def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.C
     assert torch.equal(model.table.weight[[model.vocab.index(f) for f in table.families]], table.vectors)
     assert main(["embed", "--out", str(tmp_path / "z.h5")]) == 2
     assert "give --model and --input" in capsys.readouterr().err
+
+
+def test_epoch_snapshots(tmp_path: Path, files: dict[str, Path]) -> None:
+    pfam = PfamTable.read(files["clans"])
+    corpus = read_clusters(files["corpus"], pfam)
+    from biostrata.data.clusters import DomainVocabulary
+
+    torch.manual_seed(0)  # pretrain_domain_lm seeds the same way before building the model
+    init = DomainLM.from_preset("small", DomainVocabulary.from_corpus(corpus), d_embed=8, d_model=8, n_layers=1, r=1)
+    pretrain_domain_lm(
+        corpus, tmp_path / "run", preset="small", pfam=pfam, epochs=2, batch_size=8, lr=1e-2, accelerator="cpu",
+        progress=False, snapshots=True, d_embed=8, d_model=8, n_layers=1, r=1,
+    )
+    snaps = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
+    assert snaps == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt"]
+    first, last = (DomainLM.load(tmp_path / "run" / "snapshots" / n) for n in (snaps[0], snaps[-1]))
+    assert torch.equal(first.table.weight, init.table.weight)  # the weights before any step (same seed)
+    assert not torch.equal(last.table.weight, first.table.weight)

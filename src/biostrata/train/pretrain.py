@@ -10,7 +10,9 @@ A model trained here implements ``masked_logits(src [B, L], selected [B, L] bool
 Outputs of :func:`pretrain_domain_lm` / :func:`pretrain_protein_lm` in ``out_dir``: ``model.pt``
 (sequence-models format for the domain LM, fair-esm format for the protein LM; best validation
 epoch), ``metrics.json`` (best epoch, per-epoch history, settings), ``checkpoints/last.ckpt``
-(Lightning, for resuming) and ``logs/`` (CSV).
+(Lightning, for resuming) and ``logs/`` (CSV); with ``snapshots=True`` also
+``snapshots/epoch_000.pt`` (the initial weights) and ``snapshots/epoch_<e>.pt`` after each epoch ``e``
+(same format as ``model.pt``), e.g. to follow how far the token table moves in training.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import copy
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -40,6 +42,7 @@ from biostrata.train.masking import MaskingScheme, MLMCollator
 
 __all__ = [
     "MaskedLMModule",
+    "EpochSnapshots",
     "LengthBucketSampler",
     "fit_masked_lm",
     "split_clusters",
@@ -144,6 +147,26 @@ class MaskedLMModule(pl.LightningModule):
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
 
 
+class EpochSnapshots(pl.Callback):
+    """Call ``save(path)`` on ``directory/epoch_000.pt`` before training and ``epoch_<e>.pt`` after
+    epoch ``e`` (1-based). On resume, files already written are kept."""
+
+    def __init__(self, directory: Path, save: Callable[[Path], None]) -> None:
+        self.directory, self.save = Path(directory), save
+
+    def _write(self, epoch: int) -> None:
+        path = self.directory / f"epoch_{epoch:03d}.pt"
+        if epoch > 0 or not path.is_file():
+            self.save(path)
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 0:
+            self._write(0)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._write(trainer.current_epoch + 1)
+
+
 def fit_masked_lm(
     model: nn.Module,
     train: Sequence[torch.Tensor],
@@ -163,10 +186,13 @@ def fit_masked_lm(
     progress: bool = True,
     resume: bool = False,
     val_repeats: int = 4,
+    snapshot: Callable[[Path], None] | None = None,
 ) -> dict:
     """Train ``model`` by masked-token prediction; keep the weights of the best validation epoch.
 
     Each validation sequence is masked ``val_repeats`` times (fixed draws) to steady the metrics.
+    ``snapshot(path)``, if given, writes the model to ``out_dir/snapshots/epoch_<e>.pt`` at the start
+    (``e = 0``) and after every epoch (:class:`EpochSnapshots`).
 
     Writes Lightning checkpoints to ``out_dir/checkpoints`` (``last.ckpt``; ``resume=True`` continues
     from it) and CSV logs to ``out_dir/logs``. Returns ``{"best": {...}, "history": [...],
@@ -187,9 +213,12 @@ def fit_masked_lm(
     val_loader = DataLoader(val_batches, batch_size=None)
     module = MaskedLMModule(model, lr)
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0)
+    callbacks: list[pl.Callback] = [checkpoint]
+    if snapshot is not None:
+        callbacks.append(EpochSnapshots(out_dir / "snapshots", snapshot))
     trainer = pl.Trainer(
         max_epochs=epochs, accelerator=accelerator, devices=devices, default_root_dir=out_dir,
-        logger=pl.loggers.CSVLogger(out_dir, name="logs"), callbacks=[checkpoint],
+        logger=pl.loggers.CSVLogger(out_dir, name="logs"), callbacks=callbacks,
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, len(train_loader))),
     )
@@ -268,10 +297,13 @@ def pretrain_domain_lm(
     devices: int | str = "auto",
     progress: bool = True,
     resume: bool = False,
+    snapshots: bool = False,
     **sizes: int,
 ) -> dict:
     """Pre-train the domain LM in one arm: ``random`` table, or initialized from ``family_table``
-    and then ``finetune``-d or kept ``frozen``. Returns (and writes) the metrics dict."""
+    and then ``finetune``-d or kept ``frozen``. Returns (and writes) the metrics dict. With
+    ``snapshots`` the weights at the start and after every epoch go to ``out_dir/snapshots/``
+    (sequence-models format, like ``model.pt``)."""
     if arm not in ARMS:
         raise InputError(f"arm={arm!r}: choose one of {list(ARMS)}")
     if (arm == "random") != (family_table is None):
@@ -296,6 +328,7 @@ def pretrain_domain_lm(
         model, [encode[i] for i in train_idx], [encode[i] for i in val_idx], domain_masking_scheme(vocab), out_dir,
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
         keep_first=int(class_token), accelerator=accelerator, devices=devices, progress=progress, resume=resume,
+        snapshot=(lambda path: model.save(path, pfam, name=f"bigcarp_{arm}")) if snapshots else None,
     )
     model.save(out_dir / "model.pt", pfam, name=f"bigcarp_{arm}")
     result.update(

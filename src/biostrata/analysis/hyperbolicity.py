@@ -1,0 +1,374 @@
+"""How hyperbolic (tree-like) is a dataset: Gromov delta of distance matrices, point sets, files,
+model embeddings, and of calibration spaces to read a value against.
+
+Inputs are a distance matrix (``metric="precomputed"``) or points with a metric of
+:mod:`biostrata.geometry.distances` (``euclidean``, ``cosine`` = angle, ``lorentz`` and ``poincare``
+with a curvature ``K``, curvature ``-K``), in memory (NumPy arrays, torch tensors) or in a file:
+
+- ``.npy``: one array; ``.npz``: the array named ``key`` (or the only one);
+- ``.h5`` / ``.hdf5``: a biostrata embedding store (``key`` = pooling, default ``mean``; ``layer``,
+  default the last stored) or any HDF5 file (``key`` = dataset path, or its only dataset);
+- ``.csv`` / ``.tsv`` / ``.txt``: a numeric table; a header row and a first column of names are
+  skipped when they are not numbers.
+
+The methods are those of :mod:`biostrata.geometry.delta`: ``exact``, ``fixed`` (base points) and
+``sampled`` (which, on points, only ever builds the distances of each sample).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from biostrata.errors import DataNotFoundError, InputError
+from biostrata.geometry.delta import (
+    DeltaHistogram,
+    DeltaResult,
+    delta_distribution,
+    delta_exact,
+    delta_fixed_base,
+    delta_sampled,
+)
+from biostrata.geometry.distances import METRICS, as_points, pairwise_distances
+
+METHODS = ("exact", "fixed", "sampled")
+INPUT_METRICS = ("precomputed",) + METRICS
+SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".csv", ".tsv", ".txt")
+
+
+# -- files ---------------------------------------------------------------------------------------
+def load_array(path: str | Path, key: str | None = None, layer: int | None = None) -> np.ndarray:
+    """The numeric 2-d array stored in ``path`` (formats in the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file; give a .npy, .npz, .h5 or .csv file of distances or points")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        arr = _npy(path)
+    elif suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            arr = z[_pick_key(path, key, list(z.files), "array")]
+    elif suffix in (".h5", ".hdf5"):
+        arr = _hdf5(path, key, layer)
+    elif suffix in (".csv", ".tsv", ".txt"):
+        arr = _table(path)
+    else:
+        raise InputError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
+    arr = np.asarray(arr)
+    if arr.ndim != 2:
+        raise InputError(f"{path}: expected a 2-d array (a distance matrix, or points x coordinates), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"{path}: expected real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise InputError(f"{path}: not a plain numeric .npy array ({err})") from None
+
+
+def _pick_key(path: Path, key: str | None, names: list[str], what: str) -> str:
+    if key is not None:
+        if key not in names:
+            raise InputError(f"{path}: no {what} named {key!r}; it holds {', '.join(names) or 'nothing'}")
+        return key
+    if len(names) != 1:
+        raise InputError(f"{path}: holds {len(names)} {what}s ({', '.join(names)}); choose one with --key")
+    return names[0]
+
+
+def _hdf5(path: Path, key: str | None, layer: int | None) -> np.ndarray:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        is_store = f.attrs.get("format") == "biostrata-embeddings"
+    if is_store:
+        from biostrata.data.embedding_store import EmbeddingStore
+
+        with EmbeddingStore(path) as store:
+            return store.array(pooling=key or "mean", layer=store.layers[-1] if layer is None else layer)
+    if layer is not None:
+        raise InputError(f"{path}: --layer applies to biostrata embedding stores; this is a plain HDF5 file")
+    with h5py.File(path, "r") as f:
+        names: list[str] = []
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        return f[_pick_key(path, key, names, "dataset")][()]
+
+
+def _table(path: Path) -> np.ndarray:
+    import pandas as pd
+
+    sep = "," if path.suffix.lower() == ".csv" else None
+    try:
+        df = pd.read_csv(path, header=None, sep=sep, engine="python" if sep is None else "c", comment="#")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not a numeric table ({err})") from None
+
+    def numeric(values: Sequence) -> bool:
+        return bool(pd.to_numeric(pd.Series(values), errors="coerce").notna().all())
+
+    if len(df) and not numeric(df.iloc[0, 1:]):
+        df = df.iloc[1:]  # header row
+    if df.shape[1] > 1 and not numeric(df.iloc[:, 0]):
+        df = df.iloc[:, 1:]  # a column of names
+    values = df.apply(pd.to_numeric, errors="coerce")
+    bad = np.argwhere(values.isna().to_numpy())
+    if len(bad):
+        r, c = bad[0]
+        raise InputError(f"{path}: line {df.index[r] + 1}, column {df.columns[c] + 1}: {df.iat[r, c]!r} is not a number")
+    return values.to_numpy(dtype=np.float64)
+
+
+# -- one dataset ---------------------------------------------------------------------------------
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in INPUT_METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(INPUT_METRICS)}")
+
+
+def distances_of(data: np.ndarray | torch.Tensor, metric: str = "precomputed", curvature: float = 1.0) -> torch.Tensor:
+    """The distance matrix of ``data``: itself for ``precomputed``, else of its rows as points."""
+    _check_metric(metric)
+    if metric == "precomputed":
+        shape = tuple(data.shape)
+        if len(shape) != 2 or shape[0] != shape[1]:
+            raise InputError(
+                f"a distance matrix is square, but this array has shape {shape}; for points pass a metric "
+                f"({', '.join(METRICS)})"
+            )
+        return torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data.detach())
+    return pairwise_distances(data, metric=metric, curvature=curvature)
+
+
+def gromov_delta(
+    data: np.ndarray | torch.Tensor,
+    *,
+    metric: str = "precomputed",
+    curvature: float = 1.0,
+    method: str = "exact",
+    base: int | Sequence[int] = 0,
+    samples: int = 1500,
+    bases: int = 1,
+    repeats: int = 10,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> DeltaResult:
+    """Gromov delta of a distance matrix or of points under ``metric``, by ``method``:
+    ``exact``, ``fixed`` (base point(s) ``base``) or ``sampled`` (``samples`` points x ``bases``
+    base points x ``repeats``, seeded by ``seed``)."""
+    _check_method(method)
+    _check_metric(metric)
+    if method == "sampled":
+        if metric == "precomputed":
+            return delta_sampled(distances_of(data), samples=samples, bases=bases, repeats=repeats, seed=seed,
+                                 device=device, threads=threads)
+        points = as_points(data)
+        fetch: Callable[[np.ndarray], torch.Tensor] = lambda idx: pairwise_distances(
+            points[torch.as_tensor(idx)], metric=metric, curvature=curvature
+        )
+        return delta_sampled(fetch, n=len(points), samples=samples, bases=bases, repeats=repeats, seed=seed,
+                             device=device, threads=threads)
+    d = distances_of(data, metric, curvature)
+    if method == "fixed":
+        return delta_fixed_base(d, base, device=device, threads=threads)
+    return delta_exact(d, device=device, threads=threads, progress=progress)
+
+
+def delta_histogram(
+    data: np.ndarray | torch.Tensor,
+    *,
+    metric: str = "precomputed",
+    curvature: float = 1.0,
+    bins: int = 50,
+    bases: int | Sequence[int] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> DeltaHistogram:
+    """Distribution of ``2 delta_p(x, y) / diam`` over triples (see :func:`delta_distribution`)."""
+    return delta_distribution(distances_of(data, metric, curvature), bins=bins, bases=bases, seed=seed,
+                              device=device, threads=threads, progress=progress)
+
+
+# -- calibration ---------------------------------------------------------------------------------
+CALIBRATION = {
+    "tree": "path metric of a random tree (each node joins a uniform earlier node; edge lengths U(0.1, 1))",
+    "euclidean-2d": "uniform in the unit square",
+    "euclidean-128d": "standard normal in R^128",
+    "sphere": "uniform on the unit sphere S^2, great-circle distance",
+    "hyperbolic-2d": "wrapped normal on H^2 (curvature -1): exp map at the origin of N(0, 2^2 I)",
+}
+
+
+def tree_metric(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Path metric of a random recursive tree on ``n`` nodes with edge lengths ``U(0.1, 1)``."""
+    parent = np.concatenate([[0], [rng.integers(0, i) for i in range(1, n)]]).astype(np.int64)
+    length = rng.uniform(0.1, 1.0, n)
+    d = np.zeros((n, n))
+    for i in range(1, n):  # d(i, j) = d(parent(i), j) + w_i for every earlier j
+        d[i, :i] = d[parent[i], :i] + length[i]
+        d[:i, i] = d[i, :i]
+    return d
+
+
+def calibration_distances(space: str, n: int, seed: int = 0) -> torch.Tensor:
+    """Distances of ``n`` random points of a calibration ``space`` (keys of ``CALIBRATION``)."""
+    if space not in CALIBRATION:
+        raise InputError(f"unknown calibration space {space!r}; choose one of {', '.join(CALIBRATION)}")
+    if not isinstance(n, (int, np.integer)) or n < 4:
+        raise InputError(f"calibration size must be an integer >= 4, got {n!r}")
+    rng = np.random.default_rng([seed, list(CALIBRATION).index(space)])
+    if space == "tree":
+        return torch.from_numpy(tree_metric(n, rng))
+    if space == "euclidean-2d":
+        return pairwise_distances(rng.random((n, 2)))
+    if space == "euclidean-128d":
+        return pairwise_distances(rng.standard_normal((n, 128)))
+    if space == "sphere":
+        return pairwise_distances(rng.standard_normal((n, 3)), metric="cosine")
+    v = 2.0 * rng.standard_normal((n, 2))
+    r = np.linalg.norm(v, axis=1, keepdims=True)
+    space_part = np.sinh(r) * v / np.where(r > 0, r, 1.0)
+    return pairwise_distances(np.concatenate([np.cosh(r), space_part], axis=1), metric="lorentz", curvature=1.0)
+
+
+def calibrate(
+    n: int,
+    *,
+    method: str = "exact",
+    seed: int = 0,
+    progress: bool = False,
+    **kwargs,
+) -> list[dict]:
+    """Delta at size ``n`` in each calibration space: one record per space with ``space``,
+    ``description`` and the fields of :class:`DeltaResult` (``kwargs`` go to :func:`gromov_delta`)."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    for space in tqdm(CALIBRATION, desc="calibration", unit="space", disable=not progress):
+        res = gromov_delta(calibration_distances(space, n, seed), method=method, seed=seed, **kwargs)
+        rows.append({"space": space, "description": CALIBRATION[space], **res.to_dict()})
+    return rows
+
+
+# -- a dataset through a trained model -----------------------------------------------------------
+def kmer_spectrum(sequences: Sequence[str], k: int = 4) -> np.ndarray:
+    """(N, 4^k) k-mer frequencies over ACGT of each sequence (k-mers with N or padding skipped;
+    a sequence with none gets a zero row)."""
+    from biostrata.data.alphabet import ALPHABET, encode
+
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= 8:
+        raise InputError(f"k-mer size must be an integer in 1..8, got {k!r}")
+    n_sym = len(ALPHABET) - 1  # A, C, G, T; N has the last index
+    out = np.zeros((len(sequences), n_sym**k))
+    for row, seq in enumerate(sequences):
+        idx = encode(seq, len(seq), where=f"sequence {row + 1}")
+        if len(idx) < k:
+            continue
+        windows = np.lib.stride_tricks.sliding_window_view(idx, k)
+        ok = (windows < n_sym).all(1)
+        codes = windows[ok] @ (n_sym ** np.arange(k - 1, -1, -1))
+        counts = np.bincount(codes, minlength=n_sym**k)
+        out[row] = counts / max(counts.sum(), 1)
+    return out
+
+
+def model_embeddings(model: torch.nn.Module, sequences: Sequence[str], *, truncate: bool = False,
+                     batch_size: int = 256) -> tuple[np.ndarray, str, float]:
+    """``model.embed`` of ``sequences`` as float64 rows, with the matching metric and curvature:
+    ``euclidean``, or ``lorentz`` at the head's curvature for a hyperbolic model."""
+    from biostrata.data.alphabet import encode_batch
+
+    model = model.eval()
+    parts = []
+    with torch.no_grad():
+        for s in range(0, len(sequences), batch_size):
+            x = encode_batch(list(sequences[s : s + batch_size]), model.length, truncate=truncate)
+            parts.append(model.embed(x).double().cpu().numpy())
+    emb = np.concatenate(parts) if parts else np.zeros((0, 0))
+    if not np.isfinite(emb).all():
+        from biostrata.errors import NumericalError
+
+        raise NumericalError("the model's embeddings contain NaN or infinity; no delta is reported")
+    if getattr(model, "manifold", None) is None:
+        return emb, "euclidean", 1.0
+    return emb, "lorentz", float(model.manifold.curvature.detach())
+
+
+def dataset_deltas(
+    checkpoint: str | Path,
+    task_dir: str | Path,
+    *,
+    split: str = "test",
+    points: int = 1000,
+    kmer: int = 4,
+    method: str = "exact",
+    seed: int = 0,
+    progress: bool = False,
+    **kwargs,
+) -> list[dict]:
+    """Delta of ``points`` random sequences of a task's ``split`` (GUE layout: train/dev/test.csv)
+    as embedded by a trained model (``biostrata train`` output), and of two baselines of the same
+    sequences: the flattened one-hot encoding and the ``kmer`` spectrum, both Euclidean.
+
+    One record per representation: ``representation``, ``metric``, ``curvature``, ``dim`` and the
+    fields of :class:`DeltaResult`; ``kwargs`` go to :func:`gromov_delta`.
+    """
+    from biostrata.data.alphabet import encode_batch
+    from biostrata.data.genome import read_gue_dir
+    from biostrata.train.run import load_model
+
+    _check_method(method)
+    if split not in ("train", "dev", "test"):
+        raise InputError(f"split must be train, dev or test, got {split!r}")
+    if not isinstance(points, (int, np.integer)) or points < 4:
+        raise InputError(f"points must be an integer >= 4, got {points!r}")
+    model, cfg = load_model(checkpoint)
+    data = getattr(read_gue_dir(task_dir), split)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(data), size=min(points, len(data)), replace=False))
+    seqs = [data.sequences[i] for i in pick]
+    emb, metric, curvature = model_embeddings(model, seqs, truncate=cfg.truncate)
+    onehot = encode_batch(seqs, model.length, truncate=cfg.truncate).flatten(1).double().numpy()
+    reps = [
+        (f"model:{cfg.model}", emb, metric, curvature),
+        ("one-hot", onehot, "euclidean", 1.0),
+        (f"{kmer}-mer spectrum", kmer_spectrum(seqs, kmer), "euclidean", 1.0),
+    ]
+    rows = []
+    for name, x, m, k in reps:
+        start = time.perf_counter()
+        res = gromov_delta(x, metric=m, curvature=k, method=method, seed=seed, progress=progress, **kwargs)
+        rows.append({"representation": name, "metric": m, "curvature": k if m == "lorentz" else None,
+                     "dim": int(x.shape[1]), **res.to_dict(), "seconds": round(time.perf_counter() - start, 3)})
+    return rows
+
+
+def format_rows(rows: Sequence[dict], first: str) -> str:
+    """A plain-text table of delta records, led by the column ``first``."""
+    cols = [first, "n", "method", "delta", "relative_delta", "diameter", "seconds"]
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}" if math.isfinite(v) else str(v)
+        return "" if v is None else str(v)
+    rel_sd = [r.get("relative_delta_std") for r in rows]
+    if any(v is not None for v in rel_sd):
+        cols.insert(5, "relative_delta_std")
+    table = [cols] + [[cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in table)

@@ -1,0 +1,239 @@
+"""Layer-wise representations read from files, joined by example id, and their delta per layer.
+
+A :class:`Representations` holds one array ``[n, d_layer]`` per layer for the same ``n`` examples,
+and (optionally) the examples' ids. :func:`read_representations` reads:
+
+- ``.npz``: every array but ``ids`` is one layer (named by its key), all with the same rows;
+  an optional ``ids`` array (strings) names the rows.
+- ``.npy``: one array ``[n, d]`` (one layer, named ``0``) or ``[n, L, d]`` (layers ``0..L-1``).
+- ``.h5`` / ``.hdf5``: a biostrata embedding store (:mod:`biostrata.data.embedding_store`): the
+  ``pooling`` outputs (default ``mean``) of every stored layer, named by layer number; ids from the store.
+- ``.pt``: a family table (``biostrata embed --family-table``: one layer ``table``, ids = Pfam
+  families), or a domain-LM checkpoint (sequence-models format; layer ``table`` = its token-table rows
+  of the domains, ids = the domains).
+
+:func:`delta_per_layer` gives the Gromov delta (:mod:`biostrata.geometry.delta`) of each layer's
+point cloud, on the same sampled examples for every layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from biostrata.errors import DataNotFoundError, InputError
+
+__all__ = ["Representations", "read_representations", "read_feature_blocks", "compare_files", "delta_per_layer"]
+
+
+@dataclass
+class Representations:
+    """Arrays ``layers[name] -> [n, d]`` of the same ``n`` examples, named by ``ids`` if known."""
+
+    layers: dict[str, np.ndarray]
+    ids: list[str] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise InputError(f"{self.source or 'representations'}: no layers")
+        for name, x in self.layers.items():
+            if np.ndim(x) != 2:
+                raise InputError(f"{self.source}: layer {name!r} has shape {np.shape(x)}; expected [examples, features]")
+        rows = {len(x) for x in self.layers.values()}
+        if len(rows) != 1:
+            raise InputError(f"{self.source}: layers have different numbers of rows {sorted(rows)}")
+        if self.ids is not None:
+            if len(self.ids) != rows.pop():
+                raise InputError(f"{self.source}: {len(self.ids)} ids for {len(next(iter(self.layers.values())))} rows")
+            if len(set(self.ids)) != len(self.ids):
+                raise InputError(f"{self.source}: ids repeat; every row needs its own id")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.layers.values())))
+
+    def select(self, names: Sequence[str] | None) -> Representations:
+        """Only the named layers (all when ``names`` is None)."""
+        if names is None:
+            return self
+        missing = [str(n) for n in names if str(n) not in self.layers]
+        if missing:
+            raise InputError(f"{self.source}: no layer(s) {missing}; layers are {list(self.layers)}")
+        return Representations({str(n): self.layers[str(n)] for n in names}, self.ids, self.source)
+
+    def rows(self, ids: Sequence[str]) -> Representations:
+        """The rows of ``ids``, in that order."""
+        if self.ids is None:
+            raise InputError(f"{self.source}: rows have no ids; cannot select by id")
+        index = {s: i for i, s in enumerate(self.ids)}
+        missing = [s for s in ids if s not in index]
+        if missing:
+            raise InputError(f"{self.source}: no row for id(s) {missing[:3]}")
+        take = np.array([index[s] for s in ids], dtype=np.int64)
+        return Representations({k: np.asarray(v)[take] for k, v in self.layers.items()}, list(ids), self.source)
+
+    def align(self, other: Representations) -> tuple[Representations, Representations]:
+        """Both restricted to the shared ids in this one's order; without ids both need the same rows."""
+        if self.ids is None or other.ids is None:
+            if len(self) != len(other):
+                raise InputError(
+                    f"{self.source} has {len(self)} rows and {other.source} {len(other)}, and at least one has no ids "
+                    "to join them; give ids (an 'ids' array in the .npz) or the same rows"
+                )
+            return self, other
+        theirs = set(other.ids)
+        shared = [s for s in self.ids if s in theirs]
+        if not shared:
+            raise InputError(f"{self.source} and {other.source} share no ids")
+        return self.rows(shared), other.rows(shared)
+
+
+def read_representations(path: str | Path, pooling: str = "mean") -> Representations:
+    """Read a representation file (formats in the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"representation file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            ids = [str(s) for s in data["ids"]] if "ids" in data.files else None
+            layers = {k: np.asarray(data[k]) for k in data.files if k != "ids"}
+        return Representations(layers, ids, str(path))
+    if suffix == ".npy":
+        x = np.load(path, allow_pickle=False)
+        if x.ndim == 3:
+            return Representations({str(i): x[:, i] for i in range(x.shape[1])}, None, str(path))
+        return Representations({"0": x}, None, str(path))
+    if suffix in (".h5", ".hdf5"):
+        from biostrata.data.embedding_store import EmbeddingStore
+
+        with EmbeddingStore(path) as store:
+            layers = {str(layer): store.array(pooling, layer) for layer in store.layers}
+            return Representations(layers, store.ids, str(path))
+    if suffix == ".pt":
+        return _read_pt(path)
+    raise InputError(f"{path}: unknown representation format {suffix!r}; use .npz, .npy, .h5 (embedding store) or .pt")
+
+
+def read_feature_blocks(specs: Sequence[str], pooling: str = "mean") -> tuple[list[str] | None, np.ndarray, list[int]]:
+    """Features from ``FILE[:LAYER]`` specs, joined by id and concatenated column-wise (never truncated):
+    ``(ids, X [n, sum of widths], widths)``. A file with one layer needs no ``:LAYER``; rows are the ids
+    shared by all files, in the first file's order (files without ids must have the same rows)."""
+    blocks: list[Representations] = []
+    for spec in specs:
+        path, _, layer = spec.rpartition(":") if ":" in Path(spec).name else (spec, "", "")
+        reps = read_representations(path, pooling)
+        if not layer:
+            if len(reps.layers) != 1:
+                raise InputError(f"{path} has layers {list(reps.layers)}; pick one as {path}:LAYER")
+            layer = next(iter(reps.layers))
+        blocks.append(reps.select([layer]))
+    if not blocks:
+        raise InputError("give at least one feature file")
+    first = blocks[0]
+    for other in blocks[1:]:
+        first, _ = first.align(other)
+    aligned = [first] + [b.rows(first.ids) if first.ids is not None and b.ids is not None else b for b in blocks[1:]]
+    arrays = [np.asarray(next(iter(b.layers.values())), dtype=np.float64) for b in aligned]
+    if len({len(a) for a in arrays}) != 1:
+        raise InputError(f"feature files have different numbers of rows {[len(a) for a in arrays]} and no ids to join them")
+    return first.ids, np.concatenate(arrays, 1), [a.shape[1] for a in arrays]
+
+
+def compare_files(
+    inputs: Sequence[str],
+    against: str | None = None,
+    ref_layer: str | None = None,
+    layers: Sequence[str] | None = None,
+    layers_b: Sequence[str] | None = None,
+    pooling: str = "mean",
+    knn: int | None = None,
+    **cka_options: object,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """CKA (and, with ``knn``, mutual k-NN agreement) of representation files, rows joined by id.
+
+    One input: its layer x layer matrix; two: layers of the first x layers of the second; with
+    ``against``: one row per (input, layer) with its CKA against the reference's one layer (e.g. a
+    curve over checkpoints). ``cka_options`` go to :func:`~biostrata.analysis.cka.cka_matrix`."""
+    from biostrata.analysis.cka import cka_matrix
+    from biostrata.analysis.neighbours import mutual_knn_matrix
+
+    reps = [read_representations(f, pooling) for f in inputs]
+    if against is None:
+        if len(reps) > 2:
+            raise InputError("give one or two inputs (or a reference, `against`, for a curve over many)")
+        a = reps[0].select(layers)
+        b = reps[1].select(layers_b) if len(reps) == 2 else None
+        if b is not None:
+            a, b = a.align(b)
+        other = None if b is None else b.layers
+        table = cka_matrix(a.layers, other, **cka_options)  # type: ignore[arg-type]
+        return table, (mutual_knn_matrix(a.layers, other, k=knn) if knn else None)
+    ref = read_representations(against, pooling).select([ref_layer] if ref_layer else None)
+    if len(ref.layers) != 1:
+        raise InputError(f"{against} has layers {list(ref.layers)}; pick one (ref_layer, CLI --ref-layer)")
+    rows, knn_rows = [], []
+    for path, r in zip(inputs, reps):
+        a, b = r.select(layers).align(ref)
+        m = cka_matrix(a.layers, b.layers, **cka_options)  # type: ignore[arg-type]
+        rows += [{"input": path, "layer": name, "rows": len(a), "cka": float(m.loc[name].iloc[0])} for name in m.index]
+        if knn:
+            k = mutual_knn_matrix(a.layers, b.layers, k=knn)
+            knn_rows += [{"input": path, "layer": name, "rows": len(a), "knn": float(k.loc[name].iloc[0])} for name in k.index]
+    return pd.DataFrame(rows), (pd.DataFrame(knn_rows) if knn else None)
+
+
+def _read_pt(path: Path) -> Representations:
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every unreadable file becomes one message
+        raise InputError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
+    if isinstance(data, dict) and "vectors" in data and "families" in data:
+        from biostrata.models.init_table import FamilyTable
+
+        table = FamilyTable.load(path)
+        return Representations({"table": table.vectors.double().numpy()}, list(table.families), str(path))
+    if isinstance(data, dict) and "model_state_dict" in data:
+        from biostrata.models.domain_lm import DomainLM
+
+        model = DomainLM.from_checkpoint(data, str(path))
+        rows = model.table.weight.detach().double().numpy()[model.vocab.domain_slice]
+        return Representations({"table": rows}, list(model.vocab.domains), str(path))
+    raise InputError(f"{path}: a .pt file must be a family table or a domain-LM (sequence-models) checkpoint")
+
+
+def delta_per_layer(
+    layers: Mapping[str, np.ndarray],
+    metric: str = "euclidean",
+    samples: int = 500,
+    repeats: int = 3,
+    exact: bool = False,
+    seed: int = 0,
+    threads: int | None = 1,
+) -> pd.DataFrame:
+    """Gromov delta of each layer's points: one row per layer with ``delta``, ``relative_delta``
+    (``2 delta / diam``), ``diameter`` (means over ``repeats`` samples of ``samples`` points; every
+    layer sees the same samples). By default one random base point per sample (Khrulkov et al.;
+    between ``delta / 2`` and ``delta``); ``exact=True`` takes every base point (slow beyond ~1000)."""
+    from biostrata.geometry.delta import delta_sampled
+    from biostrata.geometry.distances import pairwise_distances
+
+    rows = []
+    for name, x in layers.items():
+        x = np.asarray(x)
+        if x.ndim != 2:
+            raise InputError(f"layer {name!r}: expected [examples, features], got shape {x.shape}")
+        res = delta_sampled(
+            lambda idx, x=x: pairwise_distances(x[idx], metric=metric), n=len(x), samples=samples,
+            bases=samples if exact else 1, repeats=repeats, seed=seed, threads=threads,
+        )
+        rows.append({"layer": name, "n": len(x), "samples": res.samples, "delta": res.delta,
+                     "relative_delta": res.relative_delta, "relative_delta_std": res.relative_delta_std,
+                     "diameter": res.diameter})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,0 +1,617 @@
+"""Probe tasks: how much a frozen representation says about a label, with sound cross-validation.
+
+Tasks (:func:`task_of`): ``binary`` and ``multiclass`` (a label per example: ints or strings), and
+``multilabel`` (a 0/1 matrix ``[n, C]``, e.g. MIBiG product classes).
+
+Probes follow the scikit-learn estimator API (``fit(X, y[, groups])``, ``predict_proba``,
+``predict``; features are standardized inside, with statistics from the training rows only):
+
+- :class:`LinearProbe`: logistic regression (one-vs-rest for multi-label, multinomial otherwise),
+  its inverse regularization ``C`` chosen among ``Cs`` by an inner cross-validation on the training
+  rows (same splitter, same groups) maximizing macro AUROC;
+- :class:`MLPProbe`: a multilayer perceptron (default MLP(512, 256) one-vs-rest, as in the
+  cross-granularity study), early-stopped on a validation part of the training rows.
+
+Splits (:func:`make_splits`): ``k`` folds, stratified. Multi-label folds use iterative
+stratification (Sechidis, Tsoumakas, Vlahavas 2011, :func:`iterative_stratification`): the label
+with the fewest unassigned examples is dealt first, each example to the fold that most lacks that
+label (ties: the fold that most lacks examples, then at random). With ``groups`` (e.g. BGC, Pfam
+family) whole groups are dealt as units (their label counts summed), so no group is ever in both a
+training and a test fold; single-label tasks then use scikit-learn's ``StratifiedGroupKFold``.
+
+Metrics per test fold (:func:`probe_metrics`): macro and per-class AUROC (classes without both
+outcomes in the fold are left out of the mean), Matthews correlation (multi-label: the mean over
+classes at threshold 0.5; multi-class: on the arg-max) and macro F1. :func:`cross_validate`
+repeats k-fold over seeds; :meth:`ProbeResult.summary` reports the mean and standard deviation
+over all folds and seeds and a bootstrap confidence interval of the metric of the out-of-fold
+predictions (resampling examples, or whole groups when there are groups).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+from biostrata.errors import InputError
+
+__all__ = [
+    "TASKS",
+    "task_of",
+    "encode_labels",
+    "iterative_stratification",
+    "MultilabelStratifiedKFold",
+    "make_splits",
+    "auroc",
+    "probe_metrics",
+    "ProbeBase",
+    "LinearProbe",
+    "MLPProbe",
+    "ProbeResult",
+    "cross_validate",
+    "bootstrap_ci",
+    "read_labels",
+    "probe_files",
+]
+
+TASKS = ("binary", "multiclass", "multilabel")
+
+
+# -------------------------------------------------------------------------------------------------
+# labels
+# -------------------------------------------------------------------------------------------------
+
+
+def task_of(y: np.ndarray) -> str:
+    """``multilabel`` for a 0/1 matrix with more than one column, else ``binary`` or ``multiclass``."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        if not np.isin(y, (0, 1)).all():
+            raise InputError("a multi-label target must be a 0/1 matrix [examples, classes]")
+        return "multilabel"
+    if y.ndim > 2:
+        raise InputError(f"labels must be a vector or a 0/1 matrix, got shape {y.shape}")
+    n = len(np.unique(y.ravel()))
+    if n < 2:
+        raise InputError(f"labels have {n} distinct value(s); a probe needs at least 2 classes")
+    return "binary" if n == 2 else "multiclass"
+
+
+def encode_labels(y: np.ndarray) -> tuple[np.ndarray, list[str], str]:
+    """``(codes, class names, task)``: multi-label stays a 0/1 ``int64`` matrix (classes named by
+    column index), single labels become codes ``0..C-1`` in sorted order of the labels."""
+    y = np.asarray(y)
+    task = task_of(y)
+    if task == "multilabel":
+        return y.astype(np.int64), [str(i) for i in range(y.shape[1])], task
+    names, codes = np.unique(y.ravel(), return_inverse=True)
+    return codes.astype(np.int64), [str(v) for v in names], task
+
+
+def _indicator(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """One-hot rows of label codes (multi-label matrices pass through)."""
+    if y.ndim == 2:
+        return y
+    out = np.zeros((len(y), n_classes), dtype=np.int64)
+    out[np.arange(len(y)), y] = 1
+    return out
+
+
+# -------------------------------------------------------------------------------------------------
+# splits
+# -------------------------------------------------------------------------------------------------
+
+
+def iterative_stratification(
+    y: np.ndarray, n_splits: int = 5, seed: int = 0, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Fold (``0..n_splits-1``) of each row of a 0/1 matrix ``y [n, C]`` by iterative stratification
+    (see the module docstring); with ``groups`` every group's rows share a fold."""
+    y = np.asarray(y)
+    if y.ndim != 2 or not np.isin(y, (0, 1)).all():
+        raise InputError(f"iterative_stratification needs a 0/1 label matrix [n, classes], got shape {y.shape}")
+    n = len(y)
+    if groups is None:
+        unit_of = np.arange(n)
+    else:
+        groups = np.asarray(groups)
+        if len(groups) != n:
+            raise InputError(f"groups has {len(groups)} entries for {n} rows")
+        _, unit_of = np.unique(groups, return_inverse=True)
+    n_units = int(unit_of.max()) + 1 if n else 0
+    if not 2 <= n_splits <= n_units:
+        raise InputError(f"n_splits={n_splits}: needs 2 <= n_splits <= {n_units} (the number of {'groups' if groups is not None else 'rows'})")
+    counts = np.zeros((n_units, y.shape[1]), dtype=np.float64)  # label counts per unit
+    np.add.at(counts, unit_of, y)
+    sizes = np.bincount(unit_of, minlength=n_units).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    want_labels = np.tile(counts.sum(0) / n_splits, (n_splits, 1))  # [folds, C]
+    want_size = np.full(n_splits, n / n_splits)
+    fold_of_unit = np.full(n_units, -1, dtype=np.int64)
+    remaining = counts.copy()  # label counts of the units not yet dealt
+    left = np.ones(n_units, dtype=bool)
+
+    def deal(unit: int, label: int | None) -> None:
+        if label is None:
+            score = np.stack([want_size, rng.random(n_splits)], 1)
+        else:
+            score = np.stack([want_labels[:, label], want_size, rng.random(n_splits)], 1)
+        best = np.lexsort(score.T[::-1])[-1]  # largest by the first column, ties by the next
+        fold_of_unit[unit] = best
+        want_labels[best] -= counts[unit]
+        want_size[best] -= sizes[unit]
+        remaining[unit] = 0
+        left[unit] = False
+
+    while True:
+        per_label = (remaining > 0).sum(0)
+        if not per_label.any():
+            break
+        label = int(np.argmin(np.where(per_label > 0, per_label, np.iinfo(np.int64).max)))
+        units = np.flatnonzero(remaining[:, label] > 0)
+        for unit in rng.permutation(units):
+            deal(int(unit), label)
+    for unit in rng.permutation(np.flatnonzero(left)):
+        deal(int(unit), None)
+    return fold_of_unit[unit_of]
+
+
+class MultilabelStratifiedKFold:
+    """scikit-learn splitter: ``split(X, y, groups)`` yields ``(train, test)`` index arrays of the
+    folds of :func:`iterative_stratification` (reshuffled by ``random_state``)."""
+
+    def __init__(self, n_splits: int = 5, random_state: int = 0) -> None:
+        self.n_splits, self.random_state = n_splits, random_state
+
+    def get_n_splits(self, X: object = None, y: object = None, groups: object = None) -> int:
+        return self.n_splits
+
+    def split(self, X: object, y: np.ndarray, groups: np.ndarray | None = None):
+        folds = iterative_stratification(y, self.n_splits, self.random_state, groups)
+        for k in range(self.n_splits):
+            yield np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+
+
+def make_splits(
+    y: np.ndarray, n_splits: int = 5, seed: int = 0, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified ``(train, test)`` folds for any task; grouped when ``groups`` is given."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.asarray(y)
+    if groups is not None and len(groups) != len(y):
+        raise InputError(f"groups has {len(groups)} entries for {len(y)} examples")
+    if task_of(y) == "multilabel":
+        splitter = MultilabelStratifiedKFold(n_splits, seed)
+    elif groups is None:
+        splitter = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
+    else:
+        if len(np.unique(groups)) < n_splits:
+            raise InputError(f"{len(np.unique(groups))} groups cannot fill {n_splits} folds; use fewer folds")
+        splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")
+        return [(tr, te) for tr, te in splitter.split(np.zeros(len(y)), y.ravel() if y.ndim == 1 else y, groups)]
+
+
+# -------------------------------------------------------------------------------------------------
+# metrics
+# -------------------------------------------------------------------------------------------------
+
+
+def auroc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve of 0/1 ``y`` by ``score`` (Mann-Whitney, ties counted half); NaN when
+    ``y`` has only one value."""
+    y = np.asarray(y).astype(bool)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _mcc(y: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import matthews_corrcoef
+
+    return float(matthews_corrcoef(y, pred))
+
+
+def probe_metrics(
+    y: np.ndarray, scores: np.ndarray, task: str, classes: Sequence[str], only: Sequence[str] | None = None
+) -> dict[str, float]:
+    """``auroc_macro``, ``auroc[<class>]``, ``mcc`` and ``f1_macro`` of scores ``[n, C]`` (class
+    probabilities; for ``binary`` column 1 is the positive class) against label codes or a 0/1 matrix.
+    ``only`` limits the work to some of ``auroc_macro``, ``mcc``, ``f1_macro``."""
+    from sklearn.metrics import f1_score
+
+    if task not in TASKS:
+        raise InputError(f"task={task!r}: choose one of {TASKS}")
+    want = set(only) if only is not None else {"auroc_macro", "mcc", "f1_macro"}
+    y = np.asarray(y)
+    out: dict[str, float] = {}
+    if task == "binary":
+        pred = (scores[:, 1] >= 0.5).astype(np.int64)
+        if "auroc_macro" in want:
+            out["auroc_macro"] = auroc(y, scores[:, 1])
+    else:
+        onehot = _indicator(y, len(classes))
+        if "auroc_macro" in want:
+            per_class = [auroc(onehot[:, c], scores[:, c]) for c in range(len(classes))]
+            out["auroc_macro"] = float(np.nanmean(per_class)) if not np.isnan(per_class).all() else float("nan")
+            if only is None:
+                out.update({f"auroc[{name}]": v for name, v in zip(classes, per_class)})
+        pred = (scores >= 0.5).astype(np.int64) if task == "multilabel" else scores.argmax(1)
+    if "mcc" in want:
+        if task == "multilabel":
+            out["mcc"] = float(np.mean([_mcc(y[:, c], pred[:, c]) for c in range(y.shape[1])]))
+        else:
+            out["mcc"] = _mcc(y, pred)
+    if "f1_macro" in want:
+        labels = None if task != "multiclass" else np.unique(y)
+        out["f1_macro"] = float(f1_score(y, pred, labels=labels, average="macro", zero_division=0))
+    return out
+
+
+# -------------------------------------------------------------------------------------------------
+# probes
+# -------------------------------------------------------------------------------------------------
+
+
+def _proba(model: object, X: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+    """Class probabilities ``[n, C]`` with a column for every class, also those a training fold lacked."""
+    p = np.asarray(model.predict_proba(X), dtype=np.float64)  # type: ignore[attr-defined]
+    if task == "multilabel":
+        return p
+    out = np.zeros((len(X), n_classes))
+    out[:, np.asarray(model.classes_, dtype=np.int64)] = p  # type: ignore[attr-defined]
+    return out
+
+
+class ProbeBase(ClassifierMixin, BaseEstimator):
+    """Shared plumbing of the probes: label encoding, standardization (``self.standardize``), and
+    probabilities for every class. A subclass gives ``_network(task, **params)``: an unfitted
+    scikit-learn classifier for the (standardized) features."""
+
+    def _network(self, task: str, **params: object) -> object:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> ProbeBase:
+        """Fit on ``X [n, d]`` and labels (a vector, or a 0/1 matrix for multi-label)."""
+        X, codes = self._prepare(X, y)
+        self.model_ = _fit_quiet(self._pipeline(self.task_), X, codes)
+        return self
+
+    def _pipeline(self, task: str, **params: object) -> object:
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        net = self._network(task, **params)
+        return make_pipeline(StandardScaler(), net) if self.standardize else net
+
+    def _prepare(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or len(X) != len(y):
+            raise InputError(f"X must be [examples, features] with one row per label; got {X.shape} for {len(y)} labels")
+        if not np.isfinite(X).all():
+            raise InputError(f"X: row {int(np.flatnonzero(~np.isfinite(X).all(1))[0])} has a non-finite value")
+        y = np.asarray(y)
+        self.task_ = task_of(y)
+        if self.task_ == "multilabel":
+            codes, self.classes_ = y.astype(np.int64), np.arange(y.shape[1])
+        else:
+            self.classes_, codes = np.unique(y.ravel(), return_inverse=True)
+        self.n_classes_ = len(self.classes_)
+        return X, codes
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """``[n, C]``: per-class probabilities (multi-label: of each class being present)."""
+        return _proba(self.model_, np.asarray(X, dtype=np.float64), self.task_, self.n_classes_)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        p = self.predict_proba(X)
+        if self.task_ == "multilabel":
+            return (p >= 0.5).astype(np.int64)
+        return self.classes_[p.argmax(1)]
+
+
+class LinearProbe(ProbeBase):
+    """Logistic regression with ``C`` chosen by inner cross-validation (see module docstring)."""
+
+    def __init__(
+        self, Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0), inner_splits: int = 3, max_iter: int = 1000,
+        standardize: bool = True, random_state: int = 0,
+    ) -> None:
+        self.Cs, self.inner_splits, self.max_iter = Cs, inner_splits, max_iter
+        self.standardize, self.random_state = standardize, random_state
+
+    def _network(self, task: str, C: float = 1.0) -> object:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+
+        lr = LogisticRegression(C=C, max_iter=self.max_iter)
+        return OneVsRestClassifier(lr) if task == "multilabel" else lr
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> LinearProbe:
+        X, codes = self._prepare(X, y)
+        if not len(self.Cs):
+            raise InputError("Cs: give at least one value of C")
+        scores = {}
+        if len(self.Cs) > 1:
+            splits = make_splits(codes, self.inner_splits, self.random_state, groups)
+            for C in self.Cs:
+                values = []
+                for tr, te in splits:
+                    model = _fit_quiet(self._pipeline(self.task_, C=C), X[tr], codes[tr])
+                    p = _proba(model, X[te], self.task_, self.n_classes_)
+                    values.append(probe_metrics(codes[te], p, self.task_, list(self.classes_), ["auroc_macro"])["auroc_macro"])
+                scores[float(C)] = float(np.nanmean(values))
+            # the strongest regularization among the best (ties within 1e-9)
+            best = max(scores.values())
+            self.C_ = min(c for c, v in scores.items() if v >= best - 1e-9)
+        else:
+            self.C_ = float(self.Cs[0])
+        self.inner_scores_ = scores
+        self.model_ = _fit_quiet(self._pipeline(self.task_, C=self.C_), X, codes)
+        return self
+
+
+class MLPProbe(ProbeBase):
+    """Multilayer perceptron probe (scikit-learn ``MLPClassifier``, Adam, ReLU), one network per class
+    when ``one_vs_rest`` (multi-label only) else one network with a sigmoid/softmax output per class."""
+
+    def __init__(
+        self, hidden_layer_sizes: Sequence[int] = (512, 256), alpha: float = 1e-4, max_iter: int = 200,
+        early_stopping: bool = True, one_vs_rest: bool = True, standardize: bool = True, random_state: int = 0,
+    ) -> None:
+        self.hidden_layer_sizes, self.alpha, self.max_iter = hidden_layer_sizes, alpha, max_iter
+        self.early_stopping, self.one_vs_rest = early_stopping, one_vs_rest
+        self.standardize, self.random_state = standardize, random_state
+
+    def _network(self, task: str) -> object:
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.neural_network import MLPClassifier
+
+        mlp = MLPClassifier(
+            tuple(self.hidden_layer_sizes), alpha=self.alpha, max_iter=self.max_iter,
+            early_stopping=self.early_stopping, random_state=self.random_state,
+        )
+        return OneVsRestClassifier(mlp) if task == "multilabel" and self.one_vs_rest else mlp
+
+
+def _fit_quiet(model: object, X: np.ndarray, y: np.ndarray) -> object:
+    """Fit, without scikit-learn's convergence and constant-label chatter (the fit is still used)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
+        warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+        return model.fit(X, y)  # type: ignore[attr-defined]
+
+
+# -------------------------------------------------------------------------------------------------
+# repeated cross-validation
+# -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProbeResult:
+    """Per-fold metrics (``folds``: one row per seed and fold) and out-of-fold class probabilities
+    (``oof[seed]`` ``[n, C]``) of a repeated k-fold cross-validation."""
+
+    folds: pd.DataFrame
+    oof: dict[int, np.ndarray]
+    y: np.ndarray
+    task: str
+    classes: list[str]
+    groups: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def summary(
+        self, metrics: Sequence[str] = ("auroc_macro", "mcc", "f1_macro"), n_boot: int = 1000, level: float = 0.95,
+        seed: int = 0, ci: Sequence[str] = ("auroc_macro",),
+    ) -> dict[str, float]:
+        """For each metric: ``<m>`` (mean over folds and seeds) and ``<m>_sd`` (their standard
+        deviation); for the metrics in ``ci``, ``<m>_lo`` / ``<m>_hi``: the bootstrap interval of the
+        out-of-fold metric, averaged over seeds (``n_boot = 0`` skips it); plus per-class AUROC means."""
+        out: dict[str, float] = {"folds": int(self.folds["fold"].nunique()), "seeds": len(self.oof), "n": len(self.y)}
+        for m in metrics:
+            out[m] = float(self.folds[m].mean())
+            out[f"{m}_sd"] = float(self.folds[m].std(ddof=1)) if len(self.folds) > 1 else float("nan")
+            if n_boot and m in ci:
+                lo, hi = bootstrap_ci(self.y, list(self.oof.values()), self.task, self.classes, m, self.groups, n_boot, level, seed)
+                out[f"{m}_lo"], out[f"{m}_hi"] = lo, hi
+        for c in self.classes:
+            key = f"auroc[{c}]"
+            if key in self.folds:
+                out[key] = float(self.folds[key].mean())
+        return out
+
+
+def cross_validate(
+    estimator: BaseEstimator,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray | None = None,
+    n_splits: int = 5,
+    seeds: Sequence[int] = (0,),
+    class_names: Sequence[str] | None = None,
+    progress: bool = False,
+    desc: str = "probe",
+) -> ProbeResult:
+    """Repeated stratified (grouped) k-fold: for each seed, new folds (:func:`make_splits`) and a fresh
+    clone of ``estimator`` with ``random_state = seed`` per fold (``groups`` reach ``fit`` when it takes
+    them, e.g. for :class:`LinearProbe`'s inner splits). Same seeds, same numbers."""
+    from tqdm.auto import tqdm
+
+    X = np.asarray(X, dtype=np.float64)
+    codes, names, task = encode_labels(y)
+    if len(X) != len(codes):
+        raise InputError(f"X has {len(X)} rows but there are {len(codes)} labels")
+    if class_names is not None:
+        if len(class_names) != len(names):
+            raise InputError(f"class_names has {len(class_names)} names for {len(names)} classes")
+        names = [str(c) for c in class_names]
+    groups = None if groups is None else np.asarray(groups)
+    takes_groups = "groups" in inspect.signature(estimator.fit).parameters
+    rows, oof = [], {}
+    plan = [(s, k, tr, te) for s in seeds for k, (tr, te) in enumerate(make_splits(codes, n_splits, s, groups))]
+    for seed, k, tr, te in tqdm(plan, desc=desc, disable=not progress, leave=False):
+        model = clone(estimator)
+        if "random_state" in model.get_params():
+            model.set_params(random_state=seed)
+        kwargs = {"groups": groups[tr]} if takes_groups and groups is not None else {}
+        model.fit(X[tr], codes[tr], **kwargs)
+        p = _proba(model, X[te], task, len(names))
+        oof.setdefault(seed, np.full((len(X), len(names)), np.nan))[te] = p
+        row = {"seed": seed, "fold": k, "n_train": len(tr), "n_test": len(te)}
+        if hasattr(model, "C_"):
+            row["C"] = model.C_
+        rows.append({**row, **probe_metrics(codes[te], p, task, names)})
+    return ProbeResult(pd.DataFrame(rows), oof, codes, task, names, groups)
+
+
+def bootstrap_ci(
+    y: np.ndarray,
+    scores: Sequence[np.ndarray],
+    task: str,
+    classes: Sequence[str],
+    metric: str = "auroc_macro",
+    groups: np.ndarray | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of ``metric`` of out-of-fold ``scores`` (one array per seed, averaged over
+    seeds in every resample), resampling examples with replacement, or whole groups when given."""
+    if not 0 < level < 1:
+        raise InputError(f"level={level}: must be in (0, 1)")
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        members = [np.array([i]) for i in range(len(y))]
+    else:
+        _, inverse = np.unique(groups, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+    values = []
+    for _ in range(n_boot):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        vals = [probe_metrics(y[idx], s[idx], task, classes, [metric])[metric] for s in scores]
+        values.append(float(np.nanmean(vals)) if not np.isnan(vals).all() else float("nan"))
+    values = np.asarray(values)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def read_labels(
+    path: str, id_column: str | None = None, label_column: str | None = None, group_column: str | None = None
+) -> tuple[list[str], np.ndarray, list[str], np.ndarray | None]:
+    """Labels from a CSV with a header: ``(ids, y, class names, groups)``.
+
+    The id is ``id_column`` (default: the first column). With ``label_column`` that column holds one
+    label per row (binary or multi-class); otherwise every other column (but ``group_column``) is a
+    0/1 class column (multi-label, e.g. ``mibig3_classes.csv``). ``group_column`` gives the groups
+    that must not straddle a split (e.g. BGC or Pfam family)."""
+    from pathlib import Path
+
+    from biostrata.errors import DataNotFoundError
+
+    if not Path(path).is_file():
+        raise DataNotFoundError(f"label file not found: {path}")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    id_column = id_column or table.columns[0]
+    for name, col in (("--id-column", id_column), ("--label-column", label_column), ("--group-column", group_column)):
+        if col is not None and col not in table.columns:
+            raise InputError(f"{path}: no column {col!r} ({name}); columns are {list(table.columns)}")
+    if table[id_column].duplicated().any():
+        raise InputError(f"{path}: id {table[id_column][table[id_column].duplicated()].iloc[0]!r} appears twice")
+    ids = table[id_column].tolist()
+    groups = table[group_column].to_numpy() if group_column else None
+    if label_column:
+        y = table[label_column].to_numpy()
+        empty = np.flatnonzero(y == "")
+        if len(empty):
+            raise InputError(f"{path}:{empty[0] + 2}: empty label in column {label_column!r}")
+        return ids, y, sorted(set(y)), groups
+    cols = [c for c in table.columns if c not in (id_column, group_column)]
+    bad = [(c, i) for c in cols for i in np.flatnonzero(~table[c].isin(["0", "1"]))[:1]]
+    if bad or not cols:
+        where = f"{path}:{bad[0][1] + 2}: column {bad[0][0]!r} is not 0/1" if bad else f"{path}: no class columns"
+        raise InputError(f"{where}; give --label-column for a single label column, or 0/1 columns for multi-label")
+    return ids, table[cols].to_numpy(dtype=np.int64), cols, groups
+
+
+def probe_files(
+    features: Sequence[str],
+    labels: str,
+    probe: BaseEstimator,
+    *,
+    all_layers: bool = False,
+    fusion: str = "concat",
+    id_column: str | None = None,
+    label_column: str | None = None,
+    group_column: str | None = None,
+    n_splits: int = 5,
+    seeds: Sequence[int] = (0,),
+    n_boot: int = 1000,
+    threads: int = 1,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cross-validate ``probe`` on features from files (``FILE[:LAYER]``, joined by id and concatenated;
+    see :func:`~biostrata.analysis.layers.read_feature_blocks`) against the labels of
+    :func:`read_labels`; rows are the ids present in both. ``all_layers`` probes each layer of the one
+    file separately; ``fusion="projection"`` fuses two files with
+    :class:`~biostrata.analysis.fusion.ProjectionFusion` instead. Returns (summary, per-fold) tables."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from biostrata.analysis.fusion import ProjectionFusion
+    from biostrata.analysis.layers import read_feature_blocks, read_representations
+
+    if fusion not in ("concat", "projection"):
+        raise InputError(f"fusion={fusion!r}: choose 'concat' or 'projection'")
+    ids, y, names, groups = read_labels(labels, id_column, label_column, group_column)
+    if all_layers:
+        if len(features) != 1:
+            raise InputError("all_layers (--all-layers) takes one features file")
+        specs = [[f"{features[0]}:{layer}"] for layer in read_representations(features[0]).layers]
+    else:
+        specs = [list(features)]
+    index = {s: i for i, s in enumerate(ids)}
+    summaries, folds = [], []
+    torch.set_num_threads(threads)
+    with threadpool_limits(threads):
+        for spec in specs:
+            name = " + ".join(spec)
+            feat_ids, X, widths = read_feature_blocks(spec)
+            if feat_ids is None:
+                if len(X) != len(ids):
+                    raise InputError(f"{name}: {len(X)} rows without ids for {len(ids)} labels; give the features ids")
+                feat_rows = rows = np.arange(len(ids))
+            else:
+                shared = [k for k, s in enumerate(feat_ids) if s in index]
+                if not shared:
+                    raise InputError(f"{name}: no feature id is in {labels}")
+                feat_rows, rows = np.array(shared), np.array([index[feat_ids[k]] for k in shared])
+            est = probe
+            if fusion == "projection":
+                if len(widths) != 2:
+                    raise InputError("fusion='projection' (--fusion projection) needs exactly two feature files")
+                est = ProjectionFusion(split=widths[0])
+            res = cross_validate(
+                est, X[feat_rows], y[rows], None if groups is None else groups[rows], n_splits, seeds,
+                class_names=None if label_column else names, progress=progress, desc=name,
+            )  # fmt: skip
+            summaries.append({"features": name, **res.summary(n_boot=n_boot)})
+            folds.append(res.folds.assign(features=name))
+    return pd.DataFrame(summaries), pd.concat(folds, ignore_index=True)

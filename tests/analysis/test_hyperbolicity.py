@@ -1,0 +1,189 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from biostrata.analysis.hyperbolicity import (
+    CALIBRATION,
+    calibrate,
+    calibration_distances,
+    dataset_deltas,
+    delta_histogram,
+    gromov_delta,
+    kmer_spectrum,
+    load_array,
+    tree_metric,
+)
+from biostrata.cli import main
+from biostrata.errors import DataNotFoundError, InputError
+from biostrata.geometry.delta import delta_exact
+from biostrata.geometry.distances import pairwise_distances
+
+
+@pytest.fixture
+def points():
+    return np.random.default_rng(0).normal(size=(40, 3))
+
+
+# -- files ---------------------------------------------------------------------------------------
+def test_load_array_formats(tmp_path, points):
+    np.save(tmp_path / "p.npy", points)
+    np.savez(tmp_path / "one.npz", points)
+    np.savez(tmp_path / "two.npz", emb=points, other=points[:3])
+    with h5py.File(tmp_path / "p.h5", "w") as f:
+        f["group/emb"] = points
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f["a"], f["b"] = points, points
+    rows = ["id,x,y,z"] + [f"s{i}," + ",".join(map(repr, r.tolist())) for i, r in enumerate(points)]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "plain.tsv").write_text("\n".join("\t".join(map(repr, r.tolist())) for r in points) + "\n")
+    for name, key in [("p.npy", None), ("one.npz", None), ("two.npz", "emb"), ("p.h5", None),
+                      ("two.h5", "b"), ("p.csv", None), ("plain.tsv", None)]:
+        assert np.allclose(load_array(tmp_path / name, key), points, rtol=0, atol=1e-15), name
+    with pytest.raises(InputError, match="holds 2 arrays \\(emb, other\\); choose one with --key"):
+        load_array(tmp_path / "two.npz")
+    with pytest.raises(InputError, match="no dataset named 'c'; it holds a, b"):
+        load_array(tmp_path / "two.h5", "c")
+    with pytest.raises(DataNotFoundError, match="no such file"):
+        load_array(tmp_path / "missing.npy")
+    (tmp_path / "x.json").write_text("[]")
+    with pytest.raises(InputError, match="unsupported file type '.json'"):
+        load_array(tmp_path / "x.json")
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,oops\n")
+    with pytest.raises(InputError, match="line 3, column 2: 'oops' is not a number"):
+        load_array(tmp_path / "bad.csv")
+    np.save(tmp_path / "flat.npy", points[:, 0])
+    with pytest.raises(InputError, match="expected a 2-d array"):
+        load_array(tmp_path / "flat.npy")
+
+
+def test_load_array_reads_an_embedding_store(tmp_path, points):
+    from biostrata.data.embedding_store import EmbeddingStore
+
+    path = tmp_path / "store.h5"
+    layered = np.stack([points, 2 * points], axis=1).astype(np.float32)  # [N, 2 layers, dim]
+    with EmbeddingStore.create(path, model="test", layers=[0, 6], dim=3, poolings=("mean",)) as store:
+        store.append([f"s{i}" for i in range(40)], np.full(40, 10), {"mean": layered})
+    assert np.allclose(load_array(path), 2 * points, atol=1e-5)  # the last layer by default
+    assert np.allclose(load_array(path, layer=0), points, atol=1e-6)
+    with pytest.raises(InputError, match="layer 3 not stored"):
+        load_array(path, layer=3)
+
+
+# -- one dataset ---------------------------------------------------------------------------------
+def test_points_and_precomputed_agree(points):
+    d = pairwise_distances(points).numpy()
+    for method in ("exact", "fixed"):
+        a = gromov_delta(points, metric="euclidean", method=method)
+        b = gromov_delta(d, method=method)
+        assert a.delta == pytest.approx(b.delta, abs=1e-12) and a.method == method
+    a = gromov_delta(points, metric="euclidean", method="sampled", samples=15, bases=2, repeats=4, seed=3)
+    b = gromov_delta(d, method="sampled", samples=15, bases=2, repeats=4, seed=3)
+    assert a.delta == pytest.approx(b.delta, abs=1e-12) and a.delta_std == pytest.approx(b.delta_std, abs=1e-12)
+    h = delta_histogram(points, metric="euclidean", bins=8, bases=5)
+    assert h.counts.sum() == 5 * 39 * 38 // 2
+    with pytest.raises(InputError, match="shape \\(40, 3\\); for points pass a metric"):
+        gromov_delta(points)
+    with pytest.raises(InputError, match="unknown method 'fast'"):
+        gromov_delta(d, method="fast")
+
+
+def test_sampled_on_points_builds_only_sample_distances(points, monkeypatch):
+    import biostrata.analysis.hyperbolicity as hyp
+
+    sizes = []
+    real = hyp.pairwise_distances
+
+    def spy(x, *args, **kwargs):
+        sizes.append(len(x))
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(hyp, "pairwise_distances", spy)
+    gromov_delta(points, metric="euclidean", method="sampled", samples=12, repeats=3)
+    assert sizes == [12, 12, 12]
+
+
+# -- calibration ---------------------------------------------------------------------------------
+def test_calibration_orders_the_spaces():
+    rows = {r["space"]: r for r in calibrate(40)}
+    assert set(rows) == set(CALIBRATION)
+    assert rows["tree"]["relative_delta"] < 1e-9
+    assert rows["sphere"]["relative_delta"] > 0.8  # spheres are far from trees
+    assert 0.3 < rows["euclidean-2d"]["relative_delta"] < 0.8
+    assert rows["hyperbolic-2d"]["relative_delta"] < rows["euclidean-2d"]["relative_delta"]
+    for r in rows.values():
+        assert r["n"] == 40 and r["method"] == "exact" and r["description"]
+    again = calibration_distances("hyperbolic-2d", 40)
+    assert delta_exact(again).delta == pytest.approx(rows["hyperbolic-2d"]["delta"])
+    with pytest.raises(InputError, match="unknown calibration space"):
+        calibration_distances("torus", 10)
+
+
+def test_tree_metric_is_a_tree_path_metric():
+    d = tree_metric(30, np.random.default_rng(1))
+    assert np.allclose(d, d.T) and np.all(np.diag(d) == 0)
+    assert delta_exact(d).delta < 1e-9
+
+
+# -- a dataset through a model -------------------------------------------------------------------
+def test_kmer_spectrum():
+    spec = kmer_spectrum(["ACGTA", "AANAA", "A"], k=2)
+    assert spec.shape == (3, 16)
+    # ACGTA: AC, CG, GT, TA (indices A0 C1 G2 T3 -> 4a + b)
+    assert np.flatnonzero(spec[0]).tolist() == [1, 6, 11, 12] and spec[0].sum() == pytest.approx(1)
+    assert spec[1, 0] == 1.0  # AA twice; k-mers with N skipped
+    assert spec[2].sum() == 0
+    with pytest.raises(InputError, match="k-mer size"):
+        kmer_spectrum(["ACGT"], k=0)
+
+
+@pytest.mark.parametrize("model", ["cnn", "hcnn-s"])
+def test_dataset_deltas_of_a_trained_model(tiny_task, tmp_path, model, tiny, capsys):
+    from biostrata.config import TrainConfig
+    from biostrata.data.genome import read_gue_dir
+    from biostrata.train.run import train
+
+    train(TrainConfig(model=model, **{**tiny, "epochs": 1}), read_gue_dir(tiny_task), tmp_path / "run")
+    rows = dataset_deltas(tmp_path / "run", tiny_task, points=20, kmer=2)
+    assert [r["representation"] for r in rows] == [f"model:{model}", "one-hot", "2-mer spectrum"]
+    assert rows[0]["metric"] == ("euclidean" if model == "cnn" else "lorentz")
+    assert (rows[0]["curvature"] is None) == (model == "cnn")
+    assert rows[0]["dim"] == 8 and rows[1]["dim"] == 5 * 20 and rows[2]["dim"] == 16
+    for r in rows:
+        assert r["n"] == 20 and 0 <= r["relative_delta"] <= 1 and r["method"] == "exact"
+    # the CLI gives the same numbers
+    capsys.readouterr()
+    code = main(["delta", "--model", str(tmp_path / "run"), "--data", str(tiny_task), "--points", "20",
+                 "--kmer", "2", "--json"])
+    assert code == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert [r["delta"] for r in cli] == pytest.approx([r["delta"] for r in rows], abs=1e-9)
+
+
+# -- the command ---------------------------------------------------------------------------------
+def test_cli_json_and_text(tmp_path, points, capsys):
+    np.save(tmp_path / "p.npy", points)
+    assert main(["delta", str(tmp_path / "p.npy"), "--metric", "euclidean", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    want = delta_exact(pairwise_distances(points))
+    assert out["delta"] == pytest.approx(want.delta) and out["relative_delta"] == pytest.approx(want.relative_delta)
+    assert out["diameter"] == pytest.approx(want.diameter) and out["method"] == "exact" and out["n"] == 40
+    assert main(["delta", str(tmp_path / "p.npy"), "--metric", "euclidean", "--method", "fixed", "--base", "3", "5",
+                 "--histogram", "4", "--histogram-bases", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "fixed" in text and "relative delta over 1482 triples (2 base points)" in text
+    assert main(["delta", "--calibrate", "12", "--method", "sampled", "--samples", "8", "--repeats", "2",
+                 "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["space"] for r in rows] == list(CALIBRATION) and all(r["samples"] == 8 for r in rows)
+
+
+def test_cli_errors(tmp_path, points, capsys):
+    np.save(tmp_path / "p.npy", points)
+    assert main(["delta", str(tmp_path / "p.npy"), "--calibrate", "10"]) == 2
+    assert "exactly one of" in capsys.readouterr().err
+    assert main(["delta", "--model", "m.pt"]) == 2
+    assert "--model and --data go together" in capsys.readouterr().err
+    assert main(["delta", str(tmp_path / "p.npy")]) == 2
+    assert "for points pass a metric" in capsys.readouterr().err
