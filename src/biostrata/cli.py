@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 
 from biostrata import __version__
@@ -36,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Lightning's info lines (devices, checkpoint restores, tips) drown our progress; keep warnings.
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")  # Lightning vs torch 2.13
+    from biostrata.train.run import quiet_lightning
+
+    quiet_lightning()
     try:
         return int(args.run(args) or 0)
     except BiostrataError as err:
@@ -99,7 +97,7 @@ def load_splits(args: argparse.Namespace):
 
 @command
 def _demo(sub: argparse._SubParsersAction) -> None:
-    from biostrata.demo import DemoSettings
+    from biostrata.config import DemoSettings
 
     d = DemoSettings()
     p = sub.add_parser(
@@ -119,7 +117,8 @@ def _demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from biostrata.demo import DemoSettings, run_demo
+    from biostrata.config import DemoSettings
+    from biostrata.demo import run_demo
 
     settings = DemoSettings(
         leaves=args.leaves, length=args.length, classes=args.classes, epochs=args.epochs, seed=args.seed,

@@ -96,3 +96,20 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class DemoSettings:
+    """Size of the demo. The defaults run in a few minutes on 2 CPU cores."""
+
+    leaves: int = 5000
+    length: int = 200
+    classes: int = 4
+    tree: str = "balanced"
+    height: float = 2.0
+    epochs: int = 12
+    lr: float = 1e-3
+    delta_points: int = 600
+    seed: int = 0
+    progress: bool = True
+    parallel: bool = True  # train the two models at once, one CPU thread each (CPU only)

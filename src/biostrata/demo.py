@@ -8,36 +8,24 @@ Everything is generated in code (no download). Output folder layout:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
+
+import lightning.pytorch as pl
 
 import numpy as np
 import pandas as pd
 import torch
 
-from biostrata.config import TrainConfig
+from biostrata.config import DemoSettings, TrainConfig
 from biostrata.data.alphabet import encode_batch
 from biostrata.data.simulate import simulate_dataset, write_gue
 from biostrata.io import atomic_write, atomic_write_text
-from biostrata.train.run import load_model, train
+from biostrata.train.run import load_model, quiet_lightning, train
 
 MODELS = ("cnn", "hcnn-s")
-
-
-@dataclass
-class DemoSettings:
-    """Size of the demo. The defaults run in a few minutes on 2 CPU cores."""
-
-    leaves: int = 5000
-    length: int = 200
-    classes: int = 4
-    tree: str = "balanced"
-    height: float = 2.0
-    epochs: int = 12
-    lr: float = 1e-3
-    delta_points: int = 600
-    seed: int = 0
-    progress: bool = True
 
 
 def embedding_delta(run_dir: Path, sequences: list[str], n_points: int, seed: int) -> dict:
@@ -58,6 +46,28 @@ def embedding_delta(run_dir: Path, sequences: list[str], n_points: int, seed: in
     return delta_exact(dist).to_dict()
 
 
+class EpochLine(pl.Callback):
+    """One printed line per epoch: readable when two trainings share a terminal."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if "val_mcc" not in trainer.callback_metrics:
+            return
+        loss = trainer.callback_metrics.get("train_loss")
+        loss_text = f", train loss {float(loss):.3f}" if loss is not None else ""
+        print(
+            f"  {module.cfg.model}: epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, "
+            f"val MCC {float(trainer.callback_metrics['val_mcc']):.3f}{loss_text}",
+            flush=True,
+        )
+
+
+def _train_one(cfg: TrainConfig, splits, out: Path, threads: int | None = 1) -> dict:
+    quiet_lightning()
+    if threads:
+        torch.set_num_threads(threads)
+    return train(cfg, splits, out / "runs" / cfg.model, callbacks=[EpochLine()] if not cfg.progress else None)
+
+
 def run_demo(out: str | Path, settings: DemoSettings | None = None) -> pd.DataFrame:
     """Run the demo into ``out``; return the summary table (one row per model)."""
     s = settings or DemoSettings()
@@ -68,15 +78,24 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> pd.DataFr
     )
     write_gue(dataset, out / "data")
     splits = dataset.to_splits()
-    rows = []
-    for i, name in enumerate(MODELS):
-        print(f"[2/3] training {name} ({i + 1}/{len(MODELS)}), {s.epochs} epochs")
-        cfg = TrainConfig(
-            model=name, length=s.length, epochs=s.epochs, lr=s.lr, milestones=[], patience=4,
-            seed=s.seed + 1, progress=s.progress,
+    parallel = s.parallel and not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2
+    configs = [
+        TrainConfig(
+            model=name, length=s.length, epochs=s.epochs, lr=s.lr, milestones=[], patience=4, seed=s.seed + 1,
+            progress=s.progress and not parallel,
         )  # fmt: skip
-        metrics = train(cfg, splits, out / "runs" / name)
-        rows.append({"model": name, **{k: metrics[k] for k in ("test_mcc", "test_accuracy", "dev_mcc", "best_epoch", "params", "wall_time_s")}})
+        for name in MODELS
+    ]
+    print(f"[2/3] training {' and '.join(MODELS)}, {s.epochs} epochs{' in parallel' if parallel else ''}")
+    if parallel:
+        with ProcessPoolExecutor(len(MODELS), mp_context=get_context("spawn")) as pool:
+            results = list(pool.map(_train_one, configs, [splits] * len(MODELS), [out] * len(MODELS)))
+    else:
+        results = [_train_one(cfg, splits, out, threads=None) for cfg in configs]
+    rows = [
+        {"model": cfg.model, **{k: m[k] for k in ("test_mcc", "test_accuracy", "dev_mcc", "best_epoch", "params", "wall_time_s")}}
+        for cfg, m in zip(configs, results)
+    ]
     print(f"[3/3] Gromov delta of the test embeddings ({s.delta_points} points)")
     for row in rows:
         d = embedding_delta(out / "runs" / row["model"], splits.test.sequences, s.delta_points, s.seed)

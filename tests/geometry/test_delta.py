@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from biostrata.errors import InputError
 from biostrata.geometry.delta import (
     check_distance_matrix,
+    maxmin_closure,
     delta_distribution,
     delta_exact,
     delta_fixed_base,
@@ -111,6 +112,19 @@ def test_exact_is_zero_on_trees():
             res = delta_exact(d)
             assert 0 <= res.delta <= 1e-9 and res.relative_delta <= 1e-9
             assert delta_fixed_base(d, n - 1).delta <= 1e-9
+
+
+def test_exact_on_nearly_trees():
+    """A tree plus one shortcut: ties everywhere but a few quadruples (the closure-bound path)."""
+    rng = np.random.default_rng(6)
+    for n in (40, 45):
+        w = np.full((n, n), np.inf)
+        for i in range(1, n):
+            j = int(rng.integers(0, i))
+            w[i, j] = w[j, i] = rng.uniform(0.5, 2.0)
+        w[0, n - 1] = w[n - 1, 0] = 0.7
+        d = closure(w)
+        assert delta_exact(d).delta == pytest.approx(four_point(d), abs=1e-9)
 
 
 def test_permutation_and_scaling():
@@ -260,6 +274,25 @@ def test_pair_reduce_matches_naive(dtype, blocks):
         with ThreadPoolExecutor(2) as pool:
             got = pair_reduce(a, "minplus", pool, **blocks)
         assert torch.equal(got[iu[0], iu[1]], want[iu[0], iu[1]])
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_maxmin_closure_is_the_bottleneck_of_all_paths(ties):
+    rng = np.random.default_rng(20)
+    x = rng.random((45, 45)) - 0.5
+    g = np.round(4 * x) if ties else x
+    g = (g + g.T) / 2
+    want = g.copy()
+    np.fill_diagonal(want, -np.inf)
+    for _ in range(7):  # paths of up to 2^7 edges
+        want = np.maximum(want, np.minimum(want[:, :, None], want[None, :, :]).max(1))
+    got = maxmin_closure(torch.as_tensor(g)).numpy()
+    off = ~np.eye(45, dtype=bool)
+    assert np.array_equal(got[off], want[off]) and np.isin(got[off], g).all() and np.isinf(np.diag(got)).all()
+    # on a tree's Gromov products the closure adds nothing: M* = G
+    d = tree_metric(30, rng)
+    gp = (d[0][:, None] + d[0][None, :] - d) / 2
+    assert np.allclose(maxmin_closure(torch.as_tensor(gp)).numpy()[off[:30, :30]], gp[off[:30, :30]], atol=1e-12)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="torch has no CUDA GPU here")

@@ -5,6 +5,7 @@ import torch
 
 from biostrata.geometry.lorentz import Lorentz, lift, minkowski_inner
 from biostrata.nn.lorentz import (
+    MAX_RADIUS,
     LorentzBatchNorm1d,
     LorentzConv1d,
     LorentzLinear,
@@ -143,3 +144,19 @@ def test_mlr_logits_equal_float64_reference(curvature):
 def test_manifold_rejects_non_positive_curvature():
     with pytest.raises(ValueError, match="curvature must be > 0"):
         Lorentz(0.0)
+
+
+def test_batch_norm_clips_the_radius_of_outliers_in_a_collapsed_batch():
+    """One outlier in an otherwise collapsed batch: the Frechet variance is tiny, the rescaling huge.
+    The output radius is clipped at MAX_RADIUS, so coordinates stay near sinh(MAX_RADIUS) instead of
+    ~1e16 (which overflowed to NaN a few layers later in training), and gradients stay finite."""
+    m = Lorentz(1.0)
+    s = torch.zeros(10, 8, 1000)
+    s[0, :, 0] = 0.2
+    bn1, conv, bn2 = LorentzBatchNorm1d(8, m), LorentzConv1d(8, 8, 3, m, padding=1), LorentzBatchNorm1d(8, m)
+    first = bn1.space(s)
+    assert first.abs().max() <= math.sinh(MAX_RADIUS) * 1.001
+    out = bn2.space(conv.space(first))
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in [*bn1.parameters(), *conv.parameters()] if p.requires_grad)

@@ -38,6 +38,9 @@ def write_inputs(root: Path, n: int = 45) -> dict[str, str]:
             if rng.random() < 0.8:
                 seq = "".join(c if rng.random() > 0.2 else rng.choice(AA) for c in base[FAMILIES[d - 1]])
                 rows.append(f"BGC{i:04d}\t{FAMILIES[d - 1]}.3\tg{j}\tX{i}_{j}.1\t{3 * j}\t{3 * j + 72}\t0\tACG\t{seq}")
+    # the same segment twice in one BGC (a repeated protein): embedded once, used at both places
+    first = rows[1].split("\t")
+    rows.append("\t".join([first[0], first[1], "g99", "X99.1", "0", "72", *first[6:]]))
     (root / "list.txt").write_text("\n".join(lines) + "\n")
     (root / "classes.csv").write_text("\n".join(classes) + "\n")
     (root / "domains.tsv").write_text("\n".join(rows) + "\n")

@@ -71,7 +71,7 @@ def test_curvature_has_its_own_group_and_is_trained(tiny_task, tiny):
 def test_nan_stops_the_run_and_reports_no_metric(tiny_task, tmp_path, monkeypatch, tiny):
     real = GenomeClassifier.forward
     monkeypatch.setattr(GenomeClassifier, "forward", lambda self, idx: real(self, idx) * float("nan"))
-    with pytest.raises(NumericalError, match="training loss became nan at epoch 0, batch 0"):
+    with pytest.raises(NumericalError, match="training loss became nan at epoch 0, batch 0 \\(model hcnn-s, lr"):
         train(TrainConfig(model="hcnn-s", **tiny), read_gue_dir(tiny_task), tmp_path / "nan")
     assert not (tmp_path / "nan" / "metrics.json").exists()
 

@@ -61,7 +61,9 @@ def load_array(path: str | Path, key: str | None = None, layer: int | None = Non
         raise InputError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
     arr = np.asarray(arr)
     if arr.ndim != 2:
-        raise InputError(f"{path}: expected a 2-d array (a distance matrix, or points x coordinates), got shape {arr.shape}")
+        raise InputError(
+            f"{path}: expected a 2-d array (a distance matrix, or points x coordinates), got shape {arr.shape}"
+        )
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise InputError(f"{path}: expected real numbers, got dtype {arr.dtype}")
     return arr
@@ -122,7 +124,9 @@ def _table(path: Path) -> np.ndarray:
     bad = np.argwhere(values.isna().to_numpy())
     if len(bad):
         r, c = bad[0]
-        raise InputError(f"{path}: line {df.index[r] + 1}, column {df.columns[c] + 1}: {df.iat[r, c]!r} is not a number")
+        raise InputError(
+            f"{path}: line {df.index[r] + 1}, column {df.columns[c] + 1}: {df.iat[r, c]!r} is not a number"
+        )
     return values.to_numpy(dtype=np.float64)
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -364,7 +364,9 @@ class LinearProbe(ProbeBase):
 
 class MLPProbe(ProbeBase):
     """Multilayer perceptron probe (scikit-learn ``MLPClassifier``, Adam, ReLU), one network per class
-    when ``one_vs_rest`` (multi-label only) else one network with a sigmoid/softmax output per class."""
+    when ``one_vs_rest`` (multi-label only) else one network with a sigmoid/softmax output per class.
+    With ``early_stopping`` training stops when the accuracy on 10% of the training rows has not
+    improved for 10 epochs (scikit-learn's rule; with a few dozen rows turn it off)."""
 
     def __init__(
         self, hidden_layer_sizes: Sequence[int] = (512, 256), alpha: float = 1e-4, max_iter: int = 200,
@@ -412,7 +414,6 @@ class ProbeResult:
     task: str
     classes: list[str]
     groups: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
 
     def summary(
         self, metrics: Sequence[str] = ("auroc_macro", "mcc", "f1_macro"), n_boot: int = 1000, level: float = 0.95,

@@ -17,16 +17,17 @@ How it is computed, in ``O(n^2)`` memory, never with ``n^3`` values at once. For
 product (:func:`pair_reduce`, blocks of rows times chunks of ``z``, upper triangle only). It runs
 on int16 codes of ``G`` (a monotone map commutes with max and min, so the product of the codes is
 the code of the product, to within one code step), and only the pairs the codes cannot rule out are
-evaluated in float64: results are float64-exact (on near-ties everywhere, as on trees, the whole
-base is redone in float64). The exact delta takes each quadruple once, at its member that comes
-first in an order of increasing eccentricity, and skips what cannot beat the best value found so
-far: pairs ``{p, z}`` with ``d(p, z) <= 2 best``, products ``(x|z)_p`` outside
+evaluated in float64, so results are float64-exact. Near-ties everywhere (trees: every pair ties at
+0) are cut by a second bound, the max-min closure of ``G`` (:func:`maxmin_closure`), and what
+remains is evaluated in float64. The exact delta takes each quadruple once, at its member that
+comes first in an order of increasing eccentricity, and skips what cannot beat the best value
+found so far: pairs ``{p, z}`` with ``d(p, z) <= 2 best``, products ``(x|z)_p`` outside
 ``(best, d(p, z) - best)``, pairs ``x, y`` with ``min(max_z (x|z)_p, max_z (y|z)_p) - (x|y)_p <= best``
 (the first two need the triangle inequality, which is checked first). The worst case is ``n^4 / 8``
 (max, min) steps, for data whose quadruples nearly all come close to ``delta`` (points spread over
-hyperbolic space); points in many dimensions, clusters and the plane prune to a small fraction.
-CPU work runs on ``threads`` single-threaded workers (robust on shared machines); on a GPU the
-blocks are large and run as single kernels.
+hyperbolic space); points in many dimensions, clusters, the plane and trees prune to a small
+fraction. CPU work runs on ``threads`` single-threaded workers (robust on shared machines); on a
+GPU the blocks are large and run as single kernels.
 """
 
 from __future__ import annotations
@@ -316,6 +317,25 @@ def _eval_pairs(a: torch.Tensor, g: torch.Tensor, pairs: torch.Tensor) -> tuple[
     return value, where
 
 
+def maxmin_closure(g: torch.Tensor) -> torch.Tensor:
+    """``B[x, y]`` = the largest, over paths ``x = v_0, ..., v_L = y`` (``L >= 1``), of the smallest
+    ``g[v_i, v_i+1]``, diagonal ``inf``: the merge heights of single linkage on ``-g`` (SciPy).
+
+    Its entries are entries of ``g`` (no rounding), and ``B >= max_z min(g[x, z], g[z, y])``: with
+    ``g`` the Gromov products at ``p``, ``B - g`` bounds ``delta_p`` pair by pair, and is 0 on trees.
+    """
+    from scipy.cluster.hierarchy import cophenet, linkage
+    from scipy.spatial.distance import squareform
+
+    w = g.detach().cpu().numpy()
+    merges = linkage(squareform(-w, checks=False), method="single")
+    heights = -merges[:, 2]  # non-increasing in g: merge order is monotone
+    merges[:, 2] = np.arange(len(merges))  # cophenet then returns the merge index of each pair
+    out = squareform(heights[cophenet(merges).astype(np.int64)])
+    np.fill_diagonal(out, np.inf)
+    return torch.from_numpy(out).to(g.device)
+
+
 def _argmax2(v: torch.Tensor) -> tuple[float, tuple[int, int]]:
     flat = int(torch.argmax(v))
     return float(v.view(-1)[flat]), divmod(flat, v.shape[1])
@@ -330,6 +350,7 @@ def _base_delta(
     executor: Executor | None = None,
     upper: torch.Tensor | None = None,
     grid: bool = False,
+    hints: dict | None = None,
 ) -> tuple[float, tuple[int, int, int, int]] | None:
     """``max`` over ``x < y`` and ``z`` in ``rows`` of ``min((x|z)_p, (z|y)_p) - (x|y)_p``, exact
     in float64, with its witness ``(p, z, x, y)``; ``None`` when it cannot exceed ``floor >= 0``.
@@ -342,6 +363,8 @@ def _base_delta(
     ``m_x = max_{z != x} (x|z)_p`` (``z`` in ``{x, y}`` gives 0); the rest are evaluated in
     float64 directly when few, else by the int16 blocked product (:func:`_quantize`) on the rows
     and columns still in play, and a float64 confirmation of the pairs it cannot rule out.
+    On near-ties everywhere (tree-like data) the pairs are bounded by :func:`maxmin_closure`;
+    ``hints["closure"]`` records whether that paid, so that the next base applies it first.
     ``upper``: a strict upper-triangular mask of at least ``len(rows)`` rows; ``grid``: integer
     distances (see :func:`_on_grid`).
     """
@@ -365,6 +388,13 @@ def _base_delta(
     count = int(torch.count_nonzero(cand))
     if count == 0:
         return None
+    if hints is not None and hints.get("closure") and 32 * count > k * k:  # tree-like so far
+        cand &= maxmin_closure(g).sub_(g) > floor
+        left = int(torch.count_nonzero(cand))
+        hints["closure"] = 4 * left < count  # keep using it while it prunes
+        if left == 0:
+            return None
+        count = left
     if 32 * count <= k * k:  # few pairs left: evaluate them in float64
         value, where = _eval_pairs(a, g, torch.nonzero(cand))
     else:  # screen the pairs with the int16 product, confirm the near-best in float64
@@ -384,9 +414,18 @@ def _base_delta(
             near = torch.nonzero(hi > max(floor, float(hi.max()) - 1.02 * step))
             if len(near) == 0:
                 return None
+            if 32 * len(near) > max(len(g) ** 2, 8192):  # near-ties (tree-like data): a finer bound
+                star = maxmin_closure(full)
+                star = star if len(keep) == k else star[keep][:, keep]
+                before = len(near)
+                near = near[star[near[:, 0], near[:, 1]] - g[near[:, 0], near[:, 1]] > floor]
+                if hints is not None:
+                    hints["closure"] = 4 * len(near) < before  # try it first on the next base
+                if len(near) == 0:
+                    return None
             if 32 * len(near) <= max(len(g) ** 2, 8192):
                 value, where = _eval_pairs(az, g, near)
-            else:  # many near-ties (tree-like data): these pairs in float64
+            else:  # still many: every pair in float64
                 value, where = _argmax2((pair_reduce(az, "maxmin", executor) - g).masked_fill_(~valid, -math.inf))
         where = (int(keep[where[0]]), int(keep[where[1]])) if len(keep) < k else where
     if value <= floor:
@@ -484,12 +523,13 @@ def delta_exact(
         upper, grid = _strict_upper(n, d.device), _on_grid(d)
         lock = threading.Lock()
         state = {"best": best, "witness": witness}
+        hints: dict = {}
 
         def run(i: int) -> None:
             floor = state["best"]
             if not bool((dp[i, i + 1 :] + slack > 2 * floor).any()):
                 return  # every pair {p, z} is too short: value <= (d(p, z) + slack) / 2
-            res = _base_delta(dp, i, slice(i + 1, n), floor, slack, upper=upper, grid=grid)
+            res = _base_delta(dp, i, slice(i + 1, n), floor, slack, upper=upper, grid=grid, hints=hints)
             if res is not None:
                 with lock:
                     if res[0] > state["best"]:

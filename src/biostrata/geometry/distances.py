@@ -28,6 +28,7 @@ from biostrata.errors import InputError
 
 METRICS = ("euclidean", "cosine", "lorentz", "poincare")
 _ON_MANIFOLD_RTOL = 1e-3
+_INTEGER = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)
 
 
 def as_points(points: np.ndarray | torch.Tensor, *, name: str = "points") -> torch.Tensor:
@@ -35,7 +36,7 @@ def as_points(points: np.ndarray | torch.Tensor, *, name: str = "points") -> tor
     x = torch.as_tensor(np.asarray(points) if not isinstance(points, torch.Tensor) else points.detach())
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise InputError(f"{name}: expected a non-empty 2-d array (points x coordinates), got shape {tuple(x.shape)}")
-    if not (x.dtype.is_floating_point or x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
+    if x.dtype.is_complex or not (x.dtype.is_floating_point or x.dtype in _INTEGER):
         raise InputError(f"{name}: expected real numbers, got dtype {x.dtype}")
     x = x.to("cpu", torch.float64)
     bad = ~torch.isfinite(x)
@@ -47,7 +48,9 @@ def as_points(points: np.ndarray | torch.Tensor, *, name: str = "points") -> tor
 
 def _check_curvature(curvature: float) -> float:
     if not (isinstance(curvature, (int, float)) and math.isfinite(curvature) and curvature > 0):
-        raise InputError(f"curvature must be a finite number > 0 (the magnitude K of the curvature -K), got {curvature!r}")
+        raise InputError(
+            f"curvature must be a finite number > 0 (the magnitude K of the curvature -K), got {curvature!r}"
+        )
     return float(curvature)
 
 
@@ -60,14 +63,19 @@ def _unit_rows(x: torch.Tensor, name: str) -> torch.Tensor:
     norm = x.norm(dim=1, keepdim=True)
     zero = torch.nonzero(norm.squeeze(1) == 0)
     if len(zero):
-        raise InputError(f"{name}: row {int(zero[0])} is the zero vector, which has no angle; drop it or use the euclidean metric")
+        raise InputError(
+            f"{name}: row {int(zero[0])} is the zero vector, which has no angle; drop it or use the euclidean metric"
+        )
     return x / norm
 
 
 def lorentz_space(x: torch.Tensor, curvature: float, *, name: str = "points") -> torch.Tensor:
     """Space parts of points on ``<x, x>_L = -1/K``, after checking the rows lie on that sheet."""
     if x.shape[1] < 2:
-        raise InputError(f"{name}: Lorentz points need a time coordinate and at least one space coordinate, got {x.shape[1]} column(s)")
+        raise InputError(
+            f"{name}: Lorentz points need a time coordinate and at least one space coordinate, "
+            f"got {x.shape[1]} column(s)"
+        )
     t, s = x[:, 0], x[:, 1:]
     inner = -t * t + (s * s).sum(1)
     off = (inner + 1.0 / curvature).abs() / (t * t + 1.0 / curvature)

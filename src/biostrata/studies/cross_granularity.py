@@ -26,9 +26,10 @@ Steps (each writes its outputs under ``out`` and is skipped when they exist, so 
 
 from __future__ import annotations
 
-import csv
 import json
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -110,22 +111,20 @@ def read_segments(path: str | Path) -> dict[str, list[tuple[str, str]]]:
     gene and start; rows repeating the same hit (gene, protein, coordinates, family) count once."""
     from biostrata.data.proteins import _TSV_COLUMNS
 
-    path = Path(path)
-    out: dict[str, dict[tuple, tuple[str, str]]] = {}
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in _TSV_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path}:1: missing column(s) {missing}; header is {reader.fieldnames}")
-        for row in reader:
-            family = row["pfam_id"].strip().split(".")[0]
-            try:
-                key = (row["gene_id"], row["protein_accession"], int(row["dna_start"]), int(row["dna_end"]), family)
-            except (TypeError, ValueError):
-                raise InputError(f"{path}:{reader.line_num}: dna_start and dna_end must be integers") from None
-            seq = row["protein_sequence"].strip().upper().rstrip("*")
-            out.setdefault(row["bgc_id"], {})[key] = (family, seq)
-    return {bgc: [hits[k] for k in sorted(hits, key=lambda k: (k[0], k[2], k[3], k[4]))] for bgc, hits in out.items()}
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    missing = [c for c in _TSV_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}:1: missing column(s) {missing}; header is {list(table.columns)}")
+    table["family"] = table["pfam_id"].str.strip().str.split(".").str[0]
+    table["segment"] = table["protein_sequence"].str.strip().str.upper().str.rstrip("*")
+    for col in ("dna_start", "dna_end"):
+        number = pd.to_numeric(table[col], errors="coerce")
+        if number.isna().any():
+            raise InputError(f"{path}:{int(np.flatnonzero(number.isna())[0]) + 2}: {col} must be an integer")
+        table[col] = number.astype(np.int64)
+    hit = ["bgc_id", "gene_id", "protein_accession", "dna_start", "dna_end", "family"]
+    table = table.drop_duplicates(hit).sort_values(["bgc_id", "gene_id", "dna_start", "dna_end", "family"], kind="stable")
+    return {bgc: list(zip(part["family"], part["segment"])) for bgc, part in table.groupby("bgc_id", sort=False)}
 
 
 @dataclass
@@ -271,15 +270,17 @@ def _plan(s: CrossGranularitySettings, data: _Inputs, segvec: dict[str, np.ndarr
 
 
 def _segment_vectors(store: Path, data: _Inputs, layer: int) -> dict[str, np.ndarray]:
-    """BGC -> ``[segments, dim]`` protein embeddings of its domain hits, in :func:`read_segments` order."""
+    """BGC -> ``[segments, dim]`` protein embeddings of its domain hits, in :func:`read_segments` order
+    (a segment is embedded once, by its (family, sequence), however often it occurs)."""
     from biostrata.data.embedding_store import EmbeddingStore
 
-    rid = {(r.family, r.sequence): r.id for r in data.records}
     with EmbeddingStore(store) as st:
-        return {
-            bgc: st.array("mean", layer, ids=[rid[h] for h in hits]).astype(np.float64)
-            for bgc, hits in data.segments.items() if all(h in rid for h in hits)
-        }  # fmt: skip
+        vectors = st.array("mean", layer).astype(np.float64)
+        row = {sid: i for i, sid in enumerate(st.ids)}
+    rid = {(r.family, r.sequence): row[r.id] for r in data.records if r.id in row}
+    return {
+        bgc: vectors[[rid[h] for h in hits]] for bgc, hits in data.segments.items() if all(h in rid for h in hits)
+    }
 
 
 def _analyse_arm(out: Path, s: CrossGranularitySettings, data: _Inputs, plan: _Plan, arm: str,
@@ -527,21 +528,32 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
     out = Path(out)
     atomic_write_json(out / "settings.json", asdict(s))
     torch.set_num_threads(s.threads)
+    clock = _Clock(out / "timings.jsonl")
     with threadpool_limits(s.threads):
-        data = _load(s)
-        plm = _protein_model(out, s, data)
-        store, table = _family_table(out, s, data, plm)
-        pretraining = {arm: _arm(out, s, data, arm, table) for arm in s.arms}
-        segvec = _segment_vectors(store, data, plm.num_layers)
-        plan = _plan(s, data, segvec)
-        if not plan.probe_ids:
-            raise InputError("no BGC has product classes and a domain aligned with a protein segment; check the inputs")
-        passes = {arm: _analyse_arm(out, s, data, plan, arm, segvec) for arm in s.arms}
+        with clock("inputs"):
+            data = _load(s)
+        with clock("protein LM"):
+            plm = _protein_model(out, s, data)
+        with clock("protein embeddings"):
+            store, table = _family_table(out, s, data, plm)
+        with clock("domain LM arms"):
+            pretraining = {arm: _arm(out, s, data, arm, table) for arm in s.arms}
+        with clock("corpus passes"):
+            segvec = _segment_vectors(store, data, plm.num_layers)
+            plan = _plan(s, data, segvec)
+            if not plan.probe_ids:
+                raise InputError("no BGC has product classes and a domain aligned with a protein segment; check the inputs")
+            passes = {arm: _analyse_arm(out, s, data, plan, arm, segvec) for arm in s.arms}
         feats = {arm: f for arm, (f, _) in passes.items()}
-        checkpoints = _checkpoint_curves(out, s, data, plan, table)
-        geometry = _geometry(out, s, plan, feats, segvec)
-        product = _product_class_probes(out, s, data, plan, feats, segvec)
-        clan = _clan_probes(out, s, data, plan, feats, store, plm.num_layers)
+        with clock("checkpoint CKA"):
+            checkpoints = _checkpoint_curves(out, s, data, plan, table)
+        with clock("geometry"):
+            geometry = _geometry(out, s, plan, feats, segvec)
+        with clock("product-class probes"):
+            product = _product_class_probes(out, s, data, plan, feats, segvec)
+        with clock("clan probes"):
+            clan = _clan_probes(out, s, data, plan, feats, store, plm.num_layers)
+    clock.save()
     layer_cka = {arm: pd.DataFrame(r["layer_cka"], index=r["layers"], columns=r["layers"]) for arm, (_, r) in passes.items()}
     tables = {
         "pretraining": _pretraining_table(pretraining),
@@ -565,6 +577,25 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
               "aligned_positions": passes[s.arms[0]][1]["aligned_positions"], "clan_tokens": len(plan.clan_labels)}  # fmt: skip
     atomic_write_text(out / "cross_granularity.md", summary_markdown(tables, s, counts))
     return tables
+
+
+class _Clock:
+    """Wall and CPU seconds of each step of one invocation, appended to a JSON-lines file
+    (a resumed step that found its outputs takes about 0 s)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.steps = path, {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.steps[name] = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1)}
+
+    def save(self) -> None:
+        old = self.path.read_text() if self.path.is_file() else ""
+        line = json.dumps({"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": self.steps})
+        atomic_write_text(self.path, old + line + "\n")
 
 
 def _pretraining_table(pretraining: dict[str, dict]) -> pd.DataFrame:

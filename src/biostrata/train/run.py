@@ -12,6 +12,7 @@ Files written in ``out_dir`` (each atomically):
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import time
@@ -37,13 +38,21 @@ MODEL_FORMAT = "biostrata-genome-classifier/1"
 EVAL_BATCH = 512
 
 
+def quiet_lightning() -> None:
+    """Hide Lightning's info lines (devices, checkpoint restores, tips) and a torch 2.13 deprecation
+    warning it triggers; warnings and errors still show."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
+
+
 def _loader(data: EncodedSequences, batch_size: int, shuffle: bool, seed: int, workers: int) -> DataLoader:
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=workers)
 
 
-def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path) -> dict:
-    """Train ``cfg.model`` on ``splits``; return (and write) the metrics of the best dev epoch."""
+def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list[pl.Callback] | None = None) -> dict:
+    """Train ``cfg.model`` on ``splits``; return (and write) the metrics of the best dev epoch.
+    ``callbacks`` are added to the Lightning trainer (e.g. to report progress another way)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -63,7 +72,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path) -> dict:
     monitor = f"val_{cfg.metric}"
     ckpt_dir = out_dir / "checkpoints"
     checkpoint = ModelCheckpoint(ckpt_dir, filename="best-{epoch}", monitor=monitor, mode="max", save_top_k=1)
-    callbacks: list[pl.Callback] = [checkpoint]
+    callbacks = [checkpoint, *(callbacks or [])]
     if cfg.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience))
     trainer = pl.Trainer(
