@@ -554,27 +554,34 @@ def _delta(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv)")
     p.add_argument("--key", help="array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)")
     p.add_argument("--layer", type=int, help="layer of a biostrata embedding store (default: the last)")
-    p.add_argument("--metric", default="precomputed", choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
+    p.add_argument("--metric", default="precomputed",
+                   choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
                    help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points")
-    p.add_argument("--curvature", type=float, default=1.0, help="K of the lorentz/poincare metric, curvature -K (default 1)")
+    p.add_argument("--curvature", type=float, default=1.0,
+                   help="K of the lorentz/poincare metric, curvature -K (default 1)")
     p.add_argument("--method", default="exact", choices=("exact", "fixed", "sampled"),
                    help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)")
     p.add_argument("--base", type=int, nargs="+", default=[0], help="fixed: base point index(es) (default 0)")
     p.add_argument("--samples", type=int, default=1500, help="sampled: points per sample (default 1500)")
     p.add_argument("--bases", type=int, default=1, help="sampled: base points per sample (default 1)")
     p.add_argument("--repeats", type=int, default=10, help="sampled: number of samples (default 10)")
-    p.add_argument("--histogram", type=int, metavar="BINS", help="also the distribution of relative delta over triples")
-    p.add_argument("--histogram-bases", type=int, metavar="B", help="histogram over B random base points (default: all)")
-    p.add_argument("--calibrate", type=int, metavar="N", help="relative delta of N points in reference spaces (tree, plane, ...)")
+    p.add_argument("--histogram", type=int, metavar="BINS",
+                   help="also the distribution of relative delta over triples")
+    p.add_argument("--histogram-bases", type=int, metavar="B",
+                   help="histogram over B random base points (default: all)")
+    p.add_argument("--calibrate", type=int, metavar="N",
+                   help="relative delta of N points in reference spaces (tree, plane, ...)")
     p.add_argument("--model", metavar="CHECKPOINT", help="model.pt (or run folder) from `biostrata train`")
     p.add_argument("--data", metavar="TASK_DIR", help="with --model: task folder with train/dev/test.csv")
-    p.add_argument("--split", default="test", choices=("train", "dev", "test"), help="with --model: split (default test)")
+    p.add_argument("--split", default="test", choices=("train", "dev", "test"),
+                   help="with --model: split (default test)")
     p.add_argument("--points", type=int, default=1000, help="with --model: sequences to sample (default 1000)")
     p.add_argument("--kmer", type=int, default=4, help="with --model: k of the k-mer spectrum baseline (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu or cuda[:i] (default: cuda when torch has a GPU)")
     p.add_argument("--threads", type=int, help="CPU worker threads (default: torch's thread count)")
-    p.add_argument("--json", action="store_true", help="print JSON (fields delta, relative_delta, diameter, method, n, ...)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (fields delta, relative_delta, diameter, method, n, ...)")
     p.set_defaults(run=_run_delta)
 
 
@@ -583,6 +590,7 @@ def _run_delta(args: argparse.Namespace) -> int:
 
     from biostrata.analysis import hyperbolicity as hyp
     from biostrata.errors import InputError
+    from biostrata.geometry.delta import delta_distribution
 
     modes = [args.input is not None, args.calibrate is not None, args.model is not None or args.data is not None]
     if sum(modes) != 1:
@@ -602,19 +610,21 @@ def _run_delta(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2) if args.json else hyp.format_rows(rows, "representation"))
         return 0
     data = hyp.load_array(args.input, args.key, args.layer)
-    res = hyp.gromov_delta(data, metric=args.metric, curvature=args.curvature, seed=args.seed, progress=progress, **common)
+    res = hyp.gromov_delta(data, metric=args.metric, curvature=args.curvature, seed=args.seed, progress=progress,
+                           **common)
     out = {"input": args.input, "metric": args.metric, **res.to_dict()}
     if args.histogram is not None:
-        hist = hyp.delta_histogram(data, metric=args.metric, curvature=args.curvature, bins=args.histogram,
-                                   bases=args.histogram_bases, seed=args.seed, device=args.device,
-                                   threads=args.threads, progress=progress)
+        hist = delta_distribution(hyp.distances_of(data, args.metric, args.curvature), bins=args.histogram,
+                                  bases=args.histogram_bases, seed=args.seed, device=args.device,
+                                  threads=args.threads, progress=progress)
         out["histogram"] = hist.to_dict()
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(hyp.format_rows([out], "input"))
     if res.witness is not None:
-        print(f"attained by points {res.witness} (pairs {res.witness[2]},{res.witness[3]} | {res.witness[0]},{res.witness[1]})")
+        w, z, x, y = res.witness
+        print(f"attained by points {res.witness}: d({x},{y}) + d({z},{w}) is the largest of the three pair sums")
     if args.histogram is not None:
         h = out["histogram"]
         print(f"relative delta over {h['triples']} triples ({h['base_points']} base points), mean {h['mean']:.4g}:")

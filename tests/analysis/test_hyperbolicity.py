@@ -9,7 +9,7 @@ from biostrata.analysis.hyperbolicity import (
     calibrate,
     calibration_distances,
     dataset_deltas,
-    delta_histogram,
+    distances_of,
     gromov_delta,
     kmer_spectrum,
     load_array,
@@ -17,7 +17,7 @@ from biostrata.analysis.hyperbolicity import (
 )
 from biostrata.cli import main
 from biostrata.errors import DataNotFoundError, InputError
-from biostrata.geometry.delta import delta_exact
+from biostrata.geometry.delta import delta_distribution, delta_exact
 from biostrata.geometry.distances import pairwise_distances
 
 
@@ -81,7 +81,7 @@ def test_points_and_precomputed_agree(points):
     a = gromov_delta(points, metric="euclidean", method="sampled", samples=15, bases=2, repeats=4, seed=3)
     b = gromov_delta(d, method="sampled", samples=15, bases=2, repeats=4, seed=3)
     assert a.delta == pytest.approx(b.delta, abs=1e-12) and a.delta_std == pytest.approx(b.delta_std, abs=1e-12)
-    h = delta_histogram(points, metric="euclidean", bins=8, bases=5)
+    h = delta_distribution(distances_of(points, "euclidean"), bins=8, bases=5)
     assert h.counts.sum() == 5 * 39 * 38 // 2
     with pytest.raises(InputError, match="shape \\(40, 3\\); for points pass a metric"):
         gromov_delta(points)

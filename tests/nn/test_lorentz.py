@@ -160,3 +160,20 @@ def test_batch_norm_clips_the_radius_of_outliers_in_a_collapsed_batch():
     assert torch.isfinite(out).all()
     out.square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in [*bn1.parameters(), *conv.parameters()] if p.requires_grad)
+
+
+def test_batch_norm_centre_far_away_is_clipped():
+    """A learned centre beta drifting far out (as seen in training) cannot push outputs past MAX_RADIUS."""
+    m = Lorentz(1.0)
+    bn = LorentzBatchNorm1d(4, m)
+    with torch.no_grad():
+        far = torch.tensor([0.0, 1e6, 0.0, 0.0, 0.0])
+        far[0] = torch.sqrt(1 + far[1:].square().sum())
+        bn.beta.copy_(far)
+    out = bn.space(torch.randn(8, 4, 50))
+    radius = torch.asinh(out.norm(dim=1))
+    assert torch.isfinite(out).all() and radius.max() <= MAX_RADIUS + 1e-3
+    # the clip is a no-op near the origin
+    bn2 = LorentzBatchNorm1d(4, m)
+    x = torch.randn(8, 4, 50) * 0.3
+    assert torch.isfinite(bn2.space(x)).all()

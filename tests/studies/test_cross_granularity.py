@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from biostrata.analysis.layers import read_representations
 from biostrata.studies.cross_granularity import CrossGranularitySettings, read_segments, run_cross_granularity
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -98,6 +99,11 @@ def test_study_end_to_end_and_resume(tmp_path: Path) -> None:
     clan = tables["clan"]
     assert set(clan["features"]) >= {"protein", "domain/random/L0", "domain/frozen/L2"}
     assert (clan["clans"] == 3).all()
+
+    # per-BGC features in the format the cka and probe commands read
+    reps = read_representations(out / "features" / "finetune.npz")
+    assert list(reps.layers) == ["L0", "L1", "L2"] and len(reps.ids) == 45
+    assert read_representations(out / "features" / "protein.npz").layers["protein"].shape[1] == 8
 
     for name in ("cross_granularity.md", "cka_checkpoints.png", "cka_layers.png", "probes.png", "product_class.csv",
                  "clan.csv", "settings.json", "layer_cka_random.csv"):

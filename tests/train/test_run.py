@@ -71,9 +71,26 @@ def test_curvature_has_its_own_group_and_is_trained(tiny_task, tiny):
 def test_nan_stops_the_run_and_reports_no_metric(tiny_task, tmp_path, monkeypatch, tiny):
     real = GenomeClassifier.forward
     monkeypatch.setattr(GenomeClassifier, "forward", lambda self, idx: real(self, idx) * float("nan"))
-    with pytest.raises(NumericalError, match="training loss became nan at epoch 0, batch 0 \\(model hcnn-s, lr"):
+    with pytest.raises(NumericalError, match="training loss became nan at epoch 0, batch 0, first non-finite in"):
         train(TrainConfig(model="hcnn-s", **tiny), read_gue_dir(tiny_task), tmp_path / "nan")
     assert not (tmp_path / "nan" / "metrics.json").exists()
+
+
+def test_first_nonfinite_names_the_layer():
+    from biostrata.models import HyperbolicCNN
+    from biostrata.train.module import first_nonfinite
+
+    model = HyperbolicCNN(20, 2, channels=6, hidden=8, blocks=2, kernel_size=3)
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (4, 20)), 5).float().transpose(1, 2)
+    assert first_nonfinite(model, x) == "no module output (the loss itself)"
+    with torch.no_grad():
+        model.blocks[1].conv2.conv.bias.fill_(float("inf"))
+    assert first_nonfinite(model, x) == "parameter blocks.1.conv2.conv.bias"
+    with torch.no_grad():
+        model.blocks[1].conv2.conv.bias.fill_(1e30)
+    where = first_nonfinite(model, x)
+    assert where.startswith("blocks.1.") and "its inputs finite: True" in where
+    assert model.blocks[1].conv2.space.__func__ is type(model.blocks[1].conv2).space  # unwrapped again
 
 
 def test_config_yaml_errors(tmp_path):

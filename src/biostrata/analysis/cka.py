@@ -342,8 +342,8 @@ def plot_cka_heatmap(
     if own:
         fig, ax = plt.subplots(figsize=(1.0 + 0.45 * frame.shape[1], 0.8 + 0.45 * frame.shape[0]))
     values = frame.to_numpy(dtype=float)
+    lim = max(float(np.nanmax(np.abs(values))), 1e-9)
     if diverging:
-        lim = max(float(np.nanmax(np.abs(values))), 1e-9)
         im = ax.imshow(values, cmap="RdBu_r", vmin=-lim, vmax=lim)
     else:
         im = ax.imshow(values, cmap="magma", vmin=0, vmax=1)
@@ -352,8 +352,8 @@ def plot_cka_heatmap(
     if annotate and values.size <= 400:
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5.5,
-                        color="white" if (not diverging and v < 0.6) else "black")
+                dark = abs(v) > 0.6 * lim if diverging else v < 0.6
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5.5, color="white" if dark else "black")
     ax.set_title(title, fontsize=9)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if own:

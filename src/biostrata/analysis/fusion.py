@@ -83,7 +83,9 @@ def aligned_concat(
     fa, fb = np.asarray(features_a), np.asarray(features_b)
     for name, f, keys in (("a", fa, keys_a), ("b", fb, keys_b)):
         if f.ndim != 2 or len(f) != len(keys):
-            raise InputError(f"features_{name} must be [positions, features] with one row per key; got {f.shape} for {len(keys)} keys")
+            raise InputError(
+                f"features_{name} must be [positions, features] with one row per key; got {f.shape} for {len(keys)} keys"
+            )
     pairs = align_domains(keys_a, keys_b, method)
     return np.concatenate([fa[pairs[:, 0]], fb[pairs[:, 1]]], 1), pairs
 

@@ -12,7 +12,8 @@ with a curvature ``K``, curvature ``-K``), in memory (NumPy arrays, torch tensor
   skipped when they are not numbers.
 
 The methods are those of :mod:`biostrata.geometry.delta`: ``exact``, ``fixed`` (base points) and
-``sampled`` (which, on points, only ever builds the distances of each sample).
+``sampled`` (which, on points, only ever builds the distances of each sample); for the distribution
+over triples pass :func:`distances_of` to :func:`biostrata.geometry.delta.delta_distribution`.
 """
 
 from __future__ import annotations
@@ -26,14 +27,7 @@ import numpy as np
 import torch
 
 from biostrata.errors import DataNotFoundError, InputError
-from biostrata.geometry.delta import (
-    DeltaHistogram,
-    DeltaResult,
-    delta_distribution,
-    delta_exact,
-    delta_fixed_base,
-    delta_sampled,
-)
+from biostrata.geometry.delta import DeltaResult, delta_exact, delta_fixed_base, delta_sampled
 from biostrata.geometry.distances import METRICS, as_points, pairwise_distances
 
 METHODS = ("exact", "fixed", "sampled")
@@ -189,23 +183,6 @@ def gromov_delta(
     if method == "fixed":
         return delta_fixed_base(d, base, device=device, threads=threads)
     return delta_exact(d, device=device, threads=threads, progress=progress)
-
-
-def delta_histogram(
-    data: np.ndarray | torch.Tensor,
-    *,
-    metric: str = "precomputed",
-    curvature: float = 1.0,
-    bins: int = 50,
-    bases: int | Sequence[int] | None = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    threads: int | None = None,
-    progress: bool = False,
-) -> DeltaHistogram:
-    """Distribution of ``2 delta_p(x, y) / diam`` over triples (see :func:`delta_distribution`)."""
-    return delta_distribution(distances_of(data, metric, curvature), bins=bins, bases=bases, seed=seed,
-                              device=device, threads=threads, progress=progress)
 
 
 # -- calibration ---------------------------------------------------------------------------------

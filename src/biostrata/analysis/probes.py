@@ -126,7 +126,8 @@ def iterative_stratification(
         _, unit_of = np.unique(groups, return_inverse=True)
     n_units = int(unit_of.max()) + 1 if n else 0
     if not 2 <= n_splits <= n_units:
-        raise InputError(f"n_splits={n_splits}: needs 2 <= n_splits <= {n_units} (the number of {'groups' if groups is not None else 'rows'})")
+        unit = "groups" if groups is not None else "rows"
+        raise InputError(f"n_splits={n_splits}: needs 2 <= n_splits <= {n_units} (the number of {unit})")
     counts = np.zeros((n_units, y.shape[1]), dtype=np.float64)  # label counts per unit
     np.add.at(counts, unit_of, y)
     sizes = np.bincount(unit_of, minlength=n_units).astype(np.float64)
@@ -420,13 +421,16 @@ class ProbeResult:
         seed: int = 0, ci: Sequence[str] = ("auroc_macro",),
     ) -> dict[str, float]:
         """For each metric: ``<m>`` (mean over folds and seeds) and ``<m>_sd`` (their standard
-        deviation); for the metrics in ``ci``, ``<m>_lo`` / ``<m>_hi``: the bootstrap interval of the
-        out-of-fold metric, averaged over seeds (``n_boot = 0`` skips it); plus per-class AUROC means."""
+        deviation); for the metrics in ``ci``, ``<m>_oof``: the metric of the pooled out-of-fold
+        predictions (mean over seeds) and ``<m>_lo`` / ``<m>_hi``: its bootstrap interval (``n_boot = 0``
+        skips both); plus per-class AUROC means."""
         out: dict[str, float] = {"folds": int(self.folds["fold"].nunique()), "seeds": len(self.oof), "n": len(self.y)}
         for m in metrics:
             out[m] = float(self.folds[m].mean())
             out[f"{m}_sd"] = float(self.folds[m].std(ddof=1)) if len(self.folds) > 1 else float("nan")
             if n_boot and m in ci:
+                pooled = [probe_metrics(self.y, p, self.task, self.classes, [m])[m] for p in self.oof.values()]
+                out[f"{m}_oof"] = float(np.nanmean(pooled))
                 lo, hi = bootstrap_ci(self.y, list(self.oof.values()), self.task, self.classes, m, self.groups, n_boot, level, seed)
                 out[f"{m}_lo"], out[f"{m}_hi"] = lo, hi
         for c in self.classes:

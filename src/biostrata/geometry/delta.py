@@ -503,7 +503,10 @@ def delta_exact(
     threads: int | None = None,
     progress: bool = False,
 ) -> DeltaResult:
-    """The exact delta ``max_p delta_p`` (= the four-point delta over all quadruples)."""
+    """The exact delta ``max_p delta_p`` (= the four-point delta over all quadruples), with a
+    witness quadruple. ``device``: default CUDA when available; ``threads``: CPU worker threads
+    (default ``torch.get_num_threads()``); ``progress``: a tqdm bar over base points. An
+    InputError names the first bad entry, or a triple that breaks the triangle inequality."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()

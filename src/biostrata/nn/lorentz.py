@@ -18,10 +18,21 @@ from torch import nn
 
 from biostrata.geometry.lorentz import Lorentz, boost_space, centroid, lift, time_from_space
 
-# Largest rescaled radius rho = d(z, o)/sqrt(k) a batch norm outputs: coordinates stay below
-# sinh(10) ~ 1.1e4, so squared norms and the boosts of the next layers stay finite and accurate in
-# float32 (at 40, coordinates of 1e17 overflowed to NaN two layers later).
+# Largest radius rho = d(x, o)/sqrt(k) of a batch-norm output, and of its learned centre beta.
+# Coordinates then stay below sinh(10) ~ 1.1e4, so squared norms and the boosts of the next layers
+# stay finite and accurate in float32. Without these clips, the centre of the last batch norm of
+# the genome CNN drifted outwards in training (radius 4 by epoch 50 on prom_core_tata) until the
+# forward pass overflowed to NaN.
 MAX_RADIUS = 10.0
+MAX_CENTRE_RADIUS = 5.0
+
+
+def clip_radius(space: torch.Tensor, k: torch.Tensor, radius: float, dim: int = 1) -> torch.Tensor:
+    """Pull points farther than ``radius`` (in units of sqrt(k)) from the origin back onto that
+    sphere along their geodesic: x_s <- x_s min(1, sqrt(k) sinh(radius) / |x_s|)."""
+    limit = torch.sqrt(k) * math.sinh(radius)
+    norm = torch.sqrt((space * space).sum(dim, keepdim=True).clamp_min(1e-12))
+    return space * (limit / norm).clamp(max=1.0)
 
 
 def _space(x: torch.Tensor) -> torch.Tensor:
@@ -97,8 +108,9 @@ class LorentzBatchNorm1d(_SpaceLayer):
     B are Lorentz boosts (parallel transport along the geodesic to or from the origin o). Each boost
     adds a multiple of one vector to x_s, y_s = x_s + a mu_s and out_s = f y_s + g beta_s, with
     per-position scalars a, f, g from the reductions mu_s . x_s, |y_s|^2 and beta_s . y_s, so the
-    layer costs a few passes over the data. The rescaled radius is clipped at MAX_RADIUS. In eval
-    mode mu and var are running statistics (weighted Lorentz centroid and moving average).
+    layer costs a few passes over the data. The radii of the output and of beta are clipped
+    (MAX_RADIUS, MAX_CENTRE_RADIUS) to keep float32 finite. In eval mode mu and var are running
+    statistics (weighted Lorentz centroid and moving average).
     """
 
     def __init__(self, num_features: int, manifold: Lorentz, momentum: float = 0.1, eps: float = 1e-5) -> None:
@@ -128,7 +140,7 @@ class LorentzBatchNorm1d(_SpaceLayer):
         else:
             mu_s = self.running_mean[1:]
         mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
-        beta_s = self.beta[1:]
+        beta_s = clip_radius(self.beta[1:], k, MAX_CENTRE_RADIUS, dim=0)
         beta_0 = torch.sqrt(k + (beta_s * beta_s).sum())
         a = torch.matmul(mu_s, s).unsqueeze(1) / (sk * (mu_0 + sk)) - t / sk
         y = torch.addcmul(s, mu_s.view(1, -1, 1), a)  # B_{mu->o} x: y_s = x_s + a mu_s
@@ -143,7 +155,7 @@ class LorentzBatchNorm1d(_SpaceLayer):
         f = torch.sinh(scaled) * sk / y_norm  # z_s = f y_s
         beta_z = f * torch.matmul(beta_s, y).unsqueeze(1)
         g = beta_z / (sk * (beta_0 + sk)) + torch.cosh(scaled)  # z_0 / sqrt(k) = cosh(scaled)
-        return torch.addcmul(f * y, beta_s.view(1, -1, 1), g)  # B_{o->beta} z
+        return clip_radius(torch.addcmul(f * y, beta_s.view(1, -1, 1), g), k, MAX_RADIUS)  # B_{o->beta} z
 
     @torch.no_grad()
     def _update_running(self, mu_s: torch.Tensor, mu_0: torch.Tensor, var: torch.Tensor, k: torch.Tensor) -> None:

@@ -10,10 +10,13 @@ Steps (each writes its outputs under ``out`` and is skipped when they exist, so 
 3. ``arms/<arm>/``: the domain LM (BiGCARP's ByteNet) pre-trained on the BGC corpus in each arm
    (``random`` table; family vectors ``finetune``-d; family vectors ``frozen``), with weight
    snapshots at the start and after every epoch.
-4. ``features/<arm>.npz`` and ``analysis/<arm>.json``: one pass of each final domain LM over the
-   corpus: per-BGC mean states of every layer, states at sampled tokens (layer x layer CKA, Pfam-clan
-   probe), the domain states at the positions aligned with protein segments (by domain, k-th
-   occurrence with k-th occurrence) and the CKA of those with the protein embeddings;
+4. One pass of each final domain LM over the corpus: ``features/<arm>.npz`` (``ids`` and the per-BGC
+   mean state of each layer ``L0``..``Ln``, a file ``biostrata probe`` and ``biostrata cka`` read;
+   ``features/protein.npz`` likewise holds the per-BGC mean protein embedding), and
+   ``features/<arm>.tokens.npz``: states at sampled tokens (Pfam-clan probe) and the domain states at
+   the positions aligned with protein segments (by domain, k-th occurrence with k-th occurrence);
+   ``analysis/<arm>.json``: layer x layer CKA over sampled tokens, and the CKA of the aligned states
+   with the protein embeddings;
    ``analysis/checkpoints.csv``: over the snapshots, CKA of the table with its initialization and
    with the family vectors, and of the per-family mean last-layer state with the family vectors.
 5. ``probes/product_class/<features>.json`` and ``probes/clan/<features>.json``: MIBiG product
@@ -94,9 +97,10 @@ class CrossGranularitySettings:
     mlp_hidden: list[int] = field(default_factory=lambda: [512, 256])
     one_vs_rest: bool = False
     n_boot: int = 500
-    clan_min_families: int = 10
+    clan_min_families: int = 5
     clan_tokens_per_family: int = 2
     clan_Cs: list[float] = field(default_factory=lambda: [0.1, 1.0])
+    clan_seeds: list[int] = field(default_factory=lambda: [0])
     threads: int = 1
     progress: bool = True
 
@@ -230,7 +234,9 @@ class _Plan:
     checkpoint_clusters: list[int]
 
 
-def _plan(s: CrossGranularitySettings, data: _Inputs, segvec: dict[str, np.ndarray]) -> _Plan:
+def _plan(s: CrossGranularitySettings, data: _Inputs, segvec: dict[str, np.ndarray], families: set[str]) -> _Plan:
+    """``families``: those with a protein-level vector; the clan probe keeps to them, so that the
+    protein-level and every domain-level clan probe see the same families."""
     rng = np.random.default_rng(s.seed)
     corpus = list(data.corpus)
     pairs = {}
@@ -245,11 +251,12 @@ def _plan(s: CrossGranularitySettings, data: _Inputs, segvec: dict[str, np.ndarr
     pick = np.sort(rng.choice(offsets[-1], size=min(s.cka_tokens, offsets[-1]), replace=False))
     owner = np.searchsorted(offsets, pick, side="right") - 1
     cka_tokens = {int(i): pick[owner == i] - offsets[i] for i in np.unique(owner)}
-    # tokens for the clan probe: up to k occurrences of each family of a clan with enough families
+    # tokens for the clan probe: up to k occurrences of each family (with a protein vector) of a clan
+    # with enough such families
     where: dict[str, list[tuple[int, int]]] = {}
     for i, c in enumerate(corpus):
         for j, d in enumerate(c.domains):
-            if data.pfam.clan(d):
+            if d in families and data.pfam.clan(d):
                 where.setdefault(d, []).append((i, j))
     per_clan: dict[str, int] = {}
     for d in where:
@@ -288,10 +295,13 @@ def _analyse_arm(out: Path, s: CrossGranularitySettings, data: _Inputs, plan: _P
     """One pass of the final domain LM: pooled features, token features, layer CKA (see module doc)."""
     from biostrata.models.domain_lm import DomainLM
 
-    feat_file, result_file = out / "features" / f"{arm}.npz", out / "analysis" / f"{arm}.json"
-    if feat_file.is_file() and result_file.is_file():
-        with np.load(feat_file, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}, json.loads(result_file.read_text())
+    feat_file, token_file = out / "features" / f"{arm}.npz", out / "features" / f"{arm}.tokens.npz"
+    result_file = out / "analysis" / f"{arm}.json"
+    if feat_file.is_file() and token_file.is_file() and result_file.is_file():
+        with np.load(feat_file, allow_pickle=False) as f, np.load(token_file, allow_pickle=False) as t:
+            features = {("ids" if k == "ids" else f"pooled_{k}"): f[k] for k in f.files}
+            features.update({k: t[k] for k in t.files})
+        return features, json.loads(result_file.read_text())
     model = DomainLM.load(out / "arms" / arm / "model.pt").eval()
     corpus = list(data.corpus)
     layers = list(range(model.num_layers + 1))
@@ -332,7 +342,11 @@ def _analyse_arm(out: Path, s: CrossGranularitySettings, data: _Inputs, plan: _P
         "protein_vs_layer_cka": cross_cka.matrix()[0, 1:].tolist(),
         "aligned_positions": cross_cka.n,
     }
-    atomic_write(feat_file, lambda tmp: _save_npz(tmp, features))
+    # per-BGC means (ids + one array per layer: a file `biostrata probe` and `biostrata cka` read), and the rest
+    per_bgc = {k.removeprefix("pooled_"): v for k, v in features.items() if k == "ids" or k.startswith("pooled_")}
+    tokens = {k: v for k, v in features.items() if k != "ids" and not k.startswith("pooled_")}
+    atomic_write(feat_file, lambda tmp: _save_npz(tmp, per_bgc))
+    atomic_write(token_file, lambda tmp: _save_npz(tmp, tokens))
     atomic_write_json(result_file, result)
     return features, result
 
@@ -391,12 +405,12 @@ def _checkpoint_curves(out: Path, s: CrossGranularitySettings, data: _Inputs, pl
 # -------------------------------------------------------------------------------------------------
 
 
-def _probe(path: Path, estimator, X: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[str],
-           s: CrossGranularitySettings, meta: dict) -> dict:  # fmt: skip
+def _probe(path: Path, estimator, X: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[str] | None,
+           s: CrossGranularitySettings, meta: dict, seeds: Sequence[int]) -> dict:  # fmt: skip
     """Cross-validate one feature set (skipped when ``path`` exists); per-fold rows go beside it."""
     if path.is_file():
         return json.loads(path.read_text())
-    res = cross_validate(estimator, X, y, groups, s.folds, s.seeds, names, desc=meta["features"], progress=s.progress)
+    res = cross_validate(estimator, X, y, groups, s.folds, seeds, names, desc=meta["features"], progress=s.progress)
     summary = {**meta, **res.summary(n_boot=s.n_boot), "dim": int(X.shape[1])}
     atomic_write_text(path.with_suffix(".folds.csv"), res.folds.assign(features=meta["features"]).to_csv(index=False))
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")  # key order kept: the table's column order
@@ -432,7 +446,7 @@ def _product_class_probes(out: Path, s: CrossGranularitySettings, data: _Inputs,
         meta = {"features": name, "kind": kind, "arm": arm, "probe": type(est).__name__}
         layer = int(name.rsplit("L", 1)[1]) if kind == "domain" else None
         summary = _probe(out / "probes" / "product_class" / f"{name.replace('/', '_')}.json", est, X, y, groups,
-                         names, s, meta)  # fmt: skip
+                         names, s, meta, s.seeds)  # fmt: skip
         results.append({**summary, "layer": layer})
     frame = pd.DataFrame(results)
     atomic_write_text(out / "product_class.csv", frame.to_csv(index=False))
@@ -472,7 +486,7 @@ def _clan_probes(out: Path, s: CrossGranularitySettings, data: _Inputs, plan: _P
         meta = {"features": name, "arm": arm, "layer": layer, "probe": "LinearProbe",
                 "clans": int(len(np.unique(yc[ok]))), "families": int(len(np.unique(groups[ok])))}
         results.append(_probe(out / "probes" / "clan" / f"{name.replace('/', '_')}.json", probe, X[ok], yc[ok],
-                              groups[ok], None, s, meta))  # fmt: skip
+                              groups[ok], None, s, meta, s.clan_seeds))  # fmt: skip
     frame = pd.DataFrame(results)
     atomic_write_text(out / "clan.csv", frame.to_csv(index=False))
     return frame
@@ -540,7 +554,11 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
             pretraining = {arm: _arm(out, s, data, arm, table) for arm in s.arms}
         with clock("corpus passes"):
             segvec = _segment_vectors(store, data, plm.num_layers)
-            plan = _plan(s, data, segvec)
+            bgcs = sorted(segvec)
+            protein = {"ids": np.array(bgcs), "protein": np.stack([segvec[b].mean(0) for b in bgcs])}
+            if not (out / "features" / "protein.npz").is_file():
+                atomic_write(out / "features" / "protein.npz", lambda tmp: _save_npz(tmp, protein))
+            plan = _plan(s, data, segvec, set(table.families))
             if not plan.probe_ids:
                 raise InputError("no BGC has product classes and a domain aligned with a protein segment; check the inputs")
             passes = {arm: _analyse_arm(out, s, data, plan, arm, segvec) for arm in s.arms}
@@ -553,7 +571,6 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
             product = _product_class_probes(out, s, data, plan, feats, segvec)
         with clock("clan probes"):
             clan = _clan_probes(out, s, data, plan, feats, store, plm.num_layers)
-    clock.save()
     layer_cka = {arm: pd.DataFrame(r["layer_cka"], index=r["layers"], columns=r["layers"]) for arm, (_, r) in passes.items()}
     tables = {
         "pretraining": _pretraining_table(pretraining),
@@ -580,22 +597,21 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
 
 
 class _Clock:
-    """Wall and CPU seconds of each step of one invocation, appended to a JSON-lines file
-    (a resumed step that found its outputs takes about 0 s)."""
+    """Wall and CPU seconds of each step of one invocation: one JSON line per invocation, rewritten
+    after every step (a resumed step that found its outputs takes about 0 s)."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.steps = path, {}
+        self.before = path.read_text() if path.is_file() else ""
+        self.started = time.strftime("%Y-%m-%d %H:%M:%S")
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         wall, cpu = time.perf_counter(), time.process_time()
         yield
         self.steps[name] = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1)}
-
-    def save(self) -> None:
-        old = self.path.read_text() if self.path.is_file() else ""
-        line = json.dumps({"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": self.steps})
-        atomic_write_text(self.path, old + line + "\n")
+        line = json.dumps({"started": self.started, "steps": self.steps})
+        atomic_write_text(self.path, self.before + line + "\n")
 
 
 def _pretraining_table(pretraining: dict[str, dict]) -> pd.DataFrame:
@@ -627,7 +643,8 @@ def summary_markdown(tables: dict[str, pd.DataFrame], s: CrossGranularitySetting
         f"{counts['cka_tokens']} sampled tokens for layer x layer CKA; {counts['aligned_positions']} domain "
         f"positions aligned with protein segments; {counts['clan_tokens']} tokens for the clan probe. Settings: "
         f"protein LM {s.protein_layers} layers x {s.protein_dim}, {s.protein_epochs} epoch(s); domain LM preset "
-        f"{s.preset}, {s.domain_epochs} epochs; probes {s.folds}-fold x seeds {s.seeds}, bootstrap {s.n_boot}.",
+        f"{s.preset}, {s.domain_epochs} epochs; probes {s.folds}-fold x seeds {s.seeds} (clan probe: seeds "
+        f"{s.clan_seeds}), bootstrap {s.n_boot}.",
         "",
         "## Pre-training (validation masked-token accuracy and perplexity, best epoch)",
         "",
@@ -646,13 +663,13 @@ def summary_markdown(tables: dict[str, pd.DataFrame], s: CrossGranularitySetting
     lines += [wide.rename_axis("epoch").reset_index().to_markdown(index=False, floatfmt=".3f"), ""]
     end = ck[ck["epoch"] == ck["epoch"].max()].set_index("arm")
     start = ck[ck["epoch"] == 0].set_index("arm")
-    peak = ck.groupby("arm")["last_vs_protein"].max()
+    peak = ck[ck["epoch"] > 0].groupby("arm")["last_vs_protein"].max()  # during training
     ref = [
         ("CKA(table, its initialization), end, fine-tuned", PAPER["table_vs_init_finetune"],
          end["table_vs_init"].get("finetune")),
         ("CKA(protein table, last layer), start, fine-tuned", PAPER["last_vs_protein_start"],
          start["last_vs_protein"].get("finetune")),
-        ("CKA(protein table, last layer), peak, fine-tuned", PAPER["last_vs_protein_peak"], peak.get("finetune")),
+        ("CKA(protein table, last layer), peak in training, fine-tuned", PAPER["last_vs_protein_peak"], peak.get("finetune")),
         ("CKA(protein table, last layer), end, fine-tuned", PAPER["last_vs_protein_end_finetune"],
          end["last_vs_protein"].get("finetune")),
         ("CKA(protein table, last layer), end, random", PAPER["last_vs_protein_end_random"],
@@ -665,7 +682,8 @@ def summary_markdown(tables: dict[str, pd.DataFrame], s: CrossGranularitySetting
     lines += ["## Beside the published numbers", "", "| quantity | paper (ESM-1b / BiGCARP) | here |", "| --- | ---: | ---: |"]
     lines += [f"| {q} | {_fmt(p)} | {_fmt(h) if h is not None else 'n/a'} |" for q, p, h in ref]
     pc = tables["product_class"].set_index("features")
-    lines += [f"| product class macro AUROC, protein level | {_fmt(PAPER['auroc_protein'])} | {_fmt(pc.loc['protein', 'auroc_macro'])} |"]
+    lines += [f"| product class macro AUROC, protein level | {_fmt(PAPER['auroc_protein'])} | "
+              f"{_fmt(pc.loc['protein', 'auroc_macro'])} |"]
     for arm in s.arms:
         last = pc[(pc["arm"] == arm) & (pc["kind"] == "domain")].sort_values("layer").iloc[-1]
         lines.append(f"| product class macro AUROC, domain level ({arm}, last layer) | {PAPER['auroc_domain']} | "
@@ -677,12 +695,16 @@ def summary_markdown(tables: dict[str, pd.DataFrame], s: CrossGranularitySetting
         lines += [f"## Layer x layer linear CKA ({arm})", "", tables[f"layer_cka_{arm}"].to_markdown(floatfmt=".2f"), ""]
     lines += ["## CKA between the protein embedding of a domain and the domain LM state at its position", "",
               tables["protein_vs_layer"].to_markdown(floatfmt=".3f"), ""]  # fmt: skip
-    cols = ["features", "probe", "dim", "auroc_macro", "auroc_macro_sd", "auroc_macro_lo", "auroc_macro_hi", "mcc", "f1_macro"]
+    cols = ["features", "probe", "dim", "auroc_macro", "auroc_macro_sd", "auroc_macro_oof", "auroc_macro_lo", "auroc_macro_hi",
+            "mcc", "f1_macro"]  # fmt: skip
     cols += [c for c in tables["product_class"].columns if c.startswith("auroc[")]
-    lines += ["## Product class (MIBiG 3.0, multi-label): macro AUROC (mean, sd over folds x seeds, 95% bootstrap "
-              "interval), MCC, macro F1, per-class AUROC", "",
+    lines += ["## Product class (MIBiG 3.0, multi-label)", "",
+              "Macro AUROC: mean and sd over folds x seeds; `_oof` of the pooled out-of-fold predictions, with its 95% "
+              "bootstrap interval (`_lo`, `_hi`; BGCs with identical domain lists resampled together); MCC and macro F1 "
+              "at threshold 0.5; per-class AUROC.", "",
               tables["product_class"][cols].to_markdown(index=False, floatfmt=".3f"), ""]  # fmt: skip
-    cols = ["features", "clans", "families", "auroc_macro", "auroc_macro_sd", "auroc_macro_lo", "auroc_macro_hi", "mcc", "f1_macro"]
+    cols = ["features", "clans", "families", "auroc_macro", "auroc_macro_sd", "auroc_macro_oof", "auroc_macro_lo",
+            "auroc_macro_hi", "mcc", "f1_macro"]  # fmt: skip
     lines += ["## Pfam clan from token-level features (multi-class, linear probe, folds grouped by Pfam family)", "",
               tables["clan"][cols].to_markdown(index=False, floatfmt=".3f"), ""]  # fmt: skip
     lines += ["## BGC-level geometry: mutual k-NN and CKA with the protein-level features, relative delta", "",
@@ -705,10 +727,11 @@ def _plot_checkpoints(ck: pd.DataFrame, path: Path) -> None:
     axes[1].axhline(PAPER["last_vs_protein_end_finetune"], ls=":", color="#C44E52", label="paper, ESM init (end)")
     axes[1].axhline(PAPER["last_vs_protein_end_random"], ls=":", color="#4C72B0", label="paper, random (end)")
     axes[0].set_title("CKA(table, table at epoch 0)", fontsize=10)
+    axes[0].set_ylim(min(0.9, float(ck["table_vs_init"].min()) - 0.01), 1.005)
     axes[1].set_title("CKA(per-family last layer, protein family vectors)", fontsize=10)
+    axes[1].set_ylim(0, 1.05)
     for ax in axes:
         ax.set_xlabel("epoch")
-        ax.set_ylim(0, 1.05)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=120)

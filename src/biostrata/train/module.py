@@ -38,6 +38,43 @@ def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def first_nonfinite(model: torch.nn.Module, x: torch.Tensor) -> str:
+    """Where a forward pass first leaves the finite numbers: a parameter, or the output of a module
+    (``forward`` or, for Lorentz layers, ``space``), with whether that module's inputs were finite."""
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            return f"parameter {name}"
+    found: list[str] = []
+
+    def check(name: str, module: torch.nn.Module, inputs: tuple, output) -> None:
+        if not found and isinstance(output, torch.Tensor) and not torch.isfinite(output).all():
+            ok = all(torch.isfinite(a).all() for a in inputs if isinstance(a, torch.Tensor))
+            found.append(f"{name or 'the model'} ({type(module).__name__}; its inputs finite: {ok})")
+
+    handles, wrapped = [], []
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_hook(lambda m, a, o, n=name: check(n, m, a, o)))
+        if callable(getattr(module, "space", None)):
+            original = module.space
+
+            def space(*args, _f=original, _n=name, _m=module):
+                out = _f(*args)
+                check(_n + ".space", _m, args, out)
+                return out
+
+            module.space = space
+            wrapped.append(module)
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        for module in wrapped:
+            del module.space
+    return found[0] if found else "no module output (the loss itself)"
+
+
 def build_from_config(cfg: TrainConfig, length: int, num_classes: int) -> torch.nn.Module:
     """The model a config describes, for inputs of ``length`` and ``num_classes`` classes."""
     return build_model(
@@ -71,8 +108,10 @@ class GenomeClassifier(pl.LightningModule):
         idx, y = batch
         loss = F.cross_entropy(self(idx), y)
         if not torch.isfinite(loss):
+            where = first_nonfinite(self.model, one_hot(idx.long()))
             raise NumericalError(
-                f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx} "
+                f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}, "
+                f"first non-finite in {where} "
                 f"(model {self.cfg.model}, lr {self.cfg.lr}, precision {self.cfg.precision}); no metric is "
                 "reported. Try a lower learning rate (--lr), float32 precision, or another seed."
             )
