@@ -20,7 +20,6 @@ import pandas as pd
 import torch
 
 from biostrata.config import DemoSettings, TrainConfig
-from biostrata.data.alphabet import encode_batch
 from biostrata.data.simulate import simulate_dataset, write_gue
 from biostrata.io import atomic_write, atomic_write_text
 from biostrata.train.run import load_model, quiet_lightning, train
@@ -29,21 +28,14 @@ MODELS = ("cnn", "hcnn-s")
 
 
 def embedding_delta(run_dir: Path, sequences: list[str], n_points: int, seed: int) -> dict:
-    """Exact Gromov delta of a trained model's embeddings of (a sample of) ``sequences``, under the
-    model's own metric: Euclidean, or the Lorentz distance at the head's learned curvature."""
-    from biostrata.geometry.delta import delta_exact
-    from biostrata.geometry.distances import pairwise_distances
+    """Exact Gromov delta of a trained model's embeddings of (a random sample of) ``sequences``,
+    under the model's own metric: Euclidean, or Lorentz at the head's learned curvature."""
+    from biostrata.analysis.hyperbolicity import gromov_delta, model_embeddings
 
     model, _ = load_model(run_dir)
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(sequences), size=min(n_points, len(sequences)), replace=False)
-    with torch.no_grad():
-        emb = model.embed(encode_batch([sequences[i] for i in pick], model.length)).double().numpy()
-    if model.manifold is None:
-        dist = pairwise_distances(emb, metric="euclidean")
-    else:
-        dist = pairwise_distances(emb, metric="lorentz", curvature=float(model.manifold.curvature.detach()))
-    return delta_exact(dist).to_dict()
+    pick = np.random.default_rng(seed).choice(len(sequences), size=min(n_points, len(sequences)), replace=False)
+    emb, metric, curvature = model_embeddings(model, [sequences[i] for i in pick])
+    return gromov_delta(emb, metric=metric, curvature=curvature).to_dict()
 
 
 class EpochLine(pl.Callback):
