@@ -24,7 +24,10 @@ test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python benchmarks/delta.py
+	$(BIN)/python benchmarks/embed.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

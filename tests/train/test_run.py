@@ -110,3 +110,25 @@ def test_bf16_mixed_precision_trains_finite(tiny_task, tmp_path, tiny):
     assert -1 <= metrics["test_mcc"] <= 1
     model, _ = load_model(tmp_path / "bf16")
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_batch_norm_centres_stay_bounded_after_optimizer_steps(tiny):
+    """After every step the batch-norm centres are pulled back within MAX_CENTRE_RADIUS, on the manifold."""
+    import math
+
+    from biostrata.nn.lorentz import MAX_CENTRE_RADIUS, LorentzBatchNorm1d
+
+    module = GenomeClassifier(TrainConfig(model="hcnn-s", **tiny), 20, 2)
+    bns = [m for m in module.modules() if isinstance(m, LorentzBatchNorm1d)]
+    with torch.no_grad():
+        for bn in bns:
+            bn.beta[1:] = 1e4
+            bn.beta[0] = torch.sqrt(bn.manifold.kk + bn.beta[1:].square().sum())
+    opt = module.configure_optimizers()["optimizer"]
+    torch.nn.functional.cross_entropy(module(torch.randint(0, 4, (8, 20))), torch.arange(8) % 2).backward()
+    opt.step()
+    for bn in bns:
+        k = bn.manifold.kk.detach()
+        assert bn.beta[1:].norm() <= torch.sqrt(k) * math.sinh(MAX_CENTRE_RADIUS) * 1.001
+        beta = bn.beta.detach().double()
+        assert float(beta[0]) == pytest.approx(float(torch.sqrt(k.double() + beta[1:].square().sum())), rel=1e-6)

@@ -158,6 +158,14 @@ class LorentzBatchNorm1d(_SpaceLayer):
         return clip_radius(torch.addcmul(f * y, beta_s.view(1, -1, 1), g), k, MAX_RADIUS)  # B_{o->beta} z
 
     @torch.no_grad()
+    def clip_centre_(self) -> None:
+        """Pull beta back within MAX_CENTRE_RADIUS of the origin, on the manifold. Called after each
+        optimizer step: far out, float32 Riemannian updates of beta turn NaN."""
+        k = self.manifold.kk
+        space = clip_radius(self.beta[1:], k, MAX_CENTRE_RADIUS, dim=0)
+        self.beta.copy_(torch.cat([time_from_space(space, k, 0), space]))
+
+    @torch.no_grad()
     def _update_running(self, mu_s: torch.Tensor, mu_0: torch.Tensor, var: torch.Tensor, k: torch.Tensor) -> None:
         """Running mean: weighted Lorentz centroid of (running, batch); running var: moving average."""
         m = self.momentum

@@ -163,6 +163,9 @@ class GenomeClassifier(pl.LightningModule):
             optimizer = torch.optim.Adam(groups)
         else:
             optimizer = RiemannianAdam(groups, stabilize=10)
+        constrained = [m for m in self.model.modules() if hasattr(m, "clip_centre_")]
+        if constrained:
+            optimizer.register_step_post_hook(lambda *_: [m.clip_centre_() for m in constrained])
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.lr_gamma)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
