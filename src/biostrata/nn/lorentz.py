@@ -108,8 +108,9 @@ class LorentzBatchNorm1d(_SpaceLayer):
     B are Lorentz boosts (parallel transport along the geodesic to or from the origin o). Each boost
     adds a multiple of one vector to x_s, y_s = x_s + a mu_s and out_s = f y_s + g beta_s, with
     per-position scalars a, f, g from the reductions mu_s . x_s, |y_s|^2 and beta_s . y_s, so the
-    layer costs a few passes over the data. The radii of the output and of beta are clipped
-    (MAX_RADIUS, MAX_CENTRE_RADIUS) to keep float32 finite. In eval mode mu and var are running
+    layer costs a few passes over the data. The rescaled radius is clipped at MAX_RADIUS -
+    MAX_CENTRE_RADIUS and beta's at MAX_CENTRE_RADIUS, so outputs stay within MAX_RADIUS of the
+    origin and float32 finite. In eval mode mu and var are running
     statistics (weighted Lorentz centroid and moving average).
     """
 
@@ -151,11 +152,13 @@ class LorentzBatchNorm1d(_SpaceLayer):
             self._update_running(mu_s.detach(), mu_0.detach(), var.detach(), k.detach())
         else:
             var = self.running_var
-        scaled = (self.gamma / torch.sqrt(var + self.eps) * rho).clamp(-MAX_RADIUS, MAX_RADIUS)
+        # |scaled| + radius(beta) <= MAX_RADIUS bounds the output radius (triangle inequality)
+        limit = MAX_RADIUS - MAX_CENTRE_RADIUS
+        scaled = (self.gamma / torch.sqrt(var + self.eps) * rho).clamp(-limit, limit)
         f = torch.sinh(scaled) * sk / y_norm  # z_s = f y_s
         beta_z = f * torch.matmul(beta_s, y).unsqueeze(1)
         g = beta_z / (sk * (beta_0 + sk)) + torch.cosh(scaled)  # z_0 / sqrt(k) = cosh(scaled)
-        return clip_radius(torch.addcmul(f * y, beta_s.view(1, -1, 1), g), k, MAX_RADIUS)  # B_{o->beta} z
+        return torch.addcmul(f * y, beta_s.view(1, -1, 1), g)  # B_{o->beta} z
 
     @torch.no_grad()
     def clip_centre_(self) -> None:
