@@ -1,3 +1,4 @@
+import geoopt
 import pytest
 import torch
 from geoopt import ManifoldParameter
@@ -51,3 +52,17 @@ def test_state_dict_round_trip():
     again = RiemannianAdam([{"params": [w]}, {"params": [beta]}], lr=1e-2)
     again.load_state_dict(opt.state_dict())
     assert torch.equal(again.state[w]["exp_avg"], opt.state[w]["exp_avg"])
+
+
+def test_square_norm_of_tangent_vectors_is_never_negative():
+    """float32 cancellation in <u,u>_L must not reach Adam's square root (NaN in training)."""
+    m = Lorentz(1.0)
+    x = torch.tensor([74.2062, 33.1831, 33.1830, 33.1830, 33.1830, 33.1830])
+    u = torch.tensor([1000.0, 1000.0 - 1e-3, 0.0, 0.0, 0.0, 0.0])
+    assert float(geoopt.Lorentz.component_inner(m, x, u)) < 0  # geoopt's raw float32 value
+    assert float(m.component_inner(x, u)) >= 0
+    beta = ManifoldParameter(x.clone(), manifold=m)
+    opt = RiemannianAdam([beta], lr=2e-2)
+    beta.grad = torch.tensor([-1000.0, 1000.0 - 1e-3, 0.0, 0.0, 0.0, 0.0])
+    opt.step()
+    assert torch.isfinite(beta).all()

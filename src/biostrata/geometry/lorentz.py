@@ -33,6 +33,13 @@ class Lorentz(geoopt.Lorentz):
         """k clamped to ``K_MIN``, safe to use in square roots and divisions."""
         return self.k.clamp_min(K_MIN)
 
+    def component_inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
+        """<u, v>_L of tangent vectors at x; <u, u>_L is floored at 0. A tangent vector's square norm
+        is >= 0, but float32 cancellation can make it negative, and Riemannian Adam takes the square
+        root of its running mean: NaN (seen in batch-norm centres at epoch ~60 of genome CNNs)."""
+        out = super().component_inner(x, u, v)
+        return out.clamp_min(0) if v is None else out
+
     def extra_repr(self) -> str:
         return f"curvature={self.curvature.item():.4g}, learnable={self.k.requires_grad}"
 
