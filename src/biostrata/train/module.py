@@ -162,7 +162,10 @@ class GenomeClassifier(pl.LightningModule):
         if self.model.manifold is None:
             optimizer = torch.optim.Adam(groups)
         else:
-            optimizer = RiemannianAdam(groups, stabilize=10)
+            # stabilize=1: re-project the momentum onto the tangent space after every step; its
+            # float32 parallel transport drifts off it (momentum of a batch-norm centre grew to 1e14
+            # by epoch 75 of a prom_core_tata run with stabilize=10, then NaN)
+            optimizer = RiemannianAdam(groups, stabilize=1)
         constrained = [m for m in self.model.modules() if hasattr(m, "clip_centre_")]
         if constrained:
             optimizer.register_step_post_hook(lambda *_: [m.clip_centre_() for m in constrained])
