@@ -132,3 +132,21 @@ def test_batch_norm_centres_stay_bounded_after_optimizer_steps(tiny):
         assert bn.beta[1:].norm() <= torch.sqrt(k) * math.sinh(MAX_CENTRE_RADIUS) * 1.001
         beta = bn.beta.detach().double()
         assert float(beta[0]) == pytest.approx(float(torch.sqrt(k.double() + beta[1:].square().sum())), rel=1e-6)
+
+
+def test_riemannian_momentum_stays_tangent(tiny):
+    """The optimizer keeps each manifold parameter's momentum in its tangent space (<x, m>_L = 0):
+    left to float32 transport, it drifted off and grew to 1e14 in long runs."""
+    from biostrata.geometry.lorentz import minkowski_inner
+    from biostrata.nn.lorentz import LorentzBatchNorm1d
+
+    torch.manual_seed(0)
+    module = GenomeClassifier(TrainConfig(model="hcnn-s", **tiny), 20, 2)
+    opt = module.configure_optimizers()["optimizer"]
+    for _ in range(5):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(module(torch.randint(0, 4, (8, 20))), torch.arange(8) % 2).backward()
+        opt.step()
+    for bn in (m for m in module.modules() if isinstance(m, LorentzBatchNorm1d)):
+        point, momentum = bn.beta.detach().double(), opt.state[bn.beta]["exp_avg"].double()
+        assert abs(float(minkowski_inner(point, momentum, dim=0))) < 1e-6 * (1 + float(momentum.norm()) * float(point.norm()))
