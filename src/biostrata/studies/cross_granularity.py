@@ -88,7 +88,7 @@ class CrossGranularitySettings:
     arms: list[str] = field(default_factory=lambda: ["random", "finetune", "frozen"])
     # analyses
     cka_tokens: int = 20000
-    checkpoint_clusters: int = 1000
+    checkpoint_clusters: int | None = None  # clusters whose last-layer states are averaged per family (None: all)
     knn: int = 10
     delta_samples: int = 400
     delta_repeats: int = 2
@@ -237,7 +237,8 @@ class _Plan:
 def _plan(s: CrossGranularitySettings, data: _Inputs, segvec: dict[str, np.ndarray], families: set[str]) -> _Plan:
     """``families``: those with a protein-level vector; the clan probe keeps to them, so that the
     protein-level and every domain-level clan probe see the same families."""
-    rng = np.random.default_rng(s.seed)
+    # one generator per sample, so that changing one sample's size leaves the others as they were
+    rng_tokens, rng_clan, rng_checkpoints = (np.random.default_rng([s.seed, k]) for k in range(3))
     corpus = list(data.corpus)
     pairs = {}
     for c in corpus:
@@ -248,7 +249,7 @@ def _plan(s: CrossGranularitySettings, data: _Inputs, segvec: dict[str, np.ndarr
     probe_ids = [c.id for c in corpus if c.id in pairs]
     # tokens for the layer x layer CKA: a uniform sample of all domain positions
     offsets = np.cumsum([0] + [len(c) for c in corpus])
-    pick = np.sort(rng.choice(offsets[-1], size=min(s.cka_tokens, offsets[-1]), replace=False))
+    pick = np.sort(rng_tokens.choice(offsets[-1], size=min(s.cka_tokens, offsets[-1]), replace=False))
     owner = np.searchsorted(offsets, pick, side="right") - 1
     cka_tokens = {int(i): pick[owner == i] - offsets[i] for i in np.unique(owner)}
     # tokens for the clan probe: up to k occurrences of each family (with a protein vector) of a clan
@@ -266,13 +267,14 @@ def _plan(s: CrossGranularitySettings, data: _Inputs, segvec: dict[str, np.ndarr
         if per_clan[data.pfam.clan(d)] < s.clan_min_families:
             continue
         occ = where[d]
-        for k in rng.choice(len(occ), size=min(s.clan_tokens_per_family, len(occ)), replace=False):
+        for k in rng_clan.choice(len(occ), size=min(s.clan_tokens_per_family, len(occ)), replace=False):
             chosen.setdefault(occ[k][0], []).append(occ[k][1])
     clan_tokens = {i: np.array(sorted(v)) for i, v in chosen.items()}
     # pass order is by cluster index then position (features are gathered in that order below)
     clan_labels = [(corpus[i].domains[j], data.pfam.clan(corpus[i].domains[j])) for i in sorted(clan_tokens)
                    for j in clan_tokens[i]]  # fmt: skip
-    ck = sorted(rng.choice(len(corpus), size=min(s.checkpoint_clusters, len(corpus)), replace=False).tolist())
+    n_ck = len(corpus) if s.checkpoint_clusters is None else min(s.checkpoint_clusters, len(corpus))
+    ck = sorted(rng_checkpoints.choice(len(corpus), size=n_ck, replace=False).tolist())
     return _Plan(probe_ids, pairs, cka_tokens, clan_tokens, clan_labels, ck)
 
 

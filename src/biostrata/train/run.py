@@ -56,6 +56,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    version = code_version()  # the code the run starts with
     length = cfg.length or splits.max_length
     num_classes = splits.num_classes
     if num_classes < 2:
@@ -106,7 +107,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
         "seed": cfg.seed,
         "length": length,
         "num_classes": num_classes,
-        "code_version": code_version(),
+        "code_version": version,
     }
     blob = {
         "format": MODEL_FORMAT,
