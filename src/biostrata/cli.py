@@ -47,6 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def set_torch_threads(threads: int | None) -> None:
+    """Apply a ``--threads`` option to torch's CPU thread pool (None: leave torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def add_config_options(p: argparse.ArgumentParser) -> None:
     """One option per TrainConfig field (``--batch-size`` for ``batch_size``); unset ones keep the config's."""
     from dataclasses import MISSING, fields
@@ -172,10 +180,7 @@ def _study(sub: argparse._SubParsersAction) -> None:
 def _run_study_conditions(args: argparse.Namespace) -> int:
     from biostrata.studies.conditions import ConditionsSettings, run_conditions, summarize
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     settings = ConditionsSettings(leaves=args.leaves, length=args.length, epochs=args.epochs, seeds=args.seeds)
     table = run_conditions(args.out, settings)
     print(summarize(table).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -226,10 +231,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from biostrata.train.run import train
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     cfg = config_from_args(args)
     splits = load_splits(args)
     seeds = args.seeds or [cfg.seed]
@@ -429,12 +431,9 @@ def _pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:
-    import torch
-
     from biostrata.train import pretrain as pt
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     common = dict(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, val_fraction=args.val_fraction,
@@ -503,13 +502,10 @@ def _embed(sub: argparse._SubParsersAction) -> None:
 def _run_embed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from biostrata.data.embedding_store import EmbeddingStore, merge_stores
     from biostrata.errors import InputError
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     if args.merge:
         print(f"merged {len(args.merge)} stores into {merge_stores(args.merge, args.out)}")
         return 0
