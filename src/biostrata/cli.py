@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from biostrata import __version__
-from biostrata.errors import BiostrataError
+from biostrata.errors import BiostrataError, InputError
 
 # Each entry adds one subcommand to the parser; the subparser sets `run=<function(args) -> int>`.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
@@ -91,7 +91,6 @@ def config_from_args(args: argparse.Namespace):
 def load_splits(args: argparse.Namespace):
     """Splits from ``--data DIR`` (GUE layout) or ``--train/--dev/--test`` files."""
     from biostrata.data.genome import Splits, read_gue_dir, read_labelled
-    from biostrata.errors import InputError
 
     files = (args.train, args.dev, args.test)
     if args.data and any(files):
@@ -367,20 +366,29 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 def _report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="results table and bar charts of a benchmark sweep",
-        description="Read every record.json under DIR and write results.md and results.csv (per task and "
-        "model: mean and standard deviation of the test metric over seeds x100, parameter count, whether "
-        "hyperbolic >= Euclidean, published DNABERT-2 and NT-2.5B numbers on GUE) and results_<suite>.png.",
+        help="results table and bar charts of a benchmark sweep, or several sweeps compared",
+        description="With one DIR: read every record.json under it and write results.md and results.csv (per "
+        "task and model: mean and standard deviation of the test metric over seeds x100, parameter count, whether "
+        "hyperbolic >= Euclidean, counts at or above the published DNABERT-2 and NT-2.5B numbers on GUE) and "
+        "results_<suite>.png. With several DIRs (one per config, each a variant named by its folder): write "
+        "comparison.md and comparison.csv, per task and model the validation and test metric of each variant, "
+        "the best variant on validation marked.",
     )
-    p.add_argument("dir", metavar="DIR", help="the --out folder of `biostrata benchmark`")
-    p.add_argument("--out", help="folder for the report files (default: DIR)")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="the --out folder(s) of `biostrata benchmark`")
+    p.add_argument("--out", help="folder for the report files (default: DIR; required with several DIRs)")
     p.set_defaults(run=_run_report)
 
 
 def _run_report(args: argparse.Namespace) -> int:
+    from biostrata.report.compare import write_comparison
     from biostrata.report.tables import write_report
 
-    paths = write_report(args.dir, args.out)
+    if len(args.dirs) == 1:
+        paths = write_report(args.dirs[0], args.out)
+    elif args.out is None:
+        raise InputError("--out: give a folder for comparison.md when comparing several sweeps")
+    else:
+        paths = write_comparison(args.dirs, args.out)
     print(paths["markdown"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -426,6 +434,8 @@ def _pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", default="auto", help="Lightning devices (default auto)")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    p.add_argument("--snapshots", action="store_true", help="domain level: also keep the weights at the start and "
+                   "after every epoch in OUT/snapshots/epoch_<e>.pt (for CKA over training)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_run_pretrain)
 
@@ -441,6 +451,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     if args.level == "protein":
+        if args.snapshots:
+            raise InputError("--snapshots: only the domain level keeps per-epoch snapshots; drop it with --level protein")
         from biostrata.data.proteins import read_proteins
         from biostrata.models.protein_lm import small_protein_lm
 
@@ -455,7 +467,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         table = FamilyTable.load(args.init_table) if args.init_table else None
         result = pt.pretrain_domain_lm(
             corpus, args.out, preset=args.preset, arm=args.arm, family_table=table, projection=args.projection,
-            pfam=pfam, class_token=args.class_token, separators=args.separators, **common,
+            pfam=pfam, class_token=args.class_token, separators=args.separators, snapshots=args.snapshots, **common,
             **({"d_embed": args.d_embed} if args.d_embed else {}),
         )
         if result["init"]:
@@ -503,7 +515,6 @@ def _run_embed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from biostrata.data.embedding_store import EmbeddingStore, merge_stores
-    from biostrata.errors import InputError
 
     set_torch_threads(args.threads)
     if args.merge:
@@ -585,7 +596,6 @@ def _run_delta(args: argparse.Namespace) -> int:
     import json
 
     from biostrata.analysis import hyperbolicity as hyp
-    from biostrata.errors import InputError
     from biostrata.geometry.delta import delta_distribution
 
     modes = [args.input is not None, args.calibrate is not None, args.model is not None or args.data is not None]

@@ -26,6 +26,7 @@ def test_write_read_and_reopen(tmp_path: Path) -> None:
         assert store.ids == ["x", "y", "z"] and "y" in store and store.layers == [0, -1]
         np.testing.assert_array_equal(store.get("y"), _rows(1, 1)[0])
         np.testing.assert_array_equal(store.array(layer=-1, ids=["z", "x"]), _rows(0, 3)[[2, 0], 1])
+        np.testing.assert_array_equal(store.array(ids=["y", "x", "y"]), _rows(0, 3)[[1, 0, 1]])
         assert store.per_token("z", layer=0).shape == (4, 3) and store.length("z") == 4
         with pytest.raises(InputError, match="pooling 'bos' not stored"):
             store.get("x", "bos")

@@ -64,6 +64,11 @@ def test_poincare_equals_lorentz_of_the_same_points(k):
     assert np.allclose(dp, want, atol=1e-6)
 
 
+def test_numpy_views_with_negative_strides_are_accepted():
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    assert np.allclose(pairwise_distances(x[::-1]).numpy(), pairwise_distances(x[::-1].copy()).numpy())
+
+
 def test_errors_name_the_row():
     good = lift(np.zeros((3, 2)), 1.0)
     bad = good.copy()

@@ -10,7 +10,7 @@ from biostrata.errors import InputError
 from biostrata.report.tables import (
     PUBLISHED,
     WIN,
-    beats_published,
+    at_or_above,
     format_params,
     results_table,
     to_markdown,
@@ -67,7 +67,9 @@ def test_hyperbolic_wins_and_published_comparison():
     assert table.loc["tf/0", "DNABERT-2"] == 71.99 and table.loc["tf/0", "NT-2.5B"] == 66.64
     assert math.isnan(table.loc["lines", "DNABERT-2"])
     gue = table[table["suite"] == "gue"]
-    assert beats_published(gue) == (2, 3)  # tf/0 (80 > 71.99) and covid (74 > 73.04), not prom_core_all
+    assert at_or_above(gue, "DNABERT-2", "hyperbolic") == (1, 2)  # tf/0 80 >= 71.99; prom_core_all 50 < 69.37
+    assert at_or_above(gue, "DNABERT-2", "euclidean") == (1, 3)  # covid 74 >= 71.02 only
+    assert at_or_above(gue, "NT-2.5B", "euclidean") == (1, 3)  # covid 74 >= 73.04; tf/0 60 < 66.64
 
 
 def test_published_numbers_cover_gue():
@@ -86,7 +88,10 @@ def test_markdown_sections_bold_best_and_counts():
     assert "Test MCC x100 (F1 x100 for virus/covid)" in text
     tf0 = next(line for line in text.splitlines() if line.startswith("| tf/0 |"))
     assert tf0 == "| tf/0 | 60.00 ± 10.00 | 60.00 ± 7.07 | **80.00 ± 0.00** | 3/2/3 | 500 / 400 / 450 | yes | 66.64 | 71.99 |"
-    assert "Hyperbolic >= Euclidean on 1 of 2 GUE tasks. Best of ours > NT-2.5B and DNABERT-2 (published) on 2 of 3" in text
+    assert (
+        "Hyperbolic >= Euclidean on 1 of 2 GUE tasks. Hyperbolic (best model) >= NT-2.5B on 1 of 2, >= DNABERT-2 on "
+        "1 of 2 tasks (published numbers). Euclidean (best model) >= NT-2.5B on 1 of 3, >= DNABERT-2 on 1 of 3 tasks"
+    ) in text
     teb = text[text.index("## TEB") :]
     assert "DNABERT-2" not in teb.split("\n\n")[2]  # no published column in the TEB table
 

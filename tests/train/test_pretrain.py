@@ -131,14 +131,17 @@ def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.C
     assert main([
         "pretrain", "--corpus", str(files["corpus"]), "--pfam", str(files["clans"]), "--out", str(out),
         "--arm", "frozen", "--init-table", str(fam), "--preset", "small", "--epochs", "1", "--batch-size", "8",
-        "--accelerator", "cpu", "--no-progress", "--class-token",
+        "--accelerator", "cpu", "--no-progress", "--class-token", "--snapshots",
     ]) == 0
+    assert sorted(p.name for p in (out / "snapshots").glob("*.pt")) == ["epoch_000.pt", "epoch_001.pt"]
     text = capsys.readouterr().out
     assert "initialized 8 domain rows; 4 domains without member sequences keep random rows" in text
     assert "validation masked-token accuracy" in text
     model = DomainLM.load(out / "model.pt")
     assert model.config["d_embed"] == 16 and "NRP" in model.vocab.classes
     assert torch.equal(model.table.weight[[model.vocab.index(f) for f in table.families]], table.vectors)
+    assert main(["pretrain", "--level", "protein", "--corpus", str(files["table"]), "--out", str(prot), "--snapshots"]) == 2
+    assert "--snapshots: only the domain level" in capsys.readouterr().err
     assert main(["embed", "--out", str(tmp_path / "z.h5")]) == 2
     assert "give --model and --input" in capsys.readouterr().err
 

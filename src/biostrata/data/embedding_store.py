@@ -187,9 +187,10 @@ class EmbeddingStore:
         if ids is None:
             return data[: len(self)][:, pos]
         rows = np.asarray(self._rows(ids), dtype=np.int64)
-        order = np.argsort(rows)
-        out = data[rows[order]] if len(rows) else np.zeros((0, *data.shape[1:]), data.dtype)
-        return out[np.argsort(order)][:, pos]
+        # HDF5 reads need strictly increasing rows: read each distinct row once, then expand.
+        unique, inverse = np.unique(rows, return_inverse=True)
+        out = data[unique] if len(unique) else np.zeros((0, *data.shape[1:]), data.dtype)
+        return out[inverse][:, pos]
 
     def per_token(self, sid: str, layer: int | None = None) -> np.ndarray:
         """``[n_layers, length, dim]`` (or ``[length, dim]``) of one sequence."""

@@ -33,7 +33,8 @@ _INTEGER = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torc
 
 def as_points(points: np.ndarray | torch.Tensor, *, name: str = "points") -> torch.Tensor:
     """``points`` as a finite (n, d) float64 CPU tensor; an InputError names the first bad row."""
-    x = torch.as_tensor(np.asarray(points) if not isinstance(points, torch.Tensor) else points.detach())
+    # ascontiguousarray: torch cannot wrap numpy views with negative strides (x[::-1]).
+    x = points.detach() if isinstance(points, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(points))
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise InputError(f"{name}: expected a non-empty 2-d array (points x coordinates), got shape {tuple(x.shape)}")
     if x.dtype.is_complex or not (x.dtype.is_floating_point or x.dtype in _INTEGER):

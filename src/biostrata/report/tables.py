@@ -122,12 +122,16 @@ def win_counts(table: pd.DataFrame) -> tuple[int, int]:
     return int(decided.astype(bool).sum()), int(len(decided))
 
 
-def beats_published(table: pd.DataFrame) -> tuple[int, int]:
-    """(tasks where our best mean beats every published number, tasks with a published number)."""
-    ours = table[[f"{m} mean" for m in models_in(table)]].max(axis=1)
-    theirs = table[published_in(table)].max(axis=1)
-    have = theirs.notna() & ours.notna()
-    return int((ours[have] > theirs[have]).sum()), int(have.sum())
+def at_or_above(table: pd.DataFrame, published: str, kind: str) -> tuple[int, int]:
+    """(tasks where the best ``kind`` model, "hyperbolic" or "euclidean", scores >= the ``published``
+    column, tasks where both have a number)."""
+    family = HYPERBOLIC if kind == "hyperbolic" else EUCLIDEAN
+    cols = [f"{m} mean" for m in models_in(table) if m in family]
+    if not cols:
+        return 0, 0
+    ours = table[cols].max(axis=1)
+    have = ours.notna() & table[published].notna()
+    return int((ours[have] >= table.loc[have, published]).sum()), int(have.sum())
 
 
 def _fmt_score(mean: float, std: float) -> str:
@@ -185,9 +189,11 @@ def to_markdown(table: pd.DataFrame) -> str:
         out.append("\n".join(lines) + "\n")
         wins, decided = win_counts(part)
         summary = [f"Hyperbolic >= Euclidean on {wins} of {decided} {title} tasks."]
-        if published:
-            beat, n = beats_published(part)
-            summary.append(f"Best of ours > {' and '.join(published)} (published) on {beat} of {n} tasks.")
+        for kind in ("hyperbolic", "euclidean"):
+            counts = [(p, *at_or_above(part, p, kind)) for p in published]
+            counts = [f">= {p} on {k} of {n}" for p, k, n in counts if n]
+            if counts:
+                summary.append(f"{kind.capitalize()} (best model) {', '.join(counts)} tasks (published numbers).")
         out.append(" ".join(summary) + "\n")
     if any(published_in(table)):
         out.append(
