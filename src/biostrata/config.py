@@ -39,6 +39,7 @@ class TrainConfig:
     curvature_lr: float = 1e-4  # curvatures: own group, no weight decay
     milestones: list[int] = field(default_factory=lambda: [60, 85])
     lr_gamma: float = 0.1
+    warmup_epochs: float = 0.0  # linear lr warm-up over this many epochs (fractions allowed); 0: none (paper)
     patience: int | None = None  # early stopping on the validation metric; None: off
     metric: str = "mcc"  # model-selection metric on dev: mcc | f1 | accuracy
     seed: int = 1
@@ -65,6 +66,7 @@ class TrainConfig:
             (min(self.lr, self.manifold_lr, self.curvature_lr) > 0, "lr", "> 0 (lr, manifold_lr, curvature_lr)"),
             (self.weight_decay >= 0, "weight_decay", ">= 0"),
             (self.patience is None or self.patience >= 1, "patience", "at least 1, or unset"),
+            (self.warmup_epochs >= 0, "warmup_epochs", ">= 0"),
         ]
         for ok, name, expected in checks:
             if not ok:

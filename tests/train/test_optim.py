@@ -5,7 +5,7 @@ from geoopt import ManifoldParameter
 from geoopt.optim import RiemannianAdam as GeooptRiemannianAdam
 
 from biostrata.geometry.lorentz import Lorentz
-from biostrata.train.optim import RiemannianAdam
+from biostrata.train.optim import RiemannianAdam, lr_factor
 
 
 def make_params(seed=0):
@@ -66,3 +66,18 @@ def test_square_norm_of_tangent_vectors_is_never_negative():
     beta.grad = torch.tensor([-1000.0, 1000.0 - 1e-3, 0.0, 0.0, 0.0, 0.0])
     opt.step()
     assert torch.isfinite(beta).all()
+
+
+def test_lr_factor_matches_multistep_lr_without_warmup():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    reference = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2, 4], gamma=0.1)
+    for epoch in range(6):
+        for batch in range(3):
+            assert lr_factor(3 * epoch + batch, 3, 0, [4, 2], 0.1) == pytest.approx(opt.param_groups[0]["lr"])
+        opt.step()
+        reference.step()
+
+
+def test_lr_factor_warms_up_linearly_then_decays():
+    factors = [lr_factor(s, 3, 4, [2], 0.5) for s in range(8)]
+    assert factors == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 0.5, 0.5])

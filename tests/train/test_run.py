@@ -150,3 +150,18 @@ def test_riemannian_momentum_stays_tangent(tiny):
     for bn in (m for m in module.modules() if isinstance(m, LorentzBatchNorm1d)):
         point, momentum = bn.beta.detach().double(), opt.state[bn.beta]["exp_avg"].double()
         assert abs(float(minkowski_inner(point, momentum, dim=0))) < 1e-6 * (1 + float(momentum.norm()) * float(point.norm()))
+
+
+def test_the_schedule_steps_per_batch_with_warmup(tiny):
+    cfg = TrainConfig(model="hcnn-s", **(tiny | {"lr": 1e-3, "milestones": [1], "warmup_epochs": 1.0}))
+    module = GenomeClassifier(cfg, 20, 2, steps_per_epoch=4)
+    sched = module.configure_optimizers()["lr_scheduler"]
+    assert sched["interval"] == "step"
+    lrs = []
+    for _ in range(6):
+        lrs.append(sched["scheduler"].optimizer.param_groups[0]["lr"])
+        sched["scheduler"].optimizer.step()
+        sched["scheduler"].step()
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-4, 1e-4])
+    with pytest.raises(InputError, match="warmup_epochs=-1"):
+        TrainConfig(warmup_epochs=-1)

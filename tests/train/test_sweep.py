@@ -99,6 +99,20 @@ def test_resume_refuses_records_made_with_other_settings(tmp_path):
         make_sweep(data, tmp_path / "out", seeds=(1, 2), epochs=2).run(progress=False)
 
 
+def test_resume_reads_a_key_added_later_as_its_default(tmp_path):
+    data = write_tasks(tmp_path / "data", tasks=("a",))
+    make_sweep(data, tmp_path / "out", seeds=(1,)).run(progress=False)
+    path = Run("data", "a", "cnn", 1).record_path(tmp_path / "out")
+    record = json.loads(path.read_text())
+    del record["config"]["warmup_epochs"]  # as written before the field existed
+    path.write_text(json.dumps(record))
+    assert make_sweep(data, tmp_path / "out", seeds=(1,)).run(progress=False) == []
+    record["config"]["warmup_epochs"] = 1.0
+    path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match=r"warmup_epochs: 1.0 there, 0.0 now"):
+        make_sweep(data, tmp_path / "out", seeds=(1,)).run(progress=False)
+
+
 def test_failed_run_leaves_no_record_and_the_others_go_on(tmp_path):
     data = write_tasks(tmp_path / "data")
     bad = data / "a" / "test.csv"

@@ -2,8 +2,8 @@
 
 Optimizers: Adam for the Euclidean model; Riemannian Adam (geoopt) for the hyperbolic one, with
 three parameter groups: ordinary weights (lr, weight decay), manifold parameters (manifold_lr, no
-weight decay), curvatures (curvature_lr, no weight decay). Step decay of all rates by lr_gamma at
-the milestones. A non-finite loss or weight stops the run with a NumericalError naming where.
+weight decay), curvatures (curvature_lr, no weight decay). Optional linear warm-up of all rates
+over warmup_epochs, then step decay by lr_gamma at the milestones (``train.optim.lr_factor``). A non-finite loss or weight stops the run with a NumericalError naming where.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from geoopt import ManifoldParameter
-from biostrata.train.optim import RiemannianAdam
 
 from biostrata.config import TrainConfig
 from biostrata.data.alphabet import one_hot
@@ -20,6 +19,7 @@ from biostrata.errors import NumericalError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.models import build_model
 from biostrata.train.metrics import classification_metrics
+from biostrata.train.optim import RiemannianAdam, lr_factor
 
 
 def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -94,9 +94,10 @@ def build_from_config(cfg: TrainConfig, length: int, num_classes: int) -> torch.
 class GenomeClassifier(pl.LightningModule):
     """Wraps a model from ``biostrata.models``; batches are (indices (B, L) int8, labels)."""
 
-    def __init__(self, cfg: TrainConfig, length: int, num_classes: int) -> None:
+    def __init__(self, cfg: TrainConfig, length: int, num_classes: int, steps_per_epoch: int = 1) -> None:
         super().__init__()
         self.cfg, self.length, self.num_classes = cfg, length, num_classes
+        self.steps_per_epoch = steps_per_epoch  # batches per training epoch, for the per-step schedule
         self.model = build_from_config(cfg, length, num_classes)
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
         self.results: dict[str, dict[str, float]] = {}
@@ -169,8 +170,11 @@ class GenomeClassifier(pl.LightningModule):
         constrained = [m for m in self.model.modules() if hasattr(m, "clip_centre_")]
         if constrained:
             optimizer.register_step_post_hook(lambda *_: [m.clip_centre_() for m in constrained])
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.lr_gamma)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, self.steps_per_epoch, warmup, cfg.milestones, cfg.lr_gamma)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def count_parameters(model: torch.nn.Module) -> int:

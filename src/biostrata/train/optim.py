@@ -9,6 +9,9 @@ with manifold parameters take geoopt's Riemannian step.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
+
 import torch
 from geoopt import ManifoldParameter, ManifoldTensor
 from geoopt.optim import RiemannianAdam as _GeooptRiemannianAdam
@@ -64,3 +67,14 @@ class RiemannianAdam(_GeooptRiemannianAdam):
             params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=True, amsgrad=False, beta1=beta1, beta2=beta2,
             lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
         )  # fmt: skip
+
+
+def lr_factor(step: int, steps_per_epoch: int, warmup_steps: int, milestones: Sequence[int], gamma: float) -> float:
+    """Multiplier of every group's base rate at optimizer step ``step`` (0-based):
+    min(1, (step + 1) / warmup_steps) * gamma ** #{m in milestones : m <= step // steps_per_epoch}.
+
+    A milestone m takes effect at the start of epoch m, as in ``torch.optim.lr_scheduler.MultiStepLR``
+    stepped once per epoch; ``warmup_steps`` 0 means no warm-up.
+    """
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return warm * gamma ** bisect.bisect_right(sorted(milestones), step // max(1, steps_per_epoch))

@@ -69,7 +69,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
         "dev": _loader(dev_set, EVAL_BATCH, False, cfg.seed, cfg.num_workers),
         "test": _loader(test_set, EVAL_BATCH, False, cfg.seed, cfg.num_workers),
     }
-    module = GenomeClassifier(cfg, length, num_classes)
+    module = GenomeClassifier(cfg, length, num_classes, steps_per_epoch=len(loaders["train"]))
     monitor = f"val_{cfg.metric}"
     ckpt_dir = out_dir / "checkpoints"
     checkpoint = ModelCheckpoint(ckpt_dir, filename="best-{epoch}", monitor=monitor, mode="max", save_top_k=1)

@@ -121,6 +121,12 @@ def _config_dict(cfg: Any) -> dict:
     return _plain(dataclasses.asdict(cfg))
 
 
+def _has_defaults(cfg: Any) -> bool:
+    """Whether every field of the dataclass ``cfg`` has a default."""
+    missing = dataclasses.MISSING
+    return all(f.default is not missing or f.default_factory is not missing for f in dataclasses.fields(cfg))
+
+
 @dataclass
 class Sweep:
     """Runs of ``models`` x ``seeds`` on ``tasks`` of ``suite``, recorded under ``out``.
@@ -198,10 +204,12 @@ class Sweep:
         """Finished records must come from the same base config and dev split as this sweep."""
         skip = PER_RUN_KEYS + OPERATIONAL_KEYS
         now = {k: v for k, v in _config_dict(self.config).items() if k not in skip}
+        # A key added to the config after a record was written counts as its default there.
+        defaults = _config_dict(type(self.config)()) if _has_defaults(self.config) else {}
         for run in done:
             path = run.record_path(self.out)
             record = read_record(path)
-            then = {k: v for k, v in record["config"].items() if k not in skip}
+            then = {k: v for k, v in {**defaults, **record["config"]}.items() if k not in skip}
             keys = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
             diff = [f"{k}: {then.get(k)!r} there, {now.get(k)!r} now" for k in keys]
             if record["data"].get("dev_split") != self._dev_split():
