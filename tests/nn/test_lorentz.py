@@ -162,6 +162,26 @@ def test_batch_norm_clips_the_radius_of_outliers_in_a_collapsed_batch():
     assert all(torch.isfinite(p.grad).all() for p in [*bn1.parameters(), *conv.parameters()] if p.requires_grad)
 
 
+@pytest.mark.parametrize("curvature", [0.1, 4.0])
+def test_batch_norm_starts_on_its_own_hyperboloid_and_trains(curvature):
+    """beta and the running mean start at the origin (sqrt(k), 0, ...) of a hyperboloid of any curvature.
+    Starting at (1, 0, ...) off the K = 1 hyperboloid made Riemannian Adam's first step blow up (K = 0.1)."""
+    from biostrata.train.optim import RiemannianAdam
+
+    m = Lorentz(curvature)
+    bn = LorentzBatchNorm1d(4, m)
+    assert on_hyperboloid_error(bn.beta.detach()[None], m) < 1e-6
+    assert on_hyperboloid_error(bn.running_mean[None], m) < 1e-6
+    opt = RiemannianAdam([{"params": [bn.beta], "lr": 2e-2}, {"params": [bn.gamma], "lr": 1e-3}], stabilize=1)
+    torch.manual_seed(0)
+    for _ in range(20):
+        loss = bn.space(torch.randn(16, 4, 30) + 1.0).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(bn.beta).all() and on_hyperboloid_error(bn.beta.detach()[None], m) < 1e-3
+
+
 def test_batch_norm_centre_far_away_is_clipped():
     """A learned centre beta drifting far out (as seen in training) cannot push outputs past MAX_RADIUS."""
     m = Lorentz(1.0)
