@@ -37,7 +37,7 @@ def as_points(points: np.ndarray | torch.Tensor, *, name: str = "points") -> tor
     x = points.detach() if isinstance(points, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(points))
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise InputError(f"{name}: expected a non-empty 2-d array (points x coordinates), got shape {tuple(x.shape)}")
-    if x.dtype.is_complex or not (x.dtype.is_floating_point or x.dtype in _INTEGER):
+    if not (x.dtype.is_floating_point or x.dtype in _INTEGER):
         raise InputError(f"{name}: expected real numbers, got dtype {x.dtype}")
     x = x.to("cpu", torch.float64)
     bad = ~torch.isfinite(x)

@@ -119,8 +119,7 @@ class LorentzBatchNorm1d(_SpaceLayer):
         self.manifold = manifold
         self.momentum = momentum
         self.eps = eps
-        origin = torch.zeros(num_features + 1)
-        origin[0] = float(manifold.kk.detach()) ** 0.5  # the origin (sqrt(k), 0, ..., 0) of this hyperboloid
+        origin = lift(torch.zeros(num_features), manifold.kk.detach(), dim=0)  # (sqrt(k), 0, ..., 0)
         self.beta = ManifoldParameter(origin.clone(), manifold=manifold)
         self.gamma = nn.Parameter(torch.ones(()))
         self.register_buffer("running_mean", origin.clone())

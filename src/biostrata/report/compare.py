@@ -18,8 +18,7 @@ import pandas as pd
 
 from biostrata.errors import InputError
 from biostrata.io import atomic_write_text
-from biostrata.report.tables import _fmt_score, _model_order, _task_order
-from biostrata.train.sweep import read_records
+from biostrata.report.tables import format_score, model_order, sweep_records, task_order
 
 
 def _dev_score(record: dict) -> float:
@@ -54,8 +53,8 @@ def comparison_table(sweeps: Mapping[str, Sequence[dict]]) -> pd.DataFrame:
     out = []
     for suite in sorted(stats["suite"].unique()):
         part = stats[stats["suite"] == suite]
-        for task in _task_order(suite, part["task"].unique()):
-            for model in _model_order(part.loc[part["task"] == task, "model"].unique()):
+        for task in task_order(suite, part["task"].unique()):
+            for model in model_order(part.loc[part["task"] == task, "model"].unique()):
                 group = part[(part["task"] == task) & (part["model"] == model)]
                 group = group.sort_values("variant", key=lambda v: v.map(order)).copy()
                 group["best on dev"] = group["dev mean"] == group["dev mean"].max()
@@ -74,8 +73,8 @@ def comparison_markdown(table: pd.DataFrame) -> str:
         for _, row in part.iterrows():
             name = f"**{row['variant']}**" if row["best on dev"] else row["variant"]
             lines.append("| " + " | ".join([
-                row["task"], row["model"], name, str(row["seeds"]), _fmt_score(row["dev mean"], row["dev std"]),
-                _fmt_score(row["test mean"], row["test std"]), f"{row['best epoch']:.1f}", f"{row['minutes']:.1f}",
+                row["task"], row["model"], name, str(row["seeds"]), format_score(row["dev mean"], row["dev std"]),
+                format_score(row["test mean"], row["test std"]), f"{row['best epoch']:.1f}", f"{row['minutes']:.1f}",
             ]) + " |")  # fmt: skip
         metrics = "/".join(sorted(part["metric"].unique()))
         out.append("\n".join(lines) + f"\n\n{metrics.upper()} x100, mean ± std over seeds.\n")
@@ -88,12 +87,7 @@ def write_comparison(sweep_dirs: Sequence[str | Path], out_dir: str | Path) -> d
     for folder in map(Path, sweep_dirs):
         if folder.name in sweeps:
             raise InputError(f"{folder}: two sweep folders are named {folder.name!r}; variants are named by folder")
-        if not folder.is_dir():
-            raise InputError(f"{folder}: no such folder; give the --out folders of `biostrata benchmark`")
-        records = read_records(folder)
-        if not records:
-            raise InputError(f"{folder}: no record.json found")
-        sweeps[folder.name] = records
+        sweeps[folder.name] = sweep_records(folder)
     table = comparison_table(sweeps)
     out_dir = Path(out_dir)
     paths = {"markdown": out_dir / "comparison.md", "csv": out_dir / "comparison.csv"}

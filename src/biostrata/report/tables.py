@@ -55,11 +55,11 @@ def records_frame(records: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame([{c: r[c] for c in cols} for r in records], columns=cols)
 
 
-def _model_order(models: Sequence[str]) -> list[str]:
+def model_order(models: Sequence[str]) -> list[str]:
     return [m for m in MODEL_ORDER if m in models] + sorted(m for m in models if m not in MODEL_ORDER)
 
 
-def _task_order(suite: str, tasks: Sequence[str]) -> list[str]:
+def task_order(suite: str, tasks: Sequence[str]) -> list[str]:
     known = [t.name for t in SUITES[suite].tasks] if suite in SUITES else []
     return [t for t in known if t in tasks] + sorted(t for t in tasks if t not in known)
 
@@ -70,14 +70,14 @@ def results_table(records: Sequence[dict]) -> pd.DataFrame:
     if frame.empty:
         raise InputError("no records to tabulate")
     frame["score"] = frame["score"].astype(float) * 100
-    models = _model_order(frame["model"].unique())
+    models = model_order(frame["model"].unique())
     stats = frame.groupby(["suite", "task", "model"]).agg(
         mean=("score", "mean"), std=("score", "std"), seeds=("seed", "nunique"), params=("params", "max")
     )
     rows = []
     for suite in sorted(frame["suite"].unique()):
         part = frame[frame["suite"] == suite]
-        for task in _task_order(suite, part["task"].unique()):
+        for task in task_order(suite, part["task"].unique()):
             metrics = part.loc[part["task"] == task, "metric"].unique()
             row: dict = {"suite": suite, "task": task, "metric": "/".join(sorted(metrics))}
             for m in models:
@@ -134,7 +134,7 @@ def at_or_above(table: pd.DataFrame, published: str, kind: str) -> tuple[int, in
     return int((ours[have] >= table.loc[have, published]).sum()), int(have.sum())
 
 
-def _fmt_score(mean: float, std: float) -> str:
+def format_score(mean: float, std: float) -> str:
     if math.isnan(mean):
         return "–"
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
@@ -178,7 +178,7 @@ def to_markdown(table: pd.DataFrame) -> str:
             best = np.nanmax(means) if not all(math.isnan(x) for x in means) else np.nan
             cells = [str(row["task"])]
             for m, mean in zip(models, means):
-                text = _fmt_score(mean, row[f"{m} std"])
+                text = format_score(mean, row[f"{m} std"])
                 cells.append(f"**{text}**" if mean == best else text)
             cells.append("/".join(str(int(row[f"{m} seeds"])) for m in models))
             cells.append(" / ".join(format_params(row[f"{m} params"]) for m in models))
@@ -202,6 +202,17 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def sweep_records(sweep_dir: str | Path) -> list[dict]:
+    """The records of one sweep folder; an InputError if it is missing or holds none."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise InputError(f"{sweep_dir}: no such folder; give the --out folder of `biostrata benchmark`")
+    records = read_records(sweep_dir)
+    if not records:
+        raise InputError(f"{sweep_dir}: no record.json found; run `biostrata benchmark --out {sweep_dir}` first")
+    return records
+
+
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write ``results.md``, ``results.csv`` and one ``results_<suite>.png`` per suite.
 
@@ -210,11 +221,7 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> di
     from biostrata.report.plots import plot_suite
 
     sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise InputError(f"{sweep_dir}: no such folder; give the --out folder of `biostrata benchmark`")
-    records = read_records(sweep_dir)
-    if not records:
-        raise InputError(f"{sweep_dir}: no record.json found; run `biostrata benchmark --out {sweep_dir}` first")
+    records = sweep_records(sweep_dir)
     out_dir = Path(out_dir) if out_dir is not None else sweep_dir
     table = results_table(records)
     paths = {"markdown": out_dir / "results.md", "csv": out_dir / "results.csv"}

@@ -3,7 +3,8 @@
 Optimizers: Adam for the Euclidean model; Riemannian Adam (geoopt) for the hyperbolic one, with
 three parameter groups: ordinary weights (lr, weight decay), manifold parameters (manifold_lr, no
 weight decay), curvatures (curvature_lr, no weight decay). Optional linear warm-up of all rates
-over warmup_epochs, then step decay by lr_gamma at the milestones (``train.optim.lr_factor``). A non-finite loss or weight stops the run with a NumericalError naming where.
+over warmup_epochs, then step decay by lr_gamma at the milestones (``train.optim.lr_factor``).
+A non-finite loss or weight stops the run with a NumericalError naming where.
 """
 
 from __future__ import annotations

@@ -121,10 +121,14 @@ def _config_dict(cfg: Any) -> dict:
     return _plain(dataclasses.asdict(cfg))
 
 
-def _has_defaults(cfg: Any) -> bool:
-    """Whether every field of the dataclass ``cfg`` has a default."""
+def _defaults(cfg: Any) -> dict:
+    """The default value of each field of the dataclass ``cfg`` that has one."""
     missing = dataclasses.MISSING
-    return all(f.default is not missing or f.default_factory is not missing for f in dataclasses.fields(cfg))
+    return _plain({
+        f.name: f.default if f.default is not missing else f.default_factory()
+        for f in dataclasses.fields(cfg)
+        if f.default is not missing or f.default_factory is not missing
+    })
 
 
 @dataclass
@@ -205,7 +209,7 @@ class Sweep:
         skip = PER_RUN_KEYS + OPERATIONAL_KEYS
         now = {k: v for k, v in _config_dict(self.config).items() if k not in skip}
         # A key added to the config after a record was written counts as its default there.
-        defaults = _config_dict(type(self.config)()) if _has_defaults(self.config) else {}
+        defaults = _defaults(self.config)
         for run in done:
             path = run.record_path(self.out)
             record = read_record(path)
