@@ -22,7 +22,7 @@ class TrainConfig:
     """Training of one genome classifier. Defaults are those of Khan et al. (ICLR 2025)."""
 
     model: str = "hcnn-s"  # cnn | hcnn-s | hcnn-m
-    length: int | None = None  # model input length; None: the longest sequence of the data
+    length: int | None = None  # model input length; None: the longest train or dev sequence
     truncate: bool = False  # cut longer sequences to `length` instead of failing
     pool: str = "flatten"  # flatten (paper) | mean
     channels: int = 32
@@ -31,6 +31,7 @@ class TrainConfig:
     hidden: int = 528
     init_curvature: float = 1.0
     learn_curvature: bool = True
+    bn_warm_start: bool = True  # running batch-norm stats start from the first batches (False: reference)
     epochs: int = 100
     batch_size: int = 100
     lr: float = 1e-5

@@ -36,10 +36,14 @@ def test_layout_errors_name_file_and_line(tmp_path, name, text, message):
 
 
 def test_gue_dir_and_missing_files(tmp_path):
-    for split, rows in [("train", "AC,0\nGT,1\n"), ("dev", "A,1\n"), ("test", "ACGTA,2\n")]:
+    for split, rows in [("train", "AC,0\nGT,1\n"), ("dev", "ACG,1\n"), ("test", "ACGTA,1\n")]:
         write(tmp_path / f"{split}.csv", "sequence,label\n" + rows)
     splits = read_gue_dir(tmp_path)
-    assert splits.num_classes == 3 and splits.max_length == 5
+    # the test split never shapes the model: length from train and dev, classes from train
+    assert splits.num_classes == 2 and splits.max_length == 3
+    write(tmp_path / "test.csv", "sequence,label\nA,1\nACGTA,2\n")
+    with pytest.raises(InputError, match=r"test.csv, line 3: label 2 does not occur in the training split"):
+        read_gue_dir(tmp_path).num_classes
     (tmp_path / "dev.csv").unlink()
     with pytest.raises(DataNotFoundError, match="missing dev.csv"):
         read_gue_dir(tmp_path)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from biostrata.data.alphabet import encode_batch
-from biostrata.geometry.lorentz import minkowski_inner
+from biostrata.geometry.lorentz import lift, minkowski_inner
 from biostrata.models import EuclideanCNN, HyperbolicCNN, build_model
 
 
@@ -64,3 +64,83 @@ def test_bad_arguments(kwargs, message):
     args = {"name": "hcnn-s", "length": 30, "num_classes": 2} | kwargs
     with pytest.raises(ValueError, match=message):
         build_model(**args)
+
+
+def _f64(value) -> torch.Tensor:
+    return torch.as_tensor(value, dtype=torch.float64)
+
+
+def test_hyperbolic_head_is_flatten_fc_relu_mlr_float64():
+    """As in the reference (HGE): Lorentz flatten -> Lorentz FC -> Lorentz ReLU -> Lorentz MLR, the
+    same skeleton as the Euclidean twin's flatten -> FC -> ReLU -> linear."""
+    import geoopt
+
+    torch.manual_seed(0)
+    model = HyperbolicCNN(12, 3, channels=6, hidden=9).double().train()
+    x = batch(length=12).double()
+    k = model.manifold.kk.detach()
+    man = geoopt.Lorentz(k=k)
+    captured = {}
+    last = model.blocks[-1].space
+    model.blocks[-1].space = lambda s: captured.setdefault("s", last(s))
+    logits = model(x)
+    s = captured["s"]  # (B, C, L) space parts after the last block
+    flat = lift(s.flatten(1), k)  # direct concatenation: time sqrt(k + sum |x_s|^2)
+    assert torch.allclose(man.inner(flat, flat), -k.expand(4), atol=1e-9)
+    fc = model.fc.linear
+    u_s = flat[:, 1:] @ fc.weight.T + fc.bias + flat[:, :1] * model.fc.time_weight  # Lorentz FC
+    h = lift(torch.relu(u_s), k)  # Lorentz ReLU: ReLU on the space part, time recomputed
+    assert torch.allclose(logits, model.classifier(h), atol=1e-10)
+    assert torch.allclose(model.embed(x), h, atol=1e-10)
+    assert (u_s < 0).any()  # the ReLU is not a no-op here
+
+
+def test_hcnn_m_hands_each_block_to_the_next_curvature_through_the_origin():
+    """Block i + 1 (and the head) reads exp_o^{K_i+1}(log_o^{K_i}(block i's output)) (HGE), checked
+    with geoopt's maps in float64."""
+    import geoopt
+
+    torch.manual_seed(1)
+    model = HyperbolicCNN(10, 2, channels=5, hidden=7, curvature="per_block").double()
+    with torch.no_grad():
+        for m, curv in zip(model.manifolds, (1.0, 0.5, 2.0, 0.8)):
+            m.k.fill_(1 / curv)
+    inputs, outputs = [], []
+    for block in model.blocks:
+        original = block.space
+
+        def space(s, _f=original):
+            inputs.append(s)
+            outputs.append(_f(s))
+            return outputs[-1]
+
+        block.space = space
+    model(batch(length=10).double())
+    heads = []
+    model.fc.space = lambda s, _f=model.fc.space: heads.append(s) or _f(s)
+    inputs.clear(), outputs.clear()
+    model(batch(length=10).double())
+    received = [*inputs[1:], heads[0].view_as(outputs[-1])]
+    for i, (out, got) in enumerate(zip(outputs, received)):
+        src, dst = (geoopt.Lorentz(k=model.manifolds[j].k.detach()) for j in (i, i + 1))
+        pts = lift(out, src.k).permute(0, 2, 1)
+        expected = dst.expmap0(src.logmap0(pts)).permute(0, 2, 1)[:, 1:]
+        assert torch.allclose(got, expected, atol=1e-10), f"block {i}"
+        assert not torch.allclose(got, out, atol=1e-3)  # the curvatures differ, so the map is not the identity
+
+
+@pytest.mark.parametrize("name", ["cnn", "hcnn-s"])
+def test_short_runs_evaluate_with_the_batch_statistics(name):
+    """bn_warm_start: after one training batch, eval mode on that batch equals train mode (the running
+    statistics are that batch's), so a run of a few steps does not evaluate with the initial ones."""
+    torch.manual_seed(2)
+    x = batch(n=16, length=20)
+    warm = build_model(name, 20, 2, channels=8, hidden=16)
+    cold = build_model(name, 20, 2, channels=8, hidden=16, bn_warm_start=False)
+    cold.load_state_dict(warm.state_dict())
+    y_warm, y_cold = warm.train()(x), cold.train()(x)
+    assert torch.allclose(y_warm, y_cold)
+    warm_gap = (warm.eval()(x) - y_warm).abs().max()
+    cold_gap = (cold.eval()(x) - y_cold).abs().max()
+    # nn.BatchNorm1d keeps the unbiased variance (n / (n - 1)), so the Euclidean gap is not 0
+    assert warm_gap < (1e-4 if name == "hcnn-s" else 1e-2) and warm_gap < 0.1 * cold_gap

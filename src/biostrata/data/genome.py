@@ -60,11 +60,23 @@ class Splits:
 
     @property
     def num_classes(self) -> int:
-        return int(max(s.labels.max(initial=0) for s in self)) + 1
+        """Classes 0 .. C-1 with C - 1 the largest training label: the test split never shapes the
+        model. A dev or test label outside them is an error (a model cannot predict it)."""
+        n = int(self.train.labels.max(initial=0)) + 1
+        for part in (self.dev, self.test):
+            unseen = np.flatnonzero(part.labels >= n)
+            if unseen.size:
+                i = int(unseen[0])
+                raise InputError(
+                    f"{part.where(i)}: label {part.labels[i]} does not occur in the training split "
+                    f"{self.train.source or ''} (labels 0..{n - 1}); every class must have training examples"
+                )
+        return n
 
     @property
     def max_length(self) -> int:
-        return max(max((len(q) for q in s.sequences), default=0) for s in self)
+        """The longest train or dev sequence (the test split never shapes the model)."""
+        return max(max((len(q) for q in s.sequences), default=0) for s in (self.train, self.dev))
 
 
 def read_labelled(path: str | Path) -> SequenceSet:

@@ -68,21 +68,30 @@ def centroid(x: torch.Tensor, k: torch.Tensor, reduce_dims: tuple[int, ...], dim
     return (torch.sqrt(k) * m / norm).squeeze(reduce_dims)
 
 
-def boost_space(
-    space: torch.Tensor, time: torch.Tensor, point: torch.Tensor, k: torch.Tensor, *, to_origin: bool
-) -> torch.Tensor:
-    """Space part of the Lorentz boost along the geodesic between ``point`` and the origin.
+def _norm(v: torch.Tensor, dim: int) -> torch.Tensor:
+    # floor: the maps below are v * h(|v|) / |v| with h(0) = 0; the floor keeps 0 / 0 out at v = 0
+    return torch.sqrt((v * v).sum(dim, keepdim=True).clamp_min(1e-15))
 
-    With ``to_origin`` it maps ``point`` to the origin o = (sqrt(k), 0), otherwise o to ``point``;
-    on tangent vectors it is parallel transport along that geodesic. For p = (p_0, p_s), sign s = -1
-    towards the origin and +1 away from it:
-        y_s = x_s + p_s ((p_s . x_s) / (sqrt(k) (p_0 + sqrt(k))) + s x_0 / sqrt(k)).
-    ``space`` is (B, C, ...) channel-first, ``time`` (B, 1, ...), ``point`` (1 + C,).
-    """
+
+def expmap0_space(v: torch.Tensor, k: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Space part of exp_o(v) for a tangent vector v = (0, v_s) at the origin o = (sqrt(k), 0):
+    x_s = sqrt(k) sinh(|v_s| / sqrt(k)) v_s / |v_s|."""
     sk = torch.sqrt(k)
-    p0, ps = point[0], point[1:]
-    shape = (1, -1) + (1,) * (space.dim() - 2)
-    ps_b = ps.view(shape)
-    dot = (space * ps_b).sum(1, keepdim=True)
-    sign = -1.0 if to_origin else 1.0
-    return space + ps_b * (dot / (sk * (p0 + sk)) + sign * time / sk)
+    n = _norm(v, dim)
+    return v * (sk * torch.sinh(n / sk) / n)
+
+
+def logmap0_space(x: torch.Tensor, k: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Space part of log_o(x) (its time part is 0): v_s = sqrt(k) asinh(|x_s| / sqrt(k)) x_s / |x_s|."""
+    sk = torch.sqrt(k)
+    n = _norm(x, dim)
+    return x * (sk * torch.asinh(n / sk) / n)
+
+
+def change_curvature_space(x: torch.Tensor, k_from: torch.Tensor, k_to: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Space part of exp_o^{k_to}(log_o^{k_from}(x)): a point carried to another hyperboloid through
+    the tangent space at the origin (Bdeir et al. 2024), keeping its distance to the origin:
+        x_s -> x_s / |x_s| sqrt(k_to) sinh(sqrt(k_from / k_to) asinh(|x_s| / sqrt(k_from)))."""
+    n = _norm(x, dim)
+    radius = torch.sqrt(k_from) * torch.asinh(n / torch.sqrt(k_from))
+    return x * (torch.sqrt(k_to) * torch.sinh(radius / torch.sqrt(k_to)) / n)

@@ -1,13 +1,26 @@
 """Genome CNNs of Hyperbolic Genome Embeddings (Khan, Chlenski, Pe'er, ICLR 2025): a Euclidean
 CNN and its Lorentz twin with the same skeleton.
 
-Skeleton: one-hot (5, L) -> 3 residual blocks [conv(k=9, pad 4) -> BN -> ReLU -> conv -> BN
-(+ block input from block 2 on) -> ReLU], 32 channels, no pooling -> head. Head ``flatten``:
-all positions -> FC(528) -> classifier, as in the paper (size grows with L); head ``mean``:
-average over positions (Lorentz centroid) -> FC(528) -> classifier (size independent of L).
-Euclidean: ReLU after the FC, linear classifier. Lorentz: input lifted with x_0 = sqrt(k + |x|^2),
-Lorentz FC, Lorentz MLR. Widths of the Lorentz model count ambient dimensions (time + space), as in
-the reference, so "32 channels" is 31 space dimensions plus time.
+Skeleton, the same for both twins: one-hot (5, L) -> 3 residual blocks [conv(k=9, pad 4) -> BN ->
+ReLU -> conv -> BN (+ block input from block 2 on) -> ReLU], 32 channels, no pooling -> head.
+Head ``flatten``: all positions -> FC(528) -> ReLU -> classifier, as in the paper (size grows with
+L); head ``mean``: average over positions (Lorentz centroid) -> FC(528) -> ReLU -> classifier (size
+independent of L; not in the paper). Euclidean: linear classifier. Lorentz: input lifted with
+x_0 = sqrt(k + |x|^2), Lorentz conv / batch norm / ReLU / FC, Lorentz MLR. Widths of the Lorentz
+model count ambient dimensions (time + space), as in the reference, so "32 channels" is 31 space
+dimensions plus time.
+
+Which reference each choice follows (rrkhan/HGE @f76ee3e, with HyperbolicCV @fe1646d for the layers):
+- the Lorentz ReLU between the FC and the MLR, as in HGE's ``HyperbolicCNN.forward``;
+- batch norm: HyperbolicCV's ``LorentzBatchNorm`` (nested centroid, mean-distance spread, running
+  mean kept as log_o), see ``nn.lorentz.LorentzBatchNorm1d``;
+- ``hcnn-m``: block i's output enters block i + 1 (and the head) by exp_o^{K_i+1}(log_o^{K_i}(x)),
+  as HGE does;
+- the flatten follows Qu & Zou's direct concatenation, time sqrt(k + sum |x_s|^2), which HGE's
+  ``lorentz_flatten`` gets wrong when K != 1 ((N - 1) / (-k) instead of -(N - 1) k); we keep the
+  correct one;
+- ``bn_warm_start`` (both twins; off is the reference) starts the running batch-norm statistics from
+  the first batches instead of the initial values, so short runs evaluate sensibly.
 """
 
 from __future__ import annotations
@@ -19,12 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from biostrata.data.alphabet import ALPHABET
-from biostrata.geometry.lorentz import Lorentz, lift
+from biostrata.geometry.lorentz import Lorentz, change_curvature_space, lift
 from biostrata.nn.lorentz import (
     LorentzBatchNorm1d,
     LorentzConv1d,
     LorentzLinear,
     LorentzMLR,
+    LorentzReLU,
     lorentz_mean,
 )
 
@@ -38,6 +52,23 @@ def _check(length: int, num_classes: int, pool: str) -> None:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if pool not in ("flatten", "mean"):
         raise ValueError(f"pool must be 'flatten' or 'mean', got {pool!r}")
+
+
+class BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` whose running statistics can start warm: with ``warm_start`` the n-th
+    training batch is averaged in with momentum max(momentum, 1/n), so the first batch replaces the
+    initial (0, 1) and the first 1/momentum batches are a plain average, then the usual moving
+    average. Training-mode outputs do not depend on it."""
+
+    def __init__(self, num_features: int, warm_start: bool = True) -> None:
+        super().__init__(num_features)
+        self.warm_start, self.base_momentum, self.batches_seen = warm_start, self.momentum, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.warm_start:
+            self.batches_seen += 1
+            self.momentum = max(self.base_momentum, 1.0 / self.batches_seen)
+        return super().forward(x)
 
 
 class EuclideanCNN(nn.Module):
@@ -54,6 +85,7 @@ class EuclideanCNN(nn.Module):
         blocks: int = 3,
         hidden: int = 528,
         pool: Pool = "flatten",
+        bn_warm_start: bool = True,
     ) -> None:
         super().__init__()
         _check(length, num_classes, pool)
@@ -65,10 +97,10 @@ class EuclideanCNN(nn.Module):
             self.blocks.append(
                 nn.Sequential(
                     nn.Conv1d(cin, channels, kernel_size, padding=pad),
-                    nn.BatchNorm1d(channels),
+                    BatchNorm1d(channels, bn_warm_start),
                     nn.ReLU(),
                     nn.Conv1d(channels, channels, kernel_size, padding=pad),
-                    nn.BatchNorm1d(channels),
+                    BatchNorm1d(channels, bn_warm_start),
                 )
             )
         features = channels * length if pool == "flatten" else channels
@@ -88,14 +120,16 @@ class EuclideanCNN(nn.Module):
 
 
 class _LorentzBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, kernel_size: int, manifold: Lorentz, residual: bool) -> None:
+    def __init__(
+        self, cin: int, cout: int, kernel_size: int, manifold: Lorentz, residual: bool, bn_warm_start: bool
+    ) -> None:
         super().__init__()
         self.manifold, self.residual = manifold, residual
         pad = kernel_size // 2
         self.conv1 = LorentzConv1d(cin, cout, kernel_size, manifold, pad)
-        self.bn1 = LorentzBatchNorm1d(cout, manifold)
+        self.bn1 = LorentzBatchNorm1d(cout, manifold, warm_start=bn_warm_start)
         self.conv2 = LorentzConv1d(cout, cout, kernel_size, manifold, pad)
-        self.bn2 = LorentzBatchNorm1d(cout, manifold)
+        self.bn2 = LorentzBatchNorm1d(cout, manifold, warm_start=bn_warm_start)
 
     def space(self, s: torch.Tensor) -> torch.Tensor:
         """Space part in, space part out (residual: space parts added, time implied)."""
@@ -120,6 +154,7 @@ class HyperbolicCNN(nn.Module):
         curvature: Literal["shared", "per_block"] = "shared",
         init_curvature: float = 1.0,
         learn_curvature: bool = True,
+        bn_warm_start: bool = True,
     ) -> None:
         super().__init__()
         _check(length, num_classes, pool)
@@ -130,11 +165,12 @@ class HyperbolicCNN(nn.Module):
         self.manifolds = nn.ModuleList(Lorentz(init_curvature, learn_curvature) for _ in range(n_manifolds))
         space = channels - 1
         self.blocks = nn.ModuleList(
-            _LorentzBlock(len(ALPHABET) if i == 0 else space, space, kernel_size, self._manifold(i), i > 0)
+            _LorentzBlock(len(ALPHABET) if i == 0 else space, space, kernel_size, self._manifold(i), i > 0, bn_warm_start)
             for i in range(blocks)
         )
         features = space * length if pool == "flatten" else space
         self.fc = LorentzLinear(features, hidden - 1, self.manifold)
+        self.relu = LorentzReLU(self.manifold)
         self.classifier = LorentzMLR(hidden - 1, num_classes, self.manifold)
 
     def _manifold(self, i: int) -> Lorentz:
@@ -146,14 +182,19 @@ class HyperbolicCNN(nn.Module):
         return self.manifolds[-1]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 5, L) one-hot -> (B, hidden) points on the head's hyperboloid."""
+        """(B, 5, L) one-hot -> (B, hidden) points on the head's hyperboloid (after the ReLU)."""
         s = x  # the one-hot is the space part of the lifted input, x_0 = sqrt(k + |x|^2)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             s = block.space(s)
+            nxt = self._manifold(i + 1)
+            if nxt is not block.manifold:  # hcnn-m: exp_o^{K_i+1}(log_o^{K_i}(x))
+                s = change_curvature_space(s, block.manifold.kk, nxt.kk)
         k = self.manifold.kk
         if self.pool == "flatten":  # Lorentz direct concatenation of all positions
-            return lift(self.fc.space(s.flatten(1)), k)
-        return self.fc(lorentz_mean(lift(s, k), self.manifold))
+            h = self.fc.space(s.flatten(1))
+        else:
+            h = self.fc.space(lorentz_mean(lift(s, k), self.manifold)[:, 1:])
+        return lift(self.relu.space(h), k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

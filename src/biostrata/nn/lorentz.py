@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from geoopt import ManifoldParameter
 from torch import nn
 
-from biostrata.geometry.lorentz import Lorentz, boost_space, centroid, lift, time_from_space
+from biostrata.geometry.lorentz import Lorentz, centroid, expmap0_space, lift, logmap0_space, time_from_space
 
 # Largest radius rho = d(x, o)/sqrt(k) of a batch-norm output, and of its learned centre beta.
 # Coordinates then stay below sinh(10) ~ 1.1e4, so squared norms and the boosts of the next layers
@@ -98,31 +98,51 @@ class LorentzConv1d(_SpaceLayer):
 
 
 class LorentzBatchNorm1d(_SpaceLayer):
-    """Lorentz batch norm: centre on the Lorentz centroid mu, rescale by the Frechet variance,
-    re-centre on a learned point beta (Bdeir et al. 2024).
+    """Lorentz batch norm of Bdeir et al. (2024), as in their code and that of Khan et al. (2025):
+    centre on the Lorentz centroid mu, rescale by the mean geodesic distance to it, re-centre on a
+    learned point beta.
 
-        y = B_{mu->o} x;  rho = asinh(|y_s| / sqrt(k)) = d(x, mu) / sqrt(k)
-        var = k mean(rho^2);  s = gamma / sqrt(var + eps)
-        z_s = y_s sinh(s rho) / sinh(rho)      (log at o, scale, exp at o)
-        out = B_{o->beta} z
-    B are Lorentz boosts (parallel transport along the geodesic to or from the origin o). Each boost
-    adds a multiple of one vector to x_s, y_s = x_s + a mu_s and out_s = f y_s + g beta_s, with
-    per-position scalars a, f, g from the reductions mu_s . x_s, |y_s|^2 and beta_s . y_s, so the
-    layer costs a few passes over the data. The rescaled radius is clipped at MAX_RADIUS -
-    MAX_CENTRE_RADIUS and beta's at MAX_CENTRE_RADIUS, so outputs stay within MAX_RADIUS of the
-    origin and float32 finite. In eval mode mu and var are running
-    statistics (weighted Lorentz centroid and moving average).
+    Train mode, for points x_i (for (B, C, L) input, i runs over all B L positions):
+        mu  = centroid_b(centroid_l(x_bl))  for (B, C, L); centroid_i(x_i) for (B, C)
+              (centroid(x) = sqrt(k) m / sqrt(|<m, m>_L|), m the coordinate mean)
+        v_i = PT_{mu->o}(log_mu x_i)           (tangent vectors at the origin o)
+        s   = mean_i |v_i| = mean_i d(x_i, mu)  (the mean distance, not its square)
+        out_i = exp_beta(PT_{o->beta}(v_i gamma / (s + eps)))
+    Eval mode uses the running statistics: mu = exp_o(running_mean), s = running_var, where after
+    each training batch, with momentum m,
+        running_mean <- log_o(centroid((1 - m) exp_o(running_mean), m mu))   (weighted centroid)
+        running_var  <- (1 - m) running_var + m s.
+    ``warm_start`` (on by default; off is the reference) uses momentum max(m, 1/n) on the n-th
+    training batch, so the first batch replaces the initial statistics (origin, 1) and the next
+    ones average in: after a few dozen steps the reference's statistics still weigh the initial
+    values enough that eval mode predicted one class. From batch 1/m on both are the same moving
+    average. Training-mode outputs do not depend on it.
+
+    Computed in closed form: PT_{mu->o} log_mu = log_o B_{mu->o}, with B the Lorentz boost along the
+    geodesic from mu to o; a boost adds a multiple of one vector to the space part,
+        y_s = x_s + a mu_s,  a = (mu_s . x_s) / (sqrt(k) (mu_0 + sqrt(k))) - x_0 / sqrt(k),
+    and in units of sqrt(k) the radius of y is rho = asinh(|y_s| / sqrt(k)) = d(x, mu) / sqrt(k), so
+        z_s = y_s sinh(r) sqrt(k) / |y_s|,  z_0 = sqrt(k) cosh(r),  r = gamma rho / (s + eps)
+        out_s = z_s + beta_s ((beta_s . z_s) / (sqrt(k) (beta_0 + sqrt(k))) + z_0 / sqrt(k)).
+    Deviations (clamps, not formula changes): r is clipped at MAX_RADIUS - MAX_CENTRE_RADIUS and
+    beta's radius at MAX_CENTRE_RADIUS, so outputs stay within MAX_RADIUS of the origin and finite
+    in float32 (see MAX_RADIUS).
     """
 
-    def __init__(self, num_features: int, manifold: Lorentz, momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(
+        self, num_features: int, manifold: Lorentz, momentum: float = 0.1, eps: float = 1e-5, warm_start: bool = True
+    ) -> None:
         super().__init__()
         self.manifold = manifold
         self.momentum = momentum
         self.eps = eps
+        self.warm_start = warm_start
+        self.batches_seen = 0  # training batches since construction, for ``warm_start``
         origin = lift(torch.zeros(num_features), manifold.kk.detach(), dim=0)  # (sqrt(k), 0, ..., 0)
-        self.beta = ManifoldParameter(origin.clone(), manifold=manifold)
+        self.beta = ManifoldParameter(origin, manifold=manifold)
         self.gamma = nn.Parameter(torch.ones(()))
-        self.register_buffer("running_mean", origin.clone())
+        # log_o of the running centroid: a tangent vector at the origin, time component 0
+        self.register_buffer("running_mean", torch.zeros(1 + num_features))
         self.register_buffer("running_var", torch.ones(()))
 
     def space(self, s: torch.Tensor) -> torch.Tensor:
@@ -131,33 +151,41 @@ class LorentzBatchNorm1d(_SpaceLayer):
             return self.space(s.unsqueeze(-1)).squeeze(-1)
         k = self.manifold.kk
         sk = torch.sqrt(k)
-        sq = (s * s).sum(1, keepdim=True)
-        t = torch.sqrt(k + sq)
+        t = torch.sqrt(k + (s * s).sum(1, keepdim=True))
         if self.training:
-            reduce = (0,) + tuple(range(2, s.dim()))
-            m_s, m_0 = s.mean(reduce), t.mean()
-            mu_s = m_s * (sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum()).clamp_min(1e-8)))
+            mu_s, mu_0 = self._centroid(s, t, k)
         else:
-            mu_s = self.running_mean[1:]
-        mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
+            mu_s = expmap0_space(self.running_mean[1:], k)
+            mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
         beta_s = clip_radius(self.beta[1:], k, MAX_CENTRE_RADIUS, dim=0)
         beta_0 = torch.sqrt(k + (beta_s * beta_s).sum())
-        a = torch.matmul(mu_s, s).unsqueeze(1) / (sk * (mu_0 + sk)) - t / sk
+        a = torch.einsum("c,bcl->bl", mu_s, s).unsqueeze(1) / (sk * (mu_0 + sk)) - t / sk
         y = torch.addcmul(s, mu_s.view(1, -1, 1), a)  # B_{mu->o} x: y_s = x_s + a mu_s
-        y_norm = torch.sqrt((y * y).sum(1, keepdim=True).clamp_min(1e-12))
+        y_norm = torch.sqrt((y * y).sum(1, keepdim=True).clamp_min(1e-12))  # floor: 0/0 at y = 0
         rho = torch.asinh(y_norm / sk)
         if self.training:
-            var = k * (rho * rho).mean()
-            self._update_running(mu_s.detach(), mu_0.detach(), var.detach(), k.detach())
+            spread = sk * rho.mean()  # mean_i d(x_i, mu)
+            self._update_running(mu_s.detach(), mu_0.detach(), spread.detach(), k.detach())
         else:
-            var = self.running_var
-        # |scaled| + radius(beta) <= MAX_RADIUS bounds the output radius (triangle inequality)
+            spread = self.running_var
+        # |r| + radius(beta) <= MAX_RADIUS bounds the output radius (triangle inequality)
         limit = MAX_RADIUS - MAX_CENTRE_RADIUS
-        scaled = (self.gamma / torch.sqrt(var + self.eps) * rho).clamp(-limit, limit)
-        f = torch.sinh(scaled) * sk / y_norm  # z_s = f y_s
-        beta_z = f * torch.matmul(beta_s, y).unsqueeze(1)
-        g = beta_z / (sk * (beta_0 + sk)) + torch.cosh(scaled)  # z_0 / sqrt(k) = cosh(scaled)
+        r = (self.gamma / (spread + self.eps) * rho).clamp(-limit, limit)
+        f = torch.sinh(r) * sk / y_norm  # z_s = f y_s
+        beta_z = f * torch.einsum("c,bcl->bl", beta_s, y).unsqueeze(1)
+        g = beta_z / (sk * (beta_0 + sk)) + torch.cosh(r)  # z_0 / sqrt(k) = cosh(r)
         return torch.addcmul(f * y, beta_s.view(1, -1, 1), g)  # B_{o->beta} z
+
+    @staticmethod
+    def _centroid(s: torch.Tensor, t: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Space part and time of centroid_b(centroid_l(x_bl)) for space parts s (B, C, L)."""
+        sk = torch.sqrt(k)
+        m_s, m_0 = s.mean(2), t.mean(2)  # (B, C), (B, 1)
+        # floor: |<m, m>_L| > 0 for a mean of points on the hyperboloid; keeps the root's gradient finite
+        c = sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum(1, keepdim=True)).clamp_min(1e-8))
+        m_s, m_0 = (m_s * c).mean(0), (m_0 * c).mean()
+        c = sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum()).clamp_min(1e-8))
+        return m_s * c, m_0 * c
 
     @torch.no_grad()
     def clip_centre_(self) -> None:
@@ -168,13 +196,17 @@ class LorentzBatchNorm1d(_SpaceLayer):
         self.beta.copy_(torch.cat([time_from_space(space, k, 0), space]))
 
     @torch.no_grad()
-    def _update_running(self, mu_s: torch.Tensor, mu_0: torch.Tensor, var: torch.Tensor, k: torch.Tensor) -> None:
-        """Running mean: weighted Lorentz centroid of (running, batch); running var: moving average."""
-        m = self.momentum
-        mu = torch.cat([mu_0.view(1), mu_s])
-        pair = torch.stack([(1 - m) * self.running_mean, m * mu], 1) * 2  # (1 + C, 2): centroid of 2 points
-        self.running_mean.copy_(centroid(pair, k, (1,), dim=0))
-        self.running_var.mul_(1 - m).add_(m * var)
+    def _update_running(self, mu_s: torch.Tensor, mu_0: torch.Tensor, spread: torch.Tensor, k: torch.Tensor) -> None:
+        """Running mean: log_o of the weighted centroid of (exp_o(running), batch); running var:
+        moving average of the spread."""
+        self.batches_seen += 1
+        m = max(self.momentum, 1.0 / self.batches_seen) if self.warm_start else self.momentum
+        run_s = expmap0_space(self.running_mean[1:], k)
+        run_0 = torch.sqrt(k + (run_s * run_s).sum())
+        avg_s, avg_0 = (1 - m) * run_s + m * mu_s, (1 - m) * run_0 + m * mu_0
+        c = torch.sqrt(k) / torch.sqrt((avg_0 * avg_0 - (avg_s * avg_s).sum()).clamp_min(1e-8))
+        self.running_mean[1:] = logmap0_space(avg_s * c, k)
+        self.running_var.mul_(1 - m).add_(m * spread)
 
 
 class LorentzReLU(_SpaceLayer):

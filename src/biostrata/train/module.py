@@ -89,6 +89,7 @@ def build_from_config(cfg: TrainConfig, length: int, num_classes: int) -> torch.
         pool=cfg.pool,
         init_curvature=cfg.init_curvature,
         learn_curvature=cfg.learn_curvature,
+        bn_warm_start=cfg.bn_warm_start,
     )
 
 
@@ -162,7 +163,7 @@ class GenomeClassifier(pl.LightningModule):
         cfg = self.cfg
         groups = parameter_groups(self.model, cfg)
         if self.model.manifold is None:
-            optimizer = torch.optim.Adam(groups)
+            optimizer = torch.optim.Adam(groups, foreach=True)  # multi-tensor, as the Riemannian one
         else:
             # stabilize=1: re-project the momentum onto the tangent space after every step; its
             # float32 parallel transport drifts off it (momentum of a batch-norm centre grew to 1e14

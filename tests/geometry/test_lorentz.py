@@ -1,0 +1,35 @@
+import geoopt
+import pytest
+import torch
+
+from biostrata.geometry.lorentz import change_curvature_space, expmap0_space, lift, logmap0_space
+
+
+def f64(value: float) -> torch.Tensor:
+    return torch.tensor(value, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("k", [1.0, 0.3, 2.5])
+def test_maps_at_the_origin_equal_geoopt_float64(k):
+    man = geoopt.Lorentz(k=f64(k))
+    torch.manual_seed(0)
+    v_s = torch.randn(7, 4, dtype=torch.float64) * 1.5
+    v = torch.cat([torch.zeros(7, 1, dtype=torch.float64), v_s], 1)
+    x = man.expmap0(v)
+    assert torch.allclose(expmap0_space(v_s, f64(k), dim=1), x[:, 1:], atol=1e-12)
+    assert torch.allclose(logmap0_space(x[:, 1:], f64(k), dim=1), man.logmap0(x)[:, 1:], atol=1e-10)
+    assert torch.allclose(expmap0_space(torch.zeros(4, dtype=torch.float64), f64(k)), torch.zeros(4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("k_from, k_to", [(1.0, 0.5), (0.2, 3.0), (2.0, 2.0)])
+def test_change_of_curvature_is_exp0_of_log0_float64(k_from, k_to):
+    """hcnn-m hands a block's output to the next curvature as exp_o^{k_to}(log_o^{k_from}(x))."""
+    src, dst = geoopt.Lorentz(k=f64(k_from)), geoopt.Lorentz(k=f64(k_to))
+    torch.manual_seed(1)
+    s = torch.randn(3, 5, 8, dtype=torch.float64) * 2  # (B, C, L) space parts, channel first
+    x = lift(s, f64(k_from)).permute(0, 2, 1)
+    expected = dst.expmap0(src.logmap0(x)).permute(0, 2, 1)[:, 1:]
+    out = change_curvature_space(s, f64(k_from), f64(k_to))
+    assert torch.allclose(out, expected, atol=1e-10, rtol=1e-10)
+    if k_from == k_to:
+        assert torch.allclose(out, s, atol=1e-12)
