@@ -17,6 +17,7 @@ from geoopt import ManifoldParameter
 from torch import nn
 
 from biostrata.geometry.lorentz import Lorentz, centroid, expmap0_space, lift, logmap0_space, time_from_space
+from biostrata.nn.fused import add_time_term, boost_rescale, squared_norm
 
 # Largest radius rho = d(x, o)/sqrt(k) of a batch-norm output, and of its learned centre beta.
 # Coordinates then stay below sinh(10) ~ 1.1e4, so squared norms and the boosts of the next layers
@@ -87,14 +88,15 @@ class LorentzConv1d(_SpaceLayer):
         self.kernel_size = kernel_size
         self.padding = padding
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding)
+        self.fused = True  # hand-written backward of the time term (nn.fused); False: autograd
         bound = 1.0 / math.sqrt(in_channels * kernel_size + 1)
         self.time_weight = nn.Parameter(torch.empty(out_channels, 1).uniform_(-bound, bound))
 
     def space(self, s: torch.Tensor) -> torch.Tensor:
-        sq = (s * s).sum(1, keepdim=True)
+        sq = squared_norm(s, self.fused)
         window = F.avg_pool1d(sq, self.kernel_size, stride=1, padding=self.padding, count_include_pad=True)
         t_cat = torch.sqrt(self.manifold.kk + window * self.kernel_size)
-        return torch.addcmul(self.conv(s), self.time_weight, t_cat)
+        return add_time_term(self.conv(s), self.time_weight, t_cat, self.fused)
 
 
 class LorentzBatchNorm1d(_SpaceLayer):
@@ -124,15 +126,23 @@ class LorentzBatchNorm1d(_SpaceLayer):
     and in units of sqrt(k) the radius of y is rho = asinh(|y_s| / sqrt(k)) = d(x, mu) / sqrt(k), so
         z_s = y_s sinh(r) sqrt(k) / |y_s|,  z_0 = sqrt(k) cosh(r),  r = gamma rho / (s + eps)
         out_s = z_s + beta_s ((beta_s . z_s) / (sqrt(k) (beta_0 + sqrt(k))) + z_0 / sqrt(k)).
+    The full-size passes run with a hand-written backward (``nn.fused``; ``fused=False``: autograd).
     Deviations (clamps, not formula changes): r is clipped at MAX_RADIUS - MAX_CENTRE_RADIUS and
     beta's radius at MAX_CENTRE_RADIUS, so outputs stay within MAX_RADIUS of the origin and finite
     in float32 (see MAX_RADIUS).
     """
 
     def __init__(
-        self, num_features: int, manifold: Lorentz, momentum: float = 0.1, eps: float = 1e-5, warm_start: bool = True
+        self,
+        num_features: int,
+        manifold: Lorentz,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        warm_start: bool = True,
+        fused: bool = True,
     ) -> None:
         super().__init__()
+        self.fused = fused  # hand-written backward of the full-size passes (nn.fused); False: autograd
         self.manifold = manifold
         self.momentum = momentum
         self.eps = eps
@@ -150,42 +160,30 @@ class LorentzBatchNorm1d(_SpaceLayer):
         if s.dim() == 2:
             return self.space(s.unsqueeze(-1)).squeeze(-1)
         k = self.manifold.kk
-        sk = torch.sqrt(k)
-        t = torch.sqrt(k + (s * s).sum(1, keepdim=True))
+        ss = squared_norm(s, self.fused)
         if self.training:
-            mu_s, mu_0 = self._centroid(s, t, k)
+            mu_s = self._centroid(s, torch.sqrt(k + ss), k)
         else:
             mu_s = expmap0_space(self.running_mean[1:], k)
-            mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
         beta_s = clip_radius(self.beta[1:], k, MAX_CENTRE_RADIUS, dim=0)
-        beta_0 = torch.sqrt(k + (beta_s * beta_s).sum())
-        a = torch.einsum("c,bcl->bl", mu_s, s).unsqueeze(1) / (sk * (mu_0 + sk)) - t / sk
-        y = torch.addcmul(s, mu_s.view(1, -1, 1), a)  # B_{mu->o} x: y_s = x_s + a mu_s
-        y_norm = torch.sqrt((y * y).sum(1, keepdim=True).clamp_min(1e-12))  # floor: 0/0 at y = 0
-        rho = torch.asinh(y_norm / sk)
+        out, spread = boost_rescale(
+            s, ss, mu_s, beta_s, k, self.gamma, None if self.training else self.running_var,
+            self.eps, MAX_RADIUS - MAX_CENTRE_RADIUS, self.fused,
+        )  # fmt: skip
         if self.training:
-            spread = sk * rho.mean()  # mean_i d(x_i, mu)
-            self._update_running(mu_s.detach(), mu_0.detach(), spread.detach(), k.detach())
-        else:
-            spread = self.running_var
-        # |r| + radius(beta) <= MAX_RADIUS bounds the output radius (triangle inequality)
-        limit = MAX_RADIUS - MAX_CENTRE_RADIUS
-        r = (self.gamma / (spread + self.eps) * rho).clamp(-limit, limit)
-        f = torch.sinh(r) * sk / y_norm  # z_s = f y_s
-        beta_z = f * torch.einsum("c,bcl->bl", beta_s, y).unsqueeze(1)
-        g = beta_z / (sk * (beta_0 + sk)) + torch.cosh(r)  # z_0 / sqrt(k) = cosh(r)
-        return torch.addcmul(f * y, beta_s.view(1, -1, 1), g)  # B_{o->beta} z
+            self._update_running(mu_s.detach(), spread.detach(), k.detach())
+        return out
 
     @staticmethod
-    def _centroid(s: torch.Tensor, t: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Space part and time of centroid_b(centroid_l(x_bl)) for space parts s (B, C, L)."""
+    def _centroid(s: torch.Tensor, t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Space part of centroid_b(centroid_l(x_bl)) for space parts s (B, C, L), times t (B, 1, L)."""
         sk = torch.sqrt(k)
-        m_s, m_0 = s.mean(2), t.mean(2)  # (B, C), (B, 1)
+        n = s.shape[2]  # sums, not means: a mean's backward divides all B C L gradients again
+        m_s, m_0 = s.sum(2) / n, t.sum(2) / n  # (B, C), (B, 1)
         # floor: |<m, m>_L| > 0 for a mean of points on the hyperboloid; keeps the root's gradient finite
         c = sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum(1, keepdim=True)).clamp_min(1e-8))
         m_s, m_0 = (m_s * c).mean(0), (m_0 * c).mean()
-        c = sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum()).clamp_min(1e-8))
-        return m_s * c, m_0 * c
+        return m_s * (sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum()).clamp_min(1e-8)))
 
     @torch.no_grad()
     def clip_centre_(self) -> None:
@@ -196,13 +194,14 @@ class LorentzBatchNorm1d(_SpaceLayer):
         self.beta.copy_(torch.cat([time_from_space(space, k, 0), space]))
 
     @torch.no_grad()
-    def _update_running(self, mu_s: torch.Tensor, mu_0: torch.Tensor, spread: torch.Tensor, k: torch.Tensor) -> None:
+    def _update_running(self, mu_s: torch.Tensor, spread: torch.Tensor, k: torch.Tensor) -> None:
         """Running mean: log_o of the weighted centroid of (exp_o(running), batch); running var:
         moving average of the spread."""
         self.batches_seen += 1
         m = max(self.momentum, 1.0 / self.batches_seen) if self.warm_start else self.momentum
         run_s = expmap0_space(self.running_mean[1:], k)
         run_0 = torch.sqrt(k + (run_s * run_s).sum())
+        mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
         avg_s, avg_0 = (1 - m) * run_s + m * mu_s, (1 - m) * run_0 + m * mu_0
         c = torch.sqrt(k) / torch.sqrt((avg_0 * avg_0 - (avg_s * avg_s).sum()).clamp_min(1e-8))
         self.running_mean[1:] = logmap0_space(avg_s * c, k)

@@ -161,22 +161,28 @@ class GenomeClassifier(pl.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        groups = parameter_groups(self.model, cfg)
-        if self.model.manifold is None:
-            optimizer = torch.optim.Adam(groups, foreach=True)  # multi-tensor, as the Riemannian one
-        else:
-            # stabilize=1: re-project the momentum onto the tangent space after every step; its
-            # float32 parallel transport drifts off it (momentum of a batch-norm centre grew to 1e14
-            # by epoch 75 of a prom_core_tata run with stabilize=10, then NaN)
-            optimizer = RiemannianAdam(groups, stabilize=1)
-        constrained = [m for m in self.model.modules() if hasattr(m, "clip_centre_")]
-        if constrained:
-            optimizer.register_step_post_hook(lambda *_: [m.clip_centre_() for m in constrained])
+        optimizer = make_optimizer(self.model, cfg)
         warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, self.steps_per_epoch, warmup, cfg.milestones, cfg.lr_gamma)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (multi-tensor) for a Euclidean model; Riemannian Adam for a hyperbolic one, whose
+    batch-norm centres are pulled back within their radius after every step."""
+    groups = parameter_groups(model, cfg)
+    if model.manifold is None:
+        return torch.optim.Adam(groups, foreach=True)  # multi-tensor, as the Riemannian one's Euclidean groups
+    # stabilize=1: re-project the momentum onto the tangent space after every step; its float32
+    # parallel transport drifts off it (momentum of a batch-norm centre grew to 1e14 by epoch 75 of
+    # a prom_core_tata run with stabilize=10, then NaN)
+    optimizer = RiemannianAdam(groups, stabilize=1)
+    constrained = [m for m in model.modules() if hasattr(m, "clip_centre_")]
+    if constrained:
+        optimizer.register_step_post_hook(lambda *_: [m.clip_centre_() for m in constrained])
+    return optimizer
 
 
 def count_parameters(model: torch.nn.Module) -> int:

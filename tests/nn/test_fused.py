@@ -1,0 +1,119 @@
+import pytest
+import torch
+
+from biostrata.geometry.lorentz import Lorentz, lift
+from biostrata.models import build_model
+from biostrata.nn.fused import boost_rescale, squared_norm
+from biostrata.nn.lorentz import LorentzBatchNorm1d, LorentzConv1d
+
+
+def _inputs(dtype, seed=0, shape=(3, 4, 5)):
+    g = torch.Generator().manual_seed(seed)
+    s = (torch.randn(*shape, generator=g, dtype=dtype) * 0.8 + 0.3).requires_grad_()
+    mu_s = (torch.randn(shape[1], generator=g, dtype=dtype) * 0.5).requires_grad_()
+    beta_s = (torch.randn(shape[1], generator=g, dtype=dtype) * 0.7).requires_grad_()
+    k = torch.tensor(0.7, dtype=dtype, requires_grad=True)
+    gamma = torch.tensor(1.3, dtype=dtype, requires_grad=True)
+    return s, mu_s, beta_s, k, gamma
+
+
+@pytest.mark.parametrize("batch_spread", [True, False])
+def test_hand_written_backward_passes_gradcheck_float64(batch_spread):
+    s, mu_s, beta_s, k, gamma = _inputs(torch.float64)
+    spread = None if batch_spread else torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+
+    def fn(s, mu_s, beta_s, k, gamma, *rest):
+        out, _ = boost_rescale(s, squared_norm(s), mu_s, beta_s, k, gamma, rest[0] if rest else spread, 1e-5, 5.0)
+        return out
+
+    args = (s, mu_s, beta_s, k, gamma) + (() if batch_spread else (spread,))
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-7)
+
+
+def test_clipped_radius_gradcheck_float64():
+    """With gamma large, r hits the clip for some positions: the clamp's zero gradient is kept."""
+    s, mu_s, beta_s, k, gamma = _inputs(torch.float64, seed=1)
+    gamma = torch.tensor(40.0, dtype=torch.float64, requires_grad=True)
+
+    def fn(s, mu_s, beta_s, k, gamma):
+        return boost_rescale(s, squared_norm(s), mu_s, beta_s, k, gamma, None, 1e-5, 2.0)[0]
+
+    assert torch.autograd.gradcheck(fn, (s, mu_s, beta_s, k, gamma), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_equals_autograd_in_float32_layer(training):
+    """The whole layer, output and every gradient, at the model's size (batch 100, 31 channels)."""
+    torch.manual_seed(0)
+    m = Lorentz(0.8, learnable=True)
+    layers = [LorentzBatchNorm1d(31, m, fused=f) for f in (True, False)]
+    with torch.no_grad():
+        for bn in layers:
+            bn.beta.copy_(lift(torch.linspace(-0.5, 0.5, 31), m.kk, dim=0))
+            bn.gamma.fill_(1.4)
+            bn.running_mean[1:] = torch.linspace(0.2, -0.3, 31)
+            bn.running_var.fill_(1.7)
+    s0 = torch.randn(100, 31, 300) * torch.linspace(0.2, 3, 100).view(-1, 1, 1) + 0.5
+    grads = []
+    for bn in layers:
+        bn.train(training)
+        s = s0.clone().requires_grad_()
+        out = bn.space(s)
+        (out * torch.cos(s0)).sum().backward()  # a loss whose gradient varies by position
+        grads.append((out.detach(), s.grad, bn.beta.grad, bn.gamma.grad, m.k.grad.clone()))
+        m.k.grad = None
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max())), (a - b).abs().max()
+    if training:
+        assert torch.allclose(layers[0].running_mean, layers[1].running_mean, atol=1e-6)
+        assert torch.allclose(layers[0].running_var, layers[1].running_var, rtol=1e-6)
+
+
+def test_fused_model_trains_like_the_autograd_one():
+    """Ten Riemannian Adam steps of hcnn-s with fused and with autograd batch norms stay together."""
+    from biostrata.config import TrainConfig
+    from biostrata.data.alphabet import one_hot
+    from biostrata.train.module import parameter_groups
+    from biostrata.train.optim import RiemannianAdam
+
+    losses = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = build_model("hcnn-s", 40, 2, channels=8, hidden=16)
+        for mod in model.modules():
+            if isinstance(mod, LorentzBatchNorm1d):
+                mod.fused = fused
+        opt = RiemannianAdam(parameter_groups(model, TrainConfig(lr=1e-3)), stabilize=1)
+        g = torch.Generator().manual_seed(1)
+        x, y = one_hot(torch.randint(0, 4, (32, 40), generator=g)), torch.randint(0, 2, (32,), generator=g)
+        run = []
+        for _ in range(10):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            run.append(loss.item())
+        losses.append(run)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_conv_time_term_gradcheck_and_equals_autograd():
+    from biostrata.nn.fused import add_time_term
+
+    g = torch.Generator().manual_seed(3)
+    y, w, t = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True) for shape in ((3, 4, 6), (4, 1), (3, 1, 6)))
+    # the in-place add needs a non-leaf y, as a convolution's output is
+    assert torch.autograd.gradcheck(lambda y, w, t: add_time_term(y * 1.0, w, t), (y, w, t))
+    m = Lorentz(0.6, learnable=True)
+    conv = LorentzConv1d(31, 31, 9, m, padding=4)
+    s0 = torch.randn(20, 31, 100)
+    results = []
+    for fused in (True, False):
+        conv.fused = fused
+        conv.zero_grad(), setattr(m.k, "grad", None)
+        s = s0.clone().requires_grad_()
+        out = conv.space(s)
+        (out * torch.sin(s0)).sum().backward()
+        results.append((out.detach(), s.grad, conv.conv.weight.grad, conv.time_weight.grad, m.k.grad.clone()))
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
