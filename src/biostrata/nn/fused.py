@@ -4,9 +4,9 @@ Autograd records a dozen elementwise passes over the (B, C, L) activations for t
 the rescaling of the batch norm, and as many again backwards. Every one of them is either a
 reduction over channels to one scalar per position, or a linear combination of a few
 (B, C, L) tensors and channel vectors with per-position scalar weights. Here those passes are
-written out by hand, forwards and backwards; the per-position scalar algebra between them
-(square roots, asinh, sinh, the clamps) stays in autograd, re-run on the (B, 1, L) scalars in
-the backward pass. The results equal the plain autograd path (``fused=False``) to float32
+written out by hand, forwards and backwards, and so is the per-position scalar algebra between
+them (square roots, asinh, sinh, the clamps), whose autograd graph cost as much as the
+full-size passes. The results equal the plain autograd path (``fused=False``) to float32
 rounding; tests check both against each other and against ``torch.autograd.gradcheck``.
 """
 
@@ -88,6 +88,40 @@ def boost_coefficient(ss: torch.Tensor, p: torch.Tensor, mu_s: torch.Tensor, k: 
     return p / (sk * (mu_0 + sk)) - torch.sqrt(k + ss) / sk
 
 
+def _boost_coefficient_backward(d_a, ss, p, mu_s, k):
+    """Gradients of ``boost_coefficient`` (d_ss, d_p, d_mu_s, d_k) given d_a, written out."""
+    sk = torch.sqrt(k)
+    mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
+    e = sk * (mu_0 + sk)
+    t = torch.sqrt(k + ss)
+    d_p = d_a / e
+    d_ss = d_a / (-2 * sk * t)  # a = ... - t / sk, t = sqrt(k + ss)
+    d_e = -(d_a * p).sum() / (e * e)
+    d_sk = (d_a * t).sum() / k + d_e * (mu_0 + 2 * sk)
+    d_mu0 = d_e * sk
+    d_k = d_ss.sum() + d_mu0 / (2 * mu_0) + d_sk / (2 * sk)  # dt/dk = dt/dss
+    return d_ss, d_p, d_mu0 * mu_s / mu_0, d_k
+
+
+def _rescale(yy, q, beta_s, k, gamma, spread, eps, limit) -> dict[str, torch.Tensor]:
+    """The per-position scalars of ``rescale_coefficients`` and the intermediates of their backward."""
+    sk = torch.sqrt(k)
+    n = torch.sqrt(yy.clamp_min(1e-12))  # floor: 0/0 at y = 0 (a point at the centroid)
+    rho = torch.asinh(n / sk)  # d(x, mu) / sqrt(k)
+    if spread is None:
+        spread = sk * rho.mean()  # mean_i d(x_i, mu)
+    c = gamma / (spread + eps)
+    r_raw = c * rho
+    # clip: |r| + radius(beta) <= MAX_RADIUS bounds the output radius (see nn.lorentz.MAX_RADIUS)
+    r = r_raw.clamp(-limit, limit)
+    sh, ch = torch.sinh(r), torch.cosh(r)
+    f = sh * sk / n
+    beta_0 = torch.sqrt(k + (beta_s * beta_s).sum())
+    d = sk * (beta_0 + sk)
+    g = f * q / d + ch  # z_0 / sqrt(k) = cosh(r)
+    return dict(f=f, g=g, spread=spread, n=n, rho=rho, r_raw=r_raw, sh=sh, ch=ch, c=c, beta_0=beta_0, d=d)
+
+
 def rescale_coefficients(
     yy: torch.Tensor,
     q: torch.Tensor,
@@ -101,17 +135,38 @@ def rescale_coefficients(
     """f, g with out_s = f y_s + g beta_s = B_{o->beta}(exp_o(log_o(y) gamma / (spread + eps)))_s,
     from yy = |y_s|^2 and q = beta_s . y_s; ``spread`` None: the batch's, sqrt(k) mean(rho).
     Returns (f, g, spread)."""
+    v = _rescale(yy, q, beta_s, k, gamma, spread, eps, limit)
+    return v["f"], v["g"], v["spread"]
+
+
+def _rescale_backward(d_f, d_g, v, yy, q, beta_s, k, gamma, batch_spread: bool, limit: float, eps: float):
+    """Gradients of ``rescale_coefficients`` (d_yy, d_q, d_beta_s, d_k, d_gamma, d_spread) given
+    d_f, d_g, written out; ``v`` holds the forward's intermediates."""
     sk = torch.sqrt(k)
-    y_norm = torch.sqrt(yy.clamp_min(1e-12))  # floor: 0/0 at y = 0 (a point at the centroid)
-    rho = torch.asinh(y_norm / sk)  # d(x, mu) / sqrt(k)
-    if spread is None:
-        spread = sk * rho.mean()  # mean_i d(x_i, mu)
-    # clip: |r| + radius(beta) <= MAX_RADIUS bounds the output radius (see nn.lorentz.MAX_RADIUS)
-    r = (gamma / (spread + eps) * rho).clamp(-limit, limit)
-    f = torch.sinh(r) * sk / y_norm
-    beta_0 = torch.sqrt(k + (beta_s * beta_s).sum())
-    g = f * q / (sk * (beta_0 + sk)) + torch.cosh(r)  # z_0 / sqrt(k) = cosh(r)
-    return f, g, spread
+    n, rho, sh, ch, f, d, beta_0, c, spread = (v[x] for x in ("n", "rho", "sh", "ch", "f", "d", "beta_0", "c", "spread"))
+    df = d_f + d_g * q / d
+    d_q = d_g * f / d
+    d_d = -(d_g * f * q).sum() / (d * d)
+    inside = (v["r_raw"] >= -limit) & (v["r_raw"] <= limit)  # the clamp passes gradients there only
+    d_r = torch.where(inside, df * ch * sk / n + d_g * sh, 0.0)
+    d_n = -df * f / n
+    d_sk = (df * sh / n).sum()
+    d_c = (d_r * rho).sum()
+    d_rho = d_r * c
+    d_gamma = d_c / (spread + eps)
+    d_spread = -d_c * gamma / (spread + eps) ** 2
+    if batch_spread:  # spread = sqrt(k) mean(rho)
+        d_rho = d_rho + d_spread * sk / rho.numel()
+        d_sk = d_sk + d_spread * rho.mean()
+        d_spread = None
+    root = torch.sqrt(k + n * n)  # d asinh(n / sk) / dn = 1 / sqrt(k + n^2)
+    d_n = d_n + d_rho / root
+    d_sk = d_sk - (d_rho * n / root).sum() / sk
+    d_yy = torch.where(yy >= 1e-12, d_n / (2 * n), 0.0)
+    d_sk = d_sk + d_d * (beta_0 + 2 * sk)
+    d_beta0 = d_d * sk
+    d_k = d_beta0 / (2 * beta_0) + d_sk / (2 * sk)
+    return d_yy, d_q, d_beta0 * beta_s / beta_0, d_k, d_gamma, d_spread
 
 
 class BoostRescale(torch.autograd.Function):
@@ -125,48 +180,41 @@ class BoostRescale(torch.autograd.Function):
         y = torch.addcmul(s, mu_s.view(1, -1, 1), a)
         yy = (y * y).sum(1, keepdim=True)
         q = _dot(beta_s.unsqueeze(0), y)
-        f, g, spread_out = rescale_coefficients(yy, q, beta_s, k, gamma, spread, eps, limit)
-        out = torch.addcmul(y.mul_(f), beta_s.view(1, -1, 1), g)
-        ctx.save_for_backward(s, ss, p, a, yy, q, f, g, mu_s, beta_s, k, gamma, spread)
-        ctx.eps, ctx.limit, ctx.batch_spread = eps, limit, spread is None
-        ctx.mark_non_differentiable(spread_out)
-        return out, spread_out
+        v = _rescale(yy, q, beta_s, k, gamma, spread, eps, limit)
+        out = y.mul_(v["f"]).addcmul_(beta_s.view(1, -1, 1), v["g"])
+        ctx.save_for_backward(s, ss, p, a, yy, q, mu_s, beta_s, k, gamma)
+        ctx.v, ctx.eps, ctx.limit, ctx.batch_spread = v, eps, limit, spread is None
+        ctx.mark_non_differentiable(v["spread"])
+        return out, v["spread"]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad, _grad_spread):
-        s, ss, p, a, yy, q, f, g, mu_s, beta_s, k, gamma, spread = ctx.saved_tensors
+        s, ss, p, a, yy, q, mu_s, beta_s, k, gamma = ctx.saved_tensors
+        v = ctx.v
+        f, g = v["f"], v["g"]
         mb = torch.stack([mu_s, beta_s])
         g_mb = _dot(mb, grad)  # (B, 2, L): mu . G, beta . G
         g_mu, g_beta = g_mb[:, :1], g_mb[:, 1:]
         g_y = (grad * s).sum(1, keepdim=True) + a * g_mu  # G . y, y = s + a mu
-        # per-position scalar algebra, re-run under autograd
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_() for t in (yy, q, beta_s, k, gamma)]
-            spread_leaf = None if ctx.batch_spread else spread.detach().requires_grad_()
-            f2, g2, _ = rescale_coefficients(*leaves, spread_leaf, ctx.eps, ctx.limit)
-            inputs = leaves + ([spread_leaf] if spread_leaf is not None else [])
-            d_yy, d_q, d_beta_s, d_k2, d_gamma, *d_spread = torch.autograd.grad(
-                (f2, g2), inputs, (g_y, g_beta), allow_unused=True
-            )
+        d_yy, d_q, d_beta_s, d_k2, d_gamma, d_spread = _rescale_backward(
+            g_y, g_beta, v, yy, q, beta_s, k, gamma, ctx.batch_spread, ctx.limit, ctx.eps
+        )
         mu_mu, beta_mu = (mu_s * mu_s).sum(), (beta_s * mu_s).sum()
         # a enters out = f (s + a mu), yy = |s + a mu|^2 and q = beta . (s + a mu)
         d_a = f * g_mu + d_yy * 2 * (p + a * mu_mu) + d_q * beta_mu
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_() for t in (ss, p, mu_s, k)]
-            d_ss, d_p, d_mu_s, d_k1 = torch.autograd.grad(boost_coefficient(*leaves), leaves, d_a)
+        d_ss, d_p, d_mu_s, d_k1 = _boost_coefficient_backward(d_a, ss, p, mu_s, k)
         # ds = f G + 2 d_yy y + d_q beta + d_p mu, y = s + a mu
         c_s = 2 * d_yy
         c_mb = torch.cat([c_s * a + d_p, d_q], 1)  # weights of mu, beta
-        d_s = torch.addcmul(torch.matmul(mb.T, c_mb), f, grad).addcmul_(c_s, s)
+        d_s = torch.bmm(mb.T.expand(s.shape[0], -1, -1), c_mb).addcmul_(f, grad).addcmul_(c_s, s)
         # channel vectors: sums over positions
         from_g = _sum_positions(torch.cat([f * a, g], 1), grad)  # (2, C)
         from_s = _sum_positions(torch.cat([d_p + c_s * a, d_q], 1), s)
-        d_mu_s = d_mu_s + from_g[0] + from_s[0] + mu_s * (c_s * a * a).sum() + beta_s * (d_q * a).sum()
-        d_beta_s = d_beta_s + from_g[1] + from_s[1] + mu_s * (d_q * a).sum()
-        d_k = d_k1 + (d_k2 if d_k2 is not None else 0)
-        d_spread = d_spread[0] if d_spread else None
-        return d_s, d_ss, d_mu_s, d_beta_s, d_k, d_gamma, d_spread, None, None
+        d_qa = (d_q * a).sum()
+        d_mu_s = d_mu_s + from_g[0] + from_s[0] + mu_s * (c_s * a * a).sum() + beta_s * d_qa
+        d_beta_s = d_beta_s + from_g[1] + from_s[1] + mu_s * d_qa
+        return d_s, d_ss, d_mu_s, d_beta_s, d_k1 + d_k2, d_gamma, d_spread, None, None
 
 
 def boost_rescale(
