@@ -9,6 +9,7 @@ import pytest
 from biostrata.errors import InputError
 from biostrata.report.tables import (
     PUBLISHED,
+    SEED_WINS,
     WIN,
     at_or_above,
     format_params,
@@ -87,7 +88,7 @@ def test_markdown_sections_bold_best_and_counts():
     assert "## GUE" in text and "## TEB" in text
     assert "Test MCC x100 (F1 x100 for virus/covid)" in text
     tf0 = next(line for line in text.splitlines() if line.startswith("| tf/0 |"))
-    assert tf0 == "| tf/0 | 60.00 ± 10.00 | 60.00 ± 7.07 | **80.00 ± 0.00** | 3/2/3 | 500 / 400 / 450 | yes | 66.64 | 71.99 |"
+    assert tf0 == "| tf/0 | 60.00 ± 10.00 | 60.00 ± 7.07 | **80.00 ± 0.00** | 3/2/3 | 500 / 400 / 450 | yes | 3/3 | 66.64 | 71.99 |"
     assert (
         "Hyperbolic >= Euclidean on 1 of 2 GUE tasks. Hyperbolic (best model) >= NT-2.5B on 1 of 2, >= DNABERT-2 on "
         "1 of 2 tasks (published numbers). Euclidean (best model) >= NT-2.5B on 1 of 3, >= DNABERT-2 on 1 of 3 tasks"
@@ -144,3 +145,17 @@ def test_report_command(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["results.csv", "results.md", "results_gue.png", "results_teb.png"]
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_seed_wins_pair_the_best_models_seed_by_seed():
+    table = results_table(sweep_records()).set_index("task")
+    # tf/0: hcnn-m (best hyperbolic) vs cnn on seeds 1-3: 0.8 > 0.5, 0.6, 0.7
+    assert table.loc["tf/0", SEED_WINS] == "3/3"
+    assert table.loc["prom/prom_core_all", SEED_WINS] == "0/2"
+    assert table.loc["lines", SEED_WINS] == "0/1"  # a tie is not a win
+    assert not isinstance(table.loc["virus/covid", SEED_WINS], str)  # no hyperbolic run
+    recs = [record("gue", "tf/1", "cnn", s, v) for s, v in ((1, 0.5), (2, 0.7), (3, 0.6))]
+    recs += [record("gue", "tf/1", "hcnn-s", s, v) for s, v in ((1, 0.6), (2, 0.65))]  # seed 3 missing
+    table = results_table(recs).set_index("task")
+    assert table.loc["tf/1", SEED_WINS] == "1/2"
+    assert "| 1/2 |" in to_markdown(results_table(recs))

@@ -88,6 +88,16 @@ def boost_coefficient(ss: torch.Tensor, p: torch.Tensor, mu_s: torch.Tensor, k: 
     return p / (sk * (mu_0 + sk)) - torch.sqrt(k + ss) / sk
 
 
+def nested_centroid(m_s: torch.Tensor, m_0: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Space part of centroid_b(centroid_l(x_bl)) from each sequence's coordinate means over its
+    positions, m_s (B, C) and m_0 (B, 1); centroid(x) = sqrt(k) m / sqrt(|<m, m>_L|)."""
+    sk = torch.sqrt(k)
+    # floor: |<m, m>_L| > 0 for a mean of points on the hyperboloid; keeps the root's gradient finite
+    c = sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum(1, keepdim=True)).clamp_min(1e-8))
+    u_s, u_0 = (m_s * c).mean(0), (m_0 * c).mean()
+    return u_s * (sk / torch.sqrt((u_0 * u_0 - (u_s * u_s).sum()).clamp_min(1e-8)))
+
+
 def _boost_coefficient_backward(d_a, ss, p, mu_s, k):
     """Gradients of ``boost_coefficient`` (d_ss, d_p, d_mu_s, d_k) given d_a, written out."""
     sk = torch.sqrt(k)
@@ -174,7 +184,12 @@ class BoostRescale(torch.autograd.Function):
     ``boost_rescale``. Saves s and per-position scalars only."""
 
     @staticmethod
-    def forward(ctx, s, ss, mu_s, beta_s, k, gamma, spread, eps, limit):
+    def forward(ctx, s, mu_s, beta_s, k, gamma, spread, eps, limit):
+        ss = (s * s).sum(1, keepdim=True)
+        batch_mu = mu_s is None
+        if batch_mu:
+            n = s.shape[2]
+            mu_s = nested_centroid(s.sum(2) / n, torch.sqrt(k + ss).sum(2) / n, k)
         p = _dot(mu_s.unsqueeze(0), s)
         a = boost_coefficient(ss, p, mu_s, k)
         y = torch.addcmul(s, mu_s.view(1, -1, 1), a)
@@ -183,13 +198,14 @@ class BoostRescale(torch.autograd.Function):
         v = _rescale(yy, q, beta_s, k, gamma, spread, eps, limit)
         out = y.mul_(v["f"]).addcmul_(beta_s.view(1, -1, 1), v["g"])
         ctx.save_for_backward(s, ss, p, a, yy, q, mu_s, beta_s, k, gamma)
-        ctx.v, ctx.eps, ctx.limit, ctx.batch_spread = v, eps, limit, spread is None
-        ctx.mark_non_differentiable(v["spread"])
-        return out, v["spread"]
+        ctx.v, ctx.eps, ctx.limit, ctx.batch_spread, ctx.batch_mu = v, eps, limit, spread is None, batch_mu
+        mu_out = mu_s if batch_mu else mu_s.detach().clone()  # an output, not the input itself
+        ctx.mark_non_differentiable(v["spread"], mu_out)
+        return out, v["spread"], mu_out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad, _grad_spread):
+    def backward(ctx, grad, _grad_spread, _grad_mu):
         s, ss, p, a, yy, q, mu_s, beta_s, k, gamma = ctx.saved_tensors
         v = ctx.v
         f, g = v["f"], v["g"]
@@ -204,23 +220,36 @@ class BoostRescale(torch.autograd.Function):
         # a enters out = f (s + a mu), yy = |s + a mu|^2 and q = beta . (s + a mu)
         d_a = f * g_mu + d_yy * 2 * (p + a * mu_mu) + d_q * beta_mu
         d_ss, d_p, d_mu_s, d_k1 = _boost_coefficient_backward(d_a, ss, p, mu_s, k)
-        # ds = f G + 2 d_yy y + d_q beta + d_p mu, y = s + a mu
-        c_s = 2 * d_yy
-        c_mb = torch.cat([c_s * a + d_p, d_q], 1)  # weights of mu, beta
-        d_s = torch.bmm(mb.T.expand(s.shape[0], -1, -1), c_mb).addcmul_(f, grad).addcmul_(c_s, s)
+        c_s = 2 * d_yy  # weight of s in ds, and of y's through y = s + a mu
+        c_mb = torch.cat([c_s * a + d_p, d_q], 1)  # weights of mu and beta in ds
         # channel vectors: sums over positions
         from_g = _sum_positions(torch.cat([f * a, g], 1), grad)  # (2, C)
         from_s = _sum_positions(torch.cat([d_p + c_s * a, d_q], 1), s)
         d_qa = (d_q * a).sum()
         d_mu_s = d_mu_s + from_g[0] + from_s[0] + mu_s * (c_s * a * a).sum() + beta_s * d_qa
         d_beta_s = d_beta_s + from_g[1] + from_s[1] + mu_s * d_qa
-        return d_s, d_ss, d_mu_s, d_beta_s, d_k1 + d_k2, d_gamma, d_spread, None, None
+        d_k = d_k1 + d_k2
+        vectors, rows = mb.T.expand(s.shape[0], -1, -1), c_mb
+        if ctx.batch_mu:  # mu = nested_centroid(mean_l s, mean_l sqrt(k + ss)): back into s and ss
+            n = s.shape[2]
+            t = torch.sqrt(k + ss)
+            with torch.enable_grad():  # (B, C)-sized, so autograd's cost is small here
+                leaves = [x.detach().requires_grad_() for x in (s.sum(2) / n, t.sum(2) / n, k)]
+                d_ms, d_m0, d_k3 = torch.autograd.grad(nested_centroid(*leaves), leaves, d_mu_s)
+            d_ss = d_ss + d_m0.unsqueeze(2) / (2 * n * t)
+            d_k = d_k + d_k3 + (d_m0.unsqueeze(2) / (2 * n * t)).sum()
+            # the mean over positions spreads d_ms / n over every position of its sequence
+            vectors = torch.cat([vectors, (d_ms / n).unsqueeze(2)], 2)
+            rows = torch.cat([rows, torch.ones_like(a)], 1)
+            d_mu_s = None
+        # ds = f G + 2 (d_yy + d_ss) s + (c_s a + d_p) mu + d_q beta [+ d_ms / n]
+        d_s = torch.bmm(vectors, rows).addcmul_(f, grad).addcmul_(c_s + 2 * d_ss, s)
+        return d_s, d_mu_s, d_beta_s, d_k, d_gamma, d_spread, None, None
 
 
 def boost_rescale(
     s: torch.Tensor,
-    ss: torch.Tensor,
-    mu_s: torch.Tensor,
+    mu_s: torch.Tensor | None,
     beta_s: torch.Tensor,
     k: torch.Tensor,
     gamma: torch.Tensor,
@@ -228,21 +257,25 @@ def boost_rescale(
     eps: float,
     limit: float,
     fused: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch norm's map of space parts s (B, C, L) with ss = |s|^2 (B, 1, L):
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch norm's map of space parts s (B, C, L):
 
+        mu  = nested_centroid(mean_l x_bl)      (when ``mu_s`` is None: train mode)
         y_s = x_s + a mu_s                      (B_{mu->o}: boost taking mu to the origin)
         rho = asinh(|y_s| / sqrt(k)),  r = clamp(gamma rho / (spread + eps), +-limit)
         z_s = y_s sinh(r) sqrt(k) / |y_s|,  z_0 = sqrt(k) cosh(r)   (log_o, rescale, exp_o)
         out_s = z_s + beta_s ((beta_s . z_s) / (sqrt(k) (beta_0 + sqrt(k))) + z_0 / sqrt(k))   (B_{o->beta})
 
-    ``spread`` None: the batch's mean distance to mu, sqrt(k) mean(rho). Returns (out_s, spread).
+    ``spread`` None: the batch's mean distance to mu, sqrt(k) mean(rho). Returns (out_s, spread, mu_s).
     ``fused``: hand-written backward for the full-size passes; False: plain autograd, same formula.
     """
     if fused:
-        return _apply(BoostRescale, s, ss, mu_s, beta_s, k, gamma, spread, eps, limit)
+        return _apply(BoostRescale, s, mu_s, beta_s, k, gamma, spread, eps, limit)
+    ss = (s * s).sum(1, keepdim=True)
+    if mu_s is None:
+        mu_s = nested_centroid(s.mean(2), torch.sqrt(k + ss).mean(2), k)
     p = _dot(mu_s.unsqueeze(0), s)
     y = torch.addcmul(s, mu_s.view(1, -1, 1), boost_coefficient(ss, p, mu_s, k))
     q = _dot(beta_s.unsqueeze(0), y)
     f, g, spread = rescale_coefficients((y * y).sum(1, keepdim=True), q, beta_s, k, gamma, spread, eps, limit)
-    return torch.addcmul(f * y, beta_s.view(1, -1, 1), g), spread
+    return torch.addcmul(f * y, beta_s.view(1, -1, 1), g), spread, mu_s

@@ -160,30 +160,15 @@ class LorentzBatchNorm1d(_SpaceLayer):
         if s.dim() == 2:
             return self.space(s.unsqueeze(-1)).squeeze(-1)
         k = self.manifold.kk
-        ss = squared_norm(s, self.fused)
-        if self.training:
-            mu_s = self._centroid(s, torch.sqrt(k + ss), k)
-        else:
-            mu_s = expmap0_space(self.running_mean[1:], k)
+        mu_s = None if self.training else expmap0_space(self.running_mean[1:], k)
         beta_s = clip_radius(self.beta[1:], k, MAX_CENTRE_RADIUS, dim=0)
-        out, spread = boost_rescale(
-            s, ss, mu_s, beta_s, k, self.gamma, None if self.training else self.running_var,
+        out, spread, mu_s = boost_rescale(
+            s, mu_s, beta_s, k, self.gamma, None if self.training else self.running_var,
             self.eps, MAX_RADIUS - MAX_CENTRE_RADIUS, self.fused,
         )  # fmt: skip
         if self.training:
             self._update_running(mu_s.detach(), spread.detach(), k.detach())
         return out
-
-    @staticmethod
-    def _centroid(s: torch.Tensor, t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Space part of centroid_b(centroid_l(x_bl)) for space parts s (B, C, L), times t (B, 1, L)."""
-        sk = torch.sqrt(k)
-        n = s.shape[2]  # sums, not means: a mean's backward divides all B C L gradients again
-        m_s, m_0 = s.sum(2) / n, t.sum(2) / n  # (B, C), (B, 1)
-        # floor: |<m, m>_L| > 0 for a mean of points on the hyperboloid; keeps the root's gradient finite
-        c = sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum(1, keepdim=True)).clamp_min(1e-8))
-        m_s, m_0 = (m_s * c).mean(0), (m_0 * c).mean()
-        return m_s * (sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum()).clamp_min(1e-8)))
 
     @torch.no_grad()
     def clip_centre_(self) -> None:

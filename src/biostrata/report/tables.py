@@ -25,6 +25,7 @@ EUCLIDEAN = ("cnn",)
 HYPERBOLIC = ("hcnn-s", "hcnn-m")
 MODEL_ORDER = EUCLIDEAN + HYPERBOLIC
 WIN = "hyperbolic >= euclidean"
+SEED_WINS = "hyperbolic wins (seeds)"
 
 # Published reference values, not results of this project: test MCC x100 (virus/covid: F1 x100)
 # on GUE of the Nucleotide Transformer NT-2.5B-multi and of DNABERT-2 (117M parameters), from
@@ -88,6 +89,7 @@ def results_table(records: Sequence[dict]) -> pd.DataFrame:
                 row[f"{m} seeds"] = int(s["seeds"]) if have else 0
                 row[f"{m} params"] = int(s["params"]) if have else np.nan
             row[WIN] = _hyperbolic_wins(row, models)
+            row[SEED_WINS] = _seed_wins(part[part["task"] == task], row, models)
             for name, values in PUBLISHED.get(suite, {}).items():
                 row[name] = values.get(task, np.nan)
             rows.append(row)
@@ -105,6 +107,19 @@ def _hyperbolic_wins(row: dict, models: Sequence[str]) -> bool | None:
     if not euc or not hyp:
         return None
     return bool(max(hyp) >= max(euc))
+
+
+def _seed_wins(runs: pd.DataFrame, row: dict, models: Sequence[str]) -> str | None:
+    """"w/n": on w of the n seeds both ran, the best hyperbolic model (by mean) scores strictly above
+    the best Euclidean one on the same seed; None unless both kinds ran on the task."""
+    best = []
+    for family in (HYPERBOLIC, EUCLIDEAN):
+        ran = [m for m in models if m in family and not math.isnan(row[f"{m} mean"])]
+        if not ran:
+            return None
+        best.append(max(ran, key=lambda m: row[f"{m} mean"]))
+    scores = runs.pivot_table(index="seed", columns="model", values="score", aggfunc="mean")[best].dropna()
+    return f"{int((scores[best[0]] > scores[best[1]]).sum())}/{len(scores)}"
 
 
 def models_in(table: pd.DataFrame) -> list[str]:
@@ -171,7 +186,8 @@ def to_markdown(table: pd.DataFrame) -> str:
         title = SUITES[suite].title if suite in SUITES else suite
         published = [p for p in published_in(part) if part[p].notna().any()]
         out.append(f"## {title}\n\n{metric_note(part)}, mean ± std over seeds.\n")
-        head = ["task", *models, "seeds", "params (" + " / ".join(models) + ")", "hyp >= euc", *published]
+        head = ["task", *models, "seeds", "params (" + " / ".join(models) + ")", "hyp >= euc", "hyp wins (seeds)"]
+        head += published
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, row in part.iterrows():
             means = [row[f"{m} mean"] for m in models]
@@ -184,6 +200,7 @@ def to_markdown(table: pd.DataFrame) -> str:
             cells.append(" / ".join(format_params(row[f"{m} params"]) for m in models))
             win = row[WIN]
             cells.append("–" if win is None or (isinstance(win, float) and math.isnan(win)) else ("yes" if win else "no"))
+            cells.append(row[SEED_WINS] if isinstance(row[SEED_WINS], str) else "–")
             cells += ["–" if math.isnan(row[p]) else f"{row[p]:.2f}" for p in published]
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines) + "\n")
