@@ -70,6 +70,7 @@ class AddTimeTerm(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g: torch.Tensor):
+        g = g.contiguous()  # see BoostRescale.backward
         w_t, t = ctx.saved_tensors
         d_w = torch.bmm(g, t.transpose(1, 2)).sum(0)  # (O, 1)
         d_t = _dot(w_t.T, g)  # (B, 1, L)
@@ -206,6 +207,9 @@ class BoostRescale(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad, _grad_spread, _grad_mu):
+        # contiguous: a broadcast gradient (of a sum, say) has zero strides, and the batched
+        # products below then took a slow path (4x the whole layer's time)
+        grad = grad.contiguous()
         s, ss, p, a, yy, q, mu_s, beta_s, k, gamma = ctx.saved_tensors
         v = ctx.v
         f, g = v["f"], v["g"]
