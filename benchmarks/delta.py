@@ -132,11 +132,19 @@ def measure(impl: str, kind: str, n: int, threads: int, seed: int | None = None)
     p.start()
     p.join()
     if p.exitcode != 0:
-        return {**task, "value": float("nan"), "seconds": float("nan"), "peak_mib": float("nan"),
-                "error": f"exit code {p.exitcode}"}
+        return {
+            **task,
+            "value": float("nan"),
+            "seconds": float("nan"),
+            "peak_mib": float("nan"),
+            "error": f"exit code {p.exitcode}",
+        }
     res = q.get()
-    print(f"  {impl:22s} {kind:10s} n={n:5d}  delta={res['value']:.12g}  {res['seconds']:9.3f} s  "
-          f"peak +{res['peak_mib']:8.1f} MiB", flush=True)
+    print(
+        f"  {impl:22s} {kind:10s} n={n:5d}  delta={res['value']:.12g}  {res['seconds']:9.3f} s  "
+        f"peak +{res['peak_mib']:8.1f} MiB",
+        flush=True,
+    )
     return res
 
 
@@ -166,8 +174,10 @@ def main() -> None:
 
     import torch
 
-    print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; our threads: {args.threads}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; our threads: {args.threads}"
+    )
     no_hyp = hypdelta_ok()
     print("hypdelta:", "installed" if no_hyp is None else f"not available ({no_hyp}); its rows are skipped")
     rows: list[dict] = []
@@ -184,9 +194,11 @@ def main() -> None:
         hyp = [] if no_hyp else [measure(f"hypdelta:{s}", "gauss16", n, args.threads) for s in ("CCL", "condensed")]
         rows += [ours, ours1] + ([plain] if plain else []) + hyp
         if plain:
-            print(f"  -> plain / ours: {plain['seconds'] / ours['seconds']:.1f}x time ({args.threads} threads), "
-                  f"{plain['seconds'] / ours1['seconds']:.1f}x (1 thread); memory {plain['peak_mib']:.0f} vs "
-                  f"{ours['peak_mib']:.0f} MiB; |difference| = {abs(plain['value'] - ours['value']):.2e}")
+            print(
+                f"  -> plain / ours: {plain['seconds'] / ours['seconds']:.1f}x time ({args.threads} threads), "
+                f"{plain['seconds'] / ours1['seconds']:.1f}x (1 thread); memory {plain['peak_mib']:.0f} vs "
+                f"{ours['peak_mib']:.0f} MiB; |difference| = {abs(plain['value'] - ours['value']):.2e}"
+            )
 
     print("\n2. exact delta, N(0, I) in R^16")
     for n in (200, 400):
@@ -194,12 +206,16 @@ def main() -> None:
         plain = measure("plain-exact", "gauss16", n, 1)
         hyp = []
         if not no_hyp:
-            hyp = [measure(f"hypdelta:{s}", "gauss16", n, args.threads)
-                   for s in (("naive", "CCL", "condensed") if n == 200 else ("CCL", "condensed"))]
+            hyp = [
+                measure(f"hypdelta:{s}", "gauss16", n, args.threads)
+                for s in (("naive", "CCL", "condensed") if n == 200 else ("CCL", "condensed"))
+            ]
         rows += [ours, plain] + hyp
-        print(f"  -> plain loop / ours: {plain['seconds'] / ours['seconds']:.0f}x time; memory "
-              f"{plain['peak_mib']:.0f} vs {ours['peak_mib']:.0f} MiB; |difference| = "
-              f"{abs(plain['value'] - ours['value']):.2e}")
+        print(
+            f"  -> plain loop / ours: {plain['seconds'] / ours['seconds']:.0f}x time; memory "
+            f"{plain['peak_mib']:.0f} vs {ours['peak_mib']:.0f} MiB; |difference| = "
+            f"{abs(plain['value'] - ours['value']):.2e}"
+        )
 
     print(f"\n3. exact delta at n = 1000, {args.threads} threads (hypdelta CCL: a lower bound, no guarantee)")
     for kind, what in KINDS.items():

@@ -80,11 +80,11 @@ def main() -> None:
     seconds = {name: run(plm, seqs, batches, layers) for name, batches in ways.items()}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        extract_embeddings(plm, records, Path(tmp) / "b.h5", layers=layers, token_budget=args.token_budget, progress=False)
+        extract_embeddings(
+            plm, records, Path(tmp) / "b.h5", layers=layers, token_budget=args.token_budget, progress=False
+        )
         seconds["packed + HDF5 store"] = time.perf_counter() - start
-    padded = {
-        name: sum((max(len(seqs[i]) for i in b) + 2) * len(b) for b in batches) for name, batches in ways.items()
-    }
+    padded = {name: sum((max(len(seqs[i]) for i in b) + 2) * len(b) for b in batches) for name, batches in ways.items()}
     rate = {name: residues / s for name, s in seconds.items()}
     print("## Protein embedding extraction\n")
     print(

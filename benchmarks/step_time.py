@@ -26,7 +26,9 @@ import sys
 import time
 from collections.abc import Callable
 
-import biostrata  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads OpenMP)
+import biostrata  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads OpenMP: keep it first)
+
+# isort: split
 import torch
 
 from biostrata.config import TrainConfig
@@ -70,7 +72,9 @@ def train_step(name: str, length: int, batch: int, fused: bool = True) -> Callab
     return step
 
 
-def layer_step(layer: Callable[[torch.Tensor], torch.Tensor], params: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def layer_step(
+    layer: Callable[[torch.Tensor], torch.Tensor], params: torch.nn.Module, x: torch.Tensor
+) -> Callable[[], None]:
     x = x.detach().requires_grad_(True)
 
     def step() -> None:

@@ -1,9 +1,8 @@
+import argparse
 import subprocess
 import sys
 
 import pytest
-
-import argparse
 
 from biostrata.cli import build_parser, main
 

@@ -5,7 +5,17 @@ from biostrata.demo import run_demo
 
 
 def test_small_demo_end_to_end(tmp_path):
-    settings = DemoSettings(leaves=240, length=40, classes=2, tree="yule", height=0.5, epochs=2, delta_points=60, progress=False, parallel=False)
+    settings = DemoSettings(
+        leaves=240,
+        length=40,
+        classes=2,
+        tree="yule",
+        height=0.5,
+        epochs=2,
+        delta_points=60,
+        progress=False,
+        parallel=False,
+    )
     table = run_demo(tmp_path, settings)
     assert list(table["model"]) == ["cnn", "hcnn-s"]
     assert table["test_mcc"].between(-1, 1).all()

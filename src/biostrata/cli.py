@@ -170,7 +170,9 @@ def _study(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--protein-epochs", type=int, default=1, help="protein LM epochs (default: 1)")
     g.add_argument("--folds", type=int, default=5, help="probe folds (default: 5)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="probe seeds (default: 0 1)")
-    g.add_argument("--one-vs-rest", action="store_true", help="one MLP per product class (slower; default: one network)")
+    g.add_argument(
+        "--one-vs-rest", action="store_true", help="one MLP per product class (slower; default: one network)"
+    )
     g.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     g.set_defaults(run=_run_study_cross_granularity)
@@ -263,24 +265,55 @@ def _simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (created if missing; its files are replaced)")
     p.add_argument("--leaves", type=int, default=5000, help="number of leaves = sequences (default 5000)")
     p.add_argument("--length", type=int, default=200, help="root sequence length in bases (default 200)")
-    p.add_argument("--tree", default="yule", choices=("yule", "birth-death", "balanced", "caterpillar"), help="tree shape (default yule)")
-    p.add_argument("--height", type=float, default=1.0, help="root-to-leaf distance in substitutions per site (default 1.0)")
+    p.add_argument(
+        "--tree",
+        default="yule",
+        choices=("yule", "birth-death", "balanced", "caterpillar"),
+        help="tree shape (default yule)",
+    )
+    p.add_argument(
+        "--height", type=float, default=1.0, help="root-to-leaf distance in substitutions per site (default 1.0)"
+    )
     p.add_argument("--birth", type=float, default=1.0, help="birth rate of --tree birth-death (default 1.0)")
     p.add_argument("--death", type=float, default=0.5, help="death rate of --tree birth-death, <= birth (default 0.5)")
-    p.add_argument("--model", default="hky85", choices=("jc69", "k80", "hky85"), help="substitution model (default hky85)")
+    p.add_argument(
+        "--model", default="hky85", choices=("jc69", "k80", "hky85"), help="substitution model (default hky85)"
+    )
     p.add_argument("--kappa", type=float, help="transition/transversion ratio of k80 and hky85 (default 2.0)")
-    p.add_argument("--freqs", type=float, nargs=4, metavar=("A", "C", "G", "T"), help="base frequencies of hky85, summing to 1 (default 0.3 0.2 0.2 0.3)")
-    p.add_argument("--gamma", type=float, metavar="ALPHA", help="shape of gamma-distributed site rates (default: equal rates)")
+    p.add_argument(
+        "--freqs",
+        type=float,
+        nargs=4,
+        metavar=("A", "C", "G", "T"),
+        help="base frequencies of hky85, summing to 1 (default 0.3 0.2 0.2 0.3)",
+    )
+    p.add_argument(
+        "--gamma", type=float, metavar="ALPHA", help="shape of gamma-distributed site rates (default: equal rates)"
+    )
     p.add_argument("--categories", type=int, default=4, help="discrete gamma rate categories (default 4)")
-    p.add_argument("--indel-rate", type=float, default=0.0, help="indel events per site per substitution unit (default 0)")
+    p.add_argument(
+        "--indel-rate", type=float, default=0.0, help="indel events per site per substitution unit (default 0)"
+    )
     p.add_argument("--indel-length", type=float, default=2.0, help="mean indel length, geometric (default 2)")
     p.add_argument("--fixed-length", action="store_true", help="cut or pad (random bases) every sequence to --length")
     p.add_argument("--root", help="root sequence (ACGT); overrides --length")
-    p.add_argument("--label", default="clade", choices=("clade", "motif"), help="class = clade of the tree, or a planted motif (default clade)")
+    p.add_argument(
+        "--label",
+        default="clade",
+        choices=("clade", "motif"),
+        help="class = clade of the tree, or a planted motif (default clade)",
+    )
     p.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
     p.add_argument("--clades", type=int, help="clades to cut the tree into, dealt to the classes (default: --classes)")
     p.add_argument("--motif-length", type=int, default=8, help="motif length for --label motif (default 8)")
-    p.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "DEV", "TEST"), help="split fractions (default 0.8 0.1 0.1)")
+    p.add_argument(
+        "--fractions",
+        type=float,
+        nargs=3,
+        default=(0.8, 0.1, 0.1),
+        metavar=("TRAIN", "DEV", "TEST"),
+        help="split fractions (default 0.8 0.1 0.1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(run=_run_simulate)
 
@@ -314,8 +347,18 @@ def _benchmark(sub: argparse._SubParsersAction) -> None:
         "`biostrata report OUT`.",
     )
     p.add_argument("--suite", required=True, help="gue, gb, teb, or the path of a folder of task folders")
-    p.add_argument("--tasks", nargs="+", metavar="TASK", help="task names (tf/0), groups (tf) or last parts (prom_core_all); default: all")
-    p.add_argument("--models", nargs="+", default=["cnn,hcnn-s,hcnn-m"], help="models, comma- or space-separated (default cnn,hcnn-s,hcnn-m)")
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="TASK",
+        help="task names (tf/0), groups (tf) or last parts (prom_core_all); default: all",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["cnn,hcnn-s,hcnn-m"],
+        help="models, comma- or space-separated (default cnn,hcnn-s,hcnn-m)",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="training seeds (default 1 2 3)")
     p.add_argument("--out", required=True, help="sweep folder for the records (created if missing)")
     p.add_argument("--data-dir", help="data root holding gue/, genomic_benchmarks/, teb/ (default: $BIOSTRATA_DATA)")
@@ -323,10 +366,22 @@ def _benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override the config's epochs")
     p.add_argument("--batch-size", type=int, help="override the config's batch_size")
     p.add_argument("--lr", type=float, help="override the config's lr")
-    p.add_argument("--dev-fraction", type=float, default=0.1, help="Genomic Benchmarks: share of train held out as dev, per class (default 0.1)")
+    p.add_argument(
+        "--dev-fraction",
+        type=float,
+        default=0.1,
+        help="Genomic Benchmarks: share of train held out as dev, per class (default 0.1)",
+    )
     p.add_argument("--split-seed", type=int, default=0, help="Genomic Benchmarks: seed of that dev split (default 0)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local", help="local: in this process (default); ray: one Ray task per run")
-    p.add_argument("--address", help="Ray cluster address, e.g. auto or ray://host:10001 (default: start a local Ray instance)")
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: in this process (default); ray: one Ray task per run",
+    )
+    p.add_argument(
+        "--address", help="Ray cluster address, e.g. auto or ray://host:10001 (default: start a local Ray instance)"
+    )
     p.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs per run (default 1)")
     p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (each run and whether it is done) and stop")
@@ -356,7 +411,9 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(sweep.describe())
         return 0
-    records = sweep.run(backend=args.backend, address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    records = sweep.run(
+        backend=args.backend, address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run
+    )
     print(f"{len(records)} run(s) finished now, {len(sweep.runs) - len(records)} were already done; "
           f"records under {args.out}. Summarize with: biostrata report {args.out}")  # fmt: skip
     return 0
@@ -404,21 +461,37 @@ def _pretrain(sub: argparse._SubParsersAction) -> None:
         "--init-table and fine-tuned or frozen. --level protein: a small ESM-2 on protein sequences. Writes "
         "model.pt, metrics.json (validation masked-token accuracy and perplexity), checkpoints/ and logs/ in --out.",
     )
-    p.add_argument("--corpus", required=True, help="domain level: domain-name list, accession CSV or BiGCARP CSV; "
-                   "protein level: FASTA or a domain table (.tsv with protein_sequence)")
+    p.add_argument(
+        "--corpus",
+        required=True,
+        help="domain level: domain-name list, accession CSV or BiGCARP CSV; "
+        "protein level: FASTA or a domain table (.tsv with protein_sequence)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--level", choices=("domain", "protein"), default="domain")
     p.add_argument("--pfam", help="Pfam-A.clans.tsv, to map domain names and accessions (recommended)")
     p.add_argument("--format", default="auto", choices=("auto", "domain-list", "pfamid", "bigcarp"))
     p.add_argument("--strict", action="store_true", help="stop at the first unknown domain or malformed line")
-    p.add_argument("--preset", default="bigcarp", choices=("bigcarp", "small"),
-                   help="domain LM size: bigcarp (default, ~34M parameters with a full Pfam vocabulary) or small (CPU)")
-    p.add_argument("--d-embed", type=int, help="token-table width (default: the preset's; with --init-table and "
-                   "--projection learned, the family vectors' width)")
+    p.add_argument(
+        "--preset",
+        default="bigcarp",
+        choices=("bigcarp", "small"),
+        help="domain LM size: bigcarp (default, ~34M parameters with a full Pfam vocabulary) or small (CPU)",
+    )
+    p.add_argument(
+        "--d-embed",
+        type=int,
+        help="token-table width (default: the preset's; with --init-table and "
+        "--projection learned, the family vectors' width)",
+    )
     p.add_argument("--arm", default="random", choices=("random", "finetune", "frozen"))
     p.add_argument("--init-table", help="family table (.pt) from `biostrata embed --family-table`")
-    p.add_argument("--projection", default="learned", choices=("learned", "pca"),
-                   help="learned: token table as wide as the family vectors; pca: fixed projection")
+    p.add_argument(
+        "--projection",
+        default="learned",
+        choices=("learned", "pca"),
+        help="learned: token table as wide as the family vectors; pca: fixed projection",
+    )
     p.add_argument("--class-token", action="store_true", help="prefix each BGC with its class token")
     p.add_argument("--separators", action="store_true", help="[SEP] token between genes (domain-name lists)")
     p.add_argument("--protein-layers", type=int, default=4, help="protein level: transformer layers")
@@ -434,8 +507,12 @@ def _pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", default="auto", help="Lightning devices (default auto)")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
-    p.add_argument("--snapshots", action="store_true", help="domain level: also keep the weights at the start and "
-                   "after every epoch in OUT/snapshots/epoch_<e>.pt (for CKA over training)")
+    p.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="domain level: also keep the weights at the start and "
+        "after every epoch in OUT/snapshots/epoch_<e>.pt (for CKA over training)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_run_pretrain)
 
@@ -446,13 +523,22 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     set_torch_threads(args.threads)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     common = dict(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, val_fraction=args.val_fraction,
-        max_length=args.max_length, accelerator=args.accelerator, devices=devices, progress=not args.no_progress,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        max_length=args.max_length,
+        accelerator=args.accelerator,
+        devices=devices,
+        progress=not args.no_progress,
         resume=args.resume,
     )
     if args.level == "protein":
         if args.snapshots:
-            raise InputError("--snapshots: only the domain level keeps per-epoch snapshots; drop it with --level protein")
+            raise InputError(
+                "--snapshots: only the domain level keeps per-epoch snapshots; drop it with --level protein"
+            )
         from biostrata.data.proteins import read_proteins
         from biostrata.models.protein_lm import small_protein_lm
 
@@ -466,16 +552,29 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         corpus = read_clusters(args.corpus, pfam, args.format, args.strict)
         table = FamilyTable.load(args.init_table) if args.init_table else None
         result = pt.pretrain_domain_lm(
-            corpus, args.out, preset=args.preset, arm=args.arm, family_table=table, projection=args.projection,
-            pfam=pfam, class_token=args.class_token, separators=args.separators, snapshots=args.snapshots, **common,
+            corpus,
+            args.out,
+            preset=args.preset,
+            arm=args.arm,
+            family_table=table,
+            projection=args.projection,
+            pfam=pfam,
+            class_token=args.class_token,
+            separators=args.separators,
+            snapshots=args.snapshots,
+            **common,
             **({"d_embed": args.d_embed} if args.d_embed else {}),
         )
         if result["init"]:
-            print(f"initialized {result['init']['initialized']} domain rows; {result['init']['missing']} domains "
-                  "without member sequences keep random rows")
+            print(
+                f"initialized {result['init']['initialized']} domain rows; {result['init']['missing']} domains "
+                "without member sequences keep random rows"
+            )
     best = result["best"]
-    print(f"best epoch {best['epoch']}: validation masked-token accuracy {best['val_acc']:.4f}, perplexity "
-          f"{best['val_ppl']:.2f} ({best['masked_tokens']} masked tokens); wrote {args.out}")
+    print(
+        f"best epoch {best['epoch']}: validation masked-token accuracy {best['val_acc']:.4f}, perplexity "
+        f"{best['val_ppl']:.2f} ({best['masked_tokens']} masked tokens); wrote {args.out}"
+    )
     return 0
 
 
@@ -495,8 +594,12 @@ def _embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, nargs="+", default=[-1], help="layers (0 = token embedding; -1 = last)")
     p.add_argument("--pooling", nargs="+", default=["mean"], choices=("mean", "bos", "per_token"))
     p.add_argument("--token-budget", type=int, default=4096, help="padded tokens per batch (default 4096)")
-    p.add_argument("--long", default="truncate", choices=("truncate", "window"),
-                   help="proteins over --max-residues: keep the first residues, or cover with overlapping windows")
+    p.add_argument(
+        "--long",
+        default="truncate",
+        choices=("truncate", "window"),
+        help="proteins over --max-residues: keep the first residues, or cover with overlapping windows",
+    )
     p.add_argument("--max-residues", type=int, help="model length limit (default: saved with the model, else 1022)")
     p.add_argument("--overlap", type=int, default=128, help="residues shared by consecutive windows")
     p.add_argument("--device", help="default: cuda:$LOCAL_RANK if a GPU is present, else cpu")
@@ -532,8 +635,17 @@ def _run_embed(args: argparse.Namespace) -> int:
         raise InputError(f"--family-table needs records with Pfam families (a .tsv domain table), not {args.input}")
     plm = load_protein_lm(args.model, trusted=args.trust_checkpoint, max_residues=args.max_residues)
     path = extract_embeddings(
-        plm, records, args.out, layers=args.layers, poolings=args.pooling, token_budget=args.token_budget,
-        long=args.long, overlap=args.overlap, device=args.device, half=args.half, dtype=args.dtype,
+        plm,
+        records,
+        args.out,
+        layers=args.layers,
+        poolings=args.pooling,
+        token_budget=args.token_budget,
+        long=args.long,
+        overlap=args.overlap,
+        device=args.device,
+        half=args.half,
+        dtype=args.dtype,
         progress=not args.no_progress,
     )
     with EmbeddingStore(path) as store:
@@ -561,34 +673,45 @@ def _delta(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv)")
     p.add_argument("--key", help="array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)")
     p.add_argument("--layer", type=int, help="layer of a biostrata embedding store (default: the last)")
-    p.add_argument("--metric", default="precomputed",
-                   choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
-                   help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points")
-    p.add_argument("--curvature", type=float, default=1.0,
-                   help="K of the lorentz/poincare metric, curvature -K (default 1)")
-    p.add_argument("--method", default="exact", choices=("exact", "fixed", "sampled"),
-                   help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)")
+    p.add_argument(
+        "--metric",
+        default="precomputed",
+        choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
+        help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points",
+    )
+    p.add_argument(
+        "--curvature", type=float, default=1.0, help="K of the lorentz/poincare metric, curvature -K (default 1)"
+    )
+    p.add_argument(
+        "--method",
+        default="exact",
+        choices=("exact", "fixed", "sampled"),
+        help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)",
+    )
     p.add_argument("--base", type=int, nargs="+", default=[0], help="fixed: base point index(es) (default 0)")
     p.add_argument("--samples", type=int, default=1500, help="sampled: points per sample (default 1500)")
     p.add_argument("--bases", type=int, default=1, help="sampled: base points per sample (default 1)")
     p.add_argument("--repeats", type=int, default=10, help="sampled: number of samples (default 10)")
-    p.add_argument("--histogram", type=int, metavar="BINS",
-                   help="also the distribution of relative delta over triples")
-    p.add_argument("--histogram-bases", type=int, metavar="B",
-                   help="histogram over B random base points (default: all)")
-    p.add_argument("--calibrate", type=int, metavar="N",
-                   help="relative delta of N points in reference spaces (tree, plane, ...)")
+    p.add_argument("--histogram", type=int, metavar="BINS", help="also the distribution of relative delta over triples")
+    p.add_argument(
+        "--histogram-bases", type=int, metavar="B", help="histogram over B random base points (default: all)"
+    )
+    p.add_argument(
+        "--calibrate", type=int, metavar="N", help="relative delta of N points in reference spaces (tree, plane, ...)"
+    )
     p.add_argument("--model", metavar="CHECKPOINT", help="model.pt (or run folder) from `biostrata train`")
     p.add_argument("--data", metavar="TASK_DIR", help="with --model: task folder with train/dev/test.csv")
-    p.add_argument("--split", default="test", choices=("train", "dev", "test"),
-                   help="with --model: split (default test)")
+    p.add_argument(
+        "--split", default="test", choices=("train", "dev", "test"), help="with --model: split (default test)"
+    )
     p.add_argument("--points", type=int, default=1000, help="with --model: sequences to sample (default 1000)")
     p.add_argument("--kmer", type=int, default=4, help="with --model: k of the k-mer spectrum baseline (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", help="cpu or cuda[:i] (default: cuda when torch has a GPU)")
     p.add_argument("--threads", type=int, help="CPU worker threads (default: torch's thread count)")
-    p.add_argument("--json", action="store_true",
-                   help="print JSON (fields delta, relative_delta, diameter, method, n, ...)")
+    p.add_argument(
+        "--json", action="store_true", help="print JSON (fields delta, relative_delta, diameter, method, n, ...)"
+    )
     p.set_defaults(run=_run_delta)
 
 
@@ -604,25 +727,47 @@ def _run_delta(args: argparse.Namespace) -> int:
     if modes[2] and not (args.model and args.data):
         raise InputError("--model and --data go together: a trained model and the task folder to embed")
     progress = sys.stderr.isatty()
-    common = dict(method=args.method, base=args.base, samples=args.samples, bases=args.bases,
-                  repeats=args.repeats, device=args.device, threads=args.threads)
+    common = dict(
+        method=args.method,
+        base=args.base,
+        samples=args.samples,
+        bases=args.bases,
+        repeats=args.repeats,
+        device=args.device,
+        threads=args.threads,
+    )
     if args.calibrate is not None:
         rows = hyp.calibrate(args.calibrate, seed=args.seed, progress=progress, **common)
         print(json.dumps(rows, indent=2) if args.json else hyp.format_rows(rows, "space"))
         return 0
     if args.model is not None:
-        rows = hyp.dataset_deltas(args.model, args.data, split=args.split, points=args.points, kmer=args.kmer,
-                                  seed=args.seed, progress=progress, **common)
+        rows = hyp.dataset_deltas(
+            args.model,
+            args.data,
+            split=args.split,
+            points=args.points,
+            kmer=args.kmer,
+            seed=args.seed,
+            progress=progress,
+            **common,
+        )
         print(json.dumps(rows, indent=2) if args.json else hyp.format_rows(rows, "representation"))
         return 0
     data = hyp.load_array(args.input, args.key, args.layer)
-    res = hyp.gromov_delta(data, metric=args.metric, curvature=args.curvature, seed=args.seed, progress=progress,
-                           **common)
+    res = hyp.gromov_delta(
+        data, metric=args.metric, curvature=args.curvature, seed=args.seed, progress=progress, **common
+    )
     out = {"input": args.input, "metric": args.metric, **res.to_dict()}
     if args.histogram is not None:
-        hist = delta_distribution(hyp.distances_of(data, args.metric, args.curvature), bins=args.histogram,
-                                  bases=args.histogram_bases, seed=args.seed, device=args.device,
-                                  threads=args.threads, progress=progress)
+        hist = delta_distribution(
+            hyp.distances_of(data, args.metric, args.curvature),
+            bins=args.histogram,
+            bases=args.histogram_bases,
+            seed=args.seed,
+            device=args.device,
+            threads=args.threads,
+            progress=progress,
+        )
         out["histogram"] = hist.to_dict()
     if args.json:
         print(json.dumps(out, indent=2))
@@ -713,8 +858,12 @@ def _probe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-column", help="single label column (binary or multi-class)")
     p.add_argument("--group-column", help="column of groups that must not straddle train and test")
     p.add_argument("--probe", default="linear", choices=("linear", "mlp"))
-    p.add_argument("--fusion", default="concat", choices=("concat", "projection"),
-                   help="two feature files: concatenate, or fuse by a learned gated projection")
+    p.add_argument(
+        "--fusion",
+        default="concat",
+        choices=("concat", "projection"),
+        help="two feature files: concatenate, or fuse by a learned gated projection",
+    )
     p.add_argument("--cs", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0], help="linear: C values (inner CV)")
     p.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="mlp: hidden layer sizes")
     p.add_argument("--one-vs-rest", action="store_true", help="mlp, multi-label: one network per class")
@@ -732,7 +881,11 @@ def _run_probe(args: argparse.Namespace) -> int:
     from biostrata.analysis.probes import LinearProbe, MLPProbe, probe_files
     from biostrata.io import atomic_write_text
 
-    probe = LinearProbe(Cs=tuple(args.cs)) if args.probe == "linear" else MLPProbe(tuple(args.hidden), one_vs_rest=args.one_vs_rest)
+    probe = (
+        LinearProbe(Cs=tuple(args.cs))
+        if args.probe == "linear"
+        else MLPProbe(tuple(args.hidden), one_vs_rest=args.one_vs_rest)
+    )
     table, folds = probe_files(
         args.features, args.labels, probe, all_layers=args.all_layers, fusion=args.fusion, id_column=args.id_column,
         label_column=args.label_column, group_column=args.group_column, n_splits=args.folds, seeds=args.seeds,

@@ -14,7 +14,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import lightning.pytorch as pl
-
 import numpy as np
 import pandas as pd
 import torch
@@ -73,7 +72,13 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> pd.DataFr
     parallel = s.parallel and not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2
     configs = [
         TrainConfig(
-            model=name, length=s.length, epochs=s.epochs, lr=s.lr, milestones=[], patience=4, seed=s.seed + 1,
+            model=name,
+            length=s.length,
+            epochs=s.epochs,
+            lr=s.lr,
+            milestones=[],
+            patience=4,
+            seed=s.seed + 1,
             progress=s.progress and not parallel,
         )  # fmt: skip
         for name in MODELS
@@ -85,7 +90,10 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> pd.DataFr
     else:
         results = [_train_one(cfg, splits, out, threads=None) for cfg in configs]
     rows = [
-        {"model": cfg.model, **{k: m[k] for k in ("test_mcc", "test_accuracy", "dev_mcc", "best_epoch", "params", "wall_time_s")}}
+        {
+            "model": cfg.model,
+            **{k: m[k] for k in ("test_mcc", "test_accuracy", "dev_mcc", "best_epoch", "params", "wall_time_s")},
+        }
         for cfg, m in zip(configs, results)
     ]
     print(f"[3/3] Gromov delta of the test embeddings ({s.delta_points} points)")
@@ -123,8 +131,14 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
     axes[1].set_ylabel("relative delta 2δ/diam")
     axes[1].set_title("tree-likeness of embeddings (0 = tree)", fontsize=9)
     for ax in axes:
-        for i, v in enumerate(ax.patches):
-            ax.annotate(f"{v.get_height():.3f}", (v.get_x() + v.get_width() / 2, v.get_height()), ha="center", va="bottom", fontsize=8)
+        for v in ax.patches:
+            ax.annotate(
+                f"{v.get_height():.3f}",
+                (v.get_x() + v.get_width() / 2, v.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=120)
     plt.close(fig)

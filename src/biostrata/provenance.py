@@ -20,7 +20,11 @@ def code_version() -> str:
         if commit.returncode != 0:
             return __version__
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         suffix = ".dirty" if dirty.stdout.strip() else ""
         return f"{__version__}+g{commit.stdout.strip()}{suffix}"

@@ -122,10 +122,16 @@ def test_heatmap_and_cli(tmp_path: Path, xy, capsys: pytest.CaptureFixture) -> N
     text = capsys.readouterr().out
     assert "linear CKA" in text and "mutual 5-NN agreement" in text
     assert (tmp_path / "m.png").stat().st_size > 1000 and (tmp_path / "m.knn.csv").is_file()
-    assert main(["cka", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--debiased", "--out", str(tmp_path / "x.csv")]) == 0
+    assert (
+        main(["cka", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--debiased", "--out", str(tmp_path / "x.csv")])
+        == 0
+    )
     cross = np.loadtxt(tmp_path / "x.csv", delimiter=",", skiprows=1, usecols=1)
     assert cross[0] == pytest.approx(1.0)  # L0 against its rotated copy, after the join by id
-    assert main(["cka", str(tmp_path / "a.npz"), "--against", str(tmp_path / "b.npz"), "--out", str(tmp_path / "c.csv")]) == 0
+    assert (
+        main(["cka", str(tmp_path / "a.npz"), "--against", str(tmp_path / "b.npz"), "--out", str(tmp_path / "c.csv")])
+        == 0
+    )
     curve = (tmp_path / "c.csv").read_text().splitlines()
     assert curve[0] == "input,layer,rows,cka" and len(curve) == 3
     assert main(["cka", str(tmp_path / "a.npz"), "--against", str(tmp_path / "a.npz")]) == 2

@@ -38,8 +38,15 @@ def test_load_array_formats(tmp_path, points):
     rows = ["id,x,y,z"] + [f"s{i}," + ",".join(map(repr, r.tolist())) for i, r in enumerate(points)]
     (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "plain.tsv").write_text("\n".join("\t".join(map(repr, r.tolist())) for r in points) + "\n")
-    for name, key in [("p.npy", None), ("one.npz", None), ("two.npz", "emb"), ("p.h5", None),
-                      ("two.h5", "b"), ("p.csv", None), ("plain.tsv", None)]:
+    for name, key in [
+        ("p.npy", None),
+        ("one.npz", None),
+        ("two.npz", "emb"),
+        ("p.h5", None),
+        ("two.h5", "b"),
+        ("p.csv", None),
+        ("plain.tsv", None),
+    ]:
         assert np.allclose(load_array(tmp_path / name, key), points, rtol=0, atol=1e-15), name
     with pytest.raises(InputError, match="holds 2 arrays \\(emb, other\\); choose one with --key"):
         load_array(tmp_path / "two.npz")
@@ -154,8 +161,9 @@ def test_dataset_deltas_of_a_trained_model(tiny_task, tmp_path, model, tiny, cap
         assert r["n"] == 20 and 0 <= r["relative_delta"] <= 1 and r["method"] == "exact"
     # the CLI gives the same numbers
     capsys.readouterr()
-    code = main(["delta", "--model", str(tmp_path / "run"), "--data", str(tiny_task), "--points", "20",
-                 "--kmer", "2", "--json"])
+    code = main(
+        ["delta", "--model", str(tmp_path / "run"), "--data", str(tiny_task), "--points", "20", "--kmer", "2", "--json"]
+    )
     assert code == 0
     cli = json.loads(capsys.readouterr().out)
     assert [r["delta"] for r in cli] == pytest.approx([r["delta"] for r in rows], abs=1e-9)
@@ -169,12 +177,31 @@ def test_cli_json_and_text(tmp_path, points, capsys):
     want = delta_exact(pairwise_distances(points))
     assert out["delta"] == pytest.approx(want.delta) and out["relative_delta"] == pytest.approx(want.relative_delta)
     assert out["diameter"] == pytest.approx(want.diameter) and out["method"] == "exact" and out["n"] == 40
-    assert main(["delta", str(tmp_path / "p.npy"), "--metric", "euclidean", "--method", "fixed", "--base", "3", "5",
-                 "--histogram", "4", "--histogram-bases", "2"]) == 0
+    assert (
+        main(
+            [
+                "delta",
+                str(tmp_path / "p.npy"),
+                "--metric",
+                "euclidean",
+                "--method",
+                "fixed",
+                "--base",
+                "3",
+                "5",
+                "--histogram",
+                "4",
+                "--histogram-bases",
+                "2",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "fixed" in text and "relative delta over 1482 triples (2 base points)" in text
-    assert main(["delta", "--calibrate", "12", "--method", "sampled", "--samples", "8", "--repeats", "2",
-                 "--json"]) == 0
+    assert (
+        main(["delta", "--calibrate", "12", "--method", "sampled", "--samples", "8", "--repeats", "2", "--json"]) == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert [r["space"] for r in rows] == list(CALIBRATION) and all(r["samples"] == 8 for r in rows)
 

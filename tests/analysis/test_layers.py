@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from biostrata.analysis.layers import Representations, compare_files, delta_per_layer, read_feature_blocks, read_representations
+from biostrata.analysis.layers import (
+    Representations,
+    compare_files,
+    delta_per_layer,
+    read_feature_blocks,
+    read_representations,
+)
 from biostrata.data.clusters import DomainVocabulary
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.errors import DataNotFoundError, InputError

@@ -132,7 +132,10 @@ def test_cross_validation_is_reproducible_and_grouped() -> None:
     other = cross_validate(probe, X, y, groups, n_splits=4, seeds=[5])
     assert not np.array_equal(other.oof[5], first.oof[0])
     summary = first.summary(n_boot=50)
-    assert summary["auroc_macro_lo"] <= summary["auroc_macro"] + 0.05 and summary["auroc_macro_lo"] < summary["auroc_macro_hi"]
+    assert (
+        summary["auroc_macro_lo"] <= summary["auroc_macro"] + 0.05
+        and summary["auroc_macro_lo"] < summary["auroc_macro_hi"]
+    )
     assert summary["seeds"] == 2 and summary["folds"] == 4
     assert first.summary(n_boot=50) == summary  # the bootstrap is seeded too
 

@@ -83,7 +83,7 @@ def test_domain_list_genes_and_issues(tmp_path: Path, pfam: PfamTable) -> None:
 def test_three_formats_agree(tmp_path: Path, pfam: PfamTable) -> None:
     (tmp_path / "a.txt").write_text("B1 NRP ABC_tran [SEP] PP-binding ketoacyl-synt\nB2 RiPP PP-binding\n")
     (tmp_path / "b.csv").write_text(
-        'cluster_id,label,domain_tokens,tokens\nB1,NRP,PF00005 PF00550 PF00109,"[\'x\']"\nB2,RiPP,PF00550,[]\n'
+        "cluster_id,label,domain_tokens,tokens\nB1,NRP,PF00005 PF00550 PF00109,\"['x']\"\nB2,RiPP,PF00550,[]\n"
     )
     (tmp_path / "c.csv").write_text(
         "bgc_id,domains,function,split\nB1,ABC_tran;PF00550.27;ketoacyl-synt,NRP,train\nB2,PP-binding,RiPP,valid\n"
@@ -147,7 +147,13 @@ def test_vocabulary_layout_and_encoding() -> None:
     assert vocab.domain_slice == slice(7, 9)
     assert vocab.encode(c).tolist() == [8, 7, 6, 8]
     assert vocab.decode(vocab.encode(c, class_token=True, separators=True)) == [
-        "NRP", "PF2", "PF1", "[SEP]", "UNK", "[SEP]", "PF2"
+        "NRP",
+        "PF2",
+        "PF1",
+        "[SEP]",
+        "UNK",
+        "[SEP]",
+        "PF2",
     ]
     with pytest.raises(InputError, match="gene_separator=True"):
         DomainVocabulary(["PF1"]).encode(c, separators=True)

@@ -43,7 +43,7 @@ def test_gue_dir_and_missing_files(tmp_path):
     assert splits.num_classes == 2 and splits.max_length == 3
     write(tmp_path / "test.csv", "sequence,label\nA,1\nACGTA,2\n")
     with pytest.raises(InputError, match=r"test.csv, line 3: label 2 does not occur in the training split"):
-        read_gue_dir(tmp_path).num_classes
+        _ = read_gue_dir(tmp_path).num_classes
     (tmp_path / "dev.csv").unlink()
     with pytest.raises(DataNotFoundError, match="missing dev.csv"):
         read_gue_dir(tmp_path)

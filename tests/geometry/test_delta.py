@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from biostrata.errors import InputError
 from biostrata.geometry.delta import (
     check_distance_matrix,
-    maxmin_closure,
     delta_distribution,
     delta_exact,
     delta_fixed_base,
     delta_sampled,
+    maxmin_closure,
     pair_reduce,
     triangle_slack,
 )

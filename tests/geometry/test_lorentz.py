@@ -18,7 +18,9 @@ def test_maps_at_the_origin_equal_geoopt_float64(k):
     x = man.expmap0(v)
     assert torch.allclose(expmap0_space(v_s, f64(k), dim=1), x[:, 1:], atol=1e-12)
     assert torch.allclose(logmap0_space(x[:, 1:], f64(k), dim=1), man.logmap0(x)[:, 1:], atol=1e-10)
-    assert torch.allclose(expmap0_space(torch.zeros(4, dtype=torch.float64), f64(k)), torch.zeros(4, dtype=torch.float64))
+    assert torch.allclose(
+        expmap0_space(torch.zeros(4, dtype=torch.float64), f64(k)), torch.zeros(4, dtype=torch.float64)
+    )
 
 
 @pytest.mark.parametrize("k_from, k_to", [(1.0, 0.5), (0.2, 3.0), (2.0, 2.0)])

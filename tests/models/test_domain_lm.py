@@ -49,7 +49,9 @@ def _sm_checkpoint(net: ByteNetLM, vocab: DomainVocabulary, name: str) -> dict:
 
 
 def test_sequence_models_checkpoint_reproduces_logits(tmp_path: Path, vocab: DomainVocabulary) -> None:
-    net = ByteNetLM(len(vocab), 12, 16, 3, 3, 4, padding_idx=vocab.mask_idx, final_ln=True, slim=True, activation="gelu")
+    net = ByteNetLM(
+        len(vocab), 12, 16, 3, 3, 4, padding_idx=vocab.mask_idx, final_ln=True, slim=True, activation="gelu"
+    )
     _perturb(net)
     path = tmp_path / "bigcarp_random.pt"
     torch.save(_sm_checkpoint(net, vocab, "bigcarp_random"), path)
@@ -62,8 +64,17 @@ def test_sequence_models_checkpoint_reproduces_logits(tmp_path: Path, vocab: Dom
 def test_frozen_variant_checkpoint(tmp_path: Path, vocab: DomainVocabulary) -> None:
     n_frozen = len(vocab) - vocab.unk_idx - 1  # the domain rows, as in bigcarp_esm1bfrozen
     net = ByteNetLM(
-        len(vocab), 12, 16, 3, 3, 4, padding_idx=vocab.mask_idx, final_ln=True, slim=True,
-        activation="gelu", n_frozen_embs=n_frozen,
+        len(vocab),
+        12,
+        16,
+        3,
+        3,
+        4,
+        padding_idx=vocab.mask_idx,
+        final_ln=True,
+        slim=True,
+        activation="gelu",
+        n_frozen_embs=n_frozen,
     )
     _perturb(net, seed=3)
     assert "embedder.embedder.frozen.weight" in net.state_dict()

@@ -53,8 +53,13 @@ def test_packed_extraction_equals_single_forward(tmp_path: Path, budget: int) ->
     plm = tiny_esm2()
     recs = proteins(17)
     out = extract_embeddings(
-        plm, recs, tmp_path / "e.h5", layers=[0, 1, 2], poolings=["mean", "bos", "per_token"],
-        token_budget=budget, progress=False,
+        plm,
+        recs,
+        tmp_path / "e.h5",
+        layers=[0, 1, 2],
+        poolings=["mean", "bos", "per_token"],
+        token_budget=budget,
+        progress=False,
     )
     with EmbeddingStore(out) as store:
         assert store.layers == [0, 1, 2] and store.dim == 16 and len(store) == 17
@@ -96,8 +101,15 @@ def test_truncation_and_windows(tmp_path: Path) -> None:
         assert store.length("long") == 20
         np.testing.assert_allclose(store.get("long", layer=2), single(plm, long_seq[:20])[2][1:21].mean(0), atol=1e-5)
     win = extract_embeddings(
-        plm, recs, tmp_path / "w.h5", layers=[1, 2], poolings=["mean", "bos", "per_token"], long="window",
-        overlap=6, token_budget=50, progress=False,
+        plm,
+        recs,
+        tmp_path / "w.h5",
+        layers=[1, 2],
+        poolings=["mean", "bos", "per_token"],
+        long="window",
+        overlap=6,
+        token_budget=50,
+        progress=False,
     )
     # windows [0,20) [14,34) [28,48) [33,53); cuts at the middle of each overlap: 17, 31, 40
     starts, cuts = [0, 14, 28, 33], [0, 17, 31, 40, 53]
@@ -246,10 +258,16 @@ def test_esm1b_layout_and_untrusted_pickles(tmp_path: Path) -> None:
     arch = dict(layers=2, embed_dim=16, ffn_embed_dim=32, attention_heads=2, max_positions=64)
     torch.manual_seed(1)
     model = ProteinBertModel(argparse.Namespace(arch="roberta_large", final_bias=True, **arch), alphabet).eval()
-    args = argparse.Namespace(arch="roberta_large", max_positions=64, final_bias=True,
-                              **{f"encoder_{k}": v for k, v in arch.items() if k != "max_positions"})
-    state = {("encoder.lm_head." + k[len("lm_head."):]) if k.startswith("lm_head.") else "encoder.sentence_encoder." + k: v
-             for k, v in model.state_dict().items()}
+    args = argparse.Namespace(
+        arch="roberta_large",
+        max_positions=64,
+        final_bias=True,
+        **{f"encoder_{k}": v for k, v in arch.items() if k != "max_positions"},
+    )
+    state = {
+        ("encoder.lm_head." + k[len("lm_head.") :]) if k.startswith("lm_head.") else "encoder.sentence_encoder." + k: v
+        for k, v in model.state_dict().items()
+    }
     path = tmp_path / "esm1b_t2_16_test.pt"
     torch.save({"args": args, "model": state}, path)
     loaded = load_protein_lm(path, max_residues=62)
@@ -288,8 +306,9 @@ def test_100k_sequences_stream_to_disk(tmp_path: Path) -> None:
     peak = {}
     for n in (10_000, 100_000):
         out = tmp_path / f"{n}.h5"
-        done = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(n), str(out)], capture_output=True, text=True,
-                              check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, str(n), str(out)], capture_output=True, text=True, check=True
+        )
         peak[n] = int(done.stdout.split()[-1]) / 1024  # MB
         with EmbeddingStore(out) as store:
             assert len(store) == n

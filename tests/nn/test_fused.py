@@ -102,7 +102,10 @@ def test_conv_time_term_gradcheck_and_equals_autograd():
     from biostrata.nn.fused import add_time_term
 
     g = torch.Generator().manual_seed(3)
-    y, w, t = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True) for shape in ((3, 4, 6), (4, 1), (3, 1, 6)))
+    y, w, t = (
+        torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+        for shape in ((3, 4, 6), (4, 1), (3, 1, 6))
+    )
     # the in-place add needs a non-leaf y, as a convolution's output is
     assert torch.autograd.gradcheck(lambda y, w, t: add_time_term(y * 1.0, w, t), (y, w, t))
     m = Lorentz(0.6, learnable=True)

@@ -88,7 +88,10 @@ def test_markdown_sections_bold_best_and_counts():
     assert "## GUE" in text and "## TEB" in text
     assert "Test MCC x100 (F1 x100 for virus/covid)" in text
     tf0 = next(line for line in text.splitlines() if line.startswith("| tf/0 |"))
-    assert tf0 == "| tf/0 | 60.00 ± 10.00 | 60.00 ± 7.07 | **80.00 ± 0.00** | 3/2/3 | 500 / 400 / 450 | yes | 3/3 | 66.64 | 71.99 |"
+    assert (
+        tf0
+        == "| tf/0 | 60.00 ± 10.00 | 60.00 ± 7.07 | **80.00 ± 0.00** | 3/2/3 | 500 / 400 / 450 | yes | 3/3 | 66.64 | 71.99 |"
+    )
     assert (
         "Hyperbolic >= Euclidean on 1 of 2 GUE tasks. Hyperbolic (best model) >= NT-2.5B on 1 of 2, >= DNABERT-2 on "
         "1 of 2 tasks (published numbers). Euclidean (best model) >= NT-2.5B on 1 of 3, >= DNABERT-2 on 1 of 3 tasks"
@@ -142,7 +145,12 @@ def test_report_command(tmp_path, capsys):
     assert main(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
     assert "| tf/0 | 60.00 ± 10.00 |" in out and f"wrote {tmp_path / 'rep' / 'results.md'}" in out
-    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["results.csv", "results.md", "results_gue.png", "results_teb.png"]
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [
+        "results.csv",
+        "results.md",
+        "results_gue.png",
+        "results_teb.png",
+    ]
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no such folder" in capsys.readouterr().err
 

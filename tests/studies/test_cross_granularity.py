@@ -25,7 +25,10 @@ def write_inputs(root: Path, n: int = 45) -> dict[str, str]:
     domain table with a protein segment for most domains (family-specific sequences with mutations)."""
     rng = random.Random(0)
     (root / "clans.tsv").write_text(
-        "".join(f"{acc}\tCL000{k // 4 + 1}\tclan{k // 4 + 1}\tDom{k + 1}\tfamily {k + 1}\n" for k, acc in enumerate(FAMILIES))
+        "".join(
+            f"{acc}\tCL000{k // 4 + 1}\tclan{k // 4 + 1}\tDom{k + 1}\tfamily {k + 1}\n"
+            for k, acc in enumerate(FAMILIES)
+        )
     )
     base = {acc: "".join(rng.choice(AA) for _ in range(24)) for acc in FAMILIES}
     lines, classes, rows = [], ["sequence_id," + ",".join(CLASSES)], [HEADER]
@@ -105,8 +108,16 @@ def test_study_end_to_end_and_resume(tmp_path: Path) -> None:
     assert list(reps.layers) == ["L0", "L1", "L2"] and len(reps.ids) == 45
     assert read_representations(out / "features" / "protein.npz").layers["protein"].shape[1] == 8
 
-    for name in ("cross_granularity.md", "cka_checkpoints.png", "cka_layers.png", "probes.png", "product_class.csv",
-                 "clan.csv", "settings.json", "layer_cka_random.csv"):
+    for name in (
+        "cross_granularity.md",
+        "cka_checkpoints.png",
+        "cka_layers.png",
+        "probes.png",
+        "product_class.csv",
+        "clan.csv",
+        "settings.json",
+        "layer_cka_random.csv",
+    ):
         assert (out / name).is_file(), name
     text = (out / "cross_granularity.md").read_text()
     assert "| CKA(table, its initialization), end, fine-tuned | 0.954 |" in text

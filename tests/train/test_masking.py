@@ -24,7 +24,7 @@ def test_counts_and_positions() -> None:
     tokens[1, 7:] = PAD
     tokens[2, 2:] = PAD  # one maskable position: still one chosen
     src, selected = mask_tokens(tokens, scheme(), g)
-    maskable = (tokens >= 5)
+    maskable = tokens >= 5
     n = maskable.sum(1)
     assert selected.sum(1).tolist() == [max(1, int(k * 0.15)) for k in n.tolist()]
     assert not (selected & ~maskable).any()

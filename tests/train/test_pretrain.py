@@ -56,7 +56,9 @@ def test_split_groups_duplicates_and_honours_given_splits() -> None:
     # identical domain lists never straddle the split
     assert not {clusters[i].domains for i in train} & {clusters[i].domains for i in valid}
     assert split_clusters(corpus, 0.2, seed=1) == (train, valid)
-    given = ClusterCorpus([Cluster(f"B{i}", ("PF1",), split=s) for i, s in enumerate(["train", "valid", "test", "train"])])
+    given = ClusterCorpus(
+        [Cluster(f"B{i}", ("PF1",), split=s) for i, s in enumerate(["train", "valid", "test", "train"])]
+    )
     assert split_clusters(given) == ([0, 3], [1])
     with pytest.raises(InputError, match="val_fraction"):
         split_clusters(corpus, 1.5)
@@ -84,8 +86,19 @@ def test_three_arms(tmp_path: Path, files: dict[str, Path]) -> None:
     for arm in ("random", "finetune", "frozen"):
         init = None if arm == "random" else table
         runs[arm] = pretrain_domain_lm(
-            corpus, tmp_path / arm, preset="small", arm=arm, family_table=init, pfam=pfam, epochs=2, batch_size=8, lr=1e-2,
-            accelerator="cpu", progress=False, d_embed=16, **sizes,
+            corpus,
+            tmp_path / arm,
+            preset="small",
+            arm=arm,
+            family_table=init,
+            pfam=pfam,
+            epochs=2,
+            batch_size=8,
+            lr=1e-2,
+            accelerator="cpu",
+            progress=False,
+            d_embed=16,
+            **sizes,
         )
     for arm, result in runs.items():
         best = result["best"]
@@ -111,28 +124,93 @@ def test_three_arms(tmp_path: Path, files: dict[str, Path]) -> None:
 def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     """Protein LM pre-training -> family table from its embeddings -> domain LM, frozen arm."""
     prot = tmp_path / "prot"
-    assert main([
-        "pretrain", "--level", "protein", "--corpus", str(files["table"]), "--out", str(prot), "--epochs", "1",
-        "--protein-layers", "1", "--protein-dim", "16", "--protein-heads", "2", "--batch-size", "8",
-        "--accelerator", "cpu", "--no-progress",
-    ]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--level",
+                "protein",
+                "--corpus",
+                str(files["table"]),
+                "--out",
+                str(prot),
+                "--epochs",
+                "1",
+                "--protein-layers",
+                "1",
+                "--protein-dim",
+                "16",
+                "--protein-heads",
+                "2",
+                "--batch-size",
+                "8",
+                "--accelerator",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     plm = load_protein_lm(prot / "model.pt")
     assert plm.num_layers == 1 and plm.embed_dim == 16
     store, fam = tmp_path / "e.h5", tmp_path / "fam.pt"
-    assert main([
-        "embed", "--model", str(prot / "model.pt"), "--input", str(files["table"]), "--out", str(store),
-        "--layers", "0", "-1", "--pooling", "mean", "bos", "--family-table", str(fam), "--no-progress",
-    ]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(prot / "model.pt"),
+                "--input",
+                str(files["table"]),
+                "--out",
+                str(store),
+                "--layers",
+                "0",
+                "-1",
+                "--pooling",
+                "mean",
+                "bos",
+                "--family-table",
+                str(fam),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     with EmbeddingStore(store) as s:
         assert len(s) == 40 and s.layers == [0, 1]
     table = FamilyTable.load(fam)
     assert len(table.families) == 8 and table.dim == 16 and table.meta["layer"] == 1
     out = tmp_path / "frozen"
-    assert main([
-        "pretrain", "--corpus", str(files["corpus"]), "--pfam", str(files["clans"]), "--out", str(out),
-        "--arm", "frozen", "--init-table", str(fam), "--preset", "small", "--epochs", "1", "--batch-size", "8",
-        "--accelerator", "cpu", "--no-progress", "--class-token", "--snapshots",
-    ]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--corpus",
+                str(files["corpus"]),
+                "--pfam",
+                str(files["clans"]),
+                "--out",
+                str(out),
+                "--arm",
+                "frozen",
+                "--init-table",
+                str(fam),
+                "--preset",
+                "small",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--accelerator",
+                "cpu",
+                "--no-progress",
+                "--class-token",
+                "--snapshots",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (out / "snapshots").glob("*.pt")) == ["epoch_000.pt", "epoch_001.pt"]
     text = capsys.readouterr().out
     assert "initialized 8 domain rows; 4 domains without member sequences keep random rows" in text
@@ -140,7 +218,10 @@ def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.C
     model = DomainLM.load(out / "model.pt")
     assert model.config["d_embed"] == 16 and "NRP" in model.vocab.classes
     assert torch.equal(model.table.weight[[model.vocab.index(f) for f in table.families]], table.vectors)
-    assert main(["pretrain", "--level", "protein", "--corpus", str(files["table"]), "--out", str(prot), "--snapshots"]) == 2
+    assert (
+        main(["pretrain", "--level", "protein", "--corpus", str(files["table"]), "--out", str(prot), "--snapshots"])
+        == 2
+    )
     assert "--snapshots: only the domain level" in capsys.readouterr().err
     assert main(["embed", "--out", str(tmp_path / "z.h5")]) == 2
     assert "give --model and --input" in capsys.readouterr().err
@@ -154,8 +235,20 @@ def test_epoch_snapshots(tmp_path: Path, files: dict[str, Path]) -> None:
     torch.manual_seed(0)  # pretrain_domain_lm seeds the same way before building the model
     init = DomainLM.from_preset("small", DomainVocabulary.from_corpus(corpus), d_embed=8, d_model=8, n_layers=1, r=1)
     pretrain_domain_lm(
-        corpus, tmp_path / "run", preset="small", pfam=pfam, epochs=2, batch_size=8, lr=1e-2, accelerator="cpu",
-        progress=False, snapshots=True, d_embed=8, d_model=8, n_layers=1, r=1,
+        corpus,
+        tmp_path / "run",
+        preset="small",
+        pfam=pfam,
+        epochs=2,
+        batch_size=8,
+        lr=1e-2,
+        accelerator="cpu",
+        progress=False,
+        snapshots=True,
+        d_embed=8,
+        d_model=8,
+        n_layers=1,
+        r=1,
     )
     snaps = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
     assert snaps == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt"]

@@ -149,7 +149,9 @@ def test_riemannian_momentum_stays_tangent(tiny):
         opt.step()
     for bn in (m for m in module.modules() if isinstance(m, LorentzBatchNorm1d)):
         point, momentum = bn.beta.detach().double(), opt.state[bn.beta]["exp_avg"].double()
-        assert abs(float(minkowski_inner(point, momentum, dim=0))) < 1e-6 * (1 + float(momentum.norm()) * float(point.norm()))
+        assert abs(float(minkowski_inner(point, momentum, dim=0))) < 1e-6 * (
+            1 + float(momentum.norm()) * float(point.norm())
+        )
 
 
 def test_the_schedule_steps_per_batch_with_warmup(tiny):

@@ -56,7 +56,12 @@ def record_set(out: Path) -> dict[tuple, dict]:
 
 def test_plan_is_task_major_with_one_folder_per_run(tmp_path):
     sweep = make_sweep(write_tasks(tmp_path / "data"), tmp_path / "out", models=("cnn", "hcnn-s"), seeds=(3, 1))
-    assert [(r.task, r.model, r.seed) for r in sweep.runs][:4] == [("a", "cnn", 3), ("a", "cnn", 1), ("a", "hcnn-s", 3), ("a", "hcnn-s", 1)]
+    assert [(r.task, r.model, r.seed) for r in sweep.runs][:4] == [
+        ("a", "cnn", 3),
+        ("a", "cnn", 1),
+        ("a", "hcnn-s", 3),
+        ("a", "hcnn-s", 1),
+    ]
     assert len(sweep.runs) == 8
     assert Run("data", "a", "cnn", 3).record_path(tmp_path / "out") == tmp_path / "out/data/a/cnn/seed3/record.json"
     with pytest.raises(InputError, match=r"--models: repeated value"):
@@ -117,7 +122,9 @@ def test_failed_run_leaves_no_record_and_the_others_go_on(tmp_path):
     data = write_tasks(tmp_path / "data")
     bad = data / "a" / "test.csv"
     bad.write_text(bad.read_text().replace("\nAAAA", "\nAXAA", 1))
-    with pytest.raises(BiostrataError, match=r"(?s)2 of 4 run\(s\) failed.*a cnn seed 1: .*invalid character 'X'.*test.csv, line 2"):
+    with pytest.raises(
+        BiostrataError, match=r"(?s)2 of 4 run\(s\) failed.*a cnn seed 1: .*invalid character 'X'.*test.csv, line 2"
+    ):
         make_sweep(data, tmp_path / "out").run(progress=False)
     assert sorted(record_set(tmp_path / "out")) == [("b", "cnn", 1), ("b", "cnn", 2)]
     assert not (tmp_path / "out" / "data" / "a" / "cnn" / "seed1" / "record.json").exists()
@@ -127,7 +134,18 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     data = write_tasks(tmp_path / "data")
     make_sweep(data, tmp_path / "out", seeds=(1,)).run(progress=False)
     capsys.readouterr()
-    argv = ["benchmark", "--suite", str(data), "--models", "cnn,hcnn-s", "--seeds", "1", "--out", str(tmp_path / "out"), "--dry-run"]
+    argv = [
+        "benchmark",
+        "--suite",
+        str(data),
+        "--models",
+        "cnn,hcnn-s",
+        "--seeds",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+        "--dry-run",
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "2 task(s) x 2 model(s) x 1 seed(s) = 4 run(s)" in text and "2 done, 2 to run, 0 without data" in text
@@ -139,7 +157,9 @@ def _wait_for_run_in_progress(out: Path, proc: subprocess.Popen, timeout: float 
     """Until one record exists and another run has started training (its train/ folder exists)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "the sweep finished before it could be killed: " + proc.stderr.read().decode()[-2000:]
+        assert proc.poll() is None, (
+            "the sweep finished before it could be killed: " + proc.stderr.read().decode()[-2000:]
+        )
         started = {p.parent for p in out.rglob("train") if p.is_dir()}
         done = {p.parent for p in out.rglob("record.json")}
         if done and started - done:
@@ -169,7 +189,9 @@ def test_sigkilled_sweep_resumes_to_the_records_of_an_uninterrupted_one(tmp_path
     in_progress = [p.parent for p in (tmp_path / "killed").rglob("train") if not (p.parent / "record.json").exists()]
     assert in_progress, "the killed run should have started"
 
-    resumed = Sweep(whole.suite, whole.tasks, ["cnn"], [1, 2], tmp_path / "killed", TrainConfig.from_yaml(tmp_path / "tiny.yaml"))
+    resumed = Sweep(
+        whole.suite, whole.tasks, ["cnn"], [1, 2], tmp_path / "killed", TrainConfig.from_yaml(tmp_path / "tiny.yaml")
+    )
     assert len(resumed.run(progress=False)) == 4 - len(before)
     after, reference = record_set(tmp_path / "killed"), record_set(tmp_path / "whole")
     assert sorted(after) == sorted(reference) == [(t, "cnn", s) for t in ("a", "b") for s in (1, 2)]

@@ -100,8 +100,9 @@ def _sigma(x: torch.Tensor, sigma: float | None, sigma_frac: float) -> float:
     return float(sigma)
 
 
-def _hsic_from_sums(n: int, kl: float, ks: float, ls: float, kd: float, ld: float, kdld: float, rows: float,
-                    debiased: bool) -> float:
+def _hsic_from_sums(
+    n: int, kl: float, ks: float, ls: float, kd: float, ld: float, kdld: float, rows: float, debiased: bool
+) -> float:
     """HSIC from ``kl = sum K o L``, ``ks = 1^T K 1``, ``kd = tr K``, ``kdld = sum K_ii L_ii`` (and the
     same for L) and ``rows``: ``(K 1)^T (L 1)`` for the biased estimate, ``1^T K~ L~ 1`` for the debiased one."""
     if not debiased:
@@ -126,8 +127,15 @@ def hsic(k: ArrayLike, l: ArrayLike, debiased: bool = False) -> float:
     else:
         rows = float(k1 @ l1)
     return _hsic_from_sums(
-        n, float((k * l).sum()), float(k1.sum()), float(l1.sum()), float(dk.sum()), float(dl.sum()),
-        float(dk @ dl), rows, debiased,
+        n,
+        float((k * l).sum()),
+        float(k1.sum()),
+        float(l1.sum()),
+        float(dk.sum()),
+        float(dl.sum()),
+        float(dk @ dl),
+        rows,
+        debiased,
     )
 
 
@@ -137,9 +145,7 @@ def _ratio(kl: float, kk: float, ll: float) -> float:
     return kl / float(np.sqrt(kk * ll))
 
 
-def cka(
-    x: ArrayLike, y: ArrayLike, kernel: str = "linear", debiased: bool = False, sigma_frac: float = 1.0
-) -> float:
+def cka(x: ArrayLike, y: ArrayLike, kernel: str = "linear", debiased: bool = False, sigma_frac: float = 1.0) -> float:
     """CKA between representations ``x [n, p]`` and ``y [n, q]`` of the same ``n`` examples."""
     _check_kernel(kernel)
     x, y = as_matrix(x, name="x"), as_matrix(y, name="y")
@@ -214,7 +220,12 @@ class LinearCKA:
                     value = float((g - torch.outer(s, t) / n).square().sum()) / (n - 1) ** 2
                 else:
                     a = float(self.norm_products[i, j])
-                    rows = float(s @ g @ t) - float(self.norm_weighted[j, si] @ s) - float(self.norm_weighted[i, sj] @ t) + a
+                    rows = (
+                        float(s @ g @ t)
+                        - float(self.norm_weighted[j, si] @ s)
+                        - float(self.norm_weighted[i, sj] @ t)
+                        + a
+                    )
                     kd, ld = float(torch.trace(self.gram[si, si])), float(torch.trace(self.gram[sj, sj]))
                     value = _hsic_from_sums(
                         n, float(g.square().sum()), float(s @ s), float(t @ t), kd, ld, a, rows, True
@@ -270,8 +281,15 @@ def kernel_cka_matrix(
             ki, kj, di, dj = row_sums[i], row_sums[j], diags[i], diags[j]
             rows = float((ki - di) @ (kj - dj)) if debiased else float(ki @ kj)
             h[i, j] = h[j, i] = _hsic_from_sums(
-                n, kl[i, j], float(ki.sum()), float(kj.sum()), float(di.sum()), float(dj.sum()), float(di @ dj),
-                rows, debiased,
+                n,
+                kl[i, j],
+                float(ki.sum()),
+                float(kj.sum()),
+                float(di.sum()),
+                float(dj.sum()),
+                float(di @ dj),
+                rows,
+                debiased,
             )
     d = np.diag(h)
     return np.array([[_ratio(h[i, j], d[i], d[j]) for j in range(b)] for i in range(b)])
@@ -302,7 +320,9 @@ def cka_matrix(
     arrays = list(reps_a.values()) + (list(reps_b.values()) if reps_b is not None else [])
     for name, x in zip(names_a + (names_b if reps_b is not None else []), arrays):
         if len(np.shape(x)) != 2:
-            raise InputError(f"representation {name!r}: expected a 2-d array (examples x features), got shape {np.shape(x)}")
+            raise InputError(
+                f"representation {name!r}: expected a 2-d array (examples x features), got shape {np.shape(x)}"
+            )
     counts = {len(x) for x in arrays}
     if len(counts) != 1:
         raise InputError(f"representations have different numbers of rows {sorted(counts)}; align them first")
@@ -327,7 +347,11 @@ def cka_curve(
 
 
 def plot_cka_heatmap(
-    frame: pd.DataFrame, path: str | Path | None = None, title: str = "", ax=None, diverging: bool = False,
+    frame: pd.DataFrame,
+    path: str | Path | None = None,
+    title: str = "",
+    ax=None,
+    diverging: bool = False,
     annotate: bool = True,
 ):
     """Heatmap of a CKA matrix (``[0, 1]``; ``diverging`` for a difference of two matrices, ``[-1, 1]``).

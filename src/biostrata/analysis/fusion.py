@@ -30,7 +30,15 @@ from torch import nn
 from biostrata.analysis.probes import ProbeBase
 from biostrata.errors import InputError
 
-__all__ = ["ALIGNMENTS", "align_domains", "aligned_concat", "pool", "concat_features", "GatedFusionNet", "ProjectionFusion"]
+__all__ = [
+    "ALIGNMENTS",
+    "align_domains",
+    "aligned_concat",
+    "pool",
+    "concat_features",
+    "GatedFusionNet",
+    "ProjectionFusion",
+]
 
 ALIGNMENTS = ("order", "occurrence")
 
@@ -75,7 +83,10 @@ def align_domains(a: Sequence[Hashable], b: Sequence[Hashable], method: str = "o
 
 
 def aligned_concat(
-    features_a: np.ndarray, keys_a: Sequence[Hashable], features_b: np.ndarray, keys_b: Sequence[Hashable],
+    features_a: np.ndarray,
+    keys_a: Sequence[Hashable],
+    features_b: np.ndarray,
+    keys_b: Sequence[Hashable],
     method: str = "order",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``([m, d_a + d_b], pairs [m, 2])``: rows of both models' features at the domains paired by
@@ -90,7 +101,9 @@ def aligned_concat(
     return np.concatenate([fa[pairs[:, 0]], fb[pairs[:, 1]]], 1), pairs
 
 
-def pool(features: np.ndarray, segments: Sequence[int] | np.ndarray, how: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+def pool(
+    features: np.ndarray, segments: Sequence[int] | np.ndarray, how: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
     """One row per segment: ``segments[i]`` names the cluster of row ``i``. Returns ``(segment ids
     in order of first appearance, pooled [n_segments, d])``; ``how`` is ``mean`` or ``max``."""
     if how not in ("mean", "max"):
@@ -149,12 +162,25 @@ class GatedFusionNet(ClassifierMixin, BaseEstimator):
     (training stops ``patience`` epochs after it). Labels: codes ``0..C-1`` or a 0/1 matrix."""
 
     def __init__(
-        self, split: int, dim: int = 64, hidden: int = 128, epochs: int = 300, lr: float = 1e-3,
-        weight_decay: float = 1e-4, dropout: float = 0.1, patience: int = 20, val_fraction: float = 0.1,
+        self,
+        split: int,
+        dim: int = 64,
+        hidden: int = 128,
+        epochs: int = 300,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        dropout: float = 0.1,
+        patience: int = 20,
+        val_fraction: float = 0.1,
         random_state: int = 0,
     ) -> None:
         self.split, self.dim, self.hidden, self.epochs, self.lr = split, dim, hidden, epochs, lr
-        self.weight_decay, self.dropout, self.patience, self.val_fraction = weight_decay, dropout, patience, val_fraction
+        self.weight_decay, self.dropout, self.patience, self.val_fraction = (
+            weight_decay,
+            dropout,
+            patience,
+            val_fraction,
+        )
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> GatedFusionNet:
@@ -163,8 +189,11 @@ class GatedFusionNet(ClassifierMixin, BaseEstimator):
             raise InputError(f"split={self.split}: must lie strictly between 0 and the {X.shape[1]} feature columns")
         self.multilabel_ = y.ndim == 2
         self.classes_ = np.arange(y.shape[1]) if self.multilabel_ else np.unique(y)
-        target = torch.as_tensor(y, dtype=torch.float32) if self.multilabel_ else torch.as_tensor(
-            np.searchsorted(self.classes_, y), dtype=torch.long)
+        target = (
+            torch.as_tensor(y, dtype=torch.float32)
+            if self.multilabel_
+            else torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long)
+        )
         gen = torch.Generator().manual_seed(self.random_state)
         torch.manual_seed(self.random_state)
         self.net_ = _Gated(self.split, X.shape[1] - self.split, self.dim, self.hidden, len(self.classes_), self.dropout)
@@ -213,8 +242,16 @@ class ProjectionFusion(ProbeBase):
     ``X = [x_a | x_b]`` column-wise, ``split`` = width of ``x_a``; features are standardized first."""
 
     def __init__(
-        self, split: int, dim: int = 64, hidden: int = 128, epochs: int = 300, lr: float = 1e-3,
-        weight_decay: float = 1e-4, dropout: float = 0.1, patience: int = 20, standardize: bool = True,
+        self,
+        split: int,
+        dim: int = 64,
+        hidden: int = 128,
+        epochs: int = 300,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        dropout: float = 0.1,
+        patience: int = 20,
+        standardize: bool = True,
         random_state: int = 0,
     ) -> None:
         self.split, self.dim, self.hidden, self.epochs, self.lr = split, dim, hidden, epochs, lr
@@ -223,7 +260,14 @@ class ProjectionFusion(ProbeBase):
 
     def _network(self, task: str, **params: object) -> GatedFusionNet:
         return GatedFusionNet(
-            self.split, self.dim, self.hidden, self.epochs, self.lr, self.weight_decay, self.dropout, self.patience,
+            self.split,
+            self.dim,
+            self.hidden,
+            self.epochs,
+            self.lr,
+            self.weight_decay,
+            self.dropout,
+            self.patience,
             random_state=self.random_state,
         )
 

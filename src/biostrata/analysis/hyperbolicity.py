@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -171,14 +171,30 @@ def gromov_delta(
     _check_metric(metric)
     if method == "sampled":
         if metric == "precomputed":
-            return delta_sampled(distances_of(data), samples=samples, bases=bases, repeats=repeats, seed=seed,
-                                 device=device, threads=threads)
+            return delta_sampled(
+                distances_of(data),
+                samples=samples,
+                bases=bases,
+                repeats=repeats,
+                seed=seed,
+                device=device,
+                threads=threads,
+            )
         points = as_points(data)
-        fetch: Callable[[np.ndarray], torch.Tensor] = lambda idx: pairwise_distances(
-            points[torch.as_tensor(idx)], metric=metric, curvature=curvature
+
+        def fetch(idx: np.ndarray) -> torch.Tensor:
+            return pairwise_distances(points[torch.as_tensor(idx)], metric=metric, curvature=curvature)
+
+        return delta_sampled(
+            fetch,
+            n=len(points),
+            samples=samples,
+            bases=bases,
+            repeats=repeats,
+            seed=seed,
+            device=device,
+            threads=threads,
         )
-        return delta_sampled(fetch, n=len(points), samples=samples, bases=bases, repeats=repeats, seed=seed,
-                             device=device, threads=threads)
     d = distances_of(data, metric, curvature)
     if method == "fixed":
         return delta_fixed_base(d, base, device=device, threads=threads)
@@ -268,8 +284,9 @@ def kmer_spectrum(sequences: Sequence[str], k: int = 4) -> np.ndarray:
     return out
 
 
-def model_embeddings(model: torch.nn.Module, sequences: Sequence[str], *, truncate: bool = False,
-                     batch_size: int = 256) -> tuple[np.ndarray, str, float]:
+def model_embeddings(
+    model: torch.nn.Module, sequences: Sequence[str], *, truncate: bool = False, batch_size: int = 256
+) -> tuple[np.ndarray, str, float]:
     """``model.embed`` of ``sequences`` as float64 rows, with the matching metric and curvature:
     ``euclidean``, or ``lorentz`` at the head's curvature for a hyperbolic model."""
     from biostrata.data.alphabet import encode_batch
@@ -334,8 +351,16 @@ def dataset_deltas(
     for name, x, m, k in reps:
         start = time.perf_counter()
         res = gromov_delta(x, metric=m, curvature=k, method=method, seed=seed, progress=progress, **kwargs)
-        rows.append({"representation": name, "metric": m, "curvature": k if m == "lorentz" else None,
-                     "dim": int(x.shape[1]), **res.to_dict(), "seconds": round(time.perf_counter() - start, 3)})
+        rows.append(
+            {
+                "representation": name,
+                "metric": m,
+                "curvature": k if m == "lorentz" else None,
+                "dim": int(x.shape[1]),
+                **res.to_dict(),
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+        )
     return rows
 
 
@@ -347,6 +372,7 @@ def format_rows(rows: Sequence[dict], first: str) -> str:
         if isinstance(v, float):
             return f"{v:.4g}" if math.isfinite(v) else str(v)
         return "" if v is None else str(v)
+
     rel_sd = [r.get("relative_delta_std") for r in rows]
     if any(v is not None for v in rel_sd):
         cols.insert(5, "relative_delta_std")

@@ -43,7 +43,9 @@ class Representations:
             raise InputError(f"{self.source or 'representations'}: no layers")
         for name, x in self.layers.items():
             if np.ndim(x) != 2:
-                raise InputError(f"{self.source}: layer {name!r} has shape {np.shape(x)}; expected [examples, features]")
+                raise InputError(
+                    f"{self.source}: layer {name!r} has shape {np.shape(x)}; expected [examples, features]"
+                )
         rows = {len(x) for x in self.layers.values()}
         if len(rows) != 1:
             raise InputError(f"{self.source}: layers have different numbers of rows {sorted(rows)}")
@@ -140,7 +142,9 @@ def read_feature_blocks(specs: Sequence[str], pooling: str = "mean") -> tuple[li
     aligned = [first] + [b.rows(first.ids) if first.ids is not None and b.ids is not None else b for b in blocks[1:]]
     arrays = [np.asarray(next(iter(b.layers.values())), dtype=np.float64) for b in aligned]
     if len({len(a) for a in arrays}) != 1:
-        raise InputError(f"feature files have different numbers of rows {[len(a) for a in arrays]} and no ids to join them")
+        raise InputError(
+            f"feature files have different numbers of rows {[len(a) for a in arrays]} and no ids to join them"
+        )
     return first.ids, np.concatenate(arrays, 1), [a.shape[1] for a in arrays]
 
 
@@ -183,7 +187,9 @@ def compare_files(
         rows += [{"input": path, "layer": name, "rows": len(a), "cka": float(m.loc[name].iloc[0])} for name in m.index]
         if knn:
             k = mutual_knn_matrix(a.layers, b.layers, k=knn)
-            knn_rows += [{"input": path, "layer": name, "rows": len(a), "knn": float(k.loc[name].iloc[0])} for name in k.index]
+            knn_rows += [
+                {"input": path, "layer": name, "rows": len(a), "knn": float(k.loc[name].iloc[0])} for name in k.index
+            ]
     return pd.DataFrame(rows), (pd.DataFrame(knn_rows) if knn else None)
 
 
@@ -230,8 +236,13 @@ def delta_per_layer(
         if x.ndim != 2:
             raise InputError(f"layer {name!r}: expected [examples, features], got shape {x.shape}")
         res = delta_sampled(
-            lambda idx, x=x: pairwise_distances(x[idx], metric=metric), n=len(x), samples=samples,
-            bases=samples if exact else 1, repeats=repeats, seed=seed, threads=threads,
+            lambda idx, x=x: pairwise_distances(x[idx], metric=metric),
+            n=len(x),
+            samples=samples,
+            bases=samples if exact else 1,
+            repeats=repeats,
+            seed=seed,
+            threads=threads,
         )
         rows.append({"layer": name, "n": len(x), "samples": res.samples, "delta": res.delta,
                      "relative_delta": res.relative_delta, "relative_delta_std": res.relative_delta_std,

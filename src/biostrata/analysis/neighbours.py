@@ -38,7 +38,9 @@ def knn_indices(x: ArrayLike, k: int = 10, metric: str = "euclidean", block: int
     if metric == "cosine":
         norm = x.norm(dim=1, keepdim=True)
         if (norm == 0).any():
-            raise InputError(f"x: row {int(torch.nonzero(norm.squeeze(1) == 0)[0])} is zero; it has no angle (use euclidean)")
+            raise InputError(
+                f"x: row {int(torch.nonzero(norm.squeeze(1) == 0)[0])} is zero; it has no angle (use euclidean)"
+            )
         x = x / norm
     out = np.empty((n, k), dtype=np.int64)
     for lo in range(0, n, block):
@@ -65,7 +67,9 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def mutual_knn_matrix(
-    reps_a: Mapping[str, ArrayLike], reps_b: Mapping[str, ArrayLike] | None = None, k: int = 10,
+    reps_a: Mapping[str, ArrayLike],
+    reps_b: Mapping[str, ArrayLike] | None = None,
+    k: int = 10,
     metric: str = "euclidean",
 ) -> pd.DataFrame:
     """Mutual k-NN agreement between every representation of ``reps_a`` and every one of ``reps_b``

@@ -299,7 +299,9 @@ class ProbeBase(ClassifierMixin, BaseEstimator):
     def _prepare(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or len(X) != len(y):
-            raise InputError(f"X must be [examples, features] with one row per label; got {X.shape} for {len(y)} labels")
+            raise InputError(
+                f"X must be [examples, features] with one row per label; got {X.shape} for {len(y)} labels"
+            )
         if not np.isfinite(X).all():
             raise InputError(f"X: row {int(np.flatnonzero(~np.isfinite(X).all(1))[0])} has a non-finite value")
         y = np.asarray(y)
@@ -326,8 +328,12 @@ class LinearProbe(ProbeBase):
     """Logistic regression with ``C`` chosen by inner cross-validation (see module docstring)."""
 
     def __init__(
-        self, Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0), inner_splits: int = 3, max_iter: int = 1000,
-        standardize: bool = True, random_state: int = 0,
+        self,
+        Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+        inner_splits: int = 3,
+        max_iter: int = 1000,
+        standardize: bool = True,
+        random_state: int = 0,
     ) -> None:
         self.Cs, self.inner_splits, self.max_iter = Cs, inner_splits, max_iter
         self.standardize, self.random_state = standardize, random_state
@@ -351,7 +357,9 @@ class LinearProbe(ProbeBase):
                 for tr, te in splits:
                     model = _fit_quiet(self._pipeline(self.task_, C=C), X[tr], codes[tr])
                     p = _proba(model, X[te], self.task_, self.n_classes_)
-                    values.append(probe_metrics(codes[te], p, self.task_, list(self.classes_), ["auroc_macro"])["auroc_macro"])
+                    values.append(
+                        probe_metrics(codes[te], p, self.task_, list(self.classes_), ["auroc_macro"])["auroc_macro"]
+                    )
                 scores[float(C)] = float(np.nanmean(values))
             # the strongest regularization among the best (ties within 1e-9)
             best = max(scores.values())
@@ -370,8 +378,14 @@ class MLPProbe(ProbeBase):
     improved for 10 epochs (scikit-learn's rule; with a few dozen rows turn it off)."""
 
     def __init__(
-        self, hidden_layer_sizes: Sequence[int] = (512, 256), alpha: float = 1e-4, max_iter: int = 200,
-        early_stopping: bool = True, one_vs_rest: bool = True, standardize: bool = True, random_state: int = 0,
+        self,
+        hidden_layer_sizes: Sequence[int] = (512, 256),
+        alpha: float = 1e-4,
+        max_iter: int = 200,
+        early_stopping: bool = True,
+        one_vs_rest: bool = True,
+        standardize: bool = True,
+        random_state: int = 0,
     ) -> None:
         self.hidden_layer_sizes, self.alpha, self.max_iter = hidden_layer_sizes, alpha, max_iter
         self.early_stopping, self.one_vs_rest = early_stopping, one_vs_rest
@@ -382,8 +396,11 @@ class MLPProbe(ProbeBase):
         from sklearn.neural_network import MLPClassifier
 
         mlp = MLPClassifier(
-            tuple(self.hidden_layer_sizes), alpha=self.alpha, max_iter=self.max_iter,
-            early_stopping=self.early_stopping, random_state=self.random_state,
+            tuple(self.hidden_layer_sizes),
+            alpha=self.alpha,
+            max_iter=self.max_iter,
+            early_stopping=self.early_stopping,
+            random_state=self.random_state,
         )
         return OneVsRestClassifier(mlp) if task == "multilabel" and self.one_vs_rest else mlp
 
@@ -417,8 +434,12 @@ class ProbeResult:
     groups: np.ndarray | None = None
 
     def summary(
-        self, metrics: Sequence[str] = ("auroc_macro", "mcc", "f1_macro"), n_boot: int = 1000, level: float = 0.95,
-        seed: int = 0, ci: Sequence[str] = ("auroc_macro",),
+        self,
+        metrics: Sequence[str] = ("auroc_macro", "mcc", "f1_macro"),
+        n_boot: int = 1000,
+        level: float = 0.95,
+        seed: int = 0,
+        ci: Sequence[str] = ("auroc_macro",),
     ) -> dict[str, float]:
         """For each metric: ``<m>`` (mean over folds and seeds) and ``<m>_sd`` (their standard
         deviation); for the metrics in ``ci``, ``<m>_oof``: the metric of the pooled out-of-fold
@@ -431,7 +452,9 @@ class ProbeResult:
             if n_boot and m in ci:
                 pooled = [probe_metrics(self.y, p, self.task, self.classes, [m])[m] for p in self.oof.values()]
                 out[f"{m}_oof"] = float(np.nanmean(pooled))
-                lo, hi = bootstrap_ci(self.y, list(self.oof.values()), self.task, self.classes, m, self.groups, n_boot, level, seed)
+                lo, hi = bootstrap_ci(
+                    self.y, list(self.oof.values()), self.task, self.classes, m, self.groups, n_boot, level, seed
+                )
                 out[f"{m}_lo"], out[f"{m}_hi"] = lo, hi
         for c in self.classes:
             key = f"auroc[{c}]"

@@ -356,7 +356,9 @@ def stratified_split(data: SequenceSet, fraction: float, seed: int) -> tuple[Seq
     for label in np.unique(data.labels):
         members = np.flatnonzero(data.labels == label)
         if members.size < 2:
-            raise InputError(f"{data.source}: class {label} has {members.size} item; a dev split needs at least 2 per class")
+            raise InputError(
+                f"{data.source}: class {label} has {members.size} item; a dev split needs at least 2 per class"
+            )
         k = min(max(1, round(fraction * members.size)), members.size - 1)
         held[rng.permutation(members)[:k]] = True
     note = f" (dev: stratified {fraction:g} of train, seed {seed})"

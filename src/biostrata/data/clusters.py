@@ -327,8 +327,15 @@ def read_pfamid_csv(path: str | Path, pfam: PfamTable | None = None, strict: boo
             issues.add(where, "malformed", "wrong number of fields or empty cluster_id")
             continue
         cluster = _build(
-            row["cluster_id"].strip(), row["domain_tokens"].split(), None, (row.get("label") or "").strip(),
-            None, where, pfam, seen, issues,
+            row["cluster_id"].strip(),
+            row["domain_tokens"].split(),
+            None,
+            (row.get("label") or "").strip(),
+            None,
+            where,
+            pfam,
+            seen,
+            issues,
         )
         if cluster is not None:
             clusters.append(cluster)
@@ -472,9 +479,7 @@ class DomainVocabulary:
         return cls(sorted(d for d, n in counts.items() if n >= min_count), classes, gene_separator)
 
     @classmethod
-    def from_pfam(
-        cls, pfam: PfamTable, classes: Iterable[str] = (), gene_separator: bool = False
-    ) -> DomainVocabulary:
+    def from_pfam(cls, pfam: PfamTable, classes: Iterable[str] = (), gene_separator: bool = False) -> DomainVocabulary:
         """Every Pfam family, as BiGCARP does (19,450 families there)."""
         return cls(sorted(pfam.accessions), classes, gene_separator)
 
@@ -514,7 +519,9 @@ class DomainVocabulary:
         out: list[int] = []
         if class_token:
             if cluster.label not in self._index or cluster.label not in self.classes:
-                raise InputError(f"{cluster.where}: class {cluster.label!r} has no token; vocabulary has {self.classes}")
+                raise InputError(
+                    f"{cluster.where}: class {cluster.label!r} has no token; vocabulary has {self.classes}"
+                )
             out.append(self._index[cluster.label])
         if separators:
             if self.sep_idx is None:

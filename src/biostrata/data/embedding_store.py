@@ -74,8 +74,10 @@ class EmbeddingStore:
         if path.exists():
             store = cls(path, "a")
             same = (
-                store.layers == [int(x) for x in layers] and store.dim == dim
-                and store.poolings == list(poolings) and store.model == str(model)
+                store.layers == [int(x) for x in layers]
+                and store.dim == dim
+                and store.poolings == list(poolings)
+                and store.model == str(model)
             )
             if not same:
                 store.close()
@@ -88,15 +90,23 @@ class EmbeddingStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(path, "w") as f:
             f.attrs.update(
-                format=_FORMAT, version=1, model=str(model), layers=np.asarray(layers, dtype=np.int64),
-                dim=int(dim), poolings=np.asarray(list(poolings), dtype=_STR), dtype=dtype,
+                format=_FORMAT,
+                version=1,
+                model=str(model),
+                layers=np.asarray(layers, dtype=np.int64),
+                dim=int(dim),
+                poolings=np.asarray(list(poolings), dtype=_STR),
+                dtype=dtype,
             )
             f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(4096,))
             f.create_dataset("lengths", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
             for p in poolings:
                 if p != "per_token":
                     f.create_dataset(
-                        p, shape=(0, len(layers), dim), maxshape=(None, len(layers), dim), dtype=dtype,
+                        p,
+                        shape=(0, len(layers), dim),
+                        maxshape=(None, len(layers), dim),
+                        dtype=dtype,
                         chunks=(min(256, max(1, 2**20 // (4 * dim))), 1, dim),
                     )
             if "per_token" in poolings:
@@ -130,7 +140,9 @@ class EmbeddingStore:
                 if per_token is None or len(per_token) != b:
                     raise InputError("this store keeps per-token outputs; pass one array per id")
                 for k, arr in enumerate(per_token):
-                    self.file["per_token"].create_dataset(str(n + k), data=np.asarray(arr, dtype=self.file.attrs["dtype"]))
+                    self.file["per_token"].create_dataset(
+                        str(n + k), data=np.asarray(arr, dtype=self.file.attrs["dtype"])
+                    )
                 continue
             arr = np.asarray(pooled[p])
             if arr.shape != shape:

@@ -70,7 +70,9 @@ class GTR:
     def __init__(self, exchangeabilities: Sequence[float], freqs: Sequence[float]) -> None:
         s = np.asarray(exchangeabilities, dtype=np.float64)
         if s.shape != (6,) or not np.all(np.isfinite(s)) or np.any(s < 0) or not np.any(s > 0):
-            raise InputError(f"exchangeabilities must be 6 non-negative rates (AC AG AT CG CT GT), got {list(np.ravel(s))}")
+            raise InputError(
+                f"exchangeabilities must be 6 non-negative rates (AC AG AT CG CT GT), got {list(np.ravel(s))}"
+            )
         self.freqs = _frequencies(freqs)
         q = np.zeros((4, 4))
         for (i, j), rate in zip(_PAIRS, s):
@@ -238,7 +240,9 @@ def evolve(
         child = (u[:, None] > cdf[node, cat, parent_seq]).sum(axis=1).astype(np.int8)
         child[cons] = parent_seq[cons]
         if indel_rate > 0:
-            child, cat, cons = _indels(child, cat, cons, indel_rate * tree.length[node], indel_length, model.freqs, rates.size, rng)
+            child, cat, cons = _indels(
+                child, cat, cons, indel_rate * tree.length[node], indel_length, model.freqs, rates.size, rng
+            )
         seqs[node], cats[node], kept[node] = child, cat, cons
         _plant(node, planted, seqs, kept, rng)
         pending[up] -= 1

@@ -177,7 +177,9 @@ def read_gue_dir(path: str | Path) -> Splits:
         raise DataNotFoundError(f"{path}: no such folder; expected a task folder with train.csv, dev.csv, test.csv")
     missing = [f"{s}.csv" for s in SPLITS if not (path / f"{s}.csv").is_file()]
     if missing:
-        raise DataNotFoundError(f"{path}: missing {', '.join(missing)}; a GUE-layout folder has train.csv, dev.csv, test.csv")
+        raise DataNotFoundError(
+            f"{path}: missing {', '.join(missing)}; a GUE-layout folder has train.csv, dev.csv, test.csv"
+        )
     return Splits(*(read_labelled(path / f"{s}.csv") for s in SPLITS))
 
 

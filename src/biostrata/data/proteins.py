@@ -97,7 +97,13 @@ def read_domain_proteins(path: str | Path, dedupe: bool = True) -> list[ProteinR
             family = row["pfam_id"].strip().split(".")[0]
             seq = _clean(row["protein_sequence"], where)
             rid = "|".join(
-                [row["bgc_id"], row["gene_id"], row["protein_accession"], f"{row['dna_start']}-{row['dna_end']}", family]
+                [
+                    row["bgc_id"],
+                    row["gene_id"],
+                    row["protein_accession"],
+                    f"{row['dna_start']}-{row['dna_end']}",
+                    family,
+                ]
             )
             if dedupe and (family, seq) in seen_seq:
                 continue

@@ -79,7 +79,9 @@ class SimulatedDataset:
 
     def counts(self) -> dict[str, list[int]]:
         """Leaves per class in each split."""
-        return {name: np.bincount(self.labels[idx], minlength=self.n_classes).tolist() for name, idx in self.rows.items()}
+        return {
+            name: np.bincount(self.labels[idx], minlength=self.n_classes).tolist() for name, idx in self.rows.items()
+        }
 
     def to_splits(self) -> Splits:
         """The dataset as :class:`biostrata.data.genome.Splits` (what training reads)."""
@@ -151,15 +153,26 @@ def simulate_dataset(
         raise InputError(f"n_clades={n_clades} (default: n_classes) is more than the tree's n_leaves={n_leaves} clades")
     _check("length", int(length) == length and length >= 1, "an integer >= 1", length)
     if label == "motif":
-        _check("motif_length", int(motif_length) == motif_length and 1 <= motif_length <= length, f"an integer in 1..length ({length})", motif_length)
+        _check(
+            "motif_length",
+            int(motif_length) == motif_length and 1 <= motif_length <= length,
+            f"an integer in 1..length ({length})",
+            motif_length,
+        )
         if 4**motif_length < n_classes - 1:
-            raise InputError(f"motif_length={motif_length} allows fewer than the {n_classes - 1} distinct motifs needed")
+            raise InputError(
+                f"motif_length={motif_length} allows fewer than the {n_classes - 1} distinct motifs needed"
+            )
     frac = np.asarray(fractions, dtype=np.float64)
     ok = frac.shape == (3,) and np.all(frac >= 0) and frac[0] > 0 and abs(frac.sum() - 1) < 1e-9
-    _check("fractions", bool(ok), "3 numbers (train dev test) >= 0 summing to 1, with train > 0", list(np.ravel(fractions)))
+    _check(
+        "fractions", bool(ok), "3 numbers (train dev test) >= 0 summing to 1, with train > 0", list(np.ravel(fractions))
+    )
     subst = make_model(model, kappa=kappa, freqs=freqs)
 
-    tree_rng, motif_rng, evolve_rng, split_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    tree_rng, motif_rng, evolve_rng, split_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    )
     phylogeny = make_tree(tree, n_leaves, height=height, birth=birth, death=death, rng=tree_rng)
     roots = phylogeny.clade_roots(n_clades)
     clades = phylogeny.leaf_clades(roots)

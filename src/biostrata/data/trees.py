@@ -49,7 +49,9 @@ class Tree:
         n = parent.size
         names = [""] * n if names is None else [str(s) for s in names]
         if parent.ndim != 1 or length.shape != parent.shape or len(names) != n or n == 0:
-            raise InputError(f"parent, length and names must be 1-d and of equal non-zero size; got {parent.shape}, {length.shape}, {len(names)}")
+            raise InputError(
+                f"parent, length and names must be 1-d and of equal non-zero size; got {parent.shape}, {length.shape}, {len(names)}"
+            )
         roots = np.flatnonzero(parent == -1)
         if roots.size != 1:
             raise InputError(f"a tree has exactly one root (parent -1); found {roots.size}")
@@ -66,7 +68,9 @@ class Tree:
             order.append(node)
             stack.extend(reversed(children[node]))
         if len(order) != n:
-            raise InputError(f"parent array has a cycle or detached nodes: {n - len(order)} nodes unreachable from the root")
+            raise InputError(
+                f"parent array has a cycle or detached nodes: {n - len(order)} nodes unreachable from the root"
+            )
         order_arr = np.asarray(order)
         rank = np.empty(n, dtype=np.int64)
         rank[order_arr] = np.arange(n)
@@ -248,7 +252,7 @@ def parse_newick(text: str, *, source: str = "Newick string") -> Tree:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None:
-            raise InputError(f"{source}, character {pos + 1}: cannot read {text[pos:pos + 10]!r}")
+            raise InputError(f"{source}, character {pos + 1}: cannot read {text[pos : pos + 10]!r}")
         pos = match.end()
         comment, quoted, punct, word = match.groups()
         if comment is not None:
@@ -285,7 +289,9 @@ def parse_newick(text: str, *, source: str = "Newick string") -> Tree:
     missing = [i for i, v in enumerate(length) if v is None]
     if missing:
         who = names[missing[0]] or f"internal node {missing[0]}"
-        raise InputError(f"{source}: branch above {who!r} has no length; every branch needs one (substitutions per site)")
+        raise InputError(
+            f"{source}: branch above {who!r} has no length; every branch needs one (substitutions per site)"
+        )
     return Tree(parent, [float(v) for v in length], names)
 
 

@@ -436,9 +436,7 @@ def _base_delta(
     return value, (int(base), int(ids[z]), int(ids[x]), int(ids[y]))
 
 
-def _result(
-    value: float, witness, diam: float, method: str, n: int, start: float, **extra
-) -> DeltaResult:
+def _result(value: float, witness, diam: float, method: str, n: int, start: float, **extra) -> DeltaResult:
     value = max(value, 0.0)
     return DeltaResult(
         delta=value,
@@ -604,7 +602,10 @@ def delta_sampled(
             deltas.append(value)
             diams.append(diam)
             rels.append(2.0 * value / diam if diam > 0 else 0.0)
-    std = (lambda xs: float(np.std(xs, ddof=1)) if len(xs) > 1 else None)
+
+    def std(xs: list[float]) -> float | None:
+        return float(np.std(xs, ddof=1)) if len(xs) > 1 else None
+
     return DeltaResult(
         delta=float(np.mean(deltas)),
         relative_delta=float(np.mean(rels)),

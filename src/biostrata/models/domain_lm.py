@@ -83,17 +83,34 @@ class DomainLM(nn.Module):
         super().__init__()
         if activation not in ("relu", "gelu"):
             raise InputError(f"activation={activation!r}: choose 'relu' or 'gelu'")
-        for name, value in dict(d_embed=d_embed, d_model=d_model, n_layers=n_layers, kernel_size=kernel_size, r=r).items():
+        for name, value in dict(
+            d_embed=d_embed, d_model=d_model, n_layers=n_layers, kernel_size=kernel_size, r=r
+        ).items():
             if int(value) < 1:
                 raise InputError(f"{name}={value}: must be a positive integer")
         self.vocab = vocab
         self.config = dict(
-            d_embed=int(d_embed), d_model=int(d_model), n_layers=int(n_layers), kernel_size=int(kernel_size),
-            r=int(r), slim=bool(slim), activation=activation,
+            d_embed=int(d_embed),
+            d_model=int(d_model),
+            n_layers=int(n_layers),
+            kernel_size=int(kernel_size),
+            r=int(r),
+            slim=bool(slim),
+            activation=activation,
         )
         self.net = ByteNetLM(
-            len(vocab), d_embed, d_model, n_layers, kernel_size, r, padding_idx=vocab.mask_idx,
-            causal=False, dropout=0.0, final_ln=True, slim=slim, activation=activation,
+            len(vocab),
+            d_embed,
+            d_model,
+            n_layers,
+            kernel_size,
+            r,
+            padding_idx=vocab.mask_idx,
+            causal=False,
+            dropout=0.0,
+            final_ln=True,
+            slim=slim,
+            activation=activation,
         )
         table = self.net.embedder.embedder
         self.net.embedder.embedder = RowFrozenEmbedding(len(vocab), d_embed, padding_idx=vocab.mask_idx)
@@ -139,7 +156,9 @@ class DomainLM(nn.Module):
         if tokens.ndim != 2 or tokens.dtype != torch.long:
             raise InputError(f"tokens must be a LongTensor [batch, length], got {tuple(tokens.shape)} {tokens.dtype}")
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= len(self.vocab)):
-            raise InputError(f"token ids must lie in [0, {len(self.vocab)}); got {int(tokens.min())}..{int(tokens.max())}")
+            raise InputError(
+                f"token ids must lie in [0, {len(self.vocab)}); got {int(tokens.min())}..{int(tokens.max())}"
+            )
 
     def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final states after the last LayerNorm, ``[B, L, d_model]``."""
@@ -188,9 +207,15 @@ class DomainLM(nn.Module):
         return {
             "model": name,
             "model_state_dict": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
-            "d_embed": c["d_embed"], "d_model": c["d_model"], "n_layers": c["n_layers"],
-            "kernel_size": c["kernel_size"], "activation": c["activation"], "slim": c["slim"], "r": c["r"],
-            "tokens": tokens, "pfam_to_domain": pfam_to_domain,
+            "d_embed": c["d_embed"],
+            "d_model": c["d_model"],
+            "n_layers": c["n_layers"],
+            "kernel_size": c["kernel_size"],
+            "activation": c["activation"],
+            "slim": c["slim"],
+            "r": c["r"],
+            "tokens": tokens,
+            "pfam_to_domain": pfam_to_domain,
             "frozen_rows": self.frozen_rows.nonzero().flatten().cpu(),
         }
 
@@ -235,7 +260,9 @@ class DomainLM(nn.Module):
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - unreadable/unsafe pickles all become one message
-            raise InputError(f"{path}: cannot read as a sequence-models checkpoint ({type(err).__name__}: {err})") from None
+            raise InputError(
+                f"{path}: cannot read as a sequence-models checkpoint ({type(err).__name__}: {err})"
+            ) from None
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")
         return cls.from_checkpoint(data, str(path), pfam)

@@ -165,7 +165,9 @@ class HyperbolicCNN(nn.Module):
         self.manifolds = nn.ModuleList(Lorentz(init_curvature, learn_curvature) for _ in range(n_manifolds))
         space = channels - 1
         self.blocks = nn.ModuleList(
-            _LorentzBlock(len(ALPHABET) if i == 0 else space, space, kernel_size, self._manifold(i), i > 0, bn_warm_start)
+            _LorentzBlock(
+                len(ALPHABET) if i == 0 else space, space, kernel_size, self._manifold(i), i > 0, bn_warm_start
+            )
             for i in range(blocks)
         )
         features = space * length if pool == "flatten" else space

@@ -64,7 +64,9 @@ class FamilyTable:
 
     def save(self, path: str | Path) -> None:
         data = {
-            "families": list(self.families), "vectors": self.vectors.float().cpu(), "members": list(self.members),
+            "families": list(self.families),
+            "vectors": self.vectors.float().cpu(),
+            "members": list(self.members),
             "meta": dict(self.meta),
         }
         atomic_write(Path(path), lambda tmp: torch.save(data, tmp))
@@ -76,7 +78,9 @@ class FamilyTable:
             raise DataNotFoundError(f"family table not found: {path}")
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
-            return cls(list(data["families"]), data["vectors"].float(), list(data["members"]), dict(data.get("meta", {})))
+            return cls(
+                list(data["families"]), data["vectors"].float(), list(data["members"]), dict(data.get("meta", {}))
+            )
         except (KeyError, TypeError, RuntimeError, AttributeError) as err:
             raise InputError(f"{path}: not a family table ({type(err).__name__}: {err})") from None
 

@@ -116,8 +116,10 @@ class ProteinLM(nn.Module):
             raise InputError(f"only ESM-2 models can be saved here, not {type(self.model).__name__}")
         m = self.model
         cfg = argparse.Namespace(
-            encoder_layers=m.num_layers, encoder_embed_dim=m.embed_dim,
-            encoder_attention_heads=m.attention_heads, token_dropout=m.token_dropout,
+            encoder_layers=m.num_layers,
+            encoder_embed_dim=m.embed_dim,
+            encoder_attention_heads=m.attention_heads,
+            token_dropout=m.token_dropout,
         )
         data = {
             "model": {k: v.detach().cpu() for k, v in m.state_dict().items()},
@@ -170,7 +172,9 @@ def load_protein_lm(name_or_path: str | Path, trusted: bool = False, max_residue
             warnings.filterwarnings("ignore", message="Regression weights not found")
             model, alphabet = esm.pretrained.load_model_and_alphabet_core(arch, data, regression)
     except (KeyError, AttributeError, RuntimeError, ValueError) as err:
-        raise InputError(f"{path}: not a fair-esm checkpoint this version can read ({type(err).__name__}: {err})") from None
+        raise InputError(
+            f"{path}: not a fair-esm checkpoint this version can read ({type(err).__name__}: {err})"
+        ) from None
     saved = data.get("biostrata", {}) if isinstance(data.get("biostrata"), dict) else {}
     limit = max_residues if max_residues is not None else saved.get("max_residues", 1022)
     return ProteinLM(model.eval(), alphabet, saved.get("name") or path.stem, limit)

@@ -31,7 +31,9 @@ def _sum_positions(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _apply(fn: type[torch.autograd.Function], *args):
     """``fn.apply`` in float32 with autocast off: under mixed precision the inputs arrive in bf16 or
     fp16 (a convolution's output), and the hyperbolic maths runs in float32 (see DESIGN.md)."""
-    args = [a.float() if isinstance(a, torch.Tensor) and a.dtype in (torch.float16, torch.bfloat16) else a for a in args]
+    args = [
+        a.float() if isinstance(a, torch.Tensor) and a.dtype in (torch.float16, torch.bfloat16) else a for a in args
+    ]
     device = next(a.device.type for a in args if isinstance(a, torch.Tensor))
     with torch.autocast(device, enabled=False):
         return fn.apply(*args)
@@ -154,7 +156,9 @@ def _rescale_backward(d_f, d_g, v, yy, q, beta_s, k, gamma, batch_spread: bool, 
     """Gradients of ``rescale_coefficients`` (d_yy, d_q, d_beta_s, d_k, d_gamma, d_spread) given
     d_f, d_g, written out; ``v`` holds the forward's intermediates."""
     sk = torch.sqrt(k)
-    n, rho, sh, ch, f, d, beta_0, c, spread = (v[x] for x in ("n", "rho", "sh", "ch", "f", "d", "beta_0", "c", "spread"))
+    n, rho, sh, ch, f, d, beta_0, c, spread = (
+        v[x] for x in ("n", "rho", "sh", "ch", "f", "d", "beta_0", "c", "spread")
+    )
     df = d_f + d_g * q / d
     d_q = d_g * f / d
     d_d = -(d_g * f * q).sum() / (d * d)

@@ -110,7 +110,7 @@ def _hyperbolic_wins(row: dict, models: Sequence[str]) -> bool | None:
 
 
 def _seed_wins(runs: pd.DataFrame, row: dict, models: Sequence[str]) -> str | None:
-    """"w/n": on w of the n seeds both ran, the best hyperbolic model (by mean) scores strictly above
+    """ "w/n": on w of the n seeds both ran, the best hyperbolic model (by mean) scores strictly above
     the best Euclidean one on the same seed; None unless both kinds ran on the task."""
     best = []
     for family in (HYPERBOLIC, EUCLIDEAN):
@@ -199,7 +199,9 @@ def to_markdown(table: pd.DataFrame) -> str:
             cells.append("/".join(str(int(row[f"{m} seeds"])) for m in models))
             cells.append(" / ".join(format_params(row[f"{m} params"]) for m in models))
             win = row[WIN]
-            cells.append("–" if win is None or (isinstance(win, float) and math.isnan(win)) else ("yes" if win else "no"))
+            cells.append(
+                "–" if win is None or (isinstance(win, float) and math.isnan(win)) else ("yes" if win else "no")
+            )
             cells.append(row[SEED_WINS] if isinstance(row[SEED_WINS], str) else "–")
             cells += ["–" if math.isnan(row[p]) else f"{row[p]:.2f}" for p in published]
             lines.append("| " + " | ".join(cells) + " |")

@@ -154,7 +154,11 @@ def plot_conditions(table: pd.DataFrame, s: ConditionsSettings, path: Path) -> N
         axes[0, j].axhline(0, color="grey", lw=0.8)
         axes[1, j].plot(x, part["delta_cnn"], "o-", label="cnn", color="#4C72B0")
         axes[1, j].plot(x, part["delta_hcnn"], "s-", label="hcnn-s", color="#C44E52")
-        axes[1, j].set_xlabel({"shape": "tree shape", "height": "substitutions/site (root to leaf)", "depth": "clades per 2 classes"}[factor])
+        axes[1, j].set_xlabel(
+            {"shape": "tree shape", "height": "substitutions/site (root to leaf)", "depth": "clades per 2 classes"}[
+                factor
+            ]
+        )
     axes[0, 0].set_ylabel("MCC(hcnn-s) - MCC(cnn)")
     axes[1, 0].set_ylabel("relative delta of embeddings")
     axes[1, 0].legend(fontsize=8)

@@ -127,7 +127,9 @@ def read_segments(path: str | Path) -> dict[str, list[tuple[str, str]]]:
             raise InputError(f"{path}:{int(np.flatnonzero(number.isna())[0]) + 2}: {col} must be an integer")
         table[col] = number.astype(np.int64)
     hit = ["bgc_id", "gene_id", "protein_accession", "dna_start", "dna_end", "family"]
-    table = table.drop_duplicates(hit).sort_values(["bgc_id", "gene_id", "dna_start", "dna_end", "family"], kind="stable")
+    table = table.drop_duplicates(hit).sort_values(
+        ["bgc_id", "gene_id", "dna_start", "dna_end", "family"], kind="stable"
+    )
     return {bgc: list(zip(part["family"], part["segment"])) for bgc, part in table.groupby("bgc_id", sort=False)}
 
 
@@ -162,8 +164,16 @@ def _protein_model(out: Path, s: CrossGranularitySettings, data: _Inputs):
     if not (run / "metrics.json").is_file():
         plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
         pretrain_protein_lm(
-            plm, data.records, run, epochs=s.protein_epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
-            max_length=s.protein_max_length, accelerator="cpu", progress=s.progress,
+            plm,
+            data.records,
+            run,
+            epochs=s.protein_epochs,
+            batch_size=s.batch_size,
+            lr=s.lr,
+            seed=s.seed,
+            max_length=s.protein_max_length,
+            accelerator="cpu",
+            progress=s.progress,
         )
     return load_protein_lm(run / "model.pt")
 
@@ -186,9 +196,20 @@ def _arm(out: Path, s: CrossGranularitySettings, data: _Inputs, arm: str, table)
     run = out / "arms" / arm
     if not (run / "metrics.json").is_file():
         pretrain_domain_lm(
-            data.corpus, run, preset=s.preset, arm=arm, family_table=None if arm == "random" else table,
-            pfam=data.pfam, epochs=s.domain_epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
-            accelerator="cpu", progress=s.progress, snapshots=True, **{**s.domain_sizes, "d_embed": table.dim},
+            data.corpus,
+            run,
+            preset=s.preset,
+            arm=arm,
+            family_table=None if arm == "random" else table,
+            pfam=data.pfam,
+            epochs=s.domain_epochs,
+            batch_size=s.batch_size,
+            lr=s.lr,
+            seed=s.seed,
+            accelerator="cpu",
+            progress=s.progress,
+            snapshots=True,
+            **{**s.domain_sizes, "d_embed": table.dim},
         )
     return json.loads((run / "metrics.json").read_text())
 
@@ -210,7 +231,9 @@ def _batches(lengths: Sequence[int], max_tokens: int = 8192) -> list[list[int]]:
 
 
 @torch.inference_mode()
-def _states(model, encoded: Sequence[torch.Tensor], layers: Sequence[int]) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+def _states(
+    model, encoded: Sequence[torch.Tensor], layers: Sequence[int]
+) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
     """Yield ``(cluster index, {layer: [length, dim]})`` for every cluster, batched by length."""
     for batch in _batches([len(t) for t in encoded]):
         width = max(len(encoded[i]) for i in batch)
@@ -287,9 +310,7 @@ def _segment_vectors(store: Path, data: _Inputs, layer: int) -> dict[str, np.nda
         vectors = st.array("mean", layer).astype(np.float64)
         row = {sid: i for i, sid in enumerate(st.ids)}
     rid = {(r.family, r.sequence): row[r.id] for r in data.records if r.id in row}
-    return {
-        bgc: vectors[[rid[h] for h in hits]] for bgc, hits in data.segments.items() if all(h in rid for h in hits)
-    }
+    return {bgc: vectors[[rid[h] for h in hits]] for bgc, hits in data.segments.items() if all(h in rid for h in hits)}
 
 
 def _analyse_arm(out: Path, s: CrossGranularitySettings, data: _Inputs, plan: _Plan, arm: str,
@@ -315,7 +336,9 @@ def _analyse_arm(out: Path, s: CrossGranularitySettings, data: _Inputs, plan: _P
     layer_cka = LinearCKA([pooled[layer].shape[1] for layer in layers])
     pdim = next(iter(segvec.values())).shape[1]
     cross_cka = LinearCKA([pdim] + [pooled[layer].shape[1] for layer in layers])
-    for i, states in tqdm(_states(model, encoded, layers), total=len(corpus), desc=f"{arm}: pass", disable=not s.progress):
+    for i, states in tqdm(
+        _states(model, encoded, layers), total=len(corpus), desc=f"{arm}: pass", disable=not s.progress
+    ):
         for layer in layers:
             pooled[layer][i] = states[layer].mean(0)
         if i in plan.cka_tokens:
@@ -373,7 +396,9 @@ def _checkpoint_curves(out: Path, s: CrossGranularitySettings, data: _Inputs, pl
     for arm in s.arms:
         snaps = sorted((out / "arms" / arm / "snapshots").glob("epoch_*.pt"))
         if not snaps:
-            raise InputError(f"{out / 'arms' / arm}: no snapshots; delete the folder and rerun to pre-train with snapshots")
+            raise InputError(
+                f"{out / 'arms' / arm}: no snapshots; delete the folder and rerun to pre-train with snapshots"
+            )
         init = encoded = None
         for snap in tqdm(snaps, desc=f"{arm}: checkpoints", disable=not s.progress):
             model = DomainLM.load(snap).eval()
@@ -474,8 +499,11 @@ def _clan_probes(out: Path, s: CrossGranularitySettings, data: _Inputs, plan: _P
     for r in data.records:
         by_family.setdefault(r.family, []).append(r.id)
     fam_clan = dict(plan.clan_labels)
-    pick = [(f, rid) for f in sorted(set(families) & set(by_family))
-            for rid in rng.choice(by_family[f], size=min(s.clan_tokens_per_family, len(by_family[f])), replace=False)]
+    pick = [
+        (f, rid)
+        for f in sorted(set(families) & set(by_family))
+        for rid in rng.choice(by_family[f], size=min(s.clan_tokens_per_family, len(by_family[f])), replace=False)
+    ]
     if pick:
         with EmbeddingStore(store) as st:
             x = st.array("mean", protein_layer, ids=[rid for _, rid in pick]).astype(np.float64)
@@ -485,8 +513,14 @@ def _clan_probes(out: Path, s: CrossGranularitySettings, data: _Inputs, plan: _P
     for name, arm, layer, X, yc, groups in tqdm(sets, desc="clan probes", disable=not s.progress):
         counts = pd.Series(groups).groupby(yc).nunique()
         ok = np.isin(yc, counts[counts >= s.folds].index)  # a clan needs a family in every fold
-        meta = {"features": name, "arm": arm, "layer": layer, "probe": "LinearProbe",
-                "clans": int(len(np.unique(yc[ok]))), "families": int(len(np.unique(groups[ok])))}
+        meta = {
+            "features": name,
+            "arm": arm,
+            "layer": layer,
+            "probe": "LinearProbe",
+            "clans": int(len(np.unique(yc[ok]))),
+            "families": int(len(np.unique(groups[ok]))),
+        }
         results.append(_probe(out / "probes" / "clan" / f"{name.replace('/', '_')}.json", probe, X[ok], yc[ok],
                               groups[ok], None, s, meta, s.clan_seeds))  # fmt: skip
     frame = pd.DataFrame(results)
@@ -518,7 +552,7 @@ def _geometry(out: Path, s: CrossGranularitySettings, plan: _Plan, feats: dict[s
     for arm, f in feats.items():
         row_of = {b: i for i, b in enumerate(f["ids"])}
         take = np.array([row_of[b] for b in plan.probe_ids])
-        layers = {key[len("pooled_"):]: f[key][take] for key in f if key.startswith("pooled_L")}
+        layers = {key[len("pooled_") :]: f[key][take] for key in f if key.startswith("pooled_L")}
         deltas = delta(layers).set_index("layer")["relative_delta"]
         for name, x in tqdm(layers.items(), desc=f"{arm}: geometry", disable=not s.progress):
             rows.append({"arm": arm, "layer": name, "knn_with_protein": mutual_knn(protein, x, k),
@@ -562,7 +596,9 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
                 atomic_write(out / "features" / "protein.npz", lambda tmp: _save_npz(tmp, protein))
             plan = _plan(s, data, segvec, set(table.families))
             if not plan.probe_ids:
-                raise InputError("no BGC has product classes and a domain aligned with a protein segment; check the inputs")
+                raise InputError(
+                    "no BGC has product classes and a domain aligned with a protein segment; check the inputs"
+                )
             passes = {arm: _analyse_arm(out, s, data, plan, arm, segvec) for arm in s.arms}
         feats = {arm: f for arm, (f, _) in passes.items()}
         with clock("checkpoint CKA"):
@@ -573,7 +609,9 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
             product = _product_class_probes(out, s, data, plan, feats, segvec)
         with clock("clan probes"):
             clan = _clan_probes(out, s, data, plan, feats, store, plm.num_layers)
-    layer_cka = {arm: pd.DataFrame(r["layer_cka"], index=r["layers"], columns=r["layers"]) for arm, (_, r) in passes.items()}
+    layer_cka = {
+        arm: pd.DataFrame(r["layer_cka"], index=r["layers"], columns=r["layers"]) for arm, (_, r) in passes.items()
+    }
     tables = {
         "pretraining": _pretraining_table(pretraining),
         "checkpoints": checkpoints,
@@ -611,7 +649,10 @@ class _Clock:
     def __call__(self, name: str) -> Iterator[None]:
         wall, cpu = time.perf_counter(), time.process_time()
         yield
-        self.steps[name] = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1)}
+        self.steps[name] = {
+            "wall_s": round(time.perf_counter() - wall, 1),
+            "cpu_s": round(time.process_time() - cpu, 1),
+        }
         line = json.dumps({"started": self.started, "steps": self.steps})
         atomic_write_text(self.path, self.before + line + "\n")
 
@@ -681,20 +722,36 @@ def summary_markdown(tables: dict[str, pd.DataFrame], s: CrossGranularitySetting
         key = f"layer_cka_{arm}"
         if key in tables:
             ref.append((f"CKA(layer 0, layer 1), {arm}", PAPER[f"layer0_layer1_{arm}"], tables[key].iloc[0, 1]))
-    lines += ["## Beside the published numbers", "", "| quantity | paper (ESM-1b / BiGCARP) | here |", "| --- | ---: | ---: |"]
+    lines += [
+        "## Beside the published numbers",
+        "",
+        "| quantity | paper (ESM-1b / BiGCARP) | here |",
+        "| --- | ---: | ---: |",
+    ]
     lines += [f"| {q} | {_fmt(p)} | {_fmt(h) if h is not None else 'n/a'} |" for q, p, h in ref]
     pc = tables["product_class"].set_index("features")
-    lines += [f"| product class macro AUROC, protein level | {_fmt(PAPER['auroc_protein'])} | "
-              f"{_fmt(pc.loc['protein', 'auroc_macro'])} |"]
+    lines += [
+        f"| product class macro AUROC, protein level | {_fmt(PAPER['auroc_protein'])} | "
+        f"{_fmt(pc.loc['protein', 'auroc_macro'])} |"
+    ]
     for arm in s.arms:
         last = pc[(pc["arm"] == arm) & (pc["kind"] == "domain")].sort_values("layer").iloc[-1]
-        lines.append(f"| product class macro AUROC, domain level ({arm}, last layer) | {PAPER['auroc_domain']} | "
-                     f"{_fmt(last['auroc_macro'])} |")
-        lines.append(f"| product class macro AUROC, combined ({arm}, aligned concat) | {_fmt(PAPER['auroc_combined'])} | "
-                     f"{_fmt(pc.loc[f'combined/{arm}', 'auroc_macro'])} |")
+        lines.append(
+            f"| product class macro AUROC, domain level ({arm}, last layer) | {PAPER['auroc_domain']} | "
+            f"{_fmt(last['auroc_macro'])} |"
+        )
+        lines.append(
+            f"| product class macro AUROC, combined ({arm}, aligned concat) | {_fmt(PAPER['auroc_combined'])} | "
+            f"{_fmt(pc.loc[f'combined/{arm}', 'auroc_macro'])} |"
+        )
     lines.append("")
     for arm in s.arms:
-        lines += [f"## Layer x layer linear CKA ({arm})", "", tables[f"layer_cka_{arm}"].to_markdown(floatfmt=".2f"), ""]
+        lines += [
+            f"## Layer x layer linear CKA ({arm})",
+            "",
+            tables[f"layer_cka_{arm}"].to_markdown(floatfmt=".2f"),
+            "",
+        ]
     lines += ["## CKA between the protein embedding of a domain and the domain LM state at its position", "",
               tables["protein_vs_layer"].to_markdown(floatfmt=".3f"), ""]  # fmt: skip
     cols = ["features", "probe", "dim", "auroc_macro", "auroc_macro_sd", "auroc_macro_oof", "auroc_macro_lo", "auroc_macro_hi",
@@ -748,7 +805,11 @@ def _plot_layers(layer_cka: dict[str, pd.DataFrame], path: Path) -> None:
 
     panels = [(arm, frame, False) for arm, frame in layer_cka.items()]
     if "random" in layer_cka:
-        panels += [(f"{arm} - random", frame - layer_cka["random"], True) for arm, frame in layer_cka.items() if arm != "random"]
+        panels += [
+            (f"{arm} - random", frame - layer_cka["random"], True)
+            for arm, frame in layer_cka.items()
+            if arm != "random"
+        ]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
     for ax, (title, frame, diverging) in zip(axes[0], panels):
         plot_cka_heatmap(frame, title=title, ax=ax, diverging=diverging)
@@ -768,12 +829,24 @@ def _plot_probes(product: pd.DataFrame, path: Path) -> None:
     domain = product[product["kind"] == "domain"]
     for arm, part in domain.groupby("arm", sort=False):
         part = part.sort_values("layer")
-        ax.errorbar(part["layer"], part["auroc_macro"], yerr=part["auroc_macro_sd"], fmt="o-", capsize=2,
-                    color=colors.get(arm), label=f"domain LM, {arm}")
+        ax.errorbar(
+            part["layer"],
+            part["auroc_macro"],
+            yerr=part["auroc_macro_sd"],
+            fmt="o-",
+            capsize=2,
+            color=colors.get(arm),
+            label=f"domain LM, {arm}",
+        )
         comb = product[(product["features"] == f"combined/{arm}")]
         if len(comb):
-            ax.axhline(float(comb["auroc_macro"].iloc[0]), ls="--", color=colors.get(arm), lw=1,
-                       label=f"protein + domain (last), {arm}")
+            ax.axhline(
+                float(comb["auroc_macro"].iloc[0]),
+                ls="--",
+                color=colors.get(arm),
+                lw=1,
+                label=f"protein + domain (last), {arm}",
+            )
     prot = product[product["features"] == "protein"]
     if len(prot):
         ax.axhline(float(prot["auroc_macro"].iloc[0]), ls="-", color="black", lw=1, label="protein LM")

@@ -70,8 +70,13 @@ class MLMCollator:
     """
 
     def __init__(
-        self, scheme: MaskingScheme, max_length: int | None = None, keep_first: int = 0, keep_last: int = 0,
-        train: bool = True, seed: int = 0,
+        self,
+        scheme: MaskingScheme,
+        max_length: int | None = None,
+        keep_first: int = 0,
+        keep_last: int = 0,
+        train: bool = True,
+        seed: int = 0,
     ) -> None:
         if max_length is not None and max_length <= keep_first + keep_last:
             raise InputError(f"max_length={max_length} must exceed the {keep_first + keep_last} kept end tokens")

@@ -73,8 +73,10 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         return iter(batches)
 
     def __len__(self) -> int:
-        return sum(math.ceil(min(self.pool * self.batch_size, len(self.lengths) - s) / self.batch_size)
-                   for s in range(0, len(self.lengths), self.pool * self.batch_size))
+        return sum(
+            math.ceil(min(self.pool * self.batch_size, len(self.lengths) - s) / self.batch_size)
+            for s in range(0, len(self.lengths), self.pool * self.batch_size)
+        )
 
 
 def _fixed_batches(
@@ -206,7 +208,10 @@ def fit_masked_lm(
     pl.seed_everything(seed, workers=True, verbose=False)
     collate = MLMCollator(scheme, max_length, keep_first, keep_last, train=True, seed=seed)
     val_batches = _fixed_batches(
-        valid, MLMCollator(scheme, max_length, keep_first, keep_last, train=False, seed=seed + 1), batch_size, val_repeats
+        valid,
+        MLMCollator(scheme, max_length, keep_first, keep_last, train=False, seed=seed + 1),
+        batch_size,
+        val_repeats,
     )
     sampler = LengthBucketSampler([len(t) for t in train], batch_size, seed)
     train_loader = DataLoader(list(train), batch_sampler=sampler, collate_fn=collate)
@@ -217,9 +222,15 @@ def fit_masked_lm(
     if snapshot is not None:
         callbacks.append(EpochSnapshots(out_dir / "snapshots", snapshot))
     trainer = pl.Trainer(
-        max_epochs=epochs, accelerator=accelerator, devices=devices, default_root_dir=out_dir,
-        logger=pl.loggers.CSVLogger(out_dir, name="logs"), callbacks=callbacks,
-        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=devices,
+        default_root_dir=out_dir,
+        logger=pl.loggers.CSVLogger(out_dir, name="logs"),
+        callbacks=callbacks,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, len(train_loader))),
     )
     last = out_dir / "checkpoints" / "last.ckpt"
@@ -325,19 +336,46 @@ def pretrain_domain_lm(
     train_idx, val_idx = split_clusters(corpus, val_fraction, seed)
     encode = [vocab.encode(c, class_token=class_token, separators=separators) for c in corpus]
     result = fit_masked_lm(
-        model, [encode[i] for i in train_idx], [encode[i] for i in val_idx], domain_masking_scheme(vocab), out_dir,
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
-        keep_first=int(class_token), accelerator=accelerator, devices=devices, progress=progress, resume=resume,
+        model,
+        [encode[i] for i in train_idx],
+        [encode[i] for i in val_idx],
+        domain_masking_scheme(vocab),
+        out_dir,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        max_length=max_length,
+        keep_first=int(class_token),
+        accelerator=accelerator,
+        devices=devices,
+        progress=progress,
+        resume=resume,
         snapshot=(lambda path: model.save(path, pfam, name=f"bigcarp_{arm}")) if snapshots else None,
     )
     model.save(out_dir / "model.pt", pfam, name=f"bigcarp_{arm}")
     result.update(
-        arm=arm, preset=preset, config=model.config, vocab_size=len(vocab), corpus=corpus.source,
-        train_clusters=len(train_idx), val_clusters=len(val_idx), frozen_rows=int(model.frozen_rows.sum()),
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
-        init=None if report is None else {
-            "initialized": len(report.initialized), "missing": len(report.missing), "unused": len(report.unused),
-            "projection": report.projection, "table": dict(family_table.meta),  # type: ignore[union-attr]
+        arm=arm,
+        preset=preset,
+        config=model.config,
+        vocab_size=len(vocab),
+        corpus=corpus.source,
+        train_clusters=len(train_idx),
+        val_clusters=len(val_idx),
+        frozen_rows=int(model.frozen_rows.sum()),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        max_length=max_length,
+        init=None
+        if report is None
+        else {
+            "initialized": len(report.initialized),
+            "missing": len(report.missing),
+            "unused": len(report.unused),
+            "projection": report.projection,
+            "table": dict(family_table.meta),  # type: ignore[union-attr]
         },
     )
     atomic_write_json(out_dir / "metrics.json", result)
@@ -370,15 +408,35 @@ def pretrain_protein_lm(
     tokens = [plm.tokenize([r.sequence])[0] for r in records]
     out_dir = Path(out_dir)
     result = fit_masked_lm(
-        plm, [tokens[i] for i in order[n_val:]], [tokens[i] for i in order[:n_val]], plm.masking_scheme(), out_dir,
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-        max_length=None if max_length is None else max_length + 2, keep_first=1, keep_last=1,
-        accelerator=accelerator, devices=devices, progress=progress, resume=resume,
+        plm,
+        [tokens[i] for i in order[n_val:]],
+        [tokens[i] for i in order[:n_val]],
+        plm.masking_scheme(),
+        out_dir,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        max_length=None if max_length is None else max_length + 2,
+        keep_first=1,
+        keep_last=1,
+        accelerator=accelerator,
+        devices=devices,
+        progress=progress,
+        resume=resume,
     )
     plm.save(out_dir / "model.pt")
     result.update(
-        model=plm.name, layers=plm.num_layers, embed_dim=plm.embed_dim, train_sequences=len(order) - n_val,
-        val_sequences=n_val, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_length=max_length,
+        model=plm.name,
+        layers=plm.num_layers,
+        embed_dim=plm.embed_dim,
+        train_sequences=len(order) - n_val,
+        val_sequences=n_val,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        max_length=max_length,
     )
     atomic_write_json(out_dir / "metrics.json", result)
     return result

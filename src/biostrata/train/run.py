@@ -129,7 +129,9 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
     if path.is_dir():
         path = path / "model.pt"
     if not path.is_file():
-        raise InputError(f"{path}: no such model file; pass the model.pt (or the run folder) written by `biostrata train`")
+        raise InputError(
+            f"{path}: no such model file; pass the model.pt (or the run folder) written by `biostrata train`"
+        )
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
         raise InputError(f"{path}: not a biostrata model file (expected format {MODEL_FORMAT})")

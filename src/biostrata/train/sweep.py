@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import os
 import shutil
 import socket
 import time
@@ -124,11 +123,13 @@ def _config_dict(cfg: Any) -> dict:
 def _defaults(cfg: Any) -> dict:
     """The default value of each field of the dataclass ``cfg`` that has one."""
     missing = dataclasses.MISSING
-    return _plain({
-        f.name: f.default if f.default is not missing else f.default_factory()
-        for f in dataclasses.fields(cfg)
-        if f.default is not missing or f.default_factory is not missing
-    })
+    return _plain(
+        {
+            f.name: f.default if f.default is not missing else f.default_factory()
+            for f in dataclasses.fields(cfg)
+            if f.default is not missing or f.default_factory is not missing
+        }
+    )
 
 
 @dataclass
@@ -153,7 +154,11 @@ class Sweep:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        for what, items in (("--models", self.models), ("--seeds", self.seeds), ("--tasks", [t.name for t in self.tasks])):
+        for what, items in (
+            ("--models", self.models),
+            ("--seeds", self.seeds),
+            ("--tasks", [t.name for t in self.tasks]),
+        ):
             if not items:
                 raise InputError(f"{what}: give at least one")
             if len(set(items)) != len(items):
@@ -168,7 +173,9 @@ class Sweep:
                 dataclasses.replace(self.config, model=model)
             except InputError as err:
                 raise InputError(f"--models {model!r}: {err}") from None
-        self.runs = [Run(self.suite.name, t.name, m, int(s)) for t in self.tasks for m in self.models for s in self.seeds]
+        self.runs = [
+            Run(self.suite.name, t.name, m, int(s)) for t in self.tasks for m in self.models for s in self.seeds
+        ]
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -383,4 +390,3 @@ class Sweep:
         finally:
             if started:
                 ray.shutdown()
-
