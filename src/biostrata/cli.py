@@ -438,7 +438,7 @@ def _report(sub: argparse._SubParsersAction) -> None:
 
 def _run_report(args: argparse.Namespace) -> int:
     from biostrata.report.compare import write_comparison
-    from biostrata.report.tables import write_report
+    from biostrata.report.summary import write_report
 
     if len(args.dirs) == 1:
         paths = write_report(args.dirs[0], args.out)
@@ -878,7 +878,8 @@ def _probe(sub: argparse._SubParsersAction) -> None:
 def _run_probe(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from biostrata.analysis.probes import LinearProbe, MLPProbe, probe_files
+    from biostrata.analysis.probe_files import probe_files
+    from biostrata.analysis.probes import LinearProbe, MLPProbe
     from biostrata.io import atomic_write_text
 
     probe = (

@@ -14,27 +14,16 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import pandas as pd
 import torch
 
+from biostrata.analysis.hyperbolicity import embedding_delta
 from biostrata.config import DemoSettings, TrainConfig
 from biostrata.data.simulate import simulate_dataset, write_gue
 from biostrata.io import atomic_write, atomic_write_text
-from biostrata.train.run import load_model, quiet_lightning, train
+from biostrata.train.run import quiet_lightning, train
 
 MODELS = ("cnn", "hcnn-s")
-
-
-def embedding_delta(run_dir: Path, sequences: list[str], n_points: int, seed: int) -> dict:
-    """Exact Gromov delta of a trained model's embeddings of (a random sample of) ``sequences``,
-    under the model's own metric: Euclidean, or Lorentz at the head's learned curvature."""
-    from biostrata.analysis.hyperbolicity import gromov_delta, model_embeddings
-
-    model, _ = load_model(run_dir)
-    pick = np.random.default_rng(seed).choice(len(sequences), size=min(n_points, len(sequences)), replace=False)
-    emb, metric, curvature = model_embeddings(model, [sequences[i] for i in pick])
-    return gromov_delta(emb, metric=metric, curvature=curvature).to_dict()
 
 
 class EpochLine(pl.Callback):

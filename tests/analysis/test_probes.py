@@ -18,7 +18,6 @@ from biostrata.analysis.probes import (
     iterative_stratification,
     make_splits,
     probe_metrics,
-    read_labels,
     task_of,
 )
 from biostrata.cli import main
@@ -147,20 +146,6 @@ def test_bootstrap_resamples_whole_groups() -> None:
     noisy = np.random.default_rng(0).random((40, 2))
     lo, hi = bootstrap_ci(y, [noisy], "binary", ["0", "1"], groups=np.arange(40) // 4, n_boot=200)
     assert 0 <= lo < hi <= 1
-
-
-def test_read_labels(tmp_path: Path) -> None:
-    path = tmp_path / "classes.csv"
-    path.write_text("sequence_id,NRP,RiPP,bgc\nA,1,0,g1\nB,0,1,g1\nC,1,1,g2\n")
-    ids, y, names, groups = read_labels(str(path), group_column="bgc")
-    assert ids == ["A", "B", "C"] and names == ["NRP", "RiPP"] and y.tolist() == [[1, 0], [0, 1], [1, 1]]
-    assert groups.tolist() == ["g1", "g1", "g2"]
-    _, y1, names1, _ = read_labels(str(path), label_column="bgc")
-    assert y1.tolist() == ["g1", "g1", "g2"] and names1 == ["g1", "g2"]
-    with pytest.raises(InputError, match="column 'bgc' is not 0/1"):
-        read_labels(str(path))
-    with pytest.raises(InputError, match="no column 'nope'"):
-        read_labels(str(path), group_column="nope")
 
 
 def test_cli_probe(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

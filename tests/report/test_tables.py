@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from biostrata.errors import InputError
+from biostrata.report.summary import write_report
 from biostrata.report.tables import (
     PUBLISHED,
     SEED_WINS,
@@ -16,7 +17,6 @@ from biostrata.report.tables import (
     results_table,
     to_markdown,
     win_counts,
-    write_report,
 )
 from biostrata.train.sweep import RECORD_KEYS, Run
 

@@ -307,6 +307,17 @@ def model_embeddings(
     return emb, "lorentz", float(model.manifold.curvature.detach())
 
 
+def embedding_delta(run_dir: str | Path, sequences: Sequence[str], n_points: int, seed: int) -> dict:
+    """Exact Gromov delta of a trained model's embeddings of (a random sample of) ``sequences``,
+    under the model's own metric: Euclidean, or Lorentz at the head's learned curvature."""
+    from biostrata.train.run import load_model
+
+    model, _ = load_model(run_dir)
+    pick = np.random.default_rng(seed).choice(len(sequences), size=min(n_points, len(sequences)), replace=False)
+    emb, metric, curvature = model_embeddings(model, [sequences[i] for i in pick])
+    return gromov_delta(emb, metric=metric, curvature=curvature).to_dict()
+
+
 def dataset_deltas(
     checkpoint: str | Path,
     task_dir: str | Path,

@@ -19,6 +19,8 @@ from biostrata.errors import DataNotFoundError, InputError
 
 __all__ = ["ProteinRecord", "iter_fasta", "read_fasta", "read_domain_proteins", "read_proteins", "family_members"]
 
+CANONICAL_AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # the 20 standard residues
+
 _TSV_COLUMNS = ("bgc_id", "pfam_id", "gene_id", "protein_accession", "dna_start", "dna_end", "protein_sequence")
 
 

@@ -36,7 +36,6 @@ from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write
 from biostrata.models.layerwise import masked_mean, resolve_layers
-from biostrata.train.masking import MaskingScheme
 
 __all__ = [
     "ProteinLM",
@@ -51,7 +50,6 @@ __all__ = [
 
 #: Where fair-esm publishes its weights (``<name>.pt``).
 ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/"
-_CANONICAL = "ACDEFGHIKLMNPQRSTVWY"
 
 
 class ProteinLM(nn.Module):
@@ -99,14 +97,6 @@ class ProteinLM(nn.Module):
     def masked_logits(self, src: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
         """Logits ``[n, 33]`` at the selected positions."""
         return self.model(src)["logits"][selected]
-
-    def masking_scheme(self, rate: float = 0.15) -> MaskingScheme:
-        """Mask residues only; random replacements drawn from the 20 canonical amino acids."""
-        a = self.alphabet
-        maskable = torch.zeros(len(a.all_toks), dtype=torch.bool)
-        maskable[[a.tok_to_idx[t] for t in a.standard_toks]] = True
-        replacements = torch.tensor([a.tok_to_idx[c] for c in _CANONICAL])
-        return MaskingScheme(a.padding_idx, a.mask_idx, maskable, replacements, rate=rate)
 
     def save(self, path: str | Path) -> None:
         """Write an ESM-2 model in fair-esm's checkpoint layout (``model`` + ``cfg``), atomically."""

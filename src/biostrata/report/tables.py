@@ -18,7 +18,6 @@ import pandas as pd
 
 from biostrata.data.benchmarks import SUITES
 from biostrata.errors import InputError
-from biostrata.io import atomic_write_text
 from biostrata.train.sweep import read_records
 
 EUCLIDEAN = ("cnn",)
@@ -230,24 +229,3 @@ def sweep_records(sweep_dir: str | Path) -> list[dict]:
     if not records:
         raise InputError(f"{sweep_dir}: no record.json found; run `biostrata benchmark --out {sweep_dir}` first")
     return records
-
-
-def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write ``results.md``, ``results.csv`` and one ``results_<suite>.png`` per suite.
-
-    Returns the written paths keyed ``"markdown"``, ``"csv"`` and ``"plot:<suite>"``.
-    """
-    from biostrata.report.plots import plot_suite
-
-    sweep_dir = Path(sweep_dir)
-    records = sweep_records(sweep_dir)
-    out_dir = Path(out_dir) if out_dir is not None else sweep_dir
-    table = results_table(records)
-    paths = {"markdown": out_dir / "results.md", "csv": out_dir / "results.csv"}
-    atomic_write_text(paths["markdown"], to_markdown(table))
-    atomic_write_text(paths["csv"], table.to_csv(index=False))
-    for suite in table["suite"].unique():
-        path = out_dir / f"results_{suite}.png"
-        plot_suite(table[table["suite"] == suite], path)
-        paths[f"plot:{suite}"] = path
-    return paths

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from biostrata.analysis.hyperbolicity import embedding_delta
 from biostrata.config import TrainConfig
 from biostrata.data.genome import read_gue_dir
 from biostrata.data.simulate import simulate_dataset, write_gue
-from biostrata.demo import embedding_delta
 from biostrata.io import atomic_write, atomic_write_text
 
 MODELS = ("cnn", "hcnn-s")

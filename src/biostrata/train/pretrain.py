@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from torchmetrics import SumMetric
 
 from biostrata.data.clusters import ClusterCorpus, DomainVocabulary, PfamTable
-from biostrata.data.proteins import ProteinRecord
+from biostrata.data.proteins import CANONICAL_AMINO_ACIDS, ProteinRecord
 from biostrata.errors import InputError, NumericalError
 from biostrata.io import atomic_write_json
 from biostrata.models.domain_lm import DomainLM
@@ -47,6 +47,7 @@ __all__ = [
     "fit_masked_lm",
     "split_clusters",
     "domain_masking_scheme",
+    "protein_masking_scheme",
     "pretrain_domain_lm",
     "pretrain_protein_lm",
 ]
@@ -287,6 +288,15 @@ def domain_masking_scheme(vocab: DomainVocabulary, rate: float = 0.15) -> Maskin
     return MaskingScheme(vocab.pad_idx, vocab.mask_idx, maskable, replacements, rate=rate)
 
 
+def protein_masking_scheme(plm: ProteinLM, rate: float = 0.15) -> MaskingScheme:
+    """Mask residues only; random replacements are drawn from the 20 canonical amino acids."""
+    a = plm.alphabet
+    maskable = torch.zeros(len(a.all_toks), dtype=torch.bool)
+    maskable[[a.tok_to_idx[t] for t in a.standard_toks]] = True
+    replacements = torch.tensor([a.tok_to_idx[c] for c in CANONICAL_AMINO_ACIDS])
+    return MaskingScheme(a.padding_idx, a.mask_idx, maskable, replacements, rate=rate)
+
+
 def pretrain_domain_lm(
     corpus: ClusterCorpus,
     out_dir: str | Path,
@@ -411,7 +421,7 @@ def pretrain_protein_lm(
         plm,
         [tokens[i] for i in order[n_val:]],
         [tokens[i] for i in order[:n_val]],
-        plm.masking_scheme(),
+        protein_masking_scheme(plm),
         out_dir,
         epochs=epochs,
         batch_size=batch_size,
