@@ -13,6 +13,7 @@ from biostrata.analysis.hyperbolicity import (
     gromov_delta,
     kmer_spectrum,
     load_array,
+    model_embeddings,
     tree_metric,
 )
 from biostrata.cli import main
@@ -214,3 +215,32 @@ def test_cli_errors(tmp_path, points, capsys):
     assert "--model and --data go together" in capsys.readouterr().err
     assert main(["delta", str(tmp_path / "p.npy")]) == 2
     assert "for points pass a metric" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["cnn", "hcnn-m"])
+def test_model_embeddings_of_any_layer(name):
+    """Delta layer by layer: a block's (B, C, L) output becomes one row per sequence (positions
+    concatenated; for points the Lorentz direct concatenation at that block's curvature)."""
+    import torch
+
+    from biostrata.geometry.lorentz import minkowski_inner
+    from biostrata.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, 12, 2, channels=6, hidden=10)
+    if name == "hcnn-m":
+        with torch.no_grad():
+            for m, k in zip(model.manifolds, (1.0, 2.0, 0.5, 1.5)):
+                m.k.fill_(k)
+    seqs = ["ACGTACGTAC", "GGGTTTAAAC", "ACACACACAC", "TTTTGGGGCC", "CATGCATGCA"]
+    rows, metric, curvature = model_embeddings(model, seqs, layer=2)
+    if name == "cnn":
+        assert rows.shape == (5, 6 * 12) and metric == "euclidean"
+    else:
+        assert rows.shape == (5, 1 + 5 * 12) and metric == "lorentz"
+        assert curvature == pytest.approx(1 / 2.0)  # block 2 is on manifold 1 (k = 2)
+        x = torch.from_numpy(rows)
+        assert torch.allclose(minkowski_inner(x, x), torch.full((5,), -2.0, dtype=torch.float64), atol=1e-4)
+    last, _, _ = model_embeddings(model, seqs)
+    assert last.shape == (5, 10)
+    assert np.isfinite(gromov_delta(rows, metric=metric, curvature=curvature).relative_delta)

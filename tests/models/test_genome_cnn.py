@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from biostrata.data.alphabet import encode_batch
+from biostrata.errors import InputError
 from biostrata.geometry.lorentz import lift, minkowski_inner
 from biostrata.models import EuclideanCNN, HyperbolicCNN, build_model
 
@@ -19,7 +20,7 @@ def test_models_and_heads(name, pool):
     x = batch()
     logits = model(x)
     assert logits.shape == (4, 3) and torch.isfinite(logits).all()
-    emb = model.embed(x)
+    (emb,) = model.embed(x).values()
     assert emb.shape == (4, 16)
     if model.manifold is not None:
         k = model.manifold.kk.detach().double()
@@ -91,7 +92,7 @@ def test_hyperbolic_head_is_flatten_fc_relu_mlr_float64():
     u_s = flat[:, 1:] @ fc.weight.T + fc.bias + flat[:, :1] * model.fc.time_weight  # Lorentz FC
     h = lift(torch.relu(u_s), k)  # Lorentz ReLU: ReLU on the space part, time recomputed
     assert torch.allclose(logits, model.classifier(h), atol=1e-10)
-    assert torch.allclose(model.embed(x), h, atol=1e-10)
+    assert torch.allclose(model.embed(x)[model.num_layers], h, atol=1e-10)
     assert (u_s < 0).any()  # the ReLU is not a no-op here
 
 
@@ -144,3 +145,34 @@ def test_short_runs_evaluate_with_the_batch_statistics(name):
     cold_gap = (cold.eval()(x) - y_cold).abs().max()
     # nn.BatchNorm1d keeps the unbiased variance (n / (n - 1)), so the Euclidean gap is not 0
     assert warm_gap < (1e-4 if name == "hcnn-s" else 1e-2) and warm_gap < 0.1 * cold_gap
+
+
+@pytest.mark.parametrize("name", ["cnn", "hcnn-s", "hcnn-m"])
+def test_layer_wise_embeddings(name):
+    """embed(x, layers) -> {layer: states}: 0 the input, 1..3 the blocks, 4 (= -1) the head's features;
+    the hyperbolic ones are points on the manifold layer_manifold(i) names."""
+    torch.manual_seed(3)
+    model = build_model(name, 20, 2, channels=8, hidden=16).eval()
+    x = batch(n=5, length=20)
+    assert model.num_layers == 4
+    out = model.embed(x, layers=[0, 1, 3, -1])
+    assert sorted(out) == [0, 1, 3, 4]
+    hyperbolic = model.manifold is not None
+    assert out[0].shape == ((5, 6, 20) if hyperbolic else (5, 5, 20))
+    # 8 channels: 8 Euclidean ones, or time + 7 space dimensions
+    assert out[1].shape == out[3].shape == (5, 8, 20) and out[4].shape == (5, 16)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model.classifier(out[4]))
+        assert torch.allclose(model.embed(x, [2])[2], model.embed(x, [0, 1, 2, 3, 4])[2])
+    for i, states in out.items():
+        manifold = model.layer_manifold(i)
+        if not hyperbolic:
+            assert manifold is None
+            continue
+        k = manifold.kk.detach().double()
+        err = (minkowski_inner(states.double(), states.double(), dim=1) + k).abs() / k
+        assert err.max() < 1e-4, i
+    if name == "hcnn-m":
+        assert len({id(model.layer_manifold(i)) for i in range(5)}) == 4
+    with pytest.raises(InputError, match="layer 5 does not exist; this model has layers 0..4"):
+        model.embed(x, [5])

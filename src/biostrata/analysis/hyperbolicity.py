@@ -285,26 +285,40 @@ def kmer_spectrum(sequences: Sequence[str], k: int = 4) -> np.ndarray:
 
 
 def model_embeddings(
-    model: torch.nn.Module, sequences: Sequence[str], *, truncate: bool = False, batch_size: int = 256
+    model: torch.nn.Module,
+    sequences: Sequence[str],
+    *,
+    layer: int = -1,
+    truncate: bool = False,
+    batch_size: int = 256,
 ) -> tuple[np.ndarray, str, float]:
-    """``model.embed`` of ``sequences`` as float64 rows, with the matching metric and curvature:
-    ``euclidean``, or ``lorentz`` at the head's curvature for a hyperbolic model."""
+    """Layer ``layer`` of a genome CNN (``model.embed``) for ``sequences``, one float64 row per
+    sequence, with the matching metric and curvature: ``euclidean``, or ``lorentz`` at that layer's
+    curvature for a hyperbolic model. The last layer (-1, the default) is the head's features; a
+    block's (B, C, L) output becomes one row per sequence by concatenating its positions (Lorentz
+    direct concatenation for points: the space parts, time recomputed)."""
     from biostrata.data.alphabet import encode_batch
+    from biostrata.geometry.lorentz import lift
 
     model = model.eval()
+    manifold = model.layer_manifold(layer)
     parts = []
     with torch.no_grad():
         for s in range(0, len(sequences), batch_size):
             x = encode_batch(list(sequences[s : s + batch_size]), model.length, truncate=truncate)
-            parts.append(model.embed(x).double().cpu().numpy())
+            states = next(iter(model.embed(x, [layer]).values()))
+            if states.dim() == 3:
+                flat = states.flatten(1) if manifold is None else lift(states[:, 1:].flatten(1), manifold.kk)
+                states = flat
+            parts.append(states.double().cpu().numpy())
     emb = np.concatenate(parts) if parts else np.zeros((0, 0))
     if not np.isfinite(emb).all():
         from biostrata.errors import NumericalError
 
         raise NumericalError("the model's embeddings contain NaN or infinity; no delta is reported")
-    if getattr(model, "manifold", None) is None:
+    if manifold is None:
         return emb, "euclidean", 1.0
-    return emb, "lorentz", float(model.manifold.curvature.detach())
+    return emb, "lorentz", float(manifold.curvature.detach())
 
 
 def embedding_delta(run_dir: str | Path, sequences: Sequence[str], n_points: int, seed: int) -> dict:

@@ -25,6 +25,7 @@ Which reference each choice follows (rrkhan/HGE @f76ee3e, with HyperbolicCV @fe1
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 import torch
@@ -33,6 +34,7 @@ from torch import nn
 
 from biostrata.data.alphabet import ALPHABET
 from biostrata.geometry.lorentz import Lorentz, change_curvature_space, lift
+from biostrata.models.layerwise import resolve_layers
 from biostrata.nn.lorentz import (
     LorentzBatchNorm1d,
     LorentzConv1d,
@@ -107,16 +109,33 @@ class EuclideanCNN(nn.Module):
         self.fc = nn.Linear(features, hidden)
         self.classifier = nn.Linear(hidden, num_classes)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 5, L) one-hot -> (B, hidden) penultimate features."""
-        for i, block in enumerate(self.blocks):
+    @property
+    def num_layers(self) -> int:
+        """Layers 0 (the one-hot input), 1..blocks (block outputs), blocks + 1 (head features)."""
+        return len(self.blocks) + 1
+
+    def layer_manifold(self, layer: int) -> None:
+        """Every layer is Euclidean."""
+        resolve_layers([layer], self.num_layers)
+
+    def embed(self, x: torch.Tensor, layers: Iterable[int] = (-1,)) -> dict[int, torch.Tensor]:
+        """(B, 5, L) one-hot -> {layer: states}: layer 0 the input, i in 1..blocks block i's output
+        (B, C, L), the last (-1) the head's features after FC and ReLU (B, hidden)."""
+        want = resolve_layers(layers, self.num_layers)
+        out = {0: x} if 0 in want else {}
+        for i, block in enumerate(self.blocks, 1):
+            if max(want) < i:
+                return out
             y = block(x)
-            x = torch.relu(y + x if i > 0 else y)
-        x = x.flatten(1) if self.pool == "flatten" else x.mean(2)
-        return torch.relu(self.fc(x))
+            x = torch.relu(y + x if i > 1 else y)
+            if i in want:
+                out[i] = x
+        if self.num_layers in want:
+            out[self.num_layers] = torch.relu(self.fc(x.flatten(1) if self.pool == "flatten" else x.mean(2)))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
+        return self.classifier(self.embed(x)[self.num_layers])
 
 
 class _LorentzBlock(nn.Module):
@@ -180,26 +199,47 @@ class HyperbolicCNN(nn.Module):
 
     @property
     def manifold(self) -> Lorentz:
-        """The head's manifold: the one ``embed`` returns points on."""
+        """The head's manifold: the one the last layer's points are on."""
         return self.manifolds[-1]
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 5, L) one-hot -> (B, hidden) points on the head's hyperboloid (after the ReLU)."""
+    @property
+    def num_layers(self) -> int:
+        """Layers 0 (the lifted input), 1..blocks (block outputs), blocks + 1 (head features)."""
+        return len(self.blocks) + 1
+
+    def layer_manifold(self, layer: int) -> Lorentz:
+        """The hyperboloid that layer ``layer``'s points are on: block i's for the input (i = 0) and
+        block outputs, the head's for the last layer."""
+        (i,) = resolve_layers([layer], self.num_layers)
+        return self.manifold if i == self.num_layers else self._manifold(max(i - 1, 0))
+
+    def embed(self, x: torch.Tensor, layers: Iterable[int] = (-1,)) -> dict[int, torch.Tensor]:
+        """(B, 5, L) one-hot -> {layer: points, time first}: layer 0 the lifted input (B, 6, L), i in
+        1..blocks block i's output (B, C, L) on block i's hyperboloid (before ``hcnn-m`` hands it to
+        the next curvature), the last (-1) the head's features after FC and ReLU (B, hidden)."""
+        want = resolve_layers(layers, self.num_layers)
         s = x  # the one-hot is the space part of the lifted input, x_0 = sqrt(k + |x|^2)
-        for i, block in enumerate(self.blocks):
+        out = {0: lift(s, self.layer_manifold(0).kk)} if 0 in want else {}
+        for i, block in enumerate(self.blocks, 1):
+            if max(want) < i:
+                return out
             s = block.space(s)
-            nxt = self._manifold(i + 1)
+            if i in want:
+                out[i] = lift(s, block.manifold.kk)
+            nxt = self._manifold(i)
             if nxt is not block.manifold:  # hcnn-m: exp_o^{K_i+1}(log_o^{K_i}(x))
                 s = change_curvature_space(s, block.manifold.kk, nxt.kk)
-        k = self.manifold.kk
-        if self.pool == "flatten":  # Lorentz direct concatenation of all positions
-            h = self.fc.space(s.flatten(1))
-        else:
-            h = self.fc.space(lorentz_mean(lift(s, k), self.manifold)[:, 1:])
-        return lift(self.relu.space(h), k)
+        if self.num_layers in want:
+            k = self.manifold.kk
+            if self.pool == "flatten":  # Lorentz direct concatenation of all positions
+                h = self.fc.space(s.flatten(1))
+            else:
+                h = self.fc.space(lorentz_mean(lift(s, k), self.manifold)[:, 1:])
+            out[self.num_layers] = lift(self.relu.space(h), k)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
+        return self.classifier(self.embed(x)[self.num_layers])
 
 
 MODELS = {"cnn": {}, "hcnn-s": {"curvature": "shared"}, "hcnn-m": {"curvature": "per_block"}}

@@ -1,6 +1,8 @@
-"""Layer numbering and pooling shared by the layer-wise encoders (domain LM, protein LM).
+"""Layer numbering and pooling shared by the layer-wise encoders (genome CNNs, domain LM, protein LM).
 
-Layers are numbered 0..n: 0 is the token-table lookup, ``i`` the output of block ``i``; a negative
+Every encoder has ``num_layers`` and ``embed(x, layers=(-1,)) -> dict[int, Tensor]``. Layers are
+numbered 0..n: 0 is the input (token-table lookup, or the one-hot DNA), ``i`` the output of block
+``i``; a negative
 layer counts from the end (-1 is ``n``, ``-(n + 1)`` is 0), as Python indexes a list of n + 1 items.
 """
 
