@@ -102,3 +102,16 @@ def test_the_checker_sees_back_edges_and_cycles(tmp_path):
         "biostrata.train.w -> biostrata.train.y -> biostrata.train.w",
         "biostrata.train.y -> biostrata.train.w -> biostrata.train.y",
     ]
+
+
+def test_reading_data_and_writing_reports_need_no_torch():
+    """`biostrata report` and the data readers start without loading torch or Lightning (seconds)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, biostrata.cli, biostrata.report.summary, biostrata.report.compare, biostrata.data.benchmarks; "
+        "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -9,11 +9,14 @@ one-hot column (the origin once lifted onto the hyperboloid).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from biostrata.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: reading files needs no torch
+    import torch
 
 ALPHABET = "ACGTN"
 PAD = -1
@@ -63,6 +66,8 @@ def _bad_char_message(char: str, pos: int, at: str) -> str:
 
 def one_hot(idx: torch.Tensor) -> torch.Tensor:
     """(B, L) long indices -> (B, 5, L) float one-hot; ``PAD`` positions become zero columns."""
+    import torch
+
     out = torch.zeros(idx.shape[0], len(ALPHABET), idx.shape[1], dtype=torch.float32, device=idx.device)
     valid = idx >= 0
     out.scatter_(1, idx.clamp_min(0).unsqueeze(1), valid.unsqueeze(1).to(out.dtype))
@@ -71,5 +76,7 @@ def one_hot(idx: torch.Tensor) -> torch.Tensor:
 
 def encode_batch(seqs: Sequence[str], length: int, *, truncate: bool = False) -> torch.Tensor:
     """One-hot (B, 5, length) tensor of a list of sequences."""
+    import torch
+
     idx = np.stack([encode(s, length, truncate=truncate, where=f"sequence {i + 1}") for i, s in enumerate(seqs)])
     return one_hot(torch.from_numpy(idx))

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from biostrata.data.alphabet import encode
 from biostrata.errors import DataNotFoundError, InputError
@@ -183,13 +181,16 @@ def read_gue_dir(path: str | Path) -> Splits:
     return Splits(*(read_labelled(path / f"{s}.csv") for s in SPLITS))
 
 
-class EncodedSequences(Dataset):
-    """A ``SequenceSet`` encoded once to (N, length) int8 indices (-1 = padding).
+class EncodedSequences:
+    """A ``SequenceSet`` encoded once to (N, length) int8 indices (-1 = padding), a map-style
+    dataset for ``torch.utils.data.DataLoader``.
 
     Items are ``(indices, label)``; the model one-hot encodes on its own device.
     """
 
     def __init__(self, data: SequenceSet, length: int, *, truncate: bool = False) -> None:
+        import torch  # here, not at module level: reading sequence files needs no torch
+
         idx = np.empty((len(data), length), dtype=np.int8)
         for i, seq in enumerate(data.sequences):
             idx[i] = encode(seq, length, truncate=truncate, where=data.where(i))
@@ -199,5 +200,5 @@ class EncodedSequences(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple:
         return self.indices[i], self.labels[i]
