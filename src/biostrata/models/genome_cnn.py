@@ -74,7 +74,8 @@ class BatchNorm1d(nn.BatchNorm1d):
 
 
 class EuclideanCNN(nn.Module):
-    """The Euclidean reference CNN. ``embed`` returns the FC(528) features after ReLU."""
+    """The Euclidean reference CNN. ``embed`` returns each layer's states (the last: the FC(528)
+    features after ReLU)."""
 
     manifold = None
 
@@ -158,8 +159,8 @@ class _LorentzBlock(nn.Module):
 
 class HyperbolicCNN(nn.Module):
     """The Lorentz twin (HCNN). ``curvature="shared"`` (HCNN-S): one learnable curvature;
-    ``"per_block"`` (HCNN-M): one per residual block plus one for the head. ``embed`` returns
-    points (B, hidden) on the head's hyperboloid, time first."""
+    ``"per_block"`` (HCNN-M): one per residual block plus one for the head. ``embed`` returns each
+    layer's points, time first, on the hyperboloid ``layer_manifold`` names."""
 
     def __init__(
         self,

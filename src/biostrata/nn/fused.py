@@ -117,7 +117,9 @@ def _boost_coefficient_backward(d_a, ss, p, mu_s, k):
 
 
 def _rescale(yy, q, beta_s, k, gamma, spread, eps, limit) -> dict[str, torch.Tensor]:
-    """The per-position scalars of ``rescale_coefficients`` and the intermediates of their backward."""
+    """f, g with out_s = f y_s + g beta_s = B_{o->beta}(exp_o(log_o(y) gamma / (spread + eps)))_s,
+    from yy = |y_s|^2 and q = beta_s . y_s; ``spread`` None: the batch's, sqrt(k) mean(rho).
+    Returns f, g, spread and the intermediates of the backward pass, by name."""
     sk = torch.sqrt(k)
     n = torch.sqrt(yy.clamp_min(1e-12))  # floor: 0/0 at y = 0 (a point at the centroid)
     rho = torch.asinh(n / sk)  # d(x, mu) / sqrt(k)
@@ -135,25 +137,8 @@ def _rescale(yy, q, beta_s, k, gamma, spread, eps, limit) -> dict[str, torch.Ten
     return dict(f=f, g=g, spread=spread, n=n, rho=rho, r_raw=r_raw, sh=sh, ch=ch, c=c, beta_0=beta_0, d=d)
 
 
-def rescale_coefficients(
-    yy: torch.Tensor,
-    q: torch.Tensor,
-    beta_s: torch.Tensor,
-    k: torch.Tensor,
-    gamma: torch.Tensor,
-    spread: torch.Tensor | None,
-    eps: float,
-    limit: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """f, g with out_s = f y_s + g beta_s = B_{o->beta}(exp_o(log_o(y) gamma / (spread + eps)))_s,
-    from yy = |y_s|^2 and q = beta_s . y_s; ``spread`` None: the batch's, sqrt(k) mean(rho).
-    Returns (f, g, spread)."""
-    v = _rescale(yy, q, beta_s, k, gamma, spread, eps, limit)
-    return v["f"], v["g"], v["spread"]
-
-
 def _rescale_backward(d_f, d_g, v, yy, q, beta_s, k, gamma, batch_spread: bool, limit: float, eps: float):
-    """Gradients of ``rescale_coefficients`` (d_yy, d_q, d_beta_s, d_k, d_gamma, d_spread) given
+    """Gradients of ``_rescale``'s f and g (d_yy, d_q, d_beta_s, d_k, d_gamma, d_spread) given
     d_f, d_g, written out; ``v`` holds the forward's intermediates."""
     sk = torch.sqrt(k)
     n, rho, sh, ch, f, d, beta_0, c, spread = (
@@ -285,5 +270,5 @@ def boost_rescale(
     p = _dot(mu_s.unsqueeze(0), s)
     y = torch.addcmul(s, mu_s.view(1, -1, 1), boost_coefficient(ss, p, mu_s, k))
     q = _dot(beta_s.unsqueeze(0), y)
-    f, g, spread = rescale_coefficients((y * y).sum(1, keepdim=True), q, beta_s, k, gamma, spread, eps, limit)
-    return torch.addcmul(f * y, beta_s.view(1, -1, 1), g), spread, mu_s
+    v = _rescale((y * y).sum(1, keepdim=True), q, beta_s, k, gamma, spread, eps, limit)
+    return torch.addcmul(v["f"] * y, beta_s.view(1, -1, 1), v["g"]), v["spread"], mu_s
