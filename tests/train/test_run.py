@@ -25,6 +25,8 @@ def test_train_writes_config_metrics_and_a_loadable_model(tiny_task, tmp_path, m
     assert TrainConfig.from_yaml(out / "config.yaml") == cfg
     assert not (out / "checkpoints").exists()
     assert len(metrics["curvatures"]) == (0 if model == "cnn" else 1)
+    # the thread setting is recorded; biostrata makes OpenMP threads sleep unless told otherwise
+    assert metrics["threads"] == torch.get_num_threads() and metrics["omp_wait_policy"] is not None
     loaded, loaded_cfg = load_model(out)
     assert loaded_cfg == cfg and not loaded.training
     blob = torch.load(out / "model.pt", weights_only=True)

@@ -5,14 +5,16 @@ Files written in ``out_dir`` (each atomically):
 - ``model.pt``: the best model, a dict loadable with ``torch.load(weights_only=True)``:
   ``format``, ``config`` (dict), ``length``, ``num_classes``, ``state_dict``;
 - ``metrics.json``: ``dev_*`` and ``test_*`` (mcc, accuracy, f1) of the best epoch, ``best_epoch``,
-  ``epochs_run``, ``params``, ``curvatures``, ``wall_time_s``, ``code_version`` and the run's
-  ``model``, ``seed``, ``length``, ``num_classes``. It is written last: its presence marks a
+  ``epochs_run``, ``params``, ``curvatures``, ``wall_time_s``, ``code_version``, the CPU thread
+  setting (``threads``, ``omp_wait_policy``) and the run's ``model``, ``seed``, ``length``,
+  ``num_classes``. It is written last: its presence marks a
   finished run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import time
@@ -108,6 +110,8 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
         "length": length,
         "num_classes": num_classes,
         "code_version": version,
+        "threads": torch.get_num_threads(),  # the CPU thread setting the run used
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     blob = {
         "format": MODEL_FORMAT,
