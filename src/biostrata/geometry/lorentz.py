@@ -12,6 +12,8 @@ from __future__ import annotations
 import geoopt
 import torch
 
+from biostrata.errors import InputError
+
 K_MIN = 1e-4  # smallest k used in formulas: a learnable k is clamped here, never to 0 or below
 
 
@@ -20,7 +22,7 @@ class Lorentz(geoopt.Lorentz):
 
     def __init__(self, curvature: float = 1.0, learnable: bool = False) -> None:
         if curvature <= 0:
-            raise ValueError(f"curvature must be > 0 (the magnitude K of -K), got {curvature}")
+            raise InputError(f"curvature must be > 0 (the magnitude K of -K), got {curvature}")
         super().__init__(k=1.0 / curvature, learnable=learnable)
 
     @property

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from biostrata.data.alphabet import ALPHABET
+from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz, change_curvature_space, lift
 from biostrata.models.layerwise import resolve_layers
 from biostrata.nn.lorentz import (
@@ -49,11 +50,11 @@ Pool = Literal["flatten", "mean"]
 
 def _check(length: int, num_classes: int, pool: str) -> None:
     if length < 1:
-        raise ValueError(f"length must be >= 1, got {length}")
+        raise InputError(f"length must be >= 1, got {length}")
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        raise InputError(f"num_classes must be >= 2, got {num_classes}")
     if pool not in ("flatten", "mean"):
-        raise ValueError(f"pool must be 'flatten' or 'mean', got {pool!r}")
+        raise InputError(f"pool must be 'flatten' or 'mean', got {pool!r}")
 
 
 class BatchNorm1d(nn.BatchNorm1d):
@@ -179,7 +180,7 @@ class HyperbolicCNN(nn.Module):
         super().__init__()
         _check(length, num_classes, pool)
         if curvature not in ("shared", "per_block"):
-            raise ValueError(f"curvature must be 'shared' or 'per_block', got {curvature!r}")
+            raise InputError(f"curvature must be 'shared' or 'per_block', got {curvature!r}")
         self.length, self.pool, self.curvature_mode = length, pool, curvature
         n_manifolds = 1 if curvature == "shared" else blocks + 1
         self.manifolds = nn.ModuleList(Lorentz(init_curvature, learn_curvature) for _ in range(n_manifolds))
@@ -249,7 +250,7 @@ MODELS = {"cnn": {}, "hcnn-s": {"curvature": "shared"}, "hcnn-m": {"curvature": 
 def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module:
     """``cnn`` (Euclidean), ``hcnn-s`` (one curvature) or ``hcnn-m`` (one per block and head)."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if name == "cnn":
         kwargs = {k: v for k, v in kwargs.items() if k not in ("init_curvature", "learn_curvature")}
         return EuclideanCNN(length, num_classes, **kwargs)

@@ -17,6 +17,8 @@ from geoopt import ManifoldParameter, ManifoldTensor
 from geoopt.optim import RiemannianAdam as _GeooptRiemannianAdam
 from torch.optim.adam import adam
 
+from biostrata.errors import InputError
+
 
 def _is_riemannian(group: dict) -> bool:
     return any(isinstance(p, (ManifoldParameter, ManifoldTensor)) for p in group["params"])
@@ -45,7 +47,7 @@ class RiemannianAdam(_GeooptRiemannianAdam):
 
     def _euclidean_step(self, group: dict) -> None:
         if group["amsgrad"]:
-            raise ValueError("amsgrad is not supported for Euclidean groups; use amsgrad=False")
+            raise InputError("amsgrad is not supported for Euclidean groups; use amsgrad=False")
         params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
         for p in group["params"]:
             if p.grad is None:
