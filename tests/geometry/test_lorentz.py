@@ -1,3 +1,5 @@
+import math
+
 import geoopt
 import pytest
 import torch
@@ -35,3 +37,26 @@ def test_change_of_curvature_is_exp0_of_log0_float64(k_from, k_to):
     assert torch.allclose(out, expected, atol=1e-10, rtol=1e-10)
     if k_from == k_to:
         assert torch.allclose(out, s, atol=1e-12)
+
+
+def test_manifold_methods_use_its_own_curvature():
+    """The operations as methods of the manifold (geoopt style): the k-explicit maths at its k."""
+    from biostrata.geometry.lorentz import Lorentz, minkowski_inner
+
+    m, other = Lorentz(0.5), Lorentz(2.0)  # k = 2 and k = 0.5
+    torch.manual_seed(2)
+    s = torch.randn(4, 3, 6) * 3
+    x = m.lift(s)
+    assert torch.allclose(minkowski_inner(x, x), torch.full((4, 6), -2.0), atol=1e-4)
+    assert torch.equal(m.time(s), x[:, :1])
+    moved = m.carry(s, to=other)
+    assert torch.allclose(moved, change_curvature_space(s, m.kk, other.kk))
+    assert m.carry(s, to=m) is s
+    assert torch.allclose(m.logmap0_space(m.expmap0_space(s[0], dim=0), dim=0), s[0], atol=1e-4)
+    clipped = m.clip_radius(s, 1.0)  # radius 1 in units of sqrt(k): |x_s| <= sqrt(2) sinh(1)
+    norms = clipped.norm(dim=1)
+    assert norms.max() <= math.sqrt(2) * math.sinh(1) * (1 + 1e-6)
+    small = s.norm(dim=1, keepdim=True) < math.sqrt(2) * math.sinh(1)
+    assert torch.allclose(torch.where(small, clipped, 0), torch.where(small, s, 0))  # inside: unchanged
+    c = m.centroid(x, (2,))
+    assert c.shape == (4, 4) and torch.allclose(minkowski_inner(c, c), torch.full((4,), -2.0), atol=1e-4)

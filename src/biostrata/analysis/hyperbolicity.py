@@ -298,7 +298,6 @@ def model_embeddings(
     block's (B, C, L) output becomes one row per sequence by concatenating its positions (Lorentz
     direct concatenation for points: the space parts, time recomputed)."""
     from biostrata.data.alphabet import encode_batch
-    from biostrata.geometry.lorentz import lift
 
     model = model.eval()
     manifold = model.layer_manifold(layer)
@@ -308,7 +307,7 @@ def model_embeddings(
             x = encode_batch(list(sequences[s : s + batch_size]), model.length, truncate=truncate)
             states = next(iter(model.embed(x, [layer]).values()))
             if states.dim() == 3:
-                flat = states.flatten(1) if manifold is None else lift(states[:, 1:].flatten(1), manifold.kk)
+                flat = states.flatten(1) if manifold is None else manifold.lift(states[:, 1:].flatten(1))
                 states = flat
             parts.append(states.double().cpu().numpy())
     emb = np.concatenate(parts) if parts else np.zeros((0, 0))

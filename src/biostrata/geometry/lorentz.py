@@ -5,9 +5,15 @@ curvature -1/k (K = 1/k in the papers' notation). As in geoopt, ``k`` is carried
 Every point is determined by its space part, x_0 = sqrt(k + |x_s|^2); layers compute space parts
 and recompute the time coordinate, so a point never leaves the manifold by drift.
 Tensors are laid out channel-first, (B, 1 + C, ...) with the time coordinate at channel 0.
+
+The operations are methods of the manifold (``manifold.lift(space)``, ``manifold.centroid(x, dims)``,
+``manifold.carry(space, to=other)``), which use its clamped k; the module-level functions below
+are the same maths with k passed explicitly, for kernels and float64 checks.
 """
 
 from __future__ import annotations
+
+import math
 
 import geoopt
 import torch
@@ -41,6 +47,39 @@ class Lorentz(geoopt.Lorentz):
         root of its running mean: NaN (seen in batch-norm centres at epoch ~60 of genome CNNs)."""
         out = super().component_inner(x, u, v)
         return out.clamp_min(0) if v is None else out
+
+    def time(self, space: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        """x_0 = sqrt(k + |x_s|^2) of the points over these space parts, keeping ``dim``."""
+        return time_from_space(space, self.kk, dim)
+
+    def lift(self, space: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        """The points (x_0, x_s) over these space parts."""
+        return lift(space, self.kk, dim)
+
+    def centroid(self, x: torch.Tensor, reduce_dims: tuple[int, ...], dim: int = 1) -> torch.Tensor:
+        """Lorentz centroid of the points x over ``reduce_dims`` (see ``centroid``)."""
+        return centroid(x, self.kk, reduce_dims, dim)
+
+    def expmap0_space(self, v: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Space part of exp_o(v) for a tangent vector (0, v_s) at the origin."""
+        return expmap0_space(v, self.kk, dim)
+
+    def logmap0_space(self, x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Space part of log_o(x); its time part is 0."""
+        return logmap0_space(x, self.kk, dim)
+
+    def carry(self, space: torch.Tensor, to: Lorentz, dim: int = 1) -> torch.Tensor:
+        """Space parts of exp_o^{to}(log_o^{self}(x)): points moved to the hyperboloid ``to``
+        through the tangent space at the origin; the identity when ``to`` is this manifold."""
+        return space if to is self else change_curvature_space(space, self.kk, to.kk, dim)
+
+    def clip_radius(self, space: torch.Tensor, radius: float, dim: int = 1) -> torch.Tensor:
+        """Pull points farther than ``radius`` (in units of sqrt(k)) from the origin back onto that
+        sphere along their geodesic: x_s <- x_s min(1, sqrt(k) sinh(radius) / |x_s|)."""
+        limit = torch.sqrt(self.kk) * math.sinh(radius)
+        # floor: the ratio is only used where |x_s| exceeds the limit; it keeps 0 / 0 out at x_s = 0
+        norm = torch.sqrt((space * space).sum(dim, keepdim=True).clamp_min(1e-12))
+        return space * (limit / norm).clamp(max=1.0)
 
     def extra_repr(self) -> str:
         return f"curvature={self.curvature.item():.4g}, learnable={self.k.requires_grad}"

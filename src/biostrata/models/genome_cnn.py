@@ -34,7 +34,7 @@ from torch import nn
 
 from biostrata.data.alphabet import ALPHABET
 from biostrata.errors import InputError
-from biostrata.geometry.lorentz import Lorentz, change_curvature_space, lift
+from biostrata.geometry.lorentz import Lorentz
 from biostrata.models.layerwise import resolve_layers
 from biostrata.nn.lorentz import (
     LorentzBatchNorm1d,
@@ -221,23 +221,20 @@ class HyperbolicCNN(nn.Module):
         the next curvature), the last (-1) the head's features after FC and ReLU (B, hidden)."""
         want = resolve_layers(layers, self.num_layers)
         s = x  # the one-hot is the space part of the lifted input, x_0 = sqrt(k + |x|^2)
-        out = {0: lift(s, self.layer_manifold(0).kk)} if 0 in want else {}
+        out = {0: self.layer_manifold(0).lift(s)} if 0 in want else {}
         for i, block in enumerate(self.blocks, 1):
             if max(want) < i:
                 return out
             s = block.space(s)
             if i in want:
-                out[i] = lift(s, block.manifold.kk)
-            nxt = self._manifold(i)
-            if nxt is not block.manifold:  # hcnn-m: exp_o^{K_i+1}(log_o^{K_i}(x))
-                s = change_curvature_space(s, block.manifold.kk, nxt.kk)
+                out[i] = block.manifold.lift(s)
+            s = block.manifold.carry(s, to=self._manifold(i))  # hcnn-m: exp_o^{K_i+1}(log_o^{K_i}(x))
         if self.num_layers in want:
-            k = self.manifold.kk
             if self.pool == "flatten":  # Lorentz direct concatenation of all positions
                 h = self.fc.space(s.flatten(1))
             else:
-                h = self.fc.space(lorentz_mean(lift(s, k), self.manifold)[:, 1:])
-            out[self.num_layers] = lift(self.relu.space(h), k)
+                h = self.fc.space(lorentz_mean(self.manifold.lift(s), self.manifold)[:, 1:])
+            out[self.num_layers] = self.manifold.lift(self.relu.space(h))
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from geoopt import ManifoldParameter
 from torch import nn
 
-from biostrata.geometry.lorentz import Lorentz, centroid, expmap0_space, lift, logmap0_space, time_from_space
+from biostrata.geometry.lorentz import Lorentz
 from biostrata.nn.fused import add_time_term, boost_rescale, squared_norm
 
 # Largest radius rho = d(x, o)/sqrt(k) of a batch-norm output, and of its learned centre beta.
@@ -26,14 +26,6 @@ from biostrata.nn.fused import add_time_term, boost_rescale, squared_norm
 # forward pass overflowed to NaN.
 MAX_RADIUS = 10.0
 MAX_CENTRE_RADIUS = 5.0
-
-
-def clip_radius(space: torch.Tensor, k: torch.Tensor, radius: float, dim: int = 1) -> torch.Tensor:
-    """Pull points farther than ``radius`` (in units of sqrt(k)) from the origin back onto that
-    sphere along their geodesic: x_s <- x_s min(1, sqrt(k) sinh(radius) / |x_s|)."""
-    limit = torch.sqrt(k) * math.sinh(radius)
-    norm = torch.sqrt((space * space).sum(dim, keepdim=True).clamp_min(1e-12))
-    return space * (limit / norm).clamp(max=1.0)
 
 
 def _space(x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +41,7 @@ class _SpaceLayer(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return lift(self.space(_space(x)), self.manifold.kk)
+        return self.manifold.lift(self.space(_space(x)))
 
 
 class LorentzLinear(_SpaceLayer):
@@ -66,7 +58,7 @@ class LorentzLinear(_SpaceLayer):
         self.time_weight = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
 
     def space(self, s: torch.Tensor) -> torch.Tensor:
-        return self.linear(s) + time_from_space(s, self.manifold.kk) * self.time_weight
+        return self.linear(s) + self.manifold.time(s) * self.time_weight
 
 
 class LorentzConv1d(_SpaceLayer):
@@ -148,7 +140,7 @@ class LorentzBatchNorm1d(_SpaceLayer):
         self.eps = eps
         self.warm_start = warm_start
         self.batches_seen = 0  # training batches since construction, for ``warm_start``
-        origin = lift(torch.zeros(num_features), manifold.kk.detach(), dim=0)  # (sqrt(k), 0, ..., 0)
+        origin = manifold.lift(torch.zeros(num_features), dim=0).detach()  # (sqrt(k), 0, ..., 0)
         self.beta = ManifoldParameter(origin, manifold=manifold)
         self.gamma = nn.Parameter(torch.ones(()))
         # log_o of the running centroid: a tangent vector at the origin, time component 0
@@ -160,8 +152,8 @@ class LorentzBatchNorm1d(_SpaceLayer):
         if s.dim() == 2:
             return self.space(s.unsqueeze(-1)).squeeze(-1)
         k = self.manifold.kk
-        mu_s = None if self.training else expmap0_space(self.running_mean[1:], k)
-        beta_s = clip_radius(self.beta[1:], k, MAX_CENTRE_RADIUS, dim=0)
+        mu_s = None if self.training else self.manifold.expmap0_space(self.running_mean[1:])
+        beta_s = self.manifold.clip_radius(self.beta[1:], MAX_CENTRE_RADIUS, dim=0)
         out, spread, mu_s = boost_rescale(
             s, mu_s, beta_s, k, self.gamma, None if self.training else self.running_var,
             self.eps, MAX_RADIUS - MAX_CENTRE_RADIUS, self.fused,
@@ -174,9 +166,7 @@ class LorentzBatchNorm1d(_SpaceLayer):
     def clip_centre_(self) -> None:
         """Pull beta back within MAX_CENTRE_RADIUS of the origin, on the manifold. Called after each
         optimizer step: far out, float32 Riemannian updates of beta turn NaN."""
-        k = self.manifold.kk
-        space = clip_radius(self.beta[1:], k, MAX_CENTRE_RADIUS, dim=0)
-        self.beta.copy_(torch.cat([time_from_space(space, k, 0), space]))
+        self.beta.copy_(self.manifold.lift(self.manifold.clip_radius(self.beta[1:], MAX_CENTRE_RADIUS, dim=0), dim=0))
 
     @torch.no_grad()
     def _update_running(self, mu_s: torch.Tensor, spread: torch.Tensor, k: torch.Tensor) -> None:
@@ -184,12 +174,12 @@ class LorentzBatchNorm1d(_SpaceLayer):
         moving average of the spread."""
         self.batches_seen += 1
         m = max(self.momentum, 1.0 / self.batches_seen) if self.warm_start else self.momentum
-        run_s = expmap0_space(self.running_mean[1:], k)
+        run_s = self.manifold.expmap0_space(self.running_mean[1:])
         run_0 = torch.sqrt(k + (run_s * run_s).sum())
         mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
         avg_s, avg_0 = (1 - m) * run_s + m * mu_s, (1 - m) * run_0 + m * mu_0
         c = torch.sqrt(k) / torch.sqrt((avg_0 * avg_0 - (avg_s * avg_s).sum()).clamp_min(1e-8))
-        self.running_mean[1:] = logmap0_space(avg_s * c, k)
+        self.running_mean[1:] = self.manifold.logmap0_space(avg_s * c)
         self.running_var.mul_(1 - m).add_(m * spread)
 
 
@@ -206,17 +196,17 @@ class LorentzReLU(_SpaceLayer):
 
 def lorentz_residual(x: torch.Tensor, y: torch.Tensor, manifold: Lorentz) -> torch.Tensor:
     """Residual sum: space parts added, time recomputed."""
-    return lift(_space(x) + _space(y), manifold.kk)
+    return manifold.lift(_space(x) + _space(y))
 
 
 def lorentz_flatten(x: torch.Tensor, manifold: Lorentz) -> torch.Tensor:
     """Lorentz direct concatenation of the L points of (B, 1 + C, L): (B, 1 + C L)."""
-    return lift(_space(x).flatten(1), manifold.kk)
+    return manifold.lift(_space(x).flatten(1))
 
 
 def lorentz_mean(x: torch.Tensor, manifold: Lorentz) -> torch.Tensor:
     """Lorentz centroid of the L points of (B, 1 + C, L): (B, 1 + C)."""
-    return centroid(x, manifold.kk, (2,))
+    return manifold.centroid(x, (2,))
 
 
 class LorentzMLR(nn.Module):  # maps points to logits, so it has no ``space``
@@ -236,7 +226,7 @@ class LorentzMLR(nn.Module):  # maps points to logits, so it has no ``space``
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         sqrt_curv = 1.0 / torch.sqrt(self.manifold.kk)
         s = _space(x)
-        t = time_from_space(s, self.manifold.kk)
+        t = self.manifold.time(s)
         znorm = self.z.norm(dim=1).clamp_min(1e-8)
         alpha = torch.cosh(sqrt_curv * self.a) * (s @ self.z.T) - torch.sinh(sqrt_curv * self.a) * znorm * t
         return znorm / sqrt_curv * torch.asinh(sqrt_curv * alpha / znorm)
