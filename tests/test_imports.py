@@ -1,6 +1,6 @@
 """The package's stages import only downward, and no two modules import each other.
 
-Stages, lowest first (../shared/DESIGN.md): the base modules (errors, io, provenance, config, the
+Stages, lowest first (../shared/DESIGN.md): the base modules (errors, io, provenance, settings, config, the
 package itself), data and geometry, nn, models, train, analysis, report, studies (and the demo),
 cli. Every ``import biostrata...`` counts, at module level or inside a function.
 """
@@ -14,7 +14,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "biostrata"
 STAGES = {
-    "__init__": 0, "errors": 0, "io": 0, "provenance": 0, "config": 0,
+    "__init__": 0, "errors": 0, "io": 0, "provenance": 0, "settings": 0, "config": 0,
     "data": 1, "geometry": 1, "nn": 2, "models": 3, "train": 4, "analysis": 5, "report": 6,
     "studies": 7, "demo": 7, "cli": 8,
 }  # fmt: skip

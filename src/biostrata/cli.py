@@ -55,37 +55,7 @@ def set_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def add_config_options(p: argparse.ArgumentParser) -> None:
-    """One option per TrainConfig field (``--batch-size`` for ``batch_size``); unset ones keep the config's."""
-    from dataclasses import MISSING, fields
-
-    from biostrata.config import TrainConfig
-
-    g = p.add_argument_group("training options (override --config; defaults from the HGE paper)")
-    g.add_argument("--config", help="YAML file of training options; options given here override it")
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        helptext = f"default: {default}"
-        if isinstance(default, bool):
-            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=helptext)
-        elif isinstance(default, list):
-            g.add_argument(flag, dest=f.name, type=int, nargs="*", default=None, help=helptext)
-        elif f.name in ("length", "patience"):
-            g.add_argument(flag, dest=f.name, type=int, default=None, help=helptext)
-        else:
-            g.add_argument(flag, dest=f.name, type=type(default), default=None, help=helptext)
-
-
-def config_from_args(args: argparse.Namespace):
-    """The TrainConfig of ``--config`` (or the defaults) with the options given on the command line."""
-    from dataclasses import fields
-
-    from biostrata.config import TrainConfig
-
-    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    changes = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
-    return cfg.replace(**changes)
+SET_PER_RUN = ("model", "seed", "length")  # TrainConfig fields a sweep sets for each run
 
 
 def load_splits(args: argparse.Namespace):
@@ -106,7 +76,6 @@ def load_splits(args: argparse.Namespace):
 def _demo(sub: argparse._SubParsersAction) -> None:
     from biostrata.config import DemoSettings
 
-    d = DemoSettings()
     p = sub.add_parser(
         "demo",
         help="the main job on simulated data: Euclidean vs hyperbolic CNN, test MCC and delta",
@@ -114,12 +83,7 @@ def _demo(sub: argparse._SubParsersAction) -> None:
         "(Lorentz) CNN, and report their test MCC and the Gromov delta of their embeddings. No download.",
     )
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--leaves", type=int, default=d.leaves, help=f"number of sequences (default: {d.leaves})")
-    p.add_argument("--length", type=int, default=d.length, help=f"sequence length (default: {d.length})")
-    p.add_argument("--classes", type=int, default=d.classes, help=f"number of clades = classes (default: {d.classes})")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default: {d.epochs})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of simulation and training (default: {d.seed})")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    DemoSettings.add_options(p, "demo options")
     p.set_defaults(run=_run_demo)
 
 
@@ -127,11 +91,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from biostrata.config import DemoSettings
     from biostrata.demo import run_demo
 
-    settings = DemoSettings(
-        leaves=args.leaves, length=args.length, classes=args.classes, epochs=args.epochs, seed=args.seed,
-        progress=args.progress,
-    )  # fmt: skip
-    table = run_demo(args.out, settings)
+    table = run_demo(args.out, DemoSettings.from_args(args))
     print()
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"\nwrote {args.out}/summary.md, summary.csv, summary.png; runs in {args.out}/runs, data in {args.out}/data")
@@ -150,11 +110,10 @@ def _study(sub: argparse._SubParsersAction) -> None:
         "and the Gromov delta of both models' embeddings against each condition. Resumable.",
     )
     c.add_argument("--out", default="runs/conditions", help="output folder (default: runs/conditions)")
-    c.add_argument("--leaves", type=int, default=2000, help="sequences per dataset (default: 2000)")
-    c.add_argument("--length", type=int, default=100, help="sequence length (default: 100)")
-    c.add_argument("--epochs", type=int, default=10, help="epochs per run (default: 10)")
-    c.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="training seeds (default: 1 2)")
     c.add_argument("--threads", type=int, help="CPU threads for torch")
+    from biostrata.config import ConditionsSettings
+
+    ConditionsSettings.add_options(c, "study options")
     c.set_defaults(run=_run_study_conditions)
     g = studies.add_parser(
         "cross-granularity",
@@ -179,11 +138,11 @@ def _study(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_study_conditions(args: argparse.Namespace) -> int:
-    from biostrata.studies.conditions import ConditionsSettings, run_conditions, summarize
+    from biostrata.config import ConditionsSettings
+    from biostrata.studies.conditions import run_conditions, summarize
 
     set_torch_threads(args.threads)
-    settings = ConditionsSettings(leaves=args.leaves, length=args.length, epochs=args.epochs, seeds=args.seeds)
-    table = run_conditions(args.out, settings)
+    table = run_conditions(args.out, ConditionsSettings.from_args(args))
     print(summarize(table).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {args.out}/conditions.md, conditions.csv, conditions.png")
     return 0
@@ -221,7 +180,9 @@ def _train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/train", help="output folder (default: runs/train)")
     p.add_argument("--seeds", type=int, nargs="+", help="train once per seed, in OUT/seed<k>; overrides --seed")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, all cores)")
-    add_config_options(p)
+    from biostrata.config import TrainConfig
+
+    TrainConfig.add_options(p, "training options (defaults from the HGE paper)")
     p.set_defaults(run=_run_train)
 
 
@@ -230,10 +191,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from biostrata.config import TrainConfig
     from biostrata.train.run import train
 
     set_torch_threads(args.threads)
-    cfg = config_from_args(args)
+    cfg = TrainConfig.from_args(args)
     splits = load_splits(args)
     seeds = args.seeds or [cfg.seed]
     results = []
@@ -362,10 +324,6 @@ def _benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="training seeds (default 1 2 3)")
     p.add_argument("--out", required=True, help="sweep folder for the records (created if missing)")
     p.add_argument("--data-dir", help="data root holding gue/, genomic_benchmarks/, teb/ (default: $BIOSTRATA_DATA)")
-    p.add_argument("--config", help="TrainConfig YAML that every run starts from (model, seed, length are set per run)")
-    p.add_argument("--epochs", type=int, help="override the config's epochs")
-    p.add_argument("--batch-size", type=int, help="override the config's batch_size")
-    p.add_argument("--lr", type=float, help="override the config's lr")
     p.add_argument(
         "--dev-fraction",
         type=float,
@@ -385,6 +343,9 @@ def _benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs per run (default 1)")
     p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (each run and whether it is done) and stop")
+    from biostrata.config import TrainConfig
+
+    TrainConfig.add_options(p, "training options of every run (model, seed, length are set per run)", skip=SET_PER_RUN)
     p.set_defaults(run=_run_benchmark)
 
 
@@ -394,9 +355,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     from biostrata.train.sweep import Sweep
 
     suite = resolve_suite(args.suite)
-    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
-    cfg = cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
+    cfg = TrainConfig.from_args(args)
     sweep = Sweep(
         suite,
         select_tasks(suite, args.tasks),

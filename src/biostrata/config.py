@@ -1,4 +1,5 @@
-"""Typed experiment configs, read from and written to YAML.
+"""The settings of a genome classifier's training, the demo and the conditions study (see
+``biostrata.settings``); this module loads no torch, so the command line can build its options.
 
 A config file holds the fields of ``TrainConfig``; unknown keys are errors. Command-line options
 override the file. The config used is saved beside every result.
@@ -6,52 +7,69 @@ override the file. The config used is saved beside every result.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
-
-import yaml
+from dataclasses import dataclass, field
 
 from biostrata.errors import InputError
-from biostrata.io import atomic_write_text
+from biostrata.settings import Settings, field_help
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """Training of one genome classifier. Defaults are those of Khan et al. (ICLR 2025)."""
 
-    model: str = "hcnn-s"  # cnn | hcnn-s | hcnn-m
-    length: int | None = None  # model input length; None: the longest train or dev sequence
-    truncate: bool = False  # cut longer sequences to `length` instead of failing
-    pool: str = "flatten"  # flatten (paper) | mean
-    channels: int = 32
-    kernel_size: int = 9
-    blocks: int = 3
-    hidden: int = 528
-    init_curvature: float = 1.0
-    learn_curvature: bool = True
-    bn_warm_start: bool = True  # running batch-norm stats start from the first batches (False: reference)
-    epochs: int = 100
-    batch_size: int = 100
-    lr: float = 1e-5
-    weight_decay: float = 0.1
-    manifold_lr: float = 2e-2  # Riemannian parameters (batch-norm centres)
-    curvature_lr: float = 1e-4  # curvatures: own group, no weight decay
-    milestones: list[int] = field(default_factory=lambda: [60, 85])
-    lr_gamma: float = 0.1
-    warmup_epochs: float = 0.0  # linear lr warm-up over this many epochs (fractions allowed); 0: none (paper)
-    patience: int | None = None  # early stopping on the validation metric; None: off
-    metric: str = "mcc"  # model-selection metric on dev: mcc | f1 | accuracy
-    seed: int = 1
-    precision: str = "32-true"  # Lightning precision, e.g. bf16-mixed or 16-mixed on GPU
-    accelerator: str = "auto"
-    devices: str = "auto"
-    num_workers: int = 0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        self.validate()
+    model: str = field(
+        default="hcnn-s",
+        metadata=field_help("cnn (Euclidean), hcnn-s (Lorentz, one curvature) or hcnn-m (one per block and the head)"),
+    )
+    length: int | None = field(
+        default=None, metadata=field_help("model input length; unset: the longest train or dev sequence")
+    )
+    truncate: bool = field(default=False, metadata=field_help("cut longer sequences to the length instead of failing"))
+    pool: str = field(default="flatten", metadata=field_help("head: flatten (the paper's) or mean"))
+    channels: int = field(default=32, metadata=field_help("channels per block (Lorentz: time + space dimensions)"))
+    kernel_size: int = field(default=9, metadata=field_help("convolution width"))
+    blocks: int = field(default=3, metadata=field_help("residual blocks"))
+    hidden: int = field(default=528, metadata=field_help("width of the fully connected layer"))
+    init_curvature: float = field(default=1.0, metadata=field_help("starting curvature magnitude K"))
+    learn_curvature: bool = field(default=True, metadata=field_help("learn the curvature"))
+    bn_warm_start: bool = field(
+        default=True,
+        metadata=field_help("running batch-norm statistics start from the first batches (off: the reference)"),
+    )
+    epochs: int = field(default=100, metadata=field_help("training epochs"))
+    batch_size: int = field(default=100, metadata=field_help("batch size"))
+    lr: float = field(default=1e-5, metadata=field_help("learning rate of the ordinary weights"))
+    weight_decay: float = field(default=0.1, metadata=field_help("L2 weight decay of the ordinary weights"))
+    manifold_lr: float = field(
+        default=2e-2, metadata=field_help("learning rate of the batch-norm centres (Riemannian)")
+    )
+    curvature_lr: float = field(
+        default=1e-4, metadata=field_help("learning rate of the curvatures (own group, no weight decay)")
+    )
+    milestones: list[int] = field(
+        default_factory=lambda: [60, 85],
+        metadata=field_help("epochs at which the learning rates are multiplied by lr_gamma"),
+    )
+    lr_gamma: float = field(default=0.1, metadata=field_help("step-decay factor"))
+    warmup_epochs: float = field(
+        default=0.0,
+        metadata=field_help(
+            "linear learning-rate warm-up over this many epochs (fractions allowed; 0: none, the paper)"
+        ),
+    )
+    patience: int | None = field(
+        default=None,
+        metadata=field_help("early stopping after this many epochs without a better validation metric; unset: off"),
+    )
+    metric: str = field(default="mcc", metadata=field_help("model-selection metric on dev: mcc, f1 or accuracy"))
+    seed: int = field(default=1, metadata=field_help("training seed"))
+    precision: str = field(
+        default="32-true", metadata=field_help("Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed (GPU)")
+    )
+    accelerator: str = field(default="auto", metadata=field_help("Lightning accelerator: auto, cpu, gpu"))
+    devices: str = field(default="auto", metadata=field_help("Lightning devices: auto or a number"))
+    num_workers: int = field(default=0, metadata=field_help("data-loader worker processes"))
+    progress: bool = field(default=True, metadata=field_help("show progress bars"))
 
     def validate(self) -> None:
         from biostrata.models import MODELS
@@ -73,46 +91,47 @@ class TrainConfig:
             if not ok:
                 raise InputError(f"config: {name}={getattr(self, name, None)!r} is invalid; expected {expected}")
 
-    def to_yaml(self, path: str | Path) -> None:
-        atomic_write_text(Path(path), yaml.safe_dump(asdict(self), sort_keys=False))
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
-        return cls(**values)
+@dataclass
+class DemoSettings(Settings):
+    """Size of the demo. The defaults run in a few minutes on 2 CPU cores."""
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise InputError(f"{path}: config file not found") from None
-        except yaml.YAMLError as err:
-            raise InputError(f"{path}: not valid YAML: {err}") from None
-        if not isinstance(values, dict):
-            raise InputError(f"{path}: expected a mapping of config keys, found {type(values).__name__}")
-        return cls.from_dict(values, str(path))
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
+    leaves: int = field(default=5000, metadata=field_help("number of sequences"))
+    length: int = field(default=200, metadata=field_help("sequence length"))
+    classes: int = field(default=4, metadata=field_help("number of clades = classes"))
+    tree: str = field(default="balanced", metadata=field_help("tree shape: balanced, yule, birth-death, caterpillar"))
+    height: float = field(default=2.0, metadata=field_help("substitutions per site from root to leaf"))
+    epochs: int = field(default=12, metadata=field_help("training epochs"))
+    lr: float = field(default=1e-3, metadata=field_help("learning rate"))
+    delta_points: int = field(default=600, metadata=field_help("test embeddings in the Gromov delta"))
+    seed: int = field(default=0, metadata=field_help("seed of simulation and training"))
+    progress: bool = True
+    parallel: bool = field(
+        default=True, metadata=field_help("train the two models at once, one CPU thread each (CPU only)")
+    )
 
 
 @dataclass
-class DemoSettings:
-    """Size of the demo. The defaults run in a few minutes on 2 CPU cores."""
+class ConditionsSettings(Settings):
+    """The base condition, the levels of each factor, and the size of each run."""
 
-    leaves: int = 5000
-    length: int = 200
-    classes: int = 4
-    tree: str = "balanced"
-    height: float = 2.0
-    epochs: int = 12
-    lr: float = 1e-3
-    delta_points: int = 600
-    seed: int = 0
-    progress: bool = True
-    parallel: bool = True  # train the two models at once, one CPU thread each (CPU only)
+    shapes: list[str] = field(default_factory=lambda: ["balanced", "yule", "caterpillar"])
+    heights: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    depths: list[int] = field(default_factory=lambda: [2, 8, 32])
+    base_shape: str = "yule"
+    base_height: float = 1.0
+    base_depth: int = 8
+    leaves: int = field(default=2000, metadata=field_help("sequences per dataset"))
+    length: int = field(default=100, metadata=field_help("sequence length"))
+    epochs: int = field(default=10, metadata=field_help("epochs per run"))
+    lr: float = field(default=1e-3, metadata=field_help("learning rate"))
+    seeds: list[int] = field(default_factory=lambda: [1, 2], metadata=field_help("training seeds"))
+    delta_points: int = field(default=400, metadata=field_help("test embeddings in the Gromov delta"))
+
+    def conditions(self) -> list[dict]:
+        """One-factor-at-a-time design around the base; the base appears once."""
+        base = {"shape": self.base_shape, "height": self.base_height, "depth": self.base_depth}
+        out = [dict(base, factor="base")]
+        for factor, levels in (("shape", self.shapes), ("height", self.heights), ("depth", self.depths)):
+            out += [dict(base, factor=factor, **{factor: v}) for v in levels if v != base[factor]]
+        return out

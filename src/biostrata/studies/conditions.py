@@ -16,7 +16,7 @@ training run each; a run whose metrics.json exists is skipped, so the sweep resu
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,38 +24,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from biostrata.analysis.hyperbolicity import embedding_delta
-from biostrata.config import TrainConfig
+from biostrata.config import ConditionsSettings, TrainConfig
 from biostrata.data.genome import read_gue_dir
 from biostrata.data.simulate import simulate_dataset, write_gue
 from biostrata.io import atomic_write, atomic_write_text
 
 MODELS = ("cnn", "hcnn-s")
-
-
-@dataclass
-class ConditionsSettings:
-    """The base condition, the levels of each factor, and the size of each run."""
-
-    shapes: list[str] = field(default_factory=lambda: ["balanced", "yule", "caterpillar"])
-    heights: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
-    depths: list[int] = field(default_factory=lambda: [2, 8, 32])
-    base_shape: str = "yule"
-    base_height: float = 1.0
-    base_depth: int = 8
-    leaves: int = 2000
-    length: int = 100
-    epochs: int = 10
-    lr: float = 1e-3
-    seeds: list[int] = field(default_factory=lambda: [1, 2])
-    delta_points: int = 400
-
-    def conditions(self) -> list[dict]:
-        """One-factor-at-a-time design around the base; the base appears once."""
-        base = {"shape": self.base_shape, "height": self.base_height, "depth": self.base_depth}
-        out = [dict(base, factor="base")]
-        for factor, levels in (("shape", self.shapes), ("height", self.heights), ("depth", self.depths)):
-            out += [dict(base, factor=factor, **{factor: v}) for v in levels if v != base[factor]]
-        return out
 
 
 def condition_name(c: dict) -> str:

@@ -1,0 +1,174 @@
+"""One base for every experiment's settings: a dataclass read from YAML, overridden on the command
+line, checked, and saved beside the results.
+
+A subclass is a ``@dataclass`` whose fields are the options, with defaults (the papers' where there
+are any). It gets:
+- ``from_dict`` / ``from_yaml``: unknown keys are errors; every value is checked against its field's
+  type and converted where YAML reads it otherwise (``lr: 1e-3`` is a string to PyYAML; a single
+  number for a list field becomes a one-item list); a wrong value is an error that names the key,
+  the file and what is expected;
+- ``to_yaml`` (atomic), ``replace``;
+- ``add_options(parser)`` / ``from_args(args)``: ``--config FILE`` and one command-line option per
+  field (``--batch-size`` for ``batch_size``; booleans as ``--x / --no-x``), whose values override
+  the file's. A field's help text is its ``metadata["help"]``; the default is added to it.
+Subclasses put their own checks in ``validate``; construction converts and validates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from biostrata.errors import InputError
+from biostrata.io import atomic_write_text
+
+S = TypeVar("S", bound="Settings")
+
+__all__ = ["Settings", "field_help"]
+
+
+def field_help(text: str) -> dict:
+    """``metadata`` of a field with this help text: ``field(default=..., metadata=field_help("..."))``."""
+    return {"help": text}
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """(T, True) for ``T | None``; (tp, False) otherwise."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """``value`` as type ``tp`` (bool, int, float, str, list[...] of those, or ``T | None``)."""
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise InputError(f"{where}: a value is required (got nothing)")
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(items)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise InputError(f"{where}: {value!r} is not true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise InputError(f"{where}: {value!r} is not a whole number")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())  # YAML 1.1 reads 1e-3 (no dot) as a string
+            except ValueError:
+                pass
+        raise InputError(f"{where}: {value!r} is not a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # e.g. devices: 2, precision: 16
+        raise InputError(f"{where}: {value!r} is not text")
+    return value
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+class Settings:
+    """Base of the settings dataclasses (see the module docstring)."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        source = getattr(self, "_source", None) or type(self).__name__
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _convert(getattr(self, f.name), hints[f.name], f"{source}: {f.name}"))
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks beyond the types; raise ``InputError`` naming the field."""
+
+    @classmethod
+    def from_dict(cls: type[S], values: dict[str, Any], source: str | None = None) -> S:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        source = source or cls.__name__
+        if unknown:
+            raise InputError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        hints = typing.get_type_hints(cls)
+        converted = {k: _convert(v, hints[k], f"{source}: {k}") for k, v in values.items()}
+        return cls(**converted)
+
+    @classmethod
+    def from_yaml(cls: type[S], path: str | Path) -> S:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise InputError(f"{path}: config file not found") from None
+        except yaml.YAMLError as err:
+            raise InputError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(values, dict):
+            raise InputError(f"{path}: expected a mapping of config keys, found {type(values).__name__}")
+        return cls.from_dict(values, str(path))
+
+    def to_yaml(self, path: str | Path) -> None:
+        atomic_write_text(Path(path), yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+
+    def replace(self: S, **changes: Any) -> S:
+        return type(self).from_dict({**dataclasses.asdict(self), **changes})
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser, title: str, skip: tuple[str, ...] = ()) -> None:
+        """``--config FILE`` and one option per field (but ``skip``), all defaulting to "not given"."""
+        hints = typing.get_type_hints(cls)
+        group = parser.add_argument_group(f"{title} (override --config)")
+        group.add_argument("--config", help="YAML file of these options; options given here override it")
+        for f in dataclasses.fields(cls):
+            if f.name in skip:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            default = _default(f)
+            text = f"{f.metadata['help']} " if "help" in f.metadata else ""
+            text += f"(default: {' '.join(map(str, default)) if isinstance(default, list) else default})"
+            tp, _ = _unwrap_optional(hints[f.name])
+            if tp is bool:
+                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            elif typing.get_origin(tp) is list:
+                (item,) = typing.get_args(tp)
+                group.add_argument(flag, dest=f.name, type=item, nargs="*", default=None, help=text)
+            else:
+                group.add_argument(flag, dest=f.name, type=tp, default=None, help=text)
+
+    @classmethod
+    def from_args(cls: type[S], args: argparse.Namespace) -> S:
+        """The settings of ``--config`` (or the defaults) with the options given on the command line."""
+        base = cls.from_yaml(args.config) if getattr(args, "config", None) else cls()
+        changes = {
+            f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None
+        }
+        return base.replace(**changes) if changes else base
