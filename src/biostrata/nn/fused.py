@@ -189,9 +189,10 @@ class BoostRescale(torch.autograd.Function):
         out = y.mul_(v["f"]).addcmul_(beta_s.view(1, -1, 1), v["g"])
         ctx.save_for_backward(s, ss, p, a, yy, q, mu_s, beta_s, k, gamma)
         ctx.v, ctx.eps, ctx.limit, ctx.batch_spread, ctx.batch_mu = v, eps, limit, spread is None, batch_mu
-        mu_out = mu_s if batch_mu else mu_s.detach().clone()  # an output, not the input itself
-        ctx.mark_non_differentiable(v["spread"], mu_out)
-        return out, v["spread"], mu_out
+        # outputs of their own: ctx keeps v and the input mu_s, and an output kept on ctx is a cycle
+        spread_out, mu_out = v["spread"].detach().clone(), mu_s.detach().clone()
+        ctx.mark_non_differentiable(spread_out, mu_out)
+        return out, spread_out, mu_out
 
     @staticmethod
     @once_differentiable
