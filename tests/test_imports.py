@@ -2,7 +2,9 @@
 
 Stages, lowest first (../shared/DESIGN.md): the base modules (errors, io, provenance, settings, config, the
 package itself), data and geometry, nn, models, train, analysis, report, studies (and the demo),
-cli. Every ``import biostrata...`` counts, at module level or inside a function.
+cli. Every ``import biostrata...`` counts, at module level or inside a function. (A module's
+``__getattr__`` that keeps a moved name working for one release loads the new module with
+importlib when the old name is used; that is not an import statement and is not counted.)
 """
 
 from __future__ import annotations

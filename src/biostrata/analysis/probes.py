@@ -537,3 +537,23 @@ def bootstrap_ci(
         return float("nan"), float("nan")
     alpha = (1 - level) / 2
     return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+_MOVED = {
+    "read_labels": "biostrata.analysis.probe_files",
+    "probe_files": "biostrata.analysis.probe_files",
+}  # old name -> its new module; the old one works, with a warning, for one release
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        warnings.warn(
+            f"{__name__}.{name} moved to {_MOVED[name]}.{name}; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

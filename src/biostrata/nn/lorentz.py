@@ -230,3 +230,22 @@ class LorentzMLR(nn.Module):  # maps points to logits, so it has no ``space``
         znorm = self.z.norm(dim=1).clamp_min(1e-8)
         alpha = torch.cosh(sqrt_curv * self.a) * (s @ self.z.T) - torch.sinh(sqrt_curv * self.a) * znorm * t
         return znorm / sqrt_curv * torch.asinh(sqrt_curv * alpha / znorm)
+
+
+def __getattr__(name: str):
+    if name == "clip_radius":  # the old name works, with a warning, for one release
+        import warnings
+
+        warnings.warn(
+            "biostrata.nn.lorentz.clip_radius(space, k, radius) is now the manifold's method "
+            "manifold.clip_radius(space, radius); the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+
+        def clip_radius(space: torch.Tensor, k: torch.Tensor, radius: float, dim: int = 1) -> torch.Tensor:
+            limit = torch.sqrt(k) * math.sinh(radius)
+            return space * (limit / torch.sqrt((space * space).sum(dim, keepdim=True).clamp_min(1e-12))).clamp(max=1.0)
+
+        return clip_radius
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -229,3 +229,22 @@ def sweep_records(sweep_dir: str | Path) -> list[dict]:
     if not records:
         raise InputError(f"{sweep_dir}: no record.json found; run `biostrata benchmark --out {sweep_dir}` first")
     return records
+
+
+_MOVED = {
+    "write_report": "biostrata.report.summary"
+}  # old name -> its new module; the old one works, with a warning, for one release
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        warnings.warn(
+            f"{__name__}.{name} moved to {_MOVED[name]}.{name}; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
