@@ -100,3 +100,12 @@ def test_commands_take_their_options_from_the_settings(capsys):
     with pytest.raises(SystemExit):
         main(["benchmark", "--help"])
     assert "--seed " not in capsys.readouterr().out  # set per run by the sweep
+
+
+def test_checks_name_the_file_too(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("epochs: 0\n")
+    with pytest.raises(InputError, match=r"train.yaml: config: epochs=0 is invalid"):
+        TrainConfig.from_yaml(path)
+    with pytest.raises(InputError, match="seeds is empty"):
+        ConditionsSettings(seeds=[])

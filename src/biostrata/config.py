@@ -128,6 +128,11 @@ class ConditionsSettings(Settings):
     seeds: list[int] = field(default_factory=lambda: [1, 2], metadata=field_help("training seeds"))
     delta_points: int = field(default=400, metadata=field_help("test embeddings in the Gromov delta"))
 
+    def validate(self) -> None:
+        for name in ("shapes", "heights", "depths", "seeds"):
+            if not getattr(self, name):
+                raise InputError(f"config: {name} is empty; give at least one value")
+
     def conditions(self) -> list[dict]:
         """One-factor-at-a-time design around the base; the base appears once."""
         base = {"shape": self.base_shape, "height": self.base_height, "depth": self.base_depth}

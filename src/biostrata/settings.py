@@ -121,7 +121,12 @@ class Settings:
             raise InputError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
         hints = typing.get_type_hints(cls)
         converted = {k: _convert(v, hints[k], f"{source}: {k}") for k, v in values.items()}
-        return cls(**converted)
+        try:
+            return cls(**converted)
+        except InputError as err:  # a check in validate(): say which file it came from
+            if str(err).startswith(source):
+                raise
+            raise InputError(f"{source}: {err}") from None
 
     @classmethod
     def from_yaml(cls: type[S], path: str | Path) -> S:

@@ -176,3 +176,20 @@ def test_layer_wise_embeddings(name):
         assert len({id(model.layer_manifold(i)) for i in range(5)}) == 4
     with pytest.raises(InputError, match="layer 5 does not exist; this model has layers 0..4"):
         model.embed(x, [5])
+    assert model.embed(x, []) == {}
+
+
+@pytest.mark.parametrize("name", ["cnn", "hcnn-s"])
+def test_warm_start_counts_on_after_a_reload(name):
+    """The batch count behind the warm-start momentum is saved with the model: a reloaded model's
+    next batch is averaged in with momentum max(0.1, 1/n), not 1 (which would discard the stats)."""
+    torch.manual_seed(4)
+    xs = [batch(n=8, length=20, seed=i) for i in range(4)]
+    kept = build_model(name, 20, 2, channels=8, hidden=16).train()
+    for x in xs[:3]:
+        kept(x)
+    reloaded = build_model(name, 20, 2, channels=8, hidden=16).train()
+    reloaded.load_state_dict(kept.state_dict())
+    kept(xs[3]), reloaded(xs[3])
+    for (key, a), b in zip(kept.state_dict().items(), reloaded.state_dict().values()):
+        assert torch.allclose(a.float(), b.float()), key

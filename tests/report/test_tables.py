@@ -167,3 +167,9 @@ def test_seed_wins_pair_the_best_models_seed_by_seed():
     table = results_table(recs).set_index("task")
     assert table.loc["tf/1", SEED_WINS] == "1/2"
     assert "| 1/2 |" in to_markdown(results_table(recs))
+
+
+def test_seed_wins_without_a_shared_seed_is_left_blank():
+    recs = [record("gue", "tf/2", "cnn", 1, 0.5), record("gue", "tf/2", "hcnn-s", 2, 0.6)]
+    table = results_table(recs).set_index("task")
+    assert not isinstance(table.loc["tf/2", SEED_WINS], str)

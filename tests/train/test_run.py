@@ -169,3 +169,14 @@ def test_the_schedule_steps_per_batch_with_warmup(tiny):
     assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-4, 1e-4])
     with pytest.raises(InputError, match="warmup_epochs=-1"):
         TrainConfig(warmup_epochs=-1)
+
+
+def test_model_files_of_the_earlier_format_are_refused_with_a_message(tmp_path):
+    """Format /1 held the earlier, non-reference hyperbolic model: loading says so, no traceback."""
+    path = tmp_path / "model.pt"
+    torch.save({"format": "biostrata-genome-classifier/1", "config": {}, "state_dict": {}}, path)
+    with pytest.raises(InputError, match=r"earlier biostrata \(format /1\).*train the model again"):
+        load_model(path)
+    torch.save({"format": "something else"}, path)
+    with pytest.raises(InputError, match="not a biostrata model file"):
+        load_model(path)

@@ -277,11 +277,12 @@ def _check_task(task: Task, splits: Splits) -> None:
             f"{splits.train.source}: labels run 0..{splits.num_classes - 1} but {task.suite} task {task.name!r} "
             f"has {task.num_classes} classes; is this the right dataset?"
         )
-    if task.length is not None and splits.max_length > task.length:
-        part = next(s for s in splits if max(map(len, s.sequences)) == splits.max_length)
-        i = next(i for i, q in enumerate(part.sequences) if len(q) == splits.max_length)
+    longest = max(max(map(len, s.sequences), default=0) for s in splits)  # all splits: this checks the data
+    if task.length is not None and longest > task.length:
+        part = next(s for s in splits if max(map(len, s.sequences), default=0) == longest)
+        i = next(i for i, q in enumerate(part.sequences) if len(q) == longest)
         raise InputError(
-            f"{part.where(i)}: sequence of length {splits.max_length} in {task.suite} task {task.name!r}, "
+            f"{part.where(i)}: sequence of length {longest} in {task.suite} task {task.name!r}, "
             f"whose sequences are at most {task.length} bp; is this the right dataset?"
         )
 

@@ -73,6 +73,10 @@ class BatchNorm1d(nn.BatchNorm1d):
             self.momentum = max(self.base_momentum, 1.0 / self.batches_seen)
         return super().forward(x)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.batches_seen = int(self.num_batches_tracked)  # a reloaded model goes on counting
+
 
 class EuclideanCNN(nn.Module):
     """The Euclidean reference CNN. ``embed`` returns each layer's states (the last: the FC(528)
@@ -124,6 +128,8 @@ class EuclideanCNN(nn.Module):
         """(B, 5, L) one-hot -> {layer: states}: layer 0 the input, i in 1..blocks block i's output
         (B, C, L), the last (-1) the head's features after FC and ReLU (B, hidden)."""
         want = resolve_layers(layers, self.num_layers)
+        if not want:
+            return {}
         out = {0: x} if 0 in want else {}
         for i, block in enumerate(self.blocks, 1):
             if max(want) < i:
@@ -220,6 +226,8 @@ class HyperbolicCNN(nn.Module):
         1..blocks block i's output (B, C, L) on block i's hyperboloid (before ``hcnn-m`` hands it to
         the next curvature), the last (-1) the head's features after FC and ReLU (B, hidden)."""
         want = resolve_layers(layers, self.num_layers)
+        if not want:
+            return {}
         s = x  # the one-hot is the space part of the lifted input, x_0 = sqrt(k + |x|^2)
         out = {0: self.layer_manifold(0).lift(s)} if 0 in want else {}
         for i, block in enumerate(self.blocks, 1):

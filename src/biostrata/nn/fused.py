@@ -61,7 +61,8 @@ def squared_norm(s: torch.Tensor, fused: bool = True) -> torch.Tensor:
 class AddTimeTerm(torch.autograd.Function):
     """y + w_t t in place, for y (B, O, L), w_t (O, 1), t (B, 1, L): the Lorentz conv's rank-one
     time term added to the convolution of the space parts. Backward: two batched products, no
-    (B, O, L) temporary."""
+    (B, O, L) temporary. y must be a fresh intermediate nothing else needs (a convolution's
+    output): it is overwritten (under mixed precision a float32 copy is, and y is left alone)."""
 
     @staticmethod
     def forward(ctx, y: torch.Tensor, w_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -139,13 +139,14 @@ class LorentzBatchNorm1d(_SpaceLayer):
         self.momentum = momentum
         self.eps = eps
         self.warm_start = warm_start
-        self.batches_seen = 0  # training batches since construction, for ``warm_start``
         origin = manifold.lift(torch.zeros(num_features), dim=0).detach()  # (sqrt(k), 0, ..., 0)
         self.beta = ManifoldParameter(origin, manifold=manifold)
         self.gamma = nn.Parameter(torch.ones(()))
         # log_o of the running centroid: a tangent vector at the origin, time component 0
         self.register_buffer("running_mean", torch.zeros(1 + num_features))
         self.register_buffer("running_var", torch.ones(()))
+        # training batches seen, for ``warm_start``; a buffer, so a reloaded model goes on counting
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
 
     def space(self, s: torch.Tensor) -> torch.Tensor:
         """Space parts (B, C, L) or (B, C) in, normalized space parts out."""
@@ -172,8 +173,10 @@ class LorentzBatchNorm1d(_SpaceLayer):
     def _update_running(self, mu_s: torch.Tensor, spread: torch.Tensor, k: torch.Tensor) -> None:
         """Running mean: log_o of the weighted centroid of (exp_o(running), batch); running var:
         moving average of the spread."""
-        self.batches_seen += 1
-        m = max(self.momentum, 1.0 / self.batches_seen) if self.warm_start else self.momentum
+        self.num_batches_tracked.add_(1)
+        m = self.momentum
+        if self.warm_start:  # max(momentum, 1/n) as a tensor: no device-to-host copy per step
+            m = (1.0 / self.num_batches_tracked.to(spread.dtype)).clamp_min(self.momentum)
         run_s = self.manifold.expmap0_space(self.running_mean[1:])
         run_0 = torch.sqrt(k + (run_s * run_s).sum())
         mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())

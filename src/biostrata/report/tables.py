@@ -118,6 +118,8 @@ def _seed_wins(runs: pd.DataFrame, row: dict, models: Sequence[str]) -> str | No
             return None
         best.append(max(ran, key=lambda m: row[f"{m} mean"]))
     scores = runs.pivot_table(index="seed", columns="model", values="score", aggfunc="mean")[best].dropna()
+    if scores.empty:  # no seed ran with both
+        return None
     return f"{int((scores[best[0]] > scores[best[1]]).sum())}/{len(scores)}"
 
 

@@ -36,7 +36,9 @@ from biostrata.io import atomic_write, atomic_write_json
 from biostrata.provenance import code_version
 from biostrata.train.module import GenomeClassifier, build_from_config, count_parameters
 
-MODEL_FORMAT = "biostrata-genome-classifier/1"
+# /2: the reference's hyperbolic model (ReLU before the MLR, batch norm's running mean as log_o);
+# /1 files hold the earlier hyperbolic model and are refused with a message
+MODEL_FORMAT = "biostrata-genome-classifier/2"
 EVAL_BATCH = 512
 
 
@@ -137,6 +139,11 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
             f"{path}: no such model file; pass the model.pt (or the run folder) written by `biostrata train`"
         )
     blob = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(blob, dict) and blob.get("format") == "biostrata-genome-classifier/1":
+        raise InputError(
+            f"{path}: written by an earlier biostrata (format /1), whose hyperbolic model differs from the "
+            "reference's (no ReLU before the MLR, another batch norm); train the model again"
+        )
     if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
         raise InputError(f"{path}: not a biostrata model file (expected format {MODEL_FORMAT})")
     cfg = TrainConfig.from_dict(blob["config"], str(path))
