@@ -193,3 +193,23 @@ def test_warm_start_counts_on_after_a_reload(name):
     kept(xs[3]), reloaded(xs[3])
     for (key, a), b in zip(kept.state_dict().items(), reloaded.state_dict().values()):
         assert torch.allclose(a.float(), b.float()), key
+
+
+@pytest.mark.parametrize("name", ["cnn", "hcnn-m"])
+def test_save_and_load_round_trip(tmp_path, name):
+    """The model family owns its file format: build_model's arguments and the weights, loaded safely."""
+    from biostrata.models import load_model, save_model
+
+    torch.manual_seed(5)
+    model = build_model(name, 20, 3, channels=8, hidden=16, pool="mean").eval()
+    save_model(model, tmp_path / "m.pt", note="kept")
+    loaded, blob = load_model(tmp_path / "m.pt")
+    assert blob["note"] == "kept" and blob["architecture"]["pool"] == "mean" and not loaded.training
+    x = batch(n=3, length=20)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    (tmp_path / "text.pt").write_text("not a model\n")
+    with pytest.raises(InputError, match="text.pt: not a biostrata model file"):
+        load_model(tmp_path / "text.pt")
+    with pytest.raises(InputError, match="no such model file"):
+        load_model(tmp_path / "missing.pt")

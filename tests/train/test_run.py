@@ -30,7 +30,8 @@ def test_train_writes_config_metrics_and_a_loadable_model(tiny_task, tmp_path, m
     loaded, loaded_cfg = load_model(out)
     assert loaded_cfg == cfg and not loaded.training
     blob = torch.load(out / "model.pt", weights_only=True)
-    assert blob["length"] == 20
+    assert blob["architecture"]["length"] == 20 and blob["architecture"]["name"] == model
+    assert blob["format"] == "biostrata-genome-classifier/2" and blob["config"]["model"] == model
     # the saved model reproduces the reported test accuracy
     test = EncodedSequences(splits.test, 20)
     with torch.no_grad():

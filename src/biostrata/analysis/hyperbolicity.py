@@ -323,7 +323,7 @@ def model_embeddings(
 def embedding_delta(run_dir: str | Path, sequences: Sequence[str], n_points: int, seed: int) -> dict:
     """Exact Gromov delta of a trained model's embeddings of (a random sample of) ``sequences``,
     under the model's own metric: Euclidean, or Lorentz at the head's learned curvature."""
-    from biostrata.train.run import load_model
+    from biostrata.models.genome_cnn import load_model
 
     model, _ = load_model(run_dir)
     pick = np.random.default_rng(seed).choice(len(sequences), size=min(n_points, len(sequences)), replace=False)
@@ -352,22 +352,23 @@ def dataset_deltas(
     """
     from biostrata.data.alphabet import encode_batch
     from biostrata.data.genome import read_gue_dir
-    from biostrata.train.run import load_model
+    from biostrata.models.genome_cnn import load_model
 
     _check_method(method)
     if split not in ("train", "dev", "test"):
         raise InputError(f"split must be train, dev or test, got {split!r}")
     if not isinstance(points, (int, np.integer)) or points < 4:
         raise InputError(f"points must be an integer >= 4, got {points!r}")
-    model, cfg = load_model(checkpoint)
+    model, saved = load_model(checkpoint)
+    truncate = bool(saved.get("config", {}).get("truncate", False))
     data = getattr(read_gue_dir(task_dir), split)
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(data), size=min(points, len(data)), replace=False))
     seqs = [data.sequences[i] for i in pick]
-    emb, metric, curvature = model_embeddings(model, seqs, truncate=cfg.truncate)
-    onehot = encode_batch(seqs, model.length, truncate=cfg.truncate).flatten(1).double().numpy()
+    emb, metric, curvature = model_embeddings(model, seqs, truncate=truncate)
+    onehot = encode_batch(seqs, model.length, truncate=truncate).flatten(1).double().numpy()
     reps = [
-        (f"model:{cfg.model}", emb, metric, curvature),
+        (f"model:{model.architecture['name']}", emb, metric, curvature),
         ("one-hot", onehot, "euclidean", 1.0),
         (f"{kmer}-mer spectrum", kmer_spectrum(seqs, kmer), "euclidean", 1.0),
     ]

@@ -25,7 +25,9 @@ Which reference each choice follows (rrkhan/HGE @f76ee3e, with HyperbolicCV @fe1
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -35,6 +37,7 @@ from torch import nn
 from biostrata.data.alphabet import ALPHABET
 from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz
+from biostrata.io import atomic_write
 from biostrata.models.layerwise import resolve_layers
 from biostrata.nn.lorentz import (
     LorentzBatchNorm1d,
@@ -253,10 +256,59 @@ MODELS = {"cnn": {}, "hcnn-s": {"curvature": "shared"}, "hcnn-m": {"curvature": 
 
 
 def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module:
-    """``cnn`` (Euclidean), ``hcnn-s`` (one curvature) or ``hcnn-m`` (one per block and head)."""
+    """``cnn`` (Euclidean), ``hcnn-s`` (one curvature) or ``hcnn-m`` (one per block and head). The
+    model keeps these arguments as ``model.architecture``: what ``save_model`` writes."""
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if name == "cnn":
         kwargs = {k: v for k, v in kwargs.items() if k not in ("init_curvature", "learn_curvature")}
-        return EuclideanCNN(length, num_classes, **kwargs)
-    return HyperbolicCNN(length, num_classes, **MODELS[name], **kwargs)
+        model = EuclideanCNN(length, num_classes, **kwargs)
+    else:
+        model = HyperbolicCNN(length, num_classes, **MODELS[name], **kwargs)
+    model.architecture = {"name": name, "length": length, "num_classes": num_classes, **kwargs}
+    return model
+
+
+# /2: the reference's hyperbolic model (ReLU before the MLR, batch norm's running mean as log_o);
+# /1 files hold the earlier hyperbolic model and are refused with a message
+CHECKPOINT_FORMAT = "biostrata-genome-classifier/2"
+
+
+def save_model(model: nn.Module, path: str | Path, **extra) -> None:
+    """Write a model of ``build_model`` atomically as a dict that ``torch.load(weights_only=True)``
+    reads: ``format``, ``architecture`` (the arguments of ``build_model``), ``state_dict`` and the
+    ``extra`` entries (``train`` adds the training config)."""
+    blob = {
+        "format": CHECKPOINT_FORMAT,
+        "architecture": dict(model.architecture),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+    atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict]:
+    """(model in eval mode, the whole saved dict) from ``save_model``'s file or a run folder holding
+    ``model.pt``; safe: ``weights_only=True``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise InputError(
+            f"{path}: no such model file; pass the model.pt (or the run folder) written by `biostrata train`"
+        )
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:  # not a torch file: say so
+        raise InputError(f"{path}: not a biostrata model file ({type(err).__name__})") from None
+    if isinstance(blob, dict) and blob.get("format") == "biostrata-genome-classifier/1":
+        raise InputError(
+            f"{path}: written by an earlier biostrata (format /1), whose hyperbolic model differs from the "
+            "reference's (no ReLU before the MLR, another batch norm); train the model again"
+        )
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not a biostrata model file (expected format {CHECKPOINT_FORMAT})")
+    arch = dict(blob["architecture"])
+    model = build_model(arch.pop("name"), arch.pop("length"), arch.pop("num_classes"), **arch)
+    model.load_state_dict(blob["state_dict"])
+    return model.eval(), blob

@@ -2,8 +2,8 @@
 
 Files written in ``out_dir`` (each atomically):
 - ``config.yaml``: the TrainConfig used;
-- ``model.pt``: the best model, a dict loadable with ``torch.load(weights_only=True)``:
-  ``format``, ``config`` (dict), ``length``, ``num_classes``, ``state_dict``;
+- ``model.pt``: the best model, written by ``models.genome_cnn.save_model`` (``format``,
+  ``architecture``, ``state_dict``) with the training ``config`` (dict) added;
 - ``metrics.json``: ``dev_*`` and ``test_*`` (mcc, accuracy, f1) of the best epoch, ``best_epoch``,
   ``epochs_run``, ``params``, ``curvatures``, ``wall_time_s``, ``code_version``, the CPU thread
   setting (``threads``, ``omp_wait_policy``) and the run's ``model``, ``seed``, ``length``,
@@ -32,13 +32,12 @@ from biostrata.config import TrainConfig
 from biostrata.data.genome import EncodedSequences, Splits
 from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz
-from biostrata.io import atomic_write, atomic_write_json
+from biostrata.io import atomic_write_json
+from biostrata.models.genome_cnn import load_model as load_genome_model
+from biostrata.models.genome_cnn import save_model
 from biostrata.provenance import code_version
-from biostrata.train.module import GenomeClassifier, build_from_config, count_parameters
+from biostrata.train.module import GenomeClassifier, count_parameters
 
-# /2: the reference's hyperbolic model (ReLU before the MLR, batch norm's running mean as log_o);
-# /1 files hold the earlier hyperbolic model and are refused with a message
-MODEL_FORMAT = "biostrata-genome-classifier/2"
 EVAL_BATCH = 512
 
 
@@ -115,14 +114,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
         "threads": torch.get_num_threads(),  # the CPU thread setting the run used
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
-    blob = {
-        "format": MODEL_FORMAT,
-        "config": asdict(cfg),
-        "length": length,
-        "num_classes": num_classes,
-        "state_dict": {k: v.detach().cpu() for k, v in module.model.state_dict().items()},
-    }
-    atomic_write(out_dir / "model.pt", lambda tmp: torch.save(blob, tmp))
+    save_model(module.model, out_dir / "model.pt", config=asdict(cfg))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     atomic_write_json(out_dir / "metrics.json", metrics)
@@ -130,23 +122,6 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
-    """Load ``model.pt`` written by ``train`` (safe: ``weights_only=True``); the model is in eval mode."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise InputError(
-            f"{path}: no such model file; pass the model.pt (or the run folder) written by `biostrata train`"
-        )
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(blob, dict) and blob.get("format") == "biostrata-genome-classifier/1":
-        raise InputError(
-            f"{path}: written by an earlier biostrata (format /1), whose hyperbolic model differs from the "
-            "reference's (no ReLU before the MLR, another batch norm); train the model again"
-        )
-    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
-        raise InputError(f"{path}: not a biostrata model file (expected format {MODEL_FORMAT})")
-    cfg = TrainConfig.from_dict(blob["config"], str(path))
-    model = build_from_config(cfg, blob["length"], blob["num_classes"])
-    model.load_state_dict(blob["state_dict"])
-    return model.eval(), cfg
+    """The model of a ``train`` run (``model.pt`` or its folder) in eval mode, and its config."""
+    model, blob = load_genome_model(path)
+    return model, TrainConfig.from_dict(blob["config"], str(path))
