@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from biostrata.errors import InputError
 from biostrata.settings import Settings, field_help
 
+# The genome classifiers a TrainConfig can name; models.genome_cnn.MODELS says how each is built.
+GENOME_MODELS = ("cnn", "hcnn-s", "hcnn-m")
+
 
 @dataclass
 class TrainConfig(Settings):
@@ -72,10 +75,8 @@ class TrainConfig(Settings):
     progress: bool = field(default=True, metadata=field_help("show progress bars"))
 
     def validate(self) -> None:
-        from biostrata.models import MODELS
-
         checks = [
-            (self.model in MODELS, "model", f"one of {', '.join(MODELS)}"),
+            (self.model in GENOME_MODELS, "model", f"one of {', '.join(GENOME_MODELS)}"),
             (self.length is None or self.length >= 1, "length", "a positive integer"),
             (self.pool in ("flatten", "mean"), "pool", "'flatten' or 'mean'"),
             (self.metric in ("mcc", "f1", "accuracy"), "metric", "'mcc', 'f1' or 'accuracy'"),

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from biostrata.config import GENOME_MODELS
 from biostrata.data.alphabet import ALPHABET
 from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz
@@ -252,7 +253,8 @@ class HyperbolicCNN(nn.Module):
         return self.classifier(self.embed(x)[self.num_layers])
 
 
-MODELS = {"cnn": {}, "hcnn-s": {"curvature": "shared"}, "hcnn-m": {"curvature": "per_block"}}
+# how each of the names a TrainConfig accepts is built
+MODELS = dict(zip(GENOME_MODELS, ({}, {"curvature": "shared"}, {"curvature": "per_block"}), strict=True))
 
 
 def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module:
