@@ -15,11 +15,9 @@ from biostrata.analysis.probes import (
     auroc,
     bootstrap_ci,
     cross_validate,
-    iterative_stratification,
-    make_splits,
     probe_metrics,
-    task_of,
 )
+from biostrata.analysis.splits import iterative_stratification, make_splits, task_of
 from biostrata.cli import main
 from biostrata.errors import InputError
 
