@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from biostrata.config import ConditionsSettings, DemoSettings, TrainConfig
+from biostrata.config import ConditionsSettings, DemoSettings, PretrainSettings, TrainConfig
 from biostrata.errors import InputError
 from biostrata.settings import Settings, field_help
 
@@ -72,7 +72,7 @@ def test_options_generated_from_the_fields_and_overriding_the_file(tmp_path):
     assert Example.from_args(parser.parse_args([])) == Example()
 
 
-@pytest.mark.parametrize("cls", [TrainConfig, DemoSettings, ConditionsSettings])
+@pytest.mark.parametrize("cls", [TrainConfig, DemoSettings, ConditionsSettings, PretrainSettings])
 def test_every_settings_class_round_trips(tmp_path, cls):
     cls().to_yaml(tmp_path / "s.yaml")
     assert cls.from_yaml(tmp_path / "s.yaml") == cls()
@@ -109,3 +109,21 @@ def test_checks_name_the_file_too(tmp_path):
         TrainConfig.from_yaml(path)
     with pytest.raises(InputError, match="seeds is empty"):
         ConditionsSettings(seeds=[])
+
+
+def test_pretraining_defaults_are_the_settings_fields():
+    """No default written twice: the keyword defaults of train.pretrain are PretrainSettings's."""
+    import dataclasses
+    import inspect
+
+    from biostrata.train.pretrain import fit_masked_lm, pretrain_domain_lm
+
+    defaults = {f.name: f.default for f in dataclasses.fields(PretrainSettings)}
+    for fn in (pretrain_domain_lm, fit_masked_lm):
+        for name, p in inspect.signature(fn).parameters.items():
+            if name in defaults and name != "max_length" or (fn is pretrain_domain_lm and name == "max_length"):
+                assert p.default == defaults[name], (fn.__name__, name)
+    with pytest.raises(InputError, match=r"command-line options: arm='bad' is invalid"):
+        parser = argparse.ArgumentParser()
+        PretrainSettings.add_options(parser, "x")
+        PretrainSettings.from_args(parser.parse_args(["--arm", "bad"]))

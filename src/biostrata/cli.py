@@ -427,81 +427,40 @@ def _pretrain(sub: argparse._SubParsersAction) -> None:
         "protein level: FASTA or a domain table (.tsv with protein_sequence)",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--level", choices=("domain", "protein"), default="domain")
     p.add_argument("--pfam", help="Pfam-A.clans.tsv, to map domain names and accessions (recommended)")
     p.add_argument("--format", default="auto", choices=("auto", "domain-list", "pfamid", "bigcarp"))
     p.add_argument("--strict", action="store_true", help="stop at the first unknown domain or malformed line")
-    p.add_argument(
-        "--preset",
-        default="bigcarp",
-        choices=("bigcarp", "small"),
-        help="domain LM size: bigcarp (default, ~34M parameters with a full Pfam vocabulary) or small (CPU)",
-    )
-    p.add_argument(
-        "--d-embed",
-        type=int,
-        help="token-table width (default: the preset's; with --init-table and "
-        "--projection learned, the family vectors' width)",
-    )
-    p.add_argument("--arm", default="random", choices=("random", "finetune", "frozen"))
     p.add_argument("--init-table", help="family table (.pt) from `biostrata embed --family-table`")
-    p.add_argument(
-        "--projection",
-        default="learned",
-        choices=("learned", "pca"),
-        help="learned: token table as wide as the family vectors; pca: fixed projection",
-    )
-    p.add_argument("--class-token", action="store_true", help="prefix each BGC with its class token")
-    p.add_argument("--separators", action="store_true", help="[SEP] token between genes (domain-name lists)")
-    p.add_argument("--protein-layers", type=int, default=4, help="protein level: transformer layers")
-    p.add_argument("--protein-dim", type=int, default=64, help="protein level: embedding width")
-    p.add_argument("--protein-heads", type=int, default=4, help="protein level: attention heads")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--max-length", type=int, default=512, help="crop longer sequences (random window in training)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu, ...")
-    p.add_argument("--devices", default="auto", help="Lightning devices (default auto)")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
-    p.add_argument(
-        "--snapshots",
-        action="store_true",
-        help="domain level: also keep the weights at the start and "
-        "after every epoch in OUT/snapshots/epoch_<e>.pt (for CKA over training)",
-    )
-    p.add_argument("--no-progress", action="store_true")
+    from biostrata.config import PretrainSettings
+
+    PretrainSettings.add_options(p, "pre-training options")
     p.set_defaults(run=_run_pretrain)
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:
+    from biostrata.config import PretrainSettings
     from biostrata.train import pretrain as pt
 
     set_torch_threads(args.threads)
-    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    s = PretrainSettings.from_args(args)
     common = dict(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        max_length=args.max_length,
-        accelerator=args.accelerator,
-        devices=devices,
-        progress=not args.no_progress,
-        resume=args.resume,
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        seed=s.seed,
+        val_fraction=s.val_fraction,
+        max_length=s.max_length,
+        accelerator=s.accelerator,
+        devices=s.devices_arg,
+        progress=s.progress,
+        resume=s.resume,
     )
-    if args.level == "protein":
-        if args.snapshots:
-            raise InputError(
-                "--snapshots: only the domain level keeps per-epoch snapshots; drop it with --level protein"
-            )
+    if s.level == "protein":
         from biostrata.data.proteins import read_proteins
         from biostrata.models.protein_lm import small_protein_lm
 
-        plm = small_protein_lm(args.protein_layers, args.protein_dim, args.protein_heads, seed=args.seed)
+        plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
         result = pt.pretrain_protein_lm(plm, read_proteins(args.corpus), args.out, **common)
     else:
         from biostrata.data.clusters import PfamTable, read_clusters
@@ -513,16 +472,16 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         result = pt.pretrain_domain_lm(
             corpus,
             args.out,
-            preset=args.preset,
-            arm=args.arm,
+            preset=s.preset,
+            arm=s.arm,
             family_table=table,
-            projection=args.projection,
+            projection=s.projection,
             pfam=pfam,
-            class_token=args.class_token,
-            separators=args.separators,
-            snapshots=args.snapshots,
+            class_token=s.class_token,
+            separators=s.separators,
+            snapshots=s.snapshots,
             **common,
-            **({"d_embed": args.d_embed} if args.d_embed else {}),
+            **({"d_embed": s.d_embed} if s.d_embed else {}),
         )
         if result["init"]:
             print(

@@ -141,3 +141,63 @@ class ConditionsSettings(Settings):
         for factor, levels in (("shape", self.shapes), ("height", self.heights), ("depth", self.depths)):
             out += [dict(base, factor=factor, **{factor: v}) for v in levels if v != base[factor]]
         return out
+
+
+@dataclass
+class PretrainSettings(Settings):
+    """Masked-token pre-training (``biostrata pretrain``): the domain LM (BiGCARP) in one arm, or a
+    small protein LM. The keyword defaults of ``train.pretrain`` are these fields."""
+
+    level: str = field(default="domain", metadata=field_help("domain (BiGCARP over Pfam domains) or protein"))
+    preset: str = field(
+        default="bigcarp", metadata=field_help("domain LM size: bigcarp (~34M parameters) or small (CPU)")
+    )
+    d_embed: int | None = field(
+        default=None, metadata=field_help("token-table width; unset: the preset's, or the family vectors' width")
+    )
+    arm: str = field(
+        default="random", metadata=field_help("random, finetune or frozen (the last two need --init-table)")
+    )
+    projection: str = field(
+        default="learned", metadata=field_help("learned: table as wide as the family vectors; pca: fixed projection")
+    )
+    class_token: bool = field(default=False, metadata=field_help("prefix each BGC with its class token"))
+    separators: bool = field(default=False, metadata=field_help("[SEP] token between genes (domain-name lists)"))
+    protein_layers: int = field(default=4, metadata=field_help("protein level: transformer layers"))
+    protein_dim: int = field(default=64, metadata=field_help("protein level: embedding width"))
+    protein_heads: int = field(default=4, metadata=field_help("protein level: attention heads"))
+    epochs: int = field(default=10, metadata=field_help("training epochs"))
+    batch_size: int = field(default=32, metadata=field_help("batch size"))
+    lr: float = field(default=1e-3, metadata=field_help("learning rate"))
+    val_fraction: float = field(default=0.1, metadata=field_help("share held out for validation"))
+    max_length: int | None = field(
+        default=512, metadata=field_help("crop longer sequences (a random window in training)")
+    )
+    seed: int = field(default=0, metadata=field_help("seed of the split, the model and the masking"))
+    accelerator: str = field(default="auto", metadata=field_help("Lightning accelerator: auto, cpu, gpu"))
+    devices: str = field(default="auto", metadata=field_help("Lightning devices: auto or a number"))
+    progress: bool = field(default=True, metadata=field_help("show progress bars"))
+    resume: bool = field(default=False, metadata=field_help("continue from OUT/checkpoints/last.ckpt"))
+    snapshots: bool = field(
+        default=False,
+        metadata=field_help("domain level: keep the weights at the start and after every epoch in OUT/snapshots/"),
+    )
+
+    def validate(self) -> None:
+        checks = [
+            (self.level in ("domain", "protein"), "level", "'domain' or 'protein'"),
+            (self.arm in ("random", "finetune", "frozen"), "arm", "'random', 'finetune' or 'frozen'"),
+            (self.projection in ("learned", "pca"), "projection", "'learned' or 'pca'"),
+            (self.preset in ("bigcarp", "small"), "preset", "'bigcarp' or 'small'"),
+            (0 < self.val_fraction < 1, "val_fraction", "in (0, 1)"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise InputError(f"{name}={getattr(self, name)!r} is invalid; expected {expected}")
+        if self.snapshots and self.level == "protein":
+            raise InputError("snapshots: kept at the domain level only; drop --snapshots with --level protein")
+
+    @property
+    def devices_arg(self) -> int | str:
+        """``devices`` as Lightning takes it: a number of devices, or a name such as auto."""
+        return int(self.devices) if self.devices.isdigit() else self.devices

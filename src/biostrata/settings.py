@@ -176,4 +176,6 @@ class Settings:
         changes = {
             f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None
         }
-        return base.replace(**changes) if changes else base
+        if not changes:
+            return base
+        return cls.from_dict({**dataclasses.asdict(base), **changes}, "command-line options")

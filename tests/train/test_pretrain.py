@@ -222,7 +222,7 @@ def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.C
         main(["pretrain", "--level", "protein", "--corpus", str(files["table"]), "--out", str(prot), "--snapshots"])
         == 2
     )
-    assert "--snapshots: only the domain level" in capsys.readouterr().err
+    assert "snapshots: kept at the domain level only" in capsys.readouterr().err
     assert main(["embed", "--out", str(tmp_path / "z.h5")]) == 2
     assert "give --model and --input" in capsys.readouterr().err
 
