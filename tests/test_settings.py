@@ -3,7 +3,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from biostrata.config import ConditionsSettings, DemoSettings, PretrainSettings, TrainConfig
+from biostrata.config import (
+    ConditionsSettings,
+    CrossGranularitySettings,
+    DemoSettings,
+    PretrainSettings,
+    TrainConfig,
+)
 from biostrata.errors import InputError
 from biostrata.settings import Settings, field_help
 
@@ -72,7 +78,9 @@ def test_options_generated_from_the_fields_and_overriding_the_file(tmp_path):
     assert Example.from_args(parser.parse_args([])) == Example()
 
 
-@pytest.mark.parametrize("cls", [TrainConfig, DemoSettings, ConditionsSettings, PretrainSettings])
+@pytest.mark.parametrize(
+    "cls", [TrainConfig, DemoSettings, ConditionsSettings, PretrainSettings, CrossGranularitySettings]
+)
 def test_every_settings_class_round_trips(tmp_path, cls):
     cls().to_yaml(tmp_path / "s.yaml")
     assert cls.from_yaml(tmp_path / "s.yaml") == cls()

@@ -124,16 +124,10 @@ def _study(sub: argparse._SubParsersAction) -> None:
         "probe on token-level features. Writes tables, plots and cross_granularity.md in --out. Resumable.",
     )
     g.add_argument("--out", default="runs/cross_granularity", help="output folder (default: runs/cross_granularity)")
-    g.add_argument("--data", default="../shared/data", help="folder with bgc/ and pfam/ (default: ../shared/data)")
-    g.add_argument("--domain-epochs", type=int, default=10, help="domain LM epochs per arm (default: 10)")
-    g.add_argument("--protein-epochs", type=int, default=1, help="protein LM epochs (default: 1)")
-    g.add_argument("--folds", type=int, default=5, help="probe folds (default: 5)")
-    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="probe seeds (default: 0 1)")
-    g.add_argument(
-        "--one-vs-rest", action="store_true", help="one MLP per product class (slower; default: one network)"
-    )
-    g.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    g.add_argument("--data", help="folder with bgc/ and pfam/: sets the four input files that are not given one by one")
+    from biostrata.config import CrossGranularitySettings
+
+    CrossGranularitySettings.add_options(g, "study options", skip=("domain_sizes",))
     g.set_defaults(run=_run_study_cross_granularity)
 
 
@@ -151,15 +145,17 @@ def _run_study_conditions(args: argparse.Namespace) -> int:
 def _run_study_cross_granularity(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from biostrata.studies.cross_granularity import CrossGranularitySettings, run_cross_granularity
+    from biostrata.config import CrossGranularitySettings
+    from biostrata.studies.cross_granularity import run_cross_granularity
 
-    data = Path(args.data)
-    settings = CrossGranularitySettings(
-        corpus=str(data / "bgc" / "mibig_domain_list.txt"), pfam=str(data / "pfam" / "Pfam-A.clans.tsv"),
-        classes=str(data / "bgc" / "mibig3_classes.csv"), domains=str(data / "bgc" / "mibig_domains.tsv"),
-        domain_epochs=args.domain_epochs, protein_epochs=args.protein_epochs, folds=args.folds, seeds=args.seeds,
-        one_vs_rest=args.one_vs_rest, threads=args.threads, progress=args.progress,
-    )  # fmt: skip
+    settings = CrossGranularitySettings.from_args(args)
+    if args.data:
+        data = Path(args.data)
+        files = {
+            "corpus": data / "bgc" / "mibig_domain_list.txt", "pfam": data / "pfam" / "Pfam-A.clans.tsv",
+            "classes": data / "bgc" / "mibig3_classes.csv", "domains": data / "bgc" / "mibig_domains.tsv",
+        }  # fmt: skip
+        settings = settings.replace(**{k: str(v) for k, v in files.items() if getattr(args, k) is None})
     run_cross_granularity(args.out, settings)
     print(f"wrote {args.out}/cross_granularity.md, product_class.csv, clan.csv, cka_*.png, probes.png")
     return 0

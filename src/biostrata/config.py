@@ -1,5 +1,6 @@
-"""The settings of a genome classifier's training, the demo and the conditions study (see
-``biostrata.settings``); this module loads no torch, so the command line can build its options.
+"""The settings of every experiment (see ``biostrata.settings``): a genome classifier's training,
+the demo, the conditions study, masked-LM pre-training and the cross-granularity study. This
+module loads no torch, so the command line can build its options.
 
 A config file holds the fields of ``TrainConfig``; unknown keys are errors. Command-line options
 override the file. The config used is saved beside every result.
@@ -201,3 +202,46 @@ class PretrainSettings(Settings):
     def devices_arg(self) -> int | str:
         """``devices`` as Lightning takes it: a number of devices, or a name such as auto."""
         return int(self.devices) if self.devices.isdigit() else self.devices
+
+
+@dataclass
+class CrossGranularitySettings(Settings):
+    """Inputs, model sizes, and the size of every analysis (defaults: a CPU run in under 30 minutes)."""
+
+    corpus: str = field(default="../shared/data/bgc/mibig_domain_list.txt", metadata=field_help("BGC domain lists"))
+    pfam: str = field(default="../shared/data/pfam/Pfam-A.clans.tsv", metadata=field_help("Pfam clans table"))
+    classes: str = field(default="../shared/data/bgc/mibig3_classes.csv", metadata=field_help("MIBiG product classes"))
+    domains: str = field(
+        default="../shared/data/bgc/mibig_domains.tsv", metadata=field_help("per-domain protein table")
+    )
+    # protein LM (a small ESM-2 trained here; no ESM weights offline)
+    protein_layers: int = 4
+    protein_dim: int = 64
+    protein_heads: int = 4
+    protein_epochs: int = field(default=1, metadata=field_help("protein LM epochs"))
+    protein_max_length: int = 512
+    # domain LM
+    preset: str = "small"
+    domain_sizes: dict = field(default_factory=dict)
+    domain_epochs: int = field(default=10, metadata=field_help("domain LM epochs per arm"))
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    arms: list[str] = field(default_factory=lambda: ["random", "finetune", "frozen"])
+    # analyses
+    cka_tokens: int = 20000
+    checkpoint_clusters: int | None = None  # clusters whose last-layer states are averaged per family (None: all)
+    knn: int = 10
+    delta_samples: int = 400
+    delta_repeats: int = 2
+    folds: int = field(default=5, metadata=field_help("probe folds"))
+    seeds: list[int] = field(default_factory=lambda: [0, 1], metadata=field_help("probe seeds"))
+    mlp_hidden: list[int] = field(default_factory=lambda: [512, 256])
+    one_vs_rest: bool = field(default=False, metadata=field_help("one MLP per product class (slower)"))
+    n_boot: int = 500
+    clan_min_families: int = 5
+    clan_tokens_per_family: int = 2
+    clan_Cs: list[float] = field(default_factory=lambda: [0.1, 1.0])
+    clan_seeds: list[int] = field(default_factory=lambda: [0])
+    threads: int = field(default=1, metadata=field_help("CPU threads"))
+    progress: bool = field(default=True, metadata=field_help("show progress bars"))

@@ -33,7 +33,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from biostrata.analysis.cka import LinearCKA, cka, plot_cka_heatmap
 from biostrata.analysis.fusion import ProjectionFusion, align_domains
 from biostrata.analysis.probes import LinearProbe, MLPProbe, cross_validate
+from biostrata.config import CrossGranularitySettings
 from biostrata.errors import InputError
 from biostrata.io import atomic_write, atomic_write_json, atomic_write_text
 
@@ -62,47 +63,6 @@ PAPER = {
     "auroc_domain": "0.901-0.908",
     "auroc_combined": 0.911,
 }
-
-
-@dataclass
-class CrossGranularitySettings:
-    """Inputs, model sizes, and the size of every analysis (defaults: a CPU run in under 30 minutes)."""
-
-    corpus: str = "../shared/data/bgc/mibig_domain_list.txt"
-    pfam: str = "../shared/data/pfam/Pfam-A.clans.tsv"
-    classes: str = "../shared/data/bgc/mibig3_classes.csv"
-    domains: str = "../shared/data/bgc/mibig_domains.tsv"
-    # protein LM (a small ESM-2 trained here; no ESM weights offline)
-    protein_layers: int = 4
-    protein_dim: int = 64
-    protein_heads: int = 4
-    protein_epochs: int = 1
-    protein_max_length: int = 512
-    # domain LM
-    preset: str = "small"
-    domain_sizes: dict = field(default_factory=dict)
-    domain_epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    arms: list[str] = field(default_factory=lambda: ["random", "finetune", "frozen"])
-    # analyses
-    cka_tokens: int = 20000
-    checkpoint_clusters: int | None = None  # clusters whose last-layer states are averaged per family (None: all)
-    knn: int = 10
-    delta_samples: int = 400
-    delta_repeats: int = 2
-    folds: int = 5
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
-    mlp_hidden: list[int] = field(default_factory=lambda: [512, 256])
-    one_vs_rest: bool = False
-    n_boot: int = 500
-    clan_min_families: int = 5
-    clan_tokens_per_family: int = 2
-    clan_Cs: list[float] = field(default_factory=lambda: [0.1, 1.0])
-    clan_seeds: list[int] = field(default_factory=lambda: [0])
-    threads: int = 1
-    progress: bool = True
 
 
 # -------------------------------------------------------------------------------------------------
