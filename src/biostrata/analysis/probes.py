@@ -32,6 +32,7 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from biostrata.analysis.splits import TASKS, encode_labels, label_indicator, make_splits, task_of
+from biostrata.compat import moved
 from biostrata.errors import InputError
 
 __all__ = [
@@ -385,21 +386,7 @@ def bootstrap_ci(
     return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
 
 
-_MOVED = {
-    "read_labels": "biostrata.analysis.probe_files",
-    "probe_files": "biostrata.analysis.probe_files",
-}  # old name -> its new module; the old one works, with a warning, for one release
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-        import warnings
-
-        warnings.warn(
-            f"{__name__}.{name} moved to {_MOVED[name]}.{name}; the old name goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved(
+    __name__,
+    {"read_labels": "biostrata.analysis.probe_files", "probe_files": "biostrata.analysis.probe_files"},
+)  # the old names work, with a warning, for one release

@@ -74,12 +74,8 @@ class Lorentz(geoopt.Lorentz):
         return space if to is self else change_curvature_space(space, self.kk, to.kk, dim)
 
     def clip_radius(self, space: torch.Tensor, radius: float, dim: int = 1) -> torch.Tensor:
-        """Pull points farther than ``radius`` (in units of sqrt(k)) from the origin back onto that
-        sphere along their geodesic: x_s <- x_s min(1, sqrt(k) sinh(radius) / |x_s|)."""
-        limit = torch.sqrt(self.kk) * math.sinh(radius)
-        # floor: the ratio is only used where |x_s| exceeds the limit; it keeps 0 / 0 out at x_s = 0
-        norm = torch.sqrt((space * space).sum(dim, keepdim=True).clamp_min(1e-12))
-        return space * (limit / norm).clamp(max=1.0)
+        """Points farther than ``radius`` (in units of sqrt(k)) from the origin pulled back (see ``clip_radius``)."""
+        return clip_radius(space, self.kk, radius, dim)
 
     def extra_repr(self) -> str:
         return f"curvature={self.curvature.item():.4g}, learnable={self.k.requires_grad}"
@@ -136,3 +132,12 @@ def change_curvature_space(x: torch.Tensor, k_from: torch.Tensor, k_to: torch.Te
     n = _norm(x, dim)
     radius = torch.sqrt(k_from) * torch.asinh(n / torch.sqrt(k_from))
     return x * (torch.sqrt(k_to) * torch.sinh(radius / torch.sqrt(k_to)) / n)
+
+
+def clip_radius(space: torch.Tensor, k: torch.Tensor, radius: float, dim: int = 1) -> torch.Tensor:
+    """Pull points farther than ``radius`` (in units of sqrt(k)) from the origin back onto that
+    sphere along their geodesic: x_s <- x_s min(1, sqrt(k) sinh(radius) / |x_s|)."""
+    limit = torch.sqrt(k) * math.sinh(radius)
+    # floor: the ratio is only used where |x_s| exceeds the limit; it keeps 0 / 0 out at x_s = 0
+    norm = torch.sqrt((space * space).sum(dim, keepdim=True).clamp_min(1e-12))
+    return space * (limit / norm).clamp(max=1.0)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from geoopt import ManifoldParameter
 from torch import nn
 
+from biostrata.compat import moved
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.nn.fused import add_time_term, boost_rescale, squared_norm
 
@@ -160,7 +161,7 @@ class LorentzBatchNorm1d(_SpaceLayer):
             self.eps, MAX_RADIUS - MAX_CENTRE_RADIUS, self.fused,
         )  # fmt: skip
         if self.training:
-            self._update_running(mu_s.detach(), spread.detach(), k.detach())
+            self._update_running(mu_s.detach(), spread.detach())
         return out
 
     @torch.no_grad()
@@ -170,19 +171,16 @@ class LorentzBatchNorm1d(_SpaceLayer):
         self.beta.copy_(self.manifold.lift(self.manifold.clip_radius(self.beta[1:], MAX_CENTRE_RADIUS, dim=0), dim=0))
 
     @torch.no_grad()
-    def _update_running(self, mu_s: torch.Tensor, spread: torch.Tensor, k: torch.Tensor) -> None:
+    def _update_running(self, mu_s: torch.Tensor, spread: torch.Tensor) -> None:
         """Running mean: log_o of the weighted centroid of (exp_o(running), batch); running var:
         moving average of the spread."""
         self.num_batches_tracked.add_(1)
         m = self.momentum
         if self.warm_start:  # max(momentum, 1/n) as a tensor: no device-to-host copy per step
             m = (1.0 / self.num_batches_tracked.to(spread.dtype)).clamp_min(self.momentum)
-        run_s = self.manifold.expmap0_space(self.running_mean[1:])
-        run_0 = torch.sqrt(k + (run_s * run_s).sum())
-        mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
-        avg_s, avg_0 = (1 - m) * run_s + m * mu_s, (1 - m) * run_0 + m * mu_0
-        c = torch.sqrt(k) / torch.sqrt((avg_0 * avg_0 - (avg_s * avg_s).sum()).clamp_min(1e-8))
-        self.running_mean[1:] = self.manifold.logmap0_space(avg_s * c)
+        running = self.manifold.lift(self.manifold.expmap0_space(self.running_mean[1:]), dim=0)
+        pair = torch.stack([(1 - m) * running, m * self.manifold.lift(mu_s, dim=0)]) * 2  # weights (1 - m, m)
+        self.running_mean[1:] = self.manifold.logmap0_space(self.manifold.centroid(pair, (0,))[1:])
         self.running_var.mul_(1 - m).add_(m * spread)
 
 
@@ -235,20 +233,9 @@ class LorentzMLR(nn.Module):  # maps points to logits, so it has no ``space``
         return znorm / sqrt_curv * torch.asinh(sqrt_curv * alpha / znorm)
 
 
-def __getattr__(name: str):
-    if name == "clip_radius":  # the old name works, with a warning, for one release
-        import warnings
-
-        warnings.warn(
-            "biostrata.nn.lorentz.clip_radius(space, k, radius) is now the manifold's method "
-            "manifold.clip_radius(space, radius); the old name goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-
-        def clip_radius(space: torch.Tensor, k: torch.Tensor, radius: float, dim: int = 1) -> torch.Tensor:
-            limit = torch.sqrt(k) * math.sinh(radius)
-            return space * (limit / torch.sqrt((space * space).sum(dim, keepdim=True).clamp_min(1e-12))).clamp(max=1.0)
-
-        return clip_radius
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the old name works, with a warning, for one release
+__getattr__ = moved(
+    __name__,
+    {"clip_radius": "biostrata.geometry.lorentz"},
+    " (or the manifold's method manifold.clip_radius(space, radius))",
+)

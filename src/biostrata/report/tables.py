@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from biostrata.compat import moved
 from biostrata.data.benchmarks import SUITES
 from biostrata.errors import InputError
 from biostrata.train.sweep import read_records
@@ -233,20 +234,6 @@ def sweep_records(sweep_dir: str | Path) -> list[dict]:
     return records
 
 
-_MOVED = {
-    "write_report": "biostrata.report.summary"
-}  # old name -> its new module; the old one works, with a warning, for one release
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-        import warnings
-
-        warnings.warn(
-            f"{__name__}.{name} moved to {_MOVED[name]}.{name}; the old name goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved(
+    __name__, {"write_report": "biostrata.report.summary"}
+)  # the old names work, with a warning, for one release
