@@ -55,9 +55,6 @@ def set_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-SET_PER_RUN = ("model", "seed", "length")  # TrainConfig fields a sweep sets for each run
-
-
 def load_splits(args: argparse.Namespace):
     """Splits from ``--data DIR`` (GUE layout) or ``--train/--dev/--test`` files."""
     from biostrata.data.genome import Splits, read_gue_dir, read_labelled
@@ -340,8 +337,11 @@ def _benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (each run and whether it is done) and stop")
     from biostrata.config import TrainConfig
+    from biostrata.train.sweep import PER_RUN_KEYS
 
-    TrainConfig.add_options(p, "training options of every run (model, seed, length are set per run)", skip=SET_PER_RUN)
+    TrainConfig.add_options(
+        p, f"training options of every run ({', '.join(PER_RUN_KEYS)} are set per run)", skip=PER_RUN_KEYS
+    )
     p.set_defaults(run=_run_benchmark)
 
 

@@ -104,9 +104,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
-        source = getattr(self, "_source", None) or type(self).__name__
         for f in dataclasses.fields(self):
-            setattr(self, f.name, _convert(getattr(self, f.name), hints[f.name], f"{source}: {f.name}"))
+            setattr(self, f.name, _convert(getattr(self, f.name), hints[f.name], f"{type(self).__name__}: {f.name}"))
         self.validate()
 
     def validate(self) -> None:

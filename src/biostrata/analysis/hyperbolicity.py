@@ -171,23 +171,17 @@ def gromov_delta(
     _check_metric(metric)
     if method == "sampled":
         if metric == "precomputed":
-            return delta_sampled(
-                distances_of(data),
-                samples=samples,
-                bases=bases,
-                repeats=repeats,
-                seed=seed,
-                device=device,
-                threads=threads,
-            )
-        points = as_points(data)
+            source, n = distances_of(data), None
+        else:  # only the sampled points' distances are computed
+            points = as_points(data)
 
-        def fetch(idx: np.ndarray) -> torch.Tensor:
-            return pairwise_distances(points[torch.as_tensor(idx)], metric=metric, curvature=curvature)
+            def source(idx: np.ndarray) -> torch.Tensor:
+                return pairwise_distances(points[torch.as_tensor(idx)], metric=metric, curvature=curvature)
 
+            n = len(points)
         return delta_sampled(
-            fetch,
-            n=len(points),
+            source,
+            n=n,
             samples=samples,
             bases=bases,
             repeats=repeats,
@@ -306,9 +300,8 @@ def model_embeddings(
         for s in range(0, len(sequences), batch_size):
             x = encode_batch(list(sequences[s : s + batch_size]), model.length, truncate=truncate)
             states = next(iter(model.embed(x, [layer]).values()))
-            if states.dim() == 3:
-                flat = states.flatten(1) if manifold is None else manifold.lift(states[:, 1:].flatten(1))
-                states = flat
+            if states.dim() == 3:  # positions concatenated (for points: space parts, time recomputed)
+                states = states.flatten(1) if manifold is None else manifold.lift(states[:, 1:].flatten(1))
             parts.append(states.double().cpu().numpy())
     emb = np.concatenate(parts) if parts else np.zeros((0, 0))
     if not np.isfinite(emb).all():

@@ -69,17 +69,12 @@ class BatchNorm1d(nn.BatchNorm1d):
 
     def __init__(self, num_features: int, warm_start: bool = True) -> None:
         super().__init__(num_features)
-        self.warm_start, self.base_momentum, self.batches_seen = warm_start, self.momentum, 0
+        self.warm_start, self.base_momentum = warm_start, self.momentum
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.warm_start:
-            self.batches_seen += 1
-            self.momentum = max(self.base_momentum, 1.0 / self.batches_seen)
+        if self.training and self.warm_start:  # this is batch num_batches_tracked + 1 (a saved buffer)
+            self.momentum = max(self.base_momentum, 1.0 / (float(self.num_batches_tracked) + 1))
         return super().forward(x)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self.batches_seen = int(self.num_batches_tracked)  # a reloaded model goes on counting
 
 
 class EuclideanCNN(nn.Module):
