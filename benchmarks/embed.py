@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from biostrata.data.proteins import ProteinRecord, read_domain_proteins
-from biostrata.models.protein_lm import embed_batch, extract_embeddings, plan_batches, small_protein_lm
+from biostrata.models.extract import embed_batch, extract_embeddings, plan_batches
+from biostrata.models.protein_lm import small_protein_lm
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bgc" / "mibig_domains.tsv"
 
@@ -74,7 +75,9 @@ def main() -> None:
     ways = {
         "single": [[i] for i in range(len(seqs))],
         "fixed": [list(range(i, min(i + args.batch_size, len(seqs)))) for i in range(0, len(seqs), args.batch_size)],
-        "packed": [[order[j] for j in b] for b in plan_batches([len(seqs[i]) for i in order], args.token_budget)],
+        "packed": [
+            [order[j] for j in b] for b in plan_batches([len(seqs[i]) for i in order], args.token_budget, special=2)
+        ],
     }
     run(plm, seqs, ways["packed"][:2], layers)  # warm-up
     seconds = {name: run(plm, seqs, batches, layers) for name, batches in ways.items()}

@@ -46,3 +46,33 @@ def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path):
 def test_data_and_files_are_exclusive(tiny_task, capsys):
     assert main(["train", "--data", str(tiny_task), "--train", "x.csv"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_commands_keep_their_order_and_python_m_works():
+    run = subprocess.run([sys.executable, "-m", "biostrata.cli", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == [
+        "demo", "study", "train", "simulate", "benchmark", "report", "pretrain", "embed", "delta", "cka", "probe",
+    ]  # fmt: skip
+    assert all(f"    {name}" in run.stdout for name in sub.choices)
+
+
+def test_help_and_option_errors_load_no_torch_lightning_or_pandas():
+    """`biostrata COMMAND --help` and bad options answer at once: heavy imports wait for the command to run."""
+    code = (
+        "import sys\nfrom biostrata.cli import main\n"
+        "for argv in (['delta', '--help'], ['train', '--help'], ['simulate', '--out', 'x', '--tree', 'star']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "print(sorted(m for m in ('torch', 'lightning', 'pandas') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+    assert "biostrata: error: command-line options: tree='star' is invalid" in run.stderr
+
+
+def test_every_subcommand_has_a_one_line_help_and_a_description():
+    from biostrata.cli.common import COMMANDS
+
+    for name, cmd in COMMANDS.items():
+        assert cmd.help and "\n" not in cmd.help and cmd.description, name

@@ -3,21 +3,30 @@
 import pytest
 import torch
 
+_EXTRACT = "biostrata.models.extract"
+
 
 @pytest.mark.parametrize(
-    "old_module, name, new_module",
+    "old_module, name, new_module, new_name",
     [
-        ("biostrata.report.tables", "write_report", "biostrata.report.summary"),
-        ("biostrata.analysis.probes", "read_labels", "biostrata.analysis.probe_files"),
-        ("biostrata.analysis.probes", "probe_files", "biostrata.analysis.probe_files"),
+        ("biostrata.report.tables", "write_report", "biostrata.report.summary", None),
+        ("biostrata.analysis.probes", "read_labels", "biostrata.analysis.probe_files", None),
+        ("biostrata.analysis.probes", "probe_files", "biostrata.analysis.probe_files", None),
+        ("biostrata.analysis.cka", "plot_cka_heatmap", "biostrata.report.plots", None),
+        ("biostrata.data.clusters", "PfamFamily", "biostrata.data.pfam", None),
+        ("biostrata.analysis.hyperbolicity", "load_array", "biostrata.analysis.representations", None),
+        *[("biostrata.models.protein_lm", n, _EXTRACT, None)
+          for n in ("extract_embeddings", "plan_batches", "window_starts", "embed_batch", "shard_path")],
+        ("biostrata.studies.cross_granularity", "read_segments", "biostrata.data.proteins", "read_domain_segments"),
+        ("biostrata.studies.cross_granularity", "PAPER", "biostrata.report.published", "CROSS_GRANULARITY"),
     ],
-)
-def test_moved_names_warn_and_resolve_to_the_new_ones(old_module, name, new_module):
+)  # fmt: skip
+def test_moved_names_warn_and_resolve_to_the_new_ones(old_module, name, new_module, new_name):
     import importlib
 
     old, new = importlib.import_module(old_module), importlib.import_module(new_module)
-    with pytest.warns(DeprecationWarning, match=f"moved to {new_module}.{name}"):
-        assert getattr(old, name) is getattr(new, name)
+    with pytest.warns(DeprecationWarning, match=f"moved to {new_module}.{new_name or name}"):
+        assert getattr(old, name) is getattr(new, new_name or name)
     with pytest.raises(AttributeError):
         _ = old.no_such_name
 
@@ -30,3 +39,14 @@ def test_clip_radius_function_warns_and_equals_the_manifold_method():
     with pytest.warns(DeprecationWarning, match="manifold.clip_radius"):
         from biostrata.nn.lorentz import clip_radius
     assert torch.allclose(clip_radius(s, m.kk, 1.5), m.clip_radius(s, 1.5))
+
+
+def test_protein_lm_forward_layers_is_embed():
+    from biostrata.models.protein_lm import small_protein_lm
+
+    plm = small_protein_lm(2, 16, 2)
+    tokens = plm.tokenize(["MKV", "A"])
+    with pytest.warns(DeprecationWarning, match="forward_layers is now ProteinLM.embed"):
+        old = plm.forward_layers(tokens, [0, -1])
+    new = plm.embed(tokens, [0, -1])
+    assert list(old) == list(new) == [0, 2] and all(torch.equal(old[k], new[k]) for k in new)

@@ -8,6 +8,7 @@ from biostrata.config import (
     CrossGranularitySettings,
     DemoSettings,
     PretrainSettings,
+    SimulateSettings,
     TrainConfig,
 )
 from biostrata.errors import InputError
@@ -79,7 +80,7 @@ def test_options_generated_from_the_fields_and_overriding_the_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "cls", [TrainConfig, DemoSettings, ConditionsSettings, PretrainSettings, CrossGranularitySettings]
+    "cls", [TrainConfig, DemoSettings, ConditionsSettings, PretrainSettings, CrossGranularitySettings, SimulateSettings]
 )
 def test_every_settings_class_round_trips(tmp_path, cls):
     cls().to_yaml(tmp_path / "s.yaml")
@@ -100,6 +101,7 @@ def test_commands_take_their_options_from_the_settings(capsys):
         (["demo", "--help"], ["--tree", "--delta-points", "--no-parallel", "--config"]),
         (["study", "conditions", "--help"], ["--shapes", "--seeds", "--base-depth", "--config"]),
         (["benchmark", "--help"], ["--epochs", "--warmup-epochs", "--config"]),
+        (["simulate", "--help"], ["--leaves", "--indel-rate", "--fixed-length", "--fractions", "--config"]),
     ):
         with pytest.raises(SystemExit):
             main(argv)

@@ -1,6 +1,6 @@
 """The settings of every experiment (see ``biostrata.settings``): a genome classifier's training,
-the demo, the conditions study, masked-LM pre-training and the cross-granularity study. This
-module loads no torch, so the command line can build its options.
+the demo, the conditions study, masked-LM pre-training, the cross-granularity study and simulated
+datasets. This module loads no torch, so the command line can build its options.
 
 A config file holds the fields of ``TrainConfig``; unknown keys are errors. Command-line options
 override the file. The config used is saved beside every result.
@@ -8,7 +8,9 @@ override the file. The config used is saved beside every result.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from biostrata.errors import InputError
 from biostrata.settings import Settings, field_help
@@ -244,4 +246,78 @@ class CrossGranularitySettings(Settings):
     clan_Cs: list[float] = field(default_factory=lambda: [0.1, 1.0])
     clan_seeds: list[int] = field(default_factory=lambda: [0])
     threads: int = field(default=1, metadata=field_help("CPU threads"))
+    accelerator: str = field(
+        default="auto", metadata=field_help("auto (a GPU when present), cpu or gpu: pre-training and corpus passes")
+    )
     progress: bool = field(default=True, metadata=field_help("show progress bars"))
+
+
+# The choices of SimulateSettings. This module imports nothing from biostrata.data; the same names are
+# trees.SHAPES, evolution.MODELS and simulate.LABELS there (tests/data/test_simulate.py checks they agree).
+SIMULATE_CHOICES = {
+    "tree": ("yule", "birth-death", "balanced", "caterpillar"),
+    "model": ("jc69", "k80", "hky85"),
+    "label": ("clade", "motif"),
+}
+
+
+def _one_of(name: str) -> str:
+    return ", ".join(SIMULATE_CHOICES[name])
+
+
+@dataclass
+class SimulateSettings(Settings):
+    """A labelled DNA dataset simulated along a tree (``biostrata simulate``). The keyword defaults of
+    ``biostrata.data.simulate.simulate_dataset`` are these fields (``leaves``, ``classes`` and ``clades``
+    are its ``n_leaves``, ``n_classes`` and ``n_clades``); numbers are checked there."""
+
+    leaves: int = field(default=5000, metadata=field_help("number of leaves = sequences"))
+    length: int = field(default=200, metadata=field_help("root sequence length in bases"))
+    tree: str = field(default="yule", metadata=field_help(f"tree shape: {_one_of('tree')}"))
+    height: float = field(default=1.0, metadata=field_help("root-to-leaf distance in substitutions per site"))
+    birth: float = field(default=1.0, metadata=field_help("birth rate of --tree birth-death"))
+    death: float = field(default=0.5, metadata=field_help("death rate of --tree birth-death, <= birth"))
+    model: str = field(default="hky85", metadata=field_help(f"substitution model: {_one_of('model')}"))
+    kappa: float | None = field(
+        default=None, metadata=field_help("transition/transversion ratio of k80 and hky85; unset: 2.0")
+    )
+    freqs: list[float] | None = field(
+        default=None,
+        metadata=field_help("base frequencies of hky85: 4 numbers (A C G T) summing to 1; unset: 0.3 0.2 0.2 0.3"),
+    )
+    gamma: float | None = field(
+        default=None, metadata=field_help("shape (alpha) of gamma-distributed site rates; unset: equal rates")
+    )
+    categories: int = field(default=4, metadata=field_help("discrete gamma rate categories"))
+    indel_rate: float = field(default=0.0, metadata=field_help("indel events per site per substitution unit"))
+    indel_length: float = field(default=2.0, metadata=field_help("mean indel length, geometric"))
+    fixed_length: bool = field(
+        default=False, metadata=field_help("cut or pad (random bases) every sequence to --length")
+    )
+    root: str | None = field(default=None, metadata=field_help("root sequence (ACGT); overrides --length"))
+    label: str = field(
+        default="clade", metadata=field_help(f"class = clade of the tree, or a planted motif: {_one_of('label')}")
+    )
+    classes: int = field(default=2, metadata=field_help("number of classes"))
+    clades: int | None = field(
+        default=None, metadata=field_help("clades to cut the tree into, dealt to the classes; unset: --classes")
+    )
+    motif_length: int = field(default=8, metadata=field_help("motif length for --label motif"))
+    fractions: list[float] = field(
+        default=(0.8, 0.1, 0.1), metadata=field_help("split fractions: 3 numbers (train dev test) summing to 1")
+    )
+    seed: int = field(default=0, metadata=field_help("random seed (the same seed gives the same files)"))
+
+    def validate(self) -> None:
+        for name in SIMULATE_CHOICES:
+            if getattr(self, name) not in SIMULATE_CHOICES[name]:
+                raise InputError(f"{name}={getattr(self, name)!r} is invalid; expected one of {_one_of(name)}")
+        for name, size, items in (("freqs", 4, "A C G T"), ("fractions", 3, "train dev test")):
+            value = getattr(self, name)
+            if value is not None and len(value) != size:
+                raise InputError(f"{name}={value!r} is invalid; expected {size} numbers ({items})")
+
+    def keywords(self) -> dict[str, Any]:
+        """These settings as the keyword arguments of ``biostrata.data.simulate.simulate_dataset``."""
+        renamed = {"leaves": "n_leaves", "classes": "n_classes", "clades": "n_clades"}
+        return {renamed.get(k, k): v for k, v in dataclasses.asdict(self).items()}

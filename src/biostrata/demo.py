@@ -20,7 +20,9 @@ import torch
 from biostrata.analysis.hyperbolicity import embedding_delta
 from biostrata.config import DemoSettings, TrainConfig
 from biostrata.data.simulate import simulate_dataset, write_gue
-from biostrata.io import atomic_write, atomic_write_text
+from biostrata.io import atomic_write_text
+from biostrata.report.plots import plot_demo
+from biostrata.threads import set_cpu_threads
 from biostrata.train.run import quiet_lightning, train
 
 MODELS = ("cnn", "hcnn-s")
@@ -43,8 +45,7 @@ class EpochLine(pl.Callback):
 
 def _train_one(cfg: TrainConfig, splits, out: Path, threads: int | None = 1) -> dict:
     quiet_lightning()
-    if threads:
-        torch.set_num_threads(threads)
+    set_cpu_threads(threads)
     return train(cfg, splits, out / "runs" / cfg.model, callbacks=[EpochLine()] if not cfg.progress else None)
 
 
@@ -92,7 +93,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> pd.DataFr
     table = pd.DataFrame(rows)
     atomic_write_text(out / "summary.csv", table.to_csv(index=False))
     atomic_write_text(out / "summary.md", _markdown(table, s))
-    atomic_write(out / "summary.png", lambda tmp: _plot(table, tmp))
+    plot_demo(table, out / "summary.png")
     return table
 
 
@@ -103,31 +104,3 @@ def _markdown(table: pd.DataFrame, s: DemoSettings) -> str:
         f"split 80/10/10; {s.epochs} epochs at lr {s.lr}, model selected on dev by MCC.\n\n"
     )
     return head + table.to_markdown(index=False, floatfmt=".4f") + "\n"
-
-
-def _plot(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-    colors = ["#4C72B0", "#C44E52"]
-    axes[0].bar(table["model"], table["test_mcc"], color=colors)
-    axes[0].set_ylabel("test MCC")
-    axes[0].set_ylim(min(0, table["test_mcc"].min()), 1)
-    axes[1].bar(table["model"], table["relative_delta"], color=colors)
-    axes[1].set_ylabel("relative delta 2δ/diam")
-    axes[1].set_title("tree-likeness of embeddings (0 = tree)", fontsize=9)
-    for ax in axes:
-        for v in ax.patches:
-            ax.annotate(
-                f"{v.get_height():.3f}",
-                (v.get_x() + v.get_width() / 2, v.get_height()),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-            )
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120)
-    plt.close(fig)

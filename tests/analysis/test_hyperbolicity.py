@@ -1,6 +1,5 @@
 import json
 
-import h5py
 import numpy as np
 import pytest
 
@@ -12,12 +11,11 @@ from biostrata.analysis.hyperbolicity import (
     distances_of,
     gromov_delta,
     kmer_spectrum,
-    load_array,
     model_embeddings,
     tree_metric,
 )
 from biostrata.cli import main
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import InputError
 from biostrata.geometry.delta import delta_distribution, delta_exact
 from biostrata.geometry.distances import pairwise_distances
 
@@ -25,58 +23,6 @@ from biostrata.geometry.distances import pairwise_distances
 @pytest.fixture
 def points():
     return np.random.default_rng(0).normal(size=(40, 3))
-
-
-# -- files ---------------------------------------------------------------------------------------
-def test_load_array_formats(tmp_path, points):
-    np.save(tmp_path / "p.npy", points)
-    np.savez(tmp_path / "one.npz", points)
-    np.savez(tmp_path / "two.npz", emb=points, other=points[:3])
-    with h5py.File(tmp_path / "p.h5", "w") as f:
-        f["group/emb"] = points
-    with h5py.File(tmp_path / "two.h5", "w") as f:
-        f["a"], f["b"] = points, points
-    rows = ["id,x,y,z"] + [f"s{i}," + ",".join(map(repr, r.tolist())) for i, r in enumerate(points)]
-    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "plain.tsv").write_text("\n".join("\t".join(map(repr, r.tolist())) for r in points) + "\n")
-    for name, key in [
-        ("p.npy", None),
-        ("one.npz", None),
-        ("two.npz", "emb"),
-        ("p.h5", None),
-        ("two.h5", "b"),
-        ("p.csv", None),
-        ("plain.tsv", None),
-    ]:
-        assert np.allclose(load_array(tmp_path / name, key), points, rtol=0, atol=1e-15), name
-    with pytest.raises(InputError, match="holds 2 arrays \\(emb, other\\); choose one with --key"):
-        load_array(tmp_path / "two.npz")
-    with pytest.raises(InputError, match="no dataset named 'c'; it holds a, b"):
-        load_array(tmp_path / "two.h5", "c")
-    with pytest.raises(DataNotFoundError, match="no such file"):
-        load_array(tmp_path / "missing.npy")
-    (tmp_path / "x.json").write_text("[]")
-    with pytest.raises(InputError, match="unsupported file type '.json'"):
-        load_array(tmp_path / "x.json")
-    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,oops\n")
-    with pytest.raises(InputError, match="line 3, column 2: 'oops' is not a number"):
-        load_array(tmp_path / "bad.csv")
-    np.save(tmp_path / "flat.npy", points[:, 0])
-    with pytest.raises(InputError, match="expected a 2-d array"):
-        load_array(tmp_path / "flat.npy")
-
-
-def test_load_array_reads_an_embedding_store(tmp_path, points):
-    from biostrata.data.embedding_store import EmbeddingStore
-
-    path = tmp_path / "store.h5"
-    layered = np.stack([points, 2 * points], axis=1).astype(np.float32)  # [N, 2 layers, dim]
-    with EmbeddingStore.create(path, model="test", layers=[0, 6], dim=3, poolings=("mean",)) as store:
-        store.append([f"s{i}" for i in range(40)], np.full(40, 10), {"mean": layered})
-    assert np.allclose(load_array(path), 2 * points, atol=1e-5)  # the last layer by default
-    assert np.allclose(load_array(path, layer=0), points, atol=1e-6)
-    with pytest.raises(InputError, match="layer 3 not stored"):
-        load_array(path, layer=3)
 
 
 # -- one dataset ---------------------------------------------------------------------------------

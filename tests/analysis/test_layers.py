@@ -6,46 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from biostrata.analysis.layers import (
     Representations,
     compare_files,
     delta_per_layer,
     read_feature_blocks,
-    read_representations,
 )
-from biostrata.data.clusters import DomainVocabulary
-from biostrata.data.embedding_store import EmbeddingStore
-from biostrata.errors import DataNotFoundError, InputError
-from biostrata.models.domain_lm import DomainLM
-from biostrata.models.init_table import FamilyTable
-
-
-def test_read_every_format(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(5, 3))
-    np.savez(tmp_path / "a.npz", ids=np.array(list("abcde")), L0=x, L1=x[:, :2])
-    reps = read_representations(tmp_path / "a.npz")
-    assert reps.ids == list("abcde") and list(reps.layers) == ["L0", "L1"] and reps.layers["L1"].shape == (5, 2)
-    np.save(tmp_path / "s.npy", np.stack([x, 2 * x], 1))
-    assert list(read_representations(tmp_path / "s.npy").layers) == ["0", "1"]
-    with EmbeddingStore.create(tmp_path / "e.h5", "m", [0, 4], 3) as store:
-        store.append(["p", "q"], [7, 9], {"mean": np.stack([np.stack([x[0], x[1]]), np.stack([x[2], x[3]])])})
-    h5 = read_representations(tmp_path / "e.h5")
-    assert h5.ids == ["p", "q"] and list(h5.layers) == ["0", "4"] and np.allclose(h5.layers["4"][1], x[3])
-    FamilyTable(["PF00001", "PF00002"], torch.ones(2, 3), [1, 1]).save(tmp_path / "f.pt")
-    assert read_representations(tmp_path / "f.pt").ids == ["PF00001", "PF00002"]
-    model = DomainLM(DomainVocabulary(["PF00001", "PF00002", "PF00003"]), d_embed=4, d_model=4, n_layers=1, r=1)
-    model.save(tmp_path / "m.pt")
-    table = read_representations(tmp_path / "m.pt")
-    assert table.ids == ["PF00001", "PF00002", "PF00003"] and table.layers["table"].shape == (3, 4)
-    assert np.allclose(table.layers["table"], model.table.weight.detach().numpy()[-3:])
-    with pytest.raises(DataNotFoundError):
-        read_representations(tmp_path / "missing.npz")
-    (tmp_path / "x.txt").write_text("1")
-    with pytest.raises(InputError, match="unknown representation format"):
-        read_representations(tmp_path / "x.txt")
+from biostrata.errors import InputError
 
 
 def test_join_by_id_and_feature_blocks(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests of biostrata.data.clusters: Pfam table, BGC readers, classes, vocabulary."""
+"""Tests of biostrata.data.clusters: BGC readers, classes, vocabulary (fixture ``pfam``: conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,53 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from biostrata.data.clusters import (
-    Cluster,
-    DomainVocabulary,
-    PfamTable,
-    class_matrix,
-    read_classes,
-    read_clusters,
-)
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.data.clusters import Cluster, DomainVocabulary, class_matrix, read_classes, read_clusters
+from biostrata.data.pfam import PfamTable
+from biostrata.errors import InputError
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "bgc").is_dir(), reason="real data folder ../shared/data is absent")
-
-CLANS = (
-    "PF00005\tCL0023\tP-loop_NTPase\tABC_tran\tABC transporter\n"
-    "PF00109\tCL0046\tThiolase\tketoacyl-synt\tBeta-ketoacyl synthase, N-terminal domain\n"
-    "PF02801\tCL0046\tThiolase\tKetoacyl-synt_C\tBeta-ketoacyl synthase, C-terminal domain\n"
-    "PF00550\t\t\tPP-binding\tPhosphopantetheine attachment site\n"
-)
-
-
-@pytest.fixture()
-def pfam(tmp_path: Path) -> PfamTable:
-    path = tmp_path / "clans.tsv"
-    path.write_text(CLANS)
-    return PfamTable.read(path)
-
-
-def test_pfam_table_lookups(pfam: PfamTable) -> None:
-    assert len(pfam) == 4
-    assert pfam.accession("ABC_tran") == "PF00005"
-    assert pfam.accession("PF00005.21") == "PF00005"
-    assert pfam.accession("abc_TRAN") == "PF00005"  # unique case-insensitive match
-    assert pfam.accession("PF99999") is None
-    assert pfam.accession("no_such") is None
-    assert pfam.name("PF00109") == "ketoacyl-synt"
-    assert pfam.clan("PF00005") == "CL0023"
-    assert pfam.clan("PF00550") is None
-
-
-def test_pfam_table_errors(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.tsv"
-    bad.write_text(CLANS + "oops\n")
-    with pytest.raises(InputError, match=r"bad\.tsv:5"):
-        PfamTable.read(bad)
-    with pytest.raises(DataNotFoundError, match="missing.tsv"):
-        PfamTable.read(tmp_path / "missing.tsv")
 
 
 def test_domain_list_genes_and_issues(tmp_path: Path, pfam: PfamTable) -> None:
@@ -189,7 +148,6 @@ def test_vocabulary_sequence_models_round_trip(pfam: PfamTable) -> None:
 @needs_data
 def test_real_mibig_corpus() -> None:
     pfam = PfamTable.read(DATA / "pfam" / "Pfam-A.clans.tsv")
-    assert len(pfam) == 19632
     names = read_clusters(DATA / "bgc" / "mibig_domain_list.txt", pfam, strict=True)
     accs = read_clusters(DATA / "bgc" / "mibig_pfamid.csv", pfam, strict=True)
     assert len(names) == len(accs) == 2492

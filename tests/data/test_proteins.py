@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from biostrata.data.proteins import family_members, read_domain_proteins, read_fasta, read_proteins
+from biostrata.data.proteins import (
+    family_members,
+    read_domain_proteins,
+    read_domain_segments,
+    read_fasta,
+    read_proteins,
+)
 from biostrata.errors import DataNotFoundError, InputError
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -62,3 +68,22 @@ def test_real_protein_files() -> None:
     assert len(fasta) == 30 and fasta[0].id.startswith("BGC0000015|c1|4-1824")
     recs = read_domain_proteins(DATA / "bgc" / "mibig_domains.tsv")
     assert len(recs) == 22240 and len(family_members(recs)) == 1278
+
+
+def test_domain_segments_ordered_by_gene_and_position_without_repeated_rows(tmp_path: Path) -> None:
+    rows = ["B1\tPF00002.1\tg2\tA\t5\t50\t0\tACG\tmkv*",
+            "B1\tPF00001\tg1\tA\t30\t90\t0\tACG\tAAA",
+            "B1\tPF00001\tg1\tA\t30\t90\t0\tACG\tAAA",  # the same hit again
+            "B1\tPF00003\tg1\tA\t1\t20\t0\tACG\tCCC",
+            "B0\tPF00001\tg1\tA\t1\t20\t0\tACG\tDDD"]  # fmt: skip
+    path = tmp_path / "d.tsv"
+    path.write_text(HEADER + "\n".join(rows) + "\n")
+    segments = read_domain_segments(path)
+    assert segments == {
+        "B0": [("PF00001", "DDD")],
+        "B1": [("PF00003", "CCC"), ("PF00001", "AAA"), ("PF00002", "MKV")],
+    }
+    assert list(segments) == ["B0", "B1"]
+    path.write_text(HEADER + "B1\tPF00002\tg2\tA\tfive\t50\t0\tACG\tMKV\n")
+    with pytest.raises(InputError, match=r"d.tsv:2: dna_start must be an integer"):
+        read_domain_segments(path)

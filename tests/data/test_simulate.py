@@ -146,3 +146,48 @@ def test_cli_simulate(tmp_path, capsys):
     assert meta["parameters"]["tree"] == "caterpillar" and meta["model"] == {"model": "k80", "kappa": 3.0}
     assert main(["simulate", "--out", str(out), "--freqs", "0.5", "0.5", "0.5", "0.5"]) == 2
     assert "freqs must sum to 1" in capsys.readouterr().err
+
+
+def test_cli_simulate_reads_a_config_file_and_command_line_overrides(tmp_path, capsys):
+    config = tmp_path / "sim.yaml"
+    config.write_text("leaves: 50\nlength: 40\ntree: balanced\nseed: 1\n")
+    out = tmp_path / "cli"
+    assert main(["simulate", "--out", str(out), "--config", str(config), "--seed", "5", "--classes", "3"]) == 0
+    params = yaml.safe_load((out / "simulation.yaml").read_text())["parameters"]
+    assert (params["n_leaves"], params["length"], params["tree"], params["seed"], params["n_classes"]) == (
+        50, 40, "balanced", 5, 3,
+    )  # fmt: skip
+    expected = simulate_dataset(50, 40, tree="balanced", n_classes=3, seed=5)
+    assert read_gue_dir(out).train.sequences == [expected.sequences[i] for i in expected.rows["train"]]
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [(["--tree", "star"], "tree"), (["--model", "gtr"], "model"), (["--label", "x"], "label"),
+     (["--fractions", "0.5", "0.5"], "fractions")],
+)  # fmt: skip
+def test_cli_simulate_bad_choice_names_the_option(tmp_path, capsys, argv, option):
+    assert main(["simulate", "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("biostrata: error:") and f"{option}=" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_simulation_defaults_are_the_settings_fields():
+    """No default written twice: the keyword defaults of simulate_dataset are SimulateSettings's, and its
+    choices are the names the simulation knows."""
+    import dataclasses
+    import inspect
+
+    from biostrata.config import SIMULATE_CHOICES, SimulateSettings
+    from biostrata.data.evolution import MODELS
+    from biostrata.data.simulate import LABELS
+    from biostrata.data.trees import SHAPES
+
+    keywords = SimulateSettings().keywords()
+    params = inspect.signature(simulate_dataset).parameters
+    assert set(keywords) == set(params)
+    for name, p in params.items():
+        assert p.default == keywords[name] or list(p.default) == keywords[name], name
+    assert SIMULATE_CHOICES == {"tree": SHAPES, "model": MODELS, "label": LABELS}
+    assert {f.name for f in dataclasses.fields(SimulateSettings)} >= set(SIMULATE_CHOICES)

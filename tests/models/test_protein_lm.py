@@ -1,207 +1,21 @@
-"""Tests of biostrata.models.protein_lm: ESM loading, packed layer-wise extraction, HDF5 store."""
+"""Tests of biostrata.models.protein_lm: ESM tokenizing, layer-wise outputs, saving and loading."""
 
 from __future__ import annotations
 
 import argparse
-import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from esm.data import Alphabet
 from esm.model.esm1 import ProteinBertModel
-from esm.model.esm2 import ESM2
 
-from biostrata.data.embedding_store import EmbeddingStore, merge_stores
-from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import DataNotFoundError, InputError
-from biostrata.models.protein_lm import (
-    ProteinLM,
-    extract_embeddings,
-    load_protein_lm,
-    plan_batches,
-    small_protein_lm,
-    window_starts,
-)
-
-AA = "ACDEFGHIKLMNPQRSTVWY"
-
-
-def tiny_esm2(max_residues: int | None = 1022, seed: int = 0) -> ProteinLM:
-    """A 2-layer ESM-2 with random weights, built in code."""
-    torch.manual_seed(seed)
-    alphabet = Alphabet.from_architecture("ESM-1b")
-    model = ESM2(num_layers=2, embed_dim=16, attention_heads=2, alphabet=alphabet).eval()
-    return ProteinLM(model, alphabet, "tiny", max_residues)
-
-
-def proteins(n: int, lo: int = 3, hi: int = 60, seed: int = 0) -> list[ProteinRecord]:
-    rng = random.Random(seed)
-    return [ProteinRecord(f"p{i}", "".join(rng.choice(AA) for _ in range(rng.randint(lo, hi)))) for i in range(n)]
-
-
-def single(plm: ProteinLM, seq: str) -> dict[int, torch.Tensor]:
-    """Plain forward pass of one sequence: every layer, [T, D]."""
-    with torch.no_grad():
-        reps = plm.forward_layers(plm.tokenize([seq]), range(plm.num_layers + 1))
-    return {k: v[0] for k, v in reps.items()}
-
-
-@pytest.mark.parametrize("budget", [24, 150, 100_000])
-def test_packed_extraction_equals_single_forward(tmp_path: Path, budget: int) -> None:
-    plm = tiny_esm2()
-    recs = proteins(17)
-    out = extract_embeddings(
-        plm,
-        recs,
-        tmp_path / "e.h5",
-        layers=[0, 1, 2],
-        poolings=["mean", "bos", "per_token"],
-        token_budget=budget,
-        progress=False,
-    )
-    with EmbeddingStore(out) as store:
-        assert store.layers == [0, 1, 2] and store.dim == 16 and len(store) == 17
-        for r in recs:
-            ref = single(plm, r.sequence)
-            n = len(r.sequence)
-            assert store.length(r.id) == n
-            for k in range(3):
-                np.testing.assert_allclose(store.get(r.id, "mean")[k], ref[k][1 : n + 1].mean(0), atol=1e-5)
-                np.testing.assert_allclose(store.get(r.id, "bos", layer=k), ref[k][0], atol=1e-5)
-                np.testing.assert_allclose(store.per_token(r.id, layer=k), ref[k][1 : n + 1], atol=1e-5)
-
-
-def test_plan_batches_respects_budget() -> None:
-    lengths = [3, 5, 5, 8, 10, 30, 31, 200]
-    batches = plan_batches(lengths, token_budget=64)
-    assert [i for b in batches for i in b] == list(range(len(lengths)))
-    for b in batches:
-        assert (max(lengths[i] for i in b) + 2) * len(b) <= 64 or len(b) == 1
-    assert batches[-1] == [7]  # too long for the budget: alone
-    with pytest.raises(InputError, match="token_budget"):
-        plan_batches(lengths, 2)
-
-
-def test_window_starts() -> None:
-    assert window_starts(10, 20, 5) == [0]
-    assert window_starts(53, 20, 6) == [0, 14, 28, 33]
-    assert window_starts(40, 20, 0) == [0, 20]
-    with pytest.raises(InputError, match="overlap"):
-        window_starts(50, 20, 20)
-
-
-def test_truncation_and_windows(tmp_path: Path) -> None:
-    plm = tiny_esm2(max_residues=20)
-    long_seq = proteins(1, 53, 53, seed=3)[0].sequence
-    recs = [ProteinRecord("long", long_seq), ProteinRecord("short", long_seq[:12])]
-    trunc = extract_embeddings(plm, recs, tmp_path / "t.h5", layers=[-1], token_budget=50, progress=False)
-    with EmbeddingStore(trunc) as store:
-        assert store.length("long") == 20
-        np.testing.assert_allclose(store.get("long", layer=2), single(plm, long_seq[:20])[2][1:21].mean(0), atol=1e-5)
-    win = extract_embeddings(
-        plm,
-        recs,
-        tmp_path / "w.h5",
-        layers=[1, 2],
-        poolings=["mean", "bos", "per_token"],
-        long="window",
-        overlap=6,
-        token_budget=50,
-        progress=False,
-    )
-    # windows [0,20) [14,34) [28,48) [33,53); cuts at the middle of each overlap: 17, 31, 40
-    starts, cuts = [0, 14, 28, 33], [0, 17, 31, 40, 53]
-    outs = [single(plm, long_seq[s : s + 20]) for s in starts]
-    with EmbeddingStore(win) as store:
-        assert store.length("long") == 53
-        for k, layer in enumerate([1, 2]):
-            expected = torch.cat([outs[w][layer][1 + cuts[w] - s : 1 + cuts[w + 1] - s] for w, s in enumerate(starts)])
-            np.testing.assert_allclose(store.per_token("long", layer=layer), expected, atol=1e-5)
-            np.testing.assert_allclose(store.get("long")[k], expected.mean(0), atol=1e-5)
-            bos = torch.stack([o[layer][0] for o in outs]).mean(0)
-            np.testing.assert_allclose(store.get("long", "bos")[k], bos, atol=1e-5)
-        np.testing.assert_allclose(store.get("short", layer=2), single(plm, long_seq[:12])[2][1:13].mean(0), atol=1e-5)
-
-
-def test_resume_after_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    plm = tiny_esm2()
-    recs = proteins(12)
-    whole = extract_embeddings(plm, recs, tmp_path / "whole.h5", token_budget=120, progress=False)
-    calls = {"n": 0}
-    append = EmbeddingStore.append
-
-    def crash_on_third(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return append(self, *args, **kwargs)
-
-    monkeypatch.setattr(EmbeddingStore, "append", crash_on_third)
-    with pytest.raises(KeyboardInterrupt):
-        extract_embeddings(plm, recs, tmp_path / "part.h5", token_budget=120, progress=False)
-    monkeypatch.setattr(EmbeddingStore, "append", append)
-    with EmbeddingStore(tmp_path / "part.h5") as partial:
-        assert 0 < len(partial) < 12
-    resumed = extract_embeddings(plm, recs, tmp_path / "part.h5", token_budget=120, progress=False)
-    with EmbeddingStore(whole) as a, EmbeddingStore(resumed) as b:
-        assert sorted(a.ids) == sorted(b.ids) == sorted(r.id for r in recs)
-        np.testing.assert_allclose(b.array(ids=a.ids), a.array(), atol=1e-6)
-    with pytest.raises(InputError, match="cannot be resumed"):
-        extract_embeddings(plm, recs, tmp_path / "part.h5", layers=[0], progress=False)
-
-
-def test_ranks_and_merge(tmp_path: Path) -> None:
-    plm = tiny_esm2()
-    recs = proteins(9)
-    whole = extract_embeddings(plm, recs, tmp_path / "all.h5", layers=[0, -1], progress=False)
-    parts = [
-        extract_embeddings(plm, recs, tmp_path / "e.h5", layers=[0, -1], rank=r, world_size=2, progress=False)
-        for r in (0, 1)
-    ]
-    assert [p.name for p in parts] == ["e.rank0-of-2.h5", "e.rank1-of-2.h5"]
-    with EmbeddingStore(parts[0]) as p0, EmbeddingStore(parts[1]) as p1:
-        assert not set(p0.ids) & set(p1.ids) and abs(len(p0) - len(p1)) <= 1
-    merged = merge_stores(parts, tmp_path / "merged.h5")
-    with EmbeddingStore(whole) as a, EmbeddingStore(merged) as b:
-        assert sorted(b.ids) == sorted(a.ids)
-        np.testing.assert_allclose(b.array(layer=2, ids=a.ids), a.array(layer=2), atol=1e-6)
-    with pytest.raises(InputError, match="rank=2"):
-        extract_embeddings(plm, recs, tmp_path / "x.h5", rank=2, world_size=2, progress=False)
-
-
-def test_output_streams_batch_by_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Embeddings go to disk after every batch; nothing accumulates over the whole input."""
-    plm = tiny_esm2()
-    recs = proteins(300, 2, 12)
-    sizes: list[int] = []
-    append = EmbeddingStore.append
-
-    def record(self, ids, *args, **kwargs):
-        sizes.append(len(ids))
-        return append(self, ids, *args, **kwargs)
-
-    monkeypatch.setattr(EmbeddingStore, "append", record)
-    extract_embeddings(plm, recs, tmp_path / "s.h5", token_budget=256, progress=False)
-    assert sum(sizes) == 300 and max(sizes) <= 256 // 4 and len(sizes) >= 300 * 4 // 256
-
-
-def test_bad_arguments(tmp_path: Path) -> None:
-    plm = tiny_esm2()
-    recs = proteins(3)
-    with pytest.raises(InputError, match="half precision needs a GPU"):
-        extract_embeddings(plm, recs, tmp_path / "a.h5", half=True, device="cpu", progress=False)
-    with pytest.raises(InputError, match="layer 3 does not exist"):
-        extract_embeddings(plm, recs, tmp_path / "b.h5", layers=[3], progress=False)
-    with pytest.raises(InputError, match="unique"):
-        extract_embeddings(plm, recs + recs[:1], tmp_path / "c.h5", progress=False)
-    with pytest.raises(InputError, match="long='cut'"):
-        extract_embeddings(plm, recs, tmp_path / "d.h5", long="cut", progress=False)
+from biostrata.models.protein_lm import ProteinLM, load_protein_lm, small_protein_lm
 
 
 def test_tokenize_follows_esm_alphabet() -> None:
-    plm = tiny_esm2()
+    plm = small_protein_lm(2, 16, 2)
     a = plm.alphabet
     tokens = plm.tokenize(["MKV", "a"])
     assert tokens.tolist() == [
@@ -216,7 +30,7 @@ def test_tokenize_follows_esm_alphabet() -> None:
 def _same_outputs(a: ProteinLM, b: ProteinLM, seqs: list[str]) -> None:
     tokens = a.tokenize(seqs)
     with torch.no_grad():
-        ra, rb = a.forward_layers(tokens, [0, -1]), b.forward_layers(tokens, [0, -1])
+        ra, rb = a.embed(tokens, [0, -1]), b.embed(tokens, [0, -1])
     for k in ra:
         assert torch.equal(ra[k], rb[k])
 
@@ -277,39 +91,3 @@ def test_esm1b_layout_and_untrusted_pickles(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="trusted=True"):
         load_protein_lm(path)
     assert load_protein_lm(path, trusted=True).num_layers == 2
-
-
-_PEAK_RSS = """
-import random, resource, sys, torch
-from biostrata.data.proteins import ProteinRecord
-from biostrata.models.protein_lm import extract_embeddings, small_protein_lm
-torch.set_num_threads(1)
-n, out = int(sys.argv[1]), sys.argv[2]
-rng = random.Random(0)
-recs = [ProteinRecord(f"p{i}", "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(rng.randint(5, 15))))
-        for i in range(n)]
-plm = small_protein_lm(num_layers=1, embed_dim=128, attention_heads=4)
-extract_embeddings(plm, recs, out, layers=[0, 1], poolings=["mean", "bos"], token_budget=8192, progress=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
-
-@pytest.mark.slow
-def test_100k_sequences_stream_to_disk(tmp_path: Path) -> None:
-    """Peak memory for 100,000 proteins grows less than their outputs would take: outputs go to disk.
-
-    Held in memory, the 90,000 extra proteins' outputs alone would take 90,000 x 2 poolings x
-    2 layers x 128 x 4 bytes = 184 MB; the input records and id index grow by well under 100 MB."""
-    import subprocess
-    import sys
-
-    peak = {}
-    for n in (10_000, 100_000):
-        out = tmp_path / f"{n}.h5"
-        done = subprocess.run(
-            [sys.executable, "-c", _PEAK_RSS, str(n), str(out)], capture_output=True, text=True, check=True
-        )
-        peak[n] = int(done.stdout.split()[-1]) / 1024  # MB
-        with EmbeddingStore(out) as store:
-            assert len(store) == n
-    assert peak[100_000] - peak[10_000] < 100, peak

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from biostrata.analysis.layers import read_representations
-from biostrata.studies.cross_granularity import CrossGranularitySettings, read_segments, run_cross_granularity
+from biostrata.studies.cross_granularity import CrossGranularitySettings, run_cross_granularity
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 FAMILIES = [f"PF{i:05d}" for i in range(1, 13)]
@@ -59,21 +59,6 @@ def tiny_settings(files: dict[str, str]) -> CrossGranularitySettings:
         cka_tokens=150, checkpoint_clusters=30, knn=3, delta_samples=20, delta_repeats=1, folds=3, seeds=[0],
         mlp_hidden=[8], n_boot=10, clan_min_families=3, clan_tokens_per_family=2, clan_Cs=[1.0], progress=False,
     )  # fmt: skip
-
-
-def test_read_segments_orders_hits_and_drops_repeated_rows(tmp_path: Path) -> None:
-    rows = [HEADER,
-            "B1\tPF00002.1\tg2\tA\t5\t50\t0\tACG\tmkv*",
-            "B1\tPF00001\tg1\tA\t30\t90\t0\tACG\tAAA",
-            "B1\tPF00001\tg1\tA\t30\t90\t0\tACG\tAAA",  # the same hit again
-            "B1\tPF00003\tg1\tA\t1\t20\t0\tACG\tCCC",
-            "B2\tPF00001\tg1\tA\t1\t20\t0\tACG\tDDD"]  # fmt: skip
-    path = tmp_path / "d.tsv"
-    path.write_text("\n".join(rows) + "\n")
-    assert read_segments(path) == {
-        "B1": [("PF00003", "CCC"), ("PF00001", "AAA"), ("PF00002", "MKV")],
-        "B2": [("PF00001", "DDD")],
-    }
 
 
 def test_study_end_to_end_and_resume(tmp_path: Path) -> None:

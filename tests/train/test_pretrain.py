@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from biostrata.cli import main
-from biostrata.data.clusters import Cluster, ClusterCorpus, PfamTable, read_clusters
+from biostrata.data.clusters import Cluster, ClusterCorpus, read_clusters
 from biostrata.data.embedding_store import EmbeddingStore
+from biostrata.data.pfam import PfamTable
 from biostrata.errors import InputError
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.init_table import FamilyTable

@@ -30,12 +30,12 @@ are computed in row blocks from ``sum K o L``, the row sums ``K 1`` and the diag
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from biostrata.compat import moved
 from biostrata.errors import InputError
 from biostrata.geometry.distances import as_points
 
@@ -50,7 +50,6 @@ __all__ = [
     "kernel_cka_matrix",
     "cka_matrix",
     "cka_curve",
-    "plot_cka_heatmap",
     "KERNELS",
 ]
 
@@ -114,29 +113,21 @@ def _hsic_from_sums(
     return (t1 + sk * sl / ((n - 1) * (n - 2)) - 2.0 * rows / (n - 2)) / (n * (n - 3))
 
 
+def _hsic_from_parts(n: int, kl: float, k1: torch.Tensor, l1: torch.Tensor, dk: torch.Tensor, dl: torch.Tensor,
+                     debiased: bool) -> float:  # fmt: skip
+    """HSIC from ``kl = sum K o L``, the row sums ``k1 = K 1``, ``l1 = L 1`` and the diagonals ``dk``, ``dl``."""
+    rows = float((k1 - dk) @ (l1 - dl)) if debiased else float(k1 @ l1)
+    sums = (float(k1.sum()), float(l1.sum()), float(dk.sum()), float(dl.sum()), float(dk @ dl))
+    return _hsic_from_sums(n, kl, *sums, rows, debiased)
+
+
 def hsic(k: ArrayLike, l: ArrayLike, debiased: bool = False) -> float:
     """HSIC of two ``n x n`` Gram matrices (biased or debiased; see the module docstring)."""
     k, l = as_matrix(k, name="K"), as_matrix(l, name="L")
     n = k.shape[0]
     if k.shape != (n, n) or l.shape != (n, n):
         raise InputError(f"K and L must be square and of the same size, got {tuple(k.shape)} and {tuple(l.shape)}")
-    dk, dl = torch.diagonal(k), torch.diagonal(l)
-    k1, l1 = k.sum(1), l.sum(1)
-    if debiased:
-        rows = float((k1 - dk) @ (l1 - dl))
-    else:
-        rows = float(k1 @ l1)
-    return _hsic_from_sums(
-        n,
-        float((k * l).sum()),
-        float(k1.sum()),
-        float(l1.sum()),
-        float(dk.sum()),
-        float(dl.sum()),
-        float(dk @ dl),
-        rows,
-        debiased,
-    )
+    return _hsic_from_parts(n, float((k * l).sum()), k.sum(1), l.sum(1), torch.diagonal(k), torch.diagonal(l), debiased)
 
 
 def _ratio(kl: float, kk: float, ll: float) -> float:
@@ -278,19 +269,7 @@ def kernel_cka_matrix(
     h = np.zeros((b, b))
     for i in range(b):
         for j in range(i, b):
-            ki, kj, di, dj = row_sums[i], row_sums[j], diags[i], diags[j]
-            rows = float((ki - di) @ (kj - dj)) if debiased else float(ki @ kj)
-            h[i, j] = h[j, i] = _hsic_from_sums(
-                n,
-                kl[i, j],
-                float(ki.sum()),
-                float(kj.sum()),
-                float(di.sum()),
-                float(dj.sum()),
-                float(di @ dj),
-                rows,
-                debiased,
-            )
+            h[i, j] = h[j, i] = _hsic_from_parts(n, kl[i, j], row_sums[i], row_sums[j], diags[i], diags[j], debiased)
     d = np.diag(h)
     return np.array([[_ratio(h[i, j], d[i], d[j]) for j in range(b)] for i in range(b)])
 
@@ -346,45 +325,4 @@ def cka_curve(
     return np.array([cka(s, reference, kernel, debiased) for s in snapshots])
 
 
-def plot_cka_heatmap(
-    frame: pd.DataFrame,
-    path: str | Path | None = None,
-    title: str = "",
-    ax=None,
-    diverging: bool = False,
-    annotate: bool = True,
-):
-    """Heatmap of a CKA matrix (``[0, 1]``; ``diverging`` for a difference of two matrices, ``[-1, 1]``).
-    Draws on ``ax`` if given, else on a new figure written to ``path`` (PNG). Returns the axes."""
-    import matplotlib
-
-    if ax is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(1.0 + 0.45 * frame.shape[1], 0.8 + 0.45 * frame.shape[0]))
-    values = frame.to_numpy(dtype=float)
-    lim = max(float(np.nanmax(np.abs(values))), 1e-9)
-    if diverging:
-        im = ax.imshow(values, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    else:
-        im = ax.imshow(values, cmap="magma", vmin=0, vmax=1)
-    ax.set_xticks(range(frame.shape[1]), [str(c) for c in frame.columns], rotation=90, fontsize=7)
-    ax.set_yticks(range(frame.shape[0]), [str(r) for r in frame.index], fontsize=7)
-    if annotate and values.size <= 400:
-        for (i, j), v in np.ndenumerate(values):
-            if np.isfinite(v):
-                dark = abs(v) > 0.6 * lim if diverging else v < 0.6
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5.5, color="white" if dark else "black")
-    ax.set_title(title, fontsize=9)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    if own:
-        from biostrata.io import atomic_write
-
-        fig.tight_layout()
-        if path is not None:
-            atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=130))
-        plt.close(fig)
-    return ax
+__getattr__ = moved(__name__, {"plot_cka_heatmap": "biostrata.report.plots"})

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -156,32 +157,29 @@ class _Gated(nn.Module):
         return self.head(self.fuse(x))
 
 
-class GatedFusionNet(ClassifierMixin, BaseEstimator):
+@dataclass(eq=False, repr=False)  # the estimators' parameters; eq and repr stay scikit-learn's
+class _Gating:
+    """What the gated network and its probe share: ``split`` (width of ``x_a`` in ``[x_a | x_b]``),
+    the projection ``dim``, the head's ``hidden`` width, and full-batch Adam training."""
+
+    split: int
+    dim: int = 64
+    hidden: int = 128
+    epochs: int = 300
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.1
+    patience: int = 20
+
+
+@dataclass(eq=False, repr=False)
+class GatedFusionNet(_Gating, ClassifierMixin, BaseEstimator):
     """The gated projection network on raw features ``[x_a | x_b]`` (``split`` = width of ``x_a``),
     trained full-batch with Adam; the epoch of lowest loss on a held-out ``val_fraction`` is kept
     (training stops ``patience`` epochs after it). Labels: codes ``0..C-1`` or a 0/1 matrix."""
 
-    def __init__(
-        self,
-        split: int,
-        dim: int = 64,
-        hidden: int = 128,
-        epochs: int = 300,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        dropout: float = 0.1,
-        patience: int = 20,
-        val_fraction: float = 0.1,
-        random_state: int = 0,
-    ) -> None:
-        self.split, self.dim, self.hidden, self.epochs, self.lr = split, dim, hidden, epochs, lr
-        self.weight_decay, self.dropout, self.patience, self.val_fraction = (
-            weight_decay,
-            dropout,
-            patience,
-            val_fraction,
-        )
-        self.random_state = random_state
+    val_fraction: float = 0.1
+    random_state: int = 0
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> GatedFusionNet:
         X, y = np.asarray(X, dtype=np.float32), np.asarray(y)
@@ -237,39 +235,17 @@ class GatedFusionNet(ClassifierMixin, BaseEstimator):
         return self.net_.fuse(torch.as_tensor(np.asarray(X, dtype=np.float32))).double().numpy()
 
 
-class ProjectionFusion(ProbeBase):
+@dataclass(eq=False, repr=False)
+class ProjectionFusion(_Gating, ProbeBase):
     """Probe on two models' features fused by a learned gated projection (see module docstring).
     ``X = [x_a | x_b]`` column-wise, ``split`` = width of ``x_a``; features are standardized first."""
 
-    def __init__(
-        self,
-        split: int,
-        dim: int = 64,
-        hidden: int = 128,
-        epochs: int = 300,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        dropout: float = 0.1,
-        patience: int = 20,
-        standardize: bool = True,
-        random_state: int = 0,
-    ) -> None:
-        self.split, self.dim, self.hidden, self.epochs, self.lr = split, dim, hidden, epochs, lr
-        self.weight_decay, self.dropout, self.patience = weight_decay, dropout, patience
-        self.standardize, self.random_state = standardize, random_state
+    standardize: bool = True
+    random_state: int = 0
 
     def _network(self, task: str, **params: object) -> GatedFusionNet:
-        return GatedFusionNet(
-            self.split,
-            self.dim,
-            self.hidden,
-            self.epochs,
-            self.lr,
-            self.weight_decay,
-            self.dropout,
-            self.patience,
-            random_state=self.random_state,
-        )
+        gating = {f.name: getattr(self, f.name) for f in fields(_Gating)}
+        return GatedFusionNet(**gating, random_state=self.random_state)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Fused features ``[n, dim]`` of new rows."""

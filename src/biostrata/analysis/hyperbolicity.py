@@ -3,13 +3,8 @@ model embeddings, and of calibration spaces to read a value against.
 
 Inputs are a distance matrix (``metric="precomputed"``) or points with a metric of
 :mod:`biostrata.geometry.distances` (``euclidean``, ``cosine`` = angle, ``lorentz`` and ``poincare``
-with a curvature ``K``, curvature ``-K``), in memory (NumPy arrays, torch tensors) or in a file:
-
-- ``.npy``: one array; ``.npz``: the array named ``key`` (or the only one);
-- ``.h5`` / ``.hdf5``: a biostrata embedding store (``key`` = pooling, default ``mean``; ``layer``,
-  default the last stored) or any HDF5 file (``key`` = dataset path, or its only dataset);
-- ``.csv`` / ``.tsv`` / ``.txt``: a numeric table; a header row and a first column of names are
-  skipped when they are not numbers.
+with a curvature ``K``, curvature ``-K``), in memory (NumPy arrays, torch tensors) or in a file read
+by :func:`biostrata.analysis.representations.load_array`.
 
 The methods are those of :mod:`biostrata.geometry.delta`: ``exact``, ``fixed`` (base points) and
 ``sampled`` (which, on points, only ever builds the distances of each sample); for the distribution
@@ -26,102 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.compat import moved
+from biostrata.errors import InputError
 from biostrata.geometry.delta import DeltaResult, delta_exact, delta_fixed_base, delta_sampled
 from biostrata.geometry.distances import METRICS, as_points, pairwise_distances
 
+__getattr__ = moved(__name__, {"load_array": "biostrata.analysis.representations"})
+
 METHODS = ("exact", "fixed", "sampled")
 INPUT_METRICS = ("precomputed",) + METRICS
-SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".csv", ".tsv", ".txt")
-
-
-# -- files ---------------------------------------------------------------------------------------
-def load_array(path: str | Path, key: str | None = None, layer: int | None = None) -> np.ndarray:
-    """The numeric 2-d array stored in ``path`` (formats in the module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such file; give a .npy, .npz, .h5 or .csv file of distances or points")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        arr = _npy(path)
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            arr = z[_pick_key(path, key, list(z.files), "array")]
-    elif suffix in (".h5", ".hdf5"):
-        arr = _hdf5(path, key, layer)
-    elif suffix in (".csv", ".tsv", ".txt"):
-        arr = _table(path)
-    else:
-        raise InputError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
-    arr = np.asarray(arr)
-    if arr.ndim != 2:
-        raise InputError(
-            f"{path}: expected a 2-d array (a distance matrix, or points x coordinates), got shape {arr.shape}"
-        )
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise InputError(f"{path}: expected real numbers, got dtype {arr.dtype}")
-    return arr
-
-
-def _npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise InputError(f"{path}: not a plain numeric .npy array ({err})") from None
-
-
-def _pick_key(path: Path, key: str | None, names: list[str], what: str) -> str:
-    if key is not None:
-        if key not in names:
-            raise InputError(f"{path}: no {what} named {key!r}; it holds {', '.join(names) or 'nothing'}")
-        return key
-    if len(names) != 1:
-        raise InputError(f"{path}: holds {len(names)} {what}s ({', '.join(names)}); choose one with --key")
-    return names[0]
-
-
-def _hdf5(path: Path, key: str | None, layer: int | None) -> np.ndarray:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        is_store = f.attrs.get("format") == "biostrata-embeddings"
-    if is_store:
-        from biostrata.data.embedding_store import EmbeddingStore
-
-        with EmbeddingStore(path) as store:
-            return store.array(pooling=key or "mean", layer=store.layers[-1] if layer is None else layer)
-    if layer is not None:
-        raise InputError(f"{path}: --layer applies to biostrata embedding stores; this is a plain HDF5 file")
-    with h5py.File(path, "r") as f:
-        names: list[str] = []
-        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-        return f[_pick_key(path, key, names, "dataset")][()]
-
-
-def _table(path: Path) -> np.ndarray:
-    import pandas as pd
-
-    sep = "," if path.suffix.lower() == ".csv" else None
-    try:
-        df = pd.read_csv(path, header=None, sep=sep, engine="python" if sep is None else "c", comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not a numeric table ({err})") from None
-
-    def numeric(values: Sequence) -> bool:
-        return bool(pd.to_numeric(pd.Series(values), errors="coerce").notna().all())
-
-    if len(df) and not numeric(df.iloc[0, 1:]):
-        df = df.iloc[1:]  # header row
-    if df.shape[1] > 1 and not numeric(df.iloc[:, 0]):
-        df = df.iloc[:, 1:]  # a column of names
-    values = df.apply(pd.to_numeric, errors="coerce")
-    bad = np.argwhere(values.isna().to_numpy())
-    if len(bad):
-        r, c = bad[0]
-        raise InputError(
-            f"{path}: line {df.index[r] + 1}, column {df.columns[c] + 1}: {df.iat[r, c]!r} is not a number"
-        )
-    return values.to_numpy(dtype=np.float64)
 
 
 # -- one dataset ---------------------------------------------------------------------------------
@@ -292,14 +200,15 @@ def model_embeddings(
     block's (B, C, L) output becomes one row per sequence by concatenating its positions (Lorentz
     direct concatenation for points: the space parts, time recomputed)."""
     from biostrata.data.alphabet import encode_batch
+    from biostrata.models.extract import count_batches, forward_batches
 
-    model = model.eval()
     manifold = model.layer_manifold(layer)
     parts = []
-    with torch.no_grad():
-        for s in range(0, len(sequences), batch_size):
-            x = encode_batch(list(sequences[s : s + batch_size]), model.length, truncate=truncate)
-            states = next(iter(model.embed(x, [layer]).values()))
+    batches = count_batches(len(sequences), batch_size)
+    collate = lambda seqs: encode_batch(seqs, model.length, truncate=truncate)  # noqa: E731
+    with torch.inference_mode():
+        for _, reps in forward_batches(model, sequences, [layer], batches, collate=collate):
+            states = next(iter(reps.values()))
             if states.dim() == 3:  # positions concatenated (for points: space parts, time recomputed)
                 states = states.flatten(1) if manifold is None else manifold.lift(states[:, 1:].flatten(1))
             parts.append(states.double().cpu().numpy())

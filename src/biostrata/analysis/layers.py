@@ -19,106 +19,16 @@ point cloud, on the same sampled examples for every layer.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.analysis.representations import Representations, read_representations
+from biostrata.errors import InputError
 
-__all__ = ["Representations", "read_representations", "read_feature_blocks", "compare_files", "delta_per_layer"]
-
-
-@dataclass
-class Representations:
-    """Arrays ``layers[name] -> [n, d]`` of the same ``n`` examples, named by ``ids`` if known."""
-
-    layers: dict[str, np.ndarray]
-    ids: list[str] | None = None
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.layers:
-            raise InputError(f"{self.source or 'representations'}: no layers")
-        for name, x in self.layers.items():
-            if np.ndim(x) != 2:
-                raise InputError(
-                    f"{self.source}: layer {name!r} has shape {np.shape(x)}; expected [examples, features]"
-                )
-        rows = {len(x) for x in self.layers.values()}
-        if len(rows) != 1:
-            raise InputError(f"{self.source}: layers have different numbers of rows {sorted(rows)}")
-        if self.ids is not None:
-            if len(self.ids) != rows.pop():
-                raise InputError(f"{self.source}: {len(self.ids)} ids for {len(next(iter(self.layers.values())))} rows")
-            if len(set(self.ids)) != len(self.ids):
-                raise InputError(f"{self.source}: ids repeat; every row needs its own id")
-
-    def __len__(self) -> int:
-        return len(next(iter(self.layers.values())))
-
-    def select(self, names: Sequence[str] | None) -> Representations:
-        """Only the named layers (all when ``names`` is None)."""
-        if names is None:
-            return self
-        missing = [str(n) for n in names if str(n) not in self.layers]
-        if missing:
-            raise InputError(f"{self.source}: no layer(s) {missing}; layers are {list(self.layers)}")
-        return Representations({str(n): self.layers[str(n)] for n in names}, self.ids, self.source)
-
-    def rows(self, ids: Sequence[str]) -> Representations:
-        """The rows of ``ids``, in that order."""
-        if self.ids is None:
-            raise InputError(f"{self.source}: rows have no ids; cannot select by id")
-        index = {s: i for i, s in enumerate(self.ids)}
-        missing = [s for s in ids if s not in index]
-        if missing:
-            raise InputError(f"{self.source}: no row for id(s) {missing[:3]}")
-        take = np.array([index[s] for s in ids], dtype=np.int64)
-        return Representations({k: np.asarray(v)[take] for k, v in self.layers.items()}, list(ids), self.source)
-
-    def align(self, other: Representations) -> tuple[Representations, Representations]:
-        """Both restricted to the shared ids in this one's order; without ids both need the same rows."""
-        if self.ids is None or other.ids is None:
-            if len(self) != len(other):
-                raise InputError(
-                    f"{self.source} has {len(self)} rows and {other.source} {len(other)}, and at least one has no ids "
-                    "to join them; give ids (an 'ids' array in the .npz) or the same rows"
-                )
-            return self, other
-        theirs = set(other.ids)
-        shared = [s for s in self.ids if s in theirs]
-        if not shared:
-            raise InputError(f"{self.source} and {other.source} share no ids")
-        return self.rows(shared), other.rows(shared)
-
-
-def read_representations(path: str | Path, pooling: str = "mean") -> Representations:
-    """Read a representation file (formats in the module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"representation file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            ids = [str(s) for s in data["ids"]] if "ids" in data.files else None
-            layers = {k: np.asarray(data[k]) for k in data.files if k != "ids"}
-        return Representations(layers, ids, str(path))
-    if suffix == ".npy":
-        x = np.load(path, allow_pickle=False)
-        if x.ndim == 3:
-            return Representations({str(i): x[:, i] for i in range(x.shape[1])}, None, str(path))
-        return Representations({"0": x}, None, str(path))
-    if suffix in (".h5", ".hdf5"):
-        from biostrata.data.embedding_store import EmbeddingStore
-
-        with EmbeddingStore(path) as store:
-            layers = {str(layer): store.array(pooling, layer) for layer in store.layers}
-            return Representations(layers, store.ids, str(path))
-    if suffix == ".pt":
-        return _read_pt(path)
-    raise InputError(f"{path}: unknown representation format {suffix!r}; use .npz, .npy, .h5 (embedding store) or .pt")
+__all__ = ["Representations", "read_representations", "read_feature_blocks", "compare_files", "delta_per_layer",
+           "geometry_against"]  # fmt: skip
 
 
 def read_feature_blocks(specs: Sequence[str], pooling: str = "mean") -> tuple[list[str] | None, np.ndarray, list[int]]:
@@ -193,27 +103,6 @@ def compare_files(
     return pd.DataFrame(rows), (pd.DataFrame(knn_rows) if knn else None)
 
 
-def _read_pt(path: Path) -> Representations:
-    import torch
-
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - every unreadable file becomes one message
-        raise InputError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
-    if isinstance(data, dict) and "vectors" in data and "families" in data:
-        from biostrata.models.init_table import FamilyTable
-
-        table = FamilyTable.load(path)
-        return Representations({"table": table.vectors.double().numpy()}, list(table.families), str(path))
-    if isinstance(data, dict) and "model_state_dict" in data:
-        from biostrata.models.domain_lm import DomainLM
-
-        model = DomainLM.from_checkpoint(data, str(path))
-        rows = model.table.weight.detach().double().numpy()[model.vocab.domain_slice]
-        return Representations({"table": rows}, list(model.vocab.domains), str(path))
-    raise InputError(f"{path}: a .pt file must be a family table or a domain-LM (sequence-models) checkpoint")
-
-
 def delta_per_layer(
     layers: Mapping[str, np.ndarray],
     metric: str = "euclidean",
@@ -248,3 +137,22 @@ def delta_per_layer(
                      "relative_delta": res.relative_delta, "relative_delta_std": res.relative_delta_std,
                      "diameter": res.diameter})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def geometry_against(
+    reference: np.ndarray, layers: Mapping[str, np.ndarray], k: int = 10, samples: int = 500, repeats: int = 3,
+    seed: int = 0,
+) -> pd.DataFrame:  # fmt: skip
+    """Per layer (rows aligned with ``reference``): mutual k-NN agreement with ``reference``
+    (``knn_with_reference``), linear CKA with it (``cka_with_reference``) and the layer's own
+    relative Gromov delta (:func:`delta_per_layer`, the same samples for every layer). ``k`` and
+    ``samples`` are capped by the number of rows."""
+    from biostrata.analysis.cka import cka
+    from biostrata.analysis.neighbours import mutual_knn
+
+    n = len(reference)
+    deltas = delta_per_layer(layers, samples=min(samples, n), repeats=repeats, seed=seed).set_index("layer")
+    k = min(k, n - 1)
+    return pd.DataFrame([{"layer": name, "knn_with_reference": mutual_knn(reference, x, k),
+                          "cka_with_reference": cka(reference, x), "relative_delta": float(deltas.loc[name, "relative_delta"])}
+                         for name, x in layers.items()])  # fmt: skip

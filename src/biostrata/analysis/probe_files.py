@@ -75,11 +75,9 @@ def probe_files(
     :func:`read_labels`; rows are the ids present in both. ``all_layers`` probes each layer of the one
     file separately; ``fusion="projection"`` fuses two files with
     :class:`~biostrata.analysis.fusion.ProjectionFusion` instead. Returns (summary, per-fold) tables."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
     from biostrata.analysis.fusion import ProjectionFusion
     from biostrata.analysis.layers import read_feature_blocks, read_representations
+    from biostrata.threads import cpu_threads
 
     if fusion not in ("concat", "projection"):
         raise InputError(f"fusion={fusion!r}: choose 'concat' or 'projection'")
@@ -92,8 +90,7 @@ def probe_files(
         specs = [list(features)]
     index = {s: i for i, s in enumerate(ids)}
     summaries, folds = [], []
-    torch.set_num_threads(threads)
-    with threadpool_limits(threads):
+    with cpu_threads(threads):
         for spec in specs:
             name = " + ".join(spec)
             feat_ids, X, widths = read_feature_blocks(spec)

@@ -2,8 +2,6 @@
 
 Files read (every reader reports problems with ``path:line``):
 
-- Pfam clans table (``Pfam-A.clans.tsv``), tab-separated, no header:
-  ``accession  clan  clan_name  family_name  description`` (clan fields may be empty).
 - Domain-name list (``mibig_domain_list.txt``), one BGC per line, whitespace-separated:
   ``<id> <class> <name> <name> [SEP] <name> ...``; ``[SEP]`` separates proteins.
 - Accession CSV (``mibig_pfamid.csv``): header ``cluster_id,label,domain_tokens[,...]``, where
@@ -13,45 +11,37 @@ Files read (every reader reports problems with ``path:line``):
   ``label`` or ``class``) and a ``split`` column (``train``/``valid``/``test``).
 - Class table (``mibig3_classes.csv``): ``sequence_id,<class 1>,...,<class C>`` with 0/1 entries.
 
-Domains are stored as Pfam accessions without version (``PF00005``) when a Pfam table is given;
-names and versioned accessions are mapped through it. A token the table does not know is kept as
-written and encoded as ``UNK``. Unknown domains, empty clusters, duplicate ids and malformed lines
-are collected in ``ClusterCorpus.issues``; with ``strict=True`` the first one raises ``InputError``.
+Domains are stored as Pfam accessions without version (``PF00005``) when a Pfam table
+(:class:`~biostrata.data.pfam.PfamTable`) is given; names and versioned accessions are mapped
+through it. A token the table does not know is kept as written and encoded as ``UNK``. Unknown
+domains, empty clusters, duplicate ids and malformed lines are collected in ``ClusterCorpus.issues``;
+with ``strict=True`` the first one raises ``InputError``.
 """
 
 from __future__ import annotations
 
 import csv
-import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from biostrata.compat import moved
+from biostrata.data.pfam import PfamTable, parse_accession
 from biostrata.errors import DataNotFoundError, InputError
 
 __all__ = [
-    "PfamFamily",
-    "PfamTable",
-    "Cluster",
-    "Issue",
-    "ClusterCorpus",
-    "DomainVocabulary",
-    "read_clusters",
-    "read_domain_list",
-    "read_pfamid_csv",
-    "read_bigcarp_csv",
-    "read_classes",
-    "class_matrix",
-]
+    "Cluster", "Issue", "ClusterCorpus", "DomainVocabulary", "read_clusters", "read_domain_list", "read_pfamid_csv",
+    "read_bigcarp_csv", "read_classes", "class_matrix",
+]  # fmt: skip
 
 SEP = "[SEP]"
-_ACCESSION = re.compile(r"^(PF\d{5})(?:\.\d+)?$")
 _ID_COLUMNS = ("cluster_id", "bgc_id", "sequence_id", "id", "name")
 _CLASS_COLUMNS = ("function", "label", "class")
 
@@ -61,90 +51,7 @@ def _require_file(path: Path, what: str) -> None:
         raise DataNotFoundError(f"{what} not found: {path}. Check the path (real data lives in ../shared/data).")
 
 
-# --------------------------------------------------------------------------------------------
-# Pfam families
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PfamFamily:
-    """One row of ``Pfam-A.clans.tsv``."""
-
-    accession: str
-    clan: str
-    clan_name: str
-    name: str
-    description: str
-
-
-class PfamTable:
-    """Pfam families with lookups by accession (versioned or not) and by family name."""
-
-    def __init__(self, families: Sequence[PfamFamily], source: str = "") -> None:
-        self.families = list(families)
-        self.source = source
-        self._by_acc = {f.accession: f for f in self.families}
-        self._by_name = {f.name: f for f in self.families}
-        lower = Counter(f.name.lower() for f in self.families)
-        self._by_lower = {f.name.lower(): f for f in self.families if lower[f.name.lower()] == 1}
-
-    @classmethod
-    def read(cls, path: str | Path) -> PfamTable:
-        """Read ``Pfam-A.clans.tsv`` (5 tab-separated columns, no header)."""
-        path = Path(path)
-        _require_file(path, "Pfam clans table")
-        families = []
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                line = line.rstrip("\n\r")
-                if not line.strip():
-                    continue
-                fields = line.split("\t")
-                if len(fields) < 4 or not _ACCESSION.match(fields[0]):
-                    raise InputError(
-                        f"{path}:{lineno}: expected 'PFxxxxx<TAB>clan<TAB>clan name<TAB>family name"
-                        f"<TAB>description', got {line[:80]!r}"
-                    )
-                fields += [""] * (5 - len(fields))
-                acc = _ACCESSION.match(fields[0]).group(1)  # type: ignore[union-attr]
-                families.append(PfamFamily(acc, fields[1], fields[2], fields[3], fields[4]))
-        if not families:
-            raise InputError(f"{path}: no Pfam families found; is this Pfam-A.clans.tsv?")
-        return cls(families, source=str(path))
-
-    def __len__(self) -> int:
-        return len(self.families)
-
-    def __contains__(self, accession: object) -> bool:
-        return accession in self._by_acc
-
-    @property
-    def accessions(self) -> list[str]:
-        return [f.accession for f in self.families]
-
-    def accession(self, token: str) -> str | None:
-        """Accession of a Pfam name (exact, else unique case-insensitive) or accession; None if unknown."""
-        m = _ACCESSION.match(token)
-        if m:
-            return m.group(1) if m.group(1) in self._by_acc else None
-        fam = self._by_name.get(token) or self._by_lower.get(token.lower())
-        return fam.accession if fam else None
-
-    def name(self, accession: str) -> str | None:
-        fam = self._by_acc.get(accession)
-        return fam.name if fam else None
-
-    def clan(self, accession: str) -> str | None:
-        """Clan accession (``CL0023``), or None when the family has no clan or is unknown."""
-        fam = self._by_acc.get(accession)
-        return (fam.clan or None) if fam else None
-
-
-# --------------------------------------------------------------------------------------------
-# Clusters and corpora
-# --------------------------------------------------------------------------------------------
-
-
+# -- clusters and corpora --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Cluster:
     """One BGC: its Pfam domains in genomic order.
@@ -207,97 +114,76 @@ class ClusterCorpus:
 
     def summary(self) -> str:
         """One line per issue kind: count and first location."""
-        first: dict[str, Issue] = {}
-        counts: Counter = Counter()
-        for issue in self.issues:
-            counts[issue.kind] += 1
-            first.setdefault(issue.kind, issue)
+        counts = Counter(issue.kind for issue in self.issues)
+        first = {issue.kind: issue for issue in reversed(self.issues)}  # the earliest of each kind
         lines = [f"{len(self.clusters)} clusters from {self.source}"]
         lines += [f"{counts[k]} x {k}, first: {first[k]}" for k in counts]
         return "\n".join(lines)
 
 
-class _Collector:
-    """Gathers issues; raises on the first one when strict."""
+class _Reader:
+    """What the readers share: the clusters read from ``path``, the ids seen, and the issues met
+    (the first one raised when ``strict``); tokens become accessions through the Pfam table."""
 
-    def __init__(self, strict: bool) -> None:
-        self.strict = strict
+    def __init__(self, path: str | Path, what: str, pfam: PfamTable | None, strict: bool) -> None:
+        self.path, self.pfam, self.strict = Path(path), pfam, strict
+        _require_file(self.path, what)
+        self.clusters: list[Cluster] = []
         self.issues: list[Issue] = []
+        self.seen: set[str] = set()
 
-    def add(self, where: str, kind: str, detail: str) -> None:
+    def issue(self, where: str, kind: str, detail: str) -> None:
         issue = Issue(where, kind, detail)
         if self.strict:
             raise InputError(f"{issue} (read with strict=False to skip or keep such records)")
         self.issues.append(issue)
 
-    def corpus(self, clusters: list[Cluster], source: str) -> ClusterCorpus:
-        corpus = ClusterCorpus(clusters, source, self.issues)
+    def canonical(self, token: str, where: str) -> str:
+        """Accession for a name/accession token; the token itself (without version) when unknown."""
+        plain = parse_accession(token) or token
+        if self.pfam is None:
+            return plain
+        acc = self.pfam.accession(token)
+        if acc is None:
+            self.issue(where, "unknown-domain", f"{token!r} is not in the Pfam table {self.pfam.source}")
+        return acc or plain
+
+    def add(self, cluster: Cluster) -> None:
+        """Keep ``cluster``, its domains as accessions, unless its id was seen before or it has no domains."""
+        cid, where = cluster.id, cluster.where
+        if cid in self.seen:
+            self.issue(where, "duplicate-id", f"{cid!r} seen before; this record is skipped")
+        elif not cluster.domains:
+            self.issue(where, "empty-cluster", f"{cid!r} has no domains; skipped")
+        else:
+            self.seen.add(cid)
+            self.clusters.append(replace(cluster, domains=tuple(self.canonical(t, where) for t in cluster.domains)))
+
+    def corpus(self) -> ClusterCorpus:
+        corpus = ClusterCorpus(self.clusters, str(self.path), self.issues)
         if self.issues:
             warnings.warn(corpus.summary() + "\n(see ClusterCorpus.issues for every location)", stacklevel=3)
         return corpus
 
 
-def _canonical(token: str, pfam: PfamTable | None, where: str, issues: _Collector) -> str:
-    """Accession for a name/accession token; the token itself (without version) when unknown."""
-    m = _ACCESSION.match(token)
-    if pfam is None:
-        return m.group(1) if m else token
-    acc = pfam.accession(token)
-    if acc is None:
-        issues.add(where, "unknown-domain", f"{token!r} is not in the Pfam table {pfam.source}")
-        return m.group(1) if m else token
-    return acc
-
-
-def _build(
-    cid: str,
-    tokens: Sequence[str],
-    genes: Sequence[int] | None,
-    label: str | None,
-    split: str | None,
-    where: str,
-    pfam: PfamTable | None,
-    seen: set[str],
-    issues: _Collector,
-) -> Cluster | None:
-    if cid in seen:
-        issues.add(where, "duplicate-id", f"{cid!r} seen before; this record is skipped")
-        return None
-    if not tokens:
-        issues.add(where, "empty-cluster", f"{cid!r} has no domains; skipped")
-        return None
-    seen.add(cid)
-    domains = tuple(_canonical(t, pfam, where, issues) for t in tokens)
-    return Cluster(cid, domains, tuple(genes) if genes is not None else None, label or None, split, where)
-
-
 def read_domain_list(path: str | Path, pfam: PfamTable | None = None, strict: bool = False) -> ClusterCorpus:
     """Read ``<id> <class> <domain> ... [SEP] <domain> ...`` lines (one BGC per line)."""
-    path = Path(path)
-    _require_file(path, "domain list")
-    issues, seen, clusters = _Collector(strict), set(), []
-    with open(path, encoding="utf-8") as handle:
+    reader = _Reader(path, "domain list", pfam, strict)
+    with open(reader.path, encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, 1):
             fields = line.split()
             if not fields:
                 continue
-            where = f"{path}:{lineno}"
+            where = f"{reader.path}:{lineno}"
             if len(fields) < 2 or fields[0] == SEP or fields[1] == SEP:
-                issues.add(where, "malformed", f"expected '<id> <class> <domains...>', got {line.strip()[:80]!r}")
+                reader.issue(where, "malformed", f"expected '<id> <class> <domains...>', got {line.strip()[:80]!r}")
                 continue
-            tokens, genes, gene = [], [], 0
-            for tok in fields[2:]:
-                if tok == SEP:
-                    gene += 1
-                else:
-                    tokens.append(tok)
-                    genes.append(gene)
-            # renumber genes so that proteins without domains (empty [SEP] runs) leave no gaps
-            order = {g: i for i, g in enumerate(dict.fromkeys(genes))}
-            cluster = _build(fields[0], tokens, [order[g] for g in genes], fields[1], None, where, pfam, seen, issues)
-            if cluster is not None:
-                clusters.append(cluster)
-    return issues.corpus(clusters, str(path))
+            # proteins: the runs of domains between [SEP]s; proteins without domains leave no gap
+            proteins = [list(run) for sep, run in groupby(fields[2:], lambda t: t == SEP) if not sep]
+            domains = tuple(t for protein in proteins for t in protein)
+            genes = tuple(g for g, protein in enumerate(proteins) for _ in protein)
+            reader.add(Cluster(fields[0], domains, genes, fields[1], where=where))
+    return reader.corpus()
 
 
 def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -312,58 +198,47 @@ def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[s
             yield reader.line_num, row
 
 
+def _csv_header(path: Path) -> list[str]:
+    """The fields of the first line, read as CSV."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return next(csv.reader([handle.readline()]), [])
+
+
 def _row_malformed(row: dict) -> bool:
     return None in row or any(v is None for v in row.values())
 
 
 def read_pfamid_csv(path: str | Path, pfam: PfamTable | None = None, strict: bool = False) -> ClusterCorpus:
     """Read ``cluster_id,label,domain_tokens`` rows (space-separated accessions)."""
-    path = Path(path)
-    _require_file(path, "Pfam-accession CSV")
-    issues, seen, clusters = _Collector(strict), set(), []
-    for lineno, row in _csv_rows(path, ("cluster_id", "domain_tokens")):
-        where = f"{path}:{lineno}"
+    reader = _Reader(path, "Pfam-accession CSV", pfam, strict)
+    for lineno, row in _csv_rows(reader.path, ("cluster_id", "domain_tokens")):
+        where = f"{reader.path}:{lineno}"
         if _row_malformed(row) or not row["cluster_id"].strip():
-            issues.add(where, "malformed", "wrong number of fields or empty cluster_id")
-            continue
-        cluster = _build(
-            row["cluster_id"].strip(),
-            row["domain_tokens"].split(),
-            None,
-            (row.get("label") or "").strip(),
-            None,
-            where,
-            pfam,
-            seen,
-            issues,
-        )
-        if cluster is not None:
-            clusters.append(cluster)
-    return issues.corpus(clusters, str(path))
+            reader.issue(where, "malformed", "wrong number of fields or empty cluster_id")
+        else:
+            label = (row.get("label") or "").strip() or None
+            reader.add(
+                Cluster(row["cluster_id"].strip(), tuple(row["domain_tokens"].split()), label=label, where=where)
+            )
+    return reader.corpus()
 
 
 def read_bigcarp_csv(path: str | Path, pfam: PfamTable | None = None, strict: bool = False) -> ClusterCorpus:
     """Read BiGCARP's CSV: a ``domains`` column of ``;``-joined domains (see module docstring)."""
-    path = Path(path)
-    _require_file(path, "BiGCARP CSV")
-    with open(path, encoding="utf-8", newline="") as handle:
-        header = next(csv.reader(handle), [])
+    reader = _Reader(path, "BiGCARP CSV", pfam, strict)
+    header = _csv_header(reader.path)
     id_col = next((c for c in _ID_COLUMNS if c in header), None)
     cls_col = next((c for c in _CLASS_COLUMNS if c in header), None)
-    issues, seen, clusters = _Collector(strict), set(), []
-    for lineno, row in _csv_rows(path, ("domains",)):
-        where = f"{path}:{lineno}"
+    for lineno, row in _csv_rows(reader.path, ("domains",)):
+        where = f"{reader.path}:{lineno}"
         if _row_malformed(row):
-            issues.add(where, "malformed", "wrong number of fields")
+            reader.issue(where, "malformed", "wrong number of fields")
             continue
-        cid = row[id_col].strip() if id_col else f"{path.stem}:{lineno}"
-        tokens = [t.strip() for t in row["domains"].split(";") if t.strip()]
-        split = (row.get("split") or "").strip() or None
-        label = (row[cls_col] or "").strip() if cls_col else None
-        cluster = _build(cid, tokens, None, label, split, where, pfam, seen, issues)
-        if cluster is not None:
-            clusters.append(cluster)
-    return issues.corpus(clusters, str(path))
+        cid = row[id_col].strip() if id_col else f"{reader.path.stem}:{lineno}"
+        domains = tuple(t.strip() for t in row["domains"].split(";") if t.strip())
+        label = (row[cls_col] or "").strip() or None if cls_col else None
+        reader.add(Cluster(cid, domains, label=label, split=(row.get("split") or "").strip() or None, where=where))
+    return reader.corpus()
 
 
 def read_clusters(
@@ -378,9 +253,7 @@ def read_clusters(
     _require_file(path, "cluster corpus")
     table = PfamTable.read(pfam) if isinstance(pfam, (str, Path)) else pfam
     if fmt == "auto":
-        with open(path, encoding="utf-8", newline="") as handle:
-            first = handle.readline()
-        header = [h.strip() for h in next(csv.reader([first]), [])]
+        header = [h.strip() for h in _csv_header(path)]
         fmt = "pfamid" if "domain_tokens" in header else "bigcarp" if "domains" in header else "domain-list"
     readers = {"domain-list": read_domain_list, "pfamid": read_pfamid_csv, "bigcarp": read_bigcarp_csv}
     if fmt not in readers:
@@ -388,11 +261,7 @@ def read_clusters(
     return readers[fmt](path, table, strict)
 
 
-# --------------------------------------------------------------------------------------------
-# Product classes
-# --------------------------------------------------------------------------------------------
-
-
+# -- product classes -------------------------------------------------------------------------------
 def read_classes(path: str | Path) -> pd.DataFrame:
     """Read a multi-hot class table: first column the BGC id, then one 0/1 column per class."""
     path = Path(path)
@@ -437,11 +306,7 @@ def class_matrix(corpus: ClusterCorpus, classes: pd.DataFrame | None = None) -> 
     return y, names
 
 
-# --------------------------------------------------------------------------------------------
-# Vocabulary
-# --------------------------------------------------------------------------------------------
-
-
+# -- vocabulary ------------------------------------------------------------------------------------
 class DomainVocabulary:
     """Tokens of a domain-level language model, in BiGCARP's order.
 
@@ -452,6 +317,7 @@ class DomainVocabulary:
     """
 
     PAD, STOP, MASK, UNK = "-", "*", "#", "UNK"
+    pad_idx, mask_idx = 0, 2  # where PAD and MASK always are
     SEP = SEP
 
     def __init__(self, domains: Iterable[str], classes: Iterable[str] = (), gene_separator: bool = False) -> None:
@@ -492,14 +358,6 @@ class DomainVocabulary:
     def index(self, token: str) -> int:
         """Index of a token; domains not in the vocabulary map to UNK."""
         return self._index.get(token, self._index[self.UNK])
-
-    @property
-    def pad_idx(self) -> int:
-        return 0
-
-    @property
-    def mask_idx(self) -> int:
-        return 2
 
     @property
     def unk_idx(self) -> int:
@@ -569,8 +427,7 @@ class DomainVocabulary:
         if pfam is not None:
             to_acc.update({k: acc for k in tokens["domains"] if (acc := pfam.accession(k))})
         for acc, key in (pfam_to_domain or {}).items():
-            m = _ACCESSION.match(acc)
-            to_acc[key] = m.group(1) if m else acc
+            to_acc[key] = parse_accession(acc) or acc
         order = sorted(specials, key=specials.get)
         base = [cls.PAD, cls.STOP, cls.MASK]
         if order[:3] != base:
@@ -586,3 +443,7 @@ class DomainVocabulary:
                 "domains); this vocabulary layout is not supported"
             )
         return vocab
+
+
+# PfamFamily moved to biostrata.data.pfam (PfamTable, used here, is imported from there)
+__getattr__ = moved(__name__, {"PfamFamily": "biostrata.data.pfam"})

@@ -17,7 +17,15 @@ from pathlib import Path
 
 from biostrata.errors import DataNotFoundError, InputError
 
-__all__ = ["ProteinRecord", "iter_fasta", "read_fasta", "read_domain_proteins", "read_proteins", "family_members"]
+__all__ = [
+    "ProteinRecord",
+    "iter_fasta",
+    "read_fasta",
+    "read_domain_proteins",
+    "read_domain_segments",
+    "read_proteins",
+    "family_members",
+]
 
 CANONICAL_AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # the 20 standard residues
 
@@ -80,13 +88,12 @@ def read_fasta(path: str | Path) -> list[ProteinRecord]:
     return records
 
 
-def read_domain_proteins(path: str | Path, dedupe: bool = True) -> list[ProteinRecord]:
-    """Per-domain protein segments of a domain table; with ``dedupe`` a sequence already seen in the
-    same family is skipped."""
+def _domain_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
+    """``(file:line, row)`` for every row of a domain table, with ``family`` (the Pfam accession without
+    its version), ``segment`` (the cleaned protein sequence) and integer ``dna_start``/``dna_end`` added."""
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"domain table not found: {path}")
-    records, seen_ids, seen_seq = [], set(), set()
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
         missing = [c for c in _TSV_COLUMNS if c not in (reader.fieldnames or [])]
@@ -96,27 +103,52 @@ def read_domain_proteins(path: str | Path, dedupe: bool = True) -> list[ProteinR
             where = f"{path}:{reader.line_num}"
             if None in row or any(row[c] is None for c in _TSV_COLUMNS):
                 raise InputError(f"{where}: wrong number of fields")
-            family = row["pfam_id"].strip().split(".")[0]
-            seq = _clean(row["protein_sequence"], where)
-            rid = "|".join(
-                [
-                    row["bgc_id"],
-                    row["gene_id"],
-                    row["protein_accession"],
-                    f"{row['dna_start']}-{row['dna_end']}",
-                    family,
-                ]
-            )
-            if dedupe and (family, seq) in seen_seq:
-                continue
-            if rid in seen_ids:
-                raise InputError(f"{where}: record id {rid!r} repeats an earlier row")
-            seen_ids.add(rid)
-            seen_seq.add((family, seq))
-            records.append(ProteinRecord(rid, seq, family))
+            for col in ("dna_start", "dna_end"):
+                try:
+                    row[col] = int(row[col])
+                except ValueError:
+                    raise InputError(f"{where}: {col} must be an integer, got {row[col]!r}") from None
+            row["family"] = row["pfam_id"].strip().split(".")[0]
+            row["segment"] = _clean(row["protein_sequence"], where)
+            yield where, row
+
+
+def _hit(row: dict) -> tuple:
+    """What identifies one domain hit: cluster, gene, protein, coordinates and family."""
+    return row["bgc_id"], row["gene_id"], row["protein_accession"], row["dna_start"], row["dna_end"], row["family"]
+
+
+def read_domain_proteins(path: str | Path, dedupe: bool = True) -> list[ProteinRecord]:
+    """Per-domain protein segments of a domain table; with ``dedupe`` a sequence already seen in the
+    same family is skipped."""
+    records, seen_ids, seen_seq = [], set(), set()
+    for where, row in _domain_rows(path):
+        family, seq = row["family"], row["segment"]
+        rid = "|".join([row["bgc_id"], row["gene_id"], row["protein_accession"],
+                        f"{row['dna_start']}-{row['dna_end']}", family])  # fmt: skip
+        if dedupe and (family, seq) in seen_seq:
+            continue
+        if rid in seen_ids:
+            raise InputError(f"{where}: record id {rid!r} repeats an earlier row")
+        seen_ids.add(rid)
+        seen_seq.add((family, seq))
+        records.append(ProteinRecord(rid, seq, family))
     if not records:
         raise InputError(f"{path}: no rows")
     return records
+
+
+def read_domain_segments(path: str | Path) -> dict[str, list[tuple[str, str]]]:
+    """Cluster id -> its domain hits ``(Pfam accession, protein segment)``, clusters in id order, hits
+    ordered by gene, start, end and family; rows repeating the same hit (gene, protein, coordinates,
+    family) count once (the first)."""
+    hits: dict[tuple, str] = {}
+    for _, row in _domain_rows(path):
+        hits.setdefault(_hit(row), row["segment"])
+    out: dict[str, list[tuple[str, str]]] = {}
+    for key in sorted(hits, key=lambda k: (k[0], k[1], k[3], k[4], k[5])):  # stable: ties keep file order
+        out.setdefault(key[0], []).append((key[5], hits[key]))
+    return out
 
 
 def read_proteins(path: str | Path) -> list[ProteinRecord]:

@@ -31,6 +31,7 @@ import numpy as np
 from biostrata.errors import InputError
 
 SHAPES = ("yule", "birth-death", "balanced", "caterpillar")
+Seed = np.random.Generator | int | None  # what np.random.default_rng takes
 
 
 class Tree:
@@ -311,12 +312,7 @@ def _check_shape_args(n_leaves: int, height: float) -> None:
 
 
 def birth_death_tree(
-    n_leaves: int,
-    *,
-    birth: float = 1.0,
-    death: float = 0.0,
-    height: float = 1.0,
-    rng: np.random.Generator | int | None = None,
+    n_leaves: int, *, birth: float = 1.0, death: float = 0.0, height: float = 1.0, rng: Seed = None
 ) -> Tree:
     """Reconstructed birth-death tree with ``n_leaves`` leaves, rescaled to root height ``height``."""
     _check_shape_args(n_leaves, height)
@@ -337,7 +333,7 @@ def birth_death_tree(
     return _coalescent_point_tree(ages * (height / ages.max()))
 
 
-def yule_tree(n_leaves: int, *, height: float = 1.0, rng: np.random.Generator | int | None = None) -> Tree:
+def yule_tree(n_leaves: int, *, height: float = 1.0, rng: Seed = None) -> Tree:
     """Pure-birth (Yule) tree: :func:`birth_death_tree` with ``death = 0``."""
     return birth_death_tree(n_leaves, death=0.0, height=height, rng=rng)
 
@@ -416,13 +412,7 @@ def _with_heights(parent: np.ndarray, node_height: np.ndarray) -> Tree:
 
 
 def make_tree(
-    shape: str,
-    n_leaves: int,
-    *,
-    height: float = 1.0,
-    birth: float = 1.0,
-    death: float = 0.5,
-    rng: np.random.Generator | int | None = None,
+    shape: str, n_leaves: int, *, height: float = 1.0, birth: float = 1.0, death: float = 0.5, rng: Seed = None
 ) -> Tree:
     """Build a tree of the named ``shape`` (one of :data:`SHAPES`); ``birth``/``death`` apply to ``birth-death``."""
     if shape == "yule":

@@ -44,8 +44,10 @@ import numpy as np
 import torch
 
 from biostrata.errors import InputError
+from biostrata.threads import cpu_threads
 
 DistanceLike = np.ndarray | torch.Tensor
+DeviceLike = str | torch.device | None  # None: CUDA when torch has a GPU, else CPU
 _TOL = 1e-7  # tolerance, relative to the largest distance, for symmetry, diagonal and triangle checks
 
 
@@ -141,7 +143,7 @@ def check_distance_matrix(d: DistanceLike, *, name: str = "distance matrix") -> 
     return t.contiguous()
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: DeviceLike) -> torch.device:
     """``device``, or CUDA when torch has a GPU and CPU otherwise."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -163,16 +165,12 @@ def _workers(threads: int | None, device: torch.device) -> Iterator[Executor | N
     n = torch.get_num_threads() if threads is None else int(threads)
     if n < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):  # the workers run side by side, each on one thread
         if n == 1:
             yield None
         else:
             with ThreadPoolExecutor(n) as pool:
                 yield pool
-    finally:
-        torch.set_num_threads(previous)
 
 
 # -- the blocked kernel --------------------------------------------------------------------------
@@ -450,7 +448,7 @@ def _result(value: float, witness, diam: float, method: str, n: int, start: floa
     )
 
 
-def _prepare(distances: DistanceLike, device: str | torch.device | None) -> tuple[torch.Tensor, float]:
+def _prepare(distances: DistanceLike, device: DeviceLike) -> tuple[torch.Tensor, float]:
     d = check_distance_matrix(distances).to(resolve_device(device))
     return d, float(d.max())
 
@@ -481,7 +479,7 @@ def delta_fixed_base(
     distances: DistanceLike,
     base: int | Sequence[int] = 0,
     *,
-    device: str | torch.device | None = None,
+    device: DeviceLike = None,
     threads: int | None = None,
 ) -> DeltaResult:
     """``max_{p in base} delta_p`` for one base point or a set of them (``delta/2 <= . <= delta``)."""
@@ -497,7 +495,7 @@ def delta_fixed_base(
 def delta_exact(
     distances: DistanceLike,
     *,
-    device: str | torch.device | None = None,
+    device: DeviceLike = None,
     threads: int | None = None,
     progress: bool = False,
 ) -> DeltaResult:
@@ -560,7 +558,7 @@ def delta_sampled(
     bases: int = 1,
     repeats: int = 10,
     seed: int = 0,
-    device: str | torch.device | None = None,
+    device: DeviceLike = None,
     threads: int | None = None,
 ) -> DeltaResult:
     """Mean and standard deviation over ``repeats`` of ``max_{p in B} delta_p`` on ``samples``
@@ -626,7 +624,7 @@ def delta_distribution(
     bins: int = 50,
     bases: int | Sequence[int] | None = None,
     seed: int = 0,
-    device: str | torch.device | None = None,
+    device: DeviceLike = None,
     threads: int | None = None,
     progress: bool = False,
 ) -> DeltaHistogram:

@@ -29,9 +29,11 @@ import torch.nn.functional as F
 from sequence_models.convolutional import ByteNetLM
 from torch import nn
 
-from biostrata.data.clusters import DomainVocabulary, PfamTable
+from biostrata.data.clusters import DomainVocabulary
+from biostrata.data.pfam import PfamTable
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write
+from biostrata.models.hub import hub_file
 from biostrata.models.layerwise import resolve_layers
 
 __all__ = ["DomainLM", "RowFrozenEmbedding", "PRESETS", "BIGCARP_URL"]
@@ -149,6 +151,18 @@ class DomainLM(nn.Module):
         if rows is not None:
             self.frozen_rows[torch.as_tensor(rows, dtype=torch.long)] = True
 
+    #: Tokens added before and after each cluster's own (none: a cluster is its domains).
+    special_tokens = (0, 0)
+
+    def tokenize(self, items: Sequence) -> torch.Tensor:
+        """Right-padded token rows ``[B, longest]`` of clusters, or of token tensors already encoded by
+        ``vocab.encode``."""
+        rows = [x if isinstance(x, torch.Tensor) else self.vocab.encode(x) for x in items]
+        tokens = torch.full((len(rows), max((len(r) for r in rows), default=0)), self.vocab.pad_idx, dtype=torch.long)
+        for i, r in enumerate(rows):
+            tokens[i, : len(r)] = r
+        return tokens
+
     def _input_mask(self, tokens: torch.Tensor) -> torch.Tensor:
         return (tokens != self.vocab.pad_idx).unsqueeze(-1).to(self.table.weight.dtype)
 
@@ -256,7 +270,7 @@ class DomainLM(nn.Module):
         if not path.is_file():
             if path.suffix == ".pt" or os.sep in str(name_or_path):
                 raise DataNotFoundError(f"BiGCARP checkpoint not found: {path}")
-            path = _hub_file(str(name_or_path))
+            path = hub_file(str(name_or_path), f"{BIGCARP_URL}{name_or_path}.pt?download=1", "BiGCARP checkpoint")
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - unreadable/unsafe pickles all become one message
@@ -266,20 +280,3 @@ class DomainLM(nn.Module):
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")
         return cls.from_checkpoint(data, str(path), pfam)
-
-
-def _hub_file(name: str) -> Path:
-    """Path of a published checkpoint in the torch hub cache, downloaded there if absent."""
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / f"{name}.pt"
-    if cached.is_file():
-        return cached
-    url = f"{BIGCARP_URL}{name}.pt?download=1"
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(cached), progress=False)
-    except Exception as err:  # noqa: BLE001 - no network, HTTP errors, ...
-        raise DataNotFoundError(
-            f"BiGCARP checkpoint {name!r} is not in {cached.parent} and could not be downloaded from {url} "
-            f"({type(err).__name__}). Download {name}.pt yourself and pass its path, or put it in {cached.parent}."
-        ) from None
-    return cached

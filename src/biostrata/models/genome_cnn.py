@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,20 @@ from biostrata.nn.lorentz import (
 )
 
 Pool = Literal["flatten", "mean"]
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """The arguments the twins share, with the paper's values as defaults (the skeleton in the module
+    docstring; Lorentz widths count time + space). Each twin takes them as keywords, e.g.
+    ``HyperbolicCNN(200, 4, channels=16, pool="mean")``."""
+
+    channels: int = 32
+    kernel_size: int = 9
+    blocks: int = 3
+    hidden: int = 528
+    pool: Pool = "flatten"
+    bn_warm_start: bool = True
 
 
 def _check(length: int, num_classes: int, pool: str) -> None:
@@ -83,36 +98,28 @@ class EuclideanCNN(nn.Module):
 
     manifold = None
 
-    def __init__(
-        self,
-        length: int,
-        num_classes: int,
-        channels: int = 32,
-        kernel_size: int = 9,
-        blocks: int = 3,
-        hidden: int = 528,
-        pool: Pool = "flatten",
-        bn_warm_start: bool = True,
-    ) -> None:
+    def __init__(self, length: int, num_classes: int, **skeleton: Any) -> None:
+        """``skeleton``: keywords of :class:`Skeleton`."""
         super().__init__()
-        _check(length, num_classes, pool)
-        self.length, self.pool = length, pool
-        pad = kernel_size // 2
+        s = Skeleton(**skeleton)
+        _check(length, num_classes, s.pool)
+        self.length, self.pool = length, s.pool
+        channels, pad = s.channels, s.kernel_size // 2
         self.blocks = nn.ModuleList()
-        for i in range(blocks):
+        for i in range(s.blocks):
             cin = len(ALPHABET) if i == 0 else channels
             self.blocks.append(
                 nn.Sequential(
-                    nn.Conv1d(cin, channels, kernel_size, padding=pad),
-                    BatchNorm1d(channels, bn_warm_start),
+                    nn.Conv1d(cin, channels, s.kernel_size, padding=pad),
+                    BatchNorm1d(channels, s.bn_warm_start),
                     nn.ReLU(),
-                    nn.Conv1d(channels, channels, kernel_size, padding=pad),
-                    BatchNorm1d(channels, bn_warm_start),
+                    nn.Conv1d(channels, channels, s.kernel_size, padding=pad),
+                    BatchNorm1d(channels, s.bn_warm_start),
                 )
             )
-        features = channels * length if pool == "flatten" else channels
-        self.fc = nn.Linear(features, hidden)
-        self.classifier = nn.Linear(hidden, num_classes)
+        features = channels * length if s.pool == "flatten" else channels
+        self.fc = nn.Linear(features, s.hidden)
+        self.classifier = nn.Linear(s.hidden, num_classes)
 
     @property
     def num_layers(self) -> int:
@@ -172,34 +179,31 @@ class HyperbolicCNN(nn.Module):
         self,
         length: int,
         num_classes: int,
-        channels: int = 32,
-        kernel_size: int = 9,
-        blocks: int = 3,
-        hidden: int = 528,
-        pool: Pool = "flatten",
         curvature: Literal["shared", "per_block"] = "shared",
         init_curvature: float = 1.0,
         learn_curvature: bool = True,
-        bn_warm_start: bool = True,
+        **skeleton: Any,
     ) -> None:
+        """``skeleton``: keywords of :class:`Skeleton`."""
         super().__init__()
-        _check(length, num_classes, pool)
+        s = Skeleton(**skeleton)
+        _check(length, num_classes, s.pool)
         if curvature not in ("shared", "per_block"):
             raise InputError(f"curvature must be 'shared' or 'per_block', got {curvature!r}")
-        self.length, self.pool, self.curvature_mode = length, pool, curvature
-        n_manifolds = 1 if curvature == "shared" else blocks + 1
+        self.length, self.pool, self.curvature_mode = length, s.pool, curvature
+        n_manifolds = 1 if curvature == "shared" else s.blocks + 1
         self.manifolds = nn.ModuleList(Lorentz(init_curvature, learn_curvature) for _ in range(n_manifolds))
-        space = channels - 1
+        space = s.channels - 1
         self.blocks = nn.ModuleList(
             _LorentzBlock(
-                len(ALPHABET) if i == 0 else space, space, kernel_size, self._manifold(i), i > 0, bn_warm_start
+                len(ALPHABET) if i == 0 else space, space, s.kernel_size, self._manifold(i), i > 0, s.bn_warm_start
             )
-            for i in range(blocks)
+            for i in range(s.blocks)
         )
-        features = space * length if pool == "flatten" else space
-        self.fc = LorentzLinear(features, hidden - 1, self.manifold)
+        features = space * length if s.pool == "flatten" else space
+        self.fc = LorentzLinear(features, s.hidden - 1, self.manifold)
         self.relu = LorentzReLU(self.manifold)
-        self.classifier = LorentzMLR(hidden - 1, num_classes, self.manifold)
+        self.classifier = LorentzMLR(s.hidden - 1, num_classes, self.manifold)
 
     def _manifold(self, i: int) -> Lorentz:
         return self.manifolds[min(i, len(self.manifolds) - 1)]

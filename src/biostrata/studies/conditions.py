@@ -27,7 +27,8 @@ from biostrata.analysis.hyperbolicity import embedding_delta
 from biostrata.config import ConditionsSettings, TrainConfig
 from biostrata.data.genome import read_gue_dir
 from biostrata.data.simulate import simulate_dataset, write_gue
-from biostrata.io import atomic_write, atomic_write_text
+from biostrata.io import atomic_write_text
+from biostrata.report.plots import plot_conditions
 
 MODELS = ("cnn", "hcnn-s")
 
@@ -75,7 +76,7 @@ def run_conditions(out: str | Path, s: ConditionsSettings | None = None, progres
     table = pd.DataFrame(rows)
     atomic_write_text(out / "conditions.csv", table.to_csv(index=False))
     atomic_write_text(out / "conditions.md", summary_markdown(table, s))
-    atomic_write(out / "conditions.png", lambda tmp: plot_conditions(table, s, tmp))
+    plot_conditions(summarize(table), ("shape", "height", "depth"), lambda f: _order(f, s), out / "conditions.png")
     return table
 
 
@@ -110,35 +111,6 @@ def summary_markdown(table: pd.DataFrame, s: ConditionsSettings) -> str:
         f"embeddings ({s.delta_points} points, exact).\n\n"
     )
     return head + summarize(table).to_markdown(index=False, floatfmt=".3f") + "\n"
-
-
-def plot_conditions(table: pd.DataFrame, s: ConditionsSettings, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    summary = summarize(table)
-    base = summary[summary["factor"] == "base"]
-    fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharey="row")
-    for j, factor in enumerate(("shape", "height", "depth")):
-        part = pd.concat([base, summary[summary["factor"] == factor]]).sort_values(factor, key=_order(factor, s))
-        x = [str(v) for v in part[factor]]
-        axes[0, j].errorbar(x, part["gain"], yerr=part["gain_sd"].fillna(0), fmt="o-", color="#C44E52", capsize=3)
-        axes[0, j].axhline(0, color="grey", lw=0.8)
-        axes[1, j].plot(x, part["delta_cnn"], "o-", label="cnn", color="#4C72B0")
-        axes[1, j].plot(x, part["delta_hcnn"], "s-", label="hcnn-s", color="#C44E52")
-        axes[1, j].set_xlabel(
-            {"shape": "tree shape", "height": "substitutions/site (root to leaf)", "depth": "clades per 2 classes"}[
-                factor
-            ]
-        )
-    axes[0, 0].set_ylabel("MCC(hcnn-s) - MCC(cnn)")
-    axes[1, 0].set_ylabel("relative delta of embeddings")
-    axes[1, 0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120)
-    plt.close(fig)
 
 
 def _order(factor: str, s: ConditionsSettings):

@@ -23,6 +23,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -32,7 +33,8 @@ from torch.utils.data import DataLoader
 from torchmetrics import SumMetric
 
 from biostrata.config import PretrainSettings as _D  # the keyword defaults below are its fields
-from biostrata.data.clusters import ClusterCorpus, DomainVocabulary, PfamTable
+from biostrata.data.clusters import ClusterCorpus, DomainVocabulary
+from biostrata.data.pfam import PfamTable
 from biostrata.data.proteins import CANONICAL_AMINO_ACIDS, ProteinRecord
 from biostrata.errors import InputError, NumericalError
 from biostrata.io import atomic_write_json
@@ -51,6 +53,7 @@ __all__ = [
     "protein_masking_scheme",
     "pretrain_domain_lm",
     "pretrain_protein_lm",
+    "RUN_OPTIONS",
 ]
 
 
@@ -251,6 +254,8 @@ def fit_masked_lm(
 
 
 _VALID_NAMES = ("valid", "validation", "val", "dev")
+#: How a run goes, not what it learns: keywords the pretrain_* functions hand on to fit_masked_lm.
+RUN_OPTIONS = ("accelerator", "devices", "progress", "resume")
 
 
 def split_clusters(corpus: ClusterCorpus, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -315,17 +320,16 @@ def pretrain_domain_lm(
     batch_size: int = _D.batch_size,
     lr: float = _D.lr,
     seed: int = _D.seed,
-    accelerator: str = _D.accelerator,
-    devices: int | str = _D.devices,
-    progress: bool = _D.progress,
-    resume: bool = _D.resume,
     snapshots: bool = _D.snapshots,
-    **sizes: int,
+    **options: Any,
 ) -> dict:
     """Pre-train the domain LM in one arm: ``random`` table, or initialized from ``family_table``
     and then ``finetune``-d or kept ``frozen``. Returns (and writes) the metrics dict. With
     ``snapshots`` the weights at the start and after every epoch go to ``out_dir/snapshots/``
-    (sequence-models format, like ``model.pt``)."""
+    (sequence-models format, like ``model.pt``). ``options``: the :data:`RUN_OPTIONS` of
+    :func:`fit_masked_lm`, and sizes that override the preset's (``d_embed``, ``n_layers``, ...)."""
+    run = {k: v for k, v in options.items() if k in RUN_OPTIONS}
+    sizes = {k: v for k, v in options.items() if k not in RUN_OPTIONS}
     if arm not in ARMS:
         raise InputError(f"arm={arm!r}: choose one of {list(ARMS)}")
     if (arm == "random") != (family_table is None):
@@ -346,23 +350,18 @@ def pretrain_domain_lm(
         report = initialize_token_table(model, family_table, projection, freeze=arm == "frozen")
     train_idx, val_idx = split_clusters(corpus, val_fraction, seed)
     encode = [vocab.encode(c, class_token=class_token, separators=separators) for c in corpus]
+    settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)  # for the fit and its record
     result = fit_masked_lm(
         model,
         [encode[i] for i in train_idx],
         [encode[i] for i in val_idx],
         domain_masking_scheme(vocab),
         out_dir,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
         max_length=max_length,
         keep_first=int(class_token),
-        accelerator=accelerator,
-        devices=devices,
-        progress=progress,
-        resume=resume,
         snapshot=(lambda path: model.save(path, pfam, name=f"bigcarp_{arm}")) if snapshots else None,
+        **settings,
+        **run,
     )
     model.save(out_dir / "model.pt", pfam, name=f"bigcarp_{arm}")
     result.update(
@@ -374,10 +373,7 @@ def pretrain_domain_lm(
         train_clusters=len(train_idx),
         val_clusters=len(val_idx),
         frozen_rows=int(model.frozen_rows.sum()),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
+        **settings,
         max_length=max_length,
         init=None
         if report is None
@@ -404,13 +400,11 @@ def pretrain_protein_lm(
     batch_size: int = _D.batch_size,
     lr: float = _D.lr,
     seed: int = _D.seed,
-    accelerator: str = _D.accelerator,
-    devices: int | str = _D.devices,
-    progress: bool = _D.progress,
-    resume: bool = _D.resume,
+    **run: Any,
 ) -> dict:
     """Pre-train a protein LM (e.g. :func:`~biostrata.models.protein_lm.small_protein_lm`) by masked
-    residue prediction on ``records``, split at random by sequence. ``max_length`` counts residues."""
+    residue prediction on ``records``, split at random by sequence. ``max_length`` counts residues;
+    ``run``: the :data:`RUN_OPTIONS` of :func:`fit_masked_lm`."""
     if not 0 < val_fraction < 1:
         raise InputError(f"val_fraction={val_fraction}: must be in (0, 1)")
     order = list(range(len(records)))
@@ -418,23 +412,18 @@ def pretrain_protein_lm(
     n_val = max(1, round(val_fraction * len(order)))
     tokens = [plm.tokenize([r.sequence])[0] for r in records]
     out_dir = Path(out_dir)
+    settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)  # for the fit and its record
     result = fit_masked_lm(
         plm,
         [tokens[i] for i in order[n_val:]],
         [tokens[i] for i in order[:n_val]],
         protein_masking_scheme(plm),
         out_dir,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
         max_length=None if max_length is None else max_length + 2,
         keep_first=1,
         keep_last=1,
-        accelerator=accelerator,
-        devices=devices,
-        progress=progress,
-        resume=resume,
+        **settings,
+        **run,
     )
     plm.save(out_dir / "model.pt")
     result.update(
@@ -443,10 +432,7 @@ def pretrain_protein_lm(
         embed_dim=plm.embed_dim,
         train_sequences=len(order) - n_val,
         val_sequences=n_val,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
+        **settings,
         max_length=max_length,
     )
     atomic_write_json(out_dir / "metrics.json", result)

@@ -1,0 +1,240 @@
+"""Representation files: one reader for every format biostrata writes or takes, and one array out of them.
+
+A :class:`Representations` holds one array ``[n, d_layer]`` per layer for the same ``n`` examples,
+and (optionally) the examples' ids. :func:`read_representations` reads:
+
+- ``.npz``: every array but ``ids`` is one layer (named by its key), all with the same rows;
+  an optional ``ids`` array (strings) names the rows;
+- ``.npy``: one array ``[n, d]`` (one layer, named ``0``) or ``[n, L, d]`` (layers ``0..L-1``);
+- ``.h5`` / ``.hdf5``: a biostrata embedding store (:mod:`biostrata.data.embedding_store`): the
+  ``pooling`` outputs (default ``mean``) of every stored layer, named by layer number, ids from the
+  store; or any other HDF5 file: each dataset is a layer, named by its path;
+- ``.csv`` / ``.tsv`` / ``.txt``: a numeric table (one layer, ``0``, e.g. a distance matrix); a
+  header row and a first column of names are skipped when they are not numbers;
+- ``.pt``: a family table (``biostrata embed --family-table``: one layer ``table``, ids = Pfam
+  families), or a domain-LM checkpoint (sequence-models format; layer ``table`` = its token-table rows
+  of the domains, ids = the domains).
+
+:func:`load_array` gives one 2-d numeric array of such a file (the input of ``biostrata delta``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from biostrata.errors import DataNotFoundError, InputError
+
+__all__ = ["Representations", "read_representations", "load_array", "SUFFIXES"]
+
+SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".csv", ".tsv", ".txt", ".pt")
+
+
+@dataclass
+class Representations:
+    """Arrays ``layers[name] -> [n, d]`` of the same ``n`` examples, named by ``ids`` if known."""
+
+    layers: dict[str, np.ndarray]
+    ids: list[str] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise InputError(f"{self.source or 'representations'}: no layers")
+        for name, x in self.layers.items():
+            if np.ndim(x) != 2:
+                raise InputError(
+                    f"{self.source}: layer {name!r} has shape {np.shape(x)}; expected [examples, features]"
+                )
+        rows = {len(x) for x in self.layers.values()}
+        if len(rows) != 1:
+            raise InputError(f"{self.source}: layers have different numbers of rows {sorted(rows)}")
+        if self.ids is not None:
+            if len(self.ids) != rows.pop():
+                raise InputError(f"{self.source}: {len(self.ids)} ids for {len(next(iter(self.layers.values())))} rows")
+            if len(set(self.ids)) != len(self.ids):
+                raise InputError(f"{self.source}: ids repeat; every row needs its own id")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.layers.values())))
+
+    def select(self, names: Sequence[str] | None) -> Representations:
+        """Only the named layers (all when ``names`` is None)."""
+        if names is None:
+            return self
+        missing = [str(n) for n in names if str(n) not in self.layers]
+        if missing:
+            raise InputError(f"{self.source}: no layer(s) {missing}; layers are {list(self.layers)}")
+        return Representations({str(n): self.layers[str(n)] for n in names}, self.ids, self.source)
+
+    def rows(self, ids: Sequence[str]) -> Representations:
+        """The rows of ``ids``, in that order."""
+        if self.ids is None:
+            raise InputError(f"{self.source}: rows have no ids; cannot select by id")
+        index = {s: i for i, s in enumerate(self.ids)}
+        missing = [s for s in ids if s not in index]
+        if missing:
+            raise InputError(f"{self.source}: no row for id(s) {missing[:3]}")
+        take = np.array([index[s] for s in ids], dtype=np.int64)
+        return Representations({k: np.asarray(v)[take] for k, v in self.layers.items()}, list(ids), self.source)
+
+    def align(self, other: Representations) -> tuple[Representations, Representations]:
+        """Both restricted to the shared ids in this one's order; without ids both need the same rows."""
+        if self.ids is None or other.ids is None:
+            if len(self) != len(other):
+                raise InputError(
+                    f"{self.source} has {len(self)} rows and {other.source} {len(other)}, and at least one has no ids "
+                    "to join them; give ids (an 'ids' array in the .npz) or the same rows"
+                )
+            return self, other
+        theirs = set(other.ids)
+        shared = [s for s in self.ids if s in theirs]
+        if not shared:
+            raise InputError(f"{self.source} and {other.source} share no ids")
+        return self.rows(shared), other.rows(shared)
+
+
+def read_representations(path: str | Path, pooling: str = "mean") -> Representations:
+    """Read a representation file (formats in the module docstring)."""
+    path = Path(path)
+    if path.suffix.lower() == ".pt" and path.is_file():
+        return _read_pt(path)
+    layers, ids = _read_layers(path, pooling)
+    return Representations(layers, ids, str(path))
+
+
+def _read_layers(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """The arrays of a file, by name, and its row ids if it has them (not checked against each other)."""
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file; give one of {', '.join(SUFFIXES)}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            ids = [str(s) for s in data["ids"]] if "ids" in data.files else None
+            return {k: np.asarray(data[k]) for k in data.files if k != "ids"}, ids
+    if suffix == ".npy":
+        x = _npy(path)
+        return ({str(i): x[:, i] for i in range(x.shape[1])} if x.ndim == 3 else {"0": x}), None
+    if suffix in (".h5", ".hdf5"):
+        return _hdf5(path, pooling)
+    if suffix in (".csv", ".tsv", ".txt"):
+        return {"0": _table(path)}, None
+    if suffix == ".pt":
+        reps = _read_pt(path)
+        return reps.layers, reps.ids
+    raise InputError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
+
+
+def load_array(path: str | Path, key: str | None = None, layer: int | None = None) -> np.ndarray:
+    """One numeric 2-d array of a representation file: the layer named ``key`` (an ``.npz`` array, an
+    HDF5 dataset path; the only one when ``key`` is None), or, of an embedding store, stored ``layer``
+    (default the last) of pooling ``key`` (default ``mean``)."""
+    path = Path(path)
+    store = path.suffix.lower() in (".h5", ".hdf5") and path.is_file() and _is_store(path)
+    if layer is not None and not store:
+        raise InputError(f"{path}: --layer applies to biostrata embedding stores; use --key to pick an array")
+    layers, _ = _read_layers(path, (key or "mean") if store else "mean")
+    names = list(layers)
+    what = "dataset" if path.suffix.lower() in (".h5", ".hdf5") else "array"
+    if store:
+        name = names[-1] if layer is None else str(layer)
+        if name not in layers:
+            raise InputError(f"{path}: layer {layer} not stored; the store holds layers {', '.join(names)}")
+    elif key is not None:
+        if key not in layers:
+            raise InputError(f"{path}: no {what} named {key!r}; it holds {', '.join(names) or 'nothing'}")
+        name = key
+    elif len(names) != 1:
+        raise InputError(f"{path}: holds {len(names)} {what}s ({', '.join(names)}); choose one with --key")
+    else:
+        name = names[0]
+    arr = np.asarray(layers[name])
+    if arr.ndim != 2:
+        raise InputError(
+            f"{path}: expected a 2-d array (a distance matrix, or points x coordinates), got shape {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"{path}: expected real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise InputError(f"{path}: not a plain numeric .npy array ({err})") from None
+
+
+def _is_store(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == "biostrata-embeddings"
+    except OSError as err:
+        raise InputError(f"{path}: not an HDF5 file ({err})") from None
+
+
+def _hdf5(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """Layers and ids of an embedding store, or every dataset of another HDF5 file (no ids)."""
+    import h5py
+
+    if _is_store(path):
+        from biostrata.data.embedding_store import EmbeddingStore
+
+        with EmbeddingStore(path) as store:
+            return {str(layer): store.array(pooling, layer) for layer in store.layers}, store.ids
+    with h5py.File(path, "r") as f:
+        names: list[str] = []
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        return {name: f[name][()] for name in names}, None
+
+
+def _table(path: Path) -> np.ndarray:
+    import pandas as pd
+
+    sep = "," if path.suffix.lower() == ".csv" else None
+    try:
+        df = pd.read_csv(path, header=None, sep=sep, engine="python" if sep is None else "c", comment="#")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not a numeric table ({err})") from None
+
+    def numeric(values: Sequence) -> bool:
+        return bool(pd.to_numeric(pd.Series(values), errors="coerce").notna().all())
+
+    if len(df) and not numeric(df.iloc[0, 1:]):
+        df = df.iloc[1:]  # header row
+    if df.shape[1] > 1 and not numeric(df.iloc[:, 0]):
+        df = df.iloc[:, 1:]  # a column of names
+    values = df.apply(pd.to_numeric, errors="coerce")
+    bad = np.argwhere(values.isna().to_numpy())
+    if len(bad):
+        r, c = bad[0]
+        raise InputError(
+            f"{path}: line {df.index[r] + 1}, column {df.columns[c] + 1}: {df.iat[r, c]!r} is not a number"
+        )
+    return values.to_numpy(dtype=np.float64)
+
+
+def _read_pt(path: Path) -> Representations:
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every unreadable file becomes one message
+        raise InputError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
+    if isinstance(data, dict) and "vectors" in data and "families" in data:
+        from biostrata.models.init_table import FamilyTable
+
+        table = FamilyTable.load(path)
+        return Representations({"table": table.vectors.double().numpy()}, list(table.families), str(path))
+    if isinstance(data, dict) and "model_state_dict" in data:
+        from biostrata.models.domain_lm import DomainLM
+
+        model = DomainLM.from_checkpoint(data, str(path))
+        rows = model.table.weight.detach().double().numpy()[model.vocab.domain_slice]
+        return Representations({"table": rows}, list(model.vocab.domains), str(path))
+    raise InputError(f"{path}: a .pt file must be a family table or a domain-LM (sequence-models) checkpoint")

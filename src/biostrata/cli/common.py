@@ -1,0 +1,114 @@
+"""What the subcommands share: the registry they join, the options several of them take, and the
+helpers their ``_run_*`` functions call. Loads no torch, Lightning or pandas (``--help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from biostrata.errors import InputError
+
+if TYPE_CHECKING:
+    from biostrata.settings import Settings
+
+AddOptions = Callable[[argparse.ArgumentParser], None]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, the one-line ``help`` of ``biostrata --help``, the ``description`` of
+    ``biostrata NAME --help``, and the function that adds its options and sets ``run=<function(args) -> int>``."""
+
+    name: str
+    help: str
+    description: str
+    add_options: AddOptions
+
+
+# Every subcommand, by name; biostrata.cli builds the parser from it.
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[AddOptions], AddOptions]:
+    """Register the decorated function as the one that adds the options of subcommand ``name``. The
+    first line of its docstring is the subcommand's one-line help, the paragraphs after it its description
+    (argparse rewraps them; ``python -OO`` drops docstrings, and with them these texts)."""
+
+    def register(add_options: AddOptions) -> AddOptions:
+        help, _, description = inspect.cleandoc(add_options.__doc__ or "").partition("\n\n")
+        COMMANDS[name] = Command(name, help, description, add_options)
+        return add_options
+
+    return register
+
+
+def add_settings(p: argparse.ArgumentParser, settings: type[Settings], title: str, skip: tuple[str, ...] = ()) -> None:
+    """The options of a settings class (``--config FILE`` and one per field but ``skip``; see
+    :mod:`biostrata.settings`). :func:`biostrata.cli.main` reads them into ``args.settings`` before the
+    command runs, so a bad option or config file is reported before torch loads."""
+    settings.add_options(p, title, skip=skip)
+    p.set_defaults(settings_class=settings)
+
+
+def add_out(p: argparse.ArgumentParser, default: str | None = None, help: str = "output folder") -> None:
+    """``--out``: with a ``default`` (named in the help), else required."""
+    if default is None:
+        p.add_argument("--out", required=True, help=help)
+    else:
+        p.add_argument("--out", default=default, help=f"{help} (default: {default})")
+
+
+def add_threads(
+    p: argparse.ArgumentParser, help: str = "CPU threads for torch (default: torch's choice, all cores)"
+) -> None:
+    """``--threads``, applied by :func:`set_torch_threads`."""
+    p.add_argument("--threads", type=int, help=help)
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """Apply a ``--threads`` option to torch's CPU thread pool (None: leave torch's default)."""
+    from biostrata.threads import set_cpu_threads
+
+    set_cpu_threads(threads)
+
+
+def add_split_options(p: argparse.ArgumentParser) -> None:
+    """``--data DIR`` or ``--train/--dev/--test`` files, read by :func:`load_splits`."""
+    p.add_argument("--data", help="GUE-layout folder with train.csv, dev.csv, test.csv (header sequence,label)")
+    for name, text in (
+        ("train", "training set: CSV (sequence,label) or FASTA with 'label=K' in headers"),
+        ("dev", "validation set, used for model selection only"),
+        ("test", "test set, evaluated once with the selected model"),
+    ):
+        p.add_argument(f"--{name}", help=text)
+
+
+def load_splits(args: argparse.Namespace):
+    """Splits from ``--data DIR`` (GUE layout) or ``--train/--dev/--test`` files."""
+    from biostrata.data.genome import Splits, read_gue_dir, read_labelled
+
+    files = (args.train, args.dev, args.test)
+    if args.data and any(files):
+        raise InputError("give either --data DIR or --train/--dev/--test files, not both")
+    if args.data:
+        return read_gue_dir(args.data)
+    if not all(files):
+        raise InputError("give --data DIR (train.csv, dev.csv, test.csv) or all three of --train, --dev, --test")
+    return Splits(*(read_labelled(f) for f in files))
+
+
+def print_table(table, digits: int = 4, index: bool = False) -> None:
+    """Print a pandas DataFrame with ``digits`` decimals."""
+    print(table.to_string(index=index, float_format=lambda v: f"{v:.{digits}f}"))
+
+
+def write_csv(path: str | Path, table, index: bool = False) -> None:
+    """Write a pandas DataFrame as CSV, atomically."""
+    from biostrata.io import atomic_write_text
+
+    atomic_write_text(Path(path), table.to_csv(index=index))

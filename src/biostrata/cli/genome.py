@@ -1,0 +1,338 @@
+"""Subcommands of the genome line: simulate data, train and sweep genome classifiers, report a sweep,
+and measure how tree-like data and embeddings are (Gromov delta)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from biostrata.cli.common import (
+    add_out,
+    add_settings,
+    add_split_options,
+    add_threads,
+    command,
+    load_splits,
+    print_table,
+    set_torch_threads,
+)
+from biostrata.errors import InputError
+
+
+@command("demo")
+def _demo(p: argparse.ArgumentParser) -> None:
+    """the main job on simulated data: Euclidean vs hyperbolic CNN, test MCC and delta
+
+    Simulate DNA evolving along a tree, train the Euclidean CNN and the hyperbolic (Lorentz) CNN, and report
+    their test MCC and the Gromov delta of their embeddings. No download.
+    """
+    from biostrata.config import DemoSettings
+
+    add_out(p, "demo_out")
+    add_settings(p, DemoSettings, "demo options")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from biostrata.demo import run_demo
+
+    table = run_demo(args.out, args.settings)
+    print()
+    print_table(table)
+    print(f"\nwrote {args.out}/summary.md, summary.csv, summary.png; runs in {args.out}/runs, data in {args.out}/data")
+    return 0
+
+
+@command("train")
+def _train(p: argparse.ArgumentParser) -> None:
+    """train a Euclidean or hyperbolic genome CNN
+
+    Train on the train split, keep the epoch with the best validation metric (dev only), evaluate it once on
+    test. Writes config.yaml, model.pt and metrics.json per seed under --out.
+    """
+    from biostrata.config import TrainConfig
+
+    add_split_options(p)
+    add_out(p, "runs/train")
+    p.add_argument("--seeds", type=int, nargs="+", help="train once per seed, in OUT/seed<k>; overrides --seed")
+    add_threads(p)
+    add_settings(p, TrainConfig, "training options (defaults from the HGE paper)")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from biostrata.train.run import train
+
+    set_torch_threads(args.threads)
+    cfg = args.settings
+    splits = load_splits(args)
+    seeds = args.seeds or [cfg.seed]
+    results = []
+    for seed in seeds:
+        out = Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out)
+        metrics = train(cfg.replace(seed=seed), splits, out)
+        results.append(metrics)
+        print(
+            f"{cfg.model} seed {seed}: test MCC {metrics['test_mcc']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
+            f"F1 {metrics['test_f1']:.4f} (best epoch {metrics['best_epoch']}, dev {cfg.metric} "
+            f"{metrics['dev_' + cfg.metric]:.4f}); wrote {out}"
+        )
+    if len(results) > 1:
+        mcc = np.array([m["test_mcc"] for m in results])
+        print(f"{cfg.model}: test MCC {mcc.mean():.4f} +- {mcc.std(ddof=1):.4f} over seeds {seeds}")
+    return 0
+
+
+@command("simulate")
+def _simulate(p: argparse.ArgumentParser) -> None:
+    """simulate a labelled DNA dataset along a tree (GUE layout)
+
+    Grow a tree, evolve sequences along it under a substitution model, label the leaves by clade (or by a
+    planted motif), split them train/dev/test by leaf, and write train.csv, dev.csv, test.csv (sequence,label),
+    tree.nwk, leaves.csv and simulation.yaml to --out. Branch lengths are substitutions per site; the same
+    --seed gives the same files byte for byte.
+    """
+    from biostrata.config import SimulateSettings
+
+    add_out(p, help="output folder (created if missing; its files are replaced)")
+    add_settings(p, SimulateSettings, "simulation options")
+    p.set_defaults(run=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from biostrata.data.simulate import simulate_dataset, write_gue
+
+    data = simulate_dataset(**args.settings.keywords())
+    out = write_gue(data, args.out)
+    sizes = ", ".join(f"{name} {len(idx)}" for name, idx in data.rows.items())
+    print(f"wrote {len(data.sequences)} sequences ({sizes}; {data.n_classes} classes) to {out}")
+    return 0
+
+
+@command("benchmark")
+def _benchmark(p: argparse.ArgumentParser) -> None:
+    """train models over tasks and seeds of a benchmark suite (resumable sweep)
+
+    Train every (task, model, seed) of a benchmark suite and write one record per run to
+    OUT/<suite>/<task>/<model>/seed<k>/record.json, atomically once the run has finished. Running the same
+    command again skips finished runs, so a killed sweep resumes where it stopped. Suites: gue (28 tasks), gb
+    (Genomic Benchmarks, 9), teb (7), or a folder of task folders holding train, dev and test files (CSV
+    'sequence,label' or FASTA with 'label=K' in the headers). Summarize with `biostrata report OUT`.
+    """
+    from biostrata.config import TrainConfig
+    from biostrata.train.sweep import PER_RUN_KEYS
+
+    p.add_argument("--suite", required=True, help="gue, gb, teb, or the path of a folder of task folders")
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="TASK",
+        help="task names (tf/0), groups (tf) or last parts (prom_core_all); default: all",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["cnn,hcnn-s,hcnn-m"],
+        help="models, comma- or space-separated (default cnn,hcnn-s,hcnn-m)",
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="training seeds (default 1 2 3)")
+    add_out(p, help="sweep folder for the records (created if missing)")
+    p.add_argument("--data-dir", help="data root holding gue/, genomic_benchmarks/, teb/ (default: $BIOSTRATA_DATA)")
+    p.add_argument(
+        "--dev-fraction",
+        type=float,
+        default=0.1,
+        help="Genomic Benchmarks: share of train held out as dev, per class (default 0.1)",
+    )
+    p.add_argument("--split-seed", type=int, default=0, help="Genomic Benchmarks: seed of that dev split (default 0)")
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: in this process (default); ray: one Ray task per run",
+    )
+    p.add_argument(
+        "--address", help="Ray cluster address, e.g. auto or ray://host:10001 (default: start a local Ray instance)"
+    )
+    p.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs per run (default 1)")
+    p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (each run and whether it is done) and stop")
+    add_settings(
+        p, TrainConfig, f"training options of every run ({', '.join(PER_RUN_KEYS)} are set per run)", skip=PER_RUN_KEYS
+    )
+    p.set_defaults(run=_run_benchmark)
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from biostrata.data.benchmarks import data_root, resolve_suite, select_tasks
+    from biostrata.train.sweep import Sweep
+
+    suite = resolve_suite(args.suite)
+    sweep = Sweep(
+        suite,
+        select_tasks(suite, args.tasks),
+        [m for item in args.models for m in item.replace(",", " ").split()],
+        args.seeds,
+        args.out,
+        args.settings,
+        data_dir=None if suite.layout == "custom" else data_root(args.data_dir),
+        dev_fraction=args.dev_fraction,
+        split_seed=args.split_seed,
+    )
+    if args.dry_run:
+        print(sweep.describe())
+        return 0
+    records = sweep.run(
+        backend=args.backend, address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run
+    )
+    print(f"{len(records)} run(s) finished now, {len(sweep.runs) - len(records)} were already done; "
+          f"records under {args.out}. Summarize with: biostrata report {args.out}")  # fmt: skip
+    return 0
+
+
+@command("report")
+def _report(p: argparse.ArgumentParser) -> None:
+    """results table and bar charts of a benchmark sweep, or several sweeps compared
+
+    With one DIR: read every record.json under it and write results.md and results.csv (per task and model: mean
+    and standard deviation of the test metric over seeds x100, parameter count, whether hyperbolic >= Euclidean,
+    counts at or above the published DNABERT-2 and NT-2.5B numbers on GUE) and results_<suite>.png. With several
+    DIRs (one per config, each a variant named by its folder): write comparison.md and comparison.csv, per task
+    and model the validation and test metric of each variant, the best variant on validation marked.
+    """
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="the --out folder(s) of `biostrata benchmark`")
+    p.add_argument("--out", help="folder for the report files (default: DIR; required with several DIRs)")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from biostrata.report.compare import write_comparison
+    from biostrata.report.summary import write_report
+
+    if len(args.dirs) == 1:
+        paths = write_report(args.dirs[0], args.out)
+    elif args.out is None:
+        raise InputError("--out: give a folder for comparison.md when comparing several sweeps")
+    else:
+        paths = write_comparison(args.dirs, args.out)
+    print(paths["markdown"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+@command("delta")
+def _delta(p: argparse.ArgumentParser) -> None:
+    """Gromov delta-hyperbolicity of distances, points, model embeddings; calibration
+
+    How tree-like is a dataset: Gromov delta (four-point; max over base points of min((x|z)_p, (z|y)_p) -
+    (x|y)_p) and relative delta 2*delta/diameter (0: a tree; 1: the largest). Give INPUT (.npy, .npz, .h5, .csv:
+    a distance matrix, or points with --metric), or --calibrate N, or --model CHECKPOINT --data TASK_DIR.
+    """
+    p.add_argument("input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv)")
+    p.add_argument("--key", help="array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)")
+    p.add_argument("--layer", type=int, help="layer of a biostrata embedding store (default: the last)")
+    p.add_argument(
+        "--metric",
+        default="precomputed",
+        choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
+        help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points",
+    )
+    p.add_argument(
+        "--curvature", type=float, default=1.0, help="K of the lorentz/poincare metric, curvature -K (default 1)"
+    )
+    p.add_argument(
+        "--method",
+        default="exact",
+        choices=("exact", "fixed", "sampled"),
+        help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)",
+    )
+    p.add_argument("--base", type=int, nargs="+", default=[0], help="fixed: base point index(es) (default 0)")
+    for flag, default, text in (
+        ("--samples", 1500, "points per sample"),
+        ("--bases", 1, "base points per sample"),
+        ("--repeats", 10, "number of samples"),
+    ):
+        p.add_argument(flag, type=int, default=default, help=f"sampled: {text} (default {default})")
+    p.add_argument("--histogram", type=int, metavar="BINS", help="also the distribution of relative delta over triples")
+    p.add_argument(
+        "--histogram-bases", type=int, metavar="B", help="histogram over B random base points (default: all)"
+    )
+    p.add_argument(
+        "--calibrate", type=int, metavar="N", help="relative delta of N points in reference spaces (tree, plane, ...)"
+    )
+    p.add_argument("--model", metavar="CHECKPOINT", help="model.pt (or run folder) from `biostrata train`")
+    p.add_argument("--data", metavar="TASK_DIR", help="with --model: task folder with train/dev/test.csv")
+    p.add_argument(
+        "--split", default="test", choices=("train", "dev", "test"), help="with --model: split (default test)"
+    )
+    p.add_argument("--points", type=int, default=1000, help="with --model: sequences to sample (default 1000)")
+    p.add_argument("--kmer", type=int, default=4, help="with --model: k of the k-mer spectrum baseline (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", help="cpu or cuda[:i] (default: cuda when torch has a GPU)")
+    add_threads(p, "CPU worker threads (default: torch's thread count)")
+    p.add_argument(
+        "--json", action="store_true", help="print JSON (fields delta, relative_delta, diameter, method, n, ...)"
+    )
+    p.set_defaults(run=_run_delta)
+
+
+def _run_delta(args: argparse.Namespace) -> int:
+    import json
+
+    from biostrata.analysis import hyperbolicity as hyp
+
+    modes = [args.input is not None, args.calibrate is not None, args.model is not None or args.data is not None]
+    if sum(modes) != 1:
+        raise InputError("give exactly one of: INPUT, --calibrate N, or --model CHECKPOINT --data TASK_DIR")
+    if modes[2] and not (args.model and args.data):
+        raise InputError("--model and --data go together: a trained model and the task folder to embed")
+    common = dict(
+        method=args.method, base=args.base, samples=args.samples, bases=args.bases, repeats=args.repeats,
+        device=args.device, threads=args.threads, seed=args.seed, progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    if args.calibrate is not None:
+        rows, key = hyp.calibrate(args.calibrate, **common), "space"
+    elif args.model is not None:
+        rows = hyp.dataset_deltas(args.model, args.data, split=args.split, points=args.points, kmer=args.kmer, **common)
+        key = "representation"
+    else:
+        return _print_delta_of_input(args, common)
+    print(json.dumps(rows, indent=2) if args.json else hyp.format_rows(rows, key))
+    return 0
+
+
+def _print_delta_of_input(args: argparse.Namespace, common: dict) -> int:
+    """``biostrata delta INPUT``: the delta of a distance matrix or of points, and its histogram."""
+    import json
+
+    from biostrata.analysis import hyperbolicity as hyp
+    from biostrata.analysis.representations import load_array
+    from biostrata.geometry.delta import delta_distribution
+
+    data = load_array(args.input, args.key, args.layer)
+    res = hyp.gromov_delta(data, metric=args.metric, curvature=args.curvature, **common)
+    out = {"input": args.input, "metric": args.metric, **res.to_dict()}
+    if args.histogram is not None:
+        distances = hyp.distances_of(data, args.metric, args.curvature)
+        hist = delta_distribution(
+            distances, bins=args.histogram, bases=args.histogram_bases, seed=args.seed, device=args.device,
+            threads=args.threads, progress=common["progress"],
+        )  # fmt: skip
+        out["histogram"] = hist.to_dict()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(hyp.format_rows([out], "input"))
+    if res.witness is not None:
+        w, z, x, y = res.witness
+        print(f"attained by points {res.witness}: d({x},{y}) + d({z},{w}) is the largest of the three pair sums")
+    if args.histogram is not None:
+        h = out["histogram"]
+        print(f"relative delta over {h['triples']} triples ({h['base_points']} base points), mean {h['mean']:.4g}:")
+        for lo, hi, c in zip(h["edges"][:-1], h["edges"][1:], h["counts"]):
+            print(f"  [{lo:.3f}, {hi:.3f})  {c}")
+    return 0

@@ -1,0 +1,254 @@
+"""Subcommands of the cross-granularity line: pre-train language models, extract layer-wise
+embeddings, and compare representations (CKA) or probe them for labels."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from biostrata.cli.common import add_out, add_settings, add_threads, command, print_table, set_torch_threads, write_csv
+from biostrata.errors import InputError
+
+
+@command("pretrain")
+def _pretrain(p: argparse.ArgumentParser) -> None:
+    """pre-train the domain-level BGC language model (BiGCARP) or a small protein LM
+
+    Masked-token pre-training (15%; 80/10/10). --level domain (default): BiGCARP's ByteNet over the Pfam domains
+    of each BGC, split by BGC, in one arm: random table, or initialized from --init-table and fine-tuned or
+    frozen. --level protein: a small ESM-2 on protein sequences. Writes model.pt, metrics.json (validation
+    masked-token accuracy and perplexity), checkpoints/ and logs/ in --out.
+    """
+    from biostrata.config import PretrainSettings
+
+    p.add_argument(
+        "--corpus",
+        required=True,
+        help="domain level: domain-name list, accession CSV or BiGCARP CSV; "
+        "protein level: FASTA or a domain table (.tsv with protein_sequence)",
+    )
+    add_out(p)
+    p.add_argument("--pfam", help="Pfam-A.clans.tsv, to map domain names and accessions (recommended)")
+    p.add_argument("--format", default="auto", choices=("auto", "domain-list", "pfamid", "bigcarp"))
+    p.add_argument("--strict", action="store_true", help="stop at the first unknown domain or malformed line")
+    p.add_argument("--init-table", help="family table (.pt) from `biostrata embed --family-table`")
+    add_threads(p, "torch CPU threads (1 is fastest on a busy shared machine)")
+    add_settings(p, PretrainSettings, "pre-training options")
+    p.set_defaults(run=_run_pretrain)
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from biostrata.train import pretrain as pt
+
+    set_torch_threads(args.threads)
+    s = args.settings
+    shared = ("epochs", "batch_size", "lr", "seed", "val_fraction", "max_length", "accelerator", "progress", "resume")
+    common = {name: getattr(s, name) for name in shared} | {"devices": s.devices_arg}
+    if s.level == "protein":
+        from biostrata.data.proteins import read_proteins
+        from biostrata.models.protein_lm import small_protein_lm
+
+        plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
+        result = pt.pretrain_protein_lm(plm, read_proteins(args.corpus), args.out, **common)
+    else:
+        from biostrata.data.clusters import read_clusters
+        from biostrata.data.pfam import PfamTable
+        from biostrata.models.init_table import FamilyTable
+
+        pfam = PfamTable.read(args.pfam) if args.pfam else None
+        corpus = read_clusters(args.corpus, pfam, args.format, args.strict)
+        table = FamilyTable.load(args.init_table) if args.init_table else None
+        result = pt.pretrain_domain_lm(
+            corpus, args.out, preset=s.preset, arm=s.arm, family_table=table, projection=s.projection, pfam=pfam,
+            class_token=s.class_token, separators=s.separators, snapshots=s.snapshots, **common,
+            **({"d_embed": s.d_embed} if s.d_embed else {}),
+        )  # fmt: skip
+        if result["init"]:
+            print(
+                f"initialized {result['init']['initialized']} domain rows; {result['init']['missing']} domains "
+                "without member sequences keep random rows"
+            )
+    best = result["best"]
+    print(
+        f"best epoch {best['epoch']}: validation masked-token accuracy {best['val_acc']:.4f}, perplexity "
+        f"{best['val_ppl']:.2f} ({best['masked_tokens']} masked tokens); wrote {args.out}"
+    )
+    return 0
+
+
+@command("embed")
+def _embed(p: argparse.ArgumentParser) -> None:
+    """layer-wise protein embeddings (ESM or a small protein LM) into an HDF5 store
+
+    Embed proteins sorted by length and packed by a token budget; stream mean/BOS/per-token outputs of the
+    chosen layers into an HDF5 store keyed by sequence id (resumable). Under torchrun each rank writes
+    OUT.rank<r>-of-<w>.h5; --merge joins them. With a domain table (.tsv) --family-table also writes the mean
+    vector of each Pfam family's members, for `biostrata pretrain --init-table`.
+    """
+    p.add_argument("--model", help="fair-esm .pt file, or hub name such as esm2_t33_650M_UR50D")
+    p.add_argument("--input", help="FASTA, or a domain table (.tsv with pfam_id and protein_sequence)")
+    add_out(p, help="HDF5 store to write (or to merge into, with --merge)")
+    p.add_argument("--layers", type=int, nargs="+", default=[-1], help="layers (0 = token embedding; -1 = last)")
+    p.add_argument("--pooling", nargs="+", default=["mean"], choices=("mean", "bos", "per_token"))
+    p.add_argument("--token-budget", type=int, default=4096, help="padded tokens per batch (default 4096)")
+    p.add_argument(
+        "--long",
+        default="truncate",
+        choices=("truncate", "window"),
+        help="proteins over --max-residues: keep the first residues, or cover with overlapping windows",
+    )
+    p.add_argument("--max-residues", type=int, help="model length limit (default: saved with the model, else 1022)")
+    p.add_argument("--overlap", type=int, default=128, help="residues shared by consecutive windows")
+    p.add_argument("--device", help="default: cuda:$LOCAL_RANK if a GPU is present, else cpu")
+    p.add_argument("--half", action=argparse.BooleanOptionalAction, default=None, help="default: on for GPU")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored precision")
+    p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of a local .pt file")
+    p.add_argument("--family-table", help="also write per-family mean vectors here (.pt; needs a .tsv input)")
+    p.add_argument("--table-layer", type=int, help="layer of the family vectors (default: last of --layers)")
+    p.add_argument("--merge", nargs="+", metavar="STORE", help="only merge these per-rank stores into --out")
+    add_threads(p, "torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_run_embed)
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from biostrata.data.embedding_store import EmbeddingStore, merge_stores
+
+    set_torch_threads(args.threads)
+    if args.merge:
+        print(f"merged {len(args.merge)} stores into {merge_stores(args.merge, args.out)}")
+        return 0
+    if not args.model or not args.input:
+        raise InputError("give --model and --input (or --merge STORE ...)")
+    from biostrata.data.proteins import family_members, read_proteins
+    from biostrata.models.extract import extract_embeddings
+    from biostrata.models.init_table import family_table_from_store
+    from biostrata.models.protein_lm import load_protein_lm
+
+    records = read_proteins(args.input)
+    members = family_members(records)
+    if args.family_table and not members:
+        raise InputError(f"--family-table needs records with Pfam families (a .tsv domain table), not {args.input}")
+    plm = load_protein_lm(args.model, trusted=args.trust_checkpoint, max_residues=args.max_residues)
+    path = extract_embeddings(
+        plm, records, args.out, layers=args.layers, poolings=args.pooling, token_budget=args.token_budget,
+        long=args.long, overlap=args.overlap, device=args.device, half=args.half, dtype=args.dtype,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    with EmbeddingStore(path) as store:
+        print(f"{len(store)} sequences, layers {store.layers}, dim {store.dim}, {store.poolings} in {path}")
+        if args.family_table:
+            if path != Path(args.out):
+                raise InputError("--family-table needs the merged store; run --merge first, then build the table")
+            layer = plm.layer_index([args.table_layer if args.table_layer is not None else args.layers[-1]])[0]
+            table = family_table_from_store(store, members, layer)
+            table.save(args.family_table)
+            print(f"{len(table.families)} family vectors (layer {layer}, dim {table.dim}) in {args.family_table}")
+    return 0
+
+
+@command("cka")
+def _cka(p: argparse.ArgumentParser) -> None:
+    """CKA (and mutual k-NN) between the layers of one or two representations, or a curve against one
+
+    Centered kernel alignment between representations of the same examples (rows joined by id). One INPUT: its
+    layer x layer matrix; two: layers of the first x layers of the second; --against REF: the CKA of each INPUT
+    (e.g. checkpoints' embedding tables) with REF (e.g. the table they started from). Inputs: .npz (one array
+    per layer, optional 'ids'), .npy, .h5 embedding store, .pt family table or domain-LM checkpoint (its token
+    table).
+    """
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="representation files")
+    p.add_argument("--against", metavar="REF", help="reference representation (its one layer, or --ref-layer)")
+    p.add_argument("--ref-layer", help="layer of REF to compare with")
+    p.add_argument("--layers", nargs="+", help="layers of the (first) input to use (default: all)")
+    p.add_argument("--layers-b", nargs="+", help="layers of the second input (default: all)")
+    p.add_argument("--kernel", default="linear", choices=("linear", "rbf"))
+    p.add_argument("--debiased", action="store_true", help="unbiased HSIC (near 0 for independent features)")
+    p.add_argument("--sigma-frac", type=float, default=1.0, help="RBF bandwidth as a fraction of the median distance")
+    p.add_argument("--batch-size", type=int, default=4096, help="rows per minibatch of the linear CKA")
+    p.add_argument("--pooling", default="mean", choices=("mean", "bos"), help="pooled output read from .h5 stores")
+    p.add_argument("--knn", type=int, metavar="K", help="also the mutual K-nearest-neighbour agreement")
+    p.add_argument("--out", help="CSV to write (with --knn, also OUT with .knn.csv)")
+    p.add_argument("--heatmap", help="PNG heatmap of the matrix")
+    p.set_defaults(run=_run_cka)
+
+
+def _run_cka(args: argparse.Namespace) -> int:
+    from biostrata.analysis.layers import compare_files
+    from biostrata.report.plots import plot_cka_heatmap
+
+    table, knn = compare_files(
+        args.inputs, against=args.against, ref_layer=args.ref_layer, layers=args.layers, layers_b=args.layers_b,
+        pooling=args.pooling, knn=args.knn, kernel=args.kernel, debiased=args.debiased, sigma_frac=args.sigma_frac,
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    matrix = not args.against  # a layer x layer matrix (row labels kept), not a curve against REF
+    print(f"{'debiased ' if args.debiased else ''}{args.kernel} CKA")
+    print_table(table, index=matrix)
+    if knn is not None:
+        print(f"mutual {args.knn}-NN agreement")
+        print_table(knn, index=matrix)
+    if args.heatmap and matrix:
+        plot_cka_heatmap(table, args.heatmap, title=f"{args.kernel} CKA")
+        print(f"wrote {args.heatmap}")
+    if args.out:
+        write_csv(args.out, table, index=matrix)
+        if knn is not None:
+            write_csv(Path(args.out).with_suffix(".knn.csv"), knn, index=matrix)
+        print(f"wrote {args.out}")
+    return 0
+
+
+@command("probe")
+def _probe(p: argparse.ArgumentParser) -> None:
+    """probe features for labels: linear or MLP, repeated stratified (grouped) k-fold, AUROC/MCC/F1
+
+    Cross-validate a probe of frozen features. Features: FILE[:LAYER] (.npz, .npy, .h5 store, .pt), several
+    joined by id and concatenated (or --fusion projection for two). Labels: a CSV whose first column is the id;
+    --label-column for one label per row (binary/multi-class), else every other column is a 0/1 class
+    (multi-label, iterative stratification). --group-column keeps groups out of straddling train and test.
+    """
+    p.add_argument("--features", nargs="+", required=True, metavar="FILE[:LAYER]")
+    p.add_argument("--all-layers", action="store_true", help="probe every layer of the one features file separately")
+    p.add_argument("--labels", required=True, help="CSV of labels (first column: id)")
+    p.add_argument("--id-column", help="id column of the label CSV (default: the first)")
+    p.add_argument("--label-column", help="single label column (binary or multi-class)")
+    p.add_argument("--group-column", help="column of groups that must not straddle train and test")
+    p.add_argument("--probe", default="linear", choices=("linear", "mlp"))
+    p.add_argument(
+        "--fusion",
+        default="concat",
+        choices=("concat", "projection"),
+        help="two feature files: concatenate, or fuse by a learned gated projection",
+    )
+    p.add_argument("--cs", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0], help="linear: C values (inner CV)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="mlp: hidden layer sizes")
+    p.add_argument("--one-vs-rest", action="store_true", help="mlp, multi-label: one network per class")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval (0: none)")
+    p.add_argument("--out", help="folder for summary.csv and folds.csv")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    p.set_defaults(run=_run_probe)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from biostrata.analysis.probe_files import probe_files
+    from biostrata.analysis.probes import LinearProbe, MLPProbe
+
+    probe = (
+        LinearProbe(Cs=tuple(args.cs))
+        if args.probe == "linear"
+        else MLPProbe(tuple(args.hidden), one_vs_rest=args.one_vs_rest)
+    )
+    table, folds = probe_files(
+        args.features, args.labels, probe, all_layers=args.all_layers, fusion=args.fusion, id_column=args.id_column,
+        label_column=args.label_column, group_column=args.group_column, n_splits=args.folds, seeds=args.seeds,
+        n_boot=args.bootstrap, threads=args.threads,
+    )  # fmt: skip
+    print_table(table[[c for c in table.columns if not c.startswith("auroc[")]])
+    if args.out:
+        write_csv(Path(args.out) / "summary.csv", table)
+        write_csv(Path(args.out) / "folds.csv", folds)
+        print(f"wrote {args.out}/summary.csv and folds.csv")
+    return 0

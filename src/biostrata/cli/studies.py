@@ -1,0 +1,69 @@
+"""``biostrata study NAME``: end-to-end studies, each a thin call into :mod:`biostrata.studies`."""
+
+from __future__ import annotations
+
+import argparse
+
+from biostrata.cli.common import add_out, add_settings, add_threads, command, print_table, set_torch_threads
+
+
+@command("study")
+def _study(p: argparse.ArgumentParser) -> None:
+    """end-to-end studies that reproduce a set of results
+
+    Studies.
+    """
+    from biostrata.config import ConditionsSettings, CrossGranularitySettings
+
+    studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
+    c = studies.add_parser(
+        "conditions",
+        help="hyperbolic - Euclidean MCC and embedding delta against tree shape, rate and label depth",
+        description="Simulate datasets under varied generating conditions (one factor at a time around a "
+        "base), train the Euclidean and the hyperbolic CNN on each, and plot MCC(hyperbolic) - MCC(Euclidean) "
+        "and the Gromov delta of both models' embeddings against each condition. Resumable.",
+    )
+    add_out(c, "runs/conditions")
+    add_threads(c, "CPU threads for torch")
+    add_settings(c, ConditionsSettings, "study options")
+    c.set_defaults(run=_run_study_conditions)
+    g = studies.add_parser(
+        "cross-granularity",
+        help="protein LM + domain LM in three initialization arms: CKA over layers and checkpoints, probes, fusion",
+        description="Pre-train a small protein LM and the domain LM (random, fine-tuned and frozen protein-derived "
+        "table), then measure: CKA of the table against its initialization over epochs, layer x layer CKA per arm, "
+        "MIBiG product-class probes on protein-level, per-layer domain-level and combined features, and a Pfam-clan "
+        "probe on token-level features. Writes tables, plots and cross_granularity.md in --out. Resumable.",
+    )
+    add_out(g, "runs/cross_granularity")
+    g.add_argument("--data", help="folder with bgc/ and pfam/: sets the four input files that are not given one by one")
+    add_settings(g, CrossGranularitySettings, "study options", skip=("domain_sizes",))
+    g.set_defaults(run=_run_study_cross_granularity)
+
+
+def _run_study_conditions(args: argparse.Namespace) -> int:
+    from biostrata.studies.conditions import run_conditions, summarize
+
+    set_torch_threads(args.threads)
+    table = run_conditions(args.out, args.settings)
+    print_table(summarize(table), digits=3)
+    print(f"wrote {args.out}/conditions.md, conditions.csv, conditions.png")
+    return 0
+
+
+def _run_study_cross_granularity(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from biostrata.studies.cross_granularity import run_cross_granularity
+
+    settings = args.settings
+    if args.data:
+        data = Path(args.data)
+        files = {
+            "corpus": data / "bgc" / "mibig_domain_list.txt", "pfam": data / "pfam" / "Pfam-A.clans.tsv",
+            "classes": data / "bgc" / "mibig3_classes.csv", "domains": data / "bgc" / "mibig_domains.tsv",
+        }  # fmt: skip
+        settings = settings.replace(**{k: str(v) for k, v in files.items() if getattr(args, k) is None})
+    run_cross_granularity(args.out, settings)
+    print(f"wrote {args.out}/cross_granularity.md, product_class.csv, clan.csv, cka_*.png, probes.png")
+    return 0
