@@ -42,6 +42,7 @@ from biostrata.models.domain_lm import DomainLM
 from biostrata.models.init_table import ARMS, FamilyTable, initialize_token_table
 from biostrata.models.protein_lm import ProteinLM
 from biostrata.train.masking import MaskingScheme, MLMCollator
+from biostrata.train.trainer import make_trainer
 
 __all__ = [
     "MaskedLMModule",
@@ -226,18 +227,8 @@ def fit_masked_lm(
     callbacks: list[pl.Callback] = [checkpoint]
     if snapshot is not None:
         callbacks.append(EpochSnapshots(out_dir / "snapshots", snapshot))
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator=accelerator,
-        devices=devices,
-        default_root_dir=out_dir,
-        logger=pl.loggers.CSVLogger(out_dir, name="logs"),
-        callbacks=callbacks,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=max(1, min(50, len(train_loader))),
-    )
+    trainer = make_trainer(out_dir, epochs=epochs, batches_per_epoch=len(train_loader), callbacks=callbacks,
+                           accelerator=accelerator, devices=devices, progress=progress)  # fmt: skip
     last = out_dir / "checkpoints" / "last.ckpt"
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)

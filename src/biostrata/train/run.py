@@ -25,7 +25,6 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from biostrata.config import TrainConfig
@@ -37,6 +36,7 @@ from biostrata.models.genome_cnn import load_model as load_genome_model
 from biostrata.models.genome_cnn import save_model
 from biostrata.provenance import code_version
 from biostrata.train.module import GenomeClassifier, count_parameters
+from biostrata.train.trainer import make_trainer
 
 EVAL_BATCH = 512
 
@@ -79,18 +79,10 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
     callbacks = [checkpoint, *(callbacks or [])]
     if cfg.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience))
-    trainer = pl.Trainer(
-        max_epochs=cfg.epochs,
-        accelerator=cfg.accelerator,
-        devices=1 if cfg.devices == "auto" else cfg.devices,
-        precision=cfg.precision,
-        callbacks=callbacks,
-        logger=CSVLogger(out_dir, name="logs", version=""),
-        enable_progress_bar=cfg.progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=max(1, min(10, len(loaders["train"]))),
-    )
+    # one device unless asked: "auto" would start one process per GPU (DDP)
+    trainer = make_trainer(out_dir, epochs=cfg.epochs, batches_per_epoch=len(loaders["train"]), callbacks=callbacks,
+                           accelerator=cfg.accelerator, devices=1 if cfg.devices == "auto" else cfg.devices,
+                           precision=cfg.precision, progress=cfg.progress, log_version="")  # fmt: skip
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
