@@ -44,7 +44,7 @@ def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path):
 
 
 def test_data_and_files_are_exclusive(tiny_task, capsys):
-    assert main(["train", "--data", str(tiny_task), "--train", "x.csv"]) == 2
+    assert main(["train", "--data", str(tiny_task), "--train", str(tiny_task / "train.csv")]) == 2
     assert "not both" in capsys.readouterr().err
 
 

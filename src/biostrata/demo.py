@@ -23,7 +23,7 @@ from biostrata.data.simulate import simulate_dataset, write_gue
 from biostrata.io import atomic_write_text
 from biostrata.report.plots import plot_demo
 from biostrata.threads import set_cpu_threads
-from biostrata.train.run import quiet_lightning, train
+from biostrata.train.run import train
 
 MODELS = ("cnn", "hcnn-s")
 
@@ -44,7 +44,6 @@ class EpochLine(pl.Callback):
 
 
 def _train_one(cfg: TrainConfig, splits, out: Path, threads: int | None = 1) -> dict:
-    quiet_lightning()
     set_cpu_threads(threads)
     return train(cfg, splits, out / "runs" / cfg.model, callbacks=[EpochLine()] if not cfg.progress else None)
 

@@ -157,8 +157,10 @@ def test_cli_errors(tmp_path, points, capsys):
     np.save(tmp_path / "p.npy", points)
     assert main(["delta", str(tmp_path / "p.npy"), "--calibrate", "10"]) == 2
     assert "exactly one of" in capsys.readouterr().err
-    assert main(["delta", "--model", "m.pt"]) == 2
+    assert main(["delta", "--model", str(tmp_path / "p.npy")]) == 2
     assert "--model and --data go together" in capsys.readouterr().err
+    assert main(["delta", "--model", "m.pt", "--data", str(tmp_path)]) == 2
+    assert "--model m.pt: no such file or folder" in capsys.readouterr().err
     assert main(["delta", str(tmp_path / "p.npy")]) == 2
     assert "for points pass a metric" in capsys.readouterr().err
 

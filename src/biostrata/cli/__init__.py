@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from biostrata import __version__
 from biostrata.cli import genome, representations, studies  # noqa: F401  (registers their subcommands)
-from biostrata.cli.common import COMMANDS
+from biostrata.cli.common import COMMANDS, check_paths
 from biostrata.errors import BiostrataError
 
 __all__ = ["build_parser", "main"]
@@ -42,11 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``biostrata`` with ``argv`` (default: the command line); return the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        check_paths(args)  # before any work: a wrong path fails in a fraction of a second
         if (settings := getattr(args, "settings_class", None)) is not None:
             args.settings = settings.from_args(args)  # checked here, before torch and Lightning load
-        from biostrata.train.run import quiet_lightning
-
-        quiet_lightning()
         return int(args.run(args) or 0)
     except BiostrataError as err:
         print(f"biostrata: error: {err}", file=sys.stderr)

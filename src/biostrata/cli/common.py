@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,69 @@ def command(name: str) -> Callable[[AddOptions], AddOptions]:
     return register
 
 
+# What a path option names, checked by :func:`check_paths` before a command does any work.
+PATH_KINDS = ("file", "dir", "any", "spec", "out_dir", "out_file")
+
+
+def paths(p: argparse.ArgumentParser, **kinds: str) -> None:
+    """Declare options of ``p`` that name paths, by destination: ``file``, ``dir`` or ``any`` (must
+    exist), ``spec`` (``FILE[:LAYER]``: the file must exist), ``out_dir`` or ``out_file`` (must be
+    creatable: not the wrong kind of thing already, inside a writable folder)."""
+    unknown = {k for k in kinds.values() if k not in PATH_KINDS}
+    assert not unknown, unknown  # a programming error, not a user's
+    label = {a.dest: a.option_strings[0] if a.option_strings else (a.metavar or a.dest.upper()) for a in p._actions}
+    declared = {dest: (kind, label[dest]) for dest, kind in kinds.items()}
+    p.set_defaults(path_kinds={**(p.get_default("path_kinds") or {}), **declared})
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Check every path option declared with :func:`paths`; the first bad one raises an ``InputError``
+    that names the option and the path."""
+    for dest, (kind, flag) in (getattr(args, "path_kinds", None) or {}).items():
+        values = getattr(args, dest, None)
+        for value in values if isinstance(values, list) else [] if values is None else [values]:
+            _check_path(flag, str(value), kind)
+
+
+def _check_path(flag: str, value: str, kind: str) -> None:
+    if kind == "spec" and ":" in Path(value).name:
+        value = value.rpartition(":")[0]
+    path = Path(value)
+    where = f"{flag} {value}"
+    if kind in ("file", "spec"):
+        if not path.exists():
+            raise InputError(f"{where}: no such file")
+        if path.is_dir():
+            raise InputError(f"{where}: is a folder; give a file")
+    elif kind == "dir":
+        if not path.exists():
+            raise InputError(f"{where}: no such folder")
+        if not path.is_dir():
+            raise InputError(f"{where}: is a file; give a folder")
+    elif kind == "any":
+        if not path.exists():
+            raise InputError(f"{where}: no such file or folder")
+    else:
+        if kind == "out_dir" and path.exists() and not path.is_dir():
+            raise InputError(f"{where}: is a file; give a folder for the outputs")
+        if kind == "out_file" and path.is_dir():
+            raise InputError(f"{where}: is a folder; give a file name")
+        parent = path.parent if kind == "out_file" else path
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InputError(f"{where}: cannot be created, {parent} is a file")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(f"{where}: cannot write in {parent} (permission denied); choose another place")
+
+
 def add_settings(p: argparse.ArgumentParser, settings: type[Settings], title: str, skip: tuple[str, ...] = ()) -> None:
     """The options of a settings class (``--config FILE`` and one per field but ``skip``; see
     :mod:`biostrata.settings`). :func:`biostrata.cli.main` reads them into ``args.settings`` before the
     command runs, so a bad option or config file is reported before torch loads."""
     settings.add_options(p, title, skip=skip)
     p.set_defaults(settings_class=settings)
+    paths(p, config="file")
 
 
 def add_out(p: argparse.ArgumentParser, default: str | None = None, help: str = "output folder") -> None:
@@ -61,6 +119,7 @@ def add_out(p: argparse.ArgumentParser, default: str | None = None, help: str = 
         p.add_argument("--out", required=True, help=help)
     else:
         p.add_argument("--out", default=default, help=f"{help} (default: {default})")
+    paths(p, out="out_dir")
 
 
 def add_threads(
@@ -86,6 +145,7 @@ def add_split_options(p: argparse.ArgumentParser) -> None:
         ("test", "test set, evaluated once with the selected model"),
     ):
         p.add_argument(f"--{name}", help=text)
+    paths(p, data="dir", train="file", dev="file", test="file")
 
 
 def load_splits(args: argparse.Namespace):

@@ -13,6 +13,7 @@ from biostrata.cli.common import (
     add_threads,
     command,
     load_splits,
+    paths,
     print_table,
     set_torch_threads,
 )
@@ -161,6 +162,7 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs per run (default 1)")
     p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (each run and whether it is done) and stop")
+    paths(p, data_dir="dir")
     add_settings(
         p, TrainConfig, f"training options of every run ({', '.join(PER_RUN_KEYS)} are set per run)", skip=PER_RUN_KEYS
     )
@@ -206,6 +208,7 @@ def _report(p: argparse.ArgumentParser) -> None:
     """
     p.add_argument("dirs", nargs="+", metavar="DIR", help="the --out folder(s) of `biostrata benchmark`")
     p.add_argument("--out", help="folder for the report files (default: DIR; required with several DIRs)")
+    paths(p, dirs="dir", out="out_dir")
     p.set_defaults(run=_run_report)
 
 
@@ -277,6 +280,7 @@ def _delta(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json", action="store_true", help="print JSON (fields delta, relative_delta, diameter, method, n, ...)"
     )
+    paths(p, input="file", model="any", data="dir")
     p.set_defaults(run=_run_delta)
 
 

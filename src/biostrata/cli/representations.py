@@ -6,7 +6,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from biostrata.cli.common import add_out, add_settings, add_threads, command, print_table, set_torch_threads, write_csv
+from biostrata.cli.common import (
+    add_out,
+    add_settings,
+    add_threads,
+    command,
+    paths,
+    print_table,
+    set_torch_threads,
+    write_csv,
+)
 from biostrata.errors import InputError
 
 
@@ -34,6 +43,7 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-table", help="family table (.pt) from `biostrata embed --family-table`")
     add_threads(p, "torch CPU threads (1 is fastest on a busy shared machine)")
     add_settings(p, PretrainSettings, "pre-training options")
+    paths(p, corpus="file", pfam="file", init_table="file")
     p.set_defaults(run=_run_pretrain)
 
 
@@ -108,6 +118,7 @@ def _embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--merge", nargs="+", metavar="STORE", help="only merge these per-rank stores into --out")
     add_threads(p, "torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    paths(p, input="file", out="out_file", family_table="out_file", merge="file")
     p.set_defaults(run=_run_embed)
 
 
@@ -170,6 +181,7 @@ def _cka(p: argparse.ArgumentParser) -> None:
     p.add_argument("--knn", type=int, metavar="K", help="also the mutual K-nearest-neighbour agreement")
     p.add_argument("--out", help="CSV to write (with --knn, also OUT with .knn.csv)")
     p.add_argument("--heatmap", help="PNG heatmap of the matrix")
+    paths(p, inputs="file", against="file", out="out_file", heatmap="out_file")
     p.set_defaults(run=_run_cka)
 
 
@@ -229,6 +241,7 @@ def _probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval (0: none)")
     p.add_argument("--out", help="folder for summary.csv and folds.csv")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    paths(p, features="spec", labels="file", out="out_dir")
     p.set_defaults(run=_run_probe)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from biostrata.cli.common import add_out, add_settings, add_threads, command, print_table, set_torch_threads
+from biostrata.cli.common import add_out, add_settings, add_threads, command, paths, print_table, set_torch_threads
 
 
 @command("study")
@@ -38,6 +38,7 @@ def _study(p: argparse.ArgumentParser) -> None:
     add_out(g, "runs/cross_granularity")
     g.add_argument("--data", help="folder with bgc/ and pfam/: sets the four input files that are not given one by one")
     add_settings(g, CrossGranularitySettings, "study options", skip=("domain_sizes",))
+    paths(g, data="dir")
     g.set_defaults(run=_run_study_cross_granularity)
 
 

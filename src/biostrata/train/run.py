@@ -13,7 +13,6 @@ Files written in ``out_dir`` (each atomically):
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -39,13 +38,6 @@ from biostrata.train.module import GenomeClassifier, count_parameters
 from biostrata.train.trainer import make_trainer
 
 EVAL_BATCH = 512
-
-
-def quiet_lightning() -> None:
-    """Hide Lightning's info lines (devices, checkpoint restores, tips) and a torch 2.13 deprecation
-    warning it triggers; warnings and errors still show."""
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 
 def _loader(data: EncodedSequences, batch_size: int, shuffle: bool, seed: int, workers: int) -> DataLoader:

@@ -4,13 +4,22 @@ row every ``min(10, batches per epoch)`` steps."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import CSVLogger
 
-__all__ = ["make_trainer"]
+__all__ = ["make_trainer", "quiet_lightning"]
+
+
+def quiet_lightning() -> None:
+    """Hide Lightning's info lines (devices, checkpoint restores, tips) and a torch 2.13 deprecation
+    warning it triggers; warnings and errors still show."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 
 def make_trainer(
@@ -28,6 +37,7 @@ def make_trainer(
     """A Trainer for ``epochs`` epochs writing its logs to ``out_dir/logs/<log_version>`` (None: a new
     ``version_<k>`` per run, so that a resumed run keeps the earlier logs). ``precision`` None is
     Lightning's default (32-bit)."""
+    quiet_lightning()
     return pl.Trainer(
         max_epochs=epochs,
         accelerator=accelerator,
