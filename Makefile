@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[dev,ray]"
+	# the default Pfam HMMs of `biostrata annotate` (a Pfam 35.0 subset, read in place); gecco's own
+	# dependencies are not needed for that, so none are installed
+	$(BIN)/pip install --quiet --no-deps "gecco==0.11.0"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -53,7 +53,8 @@ def test_commands_keep_their_order_and_python_m_works():
     assert run.returncode == 0
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == [
-        "demo", "study", "train", "simulate", "benchmark", "report", "pretrain", "embed", "delta", "cka", "probe",
+        "demo", "study", "train", "simulate", "benchmark", "report", "annotate", "pretrain", "embed", "delta", "cka",
+        "probe",
     ]  # fmt: skip
     assert all(f"    {name}" in run.stdout for name in sub.choices)
 
@@ -68,7 +69,7 @@ def test_help_and_option_errors_load_no_torch_lightning_or_pandas():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip().splitlines()[-1] == "[]"
-    assert "biostrata: error: command-line options: tree='star' is invalid" in run.stderr
+    assert "biostrata: error: tree='star' (--tree) is invalid" in run.stderr
 
 
 def test_every_subcommand_has_a_one_line_help_and_a_description():

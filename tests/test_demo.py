@@ -4,7 +4,7 @@ from biostrata.config import DemoSettings
 from biostrata.demo import run_demo
 
 
-def test_small_demo_end_to_end(tmp_path):
+def test_small_demo_end_to_end(tmp_path, capsys):
     settings = DemoSettings(
         leaves=240,
         length=40,
@@ -17,6 +17,10 @@ def test_small_demo_end_to_end(tmp_path):
         parallel=False,
     )
     table = run_demo(tmp_path, settings)
+    # the test split holds fewer than delta_points sequences: the number actually used is printed
+    test_size = len((tmp_path / "data" / "test.csv").read_text().splitlines()) - 1
+    assert test_size < settings.delta_points
+    assert f"[3/3] Gromov delta of the test embeddings ({test_size} points)" in capsys.readouterr().out
     assert list(table["model"]) == ["cnn", "hcnn-s"]
     assert table["test_mcc"].between(-1, 1).all()
     assert (table["delta"] >= 0).all() and table["relative_delta"].between(0, 1).all()

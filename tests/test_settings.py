@@ -115,10 +115,48 @@ def test_commands_take_their_options_from_the_settings(capsys):
 def test_checks_name_the_file_too(tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text("epochs: 0\n")
-    with pytest.raises(InputError, match=r"train.yaml: config: epochs=0 is invalid"):
+    with pytest.raises(InputError, match=r"train.yaml: epochs=0 is invalid; expected at least 1"):
         TrainConfig.from_yaml(path)
-    with pytest.raises(InputError, match="seeds is empty"):
+    with pytest.raises(InputError, match=r"seeds=\[\] is invalid; expected one value or more"):
         ConditionsSettings(seeds=[])
+
+
+def test_a_refused_value_is_named_where_it_came_from(tmp_path):
+    """A command-line option as --key, a config file's key with the file; the command line wins over the file."""
+    parser = argparse.ArgumentParser()
+    TrainConfig.add_options(parser, "training")
+    path = tmp_path / "train.yaml"
+    path.write_text("epochs: 0\nlr: 1e-3\n")
+    with pytest.raises(InputError, match=r"^batch_size=0 \(--batch-size\) is invalid; expected at least 1$"):
+        TrainConfig.from_args(parser.parse_args(["--batch-size", "0"]))
+    with pytest.raises(InputError, match=r"^\S*train.yaml: epochs=0 is invalid"):
+        TrainConfig.from_args(parser.parse_args(["--config", str(path), "--batch-size", "8"]))
+    cfg = TrainConfig.from_args(parser.parse_args(["--config", str(path), "--epochs", "2"]))
+    assert (cfg.epochs, cfg.lr) == (2, 1e-3)
+    with pytest.raises(InputError, match=r"^--lr: inf is not a finite number$"):
+        TrainConfig.from_args(parser.parse_args(["--lr", "inf"]))
+    path.write_text("lr: .nan\n")
+    with pytest.raises(InputError, match=r"train.yaml: lr: nan is not a finite number"):
+        TrainConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"channels": 1}, r"channels=1 is invalid; expected at least 2 for hcnn-s"),
+        ({"kernel_size": 4}, r"kernel_size=4 is invalid; expected an odd number"),
+        ({"precision": "fp8"}, r"precision='fp8' is invalid"),
+        ({"devices": "0"}, r"devices='0' is invalid"),
+        ({"milestones": [0]}, r"milestones=\[0\] is invalid"),
+        ({"seed": 2**32}, r"seed=4294967296 is invalid; expected a whole number in 0..4294967295"),
+    ],
+)
+def test_train_config_refuses_values_that_cannot_train(changes, message):
+    with pytest.raises(InputError, match=message):
+        TrainConfig(**changes)
+    assert TrainConfig(model="cnn", channels=1, hidden=1).channels == 1  # the Euclidean model takes 1
+    for devices in ("auto", "2", "-1", "0,1", "1,"):
+        assert TrainConfig(devices=devices).devices == devices
 
 
 def test_pretraining_defaults_are_the_settings_fields():
@@ -133,7 +171,7 @@ def test_pretraining_defaults_are_the_settings_fields():
         for name, p in inspect.signature(fn).parameters.items():
             if name in defaults and name != "max_length" or (fn is pretrain_domain_lm and name == "max_length"):
                 assert p.default == defaults[name], (fn.__name__, name)
-    with pytest.raises(InputError, match=r"command-line options: arm='bad' is invalid"):
+    with pytest.raises(InputError, match=r"arm='bad' \(--arm\) is invalid"):
         parser = argparse.ArgumentParser()
         PretrainSettings.add_options(parser, "x")
         PretrainSettings.from_args(parser.parse_args(["--arm", "bad"]))

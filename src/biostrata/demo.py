@@ -85,9 +85,10 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> pd.DataFr
         }
         for cfg, m in zip(configs, results)
     ]
-    print(f"[3/3] Gromov delta of the test embeddings ({s.delta_points} points)")
+    points = min(s.delta_points, len(splits.test))  # the test split may hold fewer
+    print(f"[3/3] Gromov delta of the test embeddings ({points} points)")
     for row in rows:
-        d = embedding_delta(out / "runs" / row["model"], splits.test.sequences, s.delta_points, s.seed)
+        d = embedding_delta(out / "runs" / row["model"], splits.test.sequences, points, s.seed)
         row["delta"], row["relative_delta"] = d["delta"], d["relative_delta"]
     table = pd.DataFrame(rows)
     atomic_write_text(out / "summary.csv", table.to_csv(index=False))

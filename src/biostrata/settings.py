@@ -11,15 +11,19 @@ are any). It gets:
 - ``add_options(parser)`` / ``from_args(args)``: ``--config FILE`` and one command-line option per
   field (``--batch-size`` for ``batch_size``; booleans as ``--x / --no-x``), whose values override
   the file's. A field's help text is its ``metadata["help"]``; the default is added to it.
-Subclasses put their own checks in ``validate``; construction converts and validates.
+Subclasses put their own checks in ``validate``, as ``(ok, field, expected)`` rows for ``require``;
+construction converts and validates. A refused value is named where it came from: ``--epochs`` for a
+command-line option, ``FILE: epochs`` for a key of a config file.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,8 +33,26 @@ from biostrata.errors import InputError
 from biostrata.io import atomic_write_text
 
 S = TypeVar("S", bound="Settings")
+OPTIONS = "command-line options"  # the source of settings given on the command line only
 
-__all__ = ["Settings", "field_help"]
+__all__ = ["SettingError", "Settings", "field_help"]
+
+
+class SettingError(InputError):
+    """A setting whose value is refused by a check of ``validate``: ``key`` names the field."""
+
+    def __init__(self, key: str, value: Any, expected: str) -> None:
+        self.key, self.value, self.expected = key, value, expected
+        super().__init__(f"{key}={value!r} is invalid; expected {expected}")
+
+    def named(self, option: bool) -> str:
+        """The message with the command-line option (``--key``) named too when ``option``."""
+        flag = f" ({_flag(self.key)})" if option else ""
+        return f"{self.key}={self.value!r}{flag} is invalid; expected {self.expected}"
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
 
 
 def field_help(text: str) -> dict:
@@ -74,14 +96,17 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
                 pass
         raise InputError(f"{where}: {value!r} is not a whole number")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value.strip())  # YAML 1.1 reads 1e-3 (no dot) as a string
+                number = float(value.strip())  # YAML 1.1 reads 1e-3 (no dot) as a string
             except ValueError:
                 pass
-        raise InputError(f"{where}: {value!r} is not a number")
+        if number is not None and math.isfinite(number):
+            return number
+        raise InputError(f"{where}: {value!r} is not a {'finite ' if number is not None else ''}number")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -109,36 +134,40 @@ class Settings:
         self.validate()
 
     def validate(self) -> None:
-        """Checks beyond the types; raise ``InputError`` naming the field."""
+        """Checks beyond the types; raise ``InputError`` naming the field (``require`` does)."""
+
+    def require(self, checks: Iterable[tuple[bool, str, str]]) -> None:
+        """Raise a :class:`SettingError` for the first ``(ok, field, expected)`` that is not ok."""
+        for ok, key, expected in checks:
+            if not ok:
+                raise SettingError(key, getattr(self, key), expected)
 
     @classmethod
-    def from_dict(cls: type[S], values: dict[str, Any], source: str | None = None) -> S:
+    def from_dict(cls: type[S], values: dict[str, Any], source: str | None = None, options: Collection[str] = ()) -> S:
+        """Settings of ``values`` read from ``source`` (a file name; default: the class name); the keys in
+        ``options`` were given as command-line options, and an error names them as such (``--key``)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         source = source or cls.__name__
         if unknown:
             raise InputError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
         hints = typing.get_type_hints(cls)
-        converted = {k: _convert(v, hints[k], f"{source}: {k}") for k, v in values.items()}
+        converted = {
+            k: _convert(v, hints[k], _flag(k) if k in options else f"{source}: {k}") for k, v in values.items()
+        }
         try:
             return cls(**converted)
-        except InputError as err:  # a check in validate(): say which file it came from
+        except SettingError as err:  # a check in validate(): say where the value came from
+            raise InputError(err.named(True) if err.key in options else f"{source}: {err.named(False)}") from None
+        except InputError as err:  # a check that does not say which field
             if str(err).startswith(source):
                 raise
-            raise InputError(f"{source}: {err}") from None
+            where = f"{source} and the command-line options" if options and source != OPTIONS else source
+            raise InputError(f"{where}: {err}") from None
 
     @classmethod
     def from_yaml(cls: type[S], path: str | Path) -> S:
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise InputError(f"{path}: config file not found") from None
-        except yaml.YAMLError as err:
-            raise InputError(f"{path}: not valid YAML: {err}") from None
-        if not isinstance(values, dict):
-            raise InputError(f"{path}: expected a mapping of config keys, found {type(values).__name__}")
-        return cls.from_dict(values, str(path))
+        return cls.from_dict(_read_yaml(Path(path)), str(path))
 
     def to_yaml(self, path: str | Path) -> None:
         atomic_write_text(Path(path), yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
@@ -155,7 +184,7 @@ class Settings:
         for f in dataclasses.fields(cls):
             if f.name in skip:
                 continue
-            flag = "--" + f.name.replace("_", "-")
+            flag = _flag(f.name)
             default = _default(f)
             text = f"{f.metadata['help']} " if "help" in f.metadata else ""
             text += f"(default: {' '.join(map(str, default)) if isinstance(default, list) else default})"
@@ -171,10 +200,22 @@ class Settings:
     @classmethod
     def from_args(cls: type[S], args: argparse.Namespace) -> S:
         """The settings of ``--config`` (or the defaults) with the options given on the command line."""
-        base = cls.from_yaml(args.config) if getattr(args, "config", None) else cls()
+        path = getattr(args, "config", None)
+        values = _read_yaml(Path(path)) if path else {}
         changes = {
             f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None
         }
-        if not changes:
-            return base
-        return cls.from_dict({**dataclasses.asdict(base), **changes}, "command-line options")
+        return cls.from_dict({**values, **changes}, str(path) if path else OPTIONS, changes)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping of a YAML config file; an error names the file."""
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: expected a mapping of config keys, found {type(values).__name__}")
+    return values

@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from biostrata.analysis.cka import LinearCKA, cka, cka_curve, cka_matrix, gram_linear, gram_rbf, hsic, kernel_cka_matrix
+from biostrata.analysis.cka import (
+    LinearCKA,
+    cka,
+    cka_curve,
+    cka_matrix,
+    gram_linear,
+    gram_rbf,
+    hsic,
+    is_constant,
+    kernel_cka_matrix,
+)
 from biostrata.cli import main
 from biostrata.errors import InputError
 
@@ -136,3 +146,19 @@ def test_heatmap_and_cli(tmp_path: Path, xy, capsys: pytest.CaptureFixture) -> N
     assert curve[0] == "input,layer,rows,cka" and len(curve) == 3
     assert main(["cka", str(tmp_path / "a.npz"), "--against", str(tmp_path / "a.npz")]) == 2
     assert "pick one" in capsys.readouterr().err
+
+
+def test_undefined_cka_is_refused_not_nan(xy) -> None:
+    """A constant layer, or too few rows for the estimator, raise instead of giving NaN."""
+    x, y = xy
+    with pytest.raises(InputError, match=r"representation 'c' is constant over the 40 rows .* CKA is undefined"):
+        cka_matrix({"x": x, "c": np.ones((40, 3))})
+    with pytest.raises(InputError, match=r"'c' \(reps_b\) is constant"):
+        cka_matrix({"x": x}, {"c": np.zeros((40, 2))}, kernel="rbf")
+    with pytest.raises(InputError, match="1 row"):
+        cka_matrix({"x": x[:1]})
+    with pytest.raises(InputError, match="debiased CKA needs at least 4"):
+        cka_matrix({"x": x[:3], "y": y[:3]}, debiased=True)
+    with pytest.raises(InputError, match="--batch-size"):
+        cka_matrix({"x": x}, batch_size=0)
+    assert is_constant(np.ones((9000, 2))) and not is_constant(np.eye(9000, 2))

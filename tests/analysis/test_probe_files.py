@@ -18,3 +18,32 @@ def test_read_labels(tmp_path: Path) -> None:
         read_labels(str(path))
     with pytest.raises(InputError, match="no column 'nope'"):
         read_labels(str(path), group_column="nope")
+
+
+def test_label_files_that_hold_nothing(tmp_path: Path) -> None:
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(InputError, match=r"e\.csv: empty file"):
+        read_labels(str(tmp_path / "e.csv"))
+    (tmp_path / "h.csv").write_text("id,label\n")
+    with pytest.raises(InputError, match=r"h\.csv: a header \(id,label\) but no rows"):
+        read_labels(str(tmp_path / "h.csv"), label_column="label")
+
+
+def test_features_without_ids_need_rows_in_label_order(tmp_path: Path) -> None:
+    import numpy as np
+
+    from biostrata.analysis.probe_files import probe_files
+    from biostrata.analysis.probes import LinearProbe
+
+    rng = np.random.default_rng(0)
+    y = np.arange(20) % 2
+    np.save(tmp_path / "x.npy", rng.normal(size=(20, 3)) + y[:, None])
+    (tmp_path / "y.csv").write_text("id,label\n" + "".join(f"s{i},{k}\n" for i, k in enumerate(y)))
+    args = ([str(tmp_path / "x.npy")], str(tmp_path / "y.csv"), LinearProbe(Cs=(1.0,)))
+    kw = dict(label_column="label", n_splits=2, seeds=[0], n_boot=0, progress=False)
+    with pytest.raises(InputError, match="rows have no ids"):
+        probe_files(*args, **kw)
+    summary, _ = probe_files(*args, rows_in_label_order=True, **kw)
+    assert summary["n"].tolist() == [20]
+    with pytest.raises(InputError, match=r"\(--seeds\)"):
+        probe_files(*args, **{**kw, "seeds": [1, 1]})

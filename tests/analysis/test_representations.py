@@ -101,3 +101,22 @@ def test_load_array_reads_an_embedding_store(tmp_path, points):
     assert np.allclose(load_array(path, layer=0), points, atol=1e-6)
     with pytest.raises(InputError, match="layer 3 not stored"):
         load_array(path, layer=3)
+
+
+def test_unreadable_files_are_named(tmp_path: Path) -> None:
+    for name in ("e.npy", "e.npz", "e.pt", "e.h5"):
+        (tmp_path / name).write_bytes(b"")
+        with pytest.raises(InputError, match=rf"{name}: empty file \(0 bytes\)"):
+            read_representations(tmp_path / name)
+    (tmp_path / "t.pt").write_text("text\n")
+    with pytest.raises(InputError, match=r"t\.pt: not a PyTorch file .* expected a family table"):
+        read_representations(tmp_path / "t.pt")
+    (tmp_path / "t.npz").write_text("text\n")
+    with pytest.raises(InputError, match=r"t\.npz: not a numpy \.npz archive"):
+        read_representations(tmp_path / "t.npz")
+    np.save(tmp_path / "none.npy", np.zeros((0, 3)))
+    with pytest.raises(InputError, match="no rows"):
+        read_representations(tmp_path / "none.npy")
+    np.savez(tmp_path / "s.npz", names=np.array([["a"], ["b"]]))
+    with pytest.raises(InputError, match="holds <U1 values, not real numbers"):
+        read_representations(tmp_path / "s.npz").finite()

@@ -107,12 +107,12 @@ def test_gue_missing_data_names_path_and_source(tmp_path):
     (tmp_path / "gue" / "tf" / "0" / "dev.csv").unlink()
     with pytest.raises(DataNotFoundError) as err:
         load_task(SUITES["gue"].task("tf/0"), SUITES["gue"], tmp_path)
-    assert f"tf/0: {tmp_path / 'gue' / 'tf' / '0' / 'dev.csv'}\n" in str(err.value)
+    assert f"tf/0: {tmp_path / 'gue' / 'tf' / '0' / 'dev.csv'}. Point" in str(err.value)
 
 
 def test_gue_data_that_disagrees_with_the_registry_is_an_error(tmp_path):
     write_gue_task(tmp_path / "gue" / "tf" / "0", classes=3)
-    with pytest.raises(InputError, match=r"train.csv: labels run 0..2 but gue task 'tf/0' has 2 classes"):
+    with pytest.raises(InputError, match=r"train.csv: labels 0, 1, 2, but gue task 'tf/0' has labels 0..1"):
         load_task(SUITES["gue"].task("tf/0"), SUITES["gue"], tmp_path)
     write_gue_task(tmp_path / "gue" / "tf" / "1", length=102)
     with pytest.raises(InputError, match=r"train.csv, line 2: sequence of length 102 .* at most 101 bp"):
@@ -239,3 +239,14 @@ def test_custom_suite_errors(tmp_path):
         custom_suite(tmp_path / "empty")
     with pytest.raises(InputError, match=r"--suite 'nope': not one of gue, gb, teb"):
         resolve_suite("nope")
+
+
+def test_a_task_folder_missing_a_split_is_an_error_not_dropped(tmp_path):
+    write_gue_task(tmp_path / "set" / "a")
+    write_gue_task(tmp_path / "set" / "b")
+    (tmp_path / "set" / "b" / "test.csv").unlink()
+    with pytest.raises(DataNotFoundError, match=r"set/b: has train and dev files but no test file"):
+        custom_suite(tmp_path / "set")
+    (tmp_path / "set" / "b" / "train.csv").unlink()
+    with pytest.raises(DataNotFoundError, match=r"set/b: has dev file but no train or test file"):
+        custom_suite(tmp_path / "set")

@@ -162,3 +162,26 @@ def test_real_mibig_corpus() -> None:
     y, cls = class_matrix(names, classes)
     assert cls == ["Alkaloid", "NRP", "Other", "Polyketide", "RiPP", "Saccharide", "Terpene"]
     assert y.shape == (2492, 7) and y.sum(1).min() >= 1
+
+
+def test_a_corpus_without_clusters_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "blank.txt").write_text("\n\n")
+    with pytest.raises(InputError, match=r"blank\.txt: no clusters read as a domain list"):
+        read_clusters(tmp_path / "blank.txt")
+    (tmp_path / "only_bad.txt").write_text("B1\nB2 NRP\n")
+    with pytest.raises(InputError, match=r"only_bad\.txt: no clusters .*malformed.*empty-cluster"):
+        read_clusters(tmp_path / "only_bad.txt")
+    (tmp_path / "header.csv").write_text("cluster_id,label,domain_tokens\n")
+    with pytest.raises(InputError, match=r"header\.csv: no clusters read as a Pfam-accession CSV"):
+        read_clusters(tmp_path / "header.csv")
+
+
+def test_accession_csv_with_protein_separators(tmp_path) -> None:
+    """``biostrata annotate --separators`` writes [SEP] between proteins: they become gene indices."""
+    from biostrata.data.clusters import read_pfamid_csv
+
+    path = tmp_path / "clusters.csv"
+    path.write_text("cluster_id,label,domain_tokens\nc1,,PF00001 PF00002 [SEP] PF00003\nc2,NRP,PF00004\n")
+    c1, c2 = read_pfamid_csv(path)
+    assert (c1.domains, c1.genes, c1.label) == (("PF00001", "PF00002", "PF00003"), (0, 0, 1), None)
+    assert (c2.domains, c2.genes, c2.label) == (("PF00004",), None, "NRP")

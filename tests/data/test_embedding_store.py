@@ -65,3 +65,11 @@ def test_merge(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.h5", "p0.h5", "p1.h5", "q.h5"]  # nothing half-written
     with pytest.raises(InputError, match="exists"):
         merge_stores([tmp_path / "p0.h5"], out)
+
+
+def test_repeated_layers_or_poolings_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"poolings=\['mean', 'mean'\] \(--pooling\)"):
+        EmbeddingStore.create(tmp_path / "a.h5", "m", [0], 3, ["mean", "mean"])
+    with pytest.raises(InputError, match=r"layers=\[1, 1\]: a layer repeats"):
+        EmbeddingStore.create(tmp_path / "a.h5", "m", [1, 1], 3)
+    assert not (tmp_path / "a.h5").exists()

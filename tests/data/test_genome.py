@@ -57,3 +57,43 @@ def test_encoding_error_names_file_and_line(tmp_path):
         EncodedSequences(s, 4)
     ok = EncodedSequences(read_labelled(write(tmp_path / "o.csv", "sequence,label\nACGTAC,0\n")), 4, truncate=True)
     assert ok[0][0].tolist() == [0, 1, 2, 3]
+
+
+def test_gzip_is_told_by_its_bytes_and_a_byte_order_mark_is_dropped(tmp_path):
+    import gzip
+
+    (tmp_path / "plain_name.csv").write_bytes(gzip.compress(b"sequence,label\nACGT,0\n"))
+    assert read_labelled(tmp_path / "plain_name.csv").sequences == ["ACGT"]
+    (tmp_path / "reads.fasta.gz").write_bytes(gzip.compress(b">a label=1\r\nAC\r\nGT\r\n"))
+    assert read_labelled(tmp_path / "reads.fasta.gz").sequences == ["ACGT"]
+    assert read_labelled(write(tmp_path / "bom.csv", "\ufeffsequence,label\nAC,1\n")).labels.tolist() == [1]
+    (tmp_path / "bin.csv").write_bytes(bytes(range(256)))
+    with pytest.raises(InputError, match=r"bin.csv: not a text file"):
+        read_labelled(tmp_path / "bin.csv")
+
+
+def test_a_record_longer_than_the_csv_field_limit_is_read(tmp_path):
+    """Python's csv refuses fields over 131,072 characters by default; genomic records are longer."""
+    s = read_labelled(write(tmp_path / "g.csv", "sequence,label\n" + "ACGT" * 50_000 + ",1\nAC,0\n"))
+    assert [len(q) for q in s.sequences] == [200_000, 2] and s.lines == [2, 3]
+
+
+def test_labels_are_the_distinct_training_labels(tmp_path):
+    for split, rows in [("train", "AC,5\nGT,0\nAA,5\n"), ("dev", "ACG,5\n"), ("test", "ACGTA,0\n")]:
+        write(tmp_path / f"{split}.csv", "sequence,label\n" + rows)
+    splits = read_gue_dir(tmp_path)
+    assert splits.labels == [0, 5] and splits.num_classes == 2
+    assert EncodedSequences(splits.train, 5, labels=splits.labels).labels.tolist() == [1, 0, 1]
+    write(tmp_path / "dev.csv", "sequence,label\nAC,1\n")
+    with pytest.raises(InputError, match=r"dev.csv, line 2: label 1 does not occur .* \(labels 0, 5\)"):
+        _ = read_gue_dir(tmp_path).labels
+
+
+def test_a_task_folder_may_hold_fasta_and_gzip_files(tmp_path):
+    import gzip
+
+    write(tmp_path / "train.fa", ">a label=0\nACGT\n>b label=1\nGGGG\n")
+    (tmp_path / "dev.csv.gz").write_bytes(gzip.compress(b"sequence,label\nAC,1\n"))
+    write(tmp_path / "test.csv", "sequence,label\nA,0\n")
+    splits = read_gue_dir(tmp_path)
+    assert [len(s) for s in splits] == [2, 1, 1] and splits.dev.source.endswith("dev.csv.gz")

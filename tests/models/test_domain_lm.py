@@ -130,6 +130,10 @@ def test_bad_checkpoints(tmp_path: Path, vocab: DomainVocabulary) -> None:
     torch.save(data, path)
     with pytest.raises(InputError, match="do not fit"):
         DomainLM.load(path)
+    path.write_text("not a checkpoint\n")
+    with pytest.raises(InputError, match=r"not a PyTorch file .* expected a sequence-models BiGCARP checkpoint") as err:
+        DomainLM.load(path)
+    assert "trust" not in str(err.value)
 
 
 def test_embed_layers(vocab: DomainVocabulary) -> None:

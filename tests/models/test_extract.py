@@ -14,7 +14,7 @@ from esm.model.esm2 import ESM2
 from biostrata.data.embedding_store import EmbeddingStore, merge_stores
 from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import InputError
-from biostrata.models.extract import extract_embeddings, plan_batches, window_starts
+from biostrata.models.extract import check_options, extract_embeddings, plan_batches, window_starts
 from biostrata.models.protein_lm import ProteinLM
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -259,3 +259,52 @@ def test_batches_by_count_and_budget() -> None:
     # without specials the budget counts the items' own tokens only
     assert plan_batches([2, 2, 3, 9], 6) == [[0, 1], [2], [3]]
     assert plan_batches([2, 2, 3, 9], 8, special=2) == [[0, 1], [2], [3]]
+
+
+def test_bad_options_are_refused_before_the_store_is_created(tmp_path: Path) -> None:
+    plm, recs, out = tiny_esm2(max_residues=10), proteins(3), tmp_path / "s.h5"
+    for kwargs, message in [
+        ({"token_budget": 2}, r"token_budget=2 \(--token-budget\): must be at least 3"),
+        ({"long": "window", "overlap": 10}, r"overlap=10 \(--overlap\): must be in \[0, 10\)"),
+        ({"layers": [2, -1]}, r"layers=\[2, -1\] \(--layers\): layer 2 is named twice"),
+        ({"layers": [5]}, r"\(--layers\): layer 5 does not exist"),
+        ({"device": "cpu", "half": True}, r"\(--half\): half precision needs a GPU"),
+        ({"device": "gpu"}, r"device='gpu' \(--device\)"),
+        ({"poolings": ["mean", "mean"]}, r"\(--pooling\): .* each once"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            extract_embeddings(plm, recs, out, progress=False, **kwargs)
+        assert not out.exists(), kwargs
+    assert check_options(3, "truncate", overlap=50, max_residues=10, device="cpu") == (torch.device("cpu"), False)
+
+
+def test_cluster_embeddings_of_a_domain_lm(tmp_path: Path) -> None:
+    """Per-cluster means and per-domain states equal a forward pass of each cluster alone; a rerun
+    resumes; unknown families are counted; layers of two widths are refused."""
+    from biostrata.data.clusters import Cluster, DomainVocabulary
+    from biostrata.models.domain_lm import DomainLM
+    from biostrata.models.extract import extract_cluster_embeddings
+
+    vocab = DomainVocabulary([f"PF{i:05d}" for i in range(1, 11)])
+    torch.manual_seed(0)
+    model = DomainLM(vocab, d_embed=8, d_model=8, n_layers=2, kernel_size=3, r=2).eval()
+    clusters = [Cluster("c1", ("PF00001", "PF00002", "PF00099")), Cluster("c2", ("PF00003",) * 5),
+                Cluster("c3", ("PF00004", "PF00005"))]  # fmt: skip
+    done = extract_cluster_embeddings(model, clusters, tmp_path / "c.h5", layers=[1, -1],
+                                      poolings=["mean", "per_token"], token_budget=8, progress=False)  # fmt: skip
+    assert (done["embedded"], done["domains"], done["unknown_domains"], done["unknown_families"]) == (3, 10, 1, 1)
+    with EmbeddingStore(tmp_path / "c.h5") as store:
+        assert sorted(store.ids) == ["c1", "c2", "c3"] and store.layers == [1, 2]
+        for c in clusters:
+            with torch.no_grad():
+                alone = model.embed(vocab.encode(c)[None], [1, 2])
+            np.testing.assert_allclose(store.per_token(c.id, layer=2), alone[2][0].numpy(), atol=1e-5)
+            np.testing.assert_allclose(store.get(c.id, layer=1), alone[1][0].mean(0).numpy(), atol=1e-5)
+    again = extract_cluster_embeddings(model, clusters, tmp_path / "c.h5", layers=[1, -1],
+                                       poolings=["mean", "per_token"], progress=False)  # fmt: skip
+    assert again["embedded"] == 0
+    wide = DomainLM(vocab, d_embed=12, d_model=8, n_layers=2, kernel_size=3, r=2)
+    with pytest.raises(InputError, match="layer 0 .* differ in width"):
+        extract_cluster_embeddings(wide, clusters, tmp_path / "w.h5", layers=[0, 1], progress=False)
+    with pytest.raises(InputError, match="no BOS token"):
+        extract_cluster_embeddings(model, clusters, tmp_path / "b.h5", poolings=["bos"], progress=False)

@@ -88,3 +88,13 @@ def test_pca_projection_and_errors() -> None:
         initialize_token_table(model, table, "random")
     with pytest.raises(InputError, match="must agree"):
         FamilyTable(["PF1"], torch.zeros(2, 3), [1])
+
+
+def test_load_says_what_a_family_table_is(tmp_path: Path) -> None:
+    (tmp_path / "text.pt").write_text("not a table\n")
+    with pytest.raises(InputError, match=r"not a PyTorch file .* expected a family table .* --family-table") as err:
+        FamilyTable.load(tmp_path / "text.pt")
+    assert "trust" not in str(err.value)
+    torch.save({"families": ["PF1"]}, tmp_path / "partial.pt")
+    with pytest.raises(InputError, match=r"a torch file, but not a family table \(KeyError"):
+        FamilyTable.load(tmp_path / "partial.pt")

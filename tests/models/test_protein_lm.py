@@ -91,3 +91,30 @@ def test_esm1b_layout_and_untrusted_pickles(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="trusted=True"):
         load_protein_lm(path)
     assert load_protein_lm(path, trusted=True).num_layers == 2
+
+
+def test_only_a_real_checkpoint_gets_the_advice_to_trust_it(tmp_path: Path) -> None:
+    """A file that is not a torch checkpoint is told what it should be, never to unpickle it in full."""
+    from biostrata.models.hub import load_torch_file
+
+    (tmp_path / "text.pt").write_text("hello\n")
+    with pytest.raises(InputError, match=r"not a PyTorch file .* expected a fair-esm \.pt file") as err:
+        load_protein_lm(tmp_path / "text.pt")
+    assert "trust" not in str(err.value)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.pt: empty file \(0 bytes\)"):
+        load_protein_lm(tmp_path / "empty.pt")
+    torch.save({"vectors": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="a torch file, but not a fair-esm checkpoint"):
+        load_protein_lm(tmp_path / "other.pt")
+    torch.save({"x": _Payload()}, tmp_path / "pickle.pt")
+    with pytest.raises(
+        InputError, match=r"needs full unpickling \(it stores a .*_Payload object\); .*--trust-checkpoint"
+    ):
+        load_protein_lm(tmp_path / "pickle.pt")
+    with pytest.raises(InputError, match=r"needs full unpickling .*; expected a table, which loads without"):
+        load_torch_file(tmp_path / "pickle.pt", "a table")
+    torch.save({"x": torch.ones(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert torch.equal(load_torch_file(tmp_path / "legacy.pt", "a table")["x"], torch.ones(2))
+    with pytest.raises(InputError, match=r"max_residues=0 \(--max-residues\)"):
+        load_protein_lm(tmp_path / "legacy.pt", max_residues=0)

@@ -114,3 +114,16 @@ def test_study_end_to_end_and_resume(tmp_path: Path) -> None:
     assert probe_file.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again["product_class"], product)
     assert json.loads(probe_file.read_text())["features"] == "protein"
+
+
+def test_missing_input_is_named_before_any_work(tmp_path: Path) -> None:
+    from biostrata.errors import DataNotFoundError, InputError
+
+    files = write_inputs(tmp_path)
+    settings = tiny_settings({**files, "domains": str(tmp_path / "nothere.tsv")})
+    with pytest.raises(DataNotFoundError, match=r"domains \(--domains\) .*nothere\.tsv: no such file; give --domains"):
+        run_cross_granularity(tmp_path / "out", settings)
+    assert not (tmp_path / "out").exists()
+    for change in [{"folds": 1}, {"arms": []}, {"arms": ["random", "other"]}, {"seeds": [0, 0]}, {"lr": 0.0}]:
+        with pytest.raises(InputError, match="is invalid"):
+            settings.replace(**change)

@@ -256,3 +256,24 @@ def test_epoch_snapshots(tmp_path: Path, files: dict[str, Path]) -> None:
     first, last = (DomainLM.load(tmp_path / "run" / "snapshots" / n) for n in (snaps[0], snaps[-1]))
     assert torch.equal(first.table.weight, init.table.weight)  # the weights before any step (same seed)
     assert not torch.equal(last.table.weight, first.table.weight)
+
+
+def test_corpora_too_small_to_split_name_the_counts(tmp_path: Path) -> None:
+    from biostrata.config import PretrainSettings
+    from biostrata.data.proteins import ProteinRecord
+    from biostrata.models.protein_lm import small_protein_lm
+    from biostrata.train.pretrain import pretrain_protein_lm
+
+    same = ClusterCorpus([Cluster(f"B{i}", ("PF1", "PF2")) for i in range(5)], "five.txt")  # one domain list
+    with pytest.raises(InputError, match=r"five\.txt: its 5 cluster\(s\) split into 0 for training and 5"):
+        pretrain_domain_lm(same, tmp_path / "d", preset="small", accelerator="cpu", progress=False)
+    given = ClusterCorpus([Cluster(f"B{i}", ("PF1",), split="train") for i in range(3)], "given.csv")
+    with pytest.raises(InputError, match=r"given\.csv: .* 3 for training and 0 for validation \(by its split column\)"):
+        pretrain_domain_lm(given, tmp_path / "g", preset="small", accelerator="cpu", progress=False)
+    with pytest.raises(InputError, match=r"1 protein sequence\(s\) split .* into 0 for training and 1"):
+        pretrain_protein_lm(small_protein_lm(1, 8, 2), [ProteinRecord("p", "ACDE")], tmp_path / "p", progress=False)
+    for field, value in [("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("lr", -1.0), ("val_fraction", 1.0),
+                         ("max_length", 0), ("protein_dim", 0)]:  # fmt: skip
+        with pytest.raises(InputError, match=rf"{field}=.* is invalid"):
+            PretrainSettings(**{field: value})
+    assert not (tmp_path / "d").exists() and not (tmp_path / "p").exists()

@@ -181,3 +181,45 @@ def test_model_files_of_the_earlier_format_are_refused_with_a_message(tmp_path):
     torch.save({"format": "something else"}, path)
     with pytest.raises(InputError, match="not a biostrata model file"):
         load_model(path)
+
+
+def test_a_metric_that_comes_out_nan_is_an_error_not_a_number(tiny_task, tmp_path, monkeypatch, tiny):
+    import biostrata.train.module as module
+
+    real = module.classification_metrics
+    monkeypatch.setattr(module, "classification_metrics", lambda t, p: real(t, p) | {"mcc": float("nan")})
+    with pytest.raises(NumericalError, match=r"dev_mcc, test_mcc of the run in .* came out NaN"):
+        train(TrainConfig(model="cnn", **tiny), read_gue_dir(tiny_task), tmp_path / "nan")
+    assert not (tmp_path / "nan" / "metrics.json").exists() and not (tmp_path / "nan" / "model.pt").exists()
+
+
+def test_ctrl_c_caught_by_lightning_comes_back_out_and_writes_no_metrics(tiny_task, tmp_path, tiny):
+    """Lightning catches KeyboardInterrupt, ignores SIGINT and exits 1; train re-raises it and restores Ctrl-C."""
+    import signal
+
+    import lightning.pytorch as pl
+
+    class CtrlC(pl.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    train(TrainConfig(model="cnn", **tiny), read_gue_dir(tiny_task), out)  # a finished run, then a rerun of it
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(model="cnn", **tiny), read_gue_dir(tiny_task), out, callbacks=[CtrlC()])
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert not (out / "metrics.json").exists()  # the rerun removed the old one first
+
+
+def test_splits_that_cannot_train_a_classifier_are_refused(tiny_task, tmp_path, tiny):
+    from biostrata.data.genome import SequenceSet, Splits
+
+    splits = read_gue_dir(tiny_task)
+    one = SequenceSet(splits.train.sequences, [1] * len(splits.train), "one.csv")
+    with pytest.raises(InputError, match=r"one.csv: every sequence of the train split has label 1"):
+        train(TrainConfig(model="cnn", **tiny), Splits(one, splits.dev, splits.test), tmp_path / "one")
+    empty = SequenceSet([], [], "simulated dev")
+    with pytest.raises(InputError, match=r"simulated dev: the dev split has no sequences"):
+        train(TrainConfig(model="cnn", **tiny), Splits(splits.train, empty, splits.test), tmp_path / "empty")
+    assert not (tmp_path / "one").exists() and not (tmp_path / "empty").exists()

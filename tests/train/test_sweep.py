@@ -133,24 +133,20 @@ def test_failed_run_leaves_no_record_and_the_others_go_on(tmp_path):
 def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     data = write_tasks(tmp_path / "data")
     make_sweep(data, tmp_path / "out", seeds=(1,)).run(progress=False)
+    TrainConfig(**TINY).to_yaml(tmp_path / "tiny.yaml")
     capsys.readouterr()
-    argv = [
-        "benchmark",
-        "--suite",
-        str(data),
-        "--models",
-        "cnn,hcnn-s",
-        "--seeds",
-        "1",
-        "--out",
-        str(tmp_path / "out"),
-        "--dry-run",
-    ]
+    argv = ["benchmark", "--suite", str(data), "--models", "cnn,hcnn-s", "--seeds", "1", "--out", str(tmp_path / "out"),
+            "--dry-run", "--config", str(tmp_path / "tiny.yaml")]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "2 task(s) x 2 model(s) x 1 seed(s) = 4 run(s)" in text and "2 done, 2 to run, 0 without data" in text
     assert "a  cnn     seed 1    done" in text and "b  hcnn-s  seed 1    to run" in text
     assert len(read_records(tmp_path / "out")) == 2
+    # what the real run refuses (records of other settings), the dry run refuses too, after the plan
+    assert main([*argv, "--epochs", "3"]) == 2
+    captured = capsys.readouterr()
+    assert "2 done, 2 to run" in captured.out
+    assert "seed1/record.json was made with other settings (epochs: 1 there, 3 now)" in captured.err
 
 
 def _wait_for_run_in_progress(out: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from biostrata.compat import moved
-from biostrata.errors import InputError
+from biostrata.errors import InputError, NumericalError
 from biostrata.geometry.distances import as_points
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "kernel_cka_matrix",
     "cka_matrix",
     "cka_curve",
+    "is_constant",
     "KERNELS",
 ]
 
@@ -274,6 +275,12 @@ def kernel_cka_matrix(
     return np.array([[_ratio(h[i, j], d[i], d[j]) for j in range(b)] for i in range(b)])
 
 
+def is_constant(x: ArrayLike, block: int = 4096) -> bool:
+    """Whether every row of ``x [n, d]`` is the same: then ``K`` centred is 0 and any CKA with ``x`` is
+    undefined (0 / 0). Compared in row blocks, so memory stays ``block x d``."""
+    return all(bool((x[lo : lo + block] == x[:1]).all()) for lo in range(0, len(x), block))
+
+
 def _batches(x: ArrayLike, size: int) -> Iterable[ArrayLike]:
     for lo in range(0, len(x), size):
         yield x[lo : lo + size]
@@ -294,18 +301,32 @@ def cka_matrix(
     _check_kernel(kernel)
     if not reps_a:
         raise InputError("cka_matrix: no representations given")
+    if batch_size < 1 or not sigma_frac > 0:
+        raise InputError(
+            f"batch_size={batch_size} (--batch-size) must be at least 1 and sigma_frac={sigma_frac} (--sigma-frac) > 0"
+        )
     names_a = list(reps_a)
     names_b = list(reps_b) if reps_b is not None else names_a
     arrays = list(reps_a.values()) + (list(reps_b.values()) if reps_b is not None else [])
-    for name, x in zip(names_a + (names_b if reps_b is not None else []), arrays):
+    labels = [repr(n) for n in names_a] + [f"{n!r} (reps_b)" for n in names_b if reps_b is not None]
+    for label, x in zip(labels, arrays):
         if len(np.shape(x)) != 2:
             raise InputError(
-                f"representation {name!r}: expected a 2-d array (examples x features), got shape {np.shape(x)}"
+                f"representation {label}: expected a 2-d array (examples x features), got shape {np.shape(x)}"
             )
     counts = {len(x) for x in arrays}
     if len(counts) != 1:
         raise InputError(f"representations have different numbers of rows {sorted(counts)}; align them first")
     n, width = counts.pop(), sum(np.shape(x)[1] for x in arrays)
+    need = 4 if debiased else 2
+    if n < need:
+        raise InputError(f"{n} row(s): the {'debiased ' if debiased else ''}CKA needs at least {need}")
+    for label, x in zip(labels, arrays):
+        if is_constant(x):
+            raise InputError(
+                f"representation {label} is constant over the {n} rows (every row the same), so its CKA is "
+                "undefined; leave it out"
+            )
     if kernel == "linear" and n > width:  # accumulate width x width sums; else n x n Gram blocks are smaller
         acc = LinearCKA([np.shape(x)[1] for x in arrays])
         for parts in zip(*(_batches(x, batch_size) for x in arrays)):
@@ -313,6 +334,12 @@ def cka_matrix(
         full = acc.matrix(debiased)
     else:
         full = kernel_cka_matrix(arrays, kernel, debiased, sigma_frac)
+    undefined = [label for label, v in zip(labels, np.diag(full)) if not np.isfinite(v)]
+    if undefined:  # a debiased self-HSIC <= 0: too few rows for the estimator
+        raise NumericalError(
+            f"the {'debiased ' if debiased else ''}CKA of {undefined[0]} is undefined over {n} rows (its "
+            "self-HSIC is <= 0); use more rows or the biased CKA"
+        )
     cols = slice(len(names_a), None) if reps_b is not None else slice(0, len(names_a))
     return pd.DataFrame(full[: len(names_a), cols], index=names_a, columns=names_b)
 

@@ -258,12 +258,18 @@ def dataset_deltas(
 
     _check_method(method)
     if split not in ("train", "dev", "test"):
-        raise InputError(f"split must be train, dev or test, got {split!r}")
+        raise InputError(f"split={split!r} (--split): use train, dev or test")
     if not isinstance(points, (int, np.integer)) or points < 4:
-        raise InputError(f"points must be an integer >= 4, got {points!r}")
+        raise InputError(f"points={points!r} (--points): give 4 or more (the four-point condition)")
     model, saved = load_model(checkpoint)
     truncate = bool(saved.get("config", {}).get("truncate", False))
     data = getattr(read_gue_dir(task_dir), split)
+    longest = max(range(len(data)), key=lambda i: len(data.sequences[i]))
+    if not truncate and len(data.sequences[longest]) > model.length:
+        raise InputError(
+            f"{data.where(longest)}: a sequence of {len(data.sequences[longest])} bp, but the model in {checkpoint} "
+            f"takes sequences of at most {model.length} bp; give --data the task folder the model was trained on"
+        )
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(data), size=min(points, len(data)), replace=False))
     seqs = [data.sequences[i] for i in pick]

@@ -18,7 +18,7 @@ point cloud, on the same sampled examples for every layer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,8 @@ __all__ = ["Representations", "read_representations", "read_feature_blocks", "co
 def read_feature_blocks(specs: Sequence[str], pooling: str = "mean") -> tuple[list[str] | None, np.ndarray, list[int]]:
     """Features from ``FILE[:LAYER]`` specs, joined by id and concatenated column-wise (never truncated):
     ``(ids, X [n, sum of widths], widths)``. A file with one layer needs no ``:LAYER``; rows are the ids
-    shared by all files, in the first file's order (files without ids must have the same rows)."""
+    shared by all files, in the first file's order (files without ids must have the same rows; a file
+    with ids never joins one without). NaN or infinite features are refused, naming the file and layer."""
     blocks: list[Representations] = []
     for spec in specs:
         path, _, layer = spec.rpartition(":") if ":" in Path(spec).name else (spec, "", "")
@@ -43,18 +44,14 @@ def read_feature_blocks(specs: Sequence[str], pooling: str = "mean") -> tuple[li
             if len(reps.layers) != 1:
                 raise InputError(f"{path} has layers {list(reps.layers)}; pick one as {path}:LAYER")
             layer = next(iter(reps.layers))
-        blocks.append(reps.select([layer]))
+        blocks.append(reps.select([layer]).finite())
     if not blocks:
         raise InputError("give at least one feature file")
     first = blocks[0]
     for other in blocks[1:]:
         first, _ = first.align(other)
-    aligned = [first] + [b.rows(first.ids) if first.ids is not None and b.ids is not None else b for b in blocks[1:]]
+    aligned = [first] + [b.rows(first.ids) if first.ids is not None else b for b in blocks[1:]]
     arrays = [np.asarray(next(iter(b.layers.values())), dtype=np.float64) for b in aligned]
-    if len({len(a) for a in arrays}) != 1:
-        raise InputError(
-            f"feature files have different numbers of rows {[len(a) for a in arrays]} and no ids to join them"
-        )
     return first.ids, np.concatenate(arrays, 1), [a.shape[1] for a in arrays]
 
 
@@ -66,41 +63,89 @@ def compare_files(
     layers_b: Sequence[str] | None = None,
     pooling: str = "mean",
     knn: int | None = None,
+    report: Callable[[str], None] | None = None,
     **cka_options: object,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """CKA (and, with ``knn``, mutual k-NN agreement) of representation files, rows joined by id.
 
     One input: its layer x layer matrix; two: layers of the first x layers of the second; with
     ``against``: one row per (input, layer) with its CKA against the reference's one layer (e.g. a
-    curve over checkpoints). ``cka_options`` go to :func:`~biostrata.analysis.cka.cka_matrix`."""
+    curve over checkpoints). ``cka_options`` go to :func:`~biostrata.analysis.cka.cka_matrix`.
+    ``report``, if given, gets one line per join: the rows joined and the rows each input lost.
+    Refused, naming the file and layer: NaN or infinite values, a layer constant over the rows
+    compared (its CKA is undefined), fewer rows than the estimator needs (2; 4 debiased), and
+    ``knn`` outside ``1 .. rows - 1``."""
     from biostrata.analysis.cka import cka_matrix
     from biostrata.analysis.neighbours import mutual_knn_matrix
 
+    need = 4 if cka_options.get("debiased") else 2
     reps = [read_representations(f, pooling) for f in inputs]
     if against is None:
         if len(reps) > 2:
             raise InputError("give one or two inputs (or a reference, `against`, for a curve over many)")
-        a = reps[0].select(layers)
-        b = reps[1].select(layers_b) if len(reps) == 2 else None
+        a = reps[0].select(layers).finite()
+        b = reps[1].select(layers_b).finite() if len(reps) == 2 else None
         if b is not None:
-            a, b = a.align(b)
+            a, b = _join(a, b, need, report)
+        _check_comparable(a, "--layers", need, knn)
+        if b is not None:
+            _check_comparable(b, "--layers-b", need, knn)
         other = None if b is None else b.layers
         table = cka_matrix(a.layers, other, **cka_options)  # type: ignore[arg-type]
-        return table, (mutual_knn_matrix(a.layers, other, k=knn) if knn else None)
-    ref = read_representations(against, pooling).select([ref_layer] if ref_layer else None)
+        return table, (mutual_knn_matrix(a.layers, other, k=knn) if knn is not None else None)
+    ref = read_representations(against, pooling).select([ref_layer] if ref_layer else None).finite()
     if len(ref.layers) != 1:
         raise InputError(f"{against} has layers {list(ref.layers)}; pick one (ref_layer, CLI --ref-layer)")
     rows, knn_rows = [], []
     for path, r in zip(inputs, reps):
-        a, b = r.select(layers).align(ref)
+        a, b = _join(r.select(layers).finite(), ref, need, report)
+        _check_comparable(a, "--layers", need, knn)
+        _check_comparable(b, "--ref-layer", need, knn)
         m = cka_matrix(a.layers, b.layers, **cka_options)  # type: ignore[arg-type]
         rows += [{"input": path, "layer": name, "rows": len(a), "cka": float(m.loc[name].iloc[0])} for name in m.index]
-        if knn:
+        if knn is not None:
             k = mutual_knn_matrix(a.layers, b.layers, k=knn)
             knn_rows += [
                 {"input": path, "layer": name, "rows": len(a), "knn": float(k.loc[name].iloc[0])} for name in k.index
             ]
-    return pd.DataFrame(rows), (pd.DataFrame(knn_rows) if knn else None)
+    return pd.DataFrame(rows), (pd.DataFrame(knn_rows) if knn is not None else None)
+
+
+def _join(
+    a: Representations, b: Representations, need: int, report: Callable[[str], None] | None
+) -> tuple[Representations, Representations]:
+    """``a`` and ``b`` on their shared rows (:meth:`Representations.align`), said in one line to ``report``;
+    fewer than ``need`` shared rows are refused with the counts."""
+    left, right = a.align(b)
+    if a.ids is None:
+        note = f"{a.source} and {b.source}: {len(left)} rows paired by position (no ids)"
+    else:
+        note = (
+            f"joined {len(left)} rows by id: {a.source} lost {len(a) - len(left)} of {len(a)}, "
+            f"{b.source} lost {len(b) - len(right)} of {len(b)}"
+        )
+    if len(left) < need:
+        raise InputError(f"{note}; the CKA needs at least {need} shared rows{' (debiased)' if need > 2 else ''}")
+    if report is not None:
+        report(note)
+    return left, right
+
+
+def _check_comparable(r: Representations, flag: str, need: int, knn: int | None) -> None:
+    """Refuse fewer than ``need`` rows, a constant layer (CKA undefined) and ``knn`` outside 1..rows-1."""
+    from biostrata.analysis.cka import is_constant
+
+    n = len(r)
+    if n < need:
+        raise InputError(f"{r.source}: {n} row(s); the CKA needs at least {need}{' (debiased)' if need > 2 else ''}")
+    for name, x in r.layers.items():
+        if is_constant(x):
+            raise InputError(
+                f"{r.source}: layer {name!r} is constant over the {n} rows compared (every row the same), so its "
+                f"CKA is undefined; leave it out ({flag})"
+            )
+    if knn is not None and not 1 <= knn < n:
+        raise InputError(f"knn={knn} (--knn): must be between 1 and the number of rows compared minus 1 ({n - 1})")
 
 
 def delta_per_layer(

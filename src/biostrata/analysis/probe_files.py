@@ -31,7 +31,16 @@ def read_labels(
     that must not straddle a split (e.g. BGC or Pfam family)."""
     if not Path(path).is_file():
         raise DataNotFoundError(f"label file not found: {path}")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(
+            f"{path}: empty file; expected a CSV with a header (id,label,...) and one row per example"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not a readable CSV ({err})") from None
+    if table.empty:
+        raise InputError(f"{path}: a header ({','.join(table.columns)}) but no rows; give one row per example")
     id_column = id_column or table.columns[0]
     for name, col in (("--id-column", id_column), ("--label-column", label_column), ("--group-column", group_column)):
         if col is not None and col not in table.columns:
@@ -69,18 +78,23 @@ def probe_files(
     n_boot: int = 1000,
     threads: int = 1,
     progress: bool = True,
+    rows_in_label_order: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cross-validate ``probe`` on features from files (``FILE[:LAYER]``, joined by id and concatenated;
     see :func:`~biostrata.analysis.layers.read_feature_blocks`) against the labels of
-    :func:`read_labels`; rows are the ids present in both. ``all_layers`` probes each layer of the one
-    file separately; ``fusion="projection"`` fuses two files with
-    :class:`~biostrata.analysis.fusion.ProjectionFusion` instead. Returns (summary, per-fold) tables."""
+    :func:`read_labels`; rows are the ids present in both. Features without ids are refused unless
+    ``rows_in_label_order`` says that their row ``i`` is the example of label row ``i`` (then the counts
+    must agree). ``all_layers`` probes each layer of the one file separately; ``fusion="projection"``
+    fuses two files with :class:`~biostrata.analysis.fusion.ProjectionFusion` instead. Returns
+    (summary, per-fold) tables."""
     from biostrata.analysis.fusion import ProjectionFusion
     from biostrata.analysis.layers import read_feature_blocks, read_representations
+    from biostrata.analysis.probes import check_cv_options
     from biostrata.threads import cpu_threads
 
     if fusion not in ("concat", "projection"):
         raise InputError(f"fusion={fusion!r}: choose 'concat' or 'projection'")
+    check_cv_options(n_splits, seeds, n_boot)
     ids, y, names, groups = read_labels(labels, id_column, label_column, group_column)
     if all_layers:
         if len(features) != 1:
@@ -95,13 +109,25 @@ def probe_files(
             name = " + ".join(spec)
             feat_ids, X, widths = read_feature_blocks(spec)
             if feat_ids is None:
+                if not rows_in_label_order:
+                    raise InputError(
+                        f"{name}: rows have no ids, so they cannot be joined to the ids of {labels}; save the "
+                        "features with ids (an 'ids' array in an .npz, or an .h5 store), or pass "
+                        "--rows-in-label-order (rows_in_label_order=True) if row i is the example of label row i"
+                    )
                 if len(X) != len(ids):
-                    raise InputError(f"{name}: {len(X)} rows without ids for {len(ids)} labels; give the features ids")
+                    raise InputError(
+                        f"{name}: {len(X)} rows for the {len(ids)} label rows of {labels}; with "
+                        "--rows-in-label-order there must be one feature row per label row"
+                    )
                 feat_rows = rows = np.arange(len(ids))
             else:
                 shared = [k for k, s in enumerate(feat_ids) if s in index]
                 if not shared:
-                    raise InputError(f"{name}: no feature id is in {labels}")
+                    raise InputError(
+                        f"{name}: none of its {len(feat_ids)} ids (e.g. {feat_ids[0]!r}) is among the {len(ids)} "
+                        f"ids of {labels} (e.g. {ids[0]!r}); check the files, or the id column (--id-column)"
+                    )
                 feat_rows, rows = np.array(shared), np.array([index[feat_ids[k]] for k in shared])
             est = probe
             if fusion == "projection":

@@ -35,16 +35,8 @@ from biostrata.analysis.splits import TASKS, encode_labels, label_indicator, mak
 from biostrata.compat import moved
 from biostrata.errors import InputError
 
-__all__ = [
-    "auroc",
-    "probe_metrics",
-    "ProbeBase",
-    "LinearProbe",
-    "MLPProbe",
-    "ProbeResult",
-    "cross_validate",
-    "bootstrap_ci",
-]
+__all__ = ["auroc", "probe_metrics", "ProbeBase", "LinearProbe", "MLPProbe", "ProbeResult", "cross_validate",
+           "check_cv_options", "bootstrap_ci"]  # fmt: skip
 
 # -------------------------------------------------------------------------------------------------
 # metrics
@@ -192,10 +184,15 @@ class LinearProbe(ProbeBase):
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> LinearProbe:
         X, codes = self._prepare(X, y)
-        if not len(self.Cs):
-            raise InputError("Cs: give at least one value of C")
+        if not len(self.Cs) or min(self.Cs) <= 0:
+            raise InputError(f"Cs={list(self.Cs)} (--cs): give one or more values of C, each > 0")
         scores = {}
         if len(self.Cs) > 1:
+            if len(X) < self.inner_splits:
+                raise InputError(
+                    f"{len(X)} training rows cannot fill the {self.inner_splits} inner folds that choose C; "
+                    "give one C (--cs) or more examples"
+                )
             splits = make_splits(codes, self.inner_splits, self.random_state, groups)
             for C in self.Cs:
                 values = []
@@ -240,6 +237,11 @@ class MLPProbe(ProbeBase):
         from sklearn.multiclass import OneVsRestClassifier
         from sklearn.neural_network import MLPClassifier
 
+        if not len(self.hidden_layer_sizes) or min(self.hidden_layer_sizes) < 1:
+            raise InputError(
+                f"hidden_layer_sizes={list(self.hidden_layer_sizes)} (--hidden): give one or more layer widths, "
+                "each at least 1"
+            )
         mlp = MLPClassifier(
             tuple(self.hidden_layer_sizes),
             alpha=self.alpha,
@@ -324,6 +326,7 @@ def cross_validate(
     them, e.g. for :class:`LinearProbe`'s inner splits). Same seeds, same numbers."""
     from tqdm.auto import tqdm
 
+    check_cv_options(n_splits, seeds)
     X = np.asarray(X, dtype=np.float64)
     codes, names, task = encode_labels(y)
     if len(X) != len(codes):
@@ -333,6 +336,9 @@ def cross_validate(
             raise InputError(f"class_names has {len(class_names)} names for {len(names)} classes")
         names = [str(c) for c in class_names]
     groups = None if groups is None else np.asarray(groups)
+    if groups is not None and len(groups) != len(codes):
+        raise InputError(f"groups has {len(groups)} entries for {len(codes)} examples")
+    _check_class_sizes(codes, task, names, n_splits, groups)
     takes_groups = "groups" in inspect.signature(estimator.fit).parameters
     rows, oof = [], {}
     plan = [(s, k, tr, te) for s in seeds for k, (tr, te) in enumerate(make_splits(codes, n_splits, s, groups))]
@@ -351,6 +357,50 @@ def cross_validate(
     return ProbeResult(pd.DataFrame(rows), oof, codes, task, names, groups)
 
 
+def check_cv_options(n_splits: int = 5, seeds: Sequence[int] = (0,), n_boot: int = 0) -> None:
+    """Refuse cross-validation options that cannot give a sound number: fewer than 2 folds, no seed or a
+    repeated one (it would count the same folds twice), a negative number of bootstrap resamples."""
+    if n_splits < 2:
+        raise InputError(f"n_splits={n_splits} (--folds): cross-validation needs at least 2 folds")
+    if not len(seeds):
+        raise InputError("seeds (--seeds): give at least one seed")
+    repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if repeated:
+        raise InputError(
+            f"seeds={list(seeds)} (--seeds): {repeated[0]} is given twice; a repeated seed repeats the same folds "
+            "and would count them twice"
+        )
+    if n_boot < 0:
+        raise InputError(f"n_boot={n_boot} (--bootstrap): must be >= 0 (0: no interval)")
+
+
+def _check_class_sizes(
+    codes: np.ndarray, task: str, names: Sequence[str], n_splits: int, groups: np.ndarray | None
+) -> None:
+    """Every class must be able to reach every test fold: at least ``n_splits`` examples (with groups:
+    groups) with it and, multi-label, as many without it. Otherwise some folds test without it and
+    their AUROC, MCC and F1 silently leave it out or score it 0."""
+    unit = "group(s) (--group-column)" if groups is not None else "example(s)"
+    units = len(np.unique(groups)) if groups is not None else len(codes)
+    if n_splits > units:
+        raise InputError(f"n_splits={n_splits} (--folds): more folds than the {units} {unit}")
+    onehot = label_indicator(codes, len(names))
+    outcomes = (1, 0) if task == "multilabel" else (1,)
+    for c, name in enumerate(names):
+        for outcome in outcomes:
+            rows = onehot[:, c] == outcome
+            count = len(np.unique(groups[rows])) if groups is not None else int(rows.sum())
+            if count >= n_splits:
+                continue
+            verb = ("is in" if groups is not None else "has") if outcome else "is absent from only"
+            where = f"{verb} {count} {unit}"
+            fix = f"use at most {count} folds, or leave the class out" if count >= 2 else "leave the class out"
+            raise InputError(
+                f"class {name!r} {where}, fewer than the {n_splits} folds (--folds): some test folds would lack "
+                f"it; {fix}"
+            )
+
+
 def bootstrap_ci(
     y: np.ndarray,
     scores: Sequence[np.ndarray],
@@ -366,6 +416,7 @@ def bootstrap_ci(
     seeds in every resample), resampling examples with replacement, or whole groups when given."""
     if not 0 < level < 1:
         raise InputError(f"level={level}: must be in (0, 1)")
+    check_cv_options(n_boot=n_boot)
     rng = np.random.default_rng(seed)
     if groups is None:
         members = [np.array([i]) for i in range(len(y))]

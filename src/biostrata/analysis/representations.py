@@ -20,6 +20,7 @@ and (optionally) the examples' ids. :func:`read_representations` reads:
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from biostrata.errors import DataNotFoundError, InputError
 __all__ = ["Representations", "read_representations", "load_array", "SUFFIXES"]
 
 SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".csv", ".tsv", ".txt", ".pt")
+# What a .pt representation file is.
+PT_FILE = "a family table (`biostrata embed --family-table`) or a domain-LM (sequence-models) checkpoint"
 
 
 @dataclass
@@ -52,6 +55,8 @@ class Representations:
         rows = {len(x) for x in self.layers.values()}
         if len(rows) != 1:
             raise InputError(f"{self.source}: layers have different numbers of rows {sorted(rows)}")
+        if not min(rows):
+            raise InputError(f"{self.source}: no rows; give a file with at least one example")
         if self.ids is not None:
             if len(self.ids) != rows.pop():
                 raise InputError(f"{self.source}: {len(self.ids)} ids for {len(next(iter(self.layers.values())))} rows")
@@ -70,6 +75,24 @@ class Representations:
             raise InputError(f"{self.source}: no layer(s) {missing}; layers are {list(self.layers)}")
         return Representations({str(n): self.layers[str(n)] for n in names}, self.ids, self.source)
 
+    def finite(self) -> Representations:
+        """This, after checking that every layer holds real numbers, none of them NaN or infinite."""
+        for name, x in self.layers.items():
+            x = np.asarray(x)
+            real = np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating)
+            if not real and x.dtype != bool:
+                raise InputError(f"{self.source}: layer {name!r} holds {x.dtype} values, not real numbers")
+            # non-finite values per row, counted in blocks of rows (no full-size temporary)
+            per_row = np.concatenate([(~np.isfinite(x[lo : lo + 65536])).sum(1) for lo in range(0, len(x), 65536)])
+            if per_row.any():
+                row = int(np.flatnonzero(per_row)[0])
+                which = f"row {row}" + (f", id {self.ids[row]!r}" if self.ids is not None else "")
+                raise InputError(
+                    f"{self.source}: layer {name!r} has {int(per_row.sum())} NaN or infinite value(s) in "
+                    f"{int(np.count_nonzero(per_row))} row(s) (first: {which}); fix or drop those rows"
+                )
+        return self
+
     def rows(self, ids: Sequence[str]) -> Representations:
         """The rows of ``ids``, in that order."""
         if self.ids is None:
@@ -82,7 +105,13 @@ class Representations:
         return Representations({k: np.asarray(v)[take] for k, v in self.layers.items()}, list(ids), self.source)
 
     def align(self, other: Representations) -> tuple[Representations, Representations]:
-        """Both restricted to the shared ids in this one's order; without ids both need the same rows."""
+        """Both restricted to the shared ids in this one's order; without ids (both) the same rows."""
+        if (self.ids is None) != (other.ids is None):
+            with_ids, without = (self, other) if other.ids is None else (other, self)
+            raise InputError(
+                f"{with_ids.source} has row ids and {without.source} has none, so their rows cannot be joined by "
+                "id; give both ids (an 'ids' array in an .npz, or an .h5 store), or neither (rows then pair by position)"
+            )
         if self.ids is None or other.ids is None:
             if len(self) != len(other):
                 raise InputError(
@@ -99,10 +128,7 @@ class Representations:
 
 def read_representations(path: str | Path, pooling: str = "mean") -> Representations:
     """Read a representation file (formats in the module docstring)."""
-    path = Path(path)
-    if path.suffix.lower() == ".pt" and path.is_file():
-        return _read_pt(path)
-    layers, ids = _read_layers(path, pooling)
+    layers, ids = _read_layers(Path(path), pooling)
     return Representations(layers, ids, str(path))
 
 
@@ -110,11 +136,16 @@ def _read_layers(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[
     """The arrays of a file, by name, and its row ids if it has them (not checked against each other)."""
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; give one of {', '.join(SUFFIXES)}")
+    if not path.stat().st_size:
+        raise InputError(f"{path}: empty file (0 bytes); write the representations again")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            ids = [str(s) for s in data["ids"]] if "ids" in data.files else None
-            return {k: np.asarray(data[k]) for k in data.files if k != "ids"}, ids
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                ids = [str(s) for s in data["ids"]] if "ids" in data.files else None
+                return {k: np.asarray(data[k]) for k in data.files if k != "ids"}, ids
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
+            raise InputError(f"{path}: not a numpy .npz archive of plain arrays ({err})") from None
     if suffix == ".npy":
         x = _npy(path)
         return ({str(i): x[:, i] for i in range(x.shape[1])} if x.ndim == 3 else {"0": x}), None
@@ -164,8 +195,8 @@ def load_array(path: str | Path, key: str | None = None, layer: int | None = Non
 def _npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise InputError(f"{path}: not a plain numeric .npy array ({err})") from None
+    except (ValueError, EOFError, OSError) as err:
+        raise InputError(f"{path}: not a plain numeric .npy array ({err or type(err).__name__})") from None
 
 
 def _is_store(path: Path) -> bool:
@@ -220,12 +251,9 @@ def _table(path: Path) -> np.ndarray:
 
 
 def _read_pt(path: Path) -> Representations:
-    import torch
+    from biostrata.models.hub import load_torch_file
 
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - every unreadable file becomes one message
-        raise InputError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
+    data = load_torch_file(path, PT_FILE)
     if isinstance(data, dict) and "vectors" in data and "families" in data:
         from biostrata.models.init_table import FamilyTable
 
@@ -237,4 +265,4 @@ def _read_pt(path: Path) -> Representations:
         model = DomainLM.from_checkpoint(data, str(path))
         rows = model.table.weight.detach().double().numpy()[model.vocab.domain_slice]
         return Representations({"table": rows}, list(model.vocab.domains), str(path))
-    raise InputError(f"{path}: a .pt file must be a family table or a domain-LM (sequence-models) checkpoint")
+    raise InputError(f"{path}: a torch file, but neither kind this reads; expected {PT_FILE}")

@@ -149,6 +149,8 @@ def make_splits(
     y = np.asarray(y)
     if groups is not None and len(groups) != len(y):
         raise InputError(f"groups has {len(groups)} entries for {len(y)} examples")
+    if not 2 <= n_splits <= len(y):
+        raise InputError(f"n_splits={n_splits}: needs 2 <= n_splits <= {len(y)} (the number of examples)")
     if task_of(y) == "multilabel":
         splitter = MultilabelStratifiedKFold(n_splits, seed)
     elif groups is None:

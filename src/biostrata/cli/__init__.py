@@ -13,14 +13,16 @@ import sys
 from collections.abc import Sequence
 
 from biostrata import __version__
-from biostrata.cli import genome, representations, studies  # noqa: F401  (registers their subcommands)
-from biostrata.cli.common import COMMANDS, check_paths
+from biostrata.cli import annotate, genome, representations, studies  # noqa: F401  (registers their subcommands)
+from biostrata.cli.common import COMMANDS, check_paths, check_threads
 from biostrata.errors import BiostrataError
 
 __all__ = ["build_parser", "main"]
 
 # The order of the subcommands in `biostrata --help`; a command not named here comes last.
-ORDER = ("demo", "study", "train", "simulate", "benchmark", "report", "pretrain", "embed", "delta", "cka", "probe")
+ORDER = (
+    "demo", "study", "train", "simulate", "benchmark", "report", "annotate", "pretrain", "embed", "delta", "cka", "probe",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``biostrata`` with ``argv`` (default: the command line); return the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        check_paths(args)  # before any work: a wrong path fails in a fraction of a second
+        check_paths(args)  # before any work: a wrong path or option fails in a fraction of a second
+        check_threads(args)
         if (settings := getattr(args, "settings_class", None)) is not None:
             args.settings = settings.from_args(args)  # checked here, before torch and Lightning load
         return int(args.run(args) or 0)

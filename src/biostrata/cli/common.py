@@ -125,8 +125,27 @@ def add_out(p: argparse.ArgumentParser, default: str | None = None, help: str = 
 def add_threads(
     p: argparse.ArgumentParser, help: str = "CPU threads for torch (default: torch's choice, all cores)"
 ) -> None:
-    """``--threads``, applied by :func:`set_torch_threads`."""
+    """``--threads``, checked by :func:`check_threads` and applied by :func:`set_torch_threads`."""
     p.add_argument("--threads", type=int, help=help)
+
+
+def check_threads(args: argparse.Namespace) -> None:
+    """Refuse a ``--threads`` below 1, before any work."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads {threads}: give 1 CPU thread or more (or leave it out: all cores)")
+
+
+def check_seeds(flag: str, seeds: list[int]) -> None:
+    """Refuse repeated seeds (a repeat would be counted twice in a mean and spread) and seeds out of range."""
+    from biostrata.config import MAX_SEED
+
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise InputError(f"{flag}: seed {', '.join(map(str, repeated))} given more than once; give each seed once")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise InputError(f"{flag}: seed {bad[0]} is out of range; seeds are whole numbers in 0..{MAX_SEED}")
 
 
 def set_torch_threads(threads: int | None) -> None:

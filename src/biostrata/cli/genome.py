@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from biostrata.cli.common import (
     add_out,
     add_settings,
     add_split_options,
     add_threads,
+    check_seeds,
     command,
     load_splits,
     paths,
@@ -18,6 +20,12 @@ from biostrata.cli.common import (
     set_torch_threads,
 )
 from biostrata.errors import InputError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from biostrata.config import TrainConfig
+    from biostrata.data.genome import Splits
 
 
 @command("demo")
@@ -49,13 +57,18 @@ def _train(p: argparse.ArgumentParser) -> None:
     """train a Euclidean or hyperbolic genome CNN
 
     Train on the train split, keep the epoch with the best validation metric (dev only), evaluate it once on
-    test. Writes config.yaml, model.pt and metrics.json per seed under --out.
+    test. Writes config.yaml, model.pt and metrics.json per seed under --out; metrics.json is written last, so
+    a run without it did not finish. Labels need not run 0..C-1: the model's classes are the distinct training
+    labels in order (class_labels in metrics.json). Running the command again trains the seeds that did not
+    finish and skips those that did (with the same settings); with every seed finished it refuses, unless
+    --overwrite.
     """
     from biostrata.config import TrainConfig
 
     add_split_options(p)
     add_out(p, "runs/train")
     p.add_argument("--seeds", type=int, nargs="+", help="train once per seed, in OUT/seed<k>; overrides --seed")
+    p.add_argument("--overwrite", action="store_true", help="train every seed again, replacing finished runs in --out")
     add_threads(p)
     add_settings(p, TrainConfig, "training options (defaults from the HGE paper)")
     p.set_defaults(run=_run_train)
@@ -64,19 +77,49 @@ def _train(p: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
+    cfg = args.settings
+    seeds = args.seeds or [cfg.seed]
+    check_seeds("--seeds", seeds)
+    folders = {seed: Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out) for seed in seeds}
+    done = {} if args.overwrite else {s: m for s, folder in folders.items() if (m := _finished(folder)) is not None}
+    if done and len(done) == len(seeds):
+        what = f"every seed's run ({', '.join(map(str, seeds))})" if args.seeds else "the run"
+        raise InputError(
+            f"--out {args.out}: {what} finished already (metrics.json written); pass --overwrite to train again, "
+            "or give another --out"
+        )
+    import numpy as np  # only now: a refused command answers at once
 
-    from biostrata.train.run import train
+    from biostrata.train.run import check_splits, train
 
     set_torch_threads(args.threads)
-    cfg = args.settings
     splits = load_splits(args)
-    seeds = args.seeds or [cfg.seed]
-    results = []
-    for seed in seeds:
-        out = Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out)
-        metrics = train(cfg.replace(seed=seed), splits, out)
+    labels = check_splits(splits)
+    for seed in done:
+        _check_resumable(folders[seed], cfg, splits)
+    if labels != list(range(len(labels))):
+        classes, given = ", ".join(map(str, range(len(labels)))), ", ".join(map(str, labels))
+        print(f"labels are not 0..{len(labels) - 1}: the model's classes {classes} are labels {given} (class_labels)")
+    results, finished = [], list(done)
+    for seed, out in folders.items():
+        if seed in done:
+            results.append(done[seed])
+            print(
+                f"{cfg.model} seed {seed}: finished already in {out} (test MCC {done[seed]['test_mcc']:.4f}); skipped"
+            )
+            continue
+        try:
+            metrics = train(cfg.replace(seed=seed), splits, out)
+        except KeyboardInterrupt:
+            print(
+                f"biostrata: interrupted: seed {seed} did not finish (no metrics.json in {out})"
+                + (f"; finished and kept: seed {', '.join(map(str, finished))}" if finished else "")
+                + ". Run the same command again to resume: it skips finished seeds and trains the others.",
+                file=sys.stderr,
+            )
+            return 130
         results.append(metrics)
+        finished.append(seed)
         print(
             f"{cfg.model} seed {seed}: test MCC {metrics['test_mcc']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
             f"F1 {metrics['test_f1']:.4f} (best epoch {metrics['best_epoch']}, dev {cfg.metric} "
@@ -86,6 +129,40 @@ def _run_train(args: argparse.Namespace) -> int:
         mcc = np.array([m["test_mcc"] for m in results])
         print(f"{cfg.model}: test MCC {mcc.mean():.4f} +- {mcc.std(ddof=1):.4f} over seeds {seeds}")
     return 0
+
+
+# Settings a resumed `train` may change: they do not change a run's numbers (the seed is per run).
+_RESUME_FREE = ("seed", "progress", "num_workers")
+
+
+def _finished(folder: Path) -> dict | None:
+    """The metrics of the finished run in ``folder`` (its metrics.json, written last), or None."""
+    import json
+
+    path = folder / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None  # unreadable: the run is trained again
+    return metrics if isinstance(metrics, dict) and "test_mcc" in metrics else None
+
+
+def _check_resumable(folder: Path, cfg: TrainConfig, splits: Splits) -> None:
+    """Refuse to skip the finished run in ``folder`` when this command would train it otherwise: other
+    settings, or data of another length or other labels."""
+    import dataclasses
+
+    then = dataclasses.asdict(type(cfg).from_yaml(folder / "config.yaml"))
+    now = dataclasses.asdict(cfg)
+    diff = [f"{k}: {then[k]!r} there, {now[k]!r} now" for k in now if k not in _RESUME_FREE and then[k] != now[k]]
+    metrics = _finished(folder) or {}
+    data = {"length": cfg.length or splits.max_length, "class_labels": splits.labels}
+    diff += [f"data {k}: {metrics[k]!r} there, {v!r} now" for k, v in data.items() if metrics.get(k, v) != v]
+    if diff:
+        raise InputError(
+            f"{folder} holds a finished run made with other settings ({'; '.join(diff)}); resume with the same "
+            "settings and data, pass --overwrite to train every seed again, or give another --out"
+        )
 
 
 @command("simulate")
@@ -161,7 +238,11 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs per run (default 1)")
     p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (each run and whether it is done) and stop")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (each run and whether it is done), make the checks of a real run, and stop",
+    )
     paths(p, data_dir="dir")
     add_settings(
         p, TrainConfig, f"training options of every run ({', '.join(PER_RUN_KEYS)} are set per run)", skip=PER_RUN_KEYS
@@ -173,6 +254,9 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     from biostrata.data.benchmarks import data_root, resolve_suite, select_tasks
     from biostrata.train.sweep import Sweep
 
+    check_seeds("--seeds", args.seeds)
+    if not 0 < args.dev_fraction < 1:
+        raise InputError(f"--dev-fraction {args.dev_fraction}: give a share strictly between 0 and 1, e.g. 0.1")
     suite = resolve_suite(args.suite)
     sweep = Sweep(
         suite,
@@ -187,10 +271,19 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         print(sweep.describe())
+        sweep.check()  # what the real run refuses, the dry run refuses too
         return 0
-    records = sweep.run(
-        backend=args.backend, address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run
-    )
+    try:
+        records = sweep.run(
+            backend=args.backend, address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run
+        )
+    except KeyboardInterrupt:
+        print(
+            f"biostrata: interrupted: every finished run keeps its record under {args.out}; the run in progress left "
+            "none. Run the same command again to resume: it skips the finished runs.",
+            file=sys.stderr,
+        )
+        return 130
     print(f"{len(records)} run(s) finished now, {len(sweep.runs) - len(records)} were already done; "
           f"records under {args.out}. Summarize with: biostrata report {args.out}")  # fmt: skip
     return 0
@@ -285,7 +378,20 @@ def _delta(p: argparse.ArgumentParser) -> None:
 
 
 def _run_delta(args: argparse.Namespace) -> int:
-    import json
+    for flag, value, least in (
+        ("--samples", args.samples, 1), ("--bases", args.bases, 1), ("--repeats", args.repeats, 1),
+        ("--histogram", args.histogram, 1), ("--histogram-bases", args.histogram_bases, 1),
+        ("--calibrate", args.calibrate, 4), ("--points", args.points, 4), ("--kmer", args.kmer, 1),
+    ):  # fmt: skip
+        if value is not None and value < least:
+            why = " (the four-point condition)" if least == 4 else ""
+            raise InputError(f"{flag} {value}: give {least} or more{why}")
+    if args.kmer > 8:
+        raise InputError(f"--kmer {args.kmer}: give 8 or less (4^k features per sequence)")
+    if not args.curvature > 0:
+        raise InputError(f"--curvature {args.curvature}: give K > 0 (the space has curvature -K)")
+
+    import json  # only now: a refused command answers at once
 
     from biostrata.analysis import hyperbolicity as hyp
 

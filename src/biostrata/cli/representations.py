@@ -88,15 +88,21 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 @command("embed")
 def _embed(p: argparse.ArgumentParser) -> None:
-    """layer-wise protein embeddings (ESM or a small protein LM) into an HDF5 store
+    """layer-wise embeddings of proteins (ESM) or gene clusters (domain LM) into an HDF5 store
 
-    Embed proteins sorted by length and packed by a token budget; stream mean/BOS/per-token outputs of the
-    chosen layers into an HDF5 store keyed by sequence id (resumable). Under torchrun each rank writes
-    OUT.rank<r>-of-<w>.h5; --merge joins them. With a domain table (.tsv) --family-table also writes the mean
-    vector of each Pfam family's members, for `biostrata pretrain --init-table`.
+    Proteins (--input FASTA or a domain table .tsv; --model a fair-esm .pt file or hub name): sorted by length
+    and packed by a token budget; mean/BOS/per-token outputs of the chosen layers streamed into an HDF5 store
+    keyed by sequence id (resumable). Under torchrun each rank writes OUT.rank<r>-of-<w>.h5; --merge joins them.
+    With a domain table --family-table also writes the mean vector of each Pfam family's members, for
+    `biostrata pretrain --init-table`. Gene clusters (--input a .csv such as `biostrata annotate` writes, or a
+    domain list .txt; --model a BiGCARP / `biostrata pretrain` checkpoint or a name such as bigcarp_random):
+    per layer the mean over each cluster's domains, and with --pooling per_token the state of every domain;
+    domains outside the model's vocabulary are counted and reported.
     """
-    p.add_argument("--model", help="fair-esm .pt file, or hub name such as esm2_t33_650M_UR50D")
-    p.add_argument("--input", help="FASTA, or a domain table (.tsv with pfam_id and protein_sequence)")
+    p.add_argument("--model", help="fair-esm .pt file or hub name (esm2_t33_650M_UR50D); or a domain-LM checkpoint")
+    p.add_argument(
+        "--input", help="FASTA or domain table (.tsv): proteins; clusters .csv or domain list .txt: gene clusters"
+    )
     add_out(p, help="HDF5 store to write (or to merge into, with --merge)")
     p.add_argument("--layers", type=int, nargs="+", default=[-1], help="layers (0 = token embedding; -1 = last)")
     p.add_argument("--pooling", nargs="+", default=["mean"], choices=("mean", "bos", "per_token"))
@@ -131,8 +137,10 @@ def _run_embed(args: argparse.Namespace) -> int:
         return 0
     if not args.model or not args.input:
         raise InputError("give --model and --input (or --merge STORE ...)")
+    if Path(args.input).suffix.lower() in (".csv", ".txt"):
+        return _embed_clusters(args)
     from biostrata.data.proteins import family_members, read_proteins
-    from biostrata.models.extract import extract_embeddings
+    from biostrata.models.extract import check_options, extract_embeddings
     from biostrata.models.init_table import family_table_from_store
     from biostrata.models.protein_lm import load_protein_lm
 
@@ -140,7 +148,13 @@ def _run_embed(args: argparse.Namespace) -> int:
     members = family_members(records)
     if args.family_table and not members:
         raise InputError(f"--family-table needs records with Pfam families (a .tsv domain table), not {args.input}")
+    # what can be checked before the model loads; extract_embeddings checks again with the model's limits
+    check_options(args.token_budget, args.long, args.overlap, args.max_residues, args.device, args.half)
     plm = load_protein_lm(args.model, trusted=args.trust_checkpoint, max_residues=args.max_residues)
+    if args.family_table:
+        table_layer = args.table_layer if args.table_layer is not None else args.layers[-1]
+        if plm.layer_index([table_layer])[0] not in plm.layer_index(args.layers):
+            raise InputError(f"--table-layer {table_layer}: not among the embedded --layers {args.layers}")
     path = extract_embeddings(
         plm, records, args.out, layers=args.layers, poolings=args.pooling, token_budget=args.token_budget,
         long=args.long, overlap=args.overlap, device=args.device, half=args.half, dtype=args.dtype,
@@ -151,10 +165,28 @@ def _run_embed(args: argparse.Namespace) -> int:
         if args.family_table:
             if path != Path(args.out):
                 raise InputError("--family-table needs the merged store; run --merge first, then build the table")
-            layer = plm.layer_index([args.table_layer if args.table_layer is not None else args.layers[-1]])[0]
+            layer = plm.layer_index([table_layer])[0]
             table = family_table_from_store(store, members, layer)
             table.save(args.family_table)
             print(f"{len(table.families)} family vectors (layer {layer}, dim {table.dim}) in {args.family_table}")
+    return 0
+
+
+def _embed_clusters(args: argparse.Namespace) -> int:
+    """``biostrata embed`` of gene clusters with a domain LM."""
+    from biostrata.data.clusters import read_clusters
+    from biostrata.models.domain_lm import DomainLM
+    from biostrata.models.extract import extract_cluster_embeddings
+
+    if args.family_table:
+        raise InputError("--family-table applies to proteins (a .tsv domain table), not to gene clusters")
+    corpus = read_clusters(args.input)
+    model = DomainLM.load(args.model)
+    done = extract_cluster_embeddings(model, list(corpus), args.out, layers=args.layers, poolings=args.pooling,
+                                      device=args.device, progress=not args.no_progress)  # fmt: skip
+    print(f"{done['clusters']} clusters ({done['embedded']} embedded now), layers {model.layer_index(args.layers)} "
+          f"in {done['path']}; {done['unknown_domains']} of {done['domains']} domains ({done['unknown_families']} "
+          "families) are outside the model's vocabulary and embed as its unknown token")  # fmt: skip
     return 0
 
 
@@ -162,11 +194,12 @@ def _run_embed(args: argparse.Namespace) -> int:
 def _cka(p: argparse.ArgumentParser) -> None:
     """CKA (and mutual k-NN) between the layers of one or two representations, or a curve against one
 
-    Centered kernel alignment between representations of the same examples (rows joined by id). One INPUT: its
-    layer x layer matrix; two: layers of the first x layers of the second; --against REF: the CKA of each INPUT
-    (e.g. checkpoints' embedding tables) with REF (e.g. the table they started from). Inputs: .npz (one array
-    per layer, optional 'ids'), .npy, .h5 embedding store, .pt family table or domain-LM checkpoint (its token
-    table).
+    Centered kernel alignment between representations of the same examples (rows joined by id; each join is
+    reported: rows joined, rows each input lost). One INPUT: its layer x layer matrix; two: layers of the first
+    x layers of the second; --against REF: the CKA of each INPUT (e.g. checkpoints' embedding tables) with REF
+    (e.g. the table they started from). Inputs: .npz (one array per layer, optional 'ids'), .npy, .h5 embedding
+    store, .pt family table or domain-LM checkpoint (its token table). Refused: a layer constant over the rows
+    (its CKA is undefined), fewer than 2 shared rows (4 with --debiased).
     """
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="representation files")
     p.add_argument("--against", metavar="REF", help="reference representation (its one layer, or --ref-layer)")
@@ -192,7 +225,7 @@ def _run_cka(args: argparse.Namespace) -> int:
     table, knn = compare_files(
         args.inputs, against=args.against, ref_layer=args.ref_layer, layers=args.layers, layers_b=args.layers_b,
         pooling=args.pooling, knn=args.knn, kernel=args.kernel, debiased=args.debiased, sigma_frac=args.sigma_frac,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, report=print,
     )  # fmt: skip
     matrix = not args.against  # a layer x layer matrix (row labels kept), not a curve against REF
     print(f"{'debiased ' if args.debiased else ''}{args.kernel} CKA")
@@ -216,14 +249,21 @@ def _probe(p: argparse.ArgumentParser) -> None:
     """probe features for labels: linear or MLP, repeated stratified (grouped) k-fold, AUROC/MCC/F1
 
     Cross-validate a probe of frozen features. Features: FILE[:LAYER] (.npz, .npy, .h5 store, .pt), several
-    joined by id and concatenated (or --fusion projection for two). Labels: a CSV whose first column is the id;
-    --label-column for one label per row (binary/multi-class), else every other column is a 0/1 class
-    (multi-label, iterative stratification). --group-column keeps groups out of straddling train and test.
+    joined by id and concatenated (or --fusion projection for two); features without ids (.npy) need
+    --rows-in-label-order. Labels: a CSV whose first column is the id; --label-column for one label per row
+    (binary/multi-class), else every other column is a 0/1 class (multi-label, iterative stratification).
+    --group-column keeps groups out of straddling train and test. Every class needs at least --folds examples
+    (groups).
     """
     p.add_argument("--features", nargs="+", required=True, metavar="FILE[:LAYER]")
     p.add_argument("--all-layers", action="store_true", help="probe every layer of the one features file separately")
     p.add_argument("--labels", required=True, help="CSV of labels (first column: id)")
     p.add_argument("--id-column", help="id column of the label CSV (default: the first)")
+    p.add_argument(
+        "--rows-in-label-order",
+        action="store_true",
+        help="features without ids (.npy, .csv): row i is the example of label row i (else they are refused)",
+    )
     p.add_argument("--label-column", help="single label column (binary or multi-class)")
     p.add_argument("--group-column", help="column of groups that must not straddle train and test")
     p.add_argument("--probe", default="linear", choices=("linear", "mlp"))
@@ -257,7 +297,7 @@ def _run_probe(args: argparse.Namespace) -> int:
     table, folds = probe_files(
         args.features, args.labels, probe, all_layers=args.all_layers, fusion=args.fusion, id_column=args.id_column,
         label_column=args.label_column, group_column=args.group_column, n_splits=args.folds, seeds=args.seeds,
-        n_boot=args.bootstrap, threads=args.threads,
+        n_boot=args.bootstrap, threads=args.threads, rows_in_label_order=args.rows_in_label_order,
     )  # fmt: skip
     print_table(table[[c for c in table.columns if not c.startswith("auroc[")]])
     if args.out:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from biostrata.cli.common import add_out, add_settings, add_threads, command, paths, print_table, set_torch_threads
 
@@ -46,7 +47,15 @@ def _run_study_conditions(args: argparse.Namespace) -> int:
     from biostrata.studies.conditions import run_conditions, summarize
 
     set_torch_threads(args.threads)
-    table = run_conditions(args.out, args.settings)
+    try:
+        table = run_conditions(args.out, args.settings)
+    except KeyboardInterrupt:
+        print(
+            f"biostrata: interrupted: finished runs are kept under {args.out}/runs; the run in progress left no "
+            "metrics.json. Run the same command again to resume: it skips the finished runs.",
+            file=sys.stderr,
+        )
+        return 130
     print_table(summarize(table), digits=3)
     print(f"wrote {args.out}/conditions.md, conditions.csv, conditions.png")
     return 0

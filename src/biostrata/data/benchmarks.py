@@ -10,8 +10,9 @@ folder of one suite itself:
 
 Genomic Benchmarks has no validation split: ``dev`` is carved from ``train``, stratified by class,
 with a recorded fraction and seed. Its class ids are the indices of the sorted class names.
-A custom suite is any folder holding ``{train,dev,test}.{csv,fa,fasta,fna,fas}`` (FASTA headers
-carry ``label=K``), or a folder of such folders (one task each).
+A custom suite is any folder holding ``{train,dev,test}.{csv,fa,fasta,fna,fas}``, each plain or
+``.gz`` (FASTA headers carry ``label=K``), or a folder of such folders (one task each); a folder
+holding some of the three files but not all is an error.
 
 Every loader returns a :class:`biostrata.data.genome.Splits`.
 """
@@ -26,11 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
-from biostrata.data.genome import SPLITS, SequenceSet, Splits, read_gue_dir, read_labelled
+from biostrata.data.genome import (
+    SEQUENCE_SUFFIXES,
+    SPLITS,
+    SequenceSet,
+    Splits,
+    read_gue_dir,
+    read_labelled,
+    split_file,
+)
 from biostrata.errors import DataNotFoundError, InputError
 
 DATA_ENV = "BIOSTRATA_DATA"
-SEQUENCE_SUFFIXES = (".csv", ".fa", ".fasta", ".fna", ".fas")
 
 
 @dataclass(frozen=True)
@@ -154,13 +162,11 @@ def suite_dir(suite: Suite, root: str | Path) -> Path:
 def task_files(task: Task, suite: Suite, root: str | Path) -> list[Path]:
     """The files or folders a task reads, in split order."""
     base = suite_dir(suite, root)
-    if suite.layout == "gue":
-        return [base / task.name / f"{s}.csv" for s in SPLITS]
     if suite.layout == "gb":
         return [base / task.name / s for s in ("train", "test")]
     if suite.layout == "teb":
         return [base / f"{s}_{task.name}.csv" for s in ("train", "valid", "test")]
-    return [_split_file(base / task.name, s) for s in SPLITS]
+    return [split_file(base / task.name, s) for s in SPLITS]  # gue and custom
 
 
 def missing_files(task: Task, suite: Suite, root: str | Path) -> list[Path]:
@@ -174,16 +180,15 @@ def check_data(tasks: Sequence[Task], suite: Suite, root: str | Path) -> None:
         missing = missing_files(task, suite, root)
         folder = task_files(task, suite, root)[0].parent
         if missing and not folder.is_dir():
-            lines.append(f"  {task.name}: {folder}/ (no such folder)")
+            lines.append(f"{task.name}: {folder}/ (no such folder)")
         elif missing:
-            lines.append(f"  {task.name}: {', '.join(map(str, missing))}")
+            lines.append(f"{task.name}: {', '.join(map(str, missing))}")
     if lines:
         where = f"; get it from {suite.source}" if suite.source else ""
         raise DataNotFoundError(
-            f"{suite.title} data not found under {suite_dir(suite, root)}; missing:\n"
-            + "\n".join(lines)
-            + f"\nPoint --data-dir (or {DATA_ENV}) at the folder holding {suite.folder}/{where}. "
-            "`biostrata benchmark --dry-run` shows which tasks have data."
+            f"{suite.title} data not found under {suite_dir(suite, root)}; missing {'; '.join(lines)}. "
+            f"Point --data-dir (or {DATA_ENV}) at the folder holding {suite.folder}/{where}. "
+            "`biostrata benchmark --dry-run` lists which tasks have data."
         )
 
 
@@ -229,28 +234,24 @@ def custom_suite(path: str | Path) -> Suite:
     """A suite of the task folders at ``path``: the folder itself, or every folder below it,
     that holds train, dev and test files. Tasks are named by their path relative to ``path``."""
     path = Path(path).expanduser().resolve()
-    if _is_task_dir(path):
+    names = f"{{train,dev,test}}{{{','.join(SEQUENCE_SUFFIXES)}}}[.gz]"
+    folders = [path, *sorted(d for d in path.rglob("*") if d.is_dir())]
+    found = {d: [s for s in SPLITS if split_file(d, s).is_file()] for d in folders}
+    for folder, present in found.items():
+        if present and len(present) < len(SPLITS):
+            missing = [s for s in SPLITS if s not in present]
+            raise DataNotFoundError(
+                f"{folder}: has {' and '.join(present)} file{'s' if len(present) > 1 else ''} but no "
+                f"{' or '.join(missing)} file; a task folder "
+                f"holds all three ({names}): add the missing file, or move the folder out of {path}"
+            )
+    if found[path]:
         return Suite(path.name, path.name, "custom", str(path.parent), "", (Task(path.name, path.name, None, None),))
-    dirs = sorted(d for d in path.rglob("*") if d.is_dir() and _is_task_dir(d))
+    dirs = [d for d, present in found.items() if present]
     if not dirs:
-        raise DataNotFoundError(
-            f"{path}: no task folder found; a task folder holds train, dev and test files named "
-            f"{{train,dev,test}}{{{','.join(SEQUENCE_SUFFIXES)}}}"
-        )
+        raise DataNotFoundError(f"{path}: no task folder found; a task folder holds train, dev and test files {names}")
     tasks = tuple(Task(path.name, d.relative_to(path).as_posix(), None, None) for d in dirs)
     return Suite(path.name, path.name, "custom", str(path), "", tasks)
-
-
-def _split_file(folder: Path, split: str) -> Path:
-    """``folder/<split><suffix>`` for the first suffix present (``.csv`` when none is)."""
-    for suffix in SEQUENCE_SUFFIXES:
-        if (folder / f"{split}{suffix}").is_file():
-            return folder / f"{split}{suffix}"
-    return folder / f"{split}.csv"
-
-
-def _is_task_dir(folder: Path) -> bool:
-    return all(_split_file(folder, s).is_file() for s in SPLITS)
 
 
 def load_task(
@@ -272,10 +273,10 @@ def load_task(
 
 def _check_task(task: Task, splits: Splits) -> None:
     """The data must agree with the registry: label range and sequence lengths."""
-    if task.num_classes is not None and splits.num_classes != task.num_classes:
+    if task.num_classes is not None and splits.labels != list(range(task.num_classes)):
         raise InputError(
-            f"{splits.train.source}: labels run 0..{splits.num_classes - 1} but {task.suite} task {task.name!r} "
-            f"has {task.num_classes} classes; is this the right dataset?"
+            f"{splits.train.source}: labels {', '.join(map(str, splits.labels))}, but {task.suite} task "
+            f"{task.name!r} has labels 0..{task.num_classes - 1}; is this the right dataset?"
         )
     longest = max(max(map(len, s.sequences), default=0) for s in splits)  # all splits: this checks the data
     if task.length is not None and longest > task.length:
@@ -320,7 +321,10 @@ def read_class_folders(folder: str | Path, classes: Sequence[str] | None = None)
     for label, name in enumerate(classes):
         files = sorted((folder / name).glob("*.txt"), key=_natural_key) if (folder / name).is_dir() else []
         for file in files:
-            seq = "".join(file.read_text().split())
+            try:
+                seq = "".join(file.read_text().split())
+            except UnicodeDecodeError:
+                raise InputError(f"{file}: not a text file; a class folder holds one sequence per <id>.txt") from None
             if not seq:
                 raise InputError(f"{file}: empty sequence file")
             seqs.append(seq)

@@ -4,18 +4,18 @@ Files read (every reader reports problems with ``path:line``):
 
 - Domain-name list (``mibig_domain_list.txt``), one BGC per line, whitespace-separated:
   ``<id> <class> <name> <name> [SEP] <name> ...``; ``[SEP]`` separates proteins.
-- Accession CSV (``mibig_pfamid.csv``): header ``cluster_id,label,domain_tokens[,...]``, where
-  ``domain_tokens`` holds space-separated Pfam accessions (no gene separators).
+- Accession CSV (``mibig_pfamid.csv``, ``biostrata annotate``'s ``clusters.csv``): ``cluster_id,label,domain_tokens[,...]``,
+  space-separated accessions, ``[SEP]`` between proteins optional.
 - BiGCARP CSV: a ``domains`` column of ``;``-joined Pfam names or accessions, optionally an id column
   (``cluster_id``, ``bgc_id``, ``sequence_id``, ``id`` or ``name``), a class column (``function``,
   ``label`` or ``class``) and a ``split`` column (``train``/``valid``/``test``).
 - Class table (``mibig3_classes.csv``): ``sequence_id,<class 1>,...,<class C>`` with 0/1 entries.
 
 Domains are stored as Pfam accessions without version (``PF00005``) when a Pfam table
-(:class:`~biostrata.data.pfam.PfamTable`) is given; names and versioned accessions are mapped
-through it. A token the table does not know is kept as written and encoded as ``UNK``. Unknown
-domains, empty clusters, duplicate ids and malformed lines are collected in ``ClusterCorpus.issues``;
-with ``strict=True`` the first one raises ``InputError``.
+(:class:`~biostrata.data.pfam.PfamTable`) is given; names and versioned accessions are mapped through it. A
+token the table does not know is kept as written and encoded as ``UNK``. Unknown domains, empty clusters,
+duplicate ids and malformed lines are collected in ``ClusterCorpus.issues``; with ``strict=True`` the first
+one raises ``InputError``.
 """
 
 from __future__ import annotations
@@ -57,8 +57,7 @@ class Cluster:
     """One BGC: its Pfam domains in genomic order.
 
     ``genes[i]`` is the 0-based index of the protein that carries ``domains[i]`` (None when the
-    source has no gene separators). ``where`` is ``path:line`` of the source record.
-    """
+    source has no gene separators). ``where`` is ``path:line`` of the source record."""
 
     id: str
     domains: tuple[str, ...]
@@ -73,8 +72,7 @@ class Cluster:
 
 @dataclass(frozen=True)
 class Issue:
-    """A problem found while reading: ``kind`` is one of unknown-domain, empty-cluster,
-    duplicate-id, malformed."""
+    """A problem found while reading: ``kind`` is unknown-domain, empty-cluster, duplicate-id or malformed."""
 
     where: str
     kind: str
@@ -126,7 +124,7 @@ class _Reader:
     (the first one raised when ``strict``); tokens become accessions through the Pfam table."""
 
     def __init__(self, path: str | Path, what: str, pfam: PfamTable | None, strict: bool) -> None:
-        self.path, self.pfam, self.strict = Path(path), pfam, strict
+        self.path, self.what, self.pfam, self.strict = Path(path), what, pfam, strict
         _require_file(self.path, what)
         self.clusters: list[Cluster] = []
         self.issues: list[Issue] = []
@@ -161,6 +159,9 @@ class _Reader:
 
     def corpus(self) -> ClusterCorpus:
         corpus = ClusterCorpus(self.clusters, str(self.path), self.issues)
+        if not self.clusters:  # an empty corpus is an error, with the problems met if any
+            why = f" ({'; '.join(corpus.summary().splitlines()[1:])})" if self.issues else ""
+            raise InputError(f"{self.path}: no clusters read as a {self.what}{why}; check the file (and --format)")
         if self.issues:
             warnings.warn(corpus.summary() + "\n(see ClusterCorpus.issues for every location)", stacklevel=3)
         return corpus
@@ -178,12 +179,14 @@ def read_domain_list(path: str | Path, pfam: PfamTable | None = None, strict: bo
             if len(fields) < 2 or fields[0] == SEP or fields[1] == SEP:
                 reader.issue(where, "malformed", f"expected '<id> <class> <domains...>', got {line.strip()[:80]!r}")
                 continue
-            # proteins: the runs of domains between [SEP]s; proteins without domains leave no gap
-            proteins = [list(run) for sep, run in groupby(fields[2:], lambda t: t == SEP) if not sep]
-            domains = tuple(t for protein in proteins for t in protein)
-            genes = tuple(g for g, protein in enumerate(proteins) for _ in protein)
-            reader.add(Cluster(fields[0], domains, genes, fields[1], where=where))
+            reader.add(Cluster(fields[0], *_split_genes(fields[2:]), fields[1], where=where))
     return reader.corpus()
+
+
+def _split_genes(tokens: Sequence[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Domains and the protein of each: proteins are the runs between [SEP]s (an empty one leaves no gap)."""
+    proteins = [list(run) for sep, run in groupby(tokens, lambda t: t == SEP) if not sep]
+    return tuple(t for p in proteins for t in p), tuple(g for g, p in enumerate(proteins) for _ in p)
 
 
 def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -198,13 +201,12 @@ def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[s
             yield reader.line_num, row
 
 
-def _csv_header(path: Path) -> list[str]:
-    """The fields of the first line, read as CSV."""
+def _csv_header(path: Path) -> list[str]:  # the fields of the first line, read as CSV
     with open(path, encoding="utf-8", newline="") as handle:
         return next(csv.reader([handle.readline()]), [])
 
 
-def _row_malformed(row: dict) -> bool:
+def _row_malformed(row: dict) -> bool:  # a row with fields missing or left over
     return None in row or any(v is None for v in row.values())
 
 
@@ -216,10 +218,10 @@ def read_pfamid_csv(path: str | Path, pfam: PfamTable | None = None, strict: boo
         if _row_malformed(row) or not row["cluster_id"].strip():
             reader.issue(where, "malformed", "wrong number of fields or empty cluster_id")
         else:
-            label = (row.get("label") or "").strip() or None
-            reader.add(
-                Cluster(row["cluster_id"].strip(), tuple(row["domain_tokens"].split()), label=label, where=where)
-            )
+            tokens = row["domain_tokens"].split()  # [SEP] between proteins is optional (biostrata annotate)
+            domains, genes = _split_genes(tokens)
+            cid, label = row["cluster_id"].strip(), (row.get("label") or "").strip() or None
+            reader.add(Cluster(cid, domains, genes if SEP in tokens else None, label, where=where))
     return reader.corpus()
 
 
@@ -445,5 +447,4 @@ class DomainVocabulary:
         return vocab
 
 
-# PfamFamily moved to biostrata.data.pfam (PfamTable, used here, is imported from there)
-__getattr__ = moved(__name__, {"PfamFamily": "biostrata.data.pfam"})
+__getattr__ = moved(__name__, {"PfamFamily": "biostrata.data.pfam"})  # PfamTable, used here, is imported

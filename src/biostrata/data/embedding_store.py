@@ -66,8 +66,10 @@ class EmbeddingStore:
     ) -> EmbeddingStore:
         """Open ``path`` for appending; a new file is laid out, an existing one must match."""
         bad = [p for p in poolings if p not in POOLINGS]
-        if bad or not poolings:
-            raise InputError(f"poolings={list(poolings)}: choose from {list(POOLINGS)}")
+        if bad or not poolings or len(set(poolings)) != len(poolings):
+            raise InputError(f"poolings={list(poolings)} (--pooling): choose from {list(POOLINGS)}, each once")
+        if len(set(layers)) != len(layers):
+            raise InputError(f"layers={list(layers)}: a layer repeats; give each once")
         if dtype not in ("float32", "float16"):
             raise InputError(f"dtype={dtype!r}: use 'float32' or 'float16'")
         path = Path(path)

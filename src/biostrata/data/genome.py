@@ -1,18 +1,30 @@
 """Labelled DNA sequence sets and their files.
 
-Formats read:
-- CSV with header ``sequence,label`` (the GUE layout); labels are integers >= 0.
-- FASTA whose header carries the label as ``label=K`` (``>seq1 label=1``) or as the last
-  ``|``-separated field (``>seq1|1``).
-- A GUE task folder: ``train.csv``, ``dev.csv``, ``test.csv``.
+Formats read, each also gzip-compressed (``train.csv.gz``):
+- CSV with header ``sequence,label`` (the GUE layout); labels are integers >= 0. Fields may be
+  as long as a genome.
+- FASTA (``.fa``, ``.fasta``, ``.fna``, ``.fas``) whose header carries the label as ``label=K``
+  (``>seq1 label=1``) or as the last ``|``-separated field (``>seq1|1``).
+- A task folder: ``train``, ``dev`` and ``test`` files in those formats (the GUE layout:
+  ``train.csv``, ``dev.csv``, ``test.csv``).
+
+Labels need not run 0..C-1: the classes of a model are the distinct training labels in order
+(``Splits.labels``), so labels {0, 5} make a two-class model whose class 1 is label 5.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import re
+import sys
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -20,6 +32,11 @@ from biostrata.data.alphabet import encode
 from biostrata.errors import DataNotFoundError, InputError
 
 SPLITS = ("train", "dev", "test")
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
+SEQUENCE_SUFFIXES = (".csv", *FASTA_SUFFIXES)  # each may be followed by .gz
+
+# Python's csv refuses fields over 131,072 characters; a genomic record can be longer.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass
@@ -57,19 +74,25 @@ class Splits:
         return iter((self.train, self.dev, self.test))
 
     @property
-    def num_classes(self) -> int:
-        """Classes 0 .. C-1 with C - 1 the largest training label: the test split never shapes the
-        model. A dev or test label outside them is an error (a model cannot predict it)."""
-        n = int(self.train.labels.max(initial=0)) + 1
+    def labels(self) -> list[int]:
+        """The distinct training labels in order: class i of a model is label ``labels[i]`` (the test
+        split never shapes the model). A dev or test label outside them is an error (a model cannot
+        predict it)."""
+        labels = np.unique(self.train.labels)
         for part in (self.dev, self.test):
-            unseen = np.flatnonzero(part.labels >= n)
+            unseen = np.flatnonzero(~np.isin(part.labels, labels))
             if unseen.size:
                 i = int(unseen[0])
                 raise InputError(
                     f"{part.where(i)}: label {part.labels[i]} does not occur in the training split "
-                    f"{self.train.source or ''} (labels 0..{n - 1}); every class must have training examples"
+                    f"{self.train.source} (labels {', '.join(map(str, labels))}); every class needs training examples"
                 )
-        return n
+        return labels.tolist()
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes: distinct training labels (see ``labels``)."""
+        return len(self.labels)
 
     @property
     def max_length(self) -> int:
@@ -78,17 +101,37 @@ class Splits:
 
 
 def read_labelled(path: str | Path) -> SequenceSet:
-    """Read a CSV (``sequence,label``) or a FASTA file with labels in the headers."""
+    """Read a CSV (``sequence,label``) or a FASTA file with labels in the headers, either one plain or
+    gzip-compressed. FASTA is told by the suffix (before any ``.gz``), gzip by the file's first bytes."""
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; expected a CSV with header 'sequence,label' or a FASTA file")
-    if path.suffix.lower() in {".fa", ".fasta", ".fna", ".fas"}:
-        seqs, labels, lines = _read_fasta(path)
-    else:
-        seqs, labels, lines = _read_csv(path)
+    fasta = path.suffix.lower() in FASTA_SUFFIXES or "".join(path.suffixes[-2:]).lower() in _GZ_FASTA
+    try:
+        with _open_text(path) as handle:
+            seqs, labels, lines = (_read_fasta if fasta else _read_csv)(handle, path)
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{path}: not a text file; give a CSV (sequence,label) or FASTA file, plain or gzip-compressed"
+        ) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise InputError(f"{path}: a damaged gzip file ({err}); compress it again, or give it uncompressed") from None
     if not seqs:
         raise InputError(f"{path}: no sequences found")
     return SequenceSet(seqs, np.array(labels, dtype=np.int64), str(path), lines)
+
+
+_GZ_FASTA = {s + ".gz" for s in FASTA_SUFFIXES}
+
+
+@contextmanager
+def _open_text(path: Path) -> Iterator[TextIO]:
+    """``path`` as text (UTF-8, a byte-order mark dropped), decompressed when it is gzip."""
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    opened = gzip.open(path, "rb") if gzipped else path.open("rb")
+    with opened as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as handle:
+        yield handle
 
 
 def _parse_label(text: str, where: str) -> int:
@@ -101,34 +144,36 @@ def _parse_label(text: str, where: str) -> int:
     return label
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[int], list[int]]:
+def _read_csv(handle: TextIO, path: Path) -> tuple[list[str], list[int], list[int]]:
     seqs: list[str] = []
     labels: list[int] = []
     lines: list[int] = []
-    with path.open(newline="") as handle:
-        rows = csv.reader(handle)
+    rows = csv.reader(handle)
+    try:
         header = next(rows, None)
         if header is None or [h.strip().lower() for h in header[:2]] != ["sequence", "label"]:
             raise InputError(f"{path}, line 1: expected the header 'sequence,label', found {header!r}")
-        for lineno, row in enumerate(rows, start=2):
+        for row in rows:
             if not row:
                 continue
-            where = f"{path}, line {lineno}"
+            where = f"{path}, line {rows.line_num}"
             if len(row) < 2:
                 raise InputError(f"{where}: expected 2 fields 'sequence,label', found {len(row)}")
             seq = row[0].strip()
             if not seq:
                 raise InputError(f"{where}: empty sequence")
             seqs.append(seq)
-            lines.append(lineno)
+            lines.append(rows.line_num)
             labels.append(_parse_label(row[1].strip(), where))
+    except csv.Error as err:
+        raise InputError(f"{path}, line {rows.line_num}: not readable as CSV ({err})") from None
     return seqs, labels, lines
 
 
 _LABEL_IN_HEADER = re.compile(r"(?:^|\s)label=(\S+)")
 
 
-def _read_fasta(path: Path) -> tuple[list[str], list[int], list[int]]:
+def _read_fasta(handle: TextIO, path: Path) -> tuple[list[str], list[int], list[int]]:
     seqs: list[str] = []
     labels: list[int] = []
     lines: list[int] = []
@@ -142,60 +187,76 @@ def _read_fasta(path: Path) -> tuple[list[str], list[int], list[int]]:
             seqs.append("".join(chunks))
             lines.append(header_line + 1)
 
-    with path.open() as handle:
-        for lineno, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith(">"):
-                close()
-                chunks, header_line = [], lineno
-                match = _LABEL_IN_HEADER.search(line[1:])
-                if match:
-                    text = match.group(1)
-                elif "|" in line:
-                    text = line.rsplit("|", 1)[1].strip()
-                else:
-                    raise InputError(
-                        f"{path}, line {lineno}: no label in FASTA header; write it as '>id label=K' or '>id|K'"
-                    )
-                labels.append(_parse_label(text, f"{path}, line {lineno}"))
-            elif not header_line:
-                raise InputError(f"{path}, line {lineno}: sequence before the first '>' header")
+    for lineno, line in enumerate(handle, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(">"):
+            close()
+            chunks, header_line = [], lineno
+            match = _LABEL_IN_HEADER.search(line[1:])
+            if match:
+                text = match.group(1)
+            elif "|" in line:
+                text = line.rsplit("|", 1)[1].strip()
             else:
-                chunks.append(line)
+                raise InputError(
+                    f"{path}, line {lineno}: no label in FASTA header; write it as '>id label=K' or '>id|K'"
+                )
+            labels.append(_parse_label(text, f"{path}, line {lineno}"))
+        elif not header_line:
+            raise InputError(f"{path}, line {lineno}: sequence before the first '>' header")
+        else:
+            chunks.append(line)
     close()
     return seqs, labels, lines
 
 
+def split_file(folder: str | Path, split: str) -> Path:
+    """``folder/<split><suffix>`` for the first of ``SEQUENCE_SUFFIXES`` present, plain or ``.gz``
+    (``folder/<split>.csv`` when none is)."""
+    folder = Path(folder)
+    for suffix in SEQUENCE_SUFFIXES:
+        for name in (f"{split}{suffix}", f"{split}{suffix}.gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return folder / f"{split}.csv"
+
+
 def read_gue_dir(path: str | Path) -> Splits:
-    """Read a GUE-layout task folder: ``train.csv``, ``dev.csv``, ``test.csv``."""
+    """Read a task folder: ``train``, ``dev`` and ``test`` files (``train.csv``, ``dev.csv``, ``test.csv`` in
+    the GUE layout; FASTA and gzip-compressed files too, see ``split_file``)."""
     path = Path(path)
     if not path.is_dir():
         raise DataNotFoundError(f"{path}: no such folder; expected a task folder with train.csv, dev.csv, test.csv")
-    missing = [f"{s}.csv" for s in SPLITS if not (path / f"{s}.csv").is_file()]
+    missing = [f"{s}.csv" for s in SPLITS if not split_file(path, s).is_file()]
     if missing:
         raise DataNotFoundError(
-            f"{path}: missing {', '.join(missing)}; a GUE-layout folder has train.csv, dev.csv, test.csv"
+            f"{path}: missing {', '.join(missing)}; a task folder has train.csv, dev.csv, test.csv "
+            "(or FASTA files, each plain or .gz)"
         )
-    return Splits(*(read_labelled(path / f"{s}.csv") for s in SPLITS))
+    return Splits(*(read_labelled(split_file(path, s)) for s in SPLITS))
 
 
 class EncodedSequences:
     """A ``SequenceSet`` encoded once to (N, length) int8 indices (-1 = padding), a map-style
     dataset for ``torch.utils.data.DataLoader``.
 
-    Items are ``(indices, label)``; the model one-hot encodes on its own device.
+    Items are ``(indices, class)``; the model one-hot encodes on its own device. The class of a
+    sequence is the index of its label in ``labels`` (``Splits.labels``; default: the label itself).
     """
 
-    def __init__(self, data: SequenceSet, length: int, *, truncate: bool = False) -> None:
+    def __init__(
+        self, data: SequenceSet, length: int, *, truncate: bool = False, labels: list[int] | None = None
+    ) -> None:
         import torch  # here, not at module level: reading sequence files needs no torch
 
         idx = np.empty((len(data), length), dtype=np.int8)
         for i, seq in enumerate(data.sequences):
             idx[i] = encode(seq, length, truncate=truncate, where=data.where(i))
         self.indices = torch.from_numpy(idx)
-        self.labels = torch.from_numpy(data.labels)
+        classes = data.labels if labels is None else np.searchsorted(np.asarray(labels), data.labels)
+        self.labels = torch.from_numpy(np.asarray(classes, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -84,7 +84,7 @@ def read_fasta(path: str | Path) -> list[ProteinRecord]:
         seen.add(record.id)
         records.append(record)
     if not records:
-        raise InputError(f"{path}: no FASTA records")
+        raise InputError(f"{path}: no FASTA records; expected '>id' header lines, each followed by its sequence")
     return records
 
 
@@ -134,7 +134,7 @@ def read_domain_proteins(path: str | Path, dedupe: bool = True) -> list[ProteinR
         seen_seq.add((family, seq))
         records.append(ProteinRecord(rid, seq, family))
     if not records:
-        raise InputError(f"{path}: no rows")
+        raise InputError(f"{path}: a header but no rows; expected one row per Pfam domain hit")
     return records
 
 

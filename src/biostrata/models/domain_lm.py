@@ -33,7 +33,7 @@ from biostrata.data.clusters import DomainVocabulary
 from biostrata.data.pfam import PfamTable
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write
-from biostrata.models.hub import hub_file
+from biostrata.models.hub import hub_file, load_torch_file
 from biostrata.models.layerwise import resolve_layers
 
 __all__ = ["DomainLM", "RowFrozenEmbedding", "PRESETS", "BIGCARP_URL"]
@@ -45,6 +45,11 @@ PRESETS: dict[str, dict] = {
 }
 #: Where sequence-models downloads the published BiGCARP checkpoints (``<name>.pt``).
 BIGCARP_URL = "https://zenodo.org/record/6857704/files/"
+#: What ``DomainLM.load`` takes, for its errors.
+CHECKPOINT = (
+    "a sequence-models BiGCARP checkpoint (.pt, e.g. model.pt of `biostrata pretrain`) or a published name "
+    "(bigcarp_random, bigcarp_esm1bfinetune, bigcarp_esm1bfrozen)"
+)
 _CONFIG_KEYS = ("d_embed", "d_model", "n_layers", "kernel_size", "r", "slim", "activation")
 
 
@@ -271,12 +276,7 @@ class DomainLM(nn.Module):
             if path.suffix == ".pt" or os.sep in str(name_or_path):
                 raise DataNotFoundError(f"BiGCARP checkpoint not found: {path}")
             path = hub_file(str(name_or_path), f"{BIGCARP_URL}{name_or_path}.pt?download=1", "BiGCARP checkpoint")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - unreadable/unsafe pickles all become one message
-            raise InputError(
-                f"{path}: cannot read as a sequence-models checkpoint ({type(err).__name__}: {err})"
-            ) from None
+        data = load_torch_file(path, CHECKPOINT)
         if not isinstance(data, dict):
-            raise InputError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")
+            raise InputError(f"{path}: holds a {type(data).__name__}; expected {CHECKPOINT}")
         return cls.from_checkpoint(data, str(path), pfam)

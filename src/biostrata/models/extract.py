@@ -37,12 +37,14 @@ __all__ = [
     "plan_batches",
     "count_batches",
     "default_device",
+    "check_options",
     "forward_batches",
     "token_states",
     "embed_batch",
     "window_starts",
     "shard_path",
     "extract_embeddings",
+    "extract_cluster_embeddings",
 ]
 
 
@@ -74,9 +76,46 @@ def count_batches(n: int, batch_size: int) -> list[list[int]]:
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` as given, else ``cuda:$LOCAL_RANK`` when a GPU is present, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"device={str(device)!r} (--device): not a torch device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device={str(device)!r} (--device): no GPU is available here; use cpu")
+    return device
+
+
+def check_options(
+    token_budget: int,
+    long: str = "truncate",
+    overlap: int = 128,
+    max_residues: int | None = None,
+    device: str | torch.device | None = None,
+    half: bool | None = None,
+    special: int = 2,
+) -> tuple[torch.device, bool]:
+    """The device and the half-precision choice of an extraction (see :func:`extract_embeddings`), after
+    refusing options that cannot work, each named (CLI option in parentheses). ``max_residues`` None: not
+    known yet (the model's); ``special``: the tokens each item gets around its own (ESM: 2)."""
+    if long not in ("truncate", "window"):
+        raise InputError(f"long={long!r} (--long): use 'truncate' or 'window'")
+    if token_budget < special + 1:
+        raise InputError(
+            f"token_budget={token_budget} (--token-budget): must be at least {special + 1}, one residue and the "
+            f"{special} special tokens"
+        )
+    if long == "window" and max_residues is not None and not 0 <= overlap < max_residues:
+        raise InputError(
+            f"overlap={overlap} (--overlap): must be in [0, {max_residues}), shorter than the windows of "
+            f"max_residues={max_residues} (--max-residues)"
+        )
+    device = default_device(device)
+    half = device.type == "cuda" if half is None else half
+    if half and device.type != "cuda":
+        raise InputError(f"half (--half): half precision needs a GPU, and the device is {device}; leave it off")
+    return device, half
 
 
 @torch.inference_mode()
@@ -229,19 +268,24 @@ def extract_embeddings(
     """
     from tqdm.auto import tqdm
 
-    if long not in ("truncate", "window"):
-        raise InputError(f"long={long!r}: use 'truncate' or 'window'")
+    limit = plm.max_residues
+    device, half = check_options(token_budget, long, overlap, limit, device, half, sum(plm.special_tokens))
     rank, world_size = _dist_env(rank, world_size)
-    device = default_device(device)
-    half = device.type == "cuda" if half is None else half
-    ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        raise InputError("sequence ids must be unique for the embedding store")
-    layer_ids = plm.layer_index(layers)
+    seen: set[str] = set()
+    for r in records:
+        if r.id in seen:
+            raise InputError(f"sequence id {r.id!r} repeats; ids must be unique for the embedding store")
+        seen.add(r.id)
+    try:
+        layer_ids = plm.layer_index(layers)
+    except InputError as err:
+        raise InputError(f"layers={list(layers)} (--layers): {err}") from None
+    if len(set(layer_ids)) != len(layer_ids):
+        twice = next(i for k, i in enumerate(layer_ids) if i in layer_ids[:k])
+        raise InputError(f"layers={list(layers)} (--layers): layer {twice} is named twice; give each layer once")
     store = EmbeddingStore.create(
         shard_path(out, rank, world_size), plm.name, layer_ids, plm.embed_dim, poolings, dtype
     )
-    limit = plm.max_residues
     # Length order; windowed proteins sort as their window length and keep their windows together.
     key = [min(len(r.sequence), limit) if limit else len(r.sequence) for r in records]
     order = sorted(range(len(records)), key=lambda i: key[i])[rank::world_size]
@@ -285,3 +329,63 @@ def extract_embeddings(
         bar.close()
         store.close()
     return store.path
+
+
+def extract_cluster_embeddings(
+    model: torch.nn.Module,
+    clusters: Sequence,
+    out: str | Path,
+    layers: Sequence[int] = (-1,),
+    poolings: Sequence[str] = ("mean",),
+    token_budget: int = 8192,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict:
+    """Embed gene clusters (domain sentences) with a domain LM into an HDF5 store keyed by cluster id:
+    ``mean`` over a cluster's domains per layer, and with ``per_token`` the state of every domain.
+    Clusters already in the store are skipped (resume). Domains outside the model's vocabulary embed
+    as its unknown token; they are counted, not dropped. The layers must share one width (layer 0,
+    the token table, is ``d_embed`` wide, the blocks ``d_model``). Returns the counts and the path."""
+    from tqdm.auto import tqdm
+
+    if "bos" in poolings:
+        raise InputError("poolings: a domain LM has no BOS token; use mean and/or per_token")
+    layer_ids = model.layer_index(layers)
+    widths = {model.config["d_embed"] if i == 0 else model.config["d_model"] for i in layer_ids}
+    if len(widths) > 1:
+        raise InputError(
+            f"layers {layer_ids}: layer 0 (the token table, {model.config['d_embed']} wide) and the blocks "
+            f"({model.config['d_model']} wide) differ in width; embed layer 0 into a store of its own"
+        )
+    ids = [c.id for c in clusters]
+    if len(set(ids)) != len(ids):
+        raise InputError("cluster ids must be unique for the embedding store")
+    vocab = model.vocab
+    domains = [d for c in clusters for d in c.domains]
+    unknown = [d for d in domains if d not in vocab]
+    store = EmbeddingStore.create(
+        out, getattr(model, "name", "domain LM"), layer_ids, widths.pop(), poolings, "float32"
+    )
+    todo = [c for c in clusters if c.id not in store and len(c.domains)]
+    encoded = [vocab.encode(c) for c in todo]
+    pending: list[tuple[str, int, dict[int, np.ndarray]]] = []
+
+    def flush() -> None:
+        if pending:
+            stacked = [np.stack([states[i] for i in layer_ids]).astype(np.float32) for _, _, states in pending]
+            pooled = {"mean": np.stack([s.mean(1) for s in stacked])} if "mean" in poolings else {}
+            store.append([p[0] for p in pending], [p[1] for p in pending], pooled,
+                         stacked if "per_token" in poolings else None)  # fmt: skip
+            pending.clear()
+
+    try:
+        states_of = token_states(model, encoded, layer_ids, token_budget=token_budget, device=device)
+        for i, states in tqdm(states_of, total=len(todo), unit="cluster", disable=not progress, desc="embed"):
+            pending.append((todo[i].id, len(encoded[i]), states))
+            if len(pending) >= 256:
+                flush()
+        flush()
+    finally:
+        store.close()
+    return {"path": str(store.path), "clusters": len(clusters), "embedded": len(todo), "domains": len(domains),
+            "unknown_domains": len(unknown), "unknown_families": len(set(unknown))}  # fmt: skip

@@ -25,7 +25,6 @@ Which reference each choice follows (rrkhan/HGE @f76ee3e, with HyperbolicCV @fe1
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,22 +293,29 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"
+    expected = "a genome classifier's model.pt (or its run folder), written by `biostrata train` when a run finishes"
     if not path.is_file():
-        raise InputError(
-            f"{path}: no such model file; pass the model.pt (or the run folder) written by `biostrata train`"
-        )
+        raise InputError(f"{path}: no such model file; give {expected}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:  # not a torch file: say so
-        raise InputError(f"{path}: not a biostrata model file ({type(err).__name__})") from None
-    if isinstance(blob, dict) and blob.get("format") == "biostrata-genome-classifier/1":
+    except Exception as err:  # not a file that torch reads without running code: say what the file should be
+        raise InputError(
+            f"{path}: not a biostrata model file (torch.load: {type(err).__name__}); give {expected}"
+        ) from None
+    found = blob.get("format") if isinstance(blob, dict) else None
+    if found == "biostrata-genome-classifier/1":
         raise InputError(
             f"{path}: written by an earlier biostrata (format /1), whose hyperbolic model differs from the "
             "reference's (no ReLU before the MLR, another batch norm); train the model again"
         )
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a biostrata model file (expected format {CHECKPOINT_FORMAT})")
-    arch = dict(blob["architecture"])
-    model = build_model(arch.pop("name"), arch.pop("length"), arch.pop("num_classes"), **arch)
-    model.load_state_dict(blob["state_dict"])
+    if found != CHECKPOINT_FORMAT:
+        lightning = isinstance(blob, dict) and "pytorch-lightning_version" in blob
+        what = "a Lightning training checkpoint" if lightning else f"format {found!r}" if found else "no format"
+        raise InputError(f"{path}: not a biostrata model file ({what}; expected {CHECKPOINT_FORMAT}); give {expected}")
+    try:
+        arch = dict(blob["architecture"])
+        model = build_model(arch.pop("name"), arch.pop("length"), arch.pop("num_classes"), **arch)
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise InputError(f"{path}: a damaged model file ({type(err).__name__}: {err}); train the model again") from None
     return model.eval(), blob

@@ -33,6 +33,7 @@ from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write
 from biostrata.models.domain_lm import DomainLM
+from biostrata.models.hub import load_torch_file
 
 __all__ = ["FamilyTable", "InitReport", "family_table_from_store", "initialize_token_table", "ARMS"]
 
@@ -76,13 +77,16 @@ class FamilyTable:
         path = Path(path)
         if not path.is_file():
             raise DataNotFoundError(f"family table not found: {path}")
+        what = "a family table (.pt) from `biostrata embed --family-table`"
+        data = load_torch_file(path, what)
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
             return cls(
                 list(data["families"]), data["vectors"].float(), list(data["members"]), dict(data.get("meta", {}))
             )
-        except (KeyError, TypeError, RuntimeError, AttributeError) as err:
-            raise InputError(f"{path}: not a family table ({type(err).__name__}: {err})") from None
+        except (KeyError, TypeError, RuntimeError, AttributeError, IndexError) as err:
+            raise InputError(
+                f"{path}: a torch file, but not a family table ({type(err).__name__}: {err}); expected {what}"
+            ) from None
 
 
 def family_table_from_store(

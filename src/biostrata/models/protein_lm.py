@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from torch import nn
 from biostrata.compat import moved
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write
-from biostrata.models.hub import hub_file
+from biostrata.models.hub import hub_file, load_torch_file
 from biostrata.models.layerwise import resolve_layers
 
 __all__ = ["ProteinLM", "load_protein_lm", "small_protein_lm", "ESM_URL"]
@@ -106,19 +105,8 @@ class ProteinLM(nn.Module):
         atomic_write(Path(path), lambda tmp: torch.save(data, tmp))
 
 
-def _torch_load(path: Path, trusted: bool) -> dict:
-    """Load with ``weights_only`` (argparse.Namespace allowed); full unpickling only if ``trusted``."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not trusted:
-            reason = str(err).strip().splitlines()[-1][:200]
-            raise InputError(
-                f"{path}: this checkpoint needs full unpickling ({reason}). Official ESM files do; if you got "
-                "the file from a trusted source pass trusted=True (CLI: --trust-checkpoint)."
-            ) from None
-    return torch.load(path, map_location="cpu", weights_only=False)
+#: What ``load_protein_lm`` takes, for its errors.
+_ESM_FILE = "a fair-esm .pt file (e.g. esm2_t33_650M_UR50D.pt) or a hub name such as esm2_t33_650M_UR50D"
 
 
 def load_protein_lm(name_or_path: str | Path, trusted: bool = False, max_residues: int | None = None) -> ProteinLM:
@@ -131,6 +119,8 @@ def load_protein_lm(name_or_path: str | Path, trusted: bool = False, max_residue
     """
     import esm
 
+    if max_residues is not None and max_residues < 1:
+        raise InputError(f"max_residues={max_residues} (--max-residues): must be at least 1")
     path = Path(name_or_path)
     if path.is_dir():
         raise InputError(
@@ -140,9 +130,16 @@ def load_protein_lm(name_or_path: str | Path, trusted: bool = False, max_residue
         if path.suffix == ".pt" or os.sep in str(name_or_path):
             raise DataNotFoundError(f"ESM checkpoint not found: {path}")
         path, trusted = hub_file(str(name_or_path), f"{ESM_URL}{name_or_path}.pt", "ESM model"), True
-    data = _torch_load(path, trusted)
+    trust = "--trust-checkpoint (trusted=True; official fair-esm files need it)"
+    data = load_torch_file(path, _ESM_FILE, trusted, trust)
+    if not isinstance(data, dict) or "model" not in data:
+        raise InputError(f"{path}: a torch file, but not a fair-esm checkpoint; expected {_ESM_FILE}")
     regression_path = path.with_name(path.stem + "-contact-regression.pt")
-    regression = _torch_load(regression_path, trusted) if regression_path.is_file() else None
+    regression = (
+        load_torch_file(regression_path, "fair-esm contact-regression weights", trusted, trust)
+        if regression_path.is_file()
+        else None
+    )
     arch = "esm2" if "cfg" in data else path.stem
     try:
         with warnings.catch_warnings():

@@ -7,10 +7,11 @@ two classes: more clades = labels set deeper in the tree). On each dataset the E
 hyperbolic CNN are trained per seed, and the relative Gromov delta of their test embeddings is
 measured.
 
-Output folder: ``data/<condition>/`` (GUE layout), ``runs/<condition>/<model>/seed<k>/`` (one
-training run each; a run whose metrics.json exists is skipped, so the sweep resumes),
+Output folder: ``settings.json``, ``data/<condition>/`` (GUE layout), ``runs/<condition>/<model>/seed<k>/``
+(one training run each; a run whose metrics.json exists is skipped, so the sweep resumes),
 ``conditions.csv`` (one row per run), ``conditions.md`` (means and spreads per condition) and
-``conditions.png``.
+``conditions.png``. A folder resumes only with the settings that make its data and runs (``RUN_KEYS``);
+the factor levels and seeds may change, adding or leaving out runs.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ from biostrata.analysis.hyperbolicity import embedding_delta
 from biostrata.config import ConditionsSettings, TrainConfig
 from biostrata.data.genome import read_gue_dir
 from biostrata.data.simulate import simulate_dataset, write_gue
+from biostrata.errors import InputError
 from biostrata.io import atomic_write_text
 from biostrata.report.plots import plot_conditions
 
 MODELS = ("cnn", "hcnn-s")
+# The settings every dataset, run and delta of a folder is made with.
+RUN_KEYS = ("leaves", "length", "epochs", "lr", "delta_points")
 
 
 def condition_name(c: dict) -> str:
@@ -43,6 +47,7 @@ def run_conditions(out: str | Path, s: ConditionsSettings | None = None, progres
 
     s = s or ConditionsSettings()
     out = Path(out)
+    check_resumable(out, s)
     atomic_write_text(out / "settings.json", json.dumps(asdict(s), indent=2))
     rows = []
     plan = [(c, m, seed) for c in s.conditions() for m in MODELS for seed in s.seeds]
@@ -78,6 +83,24 @@ def run_conditions(out: str | Path, s: ConditionsSettings | None = None, progres
     atomic_write_text(out / "conditions.md", summary_markdown(table, s))
     plot_conditions(summarize(table), ("shape", "height", "depth"), lambda f: _order(f, s), out / "conditions.png")
     return table
+
+
+def check_resumable(out: Path, s: ConditionsSettings) -> None:
+    """Refuse to resume in ``out`` with settings other than those its data and runs were made with."""
+    path = out / "settings.json"
+    if not path.is_file():
+        return
+    try:
+        then = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not valid JSON ({err}); give another --out, or delete the folder") from None
+    now = asdict(s)
+    diff = [f"{k}: {then.get(k)!r} there, {now[k]!r} now" for k in RUN_KEYS if then.get(k) != now[k]]
+    if diff:
+        raise InputError(
+            f"{out} holds runs made with other settings ({'; '.join(diff)}); resume with the same settings, or "
+            "give another --out"
+        )
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

@@ -42,7 +42,7 @@ from biostrata.models.domain_lm import DomainLM
 from biostrata.models.init_table import ARMS, FamilyTable, initialize_token_table
 from biostrata.models.protein_lm import ProteinLM
 from biostrata.train.masking import MaskingScheme, MLMCollator
-from biostrata.train.trainer import make_trainer
+from biostrata.train.trainer import interruptible, make_trainer
 
 __all__ = [
     "MaskedLMModule",
@@ -231,7 +231,8 @@ def fit_masked_lm(
                            accelerator=accelerator, devices=devices, progress=progress)  # fmt: skip
     last = out_dir / "checkpoints" / "last.ckpt"
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)
+    with interruptible(trainer):  # Ctrl-C comes out as KeyboardInterrupt: no metrics for a half-trained model
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)
     if module.best_state is None:
         raise NumericalError("training ended without a validation epoch; no metric reported")
     model.load_state_dict(module.best_state)
@@ -340,6 +341,16 @@ def pretrain_domain_lm(
     if family_table is not None:
         report = initialize_token_table(model, family_table, projection, freeze=arm == "frozen")
     train_idx, val_idx = split_clusters(corpus, val_fraction, seed)
+    if not train_idx or not val_idx:
+        how = (
+            "by its split column"
+            if all(c.split for c in corpus)
+            else f"with val_fraction={val_fraction} (--val-fraction), identical domain lists kept together"
+        )
+        raise InputError(
+            f"{corpus.source}: its {len(corpus)} cluster(s) split into {len(train_idx)} for training and "
+            f"{len(val_idx)} for validation ({how}); pre-training needs both, so give more clusters"
+        )
     encode = [vocab.encode(c, class_token=class_token, separators=separators) for c in corpus]
     settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)  # for the fit and its record
     result = fit_masked_lm(
@@ -401,6 +412,12 @@ def pretrain_protein_lm(
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
     n_val = max(1, round(val_fraction * len(order)))
+    if n_val >= len(order):
+        raise InputError(
+            f"{len(order)} protein sequence(s) split with val_fraction={val_fraction} (--val-fraction) into "
+            f"{len(order) - n_val} for training and {min(n_val, len(order))} for validation; pre-training needs both, "
+            "so give more sequences"
+        )
     tokens = [plm.tokenize([r.sequence])[0] for r in records]
     out_dir = Path(out_dir)
     settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)  # for the fit and its record

@@ -7,12 +7,14 @@ Files written in ``out_dir`` (each atomically):
 - ``metrics.json``: ``dev_*`` and ``test_*`` (mcc, accuracy, f1) of the best epoch, ``best_epoch``,
   ``epochs_run``, ``params``, ``curvatures``, ``wall_time_s``, ``code_version``, the CPU thread
   setting (``threads``, ``omp_wait_policy``) and the run's ``model``, ``seed``, ``length``,
-  ``num_classes``. It is written last: its presence marks a
-  finished run.
+  ``num_classes`` and ``class_labels`` (the data's label of each class of the model: labels need
+  not run 0..C-1). It is removed when a run starts and written last: its presence marks a
+  finished run. A run interrupted (Ctrl-C) or stopped by NaN writes none.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -27,17 +29,19 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from biostrata.config import TrainConfig
-from biostrata.data.genome import EncodedSequences, Splits
-from biostrata.errors import InputError
+from biostrata.data.genome import SPLITS, EncodedSequences, Splits
+from biostrata.errors import InputError, NumericalError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.io import atomic_write_json
 from biostrata.models.genome_cnn import load_model as load_genome_model
 from biostrata.models.genome_cnn import save_model
 from biostrata.provenance import code_version
 from biostrata.train.module import GenomeClassifier, count_parameters
-from biostrata.train.trainer import make_trainer
+from biostrata.train.trainer import check_accelerator, interruptible, make_trainer
 
 EVAL_BATCH = 512
+# The flatten head has channels x length x hidden weights: past this many, a run would not fit in memory.
+MAX_HEAD_WEIGHTS = 10**9
 
 
 def _loader(data: EncodedSequences, batch_size: int, shuffle: bool, seed: int, workers: int) -> DataLoader:
@@ -49,24 +53,31 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
     """Train ``cfg.model`` on ``splits``; return (and write) the metrics of the best dev epoch.
     ``callbacks`` are added to the Lightning trainer (e.g. to report progress another way)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     version = code_version()  # the code the run starts with
+    check_accelerator(cfg.accelerator)
+    labels = check_splits(splits)
     length = cfg.length or splits.max_length
-    num_classes = splits.num_classes
-    if num_classes < 2:
-        raise InputError(f"{splits.train.source}: only one class found; classification needs labels 0 and 1 at least")
+    head = cfg.channels * length * cfg.hidden
+    if cfg.pool == "flatten" and head > MAX_HEAD_WEIGHTS:
+        raise InputError(
+            f"{splits.train.source}: sequences of {length} bp make a flatten head of {head:,} weights, too many "
+            "to train; use --pool mean, or cut the sequences with --length N --truncate"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").unlink(missing_ok=True)  # from here on, the run is not finished
+    ckpt_dir = out_dir / "checkpoints"
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # an interrupted run's
     cfg.to_yaml(out_dir / "config.yaml")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    train_set, dev_set, test_set = (EncodedSequences(s, length, truncate=cfg.truncate) for s in splits)
+    train_set, dev_set, test_set = (EncodedSequences(s, length, truncate=cfg.truncate, labels=labels) for s in splits)
     loaders = {
         "train": _loader(train_set, cfg.batch_size, True, cfg.seed, cfg.num_workers),
         "dev": _loader(dev_set, EVAL_BATCH, False, cfg.seed, cfg.num_workers),
         "test": _loader(test_set, EVAL_BATCH, False, cfg.seed, cfg.num_workers),
     }
-    module = GenomeClassifier(cfg, length, num_classes, steps_per_epoch=len(loaders["train"]))
+    module = GenomeClassifier(cfg, length, len(labels), steps_per_epoch=len(loaders["train"]))
     monitor = f"val_{cfg.metric}"
-    ckpt_dir = out_dir / "checkpoints"
     checkpoint = ModelCheckpoint(ckpt_dir, filename="best-{epoch}", monitor=monitor, mode="max", save_top_k=1)
     callbacks = [checkpoint, *(callbacks or [])]
     if cfg.patience:
@@ -75,9 +86,9 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
     trainer = make_trainer(out_dir, epochs=cfg.epochs, batches_per_epoch=len(loaders["train"]), callbacks=callbacks,
                            accelerator=cfg.accelerator, devices=1 if cfg.devices == "auto" else cfg.devices,
                            precision=cfg.precision, progress=cfg.progress, log_version="")  # fmt: skip
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), interruptible(trainer):
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
+        warnings.filterwarnings("ignore", ".*exists and is not empty.*")
         trainer.fit(module, loaders["train"], loaders["dev"])
         best_path = checkpoint.best_model_path
         trainer.validate(module, loaders["dev"], ckpt_path=best_path, verbose=False)
@@ -93,16 +104,40 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
         "model": cfg.model,
         "seed": cfg.seed,
         "length": length,
-        "num_classes": num_classes,
+        "num_classes": len(labels),
+        "class_labels": labels,
         "code_version": version,
         "threads": torch.get_num_threads(),  # the CPU thread setting the run used
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
-    save_model(module.model, out_dir / "model.pt", config=asdict(cfg))
+    nonfinite = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    nonfinite += ["curvatures"] if not all(map(math.isfinite, metrics["curvatures"])) else []
+    if nonfinite:
+        raise NumericalError(
+            f"{', '.join(nonfinite)} of the run in {out_dir} came out NaN or infinite; no metric is reported. "
+            "Try a lower learning rate (--lr), float32 precision, or another seed."
+        )
+    save_model(module.model, out_dir / "model.pt", config=asdict(cfg), class_labels=labels)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def check_splits(splits: Splits) -> list[int]:
+    """The class labels of ``splits`` (``Splits.labels``) once the splits can train and evaluate a
+    classifier: two labels at least in each split (with one, MCC is 0 whatever the model), no dev or test
+    label unseen in training."""
+    for name, part in zip(SPLITS, splits):
+        if not len(part):
+            raise InputError(f"{part.source or name}: the {name} split has no sequences; every split needs some")
+        if len(seen := set(part.labels.tolist())) < 2:
+            why = "to train a classifier" if name == "train" else "for its MCC and F1 to measure anything"
+            raise InputError(
+                f"{part.source}: every sequence of the {name} split has label {seen.pop()}; it needs two labels at "
+                f"least {why}"
+            )
+    return splits.labels
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:

@@ -211,6 +211,15 @@ class Sweep:
             lines.append(f"dev split: stratified {self.dev_fraction:g} of train, seed {self.split_seed}")
         return "\n".join(lines)
 
+    def check(self) -> list[Run]:
+        """The runs still to do, once the checks made before any run pass: finished records come from this
+        sweep's settings (see ``_check_done``), and the tasks to run have their files (``check_data``)."""
+        rows = self.status()
+        self._check_done(r for r, st in rows if st == "done")
+        todo = [r for r, st in rows if st != "done"]
+        check_data([self._task(n) for n in dict.fromkeys(r.task for r in todo)], self.suite, self._root())
+        return todo
+
     def _check_done(self, done: Iterable[Run]) -> None:
         """Finished records must come from the same base config and dev split as this sweep."""
         skip = PER_RUN_KEYS + OPERATIONAL_KEYS
@@ -254,10 +263,7 @@ class Sweep:
         """
         if train_fn is None:
             from biostrata.train.run import train as train_fn
-        rows = self.status()
-        todo = [r for r, st in rows if st != "done"]
-        self._check_done(r for r, st in rows if st == "done")
-        check_data([self._task(n) for n in dict.fromkeys(r.task for r in todo)], self.suite, self._root())
+        todo = self.check()
         version = code_version()
         if backend == "local":
             results = self._run_local(todo, train_fn, version, progress)

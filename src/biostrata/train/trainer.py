@@ -1,18 +1,55 @@
 """The one Lightning ``Trainer`` set-up of biostrata's training runs (genome classifiers and masked-LM
 pre-training): CSV logs under ``out_dir/logs/``, no sanity-check batches, no model summary, a log
-row every ``min(10, batches per epoch)`` steps."""
+row every ``min(10, batches per epoch)`` steps; an accelerator the machine lacks is refused by name,
+and Ctrl-C reaches the caller as ``KeyboardInterrupt`` (see :func:`interruptible`)."""
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.loggers import CSVLogger
 
-__all__ = ["make_trainer", "quiet_lightning"]
+from biostrata.errors import InputError
+
+__all__ = ["check_accelerator", "interruptible", "make_trainer", "quiet_lightning"]
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Refuse an ``--accelerator`` that torch cannot use on this machine (``auto`` and ``cpu`` always work)."""
+    missing = {
+        "gpu": not torch.cuda.is_available(),
+        "cuda": not torch.cuda.is_available(),
+        "mps": not torch.backends.mps.is_available(),
+    }
+    if missing.get(accelerator, False):
+        kind = "MPS device" if accelerator == "mps" else "GPU"
+        raise InputError(f"--accelerator {accelerator}: torch sees no {kind} here; use --accelerator cpu or auto")
+
+
+@contextmanager
+def interruptible(trainer: pl.Trainer) -> Iterator[None]:
+    """Run ``trainer.fit`` / ``validate`` / ``test`` inside: Lightning catches Ctrl-C itself, ignores
+    SIGINT from then on and exits with status 1; here the interrupt comes back out as ``KeyboardInterrupt``
+    (so the caller writes no result) and Ctrl-C works again."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def quiet_lightning() -> None:
@@ -37,6 +74,7 @@ def make_trainer(
     """A Trainer for ``epochs`` epochs writing its logs to ``out_dir/logs/<log_version>`` (None: a new
     ``version_<k>`` per run, so that a resumed run keeps the earlier logs). ``precision`` None is
     Lightning's default (32-bit)."""
+    check_accelerator(accelerator)
     quiet_lightning()
     return pl.Trainer(
         max_epochs=epochs,

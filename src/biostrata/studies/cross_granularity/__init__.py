@@ -37,7 +37,7 @@ import pandas as pd
 
 from biostrata.compat import moved
 from biostrata.config import CrossGranularitySettings
-from biostrata.errors import InputError
+from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import StepClock, atomic_write_json, atomic_write_npz, atomic_write_text
 from biostrata.report.cross_granularity import plot_checkpoints, plot_layers, plot_probes, summary_markdown
 from biostrata.studies.cross_granularity.passes import analyse_arm, checkpoint_curves, geometry, plan_analyses
@@ -61,9 +61,13 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
     """Run (or resume) the study into ``out``; returns its tables (see module docstring)."""
 
     s = s or CrossGranularitySettings()
-    unknown = set(s.arms) - {"random", "finetune", "frozen"}
-    if unknown or not s.arms:
-        raise InputError(f"arms={s.arms}: choose from random, finetune, frozen")
+    for name in ("corpus", "pfam", "classes", "domains"):  # before any work, not after hours of training
+        path = Path(getattr(s, name))
+        if not path.is_file():
+            what = "a folder" if path.is_dir() else "no such file"
+            raise DataNotFoundError(
+                f"{name} (--{name}) {path}: {what}; give --{name} FILE, or --data DIR (a folder with bgc/ and pfam/)"
+            )
     out = Path(out)
     atomic_write_json(out / "settings.json", asdict(s))
     clock = StepClock(out / "timings.jsonl")

@@ -37,9 +37,10 @@ def product_class_probes(out: Path, s: CrossGranularitySettings, data: Inputs, p
     ids = plan.probe_ids
     y = data.classes.loc[ids].to_numpy(dtype=np.int64)
     names = list(data.classes.columns)
-    keep = y.sum(0) >= s.folds  # a class needs a positive in every test fold
-    y, names = y[:, keep], [n for n, k in zip(names, keep) if k]
     _, groups = np.unique([" ".join(corpus[b].domains) for b in ids], return_inverse=True)
+    # a class needs a group with it and one without it in every test fold (cross_validate refuses it otherwise)
+    keep = np.array([min(len(np.unique(groups[y[:, c] == v])) for v in (0, 1)) >= s.folds for c in range(len(names))])
+    y, names = y[:, keep], [n for n, k in zip(names, keep) if k]
     mlp = MLPProbe(tuple(s.mlp_hidden), one_vs_rest=s.one_vs_rest)
     protein = np.stack([segvec[b].mean(0) for b in ids])
     protein_aligned = np.stack([segvec[b][plan.pairs[b][:, 1]].mean(0) for b in ids])

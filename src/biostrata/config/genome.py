@@ -1,10 +1,5 @@
-"""The settings of every experiment (see ``biostrata.settings``): a genome classifier's training,
-the demo, the conditions study, masked-LM pre-training, the cross-granularity study and simulated
-datasets. This module loads no torch, so the command line can build its options.
-
-A config file holds the fields of ``TrainConfig``; unknown keys are errors. Command-line options
-override the file. The config used is saved beside every result.
-"""
+"""Settings of the genome line: a genome classifier's training, the demo, the conditions study and
+simulated datasets (see :mod:`biostrata.settings`). Loads no torch."""
 
 from __future__ import annotations
 
@@ -12,11 +7,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from biostrata.errors import InputError
 from biostrata.settings import Settings, field_help
 
 # The genome classifiers a TrainConfig can name; models.genome_cnn.MODELS says how each is built.
+
 GENOME_MODELS = ("cnn", "hcnn-s", "hcnn-m")
+# What a TrainConfig passes to Lightning: its precisions (the short forms are its older names) and accelerators.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "bf16", "16", "64")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+# Seeds run 0..MAX_SEED (NumPy's range; Lightning replaces any other seed with 0, so two runs would be one).
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -78,22 +78,48 @@ class TrainConfig(Settings):
     progress: bool = field(default=True, metadata=field_help("show progress bars"))
 
     def validate(self) -> None:
-        checks = [
-            (self.model in GENOME_MODELS, "model", f"one of {', '.join(GENOME_MODELS)}"),
-            (self.length is None or self.length >= 1, "length", "a positive integer"),
-            (self.pool in ("flatten", "mean"), "pool", "'flatten' or 'mean'"),
-            (self.metric in ("mcc", "f1", "accuracy"), "metric", "'mcc', 'f1' or 'accuracy'"),
-            (self.epochs >= 1, "epochs", "at least 1"),
-            (self.batch_size >= 1, "batch_size", "at least 1"),
-            (self.init_curvature > 0, "init_curvature", "> 0"),
-            (min(self.lr, self.manifold_lr, self.curvature_lr) > 0, "lr", "> 0 (lr, manifold_lr, curvature_lr)"),
-            (self.weight_decay >= 0, "weight_decay", ">= 0"),
-            (self.patience is None or self.patience >= 1, "patience", "at least 1, or unset"),
-            (self.warmup_epochs >= 0, "warmup_epochs", ">= 0"),
-        ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise InputError(f"config: {name}={getattr(self, name, None)!r} is invalid; expected {expected}")
+        # the Lorentz layers count time + space, so their widths need 2 at least
+        width = 1 if self.model == "cnn" else 2
+        self.require(
+            [
+                (self.model in GENOME_MODELS, "model", f"one of {', '.join(GENOME_MODELS)}"),
+                (self.length is None or self.length >= 1, "length", "a positive integer, or unset"),
+                (self.pool in ("flatten", "mean"), "pool", "'flatten' or 'mean'"),
+                (self.channels >= width, "channels", f"at least {width} for {self.model}"),
+                (self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size", "an odd number (1, 3, 5, ...)"),
+                (self.blocks >= 1, "blocks", "at least 1"),
+                (self.hidden >= width, "hidden", f"at least {width} for {self.model}"),
+                (self.init_curvature > 0, "init_curvature", "> 0"),
+                (self.epochs >= 1, "epochs", "at least 1"),
+                (self.batch_size >= 1, "batch_size", "at least 1"),
+                (self.lr > 0, "lr", "> 0"),
+                (self.weight_decay >= 0, "weight_decay", ">= 0"),
+                (self.manifold_lr > 0, "manifold_lr", "> 0"),
+                (self.curvature_lr > 0, "curvature_lr", "> 0"),
+                (all(m >= 1 for m in self.milestones), "milestones", "epochs >= 1"),
+                (0 < self.lr_gamma <= 1, "lr_gamma", "in (0, 1]"),
+                (self.warmup_epochs >= 0, "warmup_epochs", ">= 0"),
+                (self.patience is None or self.patience >= 1, "patience", "at least 1, or unset"),
+                (self.metric in ("mcc", "f1", "accuracy"), "metric", "'mcc', 'f1' or 'accuracy'"),
+                (0 <= self.seed <= MAX_SEED, "seed", f"a whole number in 0..{MAX_SEED}"),
+                (self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
+                (self.accelerator in ACCELERATORS, "accelerator", f"one of {', '.join(ACCELERATORS)}"),
+                (
+                    _devices_ok(self.devices),
+                    "devices",
+                    "auto, a number of devices (1, 2, ...), -1 (all) or indices (0,2)",
+                ),
+                (self.num_workers >= 0, "num_workers", ">= 0 (0: load data in the training process)"),
+            ]
+        )
+
+
+def _devices_ok(devices: str) -> bool:
+    """Whether Lightning takes ``devices``: auto, -1, a positive number, or comma-separated device indices."""
+    if devices in ("auto", "-1") or devices.isdigit() and int(devices) >= 1:
+        return True
+    parts = devices.rstrip(",").split(",")
+    return "," in devices and all(p.strip().isdigit() for p in parts)
 
 
 @dataclass
@@ -114,6 +140,22 @@ class DemoSettings(Settings):
         default=True, metadata=field_help("train the two models at once, one CPU thread each (CPU only)")
     )
 
+    def validate(self) -> None:
+        self.require(
+            [
+                (self.leaves >= 2, "leaves", "at least 2"),
+                (self.length >= 1, "length", "at least 1"),
+                (self.classes >= 2, "classes", "at least 2"),
+                (self.classes <= self.leaves, "classes", f"at most --leaves ({self.leaves}): one clade each"),
+                (self.tree in SIMULATE_CHOICES["tree"], "tree", f"one of {_one_of('tree')}"),
+                (self.height > 0, "height", "> 0"),
+                (self.epochs >= 1, "epochs", "at least 1"),
+                (self.lr > 0, "lr", "> 0"),
+                (self.delta_points >= 4, "delta_points", "at least 4 (the four-point condition)"),
+                (0 <= self.seed < MAX_SEED, "seed", f"a whole number in 0..{MAX_SEED - 1} (training uses seed + 1)"),
+            ]
+        )
+
 
 @dataclass
 class ConditionsSettings(Settings):
@@ -133,9 +175,27 @@ class ConditionsSettings(Settings):
     delta_points: int = field(default=400, metadata=field_help("test embeddings in the Gromov delta"))
 
     def validate(self) -> None:
-        for name in ("shapes", "heights", "depths", "seeds"):
-            if not getattr(self, name):
-                raise InputError(f"config: {name} is empty; give at least one value")
+        checks = [(bool(v) and len(set(v)) == len(v), k, "one value or more, each once") for k, v in self._levels()]
+        self.require(
+            checks
+            + [
+                (set(self.shapes) <= set(SIMULATE_CHOICES["tree"]), "shapes", f"shapes among {_one_of('tree')}"),
+                (self.base_shape in SIMULATE_CHOICES["tree"], "base_shape", f"one of {_one_of('tree')}"),
+                (all(h > 0 for h in self.heights), "heights", "heights > 0"),
+                (self.base_height > 0, "base_height", "> 0"),
+                (all(d >= 2 for d in self.depths), "depths", "depths >= 2 (clades dealt into 2 classes)"),
+                (self.base_depth >= 2, "base_depth", "at least 2 (clades dealt into 2 classes)"),
+                (self.leaves >= max(self.depths + [self.base_depth]), "leaves", "at least the largest depth"),
+                (self.length >= 1, "length", "at least 1"),
+                (self.epochs >= 1, "epochs", "at least 1"),
+                (self.lr > 0, "lr", "> 0"),
+                (all(0 <= seed <= MAX_SEED for seed in self.seeds), "seeds", f"seeds in 0..{MAX_SEED}"),
+                (self.delta_points >= 4, "delta_points", "at least 4 (the four-point condition)"),
+            ]
+        )
+
+    def _levels(self) -> list[tuple[str, list]]:
+        return [("shapes", self.shapes), ("heights", self.heights), ("depths", self.depths), ("seeds", self.seeds)]
 
     def conditions(self) -> list[dict]:
         """One-factor-at-a-time design around the base; the base appears once."""
@@ -144,112 +204,6 @@ class ConditionsSettings(Settings):
         for factor, levels in (("shape", self.shapes), ("height", self.heights), ("depth", self.depths)):
             out += [dict(base, factor=factor, **{factor: v}) for v in levels if v != base[factor]]
         return out
-
-
-@dataclass
-class PretrainSettings(Settings):
-    """Masked-token pre-training (``biostrata pretrain``): the domain LM (BiGCARP) in one arm, or a
-    small protein LM. The keyword defaults of ``train.pretrain`` are these fields."""
-
-    level: str = field(default="domain", metadata=field_help("domain (BiGCARP over Pfam domains) or protein"))
-    preset: str = field(
-        default="bigcarp", metadata=field_help("domain LM size: bigcarp (~34M parameters) or small (CPU)")
-    )
-    d_embed: int | None = field(
-        default=None, metadata=field_help("token-table width; unset: the preset's, or the family vectors' width")
-    )
-    arm: str = field(
-        default="random", metadata=field_help("random, finetune or frozen (the last two need --init-table)")
-    )
-    projection: str = field(
-        default="learned", metadata=field_help("learned: table as wide as the family vectors; pca: fixed projection")
-    )
-    class_token: bool = field(default=False, metadata=field_help("prefix each BGC with its class token"))
-    separators: bool = field(default=False, metadata=field_help("[SEP] token between genes (domain-name lists)"))
-    protein_layers: int = field(default=4, metadata=field_help("protein level: transformer layers"))
-    protein_dim: int = field(default=64, metadata=field_help("protein level: embedding width"))
-    protein_heads: int = field(default=4, metadata=field_help("protein level: attention heads"))
-    epochs: int = field(default=10, metadata=field_help("training epochs"))
-    batch_size: int = field(default=32, metadata=field_help("batch size"))
-    lr: float = field(default=1e-3, metadata=field_help("learning rate"))
-    val_fraction: float = field(default=0.1, metadata=field_help("share held out for validation"))
-    max_length: int | None = field(
-        default=512, metadata=field_help("crop longer sequences (a random window in training)")
-    )
-    seed: int = field(default=0, metadata=field_help("seed of the split, the model and the masking"))
-    accelerator: str = field(default="auto", metadata=field_help("Lightning accelerator: auto, cpu, gpu"))
-    devices: str = field(default="auto", metadata=field_help("Lightning devices: auto or a number"))
-    progress: bool = field(default=True, metadata=field_help("show progress bars"))
-    resume: bool = field(default=False, metadata=field_help("continue from OUT/checkpoints/last.ckpt"))
-    snapshots: bool = field(
-        default=False,
-        metadata=field_help("domain level: keep the weights at the start and after every epoch in OUT/snapshots/"),
-    )
-
-    def validate(self) -> None:
-        checks = [
-            (self.level in ("domain", "protein"), "level", "'domain' or 'protein'"),
-            (self.arm in ("random", "finetune", "frozen"), "arm", "'random', 'finetune' or 'frozen'"),
-            (self.projection in ("learned", "pca"), "projection", "'learned' or 'pca'"),
-            (self.preset in ("bigcarp", "small"), "preset", "'bigcarp' or 'small'"),
-            (0 < self.val_fraction < 1, "val_fraction", "in (0, 1)"),
-        ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise InputError(f"{name}={getattr(self, name)!r} is invalid; expected {expected}")
-        if self.snapshots and self.level == "protein":
-            raise InputError("snapshots: kept at the domain level only; drop --snapshots with --level protein")
-
-    @property
-    def devices_arg(self) -> int | str:
-        """``devices`` as Lightning takes it: a number of devices, or a name such as auto."""
-        return int(self.devices) if self.devices.isdigit() else self.devices
-
-
-@dataclass
-class CrossGranularitySettings(Settings):
-    """Inputs, model sizes, and the size of every analysis (defaults: a CPU run in under 30 minutes)."""
-
-    corpus: str = field(default="../shared/data/bgc/mibig_domain_list.txt", metadata=field_help("BGC domain lists"))
-    pfam: str = field(default="../shared/data/pfam/Pfam-A.clans.tsv", metadata=field_help("Pfam clans table"))
-    classes: str = field(default="../shared/data/bgc/mibig3_classes.csv", metadata=field_help("MIBiG product classes"))
-    domains: str = field(
-        default="../shared/data/bgc/mibig_domains.tsv", metadata=field_help("per-domain protein table")
-    )
-    # protein LM (a small ESM-2 trained here; no ESM weights offline)
-    protein_layers: int = 4
-    protein_dim: int = 64
-    protein_heads: int = 4
-    protein_epochs: int = field(default=1, metadata=field_help("protein LM epochs"))
-    protein_max_length: int = 512
-    # domain LM
-    preset: str = "small"
-    domain_sizes: dict = field(default_factory=dict)
-    domain_epochs: int = field(default=10, metadata=field_help("domain LM epochs per arm"))
-    batch_size: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    arms: list[str] = field(default_factory=lambda: ["random", "finetune", "frozen"])
-    # analyses
-    cka_tokens: int = 20000
-    checkpoint_clusters: int | None = None  # clusters whose last-layer states are averaged per family (None: all)
-    knn: int = 10
-    delta_samples: int = 400
-    delta_repeats: int = 2
-    folds: int = field(default=5, metadata=field_help("probe folds"))
-    seeds: list[int] = field(default_factory=lambda: [0, 1], metadata=field_help("probe seeds"))
-    mlp_hidden: list[int] = field(default_factory=lambda: [512, 256])
-    one_vs_rest: bool = field(default=False, metadata=field_help("one MLP per product class (slower)"))
-    n_boot: int = 500
-    clan_min_families: int = 5
-    clan_tokens_per_family: int = 2
-    clan_Cs: list[float] = field(default_factory=lambda: [0.1, 1.0])
-    clan_seeds: list[int] = field(default_factory=lambda: [0])
-    threads: int = field(default=1, metadata=field_help("CPU threads"))
-    accelerator: str = field(
-        default="auto", metadata=field_help("auto (a GPU when present), cpu or gpu: pre-training and corpus passes")
-    )
-    progress: bool = field(default=True, metadata=field_help("show progress bars"))
 
 
 # The choices of SimulateSettings. This module imports nothing from biostrata.data; the same names are
@@ -263,6 +217,10 @@ SIMULATE_CHOICES = {
 
 def _one_of(name: str) -> str:
     return ", ".join(SIMULATE_CHOICES[name])
+
+
+def _fractions_ok(fractions: list[float]) -> bool:
+    return len(fractions) == 3 and min(fractions) >= 0 and fractions[0] > 0 and abs(sum(fractions) - 1) < 1e-9
 
 
 @dataclass
@@ -309,13 +267,26 @@ class SimulateSettings(Settings):
     seed: int = field(default=0, metadata=field_help("random seed (the same seed gives the same files)"))
 
     def validate(self) -> None:
-        for name in SIMULATE_CHOICES:
-            if getattr(self, name) not in SIMULATE_CHOICES[name]:
-                raise InputError(f"{name}={getattr(self, name)!r} is invalid; expected one of {_one_of(name)}")
-        for name, size, items in (("freqs", 4, "A C G T"), ("fractions", 3, "train dev test")):
-            value = getattr(self, name)
-            if value is not None and len(value) != size:
-                raise InputError(f"{name}={value!r} is invalid; expected {size} numbers ({items})")
+        clades = self.clades or self.classes
+        self.require(
+            [
+                (getattr(self, name) in SIMULATE_CHOICES[name], name, f"one of {_one_of(name)}")
+                for name in SIMULATE_CHOICES
+            ]
+            + [
+                (self.freqs is None or len(self.freqs) == 4, "freqs", "4 numbers (A C G T)"),
+                (
+                    _fractions_ok(self.fractions),
+                    "fractions",
+                    "3 numbers (train dev test) >= 0, summing to 1, train > 0",
+                ),
+                # the other numbers are checked by simulate_dataset, under these names; these three it calls n_*
+                (self.leaves >= 2, "leaves", "at least 2"),
+                (self.classes >= 2, "classes", "at least 2"),
+                (self.clades is None or self.clades >= self.classes, "clades", "at least --classes, or unset"),
+                (clades <= self.leaves, "leaves", f"at least the number of clades ({clades})"),
+            ]
+        )
 
     def keywords(self) -> dict[str, Any]:
         """These settings as the keyword arguments of ``biostrata.data.simulate.simulate_dataset``."""

@@ -1,0 +1,181 @@
+"""Settings of the protein and gene-cluster line: masked-LM pre-training, the cross-granularity study
+and genome annotation (see :mod:`biostrata.settings`). Loads no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from biostrata.errors import InputError
+from biostrata.settings import Settings, field_help
+
+# The genome classifiers a TrainConfig can name; models.genome_cnn.MODELS says how each is built.
+
+
+@dataclass
+class PretrainSettings(Settings):
+    """Masked-token pre-training (``biostrata pretrain``): the domain LM (BiGCARP) in one arm, or a
+    small protein LM. The keyword defaults of ``train.pretrain`` are these fields."""
+
+    level: str = field(default="domain", metadata=field_help("domain (BiGCARP over Pfam domains) or protein"))
+    preset: str = field(
+        default="bigcarp", metadata=field_help("domain LM size: bigcarp (~34M parameters) or small (CPU)")
+    )
+    d_embed: int | None = field(
+        default=None, metadata=field_help("token-table width; unset: the preset's, or the family vectors' width")
+    )
+    arm: str = field(
+        default="random", metadata=field_help("random, finetune or frozen (the last two need --init-table)")
+    )
+    projection: str = field(
+        default="learned", metadata=field_help("learned: table as wide as the family vectors; pca: fixed projection")
+    )
+    class_token: bool = field(default=False, metadata=field_help("prefix each BGC with its class token"))
+    separators: bool = field(default=False, metadata=field_help("[SEP] token between genes (domain-name lists)"))
+    protein_layers: int = field(default=4, metadata=field_help("protein level: transformer layers"))
+    protein_dim: int = field(default=64, metadata=field_help("protein level: embedding width"))
+    protein_heads: int = field(default=4, metadata=field_help("protein level: attention heads"))
+    epochs: int = field(default=10, metadata=field_help("training epochs"))
+    batch_size: int = field(default=32, metadata=field_help("batch size"))
+    lr: float = field(default=1e-3, metadata=field_help("learning rate"))
+    val_fraction: float = field(default=0.1, metadata=field_help("share held out for validation"))
+    max_length: int | None = field(
+        default=512, metadata=field_help("crop longer sequences (a random window in training)")
+    )
+    seed: int = field(default=0, metadata=field_help("seed of the split, the model and the masking"))
+    accelerator: str = field(default="auto", metadata=field_help("Lightning accelerator: auto, cpu, gpu"))
+    devices: str = field(default="auto", metadata=field_help("Lightning devices: auto or a number"))
+    progress: bool = field(default=True, metadata=field_help("show progress bars"))
+    resume: bool = field(default=False, metadata=field_help("continue from OUT/checkpoints/last.ckpt"))
+    snapshots: bool = field(
+        default=False,
+        metadata=field_help("domain level: keep the weights at the start and after every epoch in OUT/snapshots/"),
+    )
+
+    def validate(self) -> None:
+        checks = [
+            (self.level in ("domain", "protein"), "level", "'domain' or 'protein'"),
+            (self.arm in ("random", "finetune", "frozen"), "arm", "'random', 'finetune' or 'frozen'"),
+            (self.projection in ("learned", "pca"), "projection", "'learned' or 'pca'"),
+            (self.preset in ("bigcarp", "small"), "preset", "'bigcarp' or 'small'"),
+            (0 < self.val_fraction < 1, "val_fraction", "in (0, 1)"),
+            (self.lr > 0, "lr", "> 0"),
+            (self.max_length is None or self.max_length >= 1, "max_length", "at least 1, or unset"),
+            (self.d_embed is None or self.d_embed >= 1, "d_embed", "at least 1, or unset"),
+        ]
+        for name in ("epochs", "batch_size", "protein_layers", "protein_dim", "protein_heads"):
+            checks.append((getattr(self, name) >= 1, name, "at least 1"))
+        self.require(checks)
+        if self.snapshots and self.level == "protein":
+            raise InputError("snapshots: kept at the domain level only; drop --snapshots with --level protein")
+
+    @property
+    def devices_arg(self) -> int | str:
+        """``devices`` as Lightning takes it: a number of devices, or a name such as auto."""
+        return int(self.devices) if self.devices.isdigit() else self.devices
+
+
+@dataclass
+class CrossGranularitySettings(Settings):
+    """Inputs, model sizes, and the size of every analysis (defaults: a CPU run in under 30 minutes)."""
+
+    corpus: str = field(default="../shared/data/bgc/mibig_domain_list.txt", metadata=field_help("BGC domain lists"))
+    pfam: str = field(default="../shared/data/pfam/Pfam-A.clans.tsv", metadata=field_help("Pfam clans table"))
+    classes: str = field(default="../shared/data/bgc/mibig3_classes.csv", metadata=field_help("MIBiG product classes"))
+    domains: str = field(
+        default="../shared/data/bgc/mibig_domains.tsv", metadata=field_help("per-domain protein table")
+    )
+    # protein LM (a small ESM-2 trained here; no ESM weights offline)
+    protein_layers: int = 4
+    protein_dim: int = 64
+    protein_heads: int = 4
+    protein_epochs: int = field(default=1, metadata=field_help("protein LM epochs"))
+    protein_max_length: int = 512
+    # domain LM
+    preset: str = "small"
+    domain_sizes: dict = field(default_factory=dict)
+    domain_epochs: int = field(default=10, metadata=field_help("domain LM epochs per arm"))
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    arms: list[str] = field(default_factory=lambda: ["random", "finetune", "frozen"])
+    # analyses
+    cka_tokens: int = 20000
+    checkpoint_clusters: int | None = None  # clusters whose last-layer states are averaged per family (None: all)
+    knn: int = 10
+    delta_samples: int = 400
+    delta_repeats: int = 2
+    folds: int = field(default=5, metadata=field_help("probe folds"))
+    seeds: list[int] = field(default_factory=lambda: [0, 1], metadata=field_help("probe seeds"))
+    mlp_hidden: list[int] = field(default_factory=lambda: [512, 256])
+    one_vs_rest: bool = field(default=False, metadata=field_help("one MLP per product class (slower)"))
+    n_boot: int = 500
+    clan_min_families: int = 5
+    clan_tokens_per_family: int = 2
+    clan_Cs: list[float] = field(default_factory=lambda: [0.1, 1.0])
+    clan_seeds: list[int] = field(default_factory=lambda: [0])
+    threads: int = field(default=1, metadata=field_help("CPU threads"))
+    accelerator: str = field(
+        default="auto", metadata=field_help("auto (a GPU when present), cpu or gpu: pre-training and corpus passes")
+    )
+    progress: bool = field(default=True, metadata=field_help("show progress bars"))
+
+    def validate(self) -> None:
+        arms = bool(self.arms) and set(self.arms) <= {"random", "finetune", "frozen"}
+        checks = [
+            (arms, "arms", "one or more of random, finetune, frozen"),
+            (self.folds >= 2, "folds", "at least 2"),
+            (self.lr > 0, "lr", "> 0"),
+            (self.n_boot >= 0, "n_boot", ">= 0"),
+        ]
+        for name in ("protein_epochs", "domain_epochs", "batch_size", "knn"):
+            checks.append((getattr(self, name) >= 1, name, "at least 1"))
+        for name in ("seeds", "clan_seeds"):
+            seeds = getattr(self, name)
+            checks.append((bool(seeds) and len(set(seeds)) == len(seeds), name, "one or more distinct seeds"))
+        self.require(checks)
+
+
+ANNOTATE_CHOICES = {
+    "genes": ("auto", "annotated", "predicted"),
+    "cutoff": ("gathering", "evalue"),
+    "overlaps": ("best", "clan", "keep"),
+}
+
+
+@dataclass
+class AnnotateSettings(Settings):
+    """How ``biostrata annotate`` finds genes and Pfam domains (defaults: Pfam's gathering cut-offs)."""
+
+    genes: str = field(
+        default="auto",
+        metadata=field_help("auto (CDS features where a record has them, else pyrodigal), annotated or predicted"),
+    )
+    hmm: str | None = field(
+        default=None,
+        metadata=field_help("profile HMMs (.hmm, .hmm.gz, .h3m); unset: the Pfam 35.0 subset of the gecco package"),
+    )
+    cutoff: str = field(
+        default="gathering", metadata=field_help("gathering (Pfam's GA cut-offs) or evalue (DeepBGC's rule)")
+    )
+    evalue: float = field(default=0.01, metadata=field_help("--cutoff evalue: the best domain's i-Evalue at most"))
+    Z: float | None = field(
+        default=None, metadata=field_help("database size for E-values; unset: the number of HMMs (Pfam 31: 16712)")
+    )
+    overlaps: str = field(
+        default="best", metadata=field_help("overlapping hits on a protein: best, clan (needs --clans) or keep")
+    )
+    clans: str | None = field(default=None, metadata=field_help("Pfam-A.clans.tsv, for --overlaps clan"))
+    separators: bool = field(default=False, metadata=field_help("[SEP] between proteins in clusters.csv"))
+    cpus: int = field(default=0, metadata=field_help("threads of hmmsearch (0: all cores)"))
+    progress: bool = field(default=True, metadata=field_help("show progress bars"))
+
+    def validate(self) -> None:
+        self.require(
+            [(getattr(self, name) in allowed, name, f"one of {', '.join(allowed)}") for name, allowed in ANNOTATE_CHOICES.items()]
+            + [
+                (self.evalue > 0, "evalue", "> 0"),
+                (self.Z is None or self.Z > 0, "Z", "> 0, or unset (the number of HMMs)"),
+                (self.cpus >= 0, "cpus", ">= 0 (0: all cores)"),
+                (self.overlaps != "clan" or bool(self.clans), "overlaps", "best or keep, or clan with --clans Pfam-A.clans.tsv"),
+            ]
+        )  # fmt: skip

@@ -1,0 +1,296 @@
+"""Pfam domains of proteins with pyhmmer, and gene clusters written as domain sentences.
+
+Profile HMMs come from a user file (``.hmm``, ``.hmm.gz`` or pressed ``.h3m``) or, by default, from
+the Pfam 35.0 subset (2,766 families with gathering cut-offs) that the PyPI package ``gecco``
+ships (``pip install --no-deps gecco``; read in place, never copied). :func:`search_domains` streams
+the HMMs over one block of all proteins with ``hmmsearch`` (all cores by default) and keeps hits
+by one of two rules:
+
+- ``gathering`` (default): every domain above the family's gathering cut-offs (GA1 for the protein,
+  GA2 for the domain), as Pfam's curators set them;
+- ``evalue`` (DeepBGC's rule): per (protein, family) the best-scoring domain, kept when its
+  independent E-value is at most ``evalue``, among the families reported for the protein (E <= 10).
+  The E-values are those ``hmmscan`` of each protein against the database reports: P-value times the
+  database size ``Z``, the number of HMMs by default (DeepBGC's Pfam 31 had 16,712; with a subset,
+  pass that ``Z`` to reproduce its E-values), for the protein and for its domains alike.
+
+Overlapping hits on a protein (envelopes sharing a residue) are resolved by ``overlaps``: ``best``
+keeps the best-scoring of overlapping hits, ``clan`` does so only among families of one Pfam clan
+(``PfamTable`` needed), ``keep`` keeps all. Coordinates are 0-based and end-exclusive: envelope and
+alignment on the protein, and on the HMM (``hmm_start = hmm_from - 1``, ``hmm_end = hmm_to``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from biostrata.config import AnnotateSettings
+from biostrata.data.genes import Gene
+from biostrata.data.pfam import PfamTable, parse_accession
+from biostrata.errors import DataNotFoundError, InputError
+
+__all__ = ["DomainHit", "default_hmm_path", "hmm_info", "search_domains", "resolve_overlaps", "CUTOFFS", "OVERLAPS",
+           "annotate_files", "domain_rows", "cluster_rows"]  # fmt: skip
+
+CUTOFFS = ("gathering", "evalue")
+OVERLAPS = ("best", "clan", "keep")
+#: hmmscan's per-protein reporting threshold (E <= 10).
+_REPORT_E = 10.0
+
+
+@dataclass(frozen=True)
+class DomainHit:
+    """One Pfam domain on one protein (``gene``: its index in the searched list)."""
+
+    gene: int
+    accession: str  # versioned, e.g. PF00005.26
+    family: str  # without version, PF00005
+    name: str
+    env_start: int
+    env_end: int
+    ali_start: int
+    ali_end: int
+    hmm_start: int
+    hmm_end: int
+    score: float
+    i_evalue: float
+
+
+def default_hmm_path() -> Path:
+    """The Pfam 35.0 subset inside the installed ``gecco`` package (found without importing it)."""
+    from importlib import metadata
+
+    try:
+        path = Path(metadata.distribution("gecco").locate_file("gecco/hmmer/Pfam.h3m"))
+    except metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise DataNotFoundError(
+            "no Pfam HMMs given and the default (the Pfam 35.0 subset in the gecco package) is not installed: "
+            "run `pip install --no-deps gecco` (make installs it), or pass --hmm Pfam-A.hmm.gz (full Pfam, from "
+            "the Pfam/InterPro FTP site)"
+        )
+    return path
+
+
+def _open_hmms(path: Path):
+    from pyhmmer.plan7 import HMMFile
+
+    try:
+        return HMMFile(gzip.open(path, "rb") if path.suffix == ".gz" else path)
+    except (ValueError, EOFError, OSError) as err:
+        raise InputError(f"{path}: not a HMMER3 profile file ({err}); give a .hmm, .hmm.gz or .h3m file") from None
+
+
+def _read_hmms(path: Path) -> list:
+    with _open_hmms(path) as hmms:
+        try:
+            out = list(hmms)
+        except (ValueError, EOFError) as err:
+            raise InputError(f"{path}: not a HMMER3 profile file ({err}); give a .hmm, .hmm.gz or .h3m file") from None
+    if not out:
+        raise InputError(f"{path}: no profile HMMs")
+    return out
+
+
+def hmm_info(path: str | Path) -> dict:
+    """What ``annotation.json`` records of a database: path, sha256, number of HMMs, and the Pfam
+    version when the file says it (gecco's ``Pfam.ini``)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    info = {"path": str(path), "sha256": digest.hexdigest(), "hmms": len(_read_hmms(path))}
+    ini = path.with_suffix(".ini")
+    if ini.is_file():
+        import configparser
+
+        parser = configparser.ConfigParser()
+        parser.read(ini)
+        info["database"] = f"{parser.get('hmm', 'id', fallback='?')} {parser.get('hmm', 'version', fallback='?')}"
+    return info
+
+
+def search_domains(
+    genes: Sequence[Gene],
+    hmm_path: str | Path | None = None,
+    *,
+    cutoff: str = "gathering",
+    evalue: float = 0.01,
+    Z: float | None = None,
+    overlaps: str = "best",
+    pfam: PfamTable | None = None,
+    cpus: int = 0,
+    progress: bool = False,
+) -> list[DomainHit]:
+    """Pfam domains of ``genes``' proteins (rules in the module docstring), sorted by gene, then N to C."""
+    import pyhmmer
+    from pyhmmer.easel import Alphabet, DigitalSequenceBlock, TextSequence
+
+    if cutoff not in CUTOFFS:
+        raise InputError(f"cutoff={cutoff!r}: choose one of {', '.join(CUTOFFS)}")
+    if overlaps not in OVERLAPS:
+        raise InputError(f"overlaps={overlaps!r}: choose one of {', '.join(OVERLAPS)}")
+    if overlaps == "clan" and pfam is None:
+        raise InputError("overlaps=clan needs the Pfam clans table (--clans Pfam-A.clans.tsv)")
+    if not evalue > 0 or (Z is not None and not Z > 0):
+        raise InputError(f"evalue={evalue}, Z={Z}: both must be positive")
+    path = Path(hmm_path) if hmm_path is not None else default_hmm_path()
+    hmms = _read_hmms(path)
+    if cutoff == "gathering":
+        missing = [h.name for h in hmms if h.cutoffs.gathering_available() is False]
+        if missing:
+            raise InputError(
+                f"{path}: {len(missing)} HMMs (e.g. {missing[0]}) have no GA cut-offs; use --cutoff evalue"
+            )
+    amino = Alphabet.amino()
+    block = DigitalSequenceBlock(
+        amino, [TextSequence(name=str(i).encode(), sequence=g.protein).digitize(amino) for i, g in enumerate(genes)]
+    )
+    if not len(block):
+        return []
+    z = Z or len(hmms)
+    options = {"bit_cutoffs": "gathering"} if cutoff == "gathering" else {"Z": z, "domZ": z, "E": _REPORT_E}
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(hmms), unit="HMM", desc="hmmsearch", disable=not progress) as bar:
+        results = list(pyhmmer.hmmsearch(hmms, block, cpus=cpus, callback=lambda *_: bar.update(), **options))
+    hits = []
+    if cutoff == "gathering":
+        for top in results:
+            for hit in top.included:
+                hits += [_hit(hit, d, d.i_evalue) for d in hit.domains.included]
+    else:
+        for top in results:
+            for hit in top.reported:
+                best = max(hit.domains, key=lambda d: d.score)
+                if best.i_evalue <= evalue:
+                    hits.append(_hit(hit, best, best.i_evalue))
+    return resolve_overlaps(hits, overlaps, pfam)
+
+
+def _hit(hit, domain, i_evalue: float) -> DomainHit:
+    ali = domain.alignment
+    accession = _text(ali.hmm_accession) or _text(ali.hmm_name)
+    return DomainHit(
+        gene=int(_text(hit.name)), accession=accession, family=parse_accession(accession) or accession,
+        name=_text(ali.hmm_name), env_start=domain.env_from - 1, env_end=domain.env_to,
+        ali_start=ali.target_from - 1, ali_end=ali.target_to, hmm_start=ali.hmm_from - 1, hmm_end=ali.hmm_to,
+        score=float(domain.score), i_evalue=float(i_evalue),
+    )  # fmt: skip
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def resolve_overlaps(
+    hits: Sequence[DomainHit], overlaps: str = "best", pfam: PfamTable | None = None
+) -> list[DomainHit]:
+    """Hits without overlaps (see the module docstring), sorted by gene and envelope start."""
+    if overlaps == "keep":
+        return sorted(hits, key=lambda h: (h.gene, h.env_start, h.env_end, h.family))
+    kept: list[DomainHit] = []
+    by_gene: dict[int, list[DomainHit]] = {}
+    for h in sorted(hits, key=lambda h: (-h.score, h.i_evalue, h.family)):  # best first
+        mine = by_gene.setdefault(h.gene, [])
+        rivals = (
+            mine if overlaps == "best" else [k for k in mine if _clan(pfam, k) and _clan(pfam, k) == _clan(pfam, h)]
+        )
+        if all(h.env_end <= k.env_start or k.env_end <= h.env_start for k in rivals):
+            mine.append(h)
+            kept.append(h)
+    return sorted(kept, key=lambda h: (h.gene, h.env_start, h.env_end, h.family))
+
+
+def _clan(pfam: PfamTable | None, hit: DomainHit) -> str | None:
+    return pfam.clan(hit.family) if pfam is not None else None
+
+
+# -- outputs --------------------------------------------------------------------------------------
+DOMAIN_COLUMNS = ("record", "protein_id", "gene_start", "gene_end", "gene_strand", "pfam_id", "pfam", "name",
+                  "env_start", "env_end", "ali_start", "ali_end", "hmm_start", "hmm_end", "score", "i_evalue")  # fmt: skip
+
+
+def domain_rows(genes: Sequence[Gene], hits: Sequence[DomainHit]) -> list[dict]:
+    """One ``domains.tsv`` row per hit (columns :data:`DOMAIN_COLUMNS`)."""
+    rows = []
+    for h in hits:
+        g = genes[h.gene]
+        rows.append(dict(zip(DOMAIN_COLUMNS, (
+            g.record, g.id, g.start, g.end, g.strand, h.accession, h.family, h.name, h.env_start, h.env_end,
+            h.ali_start, h.ali_end, h.hmm_start, h.hmm_end, round(h.score, 2), f"{h.i_evalue:.3g}",
+        ))))  # fmt: skip
+    return rows
+
+
+def cluster_rows(records: Sequence[str], genes: Sequence[Gene], hits: Sequence[DomainHit],
+                 separators: bool = False) -> list[dict]:  # fmt: skip
+    """One row per record with domains, in the layout of ``mibig_pfamid.csv`` (``cluster_id``,
+    ``label`` (empty), ``domain_tokens``: accessions without version, genes in order along the record,
+    N to C within a protein, ``[SEP]`` between proteins with ``separators``; ``tokens``: the same as a
+    Python list)."""
+    by_gene: dict[int, list[str]] = {}
+    for h in sorted(hits, key=lambda h: (h.gene, h.env_start)):
+        by_gene.setdefault(h.gene, []).append(h.family)
+    rows = []
+    for record in records:
+        order = sorted((i for i, g in enumerate(genes) if g.record == record and i in by_gene),
+                       key=lambda i: (genes[i].start, genes[i].end))  # fmt: skip
+        tokens: list[str] = []
+        for i in order:
+            tokens += (["[SEP]"] if separators and tokens else []) + by_gene[i]
+        if tokens:
+            rows.append({"cluster_id": record, "label": "", "domain_tokens": " ".join(tokens), "tokens": str(tokens)})
+    return rows
+
+
+def annotate_files(inputs: Sequence[str | Path], out: str | Path, settings: AnnotateSettings | None = None) -> dict:
+    """Annotate the records of ``inputs`` into ``out``: ``domains.tsv``, ``clusters.csv``,
+    ``proteins.faa`` and ``annotation.json`` (the database, its sha256 and size, ``Z``, thresholds,
+    tool versions, counts). Each file is written atomically once everything is computed, so a killed
+    run leaves no partial output. Returns the ``annotation.json`` record."""
+    import importlib.metadata as md
+
+    import pandas as pd
+
+    from biostrata.data.genes import genes_of, read_records
+    from biostrata.io import atomic_write_json, atomic_write_text
+    from biostrata.provenance import code_version
+
+    s = settings or AnnotateSettings()
+    records = [r for path in inputs for r in read_records(path)]
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"record id {dup!r} appears in more than one input file; ids must be unique across inputs")
+    genes = genes_of(records, s.genes, progress=s.progress)
+    pfam = PfamTable.read(s.clans) if s.clans else None
+    hmm_path = Path(s.hmm) if s.hmm else default_hmm_path()
+    hits = search_domains(genes, hmm_path, cutoff=s.cutoff, evalue=s.evalue, Z=s.Z, overlaps=s.overlaps, pfam=pfam,
+                          cpus=s.cpus, progress=s.progress)  # fmt: skip
+    out = Path(out)
+    domains = pd.DataFrame(domain_rows(genes, hits), columns=list(DOMAIN_COLUMNS))
+    clusters = pd.DataFrame(cluster_rows(ids, genes, hits, s.separators),
+                            columns=["cluster_id", "label", "domain_tokens", "tokens"])  # fmt: skip
+    faa = "".join(f">{g.id} {g.record}:{g.start}-{g.end}({'+' if g.strand > 0 else '-' if g.strand else '.'})\n"
+                  f"{g.protein}\n" for g in genes)  # fmt: skip
+    info = hmm_info(hmm_path)
+    record = {
+        "inputs": [str(p) for p in inputs], "settings": dataclasses.asdict(s), "database": info,
+        "Z": (s.Z or info["hmms"]) if s.cutoff == "evalue" else None,
+        "tools": {name: md.version(name) for name in ("pyhmmer", "pyrodigal", "gb-io")},
+        "code_version": code_version(), "records": len(records), "proteins": len(genes), "domains": len(hits),
+        "clusters_with_domains": len(clusters),
+    }  # fmt: skip
+    atomic_write_text(out / "domains.tsv", domains.to_csv(sep="\t", index=False))
+    atomic_write_text(out / "clusters.csv", clusters.to_csv(index=False))
+    atomic_write_text(out / "proteins.faa", faa)
+    atomic_write_json(out / "annotation.json", record)
+    return record

@@ -1,0 +1,236 @@
+"""Genes of genomes and gene clusters: read from GenBank or FASTA, taken from CDS features or predicted.
+
+Inputs (each optionally gzipped, by the ``.gz`` suffix):
+
+- GenBank (``.gbk``, ``.gb``, ``.gbff``, ``.genbank``), read with gb-io: every record's sequence and
+  its CDS features (``/translation``, else the CDS translated with its ``/transl_table``, default 11);
+- FASTA: a nucleotide FASTA (records of IUPAC nucleotide letters) or a protein FASTA (``.faa``, or
+  records that are not nucleotides); one file holds one kind.
+
+Genes (``genes=``): ``annotated`` takes the CDS features (a record without any is an error),
+``predicted`` runs pyrodigal, ``auto`` takes a record's CDS features when it has some and predicts the
+genes of the others. pyrodigal runs in single (trained) mode when the records to predict on total at
+least 100 kb, trained on all of them together as contigs of one genome, else in metagenomic mode:
+single mode trained on one short record mis-trains (Prodigal's own advice).
+
+A :class:`Gene` has 0-based, end-exclusive coordinates on its record (``start < end`` whatever the
+strand) and the protein without a stop ``*``. Proteins of a protein FASTA have no record coordinates
+(``start = end = 0``, ``strand = 0``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from biostrata.errors import DataNotFoundError, InputError
+
+__all__ = ["Gene", "Record", "read_records", "genes_of", "translate", "GENBANK_SUFFIXES", "SINGLE_MODE_MIN_BP"]
+
+GENBANK_SUFFIXES = (".gbk", ".gb", ".gbff", ".genbank")
+#: Total length from which pyrodigal trains on the input itself (below it: metagenomic mode).
+SINGLE_MODE_MIN_BP = 100_000
+_NUCLEOTIDES = set("ACGTUNRYKMSWBDHV-.")
+_AMINO_ACIDS = set("ACDEFGHIKLMNPQRSTVWYBZXJUO*-.")
+_BASES = "TCAG"
+# NCBI translation tables 1 and 11 (the same amino acids; 11 allows more start codons, read as M first)
+_CODE = "FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG"
+_CODONS = {a + b + c: _CODE[16 * i + 4 * j + k] for i, a in enumerate(_BASES) for j, b in enumerate(_BASES)
+           for k, c in enumerate(_BASES)}  # fmt: skip
+_STARTS = {"ATG", "GTG", "TTG", "CTG", "ATT", "ATC", "ATA"}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input sequence: its id, nucleotides (upper case; empty for a protein) and its CDS genes."""
+
+    id: str
+    sequence: str
+    cds: tuple[Gene, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Gene:
+    """A protein-coding gene: record id, protein id, 0-based end-exclusive ``start``/``end``, ``strand``
+    (+1, -1, or 0 for a bare protein) and the protein."""
+
+    record: str
+    id: str
+    start: int
+    end: int
+    strand: int
+    protein: str
+
+
+def _open(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _kind(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    return "genbank" if suffixes and suffixes[-1] in GENBANK_SUFFIXES else "fasta"
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """The records of one GenBank or FASTA file (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file; give a GenBank (.gbk) or FASTA file")
+    try:
+        records = _read_genbank(path) if _kind(path) == "genbank" else _read_fasta(path)
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
+        raise InputError(f"{path}: cannot read ({type(err).__name__}: {err}); is it GenBank or FASTA text?") from None
+    if not records:
+        raise InputError(f"{path}: no records")
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"{path}: record id {dup!r} appears more than once; ids must be unique")
+    return records
+
+
+def _read_fasta(path: Path) -> list[Record]:
+    entries: list[tuple[str, int, list[str]]] = []
+    with _open(path) as handle:
+        for lineno, line in enumerate(handle, 1):
+            line = line.strip()
+            if line.startswith(">"):
+                fields = line[1:].split()
+                if not fields:
+                    raise InputError(f"{path}:{lineno}: FASTA header without an id")
+                entries.append((fields[0], lineno, []))
+            elif line:
+                if not entries:
+                    raise InputError(f"{path}:{lineno}: sequence before the first '>' header; is this FASTA?")
+                entries[-1][2].append(line)
+    kinds, records = set(), []
+    for name, lineno, chunks in entries:
+        seq = "".join(chunks).upper()
+        where = f"{path}:{lineno}: record {name!r}"
+        if not seq:
+            raise InputError(f"{where} is empty")
+        nucleotide = set(seq) <= _NUCLEOTIDES and path.suffix.lower() != ".faa"
+        if not nucleotide and not set(seq) <= _AMINO_ACIDS:
+            bad = sorted(set(seq) - _AMINO_ACIDS)[:3]
+            raise InputError(f"{where}: letters {bad} are neither IUPAC nucleotides nor amino acids")
+        kinds.add("nucleotide" if nucleotide else "protein")
+        if nucleotide:
+            records.append(Record(name, seq.replace("U", "T"), source=str(path)))
+        else:
+            protein = seq.rstrip("*")
+            records.append(Record(name, "", (Gene(name, name, 0, 0, 0, protein),), str(path)))
+    if len(kinds) > 1:
+        raise InputError(f"{path}: mixes nucleotide and protein records; give one kind per file (proteins as .faa)")
+    return records
+
+
+def _read_genbank(path: Path) -> list[Record]:
+    import gb_io
+
+    records = []
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+        try:
+            parsed = list(gb_io.iter(handle))
+        except ValueError as err:
+            raise InputError(f"{path}: not a GenBank file gb-io can read ({err})") from None
+    for rec in parsed:
+        name = rec.name or rec.accession or f"record{len(records) + 1}"
+        seq = bytes(rec.sequence).decode("ascii", "replace").upper()
+        if not seq:
+            raise InputError(f"{path}: record {name!r} has no sequence (ORIGIN); give a GenBank file with sequence")
+        cds = tuple(_cds_gene(path, name, seq, f, k) for k, f in enumerate(_cds_features(rec), 1))
+        records.append(Record(name, seq, tuple(g for g in cds if g is not None), str(path)))
+    return records
+
+
+def _cds_features(rec) -> list:
+    return [f for f in rec.features if f.kind == "CDS"]
+
+
+def _qualifier(feature, key: str) -> str | None:
+    return next((q.value for q in feature.qualifiers if q.key == key), None)
+
+
+def _cds_gene(path: Path, record: str, seq: str, feature, k: int) -> Gene | None:
+    """The gene of a CDS feature; None for a pseudo-gene without a translation."""
+    loc = feature.location
+    # gb-io gives a complement's start and end in the gene's orientation: order them on the record
+    start, end = sorted((int(loc.start), int(loc.end)))
+    strand = -1 if type(loc).__name__ == "Complement" else 1
+    gid = _qualifier(feature, "protein_id") or _qualifier(feature, "locus_tag") or f"{record}_cds{k}"
+    protein = _qualifier(feature, "translation")
+    if protein is None:
+        if _qualifier(feature, "pseudo") is not None or any(q.key == "pseudo" for q in feature.qualifiers):
+            return None
+        table = int(_qualifier(feature, "transl_table") or 11)
+        codon_start = int(_qualifier(feature, "codon_start") or 1)
+        protein = translate(_spliced(seq, loc)[codon_start - 1 :], table, where=f"{path}: {record} {gid}")
+    protein = re.sub(r"\s+", "", protein).upper().rstrip("*")
+    if not protein:
+        raise InputError(f"{path}: record {record!r}, CDS {gid}: empty translation")
+    if not set(protein) <= _AMINO_ACIDS:
+        bad = sorted(set(protein) - _AMINO_ACIDS)[:3]
+        raise InputError(f"{path}: record {record!r}, CDS {gid}: letters {bad} in the translation are not amino acids")
+    return Gene(record, gid, start, end, strand, protein)
+
+
+def _spliced(seq: str, loc) -> str:
+    """The nucleotides of a gb-io location, in the gene's orientation."""
+    kind = type(loc).__name__
+    if kind == "Complement":
+        return _reverse_complement(_spliced(seq, loc.location))
+    if kind in ("Join", "Order"):
+        return "".join(_spliced(seq, part) for part in loc.locations)
+    return seq[int(loc.start) : int(loc.end)]
+
+
+def _reverse_complement(dna: str) -> str:
+    return dna.translate(str.maketrans("ACGTRYKMBVDHN", "TGCAYRMKVBHDN"))[::-1]
+
+
+def translate(dna: str, table: int = 11, where: str = "") -> str:
+    """Protein of a coding sequence under NCBI table 1 or 11 (an alternative start codon reads as M;
+    a codon with an ambiguous base as X); the stop codon, if any, ends it."""
+    if table not in (1, 11):
+        raise InputError(f"{where}: translation table {table} is not supported (1 and 11 are); give /translation")
+    dna = dna.upper().replace("U", "T")
+    codons = [dna[i : i + 3] for i in range(0, len(dna) - 2, 3)]
+    protein = "".join(_CODONS.get(c, "X") for c in codons)
+    if codons and codons[0] in _STARTS:
+        protein = "M" + protein[1:]
+    return protein.split("*", 1)[0]
+
+
+def genes_of(records: Sequence[Record], genes: str = "auto", progress: bool = False) -> list[Gene]:
+    """The genes of ``records`` (``genes``: ``auto``, ``annotated`` or ``predicted``; module docstring)."""
+    if genes not in ("auto", "annotated", "predicted"):
+        raise InputError(f"genes={genes!r}: choose auto, annotated or predicted")
+    proteins_only = [r for r in records if not r.sequence]
+    if proteins_only and genes == "predicted":
+        raise InputError(f"{proteins_only[0].source}: proteins, not nucleotides; genes cannot be predicted on them")
+    if genes == "annotated":
+        bare = [r for r in records if not r.cds]
+        if bare:
+            raise InputError(
+                f"{bare[0].source}: record {bare[0].id!r} has no CDS features; use --genes auto or predicted"
+            )
+    predict = [r for r in records if r.sequence and (genes == "predicted" or (genes == "auto" and not r.cds))]
+    predicted = dict(_predict(predict, progress)) if predict else {}
+    return [g for r in records for g in (predicted[r.id] if r.id in predicted else r.cds)]
+
+
+def _predict(records: Sequence[Record], progress: bool) -> Iterator[tuple[str, list[Gene]]]:
+    import pyrodigal
+
+    total = sum(len(r.sequence) for r in records)
+    finder = pyrodigal.GeneFinder(meta=total < SINGLE_MODE_MIN_BP, closed=False, mask=True)
+    if total >= SINGLE_MODE_MIN_BP:
+        finder.train(*(r.sequence.encode() for r in records))
+    for r in records:
+        found = finder.find_genes(r.sequence.encode())
+        yield r.id, [Gene(r.id, f"{r.id}_{k}", g.begin - 1, g.end, g.strand, g.translate().rstrip("*"))
+                     for k, g in enumerate(found, 1)]  # fmt: skip

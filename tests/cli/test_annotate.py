@@ -1,0 +1,88 @@
+"""Tests of biostrata.cli.annotate: the `biostrata annotate` command."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from biostrata.cli import main
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+needs_data = pytest.mark.skipif(not (DATA / "genomes").is_dir(), reason="real data folder ../shared/data is absent")
+
+
+@needs_data
+def test_annotate_a_genbank_file_with_one_real_hmm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["annotate", str(DATA / "genomes" / "BGC0000015.gbk"), "--out", str(tmp_path / "a"), "--hmm",
+            str(DATA / "pfam" / "Pfam-A.PF00005.hmm"), "--cutoff", "evalue", "--Z", "16712", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "2 record(s), 30 proteins, 2 domains" in capsys.readouterr().out
+    clusters = (tmp_path / "a" / "clusters.csv").read_text().splitlines()
+    assert clusters == [
+        "cluster_id,label,domain_tokens,tokens",
+        "BGC0000015.1,,PF00005 PF00005,\"['PF00005', 'PF00005']\"",
+    ]
+    assert json.loads((tmp_path / "a" / "annotation.json").read_text())["Z"] == 16712
+
+
+@pytest.mark.parametrize(
+    "files, args, message",
+    [
+        (
+            {"x.hmm": "not an HMM\n", "p.faa": ">a\nMKV\n"},
+            ["{p.faa}", "--hmm", "{x.hmm}"],
+            r"x.hmm: not a HMMER3 profile file",
+        ),
+        ({"p.faa": ">a\nMKV\n"}, ["{p.faa}", "--hmm", "missing.hmm"], r"--hmm missing.hmm: no such file"),
+        ({"p.faa": ">a\nMKV\n"}, ["{p.faa}", "--cutoff", "strict"], r"cutoff=.strict. \(--cutoff\) is invalid"),
+        (
+            {"p.faa": ">a\nMKV\n"},
+            ["{p.faa}", "--overlaps", "clan"],
+            r"overlaps=.clan. \(--overlaps\) is invalid; expected best or keep, or clan with --clans",
+        ),
+        ({"m.fa": ">a\nACGTACGT\n>b\nMKVLW\n"}, ["{m.fa}"], r"m.fa: mixes nucleotide and protein records"),
+    ],
+)
+def test_bad_input_is_one_line_with_exit_2(tmp_path, capsys, files, args, message) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    argv = [
+        "annotate",
+        *(str(tmp_path / a[1:-1]) if a.startswith("{") else a for a in args),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("biostrata: error:")
+    assert re.search(message, err[0]), err[0]
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+@needs_data
+def test_from_genbank_to_cluster_embeddings_and_cka(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The tutorial of docs/annotate.md on a small scale: annotate, pre-train, embed, compare layers."""
+    from biostrata.data.annotate import default_hmm_path
+    from biostrata.errors import DataNotFoundError
+
+    try:
+        default_hmm_path()
+    except DataNotFoundError:
+        pytest.skip("the gecco package (default Pfam HMMs) is not installed")
+    gbk = [str(DATA / "genomes" / f) for f in ("BGC0000015.gbk", "BGC0001866.gbk")]
+    assert main(["annotate", *gbk, "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    clusters = str(tmp_path / "a" / "clusters.csv")
+    argv = ["pretrain", "--corpus", clusters, "--out", str(tmp_path / "lm"), "--epochs", "1", "--preset", "small", "--val-fraction", "0.34",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    store = str(tmp_path / "c.h5")
+    argv = ["embed", "--model", str(tmp_path / "lm" / "model.pt"), "--input", clusters, "--out", store, "--layers", "1",
+            "4", "-1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3 clusters (3 embedded now), layers [1, 4, 8]" in out, out
+    assert main(["cka", store, "--out", str(tmp_path / "cka.csv"), "--heatmap", str(tmp_path / "cka.png")]) == 0
+    assert (tmp_path / "cka.png").stat().st_size > 0 and len((tmp_path / "cka.csv").read_text().splitlines()) == 4

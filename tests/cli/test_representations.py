@@ -1,0 +1,192 @@
+"""Bad input to the representation commands (pretrain, embed, cka, probe, study cross-granularity): each
+case is a one-line ``biostrata: error:`` naming the file, line or option, with exit code 2, never a
+traceback or a silent wrong number. The table below is the one in docs/reliability.md."""
+
+from __future__ import annotations
+
+import datetime
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from biostrata.cli import main
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+N = 40  # examples of the feature files
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Small good and bad inputs, written once for every case."""
+    from biostrata.models.protein_lm import small_protein_lm
+
+    root = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(N)]
+    y = np.arange(N) % 2
+    x = rng.normal(size=(N, 6))
+    x[:, 0] += 1.5 * y
+    np.savez(root / "feats.npz", ids=np.array(ids), L0=x, L1=rng.normal(size=(N, 5)))
+    np.save(root / "noid.npy", x)
+    np.save(root / "short.npy", x[:-1])
+    bad = x.copy()
+    bad[3, 2], bad[5, 1] = np.nan, np.inf
+    np.savez(root / "nan.npz", ids=np.array(ids), L0=bad)
+    np.savez(root / "const.npz", ids=np.array(ids), L0=np.ones((N, 4)), L1=x)
+    np.savez(root / "three.npz", ids=np.array(ids[2:5]), M=rng.normal(size=(3, 4)))
+    np.savez(root / "one.npz", ids=np.array([ids[0], "other"]), M=rng.normal(size=(2, 4)))
+    (root / "empty.npy").write_bytes(b"")
+    (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{'ab'[k]}\n" for i, k in zip(ids, y)))
+    rare = ["c" if i < 2 else "ab"[i % 2] for i in range(N)]
+    (root / "rare.csv").write_text("id,label\n" + "".join(f"{i},{c}\n" for i, c in zip(ids, rare)))
+    grouped = ["c" if i < 8 else "ab"[i % 2] for i in range(N)]  # c: 8 examples in 2 groups
+    (root / "grouped.csv").write_text(
+        "id,label,group\n" + "".join(f"{i},{c},g{k // 4}\n" for k, (i, c) in enumerate(zip(ids, grouped)))
+    )
+    (root / "labels_empty.csv").write_text("")
+    (root / "labels_header.csv").write_text("id,label\n")
+    (root / "labels_other.csv").write_text("id,label\n" + "".join(f"x{i},{i % 2}\n" for i in range(N)))
+    small_protein_lm(1, 16, 2).save(root / "plm.pt")
+    (root / "text.pt").write_text("not a checkpoint\n")
+    torch.save({"model": {}, "saved": datetime.date(2024, 1, 1)}, root / "pickle.pt")  # needs full unpickling
+    r = random.Random(0)
+    (root / "p.fa").write_text("".join(f">p{i}\n{''.join(r.choices(AA, k=20))}\n" for i in range(6)))
+    (root / "one.fa").write_text(">p\nACDEFGHIK\n")
+    (root / "dup.fa").write_text(">a\nACDE\n>a\nACDF\n")
+    (root / "empty.fa").write_text("")
+    (root / "empty_corpus.txt").write_text("\n\n")
+    (root / "tiny.txt").write_text("B1 NRP PF00001 PF00002\n")
+    return {
+        "root": str(root),
+        **{p.stem.replace(".", "_") + p.suffix.replace(".", "_"): str(p) for p in root.iterdir()},
+    }
+
+
+PRETRAIN = ["pretrain", "--preset", "small", "--accelerator", "cpu", "--no-progress", "--out", "{root}/pt"]
+EMBED = ["embed", "--input", "{p_fa}", "--out", "{root}/e.h5", "--no-progress"]
+PROBE = ["probe", "--labels", "{labels_csv}", "--label-column", "label", "--folds", "2", "--seeds", "0"]
+PROBE += ["--bootstrap", "10"]
+
+# (case, argv, regex matched by the last line of stderr after "biostrata: error: ")
+CASES = [
+    ("probe --folds 1", [*PROBE, "--features", "{feats_npz}:L0", "--folds", "1"], r"n_splits=1 \(--folds\): .*at least 2"),
+    ("probe more folds than examples", [*PROBE, "--features", "{feats_npz}:L0", "--folds", "50"],
+     r"n_splits=50 \(--folds\): more folds than the 40 example"),
+    ("probe class rarer than the folds", [*PROBE, "--labels", "{rare_csv}", "--features", "{feats_npz}:L0",
+     "--folds", "3"], r"class 'c' has 2 example\(s\), fewer than the 3 folds \(--folds\)"),
+    ("probe class in fewer groups than folds", [*PROBE, "--labels", "{grouped_csv}", "--group-column", "group",
+     "--features", "{feats_npz}:L0", "--folds", "3"], r"class 'c' is in 2 group\(s\) \(--group-column\), fewer than the 3"),
+    ("probe NaN features", [*PROBE, "--features", "{nan_npz}"],
+     r"nan\.npz: layer 'L0' has 2 NaN or infinite value\(s\) in 2 row\(s\) \(first: row 3, id 's3'\)"),
+    ("probe empty labels file", [*PROBE, "--labels", "{labels_empty_csv}", "--features", "{feats_npz}:L0"],
+     r"labels_empty\.csv: empty file"),
+    ("probe labels header only", [*PROBE, "--labels", "{labels_header_csv}", "--features", "{feats_npz}:L0"],
+     r"labels_header\.csv: a header \(id,label\) but no rows"),
+    ("probe label ids match no feature id", [*PROBE, "--labels", "{labels_other_csv}", "--features", "{feats_npz}:L0"],
+     r"feats\.npz:L0: none of its 40 ids .* is among the 40 ids of .*labels_other\.csv"),
+    ("probe 0-byte .npy", [*PROBE, "--features", "{empty_npy}"], r"empty\.npy: empty file \(0 bytes\)"),
+    ("probe --bootstrap -1", [*PROBE, "--features", "{feats_npz}:L0", "--bootstrap", "-1"], r"--bootstrap\): must be >= 0"),
+    ("probe --seeds repeated", [*PROBE, "--features", "{feats_npz}:L0", "--seeds", "0", "0"], r"\(--seeds\): 0 is given twice"),
+    ("probe --cs 0", [*PROBE, "--features", "{feats_npz}:L0", "--cs", "0"], r"Cs=\[0\.0\] \(--cs\): .* each > 0"),
+    ("probe --hidden 0", [*PROBE, "--features", "{feats_npz}:L0", "--probe", "mlp", "--hidden", "0"],
+     r"\(--hidden\): .* each at least 1"),
+    ("probe id-less .npy with id'd labels", [*PROBE, "--features", "{noid_npy}"],
+     r"noid\.npy: rows have no ids, so they cannot be joined to the ids of .*--rows-in-label-order"),
+    ("probe --rows-in-label-order, counts differ", [*PROBE, "--features", "{short_npy}", "--rows-in-label-order"],
+     r"short\.npy: 39 rows for the 40 label rows"),
+    ("cka constant layer", ["cka", "{const_npz}"],
+     r"const\.npz: layer 'L0' is constant over the 40 rows compared .* its CKA is undefined; leave it out \(--layers\)"),
+    ("cka one shared row", ["cka", "{feats_npz}", "{one_npz}"],
+     r"joined 1 rows by id: .*feats\.npz lost 39 of 40, .*one\.npz lost 1 of 2; the CKA needs at least 2 shared rows"),
+    ("cka --debiased on 3 shared rows", ["cka", "{feats_npz}", "{three_npz}", "--debiased"],
+     r"joined 3 rows by id: .*needs at least 4 shared rows \(debiased\)"),
+    ("cka --knn 0", ["cka", "{feats_npz}", "--knn", "0"], r"knn=0 \(--knn\): must be between 1 and .* \(39\)"),
+    ("cka --knn >= rows", ["cka", "{feats_npz}", "--knn", "40"], r"knn=40 \(--knn\)"),
+    ("cka ids joined with no ids", ["cka", "{feats_npz}", "{noid_npy}"],
+     r"feats\.npz has row ids and .*noid\.npy has none"),
+    ("cka NaN values", ["cka", "{nan_npz}"], r"nan\.npz: layer 'L0' has 2 NaN or infinite"),
+    ("cka text file as .pt", ["cka", "{text_pt}"], r"text\.pt: not a PyTorch file .*expected a family table"),
+    ("embed text file as --model", [*EMBED, "--model", "{text_pt}"],
+     r"text\.pt: not a PyTorch file .*expected a fair-esm \.pt file .* or a hub name"),
+    ("embed pickle needing full unpickling", [*EMBED, "--model", "{pickle_pt}"],
+     r"pickle\.pt: needs full unpickling \(it stores a datetime\.date object\); .*--trust-checkpoint"),
+    ("embed --token-budget 2", [*EMBED, "--model", "{plm_pt}", "--token-budget", "2"],
+     r"token_budget=2 \(--token-budget\): must be at least 3"),
+    ("embed --overlap >= --max-residues", [*EMBED, "--model", "{plm_pt}", "--long", "window", "--max-residues", "10",
+     "--overlap", "10"], r"overlap=10 \(--overlap\): must be in \[0, 10\)"),
+    ("embed --layers out of range", [*EMBED, "--model", "{plm_pt}", "--layers", "7"],
+     r"layers=\[7\] \(--layers\): layer 7 does not exist; this model has layers 0\.\.1"),
+    ("embed --layers twice the same", [*EMBED, "--model", "{plm_pt}", "--layers", "1", "-1"],
+     r"\(--layers\): layer 1 is named twice"),
+    ("embed --half on CPU", [*EMBED, "--model", "{plm_pt}", "--device", "cpu", "--half"],
+     r"half \(--half\): half precision needs a GPU"),
+    ("embed --device gpu", [*EMBED, "--model", "{plm_pt}", "--device", "gpu"], r"device='gpu' \(--device\)"),
+    ("embed --max-residues 0", [*EMBED, "--model", "{plm_pt}", "--max-residues", "0"], r"\(--max-residues\)"),
+    ("embed duplicate FASTA ids", [*EMBED, "--model", "{plm_pt}", "--input", "{dup_fa}"],
+     r"dup\.fa: sequence id 'a' appears more than once"),
+    ("embed empty FASTA", [*EMBED, "--model", "{plm_pt}", "--input", "{empty_fa}"], r"empty\.fa: no FASTA records"),
+    ("pretrain --epochs 0", [*PRETRAIN, "--corpus", "{tiny_txt}", "--epochs", "0"], r"epochs=0 \(--epochs\) is invalid"),
+    ("pretrain --batch-size 0", [*PRETRAIN, "--corpus", "{tiny_txt}", "--batch-size", "0"], r"batch_size=0 \(--batch-size\) is invalid"),
+    ("pretrain --lr 0", [*PRETRAIN, "--corpus", "{tiny_txt}", "--lr", "0"], r"lr=0\.0 \(--lr\) is invalid; expected > 0"),
+    ("pretrain --lr -1", [*PRETRAIN, "--corpus", "{tiny_txt}", "--lr", "-1"], r"lr=-1\.0 \(--lr\) is invalid"),
+    ("pretrain --val-fraction 1", [*PRETRAIN, "--corpus", "{tiny_txt}", "--val-fraction", "1"],
+     r"val_fraction=1\.0 \(--val-fraction\) is invalid; expected in \(0, 1\)"),
+    ("pretrain empty corpus", [*PRETRAIN, "--corpus", "{empty_corpus_txt}"],
+     r"empty_corpus\.txt: no clusters read as a domain list"),
+    ("pretrain corpus too small to split", [*PRETRAIN, "--corpus", "{tiny_txt}"],
+     r"tiny\.txt: its 1 cluster\(s\) split into 0 for training and 1 for validation"),
+    ("pretrain one protein", [*PRETRAIN, "--level", "protein", "--corpus", "{one_fa}"],
+     r"1 protein sequence\(s\) split .* into 0 for training and 1 for validation"),
+    ("pretrain text file as --init-table", [*PRETRAIN, "--corpus", "{tiny_txt}", "--arm", "finetune", "--init-table",
+     "{text_pt}"], r"text\.pt: not a PyTorch file .*expected a family table"),
+    ("study cross-granularity missing --corpus", ["study", "cross-granularity", "--out", "{root}/study", "--corpus",
+     "{root}/nothere.txt"], r"corpus \(--corpus\) .*nothere\.txt: no such file; give --corpus FILE"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv, pattern", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line(
+    files: dict[str, str], argv: list[str], pattern: str, capsys: pytest.CaptureFixture
+) -> None:
+    args = [a.format(**files) for a in argv]
+    assert main(args) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("biostrata: error: ")
+    assert re.search(pattern, last), last
+    if "not a PyTorch file" in pattern:
+        assert "--trust-checkpoint" not in last  # no advice to unpickle a file that is not a checkpoint
+    if args[0] == "embed":
+        assert not (Path(files["root"]) / "e.h5").exists()  # refused before the store is created
+    if args[0] == "study":
+        assert not (Path(files["root"]) / "study").exists()  # refused before any work
+
+
+def test_probe_joins_labels_by_id_not_by_row(files: dict[str, str], tmp_path: Path, capsys) -> None:
+    """Shuffling the rows of the label CSV changes nothing; an id-less .npy is refused unless the rows are
+    declared in label order, and then it gives the same numbers as the same features with ids."""
+    shuffled = tmp_path / "shuffled.csv"
+    table = pd.read_csv(files["labels_csv"])
+    table.sample(frac=1, random_state=1).to_csv(shuffled, index=False)
+
+    def summary(features: str, labels: str, *extra: str) -> pd.DataFrame:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        argv = ["probe", "--features", features, "--labels", labels, "--label-column", "label", "--folds", "3"]
+        assert main([*argv, "--seeds", "0", "1", "--bootstrap", "20", "--out", str(out), *extra]) == 0
+        return pd.read_csv(out / "summary.csv").drop(columns="features")
+
+    by_id = summary(f"{files['feats_npz']}:L0", files["labels_csv"])
+    pd.testing.assert_frame_equal(summary(f"{files['feats_npz']}:L0", str(shuffled)), by_id)
+    pd.testing.assert_frame_equal(summary(files["noid_npy"], files["labels_csv"], "--rows-in-label-order"), by_id)
+    assert main(["probe", "--features", files["noid_npy"], "--labels", str(shuffled), "--label-column", "label"]) == 2
+    assert "rows have no ids" in capsys.readouterr().err
+
+
+def test_cka_says_how_many_rows_it_joined(files: dict[str, str], capsys: pytest.CaptureFixture) -> None:
+    assert main(["cka", files["feats_npz"], files["three_npz"]]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"joined 3 rows by id: \S*feats\.npz lost 37 of 40, \S*three\.npz lost 0 of 3", out), out

@@ -1,0 +1,96 @@
+"""Tests of biostrata.data.genes: records from GenBank and FASTA, CDS genes, predicted genes."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+import pytest
+
+from biostrata.data.genes import genes_of, read_records, translate
+from biostrata.data.proteins import read_fasta
+from biostrata.errors import InputError
+
+GENOMES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "genomes"
+needs_genomes = pytest.mark.skipif(not GENOMES.is_dir(), reason="real data folder ../shared/data/genomes is absent")
+
+
+def test_translate_tables_1_and_11() -> None:
+    assert translate("ATGGCTTGGTAA") == "MAW"  # the stop ends the protein
+    assert translate("GTGAAATTTTAGCCC") == "MKF"  # an alternative start reads as M
+    assert translate("ATGNNNAAA") == "MXK"  # an ambiguous codon is X
+    with pytest.raises(InputError, match="translation table 4"):
+        translate("ATG", table=4)
+
+
+def test_fasta_kinds_and_bad_records(tmp_path: Path) -> None:
+    (tmp_path / "n.fna").write_text(">c1 a contig\nACGTU\nNNAC\n>c2\nacgt\n")
+    records = read_records(tmp_path / "n.fna")
+    assert [r.id for r in records] == ["c1", "c2"] and records[0].sequence == "ACGTTNNAC" and not records[0].cds
+    (tmp_path / "p.faa").write_text(">p1\nMKV*\n>p2\nACGT\n")  # .faa: proteins even when letters look like DNA
+    proteins = read_records(tmp_path / "p.faa")
+    assert [g.protein for r in proteins for g in r.cds] == ["MKV", "ACGT"] and all(not r.sequence for r in proteins)
+    with gzip.open(tmp_path / "n.fna.gz", "wt") as handle:
+        handle.write(">c1\nACGT\n")
+    assert read_records(tmp_path / "n.fna.gz")[0].sequence == "ACGT"
+    cases = {
+        "mixed.fa": (">a\nACGTACGT\n>b\nMKVLLW\n", r"mixed.fa: mixes nucleotide and protein records"),
+        "empty.fa": (">a\n>b\nACGT\n", r"empty.fa:1: record 'a' is empty"),
+        "odd.fa": (">a\nMKV1@\n", r"odd.fa:1: record 'a': letters \['1', '@'\] are neither"),
+        "dup.fa": (">a\nACGT\n>a\nACGT\n", r"dup.fa: record id 'a' appears more than once"),
+        "nohead.fa": ("ACGT\n", r"nohead.fa:1: sequence before the first '>'"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InputError, match=message):
+            read_records(tmp_path / name)
+
+
+def test_genbank_without_sequence_and_genes_modes(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    seq = "".join(rng.choice("ACGT") for _ in range(3000))
+    cds = "ATG" + "GCT" * 5 + "TAA"
+    body = seq[:100] + cds + seq[100:]
+    origin = "\n".join(f"{i + 1:>9} {body[i : i + 60].lower()}" for i in range(0, len(body), 60))
+    gbk = (f"LOCUS       rec1 {len(body)} bp    DNA     linear   BCT 01-JAN-2020\nFEATURES             Location/Qualifiers\n"
+           f"     CDS             101..{100 + len(cds)}\n                     /locus_tag=\"g1\"\nORIGIN\n{origin}\n//\n")  # fmt: skip
+    (tmp_path / "r.gbk").write_text(gbk)
+    (record,) = read_records(tmp_path / "r.gbk")
+    assert [(g.id, g.start, g.end, g.strand, g.protein) for g in record.cds] == [("g1", 100, 121, 1, "MAAAAA")]
+    assert genes_of([record], "annotated") == list(record.cds) == genes_of([record], "auto")
+    predicted = genes_of([record], "predicted")
+    assert all(0 <= g.start < g.end <= len(body) and g.protein and g.strand in (1, -1) for g in predicted)
+    empty = gbk.split("ORIGIN")[0] + "ORIGIN\n//\n"
+    (tmp_path / "e.gbk").write_text(empty.replace(f"{len(body)} bp", "0 bp"))
+    with pytest.raises(InputError, match=r"e.gbk: record 'rec1' has no sequence"):
+        read_records(tmp_path / "e.gbk")
+    (tmp_path / "n.fna").write_text(">c1\n" + seq + "\n")
+    with pytest.raises(InputError, match=r"n.fna: record 'c1' has no CDS features; use --genes auto or predicted"):
+        genes_of(read_records(tmp_path / "n.fna"), "annotated")
+    (tmp_path / "p.faa").write_text(">p1\nMKV\n")
+    with pytest.raises(InputError, match="proteins, not nucleotides"):
+        genes_of(read_records(tmp_path / "p.faa"), "predicted")
+
+
+@needs_genomes
+def test_cds_of_a_real_record_are_its_translations() -> None:
+    genes = genes_of(read_records(GENOMES / "BGC0000015.gbk"), "annotated")
+    expected = read_fasta(GENOMES / "BGC0000015.protein.fa")
+    assert len(genes) == len(expected) == 30
+    assert [g.protein for g in genes] == [r.sequence for r in expected]
+    # DeepBGC's ids carry 1-based start, end and strand: BGC0000015|c1|4-1824|-|...
+    assert [(g.start + 1, g.end, "+" if g.strand > 0 else "-") for g in genes] == [
+        (int(r.id.split("|")[2].split("-")[0]), int(r.id.split("|")[2].split("-")[1]), r.id.split("|")[3])
+        for r in expected
+    ]
+
+
+@needs_genomes
+def test_pyrodigal_reproduces_the_annotated_proteins() -> None:
+    """BGC0001866's CDS are Prodigal's: the same 23 proteins and strands, the same far ends. (The file's
+    near coordinates are one base short of Prodigal's, a quirk of the tool that wrote it.)"""
+    records = read_records(GENOMES / "BGC0001866.gbk")
+    annotated, predicted = genes_of(records, "annotated"), genes_of(records, "predicted")
+    assert len(annotated) == len(predicted) == 23
+    assert [(g.protein, g.strand, g.end) for g in annotated] == [(g.protein, g.strand, g.end) for g in predicted]
