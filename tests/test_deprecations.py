@@ -50,3 +50,15 @@ def test_protein_lm_forward_layers_is_embed():
         old = plm.forward_layers(tokens, [0, -1])
     new = plm.embed(tokens, [0, -1])
     assert list(old) == list(new) == [0, 2] and all(torch.equal(old[k], new[k]) for k in new)
+
+
+def test_the_old_protein_lm_constructor_makes_a_fair_esm_model():
+    from esm.data import Alphabet
+    from esm.model.esm2 import ESM2
+
+    from biostrata.models.protein_lm import FairESM, ProteinLM
+
+    alphabet = Alphabet.from_architecture("ESM-1b")
+    with pytest.warns(DeprecationWarning, match=r"FairESM\(model, alphabet\)"):
+        plm = ProteinLM(ESM2(num_layers=1, embed_dim=16, attention_heads=2, alphabet=alphabet), alphabet, "x", 50)
+    assert type(plm) is FairESM and plm.name == "x" and plm.max_residues == 50 and plm.num_layers == 1

@@ -15,7 +15,7 @@ from biostrata.data.embedding_store import EmbeddingStore, merge_stores
 from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import InputError
 from biostrata.models.extract import check_options, extract_embeddings, plan_batches, window_starts
-from biostrata.models.protein_lm import ProteinLM
+from biostrata.models.protein_lm import FairESM, ProteinLM
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -25,7 +25,7 @@ def tiny_esm2(max_residues: int | None = 1022, seed: int = 0) -> ProteinLM:
     torch.manual_seed(seed)
     alphabet = Alphabet.from_architecture("ESM-1b")
     model = ESM2(num_layers=2, embed_dim=16, attention_heads=2, alphabet=alphabet).eval()
-    return ProteinLM(model, alphabet, "tiny", max_residues)
+    return FairESM(model, alphabet, "tiny", max_residues)
 
 
 def proteins(n: int, lo: int = 3, hi: int = 60, seed: int = 0) -> list[ProteinRecord]:
@@ -182,7 +182,7 @@ def test_output_streams_batch_by_batch(tmp_path: Path, monkeypatch: pytest.Monke
 def test_bad_arguments(tmp_path: Path) -> None:
     plm = tiny_esm2()
     recs = proteins(3)
-    with pytest.raises(InputError, match="half precision needs a GPU"):
+    with pytest.raises(InputError, match="float16 needs a GPU"), pytest.warns(DeprecationWarning, match="half"):
         extract_embeddings(plm, recs, tmp_path / "a.h5", half=True, device="cpu", progress=False)
     with pytest.raises(InputError, match="layer 3 does not exist"):
         extract_embeddings(plm, recs, tmp_path / "b.h5", layers=[3], progress=False)
@@ -268,14 +268,16 @@ def test_bad_options_are_refused_before_the_store_is_created(tmp_path: Path) -> 
         ({"long": "window", "overlap": 10}, r"overlap=10 \(--overlap\): must be in \[0, 10\)"),
         ({"layers": [2, -1]}, r"layers=\[2, -1\] \(--layers\): layer 2 is named twice"),
         ({"layers": [5]}, r"\(--layers\): layer 5 does not exist"),
-        ({"device": "cpu", "half": True}, r"\(--half\): half precision needs a GPU"),
+        ({"device": "cpu", "precision": "fp16"}, r"\(--precision\): float16 needs a GPU"),
+        ({"precision": "fp64"}, r"precision='fp64' \(--precision\): choose one of fp32, bf16, fp16"),
         ({"device": "gpu"}, r"device='gpu' \(--device\)"),
         ({"poolings": ["mean", "mean"]}, r"\(--pooling\): .* each once"),
     ]:
         with pytest.raises(InputError, match=message):
             extract_embeddings(plm, recs, out, progress=False, **kwargs)
         assert not out.exists(), kwargs
-    assert check_options(3, "truncate", overlap=50, max_residues=10, device="cpu") == (torch.device("cpu"), False)
+    assert check_options(3, "truncate", overlap=50, max_residues=10, device="cpu") == (torch.device("cpu"), "fp32", 3)
+    assert check_options(None, device="cpu")[2] == 1024  # the CPU's default token budget
 
 
 def test_cluster_embeddings_of_a_domain_lm(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from esm.data import Alphabet
 from esm.model.esm1 import ProteinBertModel
 
 from biostrata.errors import DataNotFoundError, InputError
-from biostrata.models.protein_lm import ProteinLM, load_protein_lm, small_protein_lm
+from biostrata.models.protein_lm import FairESM, ProteinLM, load_protein_lm, small_protein_lm
 
 
 def test_tokenize_follows_esm_alphabet() -> None:
@@ -49,7 +49,7 @@ def test_save_and_load_esm2_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(data, tmp_path / "hub" / "checkpoints" / "esm2_t2_16_test.pt")
-    hub = load_protein_lm("esm2_t2_16_test")
+    hub = load_protein_lm("esm2_t2_16_test", backend="fair-esm")
     assert hub.max_residues == 1022
     _same_outputs(plm, hub, ["MKVLAG"])
 
@@ -58,7 +58,7 @@ def test_save_and_load_esm2_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(DataNotFoundError, match="esm2_t6_8M_UR50D.*could not be downloaded"):
-        load_protein_lm("esm2_t6_8M_UR50D")
+        load_protein_lm("esm2_t6_8M_UR50D", backend="fair-esm")
     with pytest.raises(DataNotFoundError, match="missing.pt"):
         load_protein_lm(tmp_path / "missing.pt")
 
@@ -86,7 +86,7 @@ def test_esm1b_layout_and_untrusted_pickles(tmp_path: Path) -> None:
     torch.save({"args": args, "model": state}, path)
     loaded = load_protein_lm(path, max_residues=62)
     assert loaded.num_layers == 2 and loaded.embed_dim == 16
-    _same_outputs(ProteinLM(model, alphabet), loaded, ["MKVLAG", "CCW"])
+    _same_outputs(FairESM(model, alphabet), loaded, ["MKVLAG", "CCW"])
     torch.save({"args": args, "model": state, "extra": _Payload()}, path)
     with pytest.raises(InputError, match="trusted=True"):
         load_protein_lm(path)

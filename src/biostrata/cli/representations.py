@@ -99,14 +99,29 @@ def _embed(p: argparse.ArgumentParser) -> None:
     per layer the mean over each cluster's domains, and with --pooling per_token the state of every domain;
     domains outside the model's vocabulary are counted and reported.
     """
-    p.add_argument("--model", help="fair-esm .pt file or hub name (esm2_t33_650M_UR50D); or a domain-LM checkpoint")
+    p.add_argument(
+        "--model",
+        help="proteins: a Hugging Face ESM name (facebook/esm2_t6_8M_UR50D, _t12_35M, _t30_150M, _t33_650M, _t36_3B, "
+        "_t48_15B; facebook/esm1b_t33_650M_UR50S; the facebook/ prefix may be left out), a local transformers "
+        "directory (config.json + model.safetensors + vocab.txt: the way to load offline), or a fair-esm .pt file; "
+        "gene clusters: a BiGCARP / `biostrata pretrain` checkpoint",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "transformers", "fair-esm"),
+        help="auto (default): .pt files with fair-esm, directories and names with transformers; fair-esm with a "
+        "name loads fair-esm's own download (esm2_t33_650M_UR50D.pt in $TORCH_HOME/hub/checkpoints)",
+    )
     p.add_argument(
         "--input", help="FASTA or domain table (.tsv): proteins; clusters .csv or domain list .txt: gene clusters"
     )
     add_out(p, help="HDF5 store to write (or to merge into, with --merge)")
     p.add_argument("--layers", type=int, nargs="+", default=[-1], help="layers (0 = token embedding; -1 = last)")
     p.add_argument("--pooling", nargs="+", default=["mean"], choices=("mean", "bos", "per_token"))
-    p.add_argument("--token-budget", type=int, default=4096, help="padded tokens per batch (default 4096)")
+    p.add_argument(
+        "--token-budget", type=int, help="padded tokens per batch (default: 1024 on the CPU, 16384 on a GPU)"
+    )
     p.add_argument(
         "--long",
         default="truncate",
@@ -116,7 +131,12 @@ def _embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-residues", type=int, help="model length limit (default: saved with the model, else 1022)")
     p.add_argument("--overlap", type=int, default=128, help="residues shared by consecutive windows")
     p.add_argument("--device", help="default: cuda:$LOCAL_RANK if a GPU is present, else cpu")
-    p.add_argument("--half", action=argparse.BooleanOptionalAction, default=None, help="default: on for GPU")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        help="fp32, or bf16/fp16 autocast (fp16: GPU only); default fp16 on a GPU, fp32 on the CPU "
+        "(the drift of each against fp32 is in docs/benchmarks.md)",
+    )
     p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored precision")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of a local .pt file")
     p.add_argument("--family-table", help="also write per-family mean vectors here (.pt; needs a .tsv input)")
@@ -149,15 +169,15 @@ def _run_embed(args: argparse.Namespace) -> int:
     if args.family_table and not members:
         raise InputError(f"--family-table needs records with Pfam families (a .tsv domain table), not {args.input}")
     # what can be checked before the model loads; extract_embeddings checks again with the model's limits
-    check_options(args.token_budget, args.long, args.overlap, args.max_residues, args.device, args.half)
-    plm = load_protein_lm(args.model, trusted=args.trust_checkpoint, max_residues=args.max_residues)
+    check_options(args.token_budget, args.long, args.overlap, args.max_residues, args.device, args.precision)
+    plm = load_protein_lm(args.model, args.trust_checkpoint, args.max_residues, args.backend)
     if args.family_table:
         table_layer = args.table_layer if args.table_layer is not None else args.layers[-1]
         if plm.layer_index([table_layer])[0] not in plm.layer_index(args.layers):
             raise InputError(f"--table-layer {table_layer}: not among the embedded --layers {args.layers}")
     path = extract_embeddings(
         plm, records, args.out, layers=args.layers, poolings=args.pooling, token_budget=args.token_budget,
-        long=args.long, overlap=args.overlap, device=args.device, half=args.half, dtype=args.dtype,
+        long=args.long, overlap=args.overlap, device=args.device, precision=args.precision, dtype=args.dtype,
         progress=not args.no_progress,
     )  # fmt: skip
     with EmbeddingStore(path) as store:

@@ -84,7 +84,11 @@ class CrossGranularitySettings(Settings):
     domains: str = field(
         default="../shared/data/bgc/mibig_domains.tsv", metadata=field_help("per-domain protein table")
     )
-    # protein LM (a small ESM-2 trained here; no ESM weights offline)
+    # protein LM: a given ESM (transformers name or directory, fair-esm .pt), else a small ESM-2 trained here
+    protein_model: str | None = field(
+        default=None,
+        metadata=field_help("ESM to use instead of training one: a transformers name or directory, or a .pt file"),
+    )
     protein_layers: int = 4
     protein_dim: int = 64
     protein_heads: int = 4

@@ -22,6 +22,7 @@ special token's state) and ``per_token``.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -87,20 +88,32 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+#: Numeric precisions of an extraction: float32, or float32 weights under bfloat16 / float16 autocast.
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Token budget by device type when none is given: on 2 CPU threads 1,024 padded tokens a batch beat 4,096
+#: (docs/benchmarks.md); a GPU wants large batches (not measured here).
+DEFAULT_TOKEN_BUDGET = {"cpu": 1024, "cuda": 16384}
+
+
 def check_options(
-    token_budget: int,
+    token_budget: int | None,
     long: str = "truncate",
     overlap: int = 128,
     max_residues: int | None = None,
     device: str | torch.device | None = None,
-    half: bool | None = None,
+    precision: str | None = None,
     special: int = 2,
-) -> tuple[torch.device, bool]:
-    """The device and the half-precision choice of an extraction (see :func:`extract_embeddings`), after
-    refusing options that cannot work, each named (CLI option in parentheses). ``max_residues`` None: not
-    known yet (the model's); ``special``: the tokens each item gets around its own (ESM: 2)."""
+) -> tuple[torch.device, str, int]:
+    """The device, precision and token budget of an extraction (see :func:`extract_embeddings`), after
+    refusing options that cannot work, each named (CLI option in parentheses). ``precision`` None: fp16
+    on a GPU, fp32 on the CPU; ``token_budget`` None: :data:`DEFAULT_TOKEN_BUDGET` of the device.
+    ``max_residues`` None: not known yet (the model's); ``special``: the tokens each item gets around
+    its own (ESM: 2)."""
     if long not in ("truncate", "window"):
         raise InputError(f"long={long!r} (--long): use 'truncate' or 'window'")
+    device = default_device(device)
+    token_budget = DEFAULT_TOKEN_BUDGET.get(device.type, 4096) if token_budget is None else token_budget
     if token_budget < special + 1:
         raise InputError(
             f"token_budget={token_budget} (--token-budget): must be at least {special + 1}, one residue and the "
@@ -111,11 +124,14 @@ def check_options(
             f"overlap={overlap} (--overlap): must be in [0, {max_residues}), shorter than the windows of "
             f"max_residues={max_residues} (--max-residues)"
         )
-    device = default_device(device)
-    half = device.type == "cuda" if half is None else half
-    if half and device.type != "cuda":
-        raise InputError(f"half (--half): half precision needs a GPU, and the device is {device}; leave it off")
-    return device, half
+    precision = ("fp16" if device.type == "cuda" else "fp32") if precision is None else precision
+    if precision not in PRECISIONS:
+        raise InputError(f"precision={precision!r} (--precision): choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise InputError(
+            f"precision='fp16' (--precision): float16 needs a GPU, and the device is {device}; use bf16 or fp32"
+        )
+    return device, precision, token_budget
 
 
 @torch.inference_mode()
@@ -127,19 +143,19 @@ def forward_batches(
     *,
     collate: Callable[[list], torch.Tensor] | None = None,
     device: str | torch.device | None = None,
-    half: bool = False,
+    precision: str = "fp32",
 ) -> Iterator[tuple[list[int], dict[int, torch.Tensor]]]:
     """For each batch: its item indices and ``model.embed(collate(items of the batch), layers)`` (on
-    ``device``; float16 autocast when ``half``: products in half precision, normalizations in float32).
-    ``collate`` defaults to ``model.tokenize``. The model is put in eval mode on ``device``."""
-    device = default_device(device)
-    if half and device.type != "cuda":
-        raise InputError("half precision needs a GPU; leave it off on the CPU")
+    ``device``; with ``precision`` bf16 or fp16 under autocast: matrix products in that precision,
+    normalizations in float32, the weights as they are). ``collate`` defaults to ``model.tokenize``.
+    The model is put in eval mode on ``device``."""
+    device, precision, _ = check_options(1 << 30, device=device, precision=precision, special=0)
     collate = collate or model.tokenize
     model.to(device).eval()
+    dtype = _AUTOCAST[precision]
     for batch in batches:
         x = collate([items[i] for i in batch]).to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=half):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             yield list(batch), model.embed(x, layers)
 
 
@@ -239,10 +255,11 @@ def extract_embeddings(
     out: str | Path,
     layers: Sequence[int] = (-1,),
     poolings: Sequence[str] = ("mean",),
-    token_budget: int = 4096,
+    token_budget: int | None = None,
     long: str = "truncate",
     overlap: int = 128,
     device: str | torch.device | None = None,
+    precision: str | None = None,
     half: bool | None = None,
     dtype: str = "float32",
     rank: int | None = None,
@@ -263,13 +280,20 @@ def extract_embeddings(
     :func:`~biostrata.data.embedding_store.merge_stores` joins them.
 
     ``device`` defaults to ``cuda:$LOCAL_RANK`` when a GPU is present, else the CPU (the model is moved
-    there). ``half`` defaults to True on a GPU (float16 autocast; the weights stay as they are) and is
-    refused on the CPU.
+    there); ``token_budget`` to 1,024 tokens on the CPU and 16,384 on a GPU. ``precision``: ``fp32``,
+    ``bf16`` or ``fp16`` (autocast; the weights stay as they are), by default fp16 on a GPU and fp32 on
+    the CPU, where fp16 is refused. ``half`` is its old name (True: fp16, False: fp32).
     """
     from tqdm.auto import tqdm
 
+    if half is not None:
+        warnings.warn(
+            "extract_embeddings(half=...) is now precision='fp16' or 'fp32'", DeprecationWarning, stacklevel=2
+        )
+        precision = "fp16" if half else "fp32"
     limit = plm.max_residues
-    device, half = check_options(token_budget, long, overlap, limit, device, half, sum(plm.special_tokens))
+    device, precision, token_budget = check_options(token_budget, long, overlap, limit, device, precision,
+                                                    sum(plm.special_tokens))  # fmt: skip
     rank, world_size = _dist_env(rank, world_size)
     seen: set[str] = set()
     for r in records:
@@ -301,7 +325,7 @@ def extract_embeddings(
     pending: dict[int, list] = {}
     bar = tqdm(total=sum(map(len, pieces)), unit="res", disable=not progress, desc=f"embed r{rank}")
     try:
-        for batch, reps in forward_batches(plm, pieces, layer_ids, batches, device=device, half=half):
+        for batch, reps in forward_batches(plm, pieces, layer_ids, batches, device=device, precision=precision):
             states, means = _pooled(plm, reps, layer_ids, [len(pieces[j]) for j in batch])
             done: list[tuple[int, int, dict[str, np.ndarray], np.ndarray | None]] = []
             for b, j in enumerate(batch):

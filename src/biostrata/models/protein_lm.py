@@ -1,9 +1,12 @@
-"""Protein language models (ESM via fair-esm): loading, tokenizing and layer-wise outputs.
+"""Protein language models: one interface, a small adapter per backend.
 
-Conventions (fair-esm): a protein is tokenized as ``<cls> residues <eos>``; layer 0 is the token
-embedding, layer ``i`` the output of transformer block ``i``, and the last layer is reported after
-the final LayerNorm. Running a model over many proteins (packing, windows, HDF5 store, resume,
-sharding) is :mod:`biostrata.models.extract`.
+Every backend tokenizes a protein as ``<cls> residues <eos>`` (ESM's alphabet) and numbers layers as
+fair-esm does: layer 0 is the token embedding, layer ``i`` the output of transformer block ``i``, and
+the last layer is reported after the final LayerNorm. Backends: :class:`FairESM` (fair-esm ``.pt``
+files and names; models pre-trained here) and :class:`~biostrata.models.esm_hf.TransformersESM`
+(Hugging Face ``EsmModel``: hub names such as ``facebook/esm2_t33_650M_UR50D`` or a local model
+directory, safetensors weights). :func:`load_protein_lm` picks the backend. Running a model over many
+proteins (packing, windows, precision, HDF5 store, resume, sharding) is :mod:`biostrata.models.extract`.
 """
 
 from __future__ import annotations
@@ -11,10 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -22,26 +24,25 @@ from biostrata.compat import moved
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write
 from biostrata.models.hub import hub_file, load_torch_file
-from biostrata.models.layerwise import resolve_layers
+from biostrata.models.protein_interface import ProteinLM
 
-__all__ = ["ProteinLM", "load_protein_lm", "small_protein_lm", "ESM_URL"]
+__all__ = ["ProteinLM", "FairESM", "load_protein_lm", "small_protein_lm", "ESM_URL", "BACKENDS"]
 
 #: Where fair-esm publishes its weights (``<name>.pt``).
 ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/"
 
 
-class ProteinLM(nn.Module):
-    """A fair-esm model (ESM-1b, ESM-2, or a small ESM-2 trained here) with layer-wise outputs."""
+class FairESM(ProteinLM):
+    """A fair-esm model (ESM-1b, ESM-2, or a small ESM-2 trained here)."""
+
+    backend = "fair-esm"
 
     def __init__(self, model: nn.Module, alphabet: object, name: str = "", max_residues: int | None = 1022) -> None:
         super().__init__()
         self.model, self.alphabet, self.name = model, alphabet, name
         self.max_residues = max_residues
-        lookup = np.full(256, alphabet.unk_idx, dtype=np.int64)
-        for tok, idx in alphabet.tok_to_idx.items():
-            if len(tok) == 1:
-                lookup[ord(tok)] = idx
-        self._lookup = lookup
+        a = alphabet
+        self._set_vocab(a.tok_to_idx, a.cls_idx, a.eos_idx, a.padding_idx, a.unk_idx)
 
     @property
     def num_layers(self) -> int:
@@ -51,34 +52,11 @@ class ProteinLM(nn.Module):
     def embed_dim(self) -> int:
         return int(self.model.embed_dim if hasattr(self.model, "embed_dim") else self.model.args.embed_dim)
 
-    #: ``<cls>`` before and ``<eos>`` after each protein's residues.
-    special_tokens = (1, 1)
-
-    def tokenize(self, seqs: Sequence[str]) -> torch.Tensor:
-        """``<cls> seq <eos>`` rows, right-padded: ``[B, max_len + 2]`` (unknown letters -> ``<unk>``)."""
-        a = self.alphabet
-        out = torch.full((len(seqs), max((len(s) for s in seqs), default=0) + 2), a.padding_idx, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            codes = np.frombuffer(s.upper().encode("ascii", "replace"), dtype=np.uint8)
-            out[i, 0] = a.cls_idx
-            out[i, 1 : len(s) + 1] = torch.from_numpy(self._lookup[codes])
-            out[i, len(s) + 1] = a.eos_idx
-        return out
-
-    def layer_index(self, layers: Iterable[int]) -> list[int]:
-        """Layers as indices in 0..num_layers (see :mod:`biostrata.models.layerwise`)."""
-        return resolve_layers(layers, self.num_layers)
-
     def embed(self, tokens: torch.Tensor, layers: Iterable[int] = (-1,)) -> dict[int, torch.Tensor]:
         """States ``[B, T, D]`` per layer (keys as given by :meth:`layer_index`)."""
         want = self.layer_index(layers)
         reps = self.model(tokens, repr_layers=want)["representations"]
         return {i: reps[i] for i in want}
-
-    def forward_layers(self, tokens: torch.Tensor, layers: Iterable[int] = (-1,)) -> dict[int, torch.Tensor]:
-        """Deprecated name of :meth:`embed` (the layer-wise contract of every encoder); goes in the next release."""
-        warnings.warn("ProteinLM.forward_layers is now ProteinLM.embed", DeprecationWarning, stacklevel=2)
-        return self.embed(tokens, layers)
 
     def masked_logits(self, src: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
         """Logits ``[n, 33]`` at the selected positions."""
@@ -109,27 +87,47 @@ class ProteinLM(nn.Module):
 _ESM_FILE = "a fair-esm .pt file (e.g. esm2_t33_650M_UR50D.pt) or a hub name such as esm2_t33_650M_UR50D"
 
 
-def load_protein_lm(name_or_path: str | Path, trusted: bool = False, max_residues: int | None = None) -> ProteinLM:
-    """Load an ESM model from a local fair-esm ``.pt`` file or by hub name (e.g. ``esm2_t33_650M_UR50D``,
-    ``esm1b_t33_650M_UR50S``) from ``$TORCH_HOME/hub/checkpoints``, downloading it if absent.
+#: The backends :func:`load_protein_lm` knows.
+BACKENDS = ("auto", "transformers", "fair-esm")
 
-    Hub files come from fair-esm's own server and are unpickled in full; a local file must load with
+
+def load_protein_lm(
+    name_or_path: str | Path, trusted: bool = False, max_residues: int | None = None, backend: str = "auto"
+) -> ProteinLM:
+    """Load an ESM model. ``backend="auto"``: a ``.pt`` file is fair-esm's, a directory and a name are
+    transformers' (:mod:`biostrata.models.esm_hf`; ``esm2_t33_650M_UR50D`` means
+    ``facebook/esm2_t33_650M_UR50D``). ``backend="fair-esm"`` with a name loads fair-esm's file from
+    ``$TORCH_HOME/hub/checkpoints``, downloading it if absent.
+
+    fair-esm's hub files come from its own server and are unpickled in full; a local file must load with
     ``weights_only`` unless ``trusted``. ``max_residues`` defaults to the value saved with the model,
     else 1022 (ESM-1b's hard limit, and the length ESM-2 was trained on).
     """
-    import esm
-
+    if backend not in BACKENDS:
+        raise InputError(f"backend={backend!r} (--backend): choose one of {', '.join(BACKENDS)}")
     if max_residues is not None and max_residues < 1:
         raise InputError(f"max_residues={max_residues} (--max-residues): must be at least 1")
     path = Path(name_or_path)
+    if backend == "transformers" or (
+        backend == "auto" and (path.is_dir() or not (path.is_file() or path.suffix == ".pt"))
+    ):
+        from biostrata.models.esm_hf import load_transformers_esm
+
+        return load_transformers_esm(name_or_path, max_residues)
+    return _load_fair_esm(path, str(name_or_path), trusted, max_residues)
+
+
+def _load_fair_esm(path: Path, name: str, trusted: bool, max_residues: int | None) -> FairESM:
+    import esm
+
     if path.is_dir():
         raise InputError(
             f"{path} is a folder; pass the fair-esm .pt file itself (its -contact-regression.pt sibling is optional)"
         )
     if not path.is_file():
-        if path.suffix == ".pt" or os.sep in str(name_or_path):
+        if path.suffix == ".pt" or os.sep in name:
             raise DataNotFoundError(f"ESM checkpoint not found: {path}")
-        path, trusted = hub_file(str(name_or_path), f"{ESM_URL}{name_or_path}.pt", "ESM model"), True
+        path, trusted = hub_file(name, f"{ESM_URL}{name}.pt", "ESM model"), True
     trust = "--trust-checkpoint (trusted=True; official fair-esm files need it)"
     data = load_torch_file(path, _ESM_FILE, trusted, trust)
     if not isinstance(data, dict) or "model" not in data:
@@ -151,12 +149,12 @@ def load_protein_lm(name_or_path: str | Path, trusted: bool = False, max_residue
         ) from None
     saved = data.get("biostrata", {}) if isinstance(data.get("biostrata"), dict) else {}
     limit = max_residues if max_residues is not None else saved.get("max_residues", 1022)
-    return ProteinLM(model.eval(), alphabet, saved.get("name") or path.stem, limit)
+    return FairESM(model.eval(), alphabet, saved.get("name") or path.stem, limit)
 
 
 def small_protein_lm(
     num_layers: int = 4, embed_dim: int = 64, attention_heads: int = 4, seed: int = 0, max_residues: int | None = 1022
-) -> ProteinLM:
+) -> FairESM:
     """A randomly initialised ESM-2 of the given size (ESM-1b alphabet), e.g. to pre-train on a CPU."""
     from esm.data import Alphabet
     from esm.model.esm2 import ESM2
@@ -166,7 +164,7 @@ def small_protein_lm(
     torch.manual_seed(seed)
     alphabet = Alphabet.from_architecture("ESM-1b")
     model = ESM2(num_layers=num_layers, embed_dim=embed_dim, attention_heads=attention_heads, alphabet=alphabet)
-    return ProteinLM(model, alphabet, f"esm2_t{num_layers}_d{embed_dim}_small", max_residues)
+    return FairESM(model, alphabet, f"esm2_t{num_layers}_d{embed_dim}_small", max_residues)
 
 
 __getattr__ = moved(

@@ -30,7 +30,12 @@ def summary_markdown(tables: dict[str, pd.DataFrame], s: CrossGranularitySetting
         f"families with protein-level vectors; product-class probes on {counts['probe_bgcs']} BGCs; "
         f"{counts['cka_tokens']} sampled tokens for layer x layer CKA; {counts['aligned_positions']} domain "
         f"positions aligned with protein segments; {counts['clan_tokens']} tokens for the clan probe. Settings: "
-        f"protein LM {s.protein_layers} layers x {s.protein_dim}, {s.protein_epochs} epoch(s); domain LM preset "
+        + (
+            f"protein LM {s.protein_model}; "
+            if s.protein_model
+            else f"protein LM {s.protein_layers} layers x {s.protein_dim}, {s.protein_epochs} epoch(s); "
+        )
+        + f"domain LM preset "
         f"{s.preset}, {s.domain_epochs} epochs; probes {s.folds}-fold x seeds {s.seeds} (clan probe: seeds "
         f"{s.clan_seeds}), bootstrap {s.n_boot}.",
         "",

@@ -55,6 +55,8 @@ def protein_model(out: Path, s: CrossGranularitySettings, data: Inputs):
     from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
     from biostrata.train.pretrain import pretrain_protein_lm
 
+    if s.protein_model:  # a published ESM: no pre-training here
+        return load_protein_lm(s.protein_model)
     run = out / "protein"
     if not (run / "metrics.json").is_file():
         plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
@@ -70,7 +72,9 @@ def family_table(out: Path, s: CrossGranularitySettings, data: Inputs, plm) -> t
 
     store, fam = out / "proteins.h5", out / "families.pt"
     if not fam.is_file():
-        extract_embeddings(plm, data.records, store, layers=[-1], device=device_of(s), half=False, progress=s.progress)
+        extract_embeddings(
+            plm, data.records, store, layers=[-1], device=device_of(s), precision="fp32", progress=s.progress
+        )
         family_table_from_store(store, family_members(data.records), plm.num_layers).save(fam)
     return store, FamilyTable.load(fam)
 

@@ -1,0 +1,164 @@
+"""ESM through Hugging Face transformers: the adapter of :class:`~biostrata.models.protein_lm.ProteinLM`.
+
+A model is a hub name (``facebook/esm2_t33_650M_UR50D``; a bare ``esm2_...`` or ``esm1b_...`` name
+gets the ``facebook/`` prefix) or a local directory in the transformers layout (``config.json``,
+``model.safetensors`` or ``pytorch_model.bin``, ``vocab.txt``). The local cache is tried first, with
+no network; the hub only when the model is not cached and ``HF_HUB_OFFLINE`` is not set. Weights are
+read with safetensors where the directory has them.
+
+Layers follow fair-esm's numbering: ``hidden_states[0]`` of ``EsmModel`` is the token embedding (after
+ESM's token-dropout scaling and the padding mask, as in fair-esm), ``hidden_states[i]`` the output of
+block ``i``, and the last one is taken after the final LayerNorm (``emb_layer_norm_after``), which
+transformers applies before adding it. :func:`from_fair_esm` maps a fair-esm ESM-2's weights into an
+``EsmModel`` (the parity test checks that both give the same states).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from biostrata.errors import DataNotFoundError, InputError
+from biostrata.models.protein_interface import ProteinLM
+
+__all__ = ["TransformersESM", "load_transformers_esm", "from_fair_esm", "hub_name"]
+
+#: ESM's 33 tokens in id order (fair-esm's ESM-1b/ESM-2 alphabet; transformers' vocab.txt).
+_TOKENS = ("<cls> <pad> <eos> <unk> L A G V S E R T I D P K Q N F Y M H W C X B U Z O . - <null_1> <mask>").split()
+
+
+class TransformersESM(ProteinLM):
+    """A transformers ``EsmModel`` with ``vocab`` (token -> id) from its ``vocab.txt``."""
+
+    backend = "transformers"
+
+    def __init__(
+        self, model: nn.Module, vocab: dict[str, int], name: str = "", max_residues: int | None = 1022
+    ) -> None:
+        super().__init__()
+        self.model, self.name, self.max_residues = model, name, max_residues
+        self.vocab = dict(vocab)
+        self._set_vocab(vocab, vocab["<cls>"], vocab["<eos>"], vocab["<pad>"], vocab["<unk>"])
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def embed(self, tokens: torch.Tensor, layers: Iterable[int] = (-1,)) -> dict[int, torch.Tensor]:
+        """States ``[B, T, D]`` per layer (keys as given by :meth:`layer_index`)."""
+        want = self.layer_index(layers)
+        out = self.model(input_ids=tokens, attention_mask=tokens != self.pad_idx, output_hidden_states=True)
+        return {i: out.hidden_states[i] for i in want}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the model in the transformers layout (``config.json``, ``model.safetensors``, ``vocab.txt``)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory, safe_serialization=True)
+        ordered = sorted(self.vocab, key=self.vocab.get)
+        (directory / "vocab.txt").write_text("\n".join(ordered) + "\n")
+        return directory
+
+
+def hub_name(name: str) -> str:
+    """``facebook/<name>`` for a bare ESM name, the name itself otherwise."""
+    return f"facebook/{name}" if "/" not in name and name.startswith(("esm2_", "esm1b_", "esm1v_")) else name
+
+
+def _vocab(directory: Path) -> dict[str, int]:
+    path = directory / "vocab.txt"
+    if not path.is_file():
+        return {tok: i for i, tok in enumerate(_TOKENS)}
+    tokens = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    missing = [t for t in ("<cls>", "<eos>", "<pad>", "<unk>") if t not in tokens]
+    if missing:
+        raise InputError(f"{path}: no {missing} token(s); is this an ESM vocabulary?")
+    return {tok: i for i, tok in enumerate(tokens)}
+
+
+def load_transformers_esm(name_or_dir: str | Path, max_residues: int | None = None) -> TransformersESM:
+    """Load ``EsmModel`` from a local directory or a hub name (module docstring); ``max_residues``
+    defaults to 1022 (the length ESM-2 was trained on)."""
+    from transformers import EsmModel
+    from transformers.utils import cached_file
+
+    path = Path(name_or_dir)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(f"{path}: no config.json; give a transformers model directory (config.json, weights)")
+        source, name = str(path), path.name
+    else:
+        source, name = hub_name(str(name_or_dir)), str(name_or_dir).rstrip("/").split("/")[-1]
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:
+        model = EsmModel.from_pretrained(source, add_pooling_layer=False, local_files_only=True)
+    except OSError:
+        if path.is_dir() or offline:
+            raise DataNotFoundError(_not_found(source, path.is_dir())) from None
+        try:
+            model = EsmModel.from_pretrained(source, add_pooling_layer=False)
+        except OSError:
+            raise DataNotFoundError(_not_found(source, False)) from None
+    if path.is_dir():
+        vocab = _vocab(path)
+    else:
+        vocab_file = cached_file(
+            source, "vocab.txt", local_files_only=True, _raise_exceptions_for_missing_entries=False
+        )
+        vocab = _vocab(Path(vocab_file).parent) if vocab_file else {tok: i for i, tok in enumerate(_TOKENS)}
+    return TransformersESM(model.eval(), vocab, name, 1022 if max_residues is None else max_residues)
+
+
+def _not_found(source: str, local: bool) -> str:
+    if local:
+        return f"{source}: cannot load a transformers ESM model from this directory (config.json and weights)"
+    return (
+        f"{source}: not in the Hugging Face cache, and the hub cannot be reached; download the model directory "
+        f"(config.json, model.safetensors, vocab.txt) on a machine with network, e.g. `hf download {source} "
+        f"--local-dir {source.split('/')[-1]}`, and pass its path to --model"
+    )
+
+
+def from_fair_esm(plm: ProteinLM) -> TransformersESM:
+    """The same ESM-2 as a transformers ``EsmModel``: fair-esm's weights under transformers' names."""
+    from esm.model.esm2 import ESM2
+    from transformers import EsmConfig, EsmModel
+
+    m = plm.model
+    if not isinstance(m, ESM2):
+        raise InputError(f"only ESM-2 models map to transformers here, not {type(m).__name__}")
+    config = EsmConfig(
+        vocab_size=m.alphabet_size, hidden_size=m.embed_dim, num_hidden_layers=m.num_layers,
+        num_attention_heads=m.attention_heads, intermediate_size=4 * m.embed_dim, hidden_act="gelu",
+        position_embedding_type="rotary", token_dropout=m.token_dropout, emb_layer_norm_before=False,
+        mask_token_id=plm.alphabet.mask_idx, pad_token_id=plm.alphabet.padding_idx, max_position_embeddings=1026,
+        layer_norm_eps=1e-5,
+    )  # fmt: skip
+    model = EsmModel(config, add_pooling_layer=False)
+    names = {"self_attn.q_proj": "attention.self.query", "self_attn.k_proj": "attention.self.key",
+             "self_attn.v_proj": "attention.self.value", "self_attn.out_proj": "attention.output.dense",
+             "self_attn_layer_norm": "attention.LayerNorm", "fc1": "intermediate.dense", "fc2": "output.dense",
+             "final_layer_norm": "LayerNorm"}  # fmt: skip
+    state = {"embeddings.word_embeddings.weight": m.embed_tokens.weight,
+             "encoder.emb_layer_norm_after.weight": m.emb_layer_norm_after.weight,
+             "encoder.emb_layer_norm_after.bias": m.emb_layer_norm_after.bias,
+             "contact_head.regression.weight": m.contact_head.regression.weight,
+             "contact_head.regression.bias": m.contact_head.regression.bias}  # fmt: skip
+    for i in range(m.num_layers):
+        for ours, theirs in names.items():
+            for kind in ("weight", "bias"):
+                state[f"encoder.layer.{i}.{theirs}.{kind}"] = m.state_dict()[f"layers.{i}.{ours}.{kind}"]
+    missing, unexpected = model.load_state_dict({k: v.detach().clone() for k, v in state.items()}, strict=False)
+    left = [k for k in missing if "inv_freq" not in k and "position_ids" not in k]
+    if left or unexpected:
+        raise InputError(f"weights do not map onto transformers' EsmModel: missing {left}, unexpected {unexpected}")
+    vocab = {tok: i for i, tok in enumerate(plm.alphabet.all_toks)}
+    return TransformersESM(model.eval(), vocab, plm.name, plm.max_residues)

@@ -1,0 +1,108 @@
+"""Tests of biostrata.models.esm_hf: transformers ESM beside fair-esm, with proof they agree."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from biostrata.data.embedding_store import EmbeddingStore
+from biostrata.data.proteins import ProteinRecord
+from biostrata.errors import DataNotFoundError, InputError
+from biostrata.models.esm_hf import TransformersESM, from_fair_esm, hub_name
+from biostrata.models.extract import extract_embeddings
+from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
+
+pytest.importorskip("transformers")
+REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "bgc" / "mibig_domains.tsv"
+
+
+def proteins() -> list[ProteinRecord]:
+    """Real protein segments when the data folder is there (else random ones), mixed lengths, one
+    longer than the 60-residue window used below."""
+    rng = random.Random(0)
+    if REAL.is_file():
+        from biostrata.data.proteins import read_domain_proteins
+
+        records = read_domain_proteins(REAL)
+        short = [r for r in records if 20 <= len(r.sequence) <= 58]
+        long = [r for r in records if 130 <= len(r.sequence) <= 200]
+        return rng.sample(short, 7) + rng.sample(long, 1)
+    aa = "ACDEFGHIKLMNPQRSTVWY"
+    lengths = [5, 17, 33, 58, 12, 40, 150]
+    return [ProteinRecord(f"p{i}", "".join(rng.choice(aa) for _ in range(n))) for i, n in enumerate(lengths)]
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple:
+    """A random 3-layer ESM-2 of width 64 in fair-esm, and the same weights in transformers' EsmModel."""
+    fair = small_protein_lm(num_layers=3, embed_dim=64, attention_heads=4, seed=3, max_residues=60).eval()
+    with torch.no_grad():  # layer norms away from their identity initialization, so that they are tested too
+        for name, p in fair.model.named_parameters():
+            if "layer_norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return fair, from_fair_esm(fair)
+
+
+def test_every_layer_agrees_with_fair_esm_in_float32(pair, tmp_path: Path) -> None:
+    fair, hf = pair
+    assert isinstance(hf, TransformersESM) and hf.num_layers == 3 and hf.embed_dim == 64
+    records = proteins()
+    assert max(len(r.sequence) for r in records) > fair.max_residues  # windows are exercised
+    stores = {}
+    for name, plm in (("fair", fair), ("hf", hf)):
+        stores[name] = extract_embeddings(plm, records, tmp_path / f"{name}.h5", layers=[0, 1, 2, 3],
+                                          poolings=["mean", "bos", "per_token"], token_budget=200, long="window",
+                                          overlap=20, progress=False)  # fmt: skip
+    with EmbeddingStore(stores["fair"]) as a, EmbeddingStore(stores["hf"]) as b:
+        ids = a.ids
+        for layer in range(4):
+            for pooling in ("mean", "bos"):
+                diff = np.abs(a.array(pooling, layer, ids) - b.array(pooling, layer, ids)).max()
+                assert diff < 1e-5, (layer, pooling, diff)
+            for sid in ids:
+                assert np.abs(a.per_token(sid, layer) - b.per_token(sid, layer)).max() < 1e-5
+
+
+def test_directory_round_trip_offline(pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, hf = pair
+    directory = hf.save(tmp_path / "esm2_tiny")
+    assert {"config.json", "model.safetensors", "vocab.txt"} <= {p.name for p in directory.iterdir()}
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = load_protein_lm(directory)
+    assert isinstance(loaded, TransformersESM) and loaded.name == "esm2_tiny" and loaded.max_residues == 1022
+    tokens = hf.tokenize(["MKVLAG", "WWC"])
+    assert torch.equal(tokens, loaded.tokenize(["MKVLAG", "WWC"]))
+    with torch.no_grad():
+        a, b = hf.embed(tokens, [0, -1]), loaded.embed(tokens, [0, -1])
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_name_without_network_or_cache_says_how_to_load_a_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(
+        DataNotFoundError, match=r"facebook/esm2_t6_8M_UR50D: not in the Hugging Face cache.*pass its path"
+    ):
+        load_protein_lm("esm2_t6_8M_UR50D")
+    assert hub_name("esm2_t6_8M_UR50D") == "facebook/esm2_t6_8M_UR50D" and hub_name("me/model") == "me/model"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no config.json"):
+        load_protein_lm(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("backend", ["fair", "hf"])
+def test_bf16_on_the_cpu_stays_close_and_fp16_is_refused(pair, tmp_path: Path, backend: str) -> None:
+    plm = dict(zip(("fair", "hf"), pair))[backend]
+    records = proteins()[:4]
+    ref = extract_embeddings(plm, records, tmp_path / "32.h5", layers=[0, -1], progress=False, precision="fp32")
+    low = extract_embeddings(plm, records, tmp_path / "16.h5", layers=[0, -1], progress=False, precision="bf16")
+    with EmbeddingStore(ref) as a, EmbeddingStore(low) as b:
+        assert np.array_equal(a.array("mean", 0), b.array("mean", 0, a.ids))  # a table lookup: no product to lower
+        x, y = a.array("mean", 3), b.array("mean", 3, a.ids)
+        assert 0 < np.abs(x - y).max() < 0.05 * np.abs(x).max()  # bf16 keeps 8 bits of mantissa
+    with pytest.raises(InputError, match=r"precision='fp16' \(--precision\): float16 needs a GPU"):
+        extract_embeddings(plm, records, tmp_path / "f.h5", progress=False, precision="fp16", device="cpu")
