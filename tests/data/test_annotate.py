@@ -72,6 +72,11 @@ def test_domains_found_in_order_under_both_rules(tmp_path: Path, motifs: dict[st
                                                              (2, "Alpha", "PF00001")]  # fmt: skip
         first = hits[0]
         assert first.env_start <= 30 < 70 <= first.env_end and first.hmm_end <= 40 and first.accession == "PF00002.1"
+    # a gzipped database reads the same
+    import gzip
+
+    (tmp_path / "t.hmm.gz").write_bytes(gzip.compress((tmp_path / "t.hmm").read_bytes()))
+    assert search_domains(genes, tmp_path / "t.hmm.gz", cpus=1) == search_domains(genes, tmp_path / "t.hmm", cpus=1)
     # E-values scale with the database size Z (hmmscan's convention: P-value x Z)
     small = search_domains(genes, tmp_path / "t.hmm", cutoff="evalue", Z=2, cpus=1)
     large = search_domains(genes, tmp_path / "t.hmm", cutoff="evalue", Z=20_000, cpus=1)

@@ -127,3 +127,16 @@ def test_missing_input_is_named_before_any_work(tmp_path: Path) -> None:
     for change in [{"folds": 1}, {"arms": []}, {"arms": ["random", "other"]}, {"seeds": [0, 0]}, {"lr": 0.0}]:
         with pytest.raises(InputError, match="is invalid"):
             settings.replace(**change)
+
+
+def test_a_published_protein_lm_replaces_the_one_trained_here(tmp_path: Path) -> None:
+    """--protein-model: a transformers directory (or name) is loaded, nothing is pre-trained."""
+    pytest.importorskip("transformers")
+    from biostrata.models.esm_hf import TransformersESM, from_fair_esm
+    from biostrata.models.protein_lm import small_protein_lm
+    from biostrata.studies.cross_granularity.steps import protein_model
+
+    directory = from_fair_esm(small_protein_lm(2, 16, 2)).save(tmp_path / "esm2_tiny")
+    settings = tiny_settings(write_inputs(tmp_path)).replace(protein_model=str(directory))
+    plm = protein_model(tmp_path / "study", settings, data=None)
+    assert isinstance(plm, TransformersESM) and plm.num_layers == 2 and not (tmp_path / "study" / "protein").exists()
