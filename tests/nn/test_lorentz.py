@@ -295,3 +295,51 @@ def test_batch_norm_centre_far_away_is_clipped():
     bn2 = LorentzBatchNorm1d(4, m)
     x = torch.randn(8, 4, 50) * 0.3
     assert torch.isfinite(bn2.space(x)).all()
+
+
+@pytest.mark.parametrize("curvature", [0.5, 1.0, 2.0])
+def test_lorentz_embedding_rows_are_on_the_hyperboloid_float64(curvature: float) -> None:
+    from biostrata.nn.lorentz import LorentzEmbedding
+
+    m = Lorentz(curvature)
+    table = LorentzEmbedding(7, 4, m, padding_idx=0, init_std=2.0).double()
+    idx = torch.tensor([[0, 3, 6], [1, 1, 2]])
+    x = table(idx)
+    k = 1.0 / curvature
+    s = table.space.detach()[idx]
+    assert x.shape == (2, 3, 5)
+    assert torch.allclose(x[..., 1:], s) and torch.allclose(x[..., 0], torch.sqrt(k + (s**2).sum(-1)))
+    assert torch.allclose(-(x[..., 0] ** 2) + (x[..., 1:] ** 2).sum(-1), torch.full((2, 3), -k, dtype=torch.float64))
+    assert torch.equal(x[0, 0], torch.tensor([math.sqrt(k), 0, 0, 0, 0], dtype=torch.float64))  # padding: origin
+    x.sum().backward()
+    assert torch.equal(table.space.grad[0], torch.zeros(4, dtype=torch.float64))  # no gradient to padding
+
+
+@pytest.mark.parametrize("curvature", [0.5, 1.0, 2.0])
+def test_distance_logits_are_negative_geodesic_distances_float64(curvature: float) -> None:
+    import geoopt
+
+    from biostrata.nn.lorentz import LorentzDistanceLogits
+
+    torch.manual_seed(0)
+    m = Lorentz(curvature)
+    head = LorentzDistanceLogits(3, 5, m, tau=0.7, init_std=1.0).double()
+    with torch.no_grad():
+        head.bias.copy_(torch.randn(5, dtype=torch.float64))
+    space = torch.randn(4, 3, dtype=torch.float64) * 2
+    k = 1.0 / curvature
+    x = torch.cat([torch.sqrt(k + (space**2).sum(-1, keepdim=True)), space], -1)
+    ps = head.prototypes.space.detach()
+    p = torch.cat([torch.sqrt(k + (ps**2).sum(-1, keepdim=True)), ps], -1)
+    # d(x, p) = sqrt(k) arccosh(-<x, p>_L / k), written out, and geoopt's own distance
+    inner = -x[:, None, 0] * p[None, :, 0] + (x[:, None, 1:] * p[None, :, 1:]).sum(-1)
+    expected = -math.sqrt(k) * torch.acosh(-inner / k) / 0.7 + head.bias.detach()
+    reference = -geoopt.Lorentz(k=k).dist(x[:, None, :], p[None, :, :]) / 0.7 + head.bias.detach()
+    got = head(x)
+    assert torch.allclose(got, expected, atol=1e-10) and torch.allclose(got, reference, atol=1e-8)
+    # a point at a prototype: distance 0 (the clamp keeps arccosh finite), gradients finite
+    at = p[2:3].clone().requires_grad_(True)
+    out = head(at)
+    assert float(out[0, 2].detach()) == pytest.approx(float(head.bias[2].detach()), abs=1e-3)
+    out.sum().backward()
+    assert torch.isfinite(at.grad).all()

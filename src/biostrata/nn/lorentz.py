@@ -17,6 +17,7 @@ from geoopt import ManifoldParameter
 from torch import nn
 
 from biostrata.compat import moved
+from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.nn.fused import add_time_term, boost_rescale, squared_norm
 
@@ -231,6 +232,56 @@ class LorentzMLR(nn.Module):  # maps points to logits, so it has no ``space``
         znorm = self.z.norm(dim=1).clamp_min(1e-8)
         alpha = torch.cosh(sqrt_curv * self.a) * (s @ self.z.T) - torch.sinh(sqrt_curv * self.a) * znorm * t
         return znorm / sqrt_curv * torch.asinh(sqrt_curv * alpha / znorm)
+
+
+class LorentzEmbedding(nn.Module):
+    """A token table on the hyperboloid. Row v is the point over its learned space part e_v,
+
+        x_v = (sqrt(k + |e_v|^2), e_v),
+
+    so every row lies on the manifold whatever the optimizer does to ``space``; the ``padding_idx``
+    row is the origin (space part 0, no gradient). ``forward(idx [...]) -> [..., 1 + dim]``, time first
+    along the last axis. Space parts start as N(0, init_std^2), near the origin where the hyperboloid
+    is almost flat."""
+
+    def __init__(self, num_embeddings: int, dim: int, manifold: Lorentz, padding_idx: int | None = None,
+                 init_std: float = 0.1) -> None:  # fmt: skip
+        super().__init__()
+        self.manifold, self.padding_idx = manifold, padding_idx
+        self.space = nn.Parameter(torch.randn(num_embeddings, dim) * init_std)
+        if padding_idx is not None:
+            with torch.no_grad():
+                self.space[padding_idx].zero_()
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.manifold.lift(F.embedding(idx, self.space, self.padding_idx), dim=-1)
+
+
+class LorentzDistanceLogits(nn.Module):  # maps points to logits, so it has no ``space``
+    """Logits as negative geodesic distances to one learned point p_c per class (space parts learned as
+    in :class:`LorentzEmbedding`), with geoopt's distance on <x,x>_L = -k:
+
+        d(x, p) = sqrt(k) arccosh(-<x, p>_L / k),    logit_c(x) = -d(x, p_c) / tau + b_c
+
+    ``forward(x [..., 1 + dim]) -> [..., num_classes]``, time first along the last axis; ``tau`` > 0
+    is a fixed temperature."""
+
+    def __init__(self, dim: int, num_classes: int, manifold: Lorentz, tau: float = 1.0, init_std: float = 0.1) -> None:
+        super().__init__()
+        if not tau > 0:
+            raise InputError(f"tau={tau}: the temperature must be > 0")
+        self.manifold, self.tau = manifold, tau
+        self.prototypes = LorentzEmbedding(num_classes, dim, manifold, init_std=init_std)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.manifold.kk
+        p = self.manifold.lift(self.prototypes.space, dim=-1)  # [C, 1 + dim]
+        inner = x[..., 1:] @ p[:, 1:].T - x[..., :1] * p[:, 0]  # <x, p>_L
+        # -<x, p>/k >= 1 on the manifold, but float rounding can go below 1 for near-equal points,
+        # where arccosh is undefined and its gradient infinite: floor it just above 1
+        ratio = (-inner / k).clamp_min(1 + 1e-7)
+        return -torch.sqrt(k) * torch.acosh(ratio) / self.tau + self.bias
 
 
 # the old name works, with a warning, for one release
