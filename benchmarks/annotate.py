@@ -31,7 +31,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from biostrata.data.annotate import _read_hmms, default_hmm_path, search_domains  # noqa: E402
+from biostrata.data.annotate import default_hmm_path, read_hmms, search_domains  # noqa: E402
 from biostrata.data.genes import Record, genes_of, read_records  # noqa: E402
 
 
@@ -82,7 +82,7 @@ def main() -> None:
     genes = genes_of(read_records(proteome))
     names = [g.id for g in genes]
     hmm_path = default_hmm_path()
-    hmms = _read_hmms(hmm_path)
+    hmms = read_hmms(hmm_path)
     out: dict = {"proteins": len(genes), "hmms": len(hmms), "cpus": args.cpus, "machine": platform.processor(),
                  "python": platform.python_version()}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:

@@ -104,19 +104,29 @@ def drift(plm, seqs: list[str], layers: list[int]) -> dict:
     return out
 
 
-def main() -> None:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``sys.argv`` when ``argv`` is None)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=400, help="proteins")
     parser.add_argument("--num-layers", type=int, default=6, help="ESM-2 layers (6/320 = esm2_t6_8M's shape)")
     parser.add_argument("--dim", type=int, default=320)
     parser.add_argument("--heads", type=int, default=20)
-    parser.add_argument("--token-budget", type=int, default=4096)
+    parser.add_argument(
+        "--token-budget",
+        type=int,
+        default=DEFAULT_TOKEN_BUDGET["cpu"],
+        help=f"padded tokens per packed batch (default: the library's CPU default, {DEFAULT_TOKEN_BUDGET['cpu']})",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="fixed-size batches")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of the backend comparison")
     parser.add_argument("--json", help="also write the numbers here")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = arguments()
     if args.threads:
         torch.set_num_threads(args.threads)
     records, what = load_proteins(args.n, args.seed)

@@ -62,3 +62,26 @@ def test_the_old_protein_lm_constructor_makes_a_fair_esm_model():
     with pytest.warns(DeprecationWarning, match=r"FairESM\(model, alphabet\)"):
         plm = ProteinLM(ESM2(num_layers=1, embed_dim=16, attention_heads=2, alphabet=alphabet), alphabet, "x", 50)
     assert type(plm) is FairESM and plm.name == "x" and plm.max_residues == 50 and plm.num_layers == 1
+
+
+def test_the_protein_lm_interface_loads_no_backend():
+    """The deprecated constructor lives with FairESM (protein_lm registers it as ``ProteinLM._legacy``):
+    the interface module loads no module by name, every backend is a ProteinLM, and making one warns not."""
+    import ast
+    import inspect
+    import warnings
+
+    import biostrata.models.protein_interface as interface
+    from biostrata.models.esm_hf import from_fair_esm
+    from biostrata.models.protein_lm import FairESM, ProteinLM, small_protein_lm
+
+    tree = ast.parse(inspect.getsource(interface))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    called = {getattr(n.func, "attr", getattr(n.func, "id", "")) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert "importlib" not in imported and not {"import_module", "__import__"} & called
+    assert ProteinLM is interface.ProteinLM and ProteinLM._legacy is FairESM
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fair = small_protein_lm(1, 16, 2)
+        assert isinstance(fair, ProteinLM) and isinstance(from_fair_esm(fair), ProteinLM)

@@ -27,12 +27,11 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> 
 
 
 def test_results_get_the_usual_permissions_not_0600(tmp_path: Path) -> None:
-    old = os.umask(0o022)
-    try:
-        atomic_write(tmp_path / "a.txt", lambda tmp: tmp.write_text("x"))
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    umask = os.umask(0)  # the process's umask, read the only way there is
+    os.umask(umask)
+    atomic_write(tmp_path / "a.txt", lambda tmp: tmp.write_text("x"))
+    mode = stat.S_IMODE((tmp_path / "a.txt").stat().st_mode)
+    assert mode == 0o666 & ~umask  # what open() would give; mkstemp alone gives 0600
 
 
 def test_npz_keeps_its_name_and_arrays(tmp_path: Path) -> None:

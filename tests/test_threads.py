@@ -11,6 +11,8 @@ from biostrata.threads import cpu_threads
 
 
 def test_a_block_limits_torch_and_native_libraries_and_restores_them() -> None:
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that restoring is seen, whatever the suite started with
     before = torch.get_num_threads()
     with cpu_threads(1):
         assert torch.get_num_threads() == 1
@@ -18,6 +20,7 @@ def test_a_block_limits_torch_and_native_libraries_and_restores_them() -> None:
     assert torch.get_num_threads() == before
     with cpu_threads(None):
         assert torch.get_num_threads() == before
+    torch.set_num_threads(old)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])

@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: once, at import, not on every write
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -27,7 +30,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a result file gets the usual permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600; a result file gets the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

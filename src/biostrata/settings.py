@@ -172,6 +172,28 @@ class Settings:
     def to_yaml(self, path: str | Path) -> None:
         atomic_write_text(Path(path), yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
 
+    def check_resume(self, path: str | Path, ignore: Collection[str] = ()) -> None:
+        """Refuse to resume a run whose saved settings (``path``, a JSON file of the fields; absent: a
+        new run) differ from these in a field not in ``ignore``: its outputs were made with those."""
+        import json
+
+        path = Path(path)
+        if not path.is_file():
+            return
+        try:
+            then = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}: not valid JSON ({err}); give another --out, or delete the folder") from None
+        now = json.loads(json.dumps(dataclasses.asdict(self)))  # as saved: tuples become lists
+        diff = [
+            f"{k}: {then.get(k)!r} there, {v!r} now" for k, v in now.items() if k not in ignore and then.get(k) != v
+        ]
+        if diff:
+            raise InputError(
+                f"{path.parent} holds results made with other settings ({'; '.join(diff)}); resume with the same "
+                "settings, or give another --out (or delete the folder)"
+            )
+
     def replace(self: S, **changes: Any) -> S:
         return type(self).from_dict({**dataclasses.asdict(self), **changes})
 

@@ -116,6 +116,32 @@ def test_dataset_deltas_of_a_trained_model(tiny_task, tmp_path, model, tiny, cap
     assert [r["delta"] for r in cli] == pytest.approx([r["delta"] for r in rows], abs=1e-9)
 
 
+def test_the_model_runs_on_the_device_asked_for(tiny_task, tmp_path, monkeypatch, capsys):
+    """device="cpu" (delta --device cpu) embeds on the CPU where a GPU is present too: its presence is faked
+    here, so that a model sent to the GPU fails; the numbers are those of the CPU default."""
+    import torch
+
+    from biostrata.analysis.hyperbolicity import embedding_delta
+    from biostrata.data.genome import read_gue_dir
+    from biostrata.models import build_model, save_model
+
+    torch.manual_seed(0)
+    save_model(build_model("hcnn-s", 20, 2, channels=6, hidden=8), tmp_path / "run" / "model.pt")
+    seqs = read_gue_dir(tiny_task).test.sequences
+
+    def numbers():
+        rows = dataset_deltas(tmp_path / "run", tiny_task, points=12, kmer=2, device="cpu")
+        one = embedding_delta(tmp_path / "run", seqs, 12, 0, "cpu")
+        return [(r["delta"], r["relative_delta"]) for r in rows], (one["delta"], one["witness"])
+
+    want = numbers()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert numbers() == want
+    argv = ["delta", "--model", str(tmp_path / "run"), "--data", str(tiny_task), "--points", "12", "--kmer", "2"]
+    assert main([*argv, "--device", "cpu", "--json"]) == 0
+    assert [(r["delta"], r["relative_delta"]) for r in json.loads(capsys.readouterr().out)] == want[0]
+
+
 # -- the command ---------------------------------------------------------------------------------
 def test_cli_json_and_text(tmp_path, points, capsys):
     np.save(tmp_path / "p.npy", points)

@@ -241,7 +241,7 @@ CASES = [
     ("conditions --threads 0", ["study", "conditions", "--out", "{root}/out/c", "--threads", "0"],
      r"--threads 0: give 1 CPU thread or more"),
     ("conditions resume, other settings", ["study", "conditions", "--out", "{root}/conditions"],
-     r"conditions holds runs made with other settings \(epochs: 99 there, 10 now\)"),
+     r"conditions holds results made with other settings \(epochs: 99 there, 10 now\)"),
 ]  # fmt: skip
 
 

@@ -15,8 +15,12 @@ import pytest
 import torch
 
 from biostrata.cli import main
+from biostrata.data.clusters import DomainVocabulary
+from biostrata.data.embedding_store import EmbeddingStore
+from biostrata.models.domain_lm import DomainLM
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
+PFAM = [f"PF{i:05d}" for i in range(1, 11)]
 N = 40  # examples of the feature files
 
 
@@ -61,6 +65,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "empty.fa").write_text("")
     (root / "empty_corpus.txt").write_text("\n\n")
     (root / "tiny.txt").write_text("B1 NRP PF00001 PF00002\n")
+    (root / "clusters.txt").write_text("".join(f"B{i} NRP {' '.join(r.choices(PFAM, k=3 + i))}\n" for i in range(5)))
+    torch.manual_seed(0)
+    DomainLM(DomainVocabulary(PFAM), d_embed=8, d_model=8, n_layers=2, kernel_size=3, r=2).save(root / "dlm.pt")
     return {
         "root": str(root),
         **{p.stem.replace(".", "_") + p.suffix.replace(".", "_"): str(p) for p in root.iterdir()},
@@ -130,6 +137,19 @@ CASES = [
     ("embed duplicate FASTA ids", [*EMBED, "--model", "{plm_pt}", "--input", "{dup_fa}"],
      r"dup\.fa: sequence id 'a' appears more than once"),
     ("embed empty FASTA", [*EMBED, "--model", "{plm_pt}", "--input", "{empty_fa}"], r"empty\.fa: no FASTA records"),
+    ("embed a mistyped --model path", [*EMBED, "--model", "{root}/no/such/esm"],
+     r"--model \S*/no/such/esm: no such file or folder; a model is a transformers folder \(config\.json"),
+    ("embed --half with --precision", [*EMBED, "--model", "{plm_pt}", "--half", "--precision", "fp32"],
+     r"--half and --precision: --half is the old name of --precision fp16; give --precision only"),
+    ("embed --half on the CPU", [*EMBED, "--model", "{plm_pt}", "--device", "cpu", "--half"],
+     r"precision='fp16' \(--precision\): float16 needs a GPU"),
+    ("embed clusters with protein-only options", [*EMBED, "--input", "{clusters_txt}", "--model", "{dlm_pt}",
+     "--long", "window", "--precision", "bf16", "--half", "--trust-checkpoint"],
+     r"--long, --precision, --half, --trust-checkpoint: for proteins only; \S*clusters\.txt holds gene clusters"),
+    ("embed clusters --max-residues", [*EMBED, "--input", "{clusters_txt}", "--model", "{dlm_pt}", "--max-residues",
+     "50", "--overlap", "10", "--backend", "fair-esm"], r"--backend, --max-residues, --overlap: for proteins only"),
+    ("embed clusters --token-budget 0", [*EMBED, "--input", "{clusters_txt}", "--model", "{dlm_pt}", "--token-budget",
+     "0"], r"token_budget=0 \(--token-budget\): must be at least 1"),
     ("pretrain --epochs 0", [*PRETRAIN, "--corpus", "{tiny_txt}", "--epochs", "0"], r"epochs=0 \(--epochs\) is invalid"),
     ("pretrain --batch-size 0", [*PRETRAIN, "--corpus", "{tiny_txt}", "--batch-size", "0"], r"batch_size=0 \(--batch-size\) is invalid"),
     ("pretrain --lr 0", [*PRETRAIN, "--corpus", "{tiny_txt}", "--lr", "0"], r"lr=0\.0 \(--lr\) is invalid; expected > 0"),
@@ -190,3 +210,33 @@ def test_cka_says_how_many_rows_it_joined(files: dict[str, str], capsys: pytest.
     assert main(["cka", files["feats_npz"], files["three_npz"]]) == 0
     out = capsys.readouterr().out
     assert re.search(r"joined 3 rows by id: \S*feats\.npz lost 37 of 40, \S*three\.npz lost 0 of 3", out), out
+
+
+def test_the_old_half_option_still_works_and_warns(files: dict[str, str], tmp_path: Path, capsys) -> None:
+    """--half/--no-half (removed from the help) map to --precision fp16/fp32 for one release."""
+    out = tmp_path / "e.h5"
+    assert main([*(a.format(**files) for a in EMBED[:3]), "--out", str(out), "--model", files["plm_pt"], "--no-half",
+                 "--no-progress"]) == 0  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["biostrata: warning: --no-half is now --precision fp32; --no-half goes in the next release"]
+    with EmbeddingStore(out) as store:
+        assert len(store) == 6
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    assert "--half" not in capsys.readouterr().out
+
+
+def test_cluster_embeddings_take_the_token_budget_and_dtype(files: dict[str, str], tmp_path: Path, capsys) -> None:
+    """--dtype float16 stores float16; the numbers do not depend on --token-budget."""
+    stores = {}
+    for budget, dtype in ((4, "float16"), (None, "float32")):
+        out = tmp_path / f"{dtype}.h5"
+        argv = ["embed", "--input", files["clusters_txt"], "--model", files["dlm_pt"], "--out", str(out), "--layers",
+                "1", "2", "--pooling", "mean", "per_token", "--dtype", dtype, "--no-progress"]  # fmt: skip
+        assert main(argv + (["--token-budget", str(budget)] if budget else [])) == 0
+        assert "5 clusters (5 embedded now), layers [1, 2]" in capsys.readouterr().out
+        stores[dtype] = out
+    with EmbeddingStore(stores["float16"]) as low, EmbeddingStore(stores["float32"]) as ref:
+        assert low.array("mean").dtype == np.float16 and ref.array("mean").dtype == np.float32
+        assert low.per_token("B4").dtype == np.float16 and low.per_token("B4").shape == (2, 7, 8)
+        np.testing.assert_allclose(low.array("mean", ids=ref.ids), ref.array("mean"), atol=2e-3, rtol=2e-3)

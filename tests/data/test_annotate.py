@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from biostrata.data.annotate import DomainHit, annotate_files, default_hmm_path, resolve_overlaps, search_domains
+from biostrata.data.annotate import (
+    DomainHit,
+    annotate_files,
+    cluster_rows,
+    default_hmm_path,
+    read_hmms,
+    resolve_overlaps,
+    search_domains,
+)
 from biostrata.data.clusters import read_clusters
 from biostrata.data.genes import Gene, genes_of, read_records
 from biostrata.data.pfam import PfamFamily, PfamTable
@@ -72,15 +80,54 @@ def test_domains_found_in_order_under_both_rules(tmp_path: Path, motifs: dict[st
                                                              (2, "Alpha", "PF00001")]  # fmt: skip
         first = hits[0]
         assert first.env_start <= 30 < 70 <= first.env_end and first.hmm_end <= 40 and first.accession == "PF00002.1"
-    # a gzipped database reads the same
+    # a gzipped database reads the same, and HMMs already read are taken as they are
     import gzip
 
     (tmp_path / "t.hmm.gz").write_bytes(gzip.compress((tmp_path / "t.hmm").read_bytes()))
     assert search_domains(genes, tmp_path / "t.hmm.gz", cpus=1) == search_domains(genes, tmp_path / "t.hmm", cpus=1)
+    assert search_domains(genes, read_hmms(tmp_path / "t.hmm"), cpus=1) == search_domains(genes, tmp_path / "t.hmm")
     # E-values scale with the database size Z (hmmscan's convention: P-value x Z)
     small = search_domains(genes, tmp_path / "t.hmm", cutoff="evalue", Z=2, cpus=1)
     large = search_domains(genes, tmp_path / "t.hmm", cutoff="evalue", Z=20_000, cpus=1)
     assert large[0].i_evalue == pytest.approx(small[0].i_evalue * 10_000, rel=1e-6)
+
+
+def test_an_i_evalue_does_not_depend_on_the_other_proteins(tmp_path: Path, motifs: dict[str, str]) -> None:
+    """E-values use Z = the number of HMMs under both rules, never hmmsearch's default (the number of
+    proteins searched): more unrelated proteins leave every hit and its i-Evalue as they were."""
+    write_hmms(tmp_path / "t.hmm", motifs)
+    rng = random.Random(4)
+    mine = [Gene("r1", "g1", 0, 300, 1, protein(rng, motifs["Alpha"])), Gene("r1", "g2", 400, 700, 1, protein(rng))]
+    others = [Gene("r2", f"o{i}", 0, 300, 1, protein(rng, pad=50)) for i in range(200)]
+    for cutoff in ("gathering", "evalue"):
+        alone = search_domains(mine, tmp_path / "t.hmm", cutoff=cutoff, cpus=1)
+        crowd = [h for h in search_domains(mine + others, tmp_path / "t.hmm", cutoff=cutoff, cpus=1) if h.gene < 2]
+        assert [h.family for h in alone] == ["PF00001"] and alone == crowd, cutoff
+        assert alone[0].i_evalue == search_domains(mine, tmp_path / "t.hmm", cutoff=cutoff, Z=2, cpus=1)[0].i_evalue
+
+
+def test_hmms_are_read_once_and_a_gzip_file_is_closed(tmp_path: Path, motifs: dict[str, str], monkeypatch) -> None:
+    import gzip
+
+    write_hmms(tmp_path / "t.hmm", motifs)
+    (tmp_path / "t.hmm.gz").write_bytes(gzip.compress((tmp_path / "t.hmm").read_bytes()))
+    opened = []
+    real_open = gzip.open
+    monkeypatch.setattr(gzip, "open", lambda *a, **k: opened.append(real_open(*a, **k)) or opened[-1])
+    assert [h.name for h in read_hmms(tmp_path / "t.hmm.gz")] == [h.name for h in read_hmms(tmp_path / "t.hmm")]
+    assert len(opened) == 1 and opened[0].closed
+    with pytest.raises(DataNotFoundError, match=r"nope.hmm: no such file"):
+        read_hmms(tmp_path / "nope.hmm")
+
+
+def test_cluster_rows_keep_file_order_for_genes_without_coordinates() -> None:
+    genes = [Gene("c", f"p{i}", 0, 0, 0, "MKV") for i in range(3)]  # a protein FASTA: start = end = 0
+
+    def hit(gene, family):
+        return DomainHit(gene, family + ".1", family, family, 0, 10, 0, 10, 0, 10, 30.0, 1e-9)
+
+    rows = cluster_rows(["c"], genes, [hit(2, "PF00003"), hit(0, "PF00001"), hit(1, "PF00002")], separators=True)
+    assert [r["domain_tokens"] for r in rows] == ["PF00001 [SEP] PF00002 [SEP] PF00003"]
 
 
 def test_overlaps_best_clan_keep() -> None:
@@ -116,19 +163,67 @@ def test_annotate_files_writes_every_output(tmp_path: Path, motifs: dict[str, st
     write_hmms(tmp_path / "t.hmm", motifs)
     rng = random.Random(3)
     (tmp_path / "p.faa").write_text(f">a\n{protein(rng, motifs['Alpha'])}\n>b\n{protein(rng)}\n")
-    record = annotate_files([tmp_path / "p.faa"], tmp_path / "out", AnnotateSettings(hmm=str(tmp_path / "t.hmm"),
-                            progress=False, cpus=1))  # fmt: skip
+    (tmp_path / "p.faa").write_text(f">b\n{protein(rng, motifs['Beta'])}\n>c\n{protein(rng)}\n>a\n"
+                                    f"{protein(rng, motifs['Alpha'])}\n")  # fmt: skip
+    settings = AnnotateSettings(hmm=str(tmp_path / "t.hmm"), progress=False, cpus=1)
+    record = annotate_files([tmp_path / "p.faa"], tmp_path / "out", settings)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["annotation.json", "clusters.csv", "domains.tsv", "proteins.faa"]
     rows = list(csv.DictReader(open(out / "domains.tsv"), delimiter="\t"))
-    assert [(r["protein_id"], r["pfam_id"], r["pfam"], r["name"]) for r in rows] == [
-        ("a", "PF00001.1", "PF00001", "Alpha")
-    ]
+    assert [(r["record"], r["protein_id"], r["pfam_id"], r["pfam"], r["name"]) for r in rows] == [
+        ("p", "b", "PF00002.1", "PF00002", "Beta"), ("p", "a", "PF00001.1", "PF00001", "Alpha")
+    ]  # fmt: skip
     saved = json.loads((out / "annotation.json").read_text())
     assert saved == record and saved["database"]["hmms"] == 2 and len(saved["database"]["sha256"]) == 64
-    assert saved["proteins"] == 2 and saved["domains"] == 1 and saved["settings"]["cutoff"] == "gathering"
+    assert saved["proteins"] == 3 and saved["domains"] == 2 and saved["settings"]["cutoff"] == "gathering"
+    assert saved["Z"] == 2 and saved["records"] == 1  # Z under the gathering rule too; the FASTA is one cluster
     corpus = read_clusters(out / "clusters.csv")  # the domain LM's corpus reader takes it as it is
-    assert [(c.id, c.domains) for c in corpus] == [("a", ("PF00001",))]
+    assert [(c.id, c.domains) for c in corpus] == [("p", ("PF00002", "PF00001"))]  # one cluster, in file order
+
+
+def test_annotation_json_is_written_last(tmp_path: Path, motifs: dict[str, str], monkeypatch) -> None:
+    """A run that fails while writing leaves no annotation.json, even where an earlier run left one."""
+    import biostrata.io
+    from biostrata.config import AnnotateSettings
+
+    write_hmms(tmp_path / "t.hmm", motifs)
+    (tmp_path / "p.faa").write_text(f">a\n{protein(random.Random(3), motifs['Alpha'])}\n")
+    settings = AnnotateSettings(hmm=str(tmp_path / "t.hmm"), progress=False, cpus=1)
+    annotate_files([tmp_path / "p.faa"], tmp_path / "out", settings)
+    real = biostrata.io.atomic_write_text
+
+    def failing(path, text):
+        if Path(path).name == "clusters.csv":
+            raise OSError("disk full")
+        real(path, text)
+
+    monkeypatch.setattr(biostrata.io, "atomic_write_text", failing)
+    with pytest.raises(OSError, match="disk full"):
+        annotate_files([tmp_path / "p.faa"], tmp_path / "out", settings)
+    assert not (tmp_path / "out" / "annotation.json").exists() and (tmp_path / "out" / "domains.tsv").exists()
+
+
+def test_the_database_is_checked_before_genes(tmp_path: Path, motifs: dict[str, str], monkeypatch) -> None:
+    import biostrata.data.genes
+    from biostrata.config import AnnotateSettings
+
+    def no_genes(*args, **kwargs):
+        raise AssertionError("genes_of ran before the database was checked")
+
+    monkeypatch.setattr(biostrata.data.genes, "genes_of", no_genes)
+    (tmp_path / "n.fna").write_text(">c1\nACGTACGTAC\n")
+    (tmp_path / "x.hmm").write_text("not an HMM\n")
+    with pytest.raises(InputError, match=r"x.hmm: not a HMMER3 profile file"):
+        annotate_files([tmp_path / "n.fna"], tmp_path / "o", AnnotateSettings(hmm=str(tmp_path / "x.hmm")))
+    write_hmms(tmp_path / "t.hmm", motifs)
+    no_ga = (tmp_path / "t.hmm").read_text().replace("GA    20.00 20.00\n", "")
+    (tmp_path / "noga.hmm").write_text(no_ga)
+    with pytest.raises(InputError, match=r"noga.hmm: 2 HMMs \(e.g. Alpha\) have no GA cut-offs"):
+        annotate_files([tmp_path / "n.fna"], tmp_path / "o", AnnotateSettings(hmm=str(tmp_path / "noga.hmm")))
+    with pytest.raises(DataNotFoundError):
+        clans = str(tmp_path / "missing.tsv")
+        annotate_files([tmp_path / "n.fna"], tmp_path / "o", AnnotateSettings(hmm=str(tmp_path / "t.hmm"), clans=clans))
+    assert not (tmp_path / "o").exists()
 
 
 @needs_data
@@ -150,10 +245,10 @@ def test_pf00005_under_deepbgc_rule_gives_the_expected_two_hits() -> None:
 def test_default_database_against_deepbgc_annotation() -> None:
     """DeepBGC's rule with Pfam 31's Z on the families the subset holds: precision and recall >= 0.95,
     and the hits in the same gene order."""
-    from biostrata.data.annotate import _read_hmms
+    from biostrata.data.annotate import read_hmms
 
     genes = genes_of(read_records(DATA / "genomes" / "BGC0000015.gbk"))
-    families = {str(h.accession).split(".")[0] for h in _read_hmms(default_hmm_path())}
+    families = {str(h.accession).split(".")[0] for h in read_hmms(default_hmm_path())}
     rows = [r for r in csv.DictReader(open(DATA / "genomes" / "BGC0000015.pfam.csv")) if r["pfam_id"] in families]
     expected = {(r["protein_id"], r["pfam_id"]) for r in rows}
     hits = search_domains(genes, cutoff="evalue", Z=16712, overlaps="keep", cpus=2)

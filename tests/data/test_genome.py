@@ -73,9 +73,18 @@ def test_gzip_is_told_by_its_bytes_and_a_byte_order_mark_is_dropped(tmp_path):
 
 
 def test_a_record_longer_than_the_csv_field_limit_is_read(tmp_path):
-    """Python's csv refuses fields over 131,072 characters by default; genomic records are longer."""
+    """Python's csv refuses fields over 131,072 characters by default; genomic records are longer. The
+    limit is raised only while a file is read: importing the module leaves the process's limit alone."""
+    import csv
+    import subprocess
+    import sys
+
+    code = "import csv, biostrata.data.genome; print(csv.field_size_limit())"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "131072\n"
+    before = csv.field_size_limit()
     s = read_labelled(write(tmp_path / "g.csv", "sequence,label\n" + "ACGT" * 50_000 + ",1\nAC,0\n"))
     assert [len(q) for q in s.sequences] == [200_000, 2] and s.lines == [2, 3]
+    assert csv.field_size_limit() == before
 
 
 def test_labels_are_the_distinct_training_labels(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import DataNotFoundError, InputError
-from biostrata.models.esm_hf import TransformersESM, from_fair_esm, hub_name
+from biostrata.models.esm_hf import MAX_RESIDUES_KEY, TransformersESM, from_fair_esm, hub_name
 from biostrata.models.extract import extract_embeddings
 from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
 
@@ -73,12 +74,62 @@ def test_directory_round_trip_offline(pair, tmp_path: Path, monkeypatch: pytest.
     assert {"config.json", "model.safetensors", "vocab.txt"} <= {p.name for p in directory.iterdir()}
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     loaded = load_protein_lm(directory)
-    assert isinstance(loaded, TransformersESM) and loaded.name == "esm2_tiny" and loaded.max_residues == 1022
+    assert isinstance(loaded, TransformersESM) and loaded.name == "esm2_tiny" and loaded.max_residues == 60
+    assert load_protein_lm(directory, max_residues=100).max_residues == 100  # an explicit limit wins
     tokens = hf.tokenize(["MKVLAG", "WWC"])
     assert torch.equal(tokens, loaded.tokenize(["MKVLAG", "WWC"]))
     with torch.no_grad():
         a, b = hf.embed(tokens, [0, -1]), loaded.embed(tokens, [0, -1])
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_the_saved_length_limit_and_a_torn_vocab_write(pair, tmp_path: Path, monkeypatch) -> None:
+    """A folder saved before the limit was kept (no key in config.json) loads with 1022; a vocab.txt
+    write that fails half way leaves the one before it whole, and no temporary file."""
+    _, hf = pair
+    directory = hf.save(tmp_path / "m")
+    config = json.loads((directory / "config.json").read_text())
+    assert config[MAX_RESIDUES_KEY] == 60
+    del config[MAX_RESIDUES_KEY]
+    (directory / "config.json").write_text(json.dumps(config))
+    assert load_protein_lm(directory).max_residues == 1022
+    before = (directory / "vocab.txt").read_text()
+
+    def torn(self: Path, text: str, *args, **kwargs) -> int:
+        with open(self, "w") as handle:
+            handle.write(text[:7])
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(Path, "write_text", torn)
+    with pytest.raises(OSError, match="no space"):
+        hf.save(directory)
+    monkeypatch.undo()
+    assert (directory / "vocab.txt").read_text() == before
+    assert not [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("typo", ["./my_esm", "/tmp/nonexist/esm", "~/esm", "models/esm2/small", "my_esm/", "esm.pt",
+                                  "weights.safetensors"])  # fmt: skip
+@pytest.mark.parametrize("backend", ["auto", "transformers", "fair-esm"])
+def test_a_path_that_does_not_exist_is_not_a_hub_name(tmp_path, monkeypatch, typo: str, backend: str) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataNotFoundError) as err:
+        load_protein_lm(typo, backend=backend)
+    message = str(err.value)
+    assert message.startswith(f"--model {typo}: no such file or folder; a model is a transformers folder (config.json")
+    assert "\n" not in message and "hf download" not in message and "cache" not in message
+
+
+def test_a_home_folder_and_an_org_name_with_fair_esm(pair, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    pair[1].save(tmp_path / "esm")
+    assert isinstance(load_protein_lm("~/esm"), TransformersESM)  # as --model=~/esm, which no shell expands
+    with pytest.raises(DataNotFoundError, match="--model me/esm: fair-esm .* is a Hugging Face name"):
+        load_protein_lm("me/esm", backend="fair-esm")
 
 
 def test_a_name_without_network_or_cache_says_how_to_load_a_directory(tmp_path, monkeypatch) -> None:

@@ -310,3 +310,45 @@ def test_cluster_embeddings_of_a_domain_lm(tmp_path: Path) -> None:
         extract_cluster_embeddings(wide, clusters, tmp_path / "w.h5", layers=[0, 1], progress=False)
     with pytest.raises(InputError, match="no BOS token"):
         extract_cluster_embeddings(model, clusters, tmp_path / "b.h5", poolings=["bos"], progress=False)
+
+
+def test_cluster_embeddings_budget_and_stored_dtype(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token budget defaults to the device's (as for proteins), a bad one is refused by name, and
+    ``dtype`` is the store's."""
+    import biostrata.models.extract as extract
+    from biostrata.data.clusters import Cluster, DomainVocabulary
+    from biostrata.models.domain_lm import DomainLM
+
+    vocab = DomainVocabulary([f"PF{i:05d}" for i in range(1, 11)])
+    model = DomainLM(vocab, d_embed=8, d_model=8, n_layers=2, kernel_size=3, r=2).eval()
+    clusters = [Cluster(f"c{i}", ("PF00001", "PF00002", "PF00003")[: i + 1]) for i in range(3)]
+    budgets = []
+
+    def spy(lengths, token_budget, special=0):
+        budgets.append(token_budget)
+        return plan_batches(lengths, token_budget, special)
+
+    monkeypatch.setattr(extract, "plan_batches", spy)
+    extract.extract_cluster_embeddings(model, clusters, tmp_path / "a.h5", device="cpu", progress=False)
+    extract.extract_cluster_embeddings(model, clusters, tmp_path / "b.h5", token_budget=3, dtype="float16",
+                                       progress=False)  # fmt: skip
+    assert budgets == [extract.DEFAULT_TOKEN_BUDGET["cpu"], 3]
+    with EmbeddingStore(tmp_path / "a.h5") as a, EmbeddingStore(tmp_path / "b.h5") as b:
+        assert a.array().dtype == np.float32 and b.array().dtype == np.float16
+        np.testing.assert_allclose(b.array(ids=a.ids), a.array(), atol=2e-3, rtol=2e-3)
+    with pytest.raises(InputError, match=r"token_budget=0 \(--token-budget\): must be at least 1"):
+        extract.extract_cluster_embeddings(model, clusters, tmp_path / "c.h5", token_budget=0, progress=False)
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_the_embed_benchmark_defaults_to_the_library_token_budget() -> None:
+    import importlib.util
+
+    from biostrata.models.extract import DEFAULT_TOKEN_BUDGET
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "embed.py"
+    spec = importlib.util.spec_from_file_location("benchmark_embed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.arguments([]).token_budget == DEFAULT_TOKEN_BUDGET["cpu"]
+    assert bench.arguments(["--token-budget", "512"]).token_budget == 512

@@ -140,3 +140,15 @@ def test_a_published_protein_lm_replaces_the_one_trained_here(tmp_path: Path) ->
     settings = tiny_settings(write_inputs(tmp_path)).replace(protein_model=str(directory))
     plm = protein_model(tmp_path / "study", settings, data=None)
     assert isinstance(plm, TransformersESM) and plm.num_layers == 2 and not (tmp_path / "study" / "protein").exists()
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
+    """The cached steps were made with the saved settings: a rerun with others would mix them."""
+    from biostrata.errors import InputError
+
+    out = tmp_path / "study"
+    out.mkdir()
+    settings = tiny_settings(write_inputs(tmp_path))
+    (out / "settings.json").write_text(json.dumps(settings.replace(domain_epochs=7, progress=True).__dict__))
+    with pytest.raises(InputError, match=r"holds results made with other settings \(domain_epochs: 7 there, 2 now\)"):
+        run_cross_granularity(out, settings)

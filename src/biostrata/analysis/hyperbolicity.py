@@ -193,12 +193,14 @@ def model_embeddings(
     layer: int = -1,
     truncate: bool = False,
     batch_size: int = 256,
+    device: str | torch.device | None = None,
 ) -> tuple[np.ndarray, str, float]:
     """Layer ``layer`` of a genome CNN (``model.embed``) for ``sequences``, one float64 row per
     sequence, with the matching metric and curvature: ``euclidean``, or ``lorentz`` at that layer's
     curvature for a hyperbolic model. The last layer (-1, the default) is the head's features; a
     block's (B, C, L) output becomes one row per sequence by concatenating its positions (Lorentz
-    direct concatenation for points: the space parts, time recomputed)."""
+    direct concatenation for points: the space parts, time recomputed). The model runs on ``device``
+    (default: a GPU when present, else the CPU), and is moved there."""
     from biostrata.data.alphabet import encode_batch
     from biostrata.models.extract import count_batches, forward_batches
 
@@ -207,7 +209,7 @@ def model_embeddings(
     batches = count_batches(len(sequences), batch_size)
     collate = lambda seqs: encode_batch(seqs, model.length, truncate=truncate)  # noqa: E731
     with torch.inference_mode():
-        for _, reps in forward_batches(model, sequences, [layer], batches, collate=collate):
+        for _, reps in forward_batches(model, sequences, [layer], batches, collate=collate, device=device):
             states = next(iter(reps.values()))
             if states.dim() == 3:  # positions concatenated (for points: space parts, time recomputed)
                 states = states.flatten(1) if manifold is None else manifold.lift(states[:, 1:].flatten(1))
@@ -222,15 +224,22 @@ def model_embeddings(
     return emb, "lorentz", float(manifold.curvature.detach())
 
 
-def embedding_delta(run_dir: str | Path, sequences: Sequence[str], n_points: int, seed: int) -> dict:
+def embedding_delta(
+    run_dir: str | Path,
+    sequences: Sequence[str],
+    n_points: int,
+    seed: int,
+    device: str | torch.device | None = None,
+) -> dict:
     """Exact Gromov delta of a trained model's embeddings of (a random sample of) ``sequences``,
-    under the model's own metric: Euclidean, or Lorentz at the head's learned curvature."""
+    under the model's own metric: Euclidean, or Lorentz at the head's learned curvature; both the
+    embedding and the delta on ``device`` (default: a GPU when present, else the CPU)."""
     from biostrata.models.genome_cnn import load_model
 
     model, _ = load_model(run_dir)
     pick = np.random.default_rng(seed).choice(len(sequences), size=min(n_points, len(sequences)), replace=False)
-    emb, metric, curvature = model_embeddings(model, [sequences[i] for i in pick])
-    return gromov_delta(emb, metric=metric, curvature=curvature).to_dict()
+    emb, metric, curvature = model_embeddings(model, [sequences[i] for i in pick], device=device)
+    return gromov_delta(emb, metric=metric, curvature=curvature, device=device).to_dict()
 
 
 def dataset_deltas(
@@ -243,6 +252,7 @@ def dataset_deltas(
     method: str = "exact",
     seed: int = 0,
     progress: bool = False,
+    device: str | torch.device | None = None,
     **kwargs,
 ) -> list[dict]:
     """Delta of ``points`` random sequences of a task's ``split`` (GUE layout: train/dev/test.csv)
@@ -250,7 +260,8 @@ def dataset_deltas(
     sequences: the flattened one-hot encoding and the ``kmer`` spectrum, both Euclidean.
 
     One record per representation: ``representation``, ``metric``, ``curvature``, ``dim`` and the
-    fields of :class:`DeltaResult`; ``kwargs`` go to :func:`gromov_delta`.
+    fields of :class:`DeltaResult`. ``device`` (default: a GPU when present, else the CPU) runs both
+    the model and the delta; ``kwargs`` go to :func:`gromov_delta`.
     """
     from biostrata.data.alphabet import encode_batch
     from biostrata.data.genome import read_gue_dir
@@ -273,7 +284,7 @@ def dataset_deltas(
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(data), size=min(points, len(data)), replace=False))
     seqs = [data.sequences[i] for i in pick]
-    emb, metric, curvature = model_embeddings(model, seqs, truncate=truncate)
+    emb, metric, curvature = model_embeddings(model, seqs, truncate=truncate, device=device)
     onehot = encode_batch(seqs, model.length, truncate=truncate).flatten(1).double().numpy()
     reps = [
         (f"model:{model.architecture['name']}", emb, metric, curvature),
@@ -283,7 +294,8 @@ def dataset_deltas(
     rows = []
     for name, x, m, k in reps:
         start = time.perf_counter()
-        res = gromov_delta(x, metric=m, curvature=k, method=method, seed=seed, progress=progress, **kwargs)
+        res = gromov_delta(x, metric=m, curvature=k, method=method, seed=seed, progress=progress, device=device,
+                           **kwargs)  # fmt: skip
         rows.append(
             {
                 "representation": name,

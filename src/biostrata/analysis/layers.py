@@ -1,19 +1,10 @@
-"""Layer-wise representations read from files, joined by example id, and their delta per layer.
+"""Layer-wise representations compared: files read by :mod:`biostrata.analysis.representations` (one
+reader for every format), joined by example id, and measured layer by layer.
 
-A :class:`Representations` holds one array ``[n, d_layer]`` per layer for the same ``n`` examples,
-and (optionally) the examples' ids. :func:`read_representations` reads:
-
-- ``.npz``: every array but ``ids`` is one layer (named by its key), all with the same rows;
-  an optional ``ids`` array (strings) names the rows.
-- ``.npy``: one array ``[n, d]`` (one layer, named ``0``) or ``[n, L, d]`` (layers ``0..L-1``).
-- ``.h5`` / ``.hdf5``: a biostrata embedding store (:mod:`biostrata.data.embedding_store`): the
-  ``pooling`` outputs (default ``mean``) of every stored layer, named by layer number; ids from the store.
-- ``.pt``: a family table (``biostrata embed --family-table``: one layer ``table``, ids = Pfam
-  families), or a domain-LM checkpoint (sequence-models format; layer ``table`` = its token-table rows
-  of the domains, ids = the domains).
-
-:func:`delta_per_layer` gives the Gromov delta (:mod:`biostrata.geometry.delta`) of each layer's
-point cloud, on the same sampled examples for every layer.
+:func:`read_feature_blocks` joins ``FILE[:LAYER]`` blocks by id for probes; :func:`compare_files` gives
+the CKA (and mutual k-NN) of files' layers; :func:`delta_per_layer` the Gromov delta
+(:mod:`biostrata.geometry.delta`) of each layer's point cloud, on the same sampled examples for every
+layer; :func:`geometry_against` all three of one set of layers against a reference.
 """
 
 from __future__ import annotations

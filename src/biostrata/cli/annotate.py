@@ -15,12 +15,19 @@ def _annotate(p: argparse.ArgumentParser) -> None:
     against Pfam profile HMMs with pyhmmer (hmmsearch, all cores), keep the domains above the gathering cut-offs
     (or DeepBGC's E-value rule), resolve overlaps, and write domains.tsv, clusters.csv (the layout of
     mibig_pfamid.csv, ready for `biostrata pretrain --corpus` and the domain LM), proteins.faa and
-    annotation.json (database, sha256, Z, thresholds, tool versions) to --out. Default HMMs: the Pfam 35.0
-    subset of the gecco package (2,766 families); pass --hmm Pfam-A.hmm.gz for full Pfam.
+    annotation.json (database, sha256, Z, thresholds, tool versions) to --out; annotation.json is written
+    last, and without it the folder is not a finished annotation. A GenBank or nucleotide FASTA record is
+    one cluster; a protein FASTA (.faa) is one cluster of all its proteins, in file order, named by the
+    file (cluster.faa -> cluster). Default HMMs: the Pfam 35.0 subset of the gecco package (2,766
+    families); pass --hmm Pfam-A.hmm.gz for full Pfam.
     """
     from biostrata.config import AnnotateSettings
 
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="GenBank (.gbk/.gb/.gbff), FASTA (.fna/.fa/.faa); .gz ok")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="GenBank (.gbk/.gb/.gbff) or nucleotide FASTA: a cluster per record; protein FASTA (.faa): one "
+        "cluster per file; .gz ok",
+    )  # fmt: skip
     add_out(p, help="output folder")
     add_settings(p, AnnotateSettings, "annotation options")
     paths(p, inputs="file", hmm="file", clans="file")

@@ -4,6 +4,7 @@ embeddings, and compare representations (CKA) or probe them for labels."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from biostrata.cli.common import (
@@ -137,6 +138,9 @@ def _embed(p: argparse.ArgumentParser) -> None:
         help="fp32, or bf16/fp16 autocast (fp16: GPU only); default fp16 on a GPU, fp32 on the CPU "
         "(the drift of each against fp32 is in docs/benchmarks.md)",
     )
+    p.add_argument(  # the old name of --precision fp16 / fp32, for one release
+        "--half", action=argparse.BooleanOptionalAction, default=None, help=argparse.SUPPRESS
+    )
     p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored precision")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of a local .pt file")
     p.add_argument("--family-table", help="also write per-family mean vectors here (.pt; needs a .tsv input)")
@@ -145,7 +149,23 @@ def _embed(p: argparse.ArgumentParser) -> None:
     add_threads(p, "torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     paths(p, input="file", out="out_file", family_table="out_file", merge="file")
-    p.set_defaults(run=_run_embed)
+    p.set_defaults(run=_run_embed, protein_only={name: p.get_default(name) for name in _PROTEIN_ONLY})
+
+
+#: Options of protein LMs only: refused with a gene-cluster input (their defaults say whether one was given).
+_PROTEIN_ONLY = ("backend", "long", "max_residues", "overlap", "precision", "half", "trust_checkpoint",
+                 "family_table", "table_layer")  # fmt: skip
+
+
+def _precision_of_half(args: argparse.Namespace) -> None:
+    """``--half`` / ``--no-half``, the old names of ``--precision fp16`` / ``fp32``: mapped, with a warning."""
+    if args.half is None:
+        return
+    old, new = ("--half", "fp16") if args.half else ("--no-half", "fp32")
+    if args.precision is not None:
+        raise InputError(f"{old} and --precision: {old} is the old name of --precision {new}; give --precision only")
+    print(f"biostrata: warning: {old} is now --precision {new}; {old} goes in the next release", file=sys.stderr)
+    args.precision = new
 
 
 def _run_embed(args: argparse.Namespace) -> int:
@@ -159,6 +179,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         raise InputError("give --model and --input (or --merge STORE ...)")
     if Path(args.input).suffix.lower() in (".csv", ".txt"):
         return _embed_clusters(args)
+    _precision_of_half(args)
     from biostrata.data.proteins import family_members, read_proteins
     from biostrata.models.extract import check_options, extract_embeddings
     from biostrata.models.init_table import family_table_from_store
@@ -198,12 +219,18 @@ def _embed_clusters(args: argparse.Namespace) -> int:
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.extract import extract_cluster_embeddings
 
-    if args.family_table:
-        raise InputError("--family-table applies to proteins (a .tsv domain table), not to gene clusters")
+    given = [name for name, default in args.protein_only.items() if getattr(args, name) != default]
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InputError(
+            f"{options}: for proteins only; {args.input} holds gene clusters, embedded by a domain LM (--model a "
+            "BiGCARP / `biostrata pretrain` checkpoint); leave them out"
+        )
     corpus = read_clusters(args.input)
     model = DomainLM.load(args.model)
     done = extract_cluster_embeddings(model, list(corpus), args.out, layers=args.layers, poolings=args.pooling,
-                                      device=args.device, progress=not args.no_progress)  # fmt: skip
+                                      token_budget=args.token_budget, device=args.device, dtype=args.dtype,
+                                      progress=not args.no_progress)  # fmt: skip
     print(f"{done['clusters']} clusters ({done['embedded']} embedded now), layers {model.layer_index(args.layers)} "
           f"in {done['path']}; {done['unknown_domains']} of {done['domains']} domains ({done['unknown_families']} "
           "families) are outside the model's vocabulary and embed as its unknown token")  # fmt: skip

@@ -62,6 +62,7 @@ def _run_study_conditions(args: argparse.Namespace) -> int:
 
 
 def _run_study_cross_granularity(args: argparse.Namespace) -> int:
+    from dataclasses import fields
     from pathlib import Path
 
     from biostrata.studies.cross_granularity import run_cross_granularity
@@ -73,7 +74,9 @@ def _run_study_cross_granularity(args: argparse.Namespace) -> int:
             "corpus": data / "bgc" / "mibig_domain_list.txt", "pfam": data / "pfam" / "Pfam-A.clans.tsv",
             "classes": data / "bgc" / "mibig3_classes.csv", "domains": data / "bgc" / "mibig_domains.tsv",
         }  # fmt: skip
-        settings = settings.replace(**{k: str(v) for k, v in files.items() if getattr(args, k) is None})
+        # --data fills the files left at their defaults: one given as an option or in --config stays
+        defaults = {f.name: f.default for f in fields(settings)}
+        settings = settings.replace(**{k: str(v) for k, v in files.items() if getattr(settings, k) == defaults[k]})
     run_cross_granularity(args.out, settings)
     print(f"wrote {args.out}/cross_granularity.md, product_class.csv, clan.csv, cka_*.png, probes.png")
     return 0

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from biostrata.errors import InputError
 from biostrata.settings import Settings, field_help
 
-# The genome classifiers a TrainConfig can name; models.genome_cnn.MODELS says how each is built.
-
 
 @dataclass
 class PretrainSettings(Settings):

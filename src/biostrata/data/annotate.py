@@ -2,9 +2,10 @@
 
 Profile HMMs come from a user file (``.hmm``, ``.hmm.gz`` or pressed ``.h3m``) or, by default, from
 the Pfam 35.0 subset (2,766 families with gathering cut-offs) that the PyPI package ``gecco``
-ships (``pip install --no-deps gecco``; read in place, never copied). :func:`search_domains` streams
-the HMMs over one block of all proteins with ``hmmsearch`` (all cores by default) and keeps hits
-by one of two rules:
+ships (``pip install --no-deps gecco``; read in place, never copied). The HMMs are read once, whole,
+into memory (:func:`read_hmms`: the gathering rule checks every HMM's GA line first, and their number
+is the default ``Z``); :func:`search_domains` runs them with ``hmmsearch`` (all cores by default) over
+one block of all proteins and keeps hits by one of two rules:
 
 - ``gathering`` (default): every domain above the family's gathering cut-offs (GA1 for the protein,
   GA2 for the domain), as Pfam's curators set them;
@@ -13,6 +14,10 @@ by one of two rules:
   The E-values are those ``hmmscan`` of each protein against the database reports: P-value times the
   database size ``Z``, the number of HMMs by default (DeepBGC's Pfam 31 had 16,712; with a subset,
   pass that ``Z`` to reproduce its E-values), for the protein and for its domains alike.
+
+Both rules compute E-values with that ``Z`` (hmmsearch's own default, the number of proteins searched,
+would make a domain's i-Evalue depend on which other proteins were in the run); the gathering rule
+keeps hits by bit score alone, so ``Z`` changes only the i-Evalues it reports.
 
 Overlapping hits on a protein (envelopes sharing a residue) are resolved by ``overlaps``: ``best``
 keeps the best-scoring of overlapping hits, ``clan`` does so only among families of one Pfam clan
@@ -25,17 +30,19 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from biostrata.config import AnnotateSettings
 from biostrata.data.genes import Gene
+from biostrata.data.genome import is_gzip
 from biostrata.data.pfam import PfamTable, parse_accession
 from biostrata.errors import DataNotFoundError, InputError
 
-__all__ = ["DomainHit", "default_hmm_path", "hmm_info", "search_domains", "resolve_overlaps", "CUTOFFS", "OVERLAPS",
-           "annotate_files", "domain_rows", "cluster_rows"]  # fmt: skip
+__all__ = ["DomainHit", "default_hmm_path", "read_hmms", "check_gathering", "hmm_info", "search_domains",
+           "resolve_overlaps", "CUTOFFS", "OVERLAPS", "annotate_files", "domain_rows", "cluster_rows"]  # fmt: skip
 
 CUTOFFS = ("gathering", "evalue")
 OVERLAPS = ("best", "clan", "keep")
@@ -78,35 +85,44 @@ def default_hmm_path() -> Path:
     return path
 
 
-def _open_hmms(path: Path):
+def read_hmms(path: str | Path) -> list:
+    """All profile HMMs of ``path`` (``.hmm``, pressed ``.h3m``, or either gzip-compressed, told by the
+    first bytes), read once into memory as a list of ``pyhmmer.plan7.HMM``."""
     from pyhmmer.plan7 import HMMFile
 
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file; give profile HMMs (--hmm: a .hmm, .hmm.gz or .h3m file)")
     try:
-        return HMMFile(gzip.open(path, "rb") if path.suffix == ".gz" else path)
+        if is_gzip(path):  # pyhmmer reads a .gz path only through an external `gzip -dc`: decompress here
+            with gzip.open(path, "rb") as raw, HMMFile(raw) as hmms:
+                out = list(hmms)
+        else:
+            with HMMFile(path) as hmms:
+                out = list(hmms)
     except (ValueError, EOFError, OSError) as err:
         raise InputError(f"{path}: not a HMMER3 profile file ({err}); give a .hmm, .hmm.gz or .h3m file") from None
-
-
-def _read_hmms(path: Path) -> list:
-    with _open_hmms(path) as hmms:
-        try:
-            out = list(hmms)
-        except (ValueError, EOFError) as err:
-            raise InputError(f"{path}: not a HMMER3 profile file ({err}); give a .hmm, .hmm.gz or .h3m file") from None
     if not out:
         raise InputError(f"{path}: no profile HMMs")
     return out
 
 
-def hmm_info(path: str | Path) -> dict:
-    """What ``annotation.json`` records of a database: path, sha256, number of HMMs, and the Pfam
-    version when the file says it (gecco's ``Pfam.ini``)."""
+def check_gathering(hmms: Sequence, where: str | Path) -> None:
+    """Raise an InputError when an HMM of ``hmms`` (read from ``where``) lacks gathering cut-offs."""
+    missing = [_text(h.name) for h in hmms if h.cutoffs.gathering_available() is False]
+    if missing:
+        raise InputError(f"{where}: {len(missing)} HMMs (e.g. {missing[0]}) have no GA cut-offs; use --cutoff evalue")
+
+
+def hmm_info(path: str | Path, hmms: int) -> dict:
+    """What ``annotation.json`` records of a database: path, sha256, number of HMMs (``hmms``, as
+    counted by :func:`read_hmms`), and the Pfam version when the file says it (gecco's ``Pfam.ini``)."""
     path = Path(path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    info = {"path": str(path), "sha256": digest.hexdigest(), "hmms": len(_read_hmms(path))}
+    info = {"path": str(path), "sha256": digest.hexdigest(), "hmms": hmms}
     ini = path.with_suffix(".ini")
     if ini.is_file():
         import configparser
@@ -119,7 +135,7 @@ def hmm_info(path: str | Path) -> dict:
 
 def search_domains(
     genes: Sequence[Gene],
-    hmm_path: str | Path | None = None,
+    hmms: str | Path | Sequence | None = None,
     *,
     cutoff: str = "gathering",
     evalue: float = 0.01,
@@ -129,7 +145,11 @@ def search_domains(
     cpus: int = 0,
     progress: bool = False,
 ) -> list[DomainHit]:
-    """Pfam domains of ``genes``' proteins (rules in the module docstring), sorted by gene, then N to C."""
+    """Pfam domains of ``genes``' proteins (rules in the module docstring), sorted by gene, then N to C.
+
+    ``hmms``: a file (:func:`read_hmms`), HMMs already read, or None for the default database. ``Z``:
+    the database size for E-values under either rule (None: the number of HMMs). ``progress`` shows a
+    bar that counts HMMs, the unit hmmsearch works through."""
     import pyhmmer
     from pyhmmer.easel import Alphabet, DigitalSequenceBlock, TextSequence
 
@@ -141,22 +161,21 @@ def search_domains(
         raise InputError("overlaps=clan needs the Pfam clans table (--clans Pfam-A.clans.tsv)")
     if not evalue > 0 or (Z is not None and not Z > 0):
         raise InputError(f"evalue={evalue}, Z={Z}: both must be positive")
-    path = Path(hmm_path) if hmm_path is not None else default_hmm_path()
-    hmms = _read_hmms(path)
+    if hmms is None or isinstance(hmms, (str, os.PathLike)):
+        where = Path(hmms) if hmms is not None else default_hmm_path()
+        hmms = read_hmms(where)
+    else:
+        where = "the HMMs given"
     if cutoff == "gathering":
-        missing = [h.name for h in hmms if h.cutoffs.gathering_available() is False]
-        if missing:
-            raise InputError(
-                f"{path}: {len(missing)} HMMs (e.g. {missing[0]}) have no GA cut-offs; use --cutoff evalue"
-            )
+        check_gathering(hmms, where)
     amino = Alphabet.amino()
     block = DigitalSequenceBlock(
         amino, [TextSequence(name=str(i).encode(), sequence=g.protein).digitize(amino) for i, g in enumerate(genes)]
     )
     if not len(block):
         return []
-    z = Z or len(hmms)
-    options = {"bit_cutoffs": "gathering"} if cutoff == "gathering" else {"Z": z, "domZ": z, "E": _REPORT_E}
+    z = Z or len(hmms)  # E-values as hmmscan of each protein against the database reports them
+    options = {"Z": z, "domZ": z, **({"bit_cutoffs": "gathering"} if cutoff == "gathering" else {"E": _REPORT_E})}
     from tqdm.auto import tqdm
 
     with tqdm(total=len(hmms), unit="HMM", desc="hmmsearch", disable=not progress) as bar:
@@ -254,8 +273,11 @@ def cluster_rows(records: Sequence[str], genes: Sequence[Gene], hits: Sequence[D
 def annotate_files(inputs: Sequence[str | Path], out: str | Path, settings: AnnotateSettings | None = None) -> dict:
     """Annotate the records of ``inputs`` into ``out``: ``domains.tsv``, ``clusters.csv``,
     ``proteins.faa`` and ``annotation.json`` (the database, its sha256 and size, ``Z``, thresholds,
-    tool versions, counts). Each file is written atomically once everything is computed, so a killed
-    run leaves no partial output. Returns the ``annotation.json`` record."""
+    tool versions, counts). The database and the clans table are read and checked before the genes are
+    (pyrodigal is the slow step); the HMMs are read once, into memory. Each file is written atomically
+    once everything is computed, ``annotation.json`` last, after any earlier one is deleted: without it
+    the folder is not a finished annotation (a killed run may leave new files beside old ones). Returns
+    the ``annotation.json`` record."""
     import importlib.metadata as md
 
     import pandas as pd
@@ -265,15 +287,18 @@ def annotate_files(inputs: Sequence[str | Path], out: str | Path, settings: Anno
     from biostrata.provenance import code_version
 
     s = settings or AnnotateSettings()
+    hmm_path = Path(s.hmm) if s.hmm else default_hmm_path()
+    pfam = PfamTable.read(s.clans) if s.clans else None
     records = [r for path in inputs for r in read_records(path)]
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise InputError(f"record id {dup!r} appears in more than one input file; ids must be unique across inputs")
+    hmms = read_hmms(hmm_path)
+    if s.cutoff == "gathering":
+        check_gathering(hmms, hmm_path)
     genes = genes_of(records, s.genes, progress=s.progress)
-    pfam = PfamTable.read(s.clans) if s.clans else None
-    hmm_path = Path(s.hmm) if s.hmm else default_hmm_path()
-    hits = search_domains(genes, hmm_path, cutoff=s.cutoff, evalue=s.evalue, Z=s.Z, overlaps=s.overlaps, pfam=pfam,
+    hits = search_domains(genes, hmms, cutoff=s.cutoff, evalue=s.evalue, Z=s.Z, overlaps=s.overlaps, pfam=pfam,
                           cpus=s.cpus, progress=s.progress)  # fmt: skip
     out = Path(out)
     domains = pd.DataFrame(domain_rows(genes, hits), columns=list(DOMAIN_COLUMNS))
@@ -281,14 +306,13 @@ def annotate_files(inputs: Sequence[str | Path], out: str | Path, settings: Anno
                             columns=["cluster_id", "label", "domain_tokens", "tokens"])  # fmt: skip
     faa = "".join(f">{g.id} {g.record}:{g.start}-{g.end}({'+' if g.strand > 0 else '-' if g.strand else '.'})\n"
                   f"{g.protein}\n" for g in genes)  # fmt: skip
-    info = hmm_info(hmm_path)
     record = {
-        "inputs": [str(p) for p in inputs], "settings": dataclasses.asdict(s), "database": info,
-        "Z": (s.Z or info["hmms"]) if s.cutoff == "evalue" else None,
-        "tools": {name: md.version(name) for name in ("pyhmmer", "pyrodigal", "gb-io")},
+        "inputs": [str(p) for p in inputs], "settings": dataclasses.asdict(s), "database": hmm_info(hmm_path, len(hmms)),
+        "Z": s.Z or len(hmms), "tools": {name: md.version(name) for name in ("pyhmmer", "pyrodigal", "gb-io")},
         "code_version": code_version(), "records": len(records), "proteins": len(genes), "domains": len(hits),
         "clusters_with_domains": len(clusters),
     }  # fmt: skip
+    (out / "annotation.json").unlink(missing_ok=True)  # the marker of a finished annotation: gone until the end
     atomic_write_text(out / "domains.tsv", domains.to_csv(sep="\t", index=False))
     atomic_write_text(out / "clusters.csv", clusters.to_csv(index=False))
     atomic_write_text(out / "proteins.faa", faa)

@@ -1,11 +1,14 @@
 """Genes of genomes and gene clusters: read from GenBank or FASTA, taken from CDS features or predicted.
 
-Inputs (each optionally gzipped, by the ``.gz`` suffix):
+Inputs (each optionally gzipped, told by the file's first bytes):
 
 - GenBank (``.gbk``, ``.gb``, ``.gbff``, ``.genbank``), read with gb-io: every record's sequence and
-  its CDS features (``/translation``, else the CDS translated with its ``/transl_table``, default 11);
-- FASTA: a nucleotide FASTA (records of IUPAC nucleotide letters) or a protein FASTA (``.faa``, or
-  records that are not nucleotides); one file holds one kind.
+  its CDS features (``/translation``, else the CDS translated with its ``/transl_table``, default 11,
+  from its ``/codon_start``);
+- FASTA: a nucleotide FASTA (records of IUPAC nucleotide letters; one record per sequence) or a protein
+  FASTA (``.faa``, or records that are not nucleotides); one file holds one kind. A protein FASTA is
+  one gene cluster: all its proteins make one record, named by the file name without its suffix (and
+  ``.gz``: ``cluster.faa.gz`` is record ``cluster``), its genes in file order with the FASTA ids.
 
 Genes (``genes=``): ``annotated`` takes the CDS features (a record without any is an error),
 ``predicted`` runs pyrodigal, ``auto`` takes a record's CDS features when it has some and predicts the
@@ -14,7 +17,9 @@ least 100 kb, trained on all of them together as contigs of one genome, else in 
 single mode trained on one short record mis-trains (Prodigal's own advice).
 
 A :class:`Gene` has 0-based, end-exclusive coordinates on its record (``start < end`` whatever the
-strand) and the protein without a stop ``*``. Proteins of a protein FASTA have no record coordinates
+strand: the span from its first to its last base, introns included) and the protein without a stop
+``*``; its strand is -1 when every part of its location is complemented (``complement(join(a,b))`` or
+``join(complement(b),complement(a))``), else +1. Proteins of a protein FASTA have no record coordinates
 (``start = end = 0``, ``strand = 0``).
 """
 
@@ -22,10 +27,12 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from biostrata.data.genome import open_bytes, open_text
 from biostrata.errors import DataNotFoundError, InputError
 
 __all__ = ["Gene", "Record", "read_records", "genes_of", "translate", "GENBANK_SUFFIXES", "SINGLE_MODE_MIN_BP"]
@@ -66,13 +73,16 @@ class Gene:
     protein: str
 
 
-def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+def _name(path: Path) -> str:
+    """The file name without ``.gz`` and the format suffix: ``cluster.faa.gz`` -> ``cluster``."""
+    name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
+    return Path(name).stem or name
 
 
-def _kind(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-    return "genbank" if suffixes and suffixes[-1] in GENBANK_SUFFIXES else "fasta"
+def _suffix(path: Path) -> str:
+    """The format suffix, lower case, after dropping ``.gz``: ``x.gbk.gz`` -> ``.gbk``."""
+    name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
+    return Path(name).suffix.lower()
 
 
 def read_records(path: str | Path) -> list[Record]:
@@ -81,8 +91,8 @@ def read_records(path: str | Path) -> list[Record]:
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; give a GenBank (.gbk) or FASTA file")
     try:
-        records = _read_genbank(path) if _kind(path) == "genbank" else _read_fasta(path)
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
+        records = _read_genbank(path) if _suffix(path) in GENBANK_SUFFIXES else _read_fasta(path)
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise InputError(f"{path}: cannot read ({type(err).__name__}: {err}); is it GenBank or FASTA text?") from None
     if not records:
         raise InputError(f"{path}: no records")
@@ -95,7 +105,7 @@ def read_records(path: str | Path) -> list[Record]:
 
 def _read_fasta(path: Path) -> list[Record]:
     entries: list[tuple[str, int, list[str]]] = []
-    with _open(path) as handle:
+    with open_text(path) as handle:
         for lineno, line in enumerate(handle, 1):
             line = line.strip()
             if line.startswith(">"):
@@ -107,13 +117,13 @@ def _read_fasta(path: Path) -> list[Record]:
                 if not entries:
                     raise InputError(f"{path}:{lineno}: sequence before the first '>' header; is this FASTA?")
                 entries[-1][2].append(line)
-    kinds, records = set(), []
+    kinds, records, proteins = set(), [], []
     for name, lineno, chunks in entries:
         seq = "".join(chunks).upper()
         where = f"{path}:{lineno}: record {name!r}"
         if not seq:
             raise InputError(f"{where} is empty")
-        nucleotide = set(seq) <= _NUCLEOTIDES and path.suffix.lower() != ".faa"
+        nucleotide = set(seq) <= _NUCLEOTIDES and _suffix(path) != ".faa"
         if not nucleotide and not set(seq) <= _AMINO_ACIDS:
             bad = sorted(set(seq) - _AMINO_ACIDS)[:3]
             raise InputError(f"{where}: letters {bad} are neither IUPAC nucleotides nor amino acids")
@@ -121,10 +131,16 @@ def _read_fasta(path: Path) -> list[Record]:
         if nucleotide:
             records.append(Record(name, seq.replace("U", "T"), source=str(path)))
         else:
-            protein = seq.rstrip("*")
-            records.append(Record(name, "", (Gene(name, name, 0, 0, 0, protein),), str(path)))
+            proteins.append((name, seq.rstrip("*")))
     if len(kinds) > 1:
         raise InputError(f"{path}: mixes nucleotide and protein records; give one kind per file (proteins as .faa)")
+    if proteins:  # one gene cluster: one record named by the file
+        ids = [name for name, _ in proteins]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise InputError(f"{path}: protein id {dup!r} appears more than once; ids must be unique")
+        record = _name(path)
+        return [Record(record, "", tuple(Gene(record, name, 0, 0, 0, p) for name, p in proteins), str(path))]
     return records
 
 
@@ -132,11 +148,15 @@ def _read_genbank(path: Path) -> list[Record]:
     import gb_io
 
     records = []
-    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+    with open_bytes(path) as handle:
         try:
             parsed = list(gb_io.iter(handle))
-        except ValueError as err:
-            raise InputError(f"{path}: not a GenBank file gb-io can read ({err})") from None
+        except (ValueError, RuntimeError, OSError) as err:
+            reason = " ".join(str(err).split())[:120]
+            raise InputError(
+                f"{path}: not a GenBank file gb-io can read ({reason}); give GenBank text (LOCUS, FEATURES, ORIGIN, //) "
+                "or name a FASTA file .fna, .fa or .faa"
+            ) from None
     for rec in parsed:
         name = rec.name or rec.accession or f"record{len(records) + 1}"
         seq = bytes(rec.sequence).decode("ascii", "replace").upper()
@@ -157,34 +177,70 @@ def _qualifier(feature, key: str) -> str | None:
 
 def _cds_gene(path: Path, record: str, seq: str, feature, k: int) -> Gene | None:
     """The gene of a CDS feature; None for a pseudo-gene without a translation."""
-    loc = feature.location
-    # gb-io gives a complement's start and end in the gene's orientation: order them on the record
-    start, end = sorted((int(loc.start), int(loc.end)))
-    strand = -1 if type(loc).__name__ == "Complement" else 1
     gid = _qualifier(feature, "protein_id") or _qualifier(feature, "locus_tag") or f"{record}_cds{k}"
+    where = f"{path}: record {record!r}, CDS {gid}"
+    try:
+        leaves = list(_leaves(feature.location))
+    except ValueError:
+        raise InputError(
+            f"{where}: location {feature.location!r} is not on this record; give a CDS located on its own record"
+        ) from None
+    start, end = min(a for a, _, _ in leaves), max(b for _, b, _ in leaves)
+    strand = -1 if all(minus for _, _, minus in leaves) else 1
     protein = _qualifier(feature, "translation")
     if protein is None:
-        if _qualifier(feature, "pseudo") is not None or any(q.key == "pseudo" for q in feature.qualifiers):
+        if any(q.key == "pseudo" for q in feature.qualifiers):
             return None
-        table = int(_qualifier(feature, "transl_table") or 11)
-        codon_start = int(_qualifier(feature, "codon_start") or 1)
-        protein = translate(_spliced(seq, loc)[codon_start - 1 :], table, where=f"{path}: {record} {gid}")
+        table = _int_qualifier(feature, "transl_table", 11, where)
+        codon_start = _int_qualifier(feature, "codon_start", 1, where)
+        if codon_start not in (1, 2, 3):
+            raise InputError(f"{where}: /codon_start={codon_start} is not 1, 2 or 3; fix it, or give /translation")
+        protein = translate(_spliced(seq, feature.location)[codon_start - 1 :], table, where=where)
     protein = re.sub(r"\s+", "", protein).upper().rstrip("*")
     if not protein:
-        raise InputError(f"{path}: record {record!r}, CDS {gid}: empty translation")
+        raise InputError(f"{where}: empty translation")
     if not set(protein) <= _AMINO_ACIDS:
         bad = sorted(set(protein) - _AMINO_ACIDS)[:3]
-        raise InputError(f"{path}: record {record!r}, CDS {gid}: letters {bad} in the translation are not amino acids")
+        raise InputError(f"{where}: letters {bad} in the translation are not amino acids")
     return Gene(record, gid, start, end, strand, protein)
 
 
+def _int_qualifier(feature, key: str, default: int, where: str) -> int:
+    value = _qualifier(feature, key)
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        raise InputError(f"{where}: /{key}={value!r} is not a whole number; fix it, or give /translation") from None
+
+
+def _leaves(loc, minus: bool = False) -> Iterator[tuple[int, int, bool]]:
+    """``(start, end, complemented)`` of every range of a gb-io location (ValueError for one on another
+    record). ``one-of`` reads as its first alternative."""
+    kind = type(loc).__name__
+    if kind == "Complement":
+        yield from _leaves(loc.location, not minus)
+    elif kind in ("Join", "Order", "Bond"):
+        for part in loc.locations:
+            yield from _leaves(part, minus)
+    elif kind == "OneOf":
+        yield from _leaves(loc.locations[0], minus)
+    elif kind in ("Range", "Between"):
+        yield int(loc.start), int(loc.end), minus
+    else:  # External: a location on another record
+        raise ValueError(kind)
+
+
 def _spliced(seq: str, loc) -> str:
-    """The nucleotides of a gb-io location, in the gene's orientation."""
+    """The nucleotides of a gb-io location, in the gene's orientation: a complement is the reverse
+    complement of what it holds, a join its parts in the order given (so ``complement(join(a,b))`` and
+    ``join(complement(b),complement(a))`` read alike)."""
     kind = type(loc).__name__
     if kind == "Complement":
         return _reverse_complement(_spliced(seq, loc.location))
-    if kind in ("Join", "Order"):
+    if kind in ("Join", "Order", "Bond"):
         return "".join(_spliced(seq, part) for part in loc.locations)
+    if kind == "OneOf":
+        return _spliced(seq, loc.locations[0])
     return seq[int(loc.start) : int(loc.end)]
 
 
@@ -206,7 +262,8 @@ def translate(dna: str, table: int = 11, where: str = "") -> str:
 
 
 def genes_of(records: Sequence[Record], genes: str = "auto", progress: bool = False) -> list[Gene]:
-    """The genes of ``records`` (``genes``: ``auto``, ``annotated`` or ``predicted``; module docstring)."""
+    """The genes of ``records`` (``genes``: ``auto``, ``annotated`` or ``predicted``; module docstring),
+    records in the order given. ``progress`` shows a bar over the records pyrodigal predicts on."""
     if genes not in ("auto", "annotated", "predicted"):
         raise InputError(f"genes={genes!r}: choose auto, annotated or predicted")
     proteins_only = [r for r in records if not r.sequence]
@@ -225,12 +282,13 @@ def genes_of(records: Sequence[Record], genes: str = "auto", progress: bool = Fa
 
 def _predict(records: Sequence[Record], progress: bool) -> Iterator[tuple[str, list[Gene]]]:
     import pyrodigal
+    from tqdm.auto import tqdm
 
     total = sum(len(r.sequence) for r in records)
     finder = pyrodigal.GeneFinder(meta=total < SINGLE_MODE_MIN_BP, closed=False, mask=True)
     if total >= SINGLE_MODE_MIN_BP:
         finder.train(*(r.sequence.encode() for r in records))
-    for r in records:
+    for r in tqdm(records, unit="record", desc="pyrodigal", disable=not progress):
         found = finder.find_genes(r.sequence.encode())
         yield r.id, [Gene(r.id, f"{r.id}_{k}", g.begin - 1, g.end, g.strand, g.translate().rstrip("*"))
                      for k, g in enumerate(found, 1)]  # fmt: skip

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import numpy as np
 
@@ -35,8 +35,8 @@ SPLITS = ("train", "dev", "test")
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
 SEQUENCE_SUFFIXES = (".csv", *FASTA_SUFFIXES)  # each may be followed by .gz
 
-# Python's csv refuses fields over 131,072 characters; a genomic record can be longer.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+#: Python's csv refuses fields over 131,072 characters; a genomic record can be longer.
+_CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 
 
 @dataclass
@@ -108,7 +108,7 @@ def read_labelled(path: str | Path) -> SequenceSet:
         raise DataNotFoundError(f"{path}: no such file; expected a CSV with header 'sequence,label' or a FASTA file")
     fasta = path.suffix.lower() in FASTA_SUFFIXES or "".join(path.suffixes[-2:]).lower() in _GZ_FASTA
     try:
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             seqs, labels, lines = (_read_fasta if fasta else _read_csv)(handle, path)
     except UnicodeDecodeError:
         raise InputError(
@@ -124,13 +124,21 @@ def read_labelled(path: str | Path) -> SequenceSet:
 _GZ_FASTA = {s + ".gz" for s in FASTA_SUFFIXES}
 
 
+def is_gzip(path: str | Path) -> bool:
+    """Whether ``path`` is gzip-compressed, told by its first bytes (the magic ``1f 8b``), not its name."""
+    with Path(path).open("rb") as raw:
+        return raw.read(2) == b"\x1f\x8b"
+
+
+def open_bytes(path: str | Path) -> BinaryIO:
+    """``path`` opened for reading bytes, decompressed when it is gzip (:func:`is_gzip`)."""
+    return gzip.open(path, "rb") if is_gzip(path) else Path(path).open("rb")
+
+
 @contextmanager
-def _open_text(path: Path) -> Iterator[TextIO]:
-    """``path`` as text (UTF-8, a byte-order mark dropped), decompressed when it is gzip."""
-    with path.open("rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
-    opened = gzip.open(path, "rb") if gzipped else path.open("rb")
-    with opened as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as handle:
+def open_text(path: str | Path) -> Iterator[TextIO]:
+    """``path`` as text (UTF-8, a byte-order mark dropped), decompressed when it is gzip (:func:`is_gzip`)."""
+    with open_bytes(path) as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as handle:
         yield handle
 
 
@@ -149,6 +157,7 @@ def _read_csv(handle: TextIO, path: Path) -> tuple[list[str], list[int], list[in
     labels: list[int] = []
     lines: list[int] = []
     rows = csv.reader(handle)
+    limit = csv.field_size_limit(_CSV_FIELD_LIMIT)  # process-wide: raised while reading, then restored
     try:
         header = next(rows, None)
         if header is None or [h.strip().lower() for h in header[:2]] != ["sequence", "label"]:
@@ -167,6 +176,8 @@ def _read_csv(handle: TextIO, path: Path) -> tuple[list[str], list[int], list[in
             labels.append(_parse_label(row[1].strip(), where))
     except csv.Error as err:
         raise InputError(f"{path}, line {rows.line_num}: not readable as CSV ({err})") from None
+    finally:
+        csv.field_size_limit(limit)
     return seqs, labels, lines
 
 

@@ -23,9 +23,13 @@ import torch
 from torch import nn
 
 from biostrata.errors import DataNotFoundError, InputError
+from biostrata.io import atomic_write_text
 from biostrata.models.protein_interface import ProteinLM
 
-__all__ = ["TransformersESM", "load_transformers_esm", "from_fair_esm", "hub_name"]
+__all__ = ["TransformersESM", "load_transformers_esm", "from_fair_esm", "hub_name", "check_model_path"]
+
+#: The key of ``config.json`` that keeps ``max_residues`` (transformers keeps unknown config keys).
+MAX_RESIDUES_KEY = "biostrata_max_residues"
 
 #: ESM's 33 tokens in id order (fair-esm's ESM-1b/ESM-2 alphabet; transformers' vocab.txt).
 _TOKENS = ("<cls> <pad> <eos> <unk> L A G V S E R T I D P K Q N F Y M H W C X B U Z O . - <null_1> <mask>").split()
@@ -59,18 +63,46 @@ class TransformersESM(ProteinLM):
         return {i: out.hidden_states[i] for i in want}
 
     def save(self, directory: str | Path) -> Path:
-        """Write the model in the transformers layout (``config.json``, ``model.safetensors``, ``vocab.txt``)."""
+        """Write the model in the transformers layout (``config.json`` with ``max_residues`` under
+        :data:`MAX_RESIDUES_KEY`, ``model.safetensors``, ``vocab.txt``)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        setattr(self.model.config, MAX_RESIDUES_KEY, self.max_residues)
         self.model.save_pretrained(directory, safe_serialization=True)
-        ordered = sorted(self.vocab, key=self.vocab.get)
-        (directory / "vocab.txt").write_text("\n".join(ordered) + "\n")
+        atomic_write_text(directory / "vocab.txt", "\n".join(sorted(self.vocab, key=self.vocab.get)) + "\n")
         return directory
 
 
 def hub_name(name: str) -> str:
     """``facebook/<name>`` for a bare ESM name, the name itself otherwise."""
     return f"facebook/{name}" if "/" not in name and name.startswith(("esm2_", "esm1b_", "esm1v_")) else name
+
+
+#: A model directory's contents, for messages.
+_MODEL_DIR = (
+    "a model is a transformers folder (config.json, model.safetensors or pytorch_model.bin, vocab.txt), a fair-esm "
+    ".pt file, or a hub name such as facebook/esm2_t33_650M_UR50D or esm2_t33_650M_UR50D"
+)
+
+
+def check_model_path(name_or_path: str | Path) -> Path:
+    """``name_or_path`` as a path (``~`` expanded), after refusing a path that does not exist: one that
+    starts with ``.``, ``/`` or ``~``, has more than one path separator or ends with one, or names a
+    weights file. Hub names are ``org/name`` or a bare name (``esm2_t33_650M_UR50D``)."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    seps = {"/", os.sep, os.altsep} - {None}
+    looks_local = (
+        text.startswith((".", "~", *seps))
+        or sum(text.count(sep) for sep in seps) > 1
+        or text.endswith(tuple(seps))
+        or path.suffix in (".pt", ".pth", ".bin", ".safetensors", ".json", ".ckpt")
+    )
+    if looks_local:
+        raise DataNotFoundError(f"--model {text}: no such file or folder; {_MODEL_DIR}")
+    return path
 
 
 def _vocab(directory: Path) -> dict[str, int]:
@@ -86,11 +118,12 @@ def _vocab(directory: Path) -> dict[str, int]:
 
 def load_transformers_esm(name_or_dir: str | Path, max_residues: int | None = None) -> TransformersESM:
     """Load ``EsmModel`` from a local directory or a hub name (module docstring); ``max_residues``
-    defaults to 1022 (the length ESM-2 was trained on)."""
+    defaults to the value saved with the model (:meth:`TransformersESM.save`), else 1022 (the length
+    ESM-2 was trained on). A path that does not exist is refused (:func:`check_model_path`)."""
     from transformers import EsmModel
     from transformers.utils import cached_file
 
-    path = Path(name_or_dir)
+    path = check_model_path(name_or_dir)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"{path}: no config.json; give a transformers model directory (config.json, weights)")
@@ -114,7 +147,9 @@ def load_transformers_esm(name_or_dir: str | Path, max_residues: int | None = No
             source, "vocab.txt", local_files_only=True, _raise_exceptions_for_missing_entries=False
         )
         vocab = _vocab(Path(vocab_file).parent) if vocab_file else {tok: i for i, tok in enumerate(_TOKENS)}
-    return TransformersESM(model.eval(), vocab, name, 1022 if max_residues is None else max_residues)
+    if max_residues is None:
+        max_residues = getattr(model.config, MAX_RESIDUES_KEY, 1022)
+    return TransformersESM(model.eval(), vocab, name, max_residues)
 
 
 def _not_found(source: str, local: bool) -> str:

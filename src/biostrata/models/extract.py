@@ -361,17 +361,21 @@ def extract_cluster_embeddings(
     out: str | Path,
     layers: Sequence[int] = (-1,),
     poolings: Sequence[str] = ("mean",),
-    token_budget: int = 8192,
+    token_budget: int | None = None,
     device: str | torch.device | None = None,
+    dtype: str = "float32",
     progress: bool = True,
 ) -> dict:
     """Embed gene clusters (domain sentences) with a domain LM into an HDF5 store keyed by cluster id:
     ``mean`` over a cluster's domains per layer, and with ``per_token`` the state of every domain.
     Clusters already in the store are skipped (resume). Domains outside the model's vocabulary embed
     as its unknown token; they are counted, not dropped. The layers must share one width (layer 0,
-    the token table, is ``d_embed`` wide, the blocks ``d_model``). Returns the counts and the path."""
+    the token table, is ``d_embed`` wide, the blocks ``d_model``). Clusters are packed by length
+    within ``token_budget`` (default: :data:`DEFAULT_TOKEN_BUDGET` of the device); ``dtype`` is the
+    stored precision (float32 or float16). Returns the counts and the path."""
     from tqdm.auto import tqdm
 
+    device, _, token_budget = check_options(token_budget, device=device, special=sum(model.special_tokens))
     if "bos" in poolings:
         raise InputError("poolings: a domain LM has no BOS token; use mean and/or per_token")
     layer_ids = model.layer_index(layers)
@@ -387,9 +391,7 @@ def extract_cluster_embeddings(
     vocab = model.vocab
     domains = [d for c in clusters for d in c.domains]
     unknown = [d for d in domains if d not in vocab]
-    store = EmbeddingStore.create(
-        out, getattr(model, "name", "domain LM"), layer_ids, widths.pop(), poolings, "float32"
-    )
+    store = EmbeddingStore.create(out, getattr(model, "name", "domain LM"), layer_ids, widths.pop(), poolings, dtype)
     todo = [c for c in clusters if c.id not in store and len(c.domains)]
     encoded = [vocab.encode(c) for c in todo]
     pending: list[tuple[str, int, dict[int, np.ndarray]]] = []

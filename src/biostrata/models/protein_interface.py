@@ -4,7 +4,6 @@ letter table, fair-esm's layer numbering, and ``embed(tokens, layers) -> {layer:
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -26,13 +25,16 @@ class ProteinLM(nn.Module):
     special_tokens = (1, 1)
     backend = ""
 
+    #: What the deprecated constructor ``ProteinLM(model, alphabet, ...)`` makes (it was fair-esm's adapter):
+    #: :mod:`biostrata.models.protein_lm` sets it to ``FairESM`` when it loads, the name's old home.
+    _legacy: type[ProteinLM] | None = None
+
     def __new__(cls, *args, **kwargs):
-        if cls is ProteinLM:  # the old constructor ProteinLM(model, alphabet, ...) was fair-esm's
+        if cls is ProteinLM and ProteinLM._legacy is not None:  # for one release
             warnings.warn(
                 "ProteinLM(model, alphabet) is now FairESM(model, alphabet)", DeprecationWarning, stacklevel=2
             )
-            # for one release, as biostrata.compat does: loaded by name, so no import cycle
-            return nn.Module.__new__(importlib.import_module("biostrata.models.protein_lm").FairESM)
+            return nn.Module.__new__(ProteinLM._legacy)
         return super().__new__(cls)
 
     def _set_vocab(self, vocab: dict[str, int], cls: int, eos: int, pad: int, unk: int) -> None:

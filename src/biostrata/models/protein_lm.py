@@ -23,6 +23,7 @@ from torch import nn
 from biostrata.compat import moved
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write
+from biostrata.models.esm_hf import check_model_path, load_transformers_esm
 from biostrata.models.hub import hub_file, load_torch_file
 from biostrata.models.protein_interface import ProteinLM
 
@@ -83,6 +84,8 @@ class FairESM(ProteinLM):
         atomic_write(Path(path), lambda tmp: torch.save(data, tmp))
 
 
+ProteinLM._legacy = FairESM  # the deprecated ProteinLM(model, alphabet, ...) makes one, for one release
+
 #: What ``load_protein_lm`` takes, for its errors.
 _ESM_FILE = "a fair-esm .pt file (e.g. esm2_t33_650M_UR50D.pt) or a hub name such as esm2_t33_650M_UR50D"
 
@@ -101,18 +104,18 @@ def load_protein_lm(
 
     fair-esm's hub files come from its own server and are unpickled in full; a local file must load with
     ``weights_only`` unless ``trusted``. ``max_residues`` defaults to the value saved with the model,
-    else 1022 (ESM-1b's hard limit, and the length ESM-2 was trained on).
+    else 1022 (ESM-1b's hard limit, and the length ESM-2 was trained on). A path that does not exist
+    (``./my_esm``, ``~/esm``, ``a/b/c``) is refused, not looked up on the hub
+    (:func:`~biostrata.models.esm_hf.check_model_path`).
     """
     if backend not in BACKENDS:
         raise InputError(f"backend={backend!r} (--backend): choose one of {', '.join(BACKENDS)}")
     if max_residues is not None and max_residues < 1:
         raise InputError(f"max_residues={max_residues} (--max-residues): must be at least 1")
-    path = Path(name_or_path)
+    path = check_model_path(name_or_path)
     if backend == "transformers" or (
         backend == "auto" and (path.is_dir() or not (path.is_file() or path.suffix == ".pt"))
     ):
-        from biostrata.models.esm_hf import load_transformers_esm
-
         return load_transformers_esm(name_or_path, max_residues)
     return _load_fair_esm(path, str(name_or_path), trusted, max_residues)
 
@@ -125,8 +128,11 @@ def _load_fair_esm(path: Path, name: str, trusted: bool, max_residues: int | Non
             f"{path} is a folder; pass the fair-esm .pt file itself (its -contact-regression.pt sibling is optional)"
         )
     if not path.is_file():
-        if path.suffix == ".pt" or os.sep in name:
-            raise DataNotFoundError(f"ESM checkpoint not found: {path}")
+        if "/" in name or os.sep in name:  # org/name: a Hugging Face name
+            raise DataNotFoundError(
+                f"--model {name}: fair-esm (--backend fair-esm) takes a .pt file or a bare name such as "
+                "esm2_t33_650M_UR50D; org/name is a Hugging Face name: use --backend auto or transformers"
+            )
         path, trusted = hub_file(name, f"{ESM_URL}{name}.pt", "ESM model"), True
     trust = "--trust-checkpoint (trusted=True; official fair-esm files need it)"
     data = load_torch_file(path, _ESM_FILE, trusted, trust)

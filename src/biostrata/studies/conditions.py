@@ -17,7 +17,7 @@ the factor levels and seeds may change, adding or leaving out runs.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,6 @@ from biostrata.analysis.hyperbolicity import embedding_delta
 from biostrata.config import ConditionsSettings, TrainConfig
 from biostrata.data.genome import read_gue_dir
 from biostrata.data.simulate import simulate_dataset, write_gue
-from biostrata.errors import InputError
 from biostrata.io import atomic_write_text
 from biostrata.report.plots import plot_conditions
 
@@ -87,20 +86,7 @@ def run_conditions(out: str | Path, s: ConditionsSettings | None = None, progres
 
 def check_resumable(out: Path, s: ConditionsSettings) -> None:
     """Refuse to resume in ``out`` with settings other than those its data and runs were made with."""
-    path = out / "settings.json"
-    if not path.is_file():
-        return
-    try:
-        then = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: not valid JSON ({err}); give another --out, or delete the folder") from None
-    now = asdict(s)
-    diff = [f"{k}: {then.get(k)!r} there, {now[k]!r} now" for k in RUN_KEYS if then.get(k) != now[k]]
-    if diff:
-        raise InputError(
-            f"{out} holds runs made with other settings ({'; '.join(diff)}); resume with the same settings, or "
-            "give another --out"
-        )
+    s.check_resume(out / "settings.json", ignore=[f.name for f in fields(s) if f.name not in RUN_KEYS])
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

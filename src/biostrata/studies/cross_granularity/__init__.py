@@ -69,6 +69,8 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
                 f"{name} (--{name}) {path}: {what}; give --{name} FILE, or --data DIR (a folder with bgc/ and pfam/)"
             )
     out = Path(out)
+    # every cached step depends on the settings; how the work runs does not
+    s.check_resume(out / "settings.json", ignore=("progress", "threads", "accelerator"))
     atomic_write_json(out / "settings.json", asdict(s))
     clock = StepClock(out / "timings.jsonl")
     with cpu_threads(s.threads):

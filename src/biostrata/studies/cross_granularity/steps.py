@@ -91,7 +91,7 @@ def pretrain_arm(out: Path, s: CrossGranularitySettings, data: Inputs, arm: str,
 
 
 def segment_vectors(store: Path, data: Inputs, layer: int) -> dict[str, np.ndarray]:
-    """BGC -> ``[segments, dim]`` protein embeddings of its domain hits, in :func:`read_segments` order
+    """BGC -> ``[segments, dim]`` protein embeddings of its domain hits, in :func:`~biostrata.data.proteins.read_domain_segments` order
     (a segment is embedded once, by its (family, sequence), however often it occurs)."""
     from biostrata.data.embedding_store import EmbeddingStore
 
