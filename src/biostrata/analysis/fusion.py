@@ -29,6 +29,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
 from biostrata.analysis.probes import ProbeBase
+from biostrata.data.strata import align_occurrences
 from biostrata.errors import InputError
 
 __all__ = [
@@ -51,17 +52,7 @@ def align_domains(a: Sequence[Hashable], b: Sequence[Hashable], method: str = "o
     if method not in ALIGNMENTS:
         raise InputError(f"method={method!r}: choose one of {', '.join(ALIGNMENTS)}")
     if method == "occurrence":
-        slots: dict[Hashable, list[int]] = {}
-        for j, key in enumerate(b):
-            slots.setdefault(key, []).append(j)
-        seen: dict[Hashable, int] = {}
-        pairs = []
-        for i, key in enumerate(a):
-            k = seen.get(key, 0)
-            if k < len(slots.get(key, ())):
-                pairs.append((i, slots[key][k]))
-            seen[key] = k + 1
-        return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+        return align_occurrences(a, b)
     # longest common subsequence; row i+1 of the table is a running maximum over row i
     codes: dict[Hashable, int] = {}
     ca = np.array([codes.setdefault(x, len(codes)) for x in a], dtype=np.int64)

@@ -88,7 +88,7 @@ def read_fasta(path: str | Path) -> list[ProteinRecord]:
     return records
 
 
-def _domain_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
+def domain_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
     """``(file:line, row)`` for every row of a domain table, with ``family`` (the Pfam accession without
     its version), ``segment`` (the cleaned protein sequence) and integer ``dna_start``/``dna_end`` added."""
     path = Path(path)
@@ -113,7 +113,7 @@ def _domain_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
             yield where, row
 
 
-def _hit(row: dict) -> tuple:
+def hit_key(row: dict) -> tuple:
     """What identifies one domain hit: cluster, gene, protein, coordinates and family."""
     return row["bgc_id"], row["gene_id"], row["protein_accession"], row["dna_start"], row["dna_end"], row["family"]
 
@@ -122,7 +122,7 @@ def read_domain_proteins(path: str | Path, dedupe: bool = True) -> list[ProteinR
     """Per-domain protein segments of a domain table; with ``dedupe`` a sequence already seen in the
     same family is skipped."""
     records, seen_ids, seen_seq = [], set(), set()
-    for where, row in _domain_rows(path):
+    for where, row in domain_rows(path):
         family, seq = row["family"], row["segment"]
         rid = "|".join([row["bgc_id"], row["gene_id"], row["protein_accession"],
                         f"{row['dna_start']}-{row['dna_end']}", family])  # fmt: skip
@@ -143,8 +143,8 @@ def read_domain_segments(path: str | Path) -> dict[str, list[tuple[str, str]]]:
     ordered by gene, start, end and family; rows repeating the same hit (gene, protein, coordinates,
     family) count once (the first)."""
     hits: dict[tuple, str] = {}
-    for _, row in _domain_rows(path):
-        hits.setdefault(_hit(row), row["segment"])
+    for _, row in domain_rows(path):
+        hits.setdefault(hit_key(row), row["segment"])
     out: dict[str, list[tuple[str, str]]] = {}
     for key in sorted(hits, key=lambda k: (k[0], k[1], k[3], k[4], k[5])):  # stable: ties keep file order
         out.setdefault(key[0], []).append((key[5], hits[key]))

@@ -1,0 +1,72 @@
+"""Tests of biostrata.data.strata: domain instances at every stratum, joined by instance id."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from biostrata.data.clusters import Cluster, ClusterCorpus
+from biostrata.data.pfam import PfamFamily, PfamTable
+from biostrata.data.strata import INSTANCE_COLUMNS, align_occurrences, read_instances
+from biostrata.errors import InputError
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+HEADER = "bgc_id\tpfam_id\tgene_id\tprotein_accession\tdna_start\tdna_end\tframe\tdna_sequence\tprotein_sequence\t" \
+         "biosynthetic_class\tmolecule\tframe_evidence"  # fmt: skip
+ROWS = [
+    "B1\tPF00002.1\tg2\tA\t5\t50\t0\tacgt\tMKV*\tNRP\tx\thmm",
+    "B1\tPF00001\tg1\tA\t30\t90\t0\tAAAC\tAAA\tNRP\tx\tunique",
+    "B1\tPF00001\tg1\tA\t30\t90\t0\tAAAC\tAAA\tNRP\tx\tunique",  # the same hit again
+    "B1\tPF00001\tg1\tA\t1\t20\t0\tCCCG\tCCC\tNRP\tx\tambiguous",
+    "B2\tPF00003\tg1\tA\t1\t20\t0\tGGGA\tDDD\tPolyketide\ty\thmm",
+]
+
+
+def test_one_row_per_instance_whatever_the_line_order(tmp_path: Path) -> None:
+    pfam = PfamTable([PfamFamily("PF00001", "CL0001", "c", "A", ""), PfamFamily("PF00002", "", "", "B", "")])
+    corpus = ClusterCorpus([Cluster("B1", ("PF00009", "PF00001", "PF00002", "PF00001")), Cluster("B3", ("PF00001",))])
+    tables = []
+    for seed in range(4):
+        rows = ROWS[:]
+        random.Random(seed).shuffle(rows)
+        (tmp_path / "d.tsv").write_text("\n".join([HEADER, *rows]) + "\n")
+        tables.append(read_instances(tmp_path / "d.tsv", corpus, pfam))
+    for other in tables[1:]:
+        pd.testing.assert_frame_equal(tables[0], other)
+    t = tables[0]
+    assert list(t.columns) == list(INSTANCE_COLUMNS) and len(t) == 4
+    assert list(t["instance_id"]) == ["B1|g1|A|1-20|PF00001", "B1|g1|A|30-90|PF00001", "B1|g2|A|5-50|PF00002",
+                                      "B2|g1|A|1-20|PF00003"]  # fmt: skip
+    assert list(t["hit_index"]) == [0, 1, 2, 0] and list(t["clan"]) == ["CL0001", "CL0001", "", ""]
+    # k-th PF00001 of B1 with its k-th token; B2 is not in the corpus
+    assert list(t["token_position"]) == [1, 3, 2, -1]
+    assert list(t["protein"]) == ["CCC", "AAA", "MKV", "DDD"] and t["dna"].iloc[2] == "ACGT"
+    assert list(t["product_class"]) == ["NRP", "NRP", "NRP", "Polyketide"]
+
+
+def test_align_occurrences() -> None:
+    pairs = align_occurrences(["a", "b", "a", "c"], ["b", "a", "x", "a"])
+    assert pairs.tolist() == [[0, 1], [1, 0], [2, 3]]
+    assert align_occurrences([], ["a"]).shape == (0, 2)
+
+
+def test_a_table_without_dna_is_refused(tmp_path: Path) -> None:
+    header = HEADER.replace("\tdna_sequence", "")
+    row = ROWS[0].replace("\tacgt", "")
+    (tmp_path / "d.tsv").write_text(f"{header}\n{row}\n")
+    with pytest.raises(InputError, match=r"d.tsv:2: no dna_sequence column"):
+        read_instances(tmp_path / "d.tsv")
+
+
+@pytest.mark.skipif(not (DATA / "bgc").is_dir(), reason="real data folder ../shared/data is absent")
+def test_real_instances() -> None:
+    from biostrata.data.clusters import read_clusters
+
+    pfam = PfamTable.read(DATA / "pfam" / "Pfam-A.clans.tsv")
+    t = read_instances(DATA / "bgc" / "mibig_domains.tsv", read_clusters(DATA / "bgc" / "mibig_pfamid.csv", pfam), pfam)
+    assert len(t) == 23_358 and t["bgc_id"].nunique() == 1_246 and t["instance_id"].is_unique
+    assert t["frame_evidence"].value_counts().to_dict() == {"hmm": 8_999, "ambiguous": 8_249, "unique": 6_110}
+    assert (t["token_position"] >= 0).sum() == 19_672
