@@ -87,3 +87,11 @@ def test_domain_segments_ordered_by_gene_and_position_without_repeated_rows(tmp_
     path.write_text(HEADER + "B1\tPF00002\tg2\tA\tfive\t50\t0\tACG\tMKV\n")
     with pytest.raises(InputError, match=r"d.tsv:2: dna_start must be an integer"):
         read_domain_segments(path)
+
+
+def test_gzipped_fasta_reads_like_the_plain_file(tmp_path: Path) -> None:
+    import gzip
+
+    (tmp_path / "p.fa").write_text(">a\nMKV*\n>b\nww\n")
+    (tmp_path / "p.fa.gz").write_bytes(gzip.compress((tmp_path / "p.fa").read_bytes()))
+    assert read_fasta(tmp_path / "p.fa.gz") == read_fasta(tmp_path / "p.fa")

@@ -1,7 +1,7 @@
 """Protein sequences from FASTA files and from per-domain tables.
 
 - FASTA: ``>id description`` header (the id is the text up to the first whitespace), then
-  sequence lines. A trailing stop ``*`` is removed; letters are upper-cased.
+  sequence lines, plain or gzip-compressed. A trailing stop ``*`` is removed; letters are upper-cased.
 - Domain table (``mibig_domains.tsv``), tab-separated with a header that includes ``bgc_id``,
   ``pfam_id``, ``gene_id``, ``dna_start``, ``dna_end`` and ``protein_sequence``: one Pfam domain
   hit per row. Each row becomes a record with id ``<bgc_id>|<gene_id>|<dna_start>-<dna_end>|<pfam_id>``
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from biostrata.data.genome import open_text
 from biostrata.errors import DataNotFoundError, InputError
 
 __all__ = [
@@ -56,7 +57,7 @@ def iter_fasta(path: str | Path) -> Iterator[ProteinRecord]:
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"FASTA file not found: {path}")
-    with open(path, encoding="utf-8") as handle:
+    with open_text(path) as handle:  # plain or gzip, as the genome readers take them
         name, start, chunks = None, 0, []
         for lineno, line in enumerate(handle, 1):
             line = line.strip()
