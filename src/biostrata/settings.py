@@ -35,7 +35,7 @@ from biostrata.io import atomic_write_text
 S = TypeVar("S", bound="Settings")
 OPTIONS = "command-line options"  # the source of settings given on the command line only
 
-__all__ = ["SettingError", "Settings", "field_help"]
+__all__ = ["SettingError", "Settings", "field_help", "changes"]
 
 
 class SettingError(InputError):
@@ -53,6 +53,13 @@ class SettingError(InputError):
 
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
+
+
+def changes(then: dict, now: dict, ignore: Collection[str] = ()) -> list[str]:
+    """``"key: <then> there, <now> now"`` for every key of either dict, but ``ignore``, whose values differ:
+    what a resumed run would change in the settings its saved outputs were made with."""
+    keys = sorted(k for k in {*then, *now} if k not in ignore and then.get(k) != now.get(k))
+    return [f"{k}: {then.get(k)!r} there, {now.get(k)!r} now" for k in keys]
 
 
 def field_help(text: str) -> dict:
@@ -185,9 +192,7 @@ class Settings:
         except json.JSONDecodeError as err:
             raise InputError(f"{path}: not valid JSON ({err}); give another --out, or delete the folder") from None
         now = json.loads(json.dumps(dataclasses.asdict(self)))  # as saved: tuples become lists
-        diff = [
-            f"{k}: {then.get(k)!r} there, {v!r} now" for k, v in now.items() if k not in ignore and then.get(k) != v
-        ]
+        diff = changes(then, now, ignore)
         if diff:
             raise InputError(
                 f"{path.parent} holds results made with other settings ({'; '.join(diff)}); resume with the same "

@@ -152,9 +152,11 @@ def _check_resumable(folder: Path, cfg: TrainConfig, splits: Splits) -> None:
     settings, or data of another length or other labels."""
     import dataclasses
 
-    then = dataclasses.asdict(type(cfg).from_yaml(folder / "config.yaml"))
-    now = dataclasses.asdict(cfg)
-    diff = [f"{k}: {then[k]!r} there, {now[k]!r} now" for k in now if k not in _RESUME_FREE and then[k] != now[k]]
+    from biostrata.settings import changes
+
+    diff = changes(
+        dataclasses.asdict(type(cfg).from_yaml(folder / "config.yaml")), dataclasses.asdict(cfg), _RESUME_FREE
+    )
     metrics = _finished(folder) or {}
     data = {"length": cfg.length or splits.max_length, "class_labels": splits.labels}
     diff += [f"data {k}: {metrics[k]!r} there, {v!r} now" for k, v in data.items() if metrics.get(k, v) != v]

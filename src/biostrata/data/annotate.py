@@ -178,30 +178,28 @@ def search_domains(
     options = {"Z": z, "domZ": z, **({"bit_cutoffs": "gathering"} if cutoff == "gathering" else {"E": _REPORT_E})}
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(hmms), unit="HMM", desc="hmmsearch", disable=not progress) as bar:
-        results = list(pyhmmer.hmmsearch(hmms, block, cpus=cpus, callback=lambda *_: bar.update(), **options))
     hits = []
-    if cutoff == "gathering":
-        for top in results:
-            for hit in top.included:
-                hits += [_hit(hit, d, d.i_evalue) for d in hit.domains.included]
-    else:
-        for top in results:
+    with tqdm(total=len(hmms), unit="HMM", desc="hmmsearch", disable=not progress) as bar:
+        # one HMM's hits at a time, as hmmsearch yields them: no list of every HMM's results
+        for top in pyhmmer.hmmsearch(hmms, block, cpus=cpus, callback=lambda *_: bar.update(), **options):
+            if cutoff == "gathering":
+                hits += [_hit(hit, d) for hit in top.included for d in hit.domains.included]
+                continue
             for hit in top.reported:
                 best = max(hit.domains, key=lambda d: d.score)
                 if best.i_evalue <= evalue:
-                    hits.append(_hit(hit, best, best.i_evalue))
+                    hits.append(_hit(hit, best))
     return resolve_overlaps(hits, overlaps, pfam)
 
 
-def _hit(hit, domain, i_evalue: float) -> DomainHit:
+def _hit(hit, domain) -> DomainHit:
     ali = domain.alignment
     accession = _text(ali.hmm_accession) or _text(ali.hmm_name)
     return DomainHit(
         gene=int(_text(hit.name)), accession=accession, family=parse_accession(accession) or accession,
         name=_text(ali.hmm_name), env_start=domain.env_from - 1, env_end=domain.env_to,
         ali_start=ali.target_from - 1, ali_end=ali.target_to, hmm_start=ali.hmm_from - 1, hmm_end=ali.hmm_to,
-        score=float(domain.score), i_evalue=float(i_evalue),
+        score=float(domain.score), i_evalue=float(domain.i_evalue),
     )  # fmt: skip
 
 
@@ -282,7 +280,7 @@ def annotate_files(inputs: Sequence[str | Path], out: str | Path, settings: Anno
 
     import pandas as pd
 
-    from biostrata.data.genes import genes_of, read_records
+    from biostrata.data.genes import first_repeat, genes_of, read_records
     from biostrata.io import atomic_write_json, atomic_write_text
     from biostrata.provenance import code_version
 
@@ -291,8 +289,7 @@ def annotate_files(inputs: Sequence[str | Path], out: str | Path, settings: Anno
     pfam = PfamTable.read(s.clans) if s.clans else None
     records = [r for path in inputs for r in read_records(path)]
     ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
+    if (dup := first_repeat(ids)) is not None:
         raise InputError(f"record id {dup!r} appears in more than one input file; ids must be unique across inputs")
     hmms = read_hmms(hmm_path)
     if s.cutoff == "gathering":

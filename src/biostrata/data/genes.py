@@ -73,16 +73,19 @@ class Gene:
     protein: str
 
 
-def _name(path: Path) -> str:
-    """The file name without ``.gz`` and the format suffix: ``cluster.faa.gz`` -> ``cluster``."""
-    name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
-    return Path(name).stem or name
+def _unzipped(path: Path) -> Path:
+    """The file name without ``.gz``: ``cluster.faa.gz`` -> ``cluster.faa`` (its stem and format suffix)."""
+    return Path(path.name[:-3] if path.name.lower().endswith(".gz") else path.name)
 
 
-def _suffix(path: Path) -> str:
-    """The format suffix, lower case, after dropping ``.gz``: ``x.gbk.gz`` -> ``.gbk``."""
-    name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
-    return Path(name).suffix.lower()
+def first_repeat(ids: Sequence[str]) -> str | None:
+    """The first id seen twice, or None when all are unique."""
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            return i
+        seen.add(i)
+    return None
 
 
 def read_records(path: str | Path) -> list[Record]:
@@ -91,14 +94,12 @@ def read_records(path: str | Path) -> list[Record]:
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; give a GenBank (.gbk) or FASTA file")
     try:
-        records = _read_genbank(path) if _suffix(path) in GENBANK_SUFFIXES else _read_fasta(path)
+        records = _read_genbank(path) if _unzipped(path).suffix.lower() in GENBANK_SUFFIXES else _read_fasta(path)
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise InputError(f"{path}: cannot read ({type(err).__name__}: {err}); is it GenBank or FASTA text?") from None
     if not records:
         raise InputError(f"{path}: no records")
-    ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
+    if (dup := first_repeat([r.id for r in records])) is not None:
         raise InputError(f"{path}: record id {dup!r} appears more than once; ids must be unique")
     return records
 
@@ -123,7 +124,7 @@ def _read_fasta(path: Path) -> list[Record]:
         where = f"{path}:{lineno}: record {name!r}"
         if not seq:
             raise InputError(f"{where} is empty")
-        nucleotide = set(seq) <= _NUCLEOTIDES and _suffix(path) != ".faa"
+        nucleotide = set(seq) <= _NUCLEOTIDES and _unzipped(path).suffix.lower() != ".faa"
         if not nucleotide and not set(seq) <= _AMINO_ACIDS:
             bad = sorted(set(seq) - _AMINO_ACIDS)[:3]
             raise InputError(f"{where}: letters {bad} are neither IUPAC nucleotides nor amino acids")
@@ -135,11 +136,10 @@ def _read_fasta(path: Path) -> list[Record]:
     if len(kinds) > 1:
         raise InputError(f"{path}: mixes nucleotide and protein records; give one kind per file (proteins as .faa)")
     if proteins:  # one gene cluster: one record named by the file
-        ids = [name for name, _ in proteins]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
+        if (dup := first_repeat([name for name, _ in proteins])) is not None:
             raise InputError(f"{path}: protein id {dup!r} appears more than once; ids must be unique")
-        record = _name(path)
+        file = _unzipped(path)
+        record = file.stem or file.name
         return [Record(record, "", tuple(Gene(record, name, 0, 0, 0, p) for name, p in proteins), str(path))]
     return records
 

@@ -105,9 +105,9 @@ def check_model_path(name_or_path: str | Path) -> Path:
     return path
 
 
-def _vocab(directory: Path) -> dict[str, int]:
-    path = directory / "vocab.txt"
-    if not path.is_file():
+def _vocab(path: Path | None) -> dict[str, int]:
+    """Token -> id from a ``vocab.txt`` (one token a line); ESM's own 33 tokens when there is none."""
+    if path is None or not path.is_file():
         return {tok: i for i, tok in enumerate(_TOKENS)}
     tokens = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     missing = [t for t in ("<cls>", "<eos>", "<pad>", "<unk>") if t not in tokens]
@@ -140,13 +140,12 @@ def load_transformers_esm(name_or_dir: str | Path, max_residues: int | None = No
             model = EsmModel.from_pretrained(source, add_pooling_layer=False)
         except OSError:
             raise DataNotFoundError(_not_found(source, False)) from None
-    if path.is_dir():
-        vocab = _vocab(path)
-    else:
-        vocab_file = cached_file(
-            source, "vocab.txt", local_files_only=True, _raise_exceptions_for_missing_entries=False
-        )
-        vocab = _vocab(Path(vocab_file).parent) if vocab_file else {tok: i for i, tok in enumerate(_TOKENS)}
+    vocab_file = (
+        path / "vocab.txt"
+        if path.is_dir()
+        else cached_file(source, "vocab.txt", local_files_only=True, _raise_exceptions_for_missing_entries=False)
+    )
+    vocab = _vocab(Path(vocab_file) if vocab_file else None)
     if max_residues is None:
         max_residues = getattr(model.config, MAX_RESIDUES_KEY, 1022)
     return TransformersESM(model.eval(), vocab, name, max_residues)

@@ -124,6 +124,11 @@ def check_options(
             f"overlap={overlap} (--overlap): must be in [0, {max_residues}), shorter than the windows of "
             f"max_residues={max_residues} (--max-residues)"
         )
+    return device, _precision(precision, device), token_budget
+
+
+def _precision(precision: str | None, device: torch.device) -> str:
+    """``precision`` checked for ``device``; None: fp16 on a GPU, fp32 on the CPU."""
     precision = ("fp16" if device.type == "cuda" else "fp32") if precision is None else precision
     if precision not in PRECISIONS:
         raise InputError(f"precision={precision!r} (--precision): choose one of {', '.join(PRECISIONS)}")
@@ -131,7 +136,7 @@ def check_options(
         raise InputError(
             f"precision='fp16' (--precision): float16 needs a GPU, and the device is {device}; use bf16 or fp32"
         )
-    return device, precision, token_budget
+    return precision
 
 
 @torch.inference_mode()
@@ -149,7 +154,8 @@ def forward_batches(
     ``device``; with ``precision`` bf16 or fp16 under autocast: matrix products in that precision,
     normalizations in float32, the weights as they are). ``collate`` defaults to ``model.tokenize``.
     The model is put in eval mode on ``device``."""
-    device, precision, _ = check_options(1 << 30, device=device, precision=precision, special=0)
+    device = default_device(device)
+    precision = _precision(precision, device)
     collate = collate or model.tokenize
     model.to(device).eval()
     dtype = _AUTOCAST[precision]

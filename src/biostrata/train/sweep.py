@@ -37,6 +37,7 @@ from biostrata.data.benchmarks import Suite, Task, check_data, input_length, loa
 from biostrata.errors import BiostrataError, InputError
 from biostrata.io import atomic_write_json
 from biostrata.provenance import code_version
+from biostrata.settings import changes
 
 RECORD_NAME = "record.json"
 RECORD_KEYS = (
@@ -223,15 +224,13 @@ class Sweep:
     def _check_done(self, done: Iterable[Run]) -> None:
         """Finished records must come from the same base config and dev split as this sweep."""
         skip = PER_RUN_KEYS + OPERATIONAL_KEYS
-        now = {k: v for k, v in _config_dict(self.config).items() if k not in skip}
+        now = _config_dict(self.config)
         # A key added to the config after a record was written counts as its default there.
         defaults = _defaults(self.config)
         for run in done:
             path = run.record_path(self.out)
             record = read_record(path)
-            then = {k: v for k, v in {**defaults, **record["config"]}.items() if k not in skip}
-            keys = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
-            diff = [f"{k}: {then.get(k)!r} there, {now.get(k)!r} now" for k in keys]
+            diff = changes({**defaults, **record["config"]}, now, skip)
             if record["data"].get("dev_split") != self._dev_split():
                 diff.append(f"dev split: {record['data'].get('dev_split')!r} there, {self._dev_split()!r} now")
             if diff:
