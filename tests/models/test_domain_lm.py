@@ -192,8 +192,163 @@ def test_presets(vocab: DomainVocabulary) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     assert model.table.weight.numel() == 19509 * 1280
     assert 33e6 < n_params < 35e6  # ~34M, as published
-    assert DomainLM.from_preset("small", vocab).config == PRESETS["small"]
+    assert DomainLM.from_preset("small", vocab).config == {
+        **PRESETS["small"],
+        "geometry": "euclidean",
+        "curvature": 1.0,
+    }
     with pytest.raises(InputError, match="preset='huge'"):
         DomainLM.from_preset("huge", vocab)
     with pytest.raises(InputError, match="unknown DomainLM option"):
         DomainLM.from_preset("small", vocab, width=3)
+    hyper = DomainLM.from_preset("small", vocab, geometry="lorentz", curvature=0.5, n_layers=1)
+    assert hyper.geometry == "lorentz" and hyper.config["curvature"] == 0.5 and hyper.config["n_layers"] == 1
+
+
+# ----------------------------------------------------------------------------------- lorentz geometry
+def _lorentz(vocab: DomainVocabulary, curvature: float = 1.0, seed: int = 0) -> DomainLM:
+    """A float64 lorentz model with every weight random (table rows well away from the origin)."""
+    torch.manual_seed(seed)
+    model = DomainLM(vocab, **TINY, geometry="lorentz", curvature=curvature).double()
+    _perturb(model.net, seed=seed)
+    with torch.no_grad():  # the perturbation gave every k a random value: put the curvature back
+        for name, p in model.net.named_parameters():
+            if name.endswith("manifold.k"):
+                p.fill_(1.0 / curvature)
+        model.table.space[vocab.mask_idx] = 0.0  # the mask row is the origin, as built
+        model.table.space.mul_(4.0)  # rows at |e| ~ 4, radius ~ 2
+    return model
+
+
+def _minkowski(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """<x, y>_L = -x_0 y_0 + x_s . y_s along the last axis, broadcast."""
+    return -x[..., 0] * y[..., 0] + (x[..., 1:] * y[..., 1:]).sum(-1)
+
+
+def test_lorentz_options_are_validated(vocab: DomainVocabulary) -> None:
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match=r"curvature=.*finite number > 0"):
+            DomainLM(vocab, **TINY, geometry="lorentz", curvature=bad)
+    with pytest.raises(InputError, match=r"geometry='poincare': choose one of \['euclidean', 'lorentz'\]"):
+        DomainLM(vocab, **TINY, geometry="poincare")
+    with pytest.raises(InputError, match="curvature=2.0: only a lorentz model has a curvature"):
+        DomainLM(vocab, **TINY, curvature=2.0)
+    with pytest.raises(InputError, match="geometry is 'euclidean'.*read model.table.weight"):
+        DomainLM(vocab, **TINY).table_points()
+
+
+@pytest.mark.parametrize("curvature", [0.5, 1.0, 3.0])
+def test_lorentz_table_stays_on_the_hyperboloid_and_freezes_rows(vocab: DomainVocabulary, curvature: float) -> None:
+    model = DomainLM(vocab, **TINY, geometry="lorentz", curvature=curvature).double()
+    k = float(model.table.manifold.k)  # 1 / curvature, rounded to float32 when the model was built
+    assert k == pytest.approx(1.0 / curvature, rel=1e-7)
+    origin = torch.zeros(1 + 12, dtype=torch.float64)
+    origin[0] = k**0.5
+    assert torch.equal(model.table_points()[vocab.mask_idx], origin)  # the mask token embeds to the origin
+    rows = torch.arange(vocab.unk_idx + 1, vocab.unk_idx + 8)
+    model.freeze_rows(rows)
+    before = model.table.space.detach().clone()
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)  # big steps: rows move far
+    x = _batch(vocab)
+    for _ in range(5):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+        assert model.table.space.grad[rows].abs().sum() == 0 and model.table.space.grad[vocab.mask_idx].abs().sum() == 0
+        opt.step()
+    points = model.table_points().detach()
+    assert points.shape == (len(vocab), 13)
+    assert torch.allclose(_minkowski(points, points), torch.full((len(vocab),), -k, dtype=torch.float64), atol=1e-12)
+    assert (points[:, 0] > 0).all()
+    after = model.table.space.detach()
+    assert torch.equal(after[rows], before[rows]) and torch.equal(after[vocab.mask_idx], before[vocab.mask_idx])
+    free = sorted(set(x.flatten().tolist()) - set(rows.tolist()) - {vocab.mask_idx})
+    assert len(free) > 5 and (after[free] - before[free]).abs().amax(1).min() > 0.05  # rows in the batch moved
+    assert torch.equal(model.table_points()[vocab.mask_idx], origin)
+    twin = copy.deepcopy(model)  # copies keep their frozen rows
+    twin(x).sum().backward()
+    assert twin.table.space.grad[rows].abs().sum() == 0
+
+
+@pytest.mark.parametrize("curvature", [0.5, 1.0, 3.0])
+def test_lorentz_body_reads_the_log_map_and_logits_are_distances(vocab: DomainVocabulary, curvature: float) -> None:
+    model = _lorentz(vocab, curvature).eval()
+    k = float(model.table.manifold.k)
+    assert k == 1.0 / curvature  # set in float64 by _lorentz
+    x = _batch(vocab)
+    with torch.no_grad():
+        layer0 = model.embed(x, layers=[0])[0]
+        # log_o(x) = sqrt(k) arccosh(x_0 / sqrt(k)) x_s / |x_s|, written out from the points
+        pts = model.table_points()[x]
+        norm = pts[..., 1:].norm(dim=-1, keepdim=True)
+        expected = k**0.5 * torch.acosh(pts[..., :1] / k**0.5) * pts[..., 1:] / norm.clamp_min(1e-300)
+        assert layer0.dtype == torch.float64 and layer0.shape == (3, 9, 12)
+        assert torch.allclose(layer0, expected, atol=1e-10)
+        assert layer0.norm(dim=-1).max() > 1.0  # rows far enough out that log_o differs from the space part
+        assert torch.equal(layer0[0, 0], torch.zeros(12, dtype=torch.float64))  # mask token: origin
+        assert torch.equal(model.table.weight[x], layer0)
+        # output: y = exp_o(W h + b) (radius-clipped), logit_c = -sqrt(k) arccosh(-<y, p_c>_L / k) / tau + b_c
+        h = model.hidden(x)
+        head = model.net.decoder
+        u = h @ head.linear.weight.T + head.linear.bias
+        r = u.norm(dim=-1, keepdim=True)
+        assert r.max() / k**0.5 < 5.0  # no clip: the formula below holds as written
+        y = torch.cat([k**0.5 * torch.cosh(r / k**0.5), k**0.5 * torch.sinh(r / k**0.5) * u / r], -1)
+        ps = head.logits.prototypes.space
+        p = torch.cat([torch.sqrt(k + (ps**2).sum(-1, keepdim=True)), ps], -1)
+        dist = k**0.5 * torch.acosh(-_minkowski(y[..., None, :], p) / k)
+        expected = -dist / head.logits.tau + head.logits.bias
+        assert torch.allclose(model(x), expected, atol=1e-9)
+        assert torch.allclose(model.decode(h), expected, atol=1e-9)  # through the [1, N, d] path
+        assert torch.allclose(model.masked_logits(x, x == vocab.mask_idx), expected[x == vocab.mask_idx], atol=1e-9)
+        out = model.embed(x, layers=[-1])
+        assert torch.allclose(model.decode(model.net.last_norm(out[3])), model(x), atol=1e-9)
+
+
+def test_lorentz_output_is_clipped_far_out(vocab: DomainVocabulary) -> None:
+    from biostrata.nn.lorentz import HEAD_MAX_RADIUS
+
+    model = DomainLM(vocab, **TINY, geometry="lorentz", curvature=2.0)
+    with torch.no_grad():
+        model.net.decoder.linear.weight.mul_(1e4)  # states would land at radius ~5000: sinh overflows float32
+    y = model.net.decoder.points(model.hidden(_batch(vocab)))
+    k = 0.5
+    radius = torch.acosh(y[..., 0].double() / k**0.5)
+    assert torch.isfinite(y).all() and radius.max() <= HEAD_MAX_RADIUS + 1e-3 and radius.max() > HEAD_MAX_RADIUS - 1e-3
+    assert torch.isfinite(model(_batch(vocab))).all()
+
+
+def test_lorentz_checkpoint_round_trip(tmp_path: Path, vocab: DomainVocabulary) -> None:
+    model = _lorentz(vocab, curvature=2.0).float().eval()
+    model.freeze_rows([vocab.unk_idx + 1, vocab.unk_idx + 4])
+    path = tmp_path / "hyper.pt"
+    model.save(path)
+    data = torch.load(path, weights_only=True)
+    assert data["geometry"] == "lorentz" and data["curvature"] == 2.0
+    assert (
+        "embedder.embedder.space" in data["model_state_dict"]
+        and "decoder.logits.prototypes.space" in data["model_state_dict"]
+    )
+    back = DomainLM.load(path)
+    x = _batch(vocab)
+    assert back.geometry == "lorentz" and back.config == model.config
+    assert back.frozen_rows.nonzero().flatten().tolist() == [vocab.unk_idx + 1, vocab.unk_idx + 4]
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))
+        ours, theirs = model.embed(x, [0, 1, -1]), back.embed(x, [0, 1, -1])
+        assert all(torch.equal(ours[i], theirs[i]) for i in ours)
+        assert torch.equal(back.table_points(), model.table_points())
+    # an older euclidean checkpoint has neither key: it loads as euclidean
+    old = DomainLM(vocab, **TINY).checkpoint()
+    del old["geometry"], old["curvature"]
+    torch.save(old, path)
+    assert DomainLM.load(path).geometry == "euclidean" and DomainLM.load(path).config["curvature"] == 1.0
+    # lorentz weights under a euclidean declaration do not fit
+    data["geometry"] = "euclidean"
+    del data["curvature"]
+    torch.save(data, path)
+    with pytest.raises(InputError, match="do not fit"):
+        DomainLM.load(path)
+    data["geometry"], data["curvature"] = "lorentz", -1.0
+    torch.save(data, path)
+    with pytest.raises(InputError, match=r"hyper.pt: curvature=-1.0"):
+        DomainLM.load(path)

@@ -12,7 +12,7 @@ from biostrata.data.clusters import DomainVocabulary
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.errors import InputError
 from biostrata.models.domain_lm import DomainLM
-from biostrata.models.init_table import FamilyTable, family_table_from_store, initialize_token_table
+from biostrata.models.init_table import FamilyTable, _pca_projection, family_table_from_store, initialize_token_table
 
 SIZES = dict(d_model=8, n_layers=2, kernel_size=3, r=2)
 
@@ -98,3 +98,40 @@ def test_load_says_what_a_family_table_is(tmp_path: Path) -> None:
     torch.save({"families": ["PF1"]}, tmp_path / "partial.pt")
     with pytest.raises(InputError, match=r"a torch file, but not a family table \(KeyError"):
         FamilyTable.load(tmp_path / "partial.pt")
+
+
+@pytest.mark.parametrize("projection", ["learned", "pca"])
+def test_lorentz_table_reads_back_the_family_vectors(projection: str) -> None:
+    families = [f"PF{i:05d}" for i in range(1, 9)]
+    vocab = DomainVocabulary(families + ["PF00099"], classes=["NRP"])
+    table = _table(6, families + ["PF00077"], seed=4)
+    table.vectors[0] *= 5.0  # one row far out (radius ~ 12 at K = 2): exp_o then log_o must still give it back
+    torch.manual_seed(0)
+    model = DomainLM(vocab, d_embed=6, **SIZES, geometry="lorentz", curvature=2.0)
+    before = model.table_points().detach().clone()
+    report = initialize_token_table(model, table, projection, freeze=True)
+    assert report.initialized == families and report.missing == ["PF00099"]
+    vectors = table.vectors[:8] if projection == "learned" else _pca_projection(table.vectors, 6)[:8]
+    rows = torch.tensor([vocab.index(f) for f in families])
+    tokens = rows.unsqueeze(0)
+    with torch.no_grad():
+        layer0 = model.embed(tokens, layers=[0])[0][0]
+        assert layer0.dtype == torch.float32
+        assert torch.allclose(layer0, vectors, rtol=1e-5, atol=1e-5)  # the body reads the family vectors
+        points = model.table_points().double()
+        k = float(model.table.manifold.k)
+        # on the hyperboloid: x_0 = sqrt(k + |x_s|^2) (relative error; <x,x>_L + k of float32 coordinates
+        # far out is mostly rounding)
+        assert torch.allclose(points[:, 0], torch.sqrt(k + (points[:, 1:] ** 2).sum(-1)), rtol=1e-6, atol=0)
+    other = vocab.index("PF00099")
+    assert torch.equal(model.table_points()[other], before[other])  # random row kept
+    assert model.frozen_rows.nonzero().flatten().tolist() == sorted(rows.tolist())
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    x = torch.cat([tokens, torch.tensor([[other, vocab.unk_idx]])], 1)
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x)[0], x[0]).backward()
+        opt.step()
+    with torch.no_grad():
+        assert torch.allclose(model.embed(tokens, layers=[0])[0][0], vectors, rtol=1e-5, atol=1e-5)  # frozen
+        assert not torch.equal(model.table_points()[other], before[other])

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz, lift, minkowski_inner
 from biostrata.nn.lorentz import (
     MAX_RADIUS,
@@ -333,8 +334,10 @@ def test_distance_logits_are_negative_geodesic_distances_float64(curvature: floa
     p = torch.cat([torch.sqrt(k + (ps**2).sum(-1, keepdim=True)), ps], -1)
     # d(x, p) = sqrt(k) arccosh(-<x, p>_L / k), written out, and geoopt's own distance
     inner = -x[:, None, 0] * p[None, :, 0] + (x[:, None, 1:] * p[None, :, 1:]).sum(-1)
-    expected = -math.sqrt(k) * torch.acosh(-inner / k) / 0.7 + head.bias.detach()
-    reference = -geoopt.Lorentz(k=k).dist(x[:, None, :], p[None, :, :]) / 0.7 + head.bias.detach()
+    tau = float(head.tau)  # 0.7 in float32, a buffer saved with the state dict
+    assert tau == pytest.approx(0.7) and "tau" in head.state_dict()
+    expected = -math.sqrt(k) * torch.acosh(-inner / k) / tau + head.bias.detach()
+    reference = -geoopt.Lorentz(k=k).dist(x[:, None, :], p[None, :, :]) / tau + head.bias.detach()
     got = head(x)
     assert torch.allclose(got, expected, atol=1e-10) and torch.allclose(got, reference, atol=1e-8)
     # a point at a prototype: distance 0 (the clamp keeps arccosh finite), gradients finite
@@ -343,3 +346,55 @@ def test_distance_logits_are_negative_geodesic_distances_float64(curvature: floa
     assert float(out[0, 2].detach()) == pytest.approx(float(head.bias[2].detach()), abs=1e-3)
     out.sum().backward()
     assert torch.isfinite(at.grad).all()
+
+
+@pytest.mark.parametrize("curvature", [0.5, 2.0])
+def test_tangent_embedding_reads_log_map_freezes_rows_and_writes_tangents(curvature: float) -> None:
+    from biostrata.nn.lorentz import LorentzTangentEmbedding
+
+    torch.manual_seed(0)
+    m = Lorentz(curvature)
+    table = LorentzTangentEmbedding(6, 3, m, padding_idx=0, init_std=2.0).double()
+    k = float(m.k)
+    idx = torch.tensor([[0, 1, 2], [5, 5, 3]])
+    x = table.points(idx)
+    assert torch.allclose(-(x[..., 0] ** 2) + (x[..., 1:] ** 2).sum(-1), torch.full((2, 3), -k, dtype=torch.float64))
+    # log_o(x) = sqrt(k) arccosh(x_0 / sqrt(k)) x_s / |x_s|, written out; the padding row is the origin
+    xs = x[..., 1:].detach()
+    expected = math.sqrt(k) * torch.acosh(x[..., :1].detach() / math.sqrt(k)) * xs / xs.norm(dim=-1, keepdim=True)
+    expected[0, 0] = 0.0
+    assert torch.allclose(table(idx), expected, atol=1e-12) and torch.equal(table(idx)[0, 0], torch.zeros(3).double())
+    assert torch.allclose(table.weight[idx], table(idx)) and table.points().shape == (6, 4)
+    table.frozen[[2, 5]] = True
+    table(idx).sum().backward()
+    grad = table.space.grad
+    assert grad[[0, 2, 5]].abs().sum() == 0 and grad[1].abs().sum() > 0 and grad[3].abs().sum() > 0
+    # rows written as tangent vectors read back as those vectors
+    v = torch.tensor([[0.3, -2.0, 1.0], [4.0, 0.0, 0.5]], dtype=torch.float64)
+    table.set_tangent_(torch.tensor([1, 4]), v)
+    assert torch.allclose(table(torch.tensor([1, 4])), v, atol=1e-12)
+    small = LorentzTangentEmbedding(3, 2, Lorentz(curvature))
+    with pytest.raises(InputError, match=r"vectors: a row lies at radius .* too far out for a torch.float32"):
+        small.set_tangent_(torch.tensor([0]), torch.tensor([[200.0, 0.0]]))
+
+
+def test_distance_head_starts_near_the_origin_and_clips() -> None:
+    from biostrata.nn.lorentz import HEAD_MAX_RADIUS, LorentzDistanceHead
+
+    torch.manual_seed(0)
+    m = Lorentz(2.0)
+    head = LorentzDistanceHead(64, 500, m)
+    h = torch.nn.functional.layer_norm(torch.randn(4000, 64) * 3 + 1, (64,))  # what the last LayerNorm gives
+    with torch.no_grad():
+        y = head.points(h)
+    sk = math.sqrt(float(m.k))
+    radius = torch.acosh(y[:, 0].double() / sk)
+    assert 0.3 < float(radius.mean()) < 0.7  # init_radius 0.5 (in units of sqrt(k))
+    p = head.logits.prototypes.space.detach()
+    assert 0.7 < float(torch.asinh(p.norm(dim=-1) / sk).mean()) < 1.0  # asinh(1) ~ 0.88
+    logits = head(h)
+    assert logits.shape == (4000, 500) and float(logits.detach().std()) < 1.0  # loss starts near log V
+    with torch.no_grad():
+        head.linear.weight.mul_(1e3)
+        far = torch.acosh(head.points(h)[:, 0].double() / sk)
+    assert float(far.max()) == pytest.approx(HEAD_MAX_RADIUS, abs=1e-3) and torch.isfinite(head(h)).all()

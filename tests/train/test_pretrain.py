@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,13 @@ from biostrata.errors import InputError
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.init_table import FamilyTable
 from biostrata.models.protein_lm import load_protein_lm
-from biostrata.train.pretrain import LengthBucketSampler, pretrain_domain_lm, split_clusters
+from biostrata.train.pretrain import (
+    LengthBucketSampler,
+    domain_masking_scheme,
+    evaluate_masked_lm,
+    pretrain_domain_lm,
+    split_clusters,
+)
 
 FAMILIES = [(f"PF{i:05d}", f"Dom{i}") for i in range(1, 13)]
 AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -277,3 +284,66 @@ def test_corpora_too_small_to_split_name_the_counts(tmp_path: Path) -> None:
         with pytest.raises(InputError, match=rf"{field}=.* is invalid"):
             PretrainSettings(**{field: value})
     assert not (tmp_path / "d").exists() and not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("geometry", ["euclidean", "lorentz"])
+def test_evaluate_masked_lm_gives_the_best_epochs_validation_numbers(
+    tmp_path: Path, files: dict[str, Path], geometry: str
+) -> None:
+    pfam = PfamTable.read(files["clans"])
+    corpus = read_clusters(files["corpus"], pfam)
+    curvature = {"lorentz": 2.0}.get(geometry, 1.0)
+    run = dict(epochs=3, batch_size=8, lr=1e-2, seed=3, max_length=12, class_token=True)
+    result = pretrain_domain_lm(
+        corpus, tmp_path / "run", preset="small", pfam=pfam, accelerator="cpu", progress=False, d_embed=8,
+        d_model=8, n_layers=2, r=2, geometry=geometry, curvature=curvature, **run,
+    )  # fmt: skip
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["config"]["geometry"] == geometry and saved["config"]["curvature"] == curvature
+    assert len(saved["history"]) == 3
+    for record in saved["history"]:
+        assert all(math.isfinite(record[key]) for key in ("val_loss", "val_acc", "val_ppl"))
+    model = DomainLM.load(tmp_path / "run" / "model.pt")
+    assert model.geometry == geometry and model.config == saved["config"]
+    _, val_idx = split_clusters(corpus, seed=run["seed"])
+    valid = [model.vocab.encode(corpus[i], class_token=True) for i in val_idx]
+    scheme = domain_masking_scheme(model.vocab)
+    kwargs = dict(batch_size=8, seed=run["seed"], max_length=12, keep_first=1)
+    first = evaluate_masked_lm(model, valid, scheme, **kwargs)
+    best = result["best"]
+    assert first == {"acc": best["val_acc"], "ppl": best["val_ppl"], "loss": best["val_loss"],
+                     "masked_tokens": best["masked_tokens"]}  # fmt: skip
+    model.train()  # evaluated in eval mode, then put back as it was
+    assert evaluate_masked_lm(model, valid, scheme, **kwargs) == first and model.training  # deterministic
+    other = evaluate_masked_lm(model, valid, scheme, **{**kwargs, "seed": 4, "repeats": 2})
+    assert other["masked_tokens"] < first["masked_tokens"] and other["loss"] != first["loss"]
+    with pytest.raises(InputError, match="none of the 1 sequences has a token"):
+        evaluate_masked_lm(model, [torch.tensor([model.vocab.index("NRP")])], scheme, batch_size=2, seed=0)
+
+
+def test_cli_lorentz_domain_lm(tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "hyper"
+    base = ["pretrain", "--corpus", str(files["corpus"]), "--pfam", str(files["clans"]), "--preset", "small",
+            "--d-embed", "8", "--epochs", "1", "--batch-size", "8", "--accelerator", "cpu", "--no-progress"]  # fmt: skip
+    assert main([*base, "--out", str(out), "--geometry", "lorentz", "--curvature", "0.5"]) == 0
+    model = DomainLM.load(out / "model.pt")
+    assert model.geometry == "lorentz" and model.config["curvature"] == 0.5 and model.config["d_embed"] == 8
+    assert json.loads((out / "metrics.json").read_text())["config"]["geometry"] == "lorentz"
+    assert model.table_points().shape == (len(model.vocab), 9)
+    capsys.readouterr()
+    for extra, pattern in [
+        (
+            ["--level", "protein", "--geometry", "lorentz"],
+            r"geometry: the protein LM is euclidean only; drop --geometry",
+        ),
+        (
+            ["--geometry", "poincare"],
+            r"geometry='poincare' \(--geometry\) is invalid; expected 'euclidean' or 'lorentz'",
+        ),
+        (["--geometry", "lorentz", "--curvature", "0"], r"curvature=0\.0 \(--curvature\) is invalid; expected > 0"),
+        (["--curvature", "2"], r"curvature=2\.0 \(--curvature\) is invalid; expected 1 unless geometry is lorentz"),
+    ]:
+        assert main([*base, "--out", str(tmp_path / "bad"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("biostrata: error: ") and re.search(pattern, err[0]), err
+    assert not (tmp_path / "bad").exists()

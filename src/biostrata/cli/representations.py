@@ -26,8 +26,9 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
 
     Masked-token pre-training (15%; 80/10/10). --level domain (default): BiGCARP's ByteNet over the Pfam domains
     of each BGC, split by BGC, in one arm: random table, or initialized from --init-table and fine-tuned or
-    frozen. --level protein: a small ESM-2 on protein sequences. Writes model.pt, metrics.json (validation
-    masked-token accuracy and perplexity), checkpoints/ and logs/ in --out.
+    frozen; --geometry lorentz puts its token table and output layer on the hyperboloid. --level protein: a
+    small ESM-2 on protein sequences. Writes model.pt, metrics.json (validation masked-token accuracy and
+    perplexity), checkpoints/ and logs/ in --out.
     """
     from biostrata.config import PretrainSettings
 
@@ -72,7 +73,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         result = pt.pretrain_domain_lm(
             corpus, args.out, preset=s.preset, arm=s.arm, family_table=table, projection=s.projection, pfam=pfam,
             class_token=s.class_token, separators=s.separators, snapshots=s.snapshots, **common,
-            **({"d_embed": s.d_embed} if s.d_embed else {}),
+            geometry=s.geometry, curvature=s.curvature, **({"d_embed": s.d_embed} if s.d_embed else {}),
         )  # fmt: skip
         if result["init"]:
             print(

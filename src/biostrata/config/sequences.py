@@ -27,6 +27,13 @@ class PretrainSettings(Settings):
     projection: str = field(
         default="learned", metadata=field_help("learned: table as wide as the family vectors; pca: fixed projection")
     )
+    geometry: str = field(
+        default="euclidean",
+        metadata=field_help("domain level: euclidean, or lorentz (token table and output layer on the hyperboloid)"),
+    )
+    curvature: float = field(
+        default=1.0, metadata=field_help("--geometry lorentz: curvature magnitude K (the hyperboloid has curvature -K)")
+    )
     class_token: bool = field(default=False, metadata=field_help("prefix each BGC with its class token"))
     separators: bool = field(default=False, metadata=field_help("[SEP] token between genes (domain-name lists)"))
     protein_layers: int = field(default=4, metadata=field_help("protein level: transformer layers"))
@@ -59,12 +66,17 @@ class PretrainSettings(Settings):
             (self.lr > 0, "lr", "> 0"),
             (self.max_length is None or self.max_length >= 1, "max_length", "at least 1, or unset"),
             (self.d_embed is None or self.d_embed >= 1, "d_embed", "at least 1, or unset"),
+            (self.geometry in ("euclidean", "lorentz"), "geometry", "'euclidean' or 'lorentz'"),
+            (self.curvature > 0, "curvature", "> 0"),
+            (self.geometry == "lorentz" or self.curvature == 1.0, "curvature", "1 unless geometry is lorentz"),
         ]
         for name in ("epochs", "batch_size", "protein_layers", "protein_dim", "protein_heads"):
             checks.append((getattr(self, name) >= 1, name, "at least 1"))
         self.require(checks)
         if self.snapshots and self.level == "protein":
             raise InputError("snapshots: kept at the domain level only; drop --snapshots with --level protein")
+        if self.geometry != "euclidean" and self.level == "protein":
+            raise InputError("geometry: the protein LM is euclidean only; drop --geometry with --level protein")
 
     @property
     def devices_arg(self) -> int | str:
@@ -73,16 +85,10 @@ class PretrainSettings(Settings):
 
 
 @dataclass
-class CrossGranularitySettings(Settings):
-    """Inputs, model sizes, and the size of every analysis (defaults: a CPU run in under 30 minutes)."""
+class ProteinLMSettings(Settings):
+    """The protein LM of a study: a given ESM (transformers name or directory, fair-esm .pt), else a small
+    ESM-2 trained in the study (its sizes and epochs)."""
 
-    corpus: str = field(default="../shared/data/bgc/mibig_domain_list.txt", metadata=field_help("BGC domain lists"))
-    pfam: str = field(default="../shared/data/pfam/Pfam-A.clans.tsv", metadata=field_help("Pfam clans table"))
-    classes: str = field(default="../shared/data/bgc/mibig3_classes.csv", metadata=field_help("MIBiG product classes"))
-    domains: str = field(
-        default="../shared/data/bgc/mibig_domains.tsv", metadata=field_help("per-domain protein table")
-    )
-    # protein LM: a given ESM (transformers name or directory, fair-esm .pt), else a small ESM-2 trained here
     protein_model: str | None = field(
         default=None,
         metadata=field_help("ESM to use instead of training one: a transformers name or directory, or a .pt file"),
@@ -92,6 +98,18 @@ class CrossGranularitySettings(Settings):
     protein_heads: int = 4
     protein_epochs: int = field(default=1, metadata=field_help("protein LM epochs"))
     protein_max_length: int = 512
+
+
+@dataclass
+class CrossGranularitySettings(ProteinLMSettings):
+    """Inputs, model sizes, and the size of every analysis (defaults: a CPU run in under 30 minutes)."""
+
+    corpus: str = field(default="../shared/data/bgc/mibig_domain_list.txt", metadata=field_help("BGC domain lists"))
+    pfam: str = field(default="../shared/data/pfam/Pfam-A.clans.tsv", metadata=field_help("Pfam clans table"))
+    classes: str = field(default="../shared/data/bgc/mibig3_classes.csv", metadata=field_help("MIBiG product classes"))
+    domains: str = field(
+        default="../shared/data/bgc/mibig_domains.tsv", metadata=field_help("per-domain protein table")
+    )
     # domain LM
     preset: str = "small"
     domain_sizes: dict = field(default_factory=dict)

@@ -11,15 +11,31 @@ with GELU, and ``padding_idx`` of the token table set to the *mask* token (so ``
 fixed zero vector, as in BiGCARP). Positions holding the pad token ``-`` are zeroed before every
 convolution, so the output at real positions does not depend on padding.
 
+``geometry="lorentz"`` puts the two ends on the hyperboloid <x,x>_L = -k of curvature -K, K = 1/k =
+``curvature`` (:class:`~biostrata.geometry.lorentz.Lorentz`), and leaves the body as it is:
+
+    token table of points x_v (:class:`~biostrata.nn.lorentz.LorentzTangentEmbedding`, mask row = origin)
+    -> log_o(x_v) [d_embed] -> the ByteNet body above -> LayerNorm -> h [d_model]
+    -> u = W h + b -> clip |u| <= 5 sqrt(k) -> y = exp_o(u) -> logit_c = -d(y, p_c) / tau + b_c
+       (:class:`~biostrata.nn.lorentz.LorentzDistanceHead`; d the geodesic distance, tau = LORENTZ_TAU)
+
+so layer 0 of ``embed`` (what the body reads) is the tangent vector log_o(x_v); ``table_points()``
+gives the points x_v. Adam on the table's space parts keeps every row on the manifold.
+
 Checkpoints use the sequence-models ``.pt`` layout: a dict with ``model_state_dict`` (ByteNetLM
 keys), ``d_embed``, ``d_model``, ``n_layers``, ``kernel_size``, ``activation``, ``slim``, ``r``,
 ``tokens`` (``{"size", "specials", "domains"}``), ``pfam_to_domain`` and ``model`` (e.g.
-``bigcarp_random``). Checkpoints of the frozen variant (``embedder.embedder.trainable/frozen``
-keys) load into one table whose last rows are marked frozen.
+``bigcarp_random``), plus ``geometry`` and ``curvature`` (absent: euclidean) and ``frozen_rows``.
+Checkpoints of the frozen variant (``embedder.embedder.trainable/frozen`` keys) load into one table
+whose last rows are marked frozen. A lorentz checkpoint keeps this layout, but its state dict holds
+the keys of the Lorentz modules (``embedder.embedder.space``, ``decoder.linear.*``,
+``decoder.logits.*``, ``*.manifold.k``) where ByteNetLM has its table and decoder: sequence-models
+itself cannot load it (only :meth:`DomainLM.load` can).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,11 +48,13 @@ from torch import nn
 from biostrata.data.clusters import DomainVocabulary
 from biostrata.data.pfam import PfamTable
 from biostrata.errors import DataNotFoundError, InputError
+from biostrata.geometry.lorentz import Lorentz
 from biostrata.io import atomic_write
 from biostrata.models.hub import hub_file, load_torch_file
 from biostrata.models.layerwise import resolve_layers
+from biostrata.nn.lorentz import LorentzDistanceHead, LorentzTangentEmbedding
 
-__all__ = ["DomainLM", "RowFrozenEmbedding", "PRESETS", "BIGCARP_URL"]
+__all__ = ["DomainLM", "RowFrozenEmbedding", "PRESETS", "BIGCARP_URL", "GEOMETRIES"]
 
 #: Architectures: BiGCARP's published size, and a small one that trains on a CPU in minutes.
 PRESETS: dict[str, dict] = {
@@ -51,6 +69,15 @@ CHECKPOINT = (
     "(bigcarp_random, bigcarp_esm1bfinetune, bigcarp_esm1bfrozen)"
 )
 _CONFIG_KEYS = ("d_embed", "d_model", "n_layers", "kernel_size", "r", "slim", "activation")
+#: The geometries of the token table and the output layer (the body is Euclidean in both).
+GEOMETRIES = ("euclidean", "lorentz")
+_OPTION_KEYS = (*_CONFIG_KEYS, "geometry", "curvature")
+# Temperature of the lorentz output layer. Its logits -d(y, p_c) / tau span at most the spread of the
+# distances, a few units while the prototypes sit near the origin (Adam moves their space parts, so
+# their radius grows like asinh of the steps): at tau = 1 a model over MIBiG's 3161 tokens (width 64,
+# 10 epochs) stalled at validation accuracy 0.31, perplexity 275 (euclidean: 0.445, 28); at tau = 0.1
+# it reached 0.439, 29 (0.25: 0.42, 39). A buffer of the head, so checkpoints keep their own.
+LORENTZ_TAU = 0.1
 
 
 class RowFrozenEmbedding(nn.Embedding):
@@ -72,8 +99,10 @@ class DomainLM(nn.Module):
     """BiGCARP's ByteNet masked LM over a :class:`DomainVocabulary`.
 
     ``forward(tokens)`` gives logits ``[B, L, V]``; ``embed(tokens, layers)`` gives a dict keyed by
-    layer: 0 is the token-table lookup ``[B, L, d_embed]``, ``i`` (1..n_layers) the output of
-    residual block ``i`` ``[B, L, d_model]``; negative layers count from the end (-1 = last block).
+    layer: 0 is the token-table lookup ``[B, L, d_embed]`` (lorentz: the tangent vectors log_o(x_v)),
+    ``i`` (1..n_layers) the output of residual block ``i`` ``[B, L, d_model]``; negative layers count
+    from the end (-1 = last block). ``geometry`` and ``curvature`` (K > 0; lorentz only): see the
+    module docstring.
     """
 
     def __init__(
@@ -86,10 +115,18 @@ class DomainLM(nn.Module):
         r: int = 128,
         slim: bool = True,
         activation: str = "gelu",
+        geometry: str = "euclidean",
+        curvature: float = 1.0,
     ) -> None:
         super().__init__()
         if activation not in ("relu", "gelu"):
             raise InputError(f"activation={activation!r}: choose 'relu' or 'gelu'")
+        if geometry not in GEOMETRIES:
+            raise InputError(f"geometry={geometry!r}: choose one of {list(GEOMETRIES)}")
+        if not (isinstance(curvature, (int, float)) and math.isfinite(curvature) and curvature > 0):
+            raise InputError(f"curvature={curvature!r}: give the curvature magnitude K, a finite number > 0")
+        if geometry == "euclidean" and curvature != 1.0:
+            raise InputError(f"curvature={curvature}: only a lorentz model has a curvature; give geometry='lorentz'")
         for name, value in dict(
             d_embed=d_embed, d_model=d_model, n_layers=n_layers, kernel_size=kernel_size, r=r
         ).items():
@@ -104,7 +141,10 @@ class DomainLM(nn.Module):
             r=int(r),
             slim=bool(slim),
             activation=activation,
+            geometry=geometry,
+            curvature=float(curvature),
         )
+        self.geometry = geometry
         self.net = ByteNetLM(
             len(vocab),
             d_embed,
@@ -119,26 +159,44 @@ class DomainLM(nn.Module):
             slim=slim,
             activation=activation,
         )
-        table = self.net.embedder.embedder
-        self.net.embedder.embedder = RowFrozenEmbedding(len(vocab), d_embed, padding_idx=vocab.mask_idx)
-        with torch.no_grad():
-            self.net.embedder.embedder.weight.copy_(table.weight)
+        if geometry == "lorentz":  # one manifold (fixed curvature) shared by the table and the head
+            manifold = Lorentz(curvature)
+            self.net.embedder.embedder = LorentzTangentEmbedding(len(vocab), d_embed, manifold, vocab.mask_idx)
+            self.net.decoder = LorentzDistanceHead(d_model, len(vocab), manifold, tau=LORENTZ_TAU)
+        else:
+            table = self.net.embedder.embedder
+            self.net.embedder.embedder = RowFrozenEmbedding(len(vocab), d_embed, padding_idx=vocab.mask_idx)
+            with torch.no_grad():
+                self.net.embedder.embedder.weight.copy_(table.weight)
 
     @classmethod
     def from_preset(cls, preset: str, vocab: DomainVocabulary, **overrides: object) -> DomainLM:
-        """Build ``PRESETS[preset]`` (``bigcarp`` or ``small``) with some sizes overridden."""
+        """Build ``PRESETS[preset]`` (``bigcarp`` or ``small``) with some sizes overridden, and
+        ``geometry`` / ``curvature`` if given."""
         if preset not in PRESETS:
             raise InputError(f"preset={preset!r}: choose one of {sorted(PRESETS)}")
-        unknown = set(overrides) - set(_CONFIG_KEYS)
+        unknown = set(overrides) - set(_OPTION_KEYS)
         if unknown:
-            raise InputError(f"unknown DomainLM option(s) {sorted(unknown)}; known: {list(_CONFIG_KEYS)}")
+            raise InputError(f"unknown DomainLM option(s) {sorted(unknown)}; known: {list(_OPTION_KEYS)}")
         return cls(vocab, **{**PRESETS[preset], **overrides})  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------------------------- layers
     @property
-    def table(self) -> RowFrozenEmbedding:
-        """The domain-token table ``[V, d_embed]`` (layer 0)."""
+    def table(self) -> RowFrozenEmbedding | LorentzTangentEmbedding:
+        """The domain-token table ``[V, d_embed]`` (layer 0; lorentz: ``weight`` is computed, the
+        tangent vectors, and the parameter is ``space``)."""
         return self.net.embedder.embedder
+
+    def table_points(self) -> torch.Tensor:
+        """The points x_v ``[V, 1 + d_embed]`` of a lorentz table on <x,x>_L = -1/curvature, time first,
+        to measure with hyperbolic distances. A euclidean table has no points: InputError (read
+        ``table.weight``)."""
+        if not isinstance(self.table, LorentzTangentEmbedding):
+            raise InputError(
+                f"table_points: this model's geometry is {self.geometry!r}, its table has no hyperboloid points; "
+                "read model.table.weight"
+            )
+        return self.table.points()
 
     @property
     def frozen_rows(self) -> torch.Tensor:
@@ -169,7 +227,7 @@ class DomainLM(nn.Module):
         return tokens
 
     def _input_mask(self, tokens: torch.Tensor) -> torch.Tensor:
-        return (tokens != self.vocab.pad_idx).unsqueeze(-1).to(self.table.weight.dtype)
+        return (tokens != self.vocab.pad_idx).unsqueeze(-1).to(self.net.last_norm.weight.dtype)
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.ndim != 2 or tokens.dtype != torch.long:
@@ -233,6 +291,8 @@ class DomainLM(nn.Module):
             "activation": c["activation"],
             "slim": c["slim"],
             "r": c["r"],
+            "geometry": c["geometry"],
+            "curvature": c["curvature"],
             "tokens": tokens,
             "pfam_to_domain": pfam_to_domain,
             "frozen_rows": self.frozen_rows.nonzero().flatten().cpu(),
@@ -245,12 +305,17 @@ class DomainLM(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, data: dict, where: str = "checkpoint", pfam: PfamTable | None = None) -> DomainLM:
-        """Build from a sequence-models BiGCARP checkpoint dict."""
+        """Build from a sequence-models BiGCARP checkpoint dict (``geometry``/``curvature`` absent:
+        euclidean)."""
         missing = [k for k in ("model_state_dict", "tokens", *_CONFIG_KEYS) if k not in data]
         if missing:
             raise InputError(f"{where}: not a sequence-models BiGCARP checkpoint; missing key(s) {missing}")
         vocab = DomainVocabulary.from_sequence_models(data["tokens"], data.get("pfam_to_domain"), pfam)
-        model = cls(vocab, **{k: data[k] for k in _CONFIG_KEYS})
+        geometry = {"geometry": data.get("geometry", "euclidean"), "curvature": data.get("curvature", 1.0)}
+        try:
+            model = cls(vocab, **{k: data[k] for k in _CONFIG_KEYS}, **geometry)
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None
         state = dict(data["model_state_dict"])
         frozen = torch.as_tensor(data.get("frozen_rows", []), dtype=torch.long)
         key = "embedder.embedder."

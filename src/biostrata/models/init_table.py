@@ -16,6 +16,10 @@ from the table width ``d_embed`` there are two ways:
 Families of the vocabulary without a vector keep their random rows and are reported. With
 ``freeze=True`` the initialized rows stay fixed during training (the "frozen" arm).
 
+A lorentz table (``DomainLM(geometry="lorentz")``) gets the point whose tangent vector at the origin
+is the (projected) family vector, x_v = exp_o(v_f): the body reads log_o(x_v) = v_f, as it reads v_f
+from a euclidean table.
+
 File format of a family table (``.pt``, loads with ``weights_only``): ``{"families": [accession],
 "vectors": FloatTensor[F, D], "members": [int], "meta": {str: str|int}}``.
 """
@@ -34,6 +38,7 @@ from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.hub import load_torch_file
+from biostrata.nn.lorentz import LorentzTangentEmbedding
 
 __all__ = ["FamilyTable", "InitReport", "family_table_from_store", "initialize_token_table", "ARMS"]
 
@@ -158,8 +163,12 @@ def initialize_token_table(
         raise InputError("no vocabulary domain has a vector in the family table; check that both use Pfam accessions")
     vectors = table.vectors if projection == "learned" else _pca_projection(table.vectors, d_embed)
     rows = torch.tensor([vocab.index(d) for d in initialized])
-    with torch.no_grad():
-        weight = model.table.weight
-        weight[rows] = vectors[[index[d] for d in initialized]].to(weight.device, weight.dtype)
+    chosen = vectors[[index[d] for d in initialized]]
+    if isinstance(model.table, LorentzTangentEmbedding):
+        model.table.set_tangent_(rows, chosen)
+    else:
+        with torch.no_grad():
+            weight = model.table.weight
+            weight[rows] = chosen.to(weight.device, weight.dtype)
     model.freeze_rows(rows if freeze else None)
     return InitReport(initialized, missing, unused, projection, freeze)

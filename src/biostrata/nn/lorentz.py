@@ -28,6 +28,11 @@ from biostrata.nn.fused import add_time_term, boost_rescale, squared_norm
 # forward pass overflowed to NaN.
 MAX_RADIUS = 10.0
 MAX_CENTRE_RADIUS = 5.0
+# Largest radius of the points a LorentzDistanceHead scores. Its logits are distances, arccosh of
+# -<y, p>_L / k, a difference of products of coordinates ~ sqrt(k) cosh(r): float32 rounding puts an
+# error of ~1e-7 cosh(r_y) cosh(r_p) on it: ~7e-4 at r_y = r_p = 5 (measured: a distance of 1 off by
+# 2e-3), but ~15 at MAX_RADIUS (a distance of 5 off by 2), where the logits of nearby points are noise.
+HEAD_MAX_RADIUS = 5.0
 
 
 def _space(x: torch.Tensor) -> torch.Tensor:
@@ -264,13 +269,14 @@ class LorentzDistanceLogits(nn.Module):  # maps points to logits, so it has no `
         d(x, p) = sqrt(k) arccosh(-<x, p>_L / k),    logit_c(x) = -d(x, p_c) / tau + b_c
 
     ``forward(x [..., 1 + dim]) -> [..., num_classes]``, time first along the last axis; ``tau`` > 0
-    is a fixed temperature."""
+    is a fixed temperature, kept in a buffer so that a saved state dict carries it."""
 
     def __init__(self, dim: int, num_classes: int, manifold: Lorentz, tau: float = 1.0, init_std: float = 0.1) -> None:
         super().__init__()
         if not tau > 0:
             raise InputError(f"tau={tau}: the temperature must be > 0")
-        self.manifold, self.tau = manifold, tau
+        self.manifold = manifold
+        self.register_buffer("tau", torch.tensor(float(tau)))
         self.prototypes = LorentzEmbedding(num_classes, dim, manifold, init_std=init_std)
         self.bias = nn.Parameter(torch.zeros(num_classes))
 
@@ -282,6 +288,105 @@ class LorentzDistanceLogits(nn.Module):  # maps points to logits, so it has no `
         # where arccosh is undefined and its gradient infinite: floor it just above 1
         ratio = (-inner / k).clamp_min(1 + 1e-7)
         return -torch.sqrt(k) * torch.acosh(ratio) / self.tau + self.bias
+
+
+class LorentzTangentEmbedding(LorentzEmbedding):
+    """A :class:`LorentzEmbedding` read by a Euclidean body: ``forward(idx [...]) -> [..., dim]`` gives
+    the space part of the tangent vector at the origin o = (sqrt(k), 0) of each row's point x_v,
+
+        log_o(x_v) = sqrt(k) arccosh(x_0 / sqrt(k)) x_s / |x_s| = sqrt(k) asinh(|e_v| / sqrt(k)) e_v / |e_v|
+
+    (its time part is 0), and ``points(idx)`` the points themselves. Rows marked in the (non-persistent)
+    bool buffer ``frozen`` get no gradient (the lookup reads them through ``detach()``), like
+    :class:`~biostrata.models.domain_lm.RowFrozenEmbedding`; ``weight`` is the table of tangent
+    vectors ``[V, dim]``, computed (read it; write rows with :meth:`set_tangent_`)."""
+
+    def __init__(self, num_embeddings: int, dim: int, manifold: Lorentz, padding_idx: int | None = None,
+                 init_std: float = 0.1) -> None:  # fmt: skip
+        super().__init__(num_embeddings, dim, manifold, padding_idx, init_std)
+        self.register_buffer("frozen", torch.zeros(num_embeddings, dtype=torch.bool), persistent=False)
+
+    def rows(self) -> torch.Tensor:
+        """The space parts e_v ``[V, dim]``, frozen rows detached."""
+        if self.frozen.any():
+            return torch.where(self.frozen.unsqueeze(1), self.space.detach(), self.space)
+        return self.space
+
+    def points(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Points ``[..., 1 + dim]`` (time first) of the rows ``idx``; all ``[V, 1 + dim]`` if None."""
+        space = self.rows() if idx is None else F.embedding(idx, self.rows(), self.padding_idx)
+        return self.manifold.lift(space, dim=-1)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.manifold.logmap0_space(F.embedding(idx, self.rows(), self.padding_idx), dim=-1)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.manifold.logmap0_space(self.rows(), dim=-1)
+
+    @torch.no_grad()
+    def set_tangent_(self, rows: torch.Tensor, vectors: torch.Tensor) -> None:
+        """Place rows ``rows`` at exp_o(v) for tangent vectors ``vectors [n, dim]`` (space parts
+        e = sqrt(k) sinh(|v| / sqrt(k)) v / |v|, computed in float64), so that the lookup gives back v.
+        Refuses vectors whose points the table's dtype cannot hold (|e|^2 overflows)."""
+        e = self.manifold.expmap0_space(vectors.to(self.space.device, torch.float64), dim=-1)
+        cast = e.to(self.space.dtype)
+        if not torch.isfinite(self.manifold.lift(cast, dim=-1)).all():
+            radius = float((vectors.double().norm(dim=-1) / self.manifold.kk.double().sqrt()).max())
+            raise InputError(
+                f"vectors: a row lies at radius {radius:.4g} (|v| / sqrt(k)), too far out for a {self.space.dtype} "
+                "hyperboloid point; scale the vectors down or use a smaller curvature"
+            )
+        self.space[rows] = cast
+
+
+def _clip_tangent(u: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+    """u min(1, limit / |u|) along the last axis."""
+    # floor: the ratio is only used where |u| exceeds the limit; it keeps 0 / 0 out at u = 0
+    norm = torch.sqrt((u * u).sum(-1, keepdim=True).clamp_min(1e-12))
+    return u * (limit / norm).clamp(max=1.0)
+
+
+class LorentzDistanceHead(nn.Module):
+    """Logits of Euclidean states h ``[..., in_features]`` by geodesic distance on the hyperboloid:
+
+        u = W h + b                               (Euclidean linear map, in_features -> dim)
+        u <- u min(1, R sqrt(k) / |u|)            (radius clip, R = ``max_radius``, see HEAD_MAX_RADIUS)
+        y = exp_o(u) = (sqrt(k) cosh(|u| / sqrt(k)), sqrt(k) sinh(|u| / sqrt(k)) u / |u|)
+        logit_c = -d(y, p_c) / tau + b_c          (:class:`LorentzDistanceLogits`)
+
+    Since d(exp_o(u), o) = |u|, clipping u at R sqrt(k) is clipping y at radius R (in units of
+    sqrt(k)); doing it before exp_o keeps sinh from overflowing. W starts as N(0, sigma^2) with
+    sigma = init_radius sqrt(k) / sqrt(dim in_features) and b = 0, so a LayerNorm output (|h| ~
+    sqrt(in_features)) starts at radius ~ ``init_radius`` (see ``__init__``); the prototypes p_c start
+    with |p_s| ~ sqrt(k), at radius asinh(1) ~ 0.88. ``points(h)`` gives y ``[..., 1 + dim]``.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, manifold: Lorentz, dim: int | None = None,
+                 tau: float = 1.0, init_radius: float = 0.5, max_radius: float = HEAD_MAX_RADIUS) -> None:  # fmt: skip
+        super().__init__()
+        dim = in_features if dim is None else dim
+        self.manifold, self.max_radius = manifold, max_radius
+        # Small start (default nn.Linear would put a LayerNorm output at radius ~ sqrt(dim / 3), 4.6 at
+        # width 64): near the origin exp_o is almost the identity and distances almost Euclidean, so the
+        # head starts as a distance-to-prototype classifier with logits of order 1 (loss ~ log V) and
+        # gradients that neither grow like sinh nor vanish at the radius clip.
+        self.linear = nn.Linear(in_features, dim)
+        with torch.no_grad():
+            std = init_radius * float(manifold.kk.detach().sqrt()) / math.sqrt(dim * in_features)
+            self.linear.weight.normal_(0.0, std)
+            self.linear.bias.zero_()
+        self.logits = LorentzDistanceLogits(
+            dim, num_classes, manifold, tau, init_std=float(manifold.kk.detach().sqrt()) / math.sqrt(dim)
+        )
+
+    def points(self, h: torch.Tensor) -> torch.Tensor:
+        # clip: see HEAD_MAX_RADIUS (far out, float32 distances are noise)
+        u = _clip_tangent(self.linear(h), self.max_radius * torch.sqrt(self.manifold.kk))
+        return self.manifold.lift(self.manifold.expmap0_space(u, dim=-1), dim=-1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.points(h))
 
 
 # the old name works, with a warning, for one release
