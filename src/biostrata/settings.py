@@ -23,13 +23,13 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from biostrata.errors import InputError
+from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write_text
 
 S = TypeVar("S", bound="Settings")
@@ -198,6 +198,16 @@ class Settings:
                 f"{path.parent} holds results made with other settings ({'; '.join(diff)}); resume with the same "
                 "settings, or give another --out (or delete the folder)"
             )
+
+    def require_files(self, names: Sequence[str], hint: str = "") -> None:
+        """Refuse, before any work, a field among ``names`` that is not the path of a file (one line that
+        names the field, its option and the path; ``hint`` says what else the user may give)."""
+        for name in names:
+            path = Path(getattr(self, name))
+            if not path.is_file():
+                what = "a folder" if path.is_dir() else "no such file"
+                flag = "--" + name.replace("_", "-")
+                raise DataNotFoundError(f"{name} ({flag}) {path}: {what}; give {flag} FILE{hint}")
 
     def replace(self: S, **changes: Any) -> S:
         return type(self).from_dict({**dataclasses.asdict(self), **changes})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from biostrata.cli import main
@@ -24,3 +25,33 @@ def test_data_fills_only_the_input_files_left_at_their_defaults(tmp_path: Path, 
     assert s.classes == str(tmp_path / "mine.csv")  # from the command line: kept
     assert s.pfam == str(tmp_path / "pfam" / "Pfam-A.clans.tsv")  # default: taken from --data
     assert s.domains == str(tmp_path / "bgc" / "mibig_domains.tsv")
+
+
+def test_strata_data_takes_the_accession_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import biostrata.studies.strata as study
+
+    seen = {}
+    tables = {"widths": pd.DataFrame(), "probes": pd.DataFrame({"name": ["domain/lorentz/1"]})}
+    monkeypatch.setattr(study, "run_strata", lambda out, s: seen.update(s=s) or tables)
+    assert main(["study", "strata", "--out", str(tmp_path / "o"), "--data", str(tmp_path), "--widths", "8", "16",
+                 "--width", "16"]) == 0  # fmt: skip
+    s = seen["s"]
+    assert s.corpus == str(tmp_path / "bgc" / "mibig_pfamid.csv") and s.widths == [8, 16] and s.width == 16
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--skip", "proteins"], "skip=.*is invalid"),
+        (["--widths", "8", "16", "--width", "32"], "width=32.*is invalid"),
+        (["--split", "0.8", "0.2"], "split=.*is invalid"),
+        (["--cnn-models", "resnet"], "cnn_models=.*is invalid"),
+        (["--domains", "missing.tsv"], "domains.*missing.tsv"),
+    ],
+)
+def test_strata_bad_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture, argv, message):
+    import re
+
+    code = main(["study", "strata", "--out", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("biostrata: error:") and re.search(message, err[0])

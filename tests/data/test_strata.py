@@ -70,3 +70,51 @@ def test_real_instances() -> None:
     assert len(t) == 23_358 and t["bgc_id"].nunique() == 1_246 and t["instance_id"].is_unique
     assert t["frame_evidence"].value_counts().to_dict() == {"hmm": 8_999, "ambiguous": 8_249, "unique": 6_110}
     assert (t["token_position"] >= 0).sum() == 19_672
+
+
+# -- one split for every stratum --------------------------------------------------------------------
+def _corpus(n: int = 60) -> ClusterCorpus:
+    # clusters 0..9 share one domain list (duplicates); the rest are distinct
+    return ClusterCorpus([Cluster(f"B{i:03d}", ("PF00001",) if i < 10 else (f"PF{i:05d}",)) for i in range(n)])
+
+
+def test_assign_splits_keeps_duplicates_together_and_ignores_input_order() -> None:
+    from biostrata.data.strata import assign_splits
+
+    corpus = _corpus()
+    extra = ["X1", "X2", "X3"]  # clusters of the instances that the corpus lacks
+    split = assign_splits(corpus, extra, (0.6, 0.2, 0.2), seed=3)
+    shuffled = ClusterCorpus(list(reversed(corpus.clusters)))
+    assert assign_splits(shuffled, extra[::-1], (0.6, 0.2, 0.2), seed=3) == split
+    assert set(split) == {c.id for c in corpus} | set(extra)
+    assert len({split[f"B{i:03d}"] for i in range(10)}) == 1  # identical domain lists: one split
+    counts = pd.Series(split).value_counts()
+    assert counts["test"] >= 0.2 * len(split) and counts["valid"] >= 0.2 * len(split) and counts["train"] > 0
+    assert assign_splits(corpus, extra, (0.6, 0.2, 0.2), seed=4) != split
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.9, 0.2, 0.1), (0.0, 0.5, 0.5), (1.2, -0.1, -0.1)])
+def test_assign_splits_refuses_bad_shares(fractions) -> None:
+    from biostrata.data.strata import assign_splits
+
+    with pytest.raises(InputError, match="three shares"):
+        assign_splits(_corpus(), (), fractions)
+
+
+def test_clan_classes_come_from_training_clusters_only() -> None:
+    from biostrata.data.strata import clan_classes, clan_dna_splits
+
+    rows = [("T1", "CL1")] * 5 + [("T1", "CL2")] * 3 + [("T2", "CL3")] * 2 + [("T2", "")] * 4 + [("V1", "CL4")] * 9
+    rows += [("V1", "CL1")] + [("S1", "CL2"), ("S1", "CL4")]
+    inst = pd.DataFrame({"bgc_id": [b for b, _ in rows], "clan": [c for _, c in rows],
+                         "dna": [f"ACGT{i}" for i in range(len(rows))]})  # fmt: skip
+    split = {"T1": "train", "T2": "train", "V1": "valid", "S1": "test"}
+    # CL4 is the most frequent clan overall but occurs in no training cluster: it is no class
+    assert clan_classes(inst, split, min_count=2, top=5) == ["CL1", "CL2", "CL3"]
+    assert clan_classes(inst, split, min_count=3, top=5) == ["CL1", "CL2"]
+    assert clan_classes(inst, split, min_count=1, top=1) == ["CL1"]
+    splits = clan_dna_splits(inst, split, ["CL1", "CL2"], "d.tsv")
+    assert [len(p) for p in splits] == [8, 1, 1]
+    assert splits.train.labels.tolist() == [0] * 5 + [1] * 3
+    assert splits.dev.labels.tolist() == [0] and splits.test.labels.tolist() == [1]
+    assert "valid clusters" in splits.dev.source and splits.labels == [0, 1]

@@ -14,7 +14,7 @@ def _study(p: argparse.ArgumentParser) -> None:
 
     Studies.
     """
-    from biostrata.config import ConditionsSettings, CrossGranularitySettings
+    from biostrata.config import ConditionsSettings, CrossGranularitySettings, StrataSettings
 
     studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
     c = studies.add_parser(
@@ -41,6 +41,22 @@ def _study(p: argparse.ArgumentParser) -> None:
     add_settings(g, CrossGranularitySettings, "study options", skip=("domain_sizes",))
     paths(g, data="dir")
     g.set_defaults(run=_run_study_cross_granularity)
+    t = studies.add_parser(
+        "strata",
+        help="the same MIBiG domains as DNA, protein, domain token and cluster: delta, CKA and probes per layer, "
+        "Euclidean and Lorentz models",
+        description="For the domain instances of mibig_domains.tsv seen at every stratum: k-mer spectra and genome "
+        "CNNs (Euclidean and Lorentz) trained to tell the Pfam clan from the domain's DNA; a protein LM; the domain LM "
+        "in both geometries (Lorentz token table and distance logits) at several widths and seeds. Then the relative "
+        "Gromov delta of every layer with calibration spaces, linear CKA between all layers of all strata (instances "
+        "aligned by id), clan and product-class probes, held-out masked-token accuracy and perplexity per width, and "
+        "UMAP pictures. Writes strata.md, CSV tables and plots in --out. Resumable; a GPU is used when present.",
+    )
+    add_out(t, "runs/strata")
+    t.add_argument("--data", help="folder with bgc/ and pfam/: sets the four input files that are not given one by one")
+    add_settings(t, StrataSettings, "study options")
+    paths(t, data="dir")
+    t.set_defaults(run=_run_study_strata)
 
 
 def _run_study_conditions(args: argparse.Namespace) -> int:
@@ -62,21 +78,43 @@ def _run_study_conditions(args: argparse.Namespace) -> int:
 
 
 def _run_study_cross_granularity(args: argparse.Namespace) -> int:
+    from biostrata.studies.cross_granularity import run_cross_granularity
+
+    run_cross_granularity(args.out, _with_data(args, "mibig_domain_list.txt"))
+    print(f"wrote {args.out}/cross_granularity.md, product_class.csv, clan.csv, cka_*.png, probes.png")
+    return 0
+
+
+def _run_study_strata(args: argparse.Namespace) -> int:
+    from biostrata.studies.strata import run_strata
+
+    try:
+        tables = run_strata(args.out, _with_data(args, "mibig_pfamid.csv"))
+    except KeyboardInterrupt:
+        print(
+            f"biostrata: interrupted: finished steps are kept under {args.out}; run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    print_table(tables["widths"].groupby(["geometry", "width"])[["test_acc", "test_ppl"]].mean().reset_index()
+                if len(tables["widths"]) else tables["probes"].head(), digits=3)  # fmt: skip
+    print(f"wrote {args.out}/strata.md, delta.csv, cka.csv, probes.csv, widths.csv and the pictures")
+    return 0
+
+
+def _with_data(args: argparse.Namespace, corpus: str):
+    """The settings with ``--data DIR`` filling the four input files left at their defaults (a file given as
+    an option or in --config stays); ``corpus``: the study's corpus file in ``DIR/bgc``."""
     from dataclasses import fields
     from pathlib import Path
 
-    from biostrata.studies.cross_granularity import run_cross_granularity
-
     settings = args.settings
-    if args.data:
-        data = Path(args.data)
-        files = {
-            "corpus": data / "bgc" / "mibig_domain_list.txt", "pfam": data / "pfam" / "Pfam-A.clans.tsv",
-            "classes": data / "bgc" / "mibig3_classes.csv", "domains": data / "bgc" / "mibig_domains.tsv",
-        }  # fmt: skip
-        # --data fills the files left at their defaults: one given as an option or in --config stays
-        defaults = {f.name: f.default for f in fields(settings)}
-        settings = settings.replace(**{k: str(v) for k, v in files.items() if getattr(settings, k) == defaults[k]})
-    run_cross_granularity(args.out, settings)
-    print(f"wrote {args.out}/cross_granularity.md, product_class.csv, clan.csv, cka_*.png, probes.png")
-    return 0
+    if not args.data:
+        return settings
+    data = Path(args.data)
+    files = {
+        "corpus": data / "bgc" / corpus, "pfam": data / "pfam" / "Pfam-A.clans.tsv",
+        "classes": data / "bgc" / "mibig3_classes.csv", "domains": data / "bgc" / "mibig_domains.tsv",
+    }  # fmt: skip
+    defaults = {f.name: f.default for f in fields(settings)}
+    return settings.replace(**{k: str(v) for k, v in files.items() if getattr(settings, k) == defaults[k]})

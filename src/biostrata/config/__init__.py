@@ -19,9 +19,10 @@ from biostrata.config.genome import (
     TrainConfig,
 )
 from biostrata.config.sequences import ANNOTATE_CHOICES, AnnotateSettings, CrossGranularitySettings, PretrainSettings
+from biostrata.config.strata import STRATA_PARTS, StrataSettings
 
 __all__ = [
     "ACCELERATORS", "ANNOTATE_CHOICES", "GENOME_MODELS", "MAX_SEED", "PRECISIONS", "SIMULATE_CHOICES",
     "AnnotateSettings", "ConditionsSettings", "CrossGranularitySettings", "DemoSettings", "PretrainSettings",
-    "SimulateSettings", "TrainConfig",
+    "SimulateSettings", "STRATA_PARTS", "StrataSettings", "TrainConfig",
 ]  # fmt: skip

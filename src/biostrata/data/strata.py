@@ -15,22 +15,35 @@ distinct hit (a repeated row counts once), keyed by ``instance_id`` =
   position among its cluster's hits (by gene, start, end, family).
 
 Rows are sorted by cluster and ``hit_index`` whatever the order of the file's lines.
+
+One split serves every stratum of a study (:func:`assign_splits`: clusters with identical domain lists
+together), and a nucleotide model learns the Pfam clan of a domain from its DNA (:func:`clan_classes`,
+chosen on the training clusters only; :func:`clan_dna_splits`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from biostrata.data.clusters import ClusterCorpus
+from biostrata.data.genome import SequenceSet, Splits
 from biostrata.data.pfam import PfamTable
 from biostrata.data.proteins import domain_rows, hit_key
 from biostrata.errors import InputError
 
-__all__ = ["read_instances", "align_occurrences", "INSTANCE_COLUMNS"]
+__all__ = [
+    "read_instances",
+    "align_occurrences",
+    "assign_splits",
+    "clan_classes",
+    "clan_dna_splits",
+    "INSTANCE_COLUMNS",
+    "SPLITS",
+]
 
 INSTANCE_COLUMNS = ("instance_id", "bgc_id", "hit_index", "family", "clan", "token_position", "product_class",
                     "frame_evidence", "dna", "protein")  # fmt: skip
@@ -84,3 +97,74 @@ def read_instances(
                 pairs = align_occurrences(list(part["family"]), list(clusters[bgc].domains))
                 table.loc[part.index[pairs[:, 0]], "token_position"] = pairs[:, 1]
     return table[list(INSTANCE_COLUMNS)].reset_index(drop=True)
+
+
+#: The study's split names, in the order their shares are given.
+SPLITS = ("train", "valid", "test")
+
+
+def cluster_groups(corpus: ClusterCorpus | None, clusters: Sequence[str] = ()) -> dict[str, str]:
+    """Cluster id -> group key, for the ids of ``corpus`` and ``clusters``: corpus clusters with identical
+    domain lists share one key (``domains:<d1> <d2> ...``); any other id is its own (``id:<id>``)."""
+    group = {c.id: "domains:" + " ".join(c.domains) for c in corpus or ()}
+    for bgc in clusters:
+        group.setdefault(bgc, f"id:{bgc}")
+    return group
+
+
+def assign_splits(
+    corpus: ClusterCorpus | None,
+    clusters: Sequence[str] = (),
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> dict[str, str]:
+    """Cluster id -> ``train``/``valid``/``test``, one split for every stratum of a study.
+
+    The ids are those of ``corpus`` and of ``clusters`` (e.g. the ``bgc_id`` of the instances), grouped by
+    :func:`cluster_groups` so that no duplicate leaks across the split. Groups are ordered by key, shuffled
+    with ``seed`` and dealt to ``test``, then ``valid``, until each holds at least its share of the ids; the
+    rest train. The result does not depend on the order of the inputs."""
+    if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0 or not np.isclose(sum(fractions), 1.0):
+        raise InputError(
+            f"split fractions {tuple(fractions)}: give three shares (train, valid, test) >= 0 that sum to 1, train > 0"
+        )
+    group = cluster_groups(corpus, clusters)
+    members: dict[str, list[str]] = {}
+    for bgc, key in group.items():
+        members.setdefault(key, []).append(bgc)
+    keys = sorted(members)
+    np.random.default_rng(seed).shuffle(keys)
+    out: dict[str, str] = {}
+    for name, share in (("test", fractions[2]), ("valid", fractions[1])):
+        taken = 0
+        while keys and taken < share * len(group):
+            ids = members[keys.pop()]
+            out.update(dict.fromkeys(ids, name))
+            taken += len(ids)
+    for key in keys:
+        out.update(dict.fromkeys(members[key], "train"))
+    return out
+
+
+def clan_classes(instances: pd.DataFrame, split_of: Mapping[str, str], min_count: int = 20, top: int = 20) -> list[str]:
+    """The clans a nucleotide model learns to predict: the ``top`` most frequent clans among the training
+    instances, each with at least ``min_count`` of them (ties by name). Only the training split counts,
+    so that validation and test never shape the classes."""
+    train = instances[(instances["bgc_id"].map(split_of) == "train") & (instances["clan"] != "")]
+    counts = train["clan"].value_counts()
+    ranked = sorted(((int(n), c) for c, n in counts.items() if n >= min_count), key=lambda t: (-t[0], t[1]))
+    return [c for _, c in ranked[:top]]
+
+
+def clan_dna_splits(
+    instances: pd.DataFrame, split_of: Mapping[str, str], clans: Sequence[str], source: str = ""
+) -> Splits:
+    """Train/dev/test sets of domain DNA labelled by the index of its clan in ``clans`` (instances of other
+    clans, or of none, are left out), split by cluster as ``split_of`` says (``valid`` is the dev set)."""
+    index = {c: i for i, c in enumerate(clans)}
+    keep = instances[instances["clan"].isin(index)]
+    parts = []
+    for name in SPLITS:
+        part = keep[keep["bgc_id"].map(split_of) == name]
+        parts.append(SequenceSet(list(part["dna"]), part["clan"].map(index).to_numpy(), f"{source} ({name} clusters)"))
+    return Splits(*parts)

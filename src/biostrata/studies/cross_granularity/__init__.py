@@ -37,7 +37,7 @@ import pandas as pd
 
 from biostrata.compat import moved
 from biostrata.config import CrossGranularitySettings
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import InputError
 from biostrata.io import StepClock, atomic_write_json, atomic_write_npz, atomic_write_text
 from biostrata.report.cross_granularity import plot_checkpoints, plot_layers, plot_probes, summary_markdown
 from biostrata.studies.cross_granularity.passes import analyse_arm, checkpoint_curves, geometry, plan_analyses
@@ -61,13 +61,8 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
     """Run (or resume) the study into ``out``; returns its tables (see module docstring)."""
 
     s = s or CrossGranularitySettings()
-    for name in ("corpus", "pfam", "classes", "domains"):  # before any work, not after hours of training
-        path = Path(getattr(s, name))
-        if not path.is_file():
-            what = "a folder" if path.is_dir() else "no such file"
-            raise DataNotFoundError(
-                f"{name} (--{name}) {path}: {what}; give --{name} FILE, or --data DIR (a folder with bgc/ and pfam/)"
-            )
+    # before any work, not after hours of training
+    s.require_files(("corpus", "pfam", "classes", "domains"), ", or --data DIR (a folder with bgc/ and pfam/)")
     out = Path(out)
     # every cached step depends on the settings; how the work runs does not
     s.check_resume(out / "settings.json", ignore=("progress", "threads", "accelerator"))

@@ -1,0 +1,136 @@
+"""The strata study: the same MIBiG domain instances seen as DNA, protein segment, domain token in its
+cluster, and cluster; representations of each stratum layer by layer, in Euclidean and hyperbolic
+geometry, compared by Gromov delta, CKA and probes.
+
+Instances (:func:`biostrata.data.strata.read_instances`) are keyed by id; the study keeps those seen at
+every stratum (a token of the corpus, a reading frame checked by the HMM or unique). One split of the
+clusters (train / valid / test, identical domain lists together) serves every model. Steps, each skipped
+when its files exist (a killed run resumes; ``settings.json`` must match):
+
+1. nucleotide: k-mer spectra (``layer`` = k), and the genome CNNs of Khan et al. (Euclidean and Lorentz)
+   trained to tell the Pfam clan from the domain's DNA (``nucleotide/<model>/``; classes: the most
+   frequent clans of the training clusters), their layers pooled over positions;
+2. amino acid: a protein LM (given, or a small ESM-2 trained on the training clusters' segments),
+   residue means of every layer;
+3. domain: the domain LM (BiGCARP's ByteNet) in both geometries (Lorentz: token table on the hyperboloid
+   and distance logits) at every width and seed, best epoch on the validation clusters, masked-token
+   accuracy and perplexity on the test clusters (once); states at each instance (``domain``) and their
+   cluster means (``cluster``) from the seed-0 models at ``width``;
+4. analyses: relative Gromov delta of every representation with calibration spaces (``delta.csv``), linear
+   CKA between all of them on the same instances (``cka.csv``), clan probe per instance (held-out clusters,
+   grouped by family) and product-class probe per cluster (``probes.csv``), the width comparison
+   (``widths.csv``), and pictures (``delta.png``, ``cka.png``, ``widths.png``, ``umap_<geometry>.png``);
+5. ``strata.md``: every number with the settings and code version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from biostrata.config import StrataSettings
+from biostrata.io import StepClock, atomic_write_json, atomic_write_text
+from biostrata.studies.strata.compare import family_means, plan_analyses, probes, read_reps, widths
+from biostrata.studies.strata.steps import (
+    GEOMETRIES,
+    cnn_reps,
+    domain_reps,
+    domain_run,
+    kmer_reps,
+    load_inputs,
+    protein_reps,
+)
+from biostrata.threads import cpu_threads
+
+__all__ = ["StrataSettings", "run_strata"]
+
+#: Settings that change how the work runs, not what it computes.
+RUN_ONLY = ("progress", "threads", "accelerator")
+
+
+def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd.DataFrame]:
+    """Run (or resume) the study into ``out``; returns its tables (see module docstring)."""
+    from biostrata.analysis.strata import calibration_table, cka_table, delta_table
+    from biostrata.data.strata import clan_classes
+    from biostrata.provenance import code_version
+    from biostrata.report.strata import plot_delta, plot_strata_cka, plot_umap, plot_widths, summary_markdown
+
+    s = s or StrataSettings()
+    # before any work, not after an hour of training
+    s.require_files(("domains", "corpus", "pfam", "classes"), ", or --data DIR (a folder with bgc/ and pfam/)")
+    out = Path(out)
+    s.check_resume(out / "settings.json", ignore=RUN_ONLY)
+    atomic_write_json(out / "settings.json", asdict(s))
+    clock = StepClock(out / "timings.jsonl")
+    facts: dict = {"code_version": code_version()}
+    with cpu_threads(s.threads):
+        with clock("inputs"):
+            data = load_inputs(s)
+            clans = clan_classes(data.instances, data.split_of, s.clan_min_count, s.clan_classes)
+        paths = []
+        with clock("nucleotide"):
+            if "kmer" not in s.skip:
+                paths.append(kmer_reps(out, s, data))
+            if "cnn" not in s.skip:
+                for model in s.cnn_models:
+                    path, metrics = cnn_reps(out, s, data, model, clans)
+                    paths.append(path)
+                    facts[f"cnn_{model}"] = {k: metrics[k] for k in ("dev_mcc", "test_mcc", "test_accuracy",
+                                                                     "best_epoch", "params", "num_classes")}  # fmt: skip
+        with clock("amino acid"):
+            if "protein" not in s.skip:
+                path, metrics = protein_reps(out, s, data)
+                paths.append(path)
+                facts["protein"] = {k: metrics[k] for k in ("best", "params") if k in metrics}
+        with clock("domain LMs"):
+            for geometry in GEOMETRIES:
+                for width in s.widths if "widths" not in s.skip else [s.width]:
+                    for seed in s.domain_seeds if "widths" not in s.skip else s.domain_seeds[:1]:
+                        domain_run(out, s, data, geometry, width, seed)
+            for geometry in GEOMETRIES:
+                paths.extend(domain_reps(out, s, data, geometry))
+        ids = list(data.study["instance_id"])
+        reps = read_reps(paths, ids)
+        plan = plan_analyses(s, data)
+        with clock("delta"):
+            sample = {k: x[plan.sample] for k, x in reps.arrays.items()}
+            deltas = delta_table(sample, reps.curvatures, samples=s.delta_samples, repeats=s.delta_repeats, seed=s.seed)
+            calibration = calibration_table(s.delta_samples, s.delta_repeats, s.seed)
+        with clock("cka"):
+            cka = cka_table(sample)
+        with clock("probes"):
+            probe_table = probes(out, s, data, plan, reps)
+        with clock("widths"):
+            width_table = widths(out, s, data, plan) if "widths" not in s.skip else pd.DataFrame()
+        with clock("pictures"):
+            plot_delta(_delta_frame(deltas), out / "delta.png",
+                       dict(zip(calibration["space"], calibration["relative_delta"])))  # fmt: skip
+            plot_strata_cka(cka, out / "cka.png")
+            if len(width_table):
+                plot_widths(width_table, out / "widths.png")
+            for geometry in GEOMETRIES:
+                name = f"domain/{geometry}/{s.domain_layers}"
+                vectors, colourings = family_means(data, reps, name)
+                plot_umap(vectors, colourings, out / f"umap_{geometry}.png", seed=s.seed, n_neighbors=s.umap_neighbors,
+                          title=f"domain LM ({geometry}, width {s.width}), last layer, mean per Pfam family")  # fmt: skip
+    facts |= {"instances": len(data.instances), "study_instances": len(data.study), "clusters": data.study["bgc_id"].nunique(),
+              "splits": {k: int(v) for k, v in data.study["bgc_id"].map(data.split_of).value_counts().items()},
+              "clan_classes": len(clans), "clan_probe_rows": len(plan.clan_rows), "clan_probe_clans": len(set(plan.clan_labels)),
+              "clan_probe_families": len(set(plan.clan_groups)), "product_clusters": len(plan.clusters),
+              "sample": len(plan.sample)}  # fmt: skip
+    tables = {"delta": deltas, "calibration": calibration, "cka": cka, "probes": probe_table, "widths": width_table}
+    for key, frame in tables.items():
+        atomic_write_text(out / f"{key}.csv", frame.to_csv(index=key == "cka"))
+    atomic_write_json(out / "facts.json", facts)
+    atomic_write_text(out / "strata.md", summary_markdown(tables, s, facts))
+    return tables
+
+
+def _delta_frame(deltas: pd.DataFrame) -> pd.DataFrame:
+    """The delta table in the plot's terms: stratum, model (``+lorentz`` when measured on the hyperboloid), layer."""
+    parts = deltas["name"].str.split("/", expand=True)
+    return pd.DataFrame({"stratum": parts[0], "model": parts[1] + deltas["metric"].map({"euclidean": "", "lorentz": " (lorentz metric)"}),
+                         "layer": parts[2].astype(int), "relative_delta": deltas["relative_delta"],
+                         "relative_delta_std": deltas["relative_delta_std"]})  # fmt: skip

@@ -1,0 +1,191 @@
+"""The analysis steps of the strata study: the representations read back and aligned by instance id, their
+delta, CKA and probes, the width comparison of the domain LMs, and the per-family UMAP inputs. Probe
+results are cached one file per representation (``probes/<task>/<name>.json``), so a killed run resumes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from biostrata.config import StrataSettings
+from biostrata.errors import InputError
+from biostrata.io import atomic_write_json
+from biostrata.studies.strata.steps import GEOMETRIES, Inputs, run_name
+
+
+@dataclass
+class Reps:
+    """Every representation (``stratum/model/layer`` -> ``[instances, dim]``, rows in the study's order) and
+    the curvature of those whose rows are tangent vectors of a hyperboloid."""
+
+    arrays: dict[str, np.ndarray]
+    curvatures: dict[str, float]
+
+
+def read_reps(paths: list[Path], ids: list[str]) -> Reps:
+    arrays, curvatures = {}, {}
+    for path in paths:
+        stratum, model = path.name.removesuffix(".npz").split(".", 1)
+        with np.load(path) as z:
+            if list(z["ids"]) != ids:
+                raise InputError(f"{path}: its rows are not the study's instances; delete it to rebuild it")
+            for layer, k in zip(z["layers"], z["curvature"]):
+                name = f"{stratum}/{model}/{int(layer)}"
+                arrays[name] = z[f"L{int(layer)}"].astype(np.float64)
+                if np.isfinite(k):
+                    curvatures[name] = float(k)
+    return Reps(arrays, curvatures)
+
+
+@dataclass
+class Plan:
+    """Which rows each analysis uses (the same for every representation)."""
+
+    sample: np.ndarray  # study rows for delta and CKA
+    clan_rows: np.ndarray  # study rows of the clan probe (valid and test clusters)
+    clan_labels: np.ndarray
+    clan_groups: np.ndarray  # Pfam family: the probe must place unseen families in their clan
+    clusters: list[str]  # clusters of the product-class probe
+    product: np.ndarray  # [clusters, classes] 0/1
+    product_groups: np.ndarray
+    class_names: list[str]
+
+
+def plan_analyses(s: StrataSettings, data: Inputs) -> Plan:
+    # one generator per sample, so that changing one sample's size leaves the other as it was
+    rng_sample, rng_clan = (np.random.default_rng([s.seed, k]) for k in range(2))
+    study = data.study
+    n = len(study)
+    sample = np.sort(rng_sample.choice(n, size=min(s.instances, n), replace=False))
+    # clan probe: instances of clusters no model trained on, of clans with enough families among them
+    held = study[study["bgc_id"].map(data.split_of).isin(["valid", "test"]) & (study["clan"] != "")]
+    families = held.groupby("clan")["family"].nunique()
+    need = max(s.clan_min_families, s.folds)  # folds are grouped by family: each needs a family of every clan
+    held = held[held["clan"].isin(families[families >= need].index)]
+    if held["clan"].nunique() < 2:
+        raise InputError(
+            f"fewer than two clans have {need} families (--clan-min-families, at least --folds) among the "
+            "instances of the held-out clusters; lower them or give more data"
+        )
+    rows = held.index.to_numpy()
+    if len(rows) > s.instances:
+        rows = np.sort(rng_clan.choice(rows, size=s.instances, replace=False))
+    labelled = [b for b in sorted(set(study["bgc_id"])) if b in data.classes.index]
+    product = data.classes.loc[labelled]
+    groups = np.array([data.group_of[b] for b in labelled])
+    # folds are grouped by domain list: a class needs a group in every fold
+    spread = {c: len(set(groups[product[c].to_numpy() > 0])) for c in product.columns}
+    product = product[[c for c, n in spread.items() if n >= s.folds]]
+    keep = product.to_numpy().sum(1) > 0
+    if product.shape[1] < 2:
+        raise InputError(
+            f"fewer than two product classes occur in {s.folds} distinct clusters (--folds); give more data"
+        )
+    clusters = [b for b, k in zip(labelled, keep) if k]
+    return Plan(sample, rows, study.loc[rows, "clan"].to_numpy(), study.loc[rows, "family"].to_numpy(), clusters,
+                product.to_numpy()[keep].astype(np.int64), groups[keep], list(product.columns))  # fmt: skip
+
+
+def cluster_rows(x: np.ndarray, bgc: pd.Series, clusters: list[str]) -> np.ndarray:
+    """Rows of ``x`` (one per study instance) averaged per cluster, in the order of ``clusters``."""
+    from biostrata.analysis.strata import pool_rows
+
+    names, means = pool_rows(x, list(bgc))
+    index = {b: k for k, b in enumerate(names)}
+    return means[[index[b] for b in clusters]]
+
+
+def _cached(path: Path, compute) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = compute()
+    atomic_write_json(path, result)
+    return result
+
+
+def probes(out: Path, s: StrataSettings, data: Inputs, plan: Plan, reps: Reps) -> pd.DataFrame:
+    """Clan probe (per instance) and product-class probe (per cluster, the instances' mean) of every
+    representation: one row per representation, ``clan_*`` and ``product_*`` metrics with spread over seeds."""
+    from biostrata.analysis.strata import probe_summary
+
+    options = dict(folds=s.folds, seeds=s.probe_seeds, C=s.probe_C)
+    rows = []
+    for name, x in tqdm(reps.arrays.items(), desc="probes", unit="rep", disable=not s.progress):
+        file = name.replace("/", ".") + ".json"
+        clan = _cached(out / "probes" / "clan" / file,
+                       lambda x=x: probe_summary(x[plan.clan_rows], plan.clan_labels, plan.clan_groups, **options))  # fmt: skip
+        product = _cached(out / "probes" / "product_class" / file,
+                          lambda x=x: probe_summary(cluster_rows(x, data.study["bgc_id"], plan.clusters), plan.product,
+                                                    plan.product_groups, **options))  # fmt: skip
+        # keys sorted: a cached result (JSON, sorted) and a fresh one give the same columns
+        rows.append({"name": name, **{f"clan_{k}": clan[k] for k in sorted(clan)},
+                     **{f"product_{k}": product[k] for k in sorted(product)}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def widths(out: Path, s: StrataSettings, data: Inputs, plan: Plan) -> pd.DataFrame:
+    """One row per domain LM of the width comparison (geometry x width x seed; the same split, masks and
+    seeds in both geometries): validation and test masked-token accuracy and perplexity, clan
+    (``clan_probe``: macro AUROC; ``clan_probe_f1``) and product-class probes (macro AUROC) of the last
+    layer, and the relative delta of each layer (``delta_L<i>``; ``_lorentz``: on the hyperboloid)."""
+    from biostrata.analysis.strata import delta_table, probe_summary
+
+    options = dict(folds=s.folds, seeds=s.probe_seeds, C=s.probe_C)
+    rows = []
+    for geometry in GEOMETRIES:
+        for width in s.widths:
+            for seed in s.domain_seeds:
+                run = out / "domain" / run_name(geometry, width, seed)
+
+                def evaluate(run: Path = run, geometry: str = geometry) -> dict:
+                    metrics = json.loads((run / "metrics.json").read_text())
+                    with np.load(run / "states.npz") as z:
+                        layers = sorted(int(k[1:]) for k in z.files if k.startswith("I"))
+                        inst = {i: z[f"I{i}"].astype(np.float64) for i in layers}
+                        pooled = z["C" + str(layers[-1])].astype(np.float64)
+                        row = {b: k for k, b in enumerate(z["clusters"])}
+                    last = inst[layers[-1]]
+                    curv = {"0": metrics["config"].get("curvature", 1.0)} if geometry == "lorentz" else {}
+                    deltas = delta_table({str(i): inst[i][plan.sample] for i in layers}, curv,
+                                         samples=s.delta_samples, repeats=s.delta_repeats, seed=s.seed)  # fmt: skip
+                    clan = probe_summary(last[plan.clan_rows], plan.clan_labels, plan.clan_groups, **options)
+                    product = probe_summary(pooled[[row[b] for b in plan.clusters]], plan.product,
+                                            plan.product_groups, **options)  # fmt: skip
+                    result = {"params": metrics["params"], "best_epoch": metrics["best"]["epoch"],
+                              "val_acc": metrics["best"]["val_acc"], "val_ppl": metrics["best"]["val_ppl"],
+                              "clan_probe": clan["auroc_macro"], "clan_probe_f1": clan["f1_macro"],
+                              "product_probe": product["auroc_macro"]}  # fmt: skip
+                    for r in deltas.itertuples():
+                        key = f"delta_L{r.name}" + ("_lorentz" if r.metric == "lorentz" else "")
+                        result[key] = r.relative_delta
+                    return result
+
+                test = json.loads((run / "test.json").read_text())
+                result = _cached(run / "evaluation.json", evaluate)
+                rows.append({"geometry": geometry, "width": width, "seed": seed, "test_acc": test["acc"],
+                             "test_ppl": test["ppl"], **{k: result[k] for k in sorted(result)}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def family_means(data: Inputs, reps: Reps, name: str) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Per-family mean of a representation over the study instances, and each family's colourings: its
+    Pfam clan, and the product class most frequent among the labelled clusters it occurs in."""
+    from biostrata.analysis.strata import pool_rows
+
+    study = data.study
+    families, means = pool_rows(reps.arrays[name], list(study["family"]))
+    clans = study.groupby("family")["clan"].first()
+    classes = data.classes
+    votes: dict[str, dict[str, int]] = {}
+    for family, bgc in zip(study["family"], study["bgc_id"]):
+        if bgc in classes.index:
+            for c in classes.columns[classes.loc[bgc].to_numpy() > 0]:
+                votes.setdefault(family, {}).setdefault(c, 0)
+                votes[family][c] += 1
+    product = [max(sorted(votes[f]), key=votes[f].get) if f in votes else "" for f in families]
+    return means, {"Pfam clan": [clans[f] for f in families], "product class": product}

@@ -1,0 +1,228 @@
+"""The model steps of the strata study: its inputs, and the representations of the study's instances at
+the nucleotide, amino-acid and domain strata (each step skipped when its files exist).
+
+Representation files ``reps/<stratum>.<model>.npz`` hold ``ids`` (instance ids, the study's order),
+``layers`` and one ``L<layer>`` float32 array ``[instances, dim]`` per layer, and ``curvature`` (per layer;
+NaN for a Euclidean layer, else k of the hyperboloid whose tangent space at the origin the rows are in).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from biostrata.config import StrataSettings, TrainConfig
+from biostrata.io import atomic_write_json, atomic_write_npz
+
+#: The geometries of the domain LM.
+GEOMETRIES = ("euclidean", "lorentz")
+
+
+@dataclass
+class Inputs:
+    """The study's inputs. ``instances``: every domain instance (:func:`~biostrata.data.strata.read_instances`);
+    ``study``: those seen at every stratum (a corpus token, a checked reading frame), in a fixed order;
+    ``split_of``: cluster id -> train/valid/test; ``group_of``: cluster id -> its split group (identical
+    domain lists share one); ``classes``: MIBiG product classes (multi-hot, by cluster id)."""
+
+    pfam: object
+    corpus: object
+    instances: pd.DataFrame
+    study: pd.DataFrame
+    split_of: dict[str, str]
+    group_of: dict[str, str]
+    classes: pd.DataFrame
+
+
+def load_inputs(s: StrataSettings) -> Inputs:
+    from biostrata.data.clusters import read_classes, read_clusters
+    from biostrata.data.pfam import PfamTable
+    from biostrata.data.strata import assign_splits, cluster_groups, read_instances
+
+    pfam = PfamTable.read(s.pfam)
+    corpus = read_clusters(s.corpus, pfam)
+    instances = read_instances(s.domains, corpus, pfam)
+    clusters = sorted(instances["bgc_id"].unique())
+    split_of = assign_splits(corpus, clusters, s.split, s.seed)
+    study = instances[(instances["token_position"] >= 0) & (instances["frame_evidence"].isin(["hmm", "unique"]))]
+    return Inputs(pfam, corpus, instances, study.reset_index(drop=True), split_of, cluster_groups(corpus, clusters),
+                  read_classes(s.classes))  # fmt: skip
+
+
+def device_of(s: StrataSettings) -> str | None:
+    """Where models run outside Lightning: the CPU when asked, else a GPU when present (None). Inside
+    Lightning the study trains on one device (``devices=1``): its models train one after another, and
+    ``devices="auto"`` would start one process per GPU (DDP) for each."""
+    return "cpu" if s.accelerator == "cpu" else None
+
+
+def write_reps(path: Path, ids: list[str], layers: dict[int, np.ndarray], curvature: dict[int, float | None]) -> None:
+    arrays = {"ids": np.array(ids, dtype=str), "layers": np.array(sorted(layers))}
+    arrays |= {f"L{i}": np.asarray(layers[i], dtype=np.float32) for i in sorted(layers)}
+    arrays["curvature"] = np.array([np.nan if curvature.get(i) is None else curvature[i] for i in sorted(layers)])
+    atomic_write_npz(path, arrays)
+
+
+# -------------------------------------------------------------------------------------------- nucleotide
+def kmer_reps(out: Path, s: StrataSettings, data: Inputs) -> Path:
+    from biostrata.analysis.hyperbolicity import kmer_spectrum
+
+    path = out / "reps" / "nucleotide.kmer.npz"
+    if not path.is_file():  # "layer" k: the spectrum of k-mers
+        dna = list(data.study["dna"])
+        write_reps(path, list(data.study["instance_id"]), {k: kmer_spectrum(dna, k) for k in s.kmers}, {})
+    return path
+
+
+def cnn_config(s: StrataSettings, model: str) -> TrainConfig:
+    """A genome CNN of Khan et al. that tells the Pfam clan from a domain's DNA (the study's sizes)."""
+    return TrainConfig(model=model, length=s.dna_length, truncate=True, epochs=s.cnn_epochs, batch_size=100,
+                       lr=s.cnn_lr, hidden=s.cnn_hidden, milestones=[], seed=s.seed, progress=s.progress,
+                       accelerator=s.accelerator)  # fmt: skip
+
+
+def cnn_reps(out: Path, s: StrataSettings, data: Inputs, model_name: str, clans: list[str]) -> tuple[Path, dict]:
+    from biostrata.analysis.strata import genome_layer_vectors
+    from biostrata.data.strata import clan_dna_splits
+    from biostrata.train.run import load_model, train
+
+    run = out / "nucleotide" / model_name
+    if not (run / "metrics.json").is_file():
+        train(cnn_config(s, model_name), clan_dna_splits(data.instances, data.split_of, clans, s.domains), run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    path = out / "reps" / f"nucleotide.{model_name}.npz"
+    if not path.is_file():
+        model, _ = load_model(run / "model.pt")
+        layers, curvature = genome_layer_vectors(model, list(data.study["dna"]), range(1, model.num_layers + 1),
+                                                 device=device_of(s))  # fmt: skip
+        write_reps(path, list(data.study["instance_id"]), layers, curvature)
+    return path, metrics
+
+
+# -------------------------------------------------------------------------------------------- amino acid
+def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict]:
+    """A protein LM (given, or a small ESM-2 trained on the checked segments of the training and
+    validation clusters) and the residue mean of each layer for every study instance."""
+    from biostrata.data.proteins import ProteinRecord
+    from biostrata.models.extract import DEFAULT_TOKEN_BUDGET, default_device, token_states
+    from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
+    from biostrata.train.pretrain import pretrain_protein_lm
+
+    run = out / "protein"
+    if s.protein_model:
+        plm, metrics = load_protein_lm(s.protein_model), {"model": s.protein_model}
+    else:
+        if not (run / "metrics.json").is_file():
+            seen = data.instances[data.instances["bgc_id"].map(data.split_of).isin(["train", "valid"])
+                                  & data.instances["frame_evidence"].isin(["hmm", "unique"])]  # fmt: skip
+            pairs = sorted(set(zip(seen["family"], seen["protein"])))
+            records = [ProteinRecord(f"{f}|{k}", p, f) for k, (f, p) in enumerate(pairs)]
+            plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
+            pretrain_protein_lm(plm, records, run, epochs=s.protein_epochs, max_length=s.protein_max_length,
+                                batch_size=s.batch_size, lr=s.lr, seed=s.seed, accelerator=s.accelerator,
+                                devices=1, progress=s.progress)  # fmt: skip
+        plm, metrics = load_protein_lm(run / "model.pt"), json.loads((run / "metrics.json").read_text())
+    path = out / "reps" / "protein.esm.npz"
+    if not path.is_file():
+        sequences = sorted(set(data.study["protein"]))
+        layers = list(range(plm.num_layers + 1))
+        device = default_device(device_of(s))
+        rows: dict[int, list] = {i: [None] * len(sequences) for i in layers}
+        for k, states in token_states(plm, sequences, layers, token_budget=DEFAULT_TOKEN_BUDGET[device.type],
+                                      device=device):  # fmt: skip
+            for i in layers:
+                rows[i][k] = states[i].mean(0)
+        index = {q: k for k, q in enumerate(sequences)}
+        pick = [index[q] for q in data.study["protein"]]
+        means = {i: np.stack(rows[i])[pick] for i in layers}
+        write_reps(path, list(data.study["instance_id"]), means, {})
+    return path, metrics
+
+
+# -------------------------------------------------------------------------------------------- domain
+def run_name(geometry: str, width: int, seed: int) -> str:
+    return f"{geometry}-w{width}-s{seed}"
+
+
+def domain_corpora(data: Inputs) -> tuple:
+    """The corpus clusters that train (split ``train``/``valid``, as ``split`` marks them) and the held-out
+    ``test`` clusters (never seen by a domain LM, its vocabulary included)."""
+    from dataclasses import replace
+
+    from biostrata.data.clusters import ClusterCorpus
+
+    marked = [replace(c, split=data.split_of.get(c.id, "train")) for c in data.corpus]
+    fit = ClusterCorpus([c for c in marked if c.split != "test"], data.corpus.source)
+    test = ClusterCorpus([c for c in marked if c.split == "test"], data.corpus.source)
+    return fit, test
+
+
+def domain_run(out: Path, s: StrataSettings, data: Inputs, geometry: str, width: int, seed: int) -> Path:
+    """Pre-train one domain LM (masked LM, best epoch on the validation clusters), evaluate it once on the
+    test clusters (``test.json``), and keep the states of every layer at the study instances and their
+    clusters' means (``states.npz``: ``ids``, ``clusters``, ``I<layer>`` instance rows, ``C<layer>``
+    cluster rows). Returns the run folder."""
+    import torch
+
+    from biostrata.models.domain_lm import DomainLM
+    from biostrata.models.extract import DEFAULT_TOKEN_BUDGET, default_device, token_states
+    from biostrata.provenance import code_version
+    from biostrata.train.pretrain import domain_masking_scheme, evaluate_masked_lm, pretrain_domain_lm
+
+    run = out / "domain" / run_name(geometry, width, seed)
+    fit, test = domain_corpora(data)
+    if not (run / "metrics.json").is_file():
+        pretrain_domain_lm(fit, run, preset="small", pfam=data.pfam, epochs=s.domain_epochs, batch_size=s.batch_size,
+                           lr=s.lr, seed=seed, accelerator=s.accelerator, devices=1, progress=s.progress, geometry=geometry,
+                           curvature=s.curvature, d_embed=width, d_model=width, n_layers=s.domain_layers)  # fmt: skip
+    model = DomainLM.load(run / "model.pt", data.pfam)
+    device = default_device(device_of(s))
+    if not (run / "test.json").is_file():
+        encoded = [model.vocab.encode(c) for c in test if len(c)]
+        result = evaluate_masked_lm(model, encoded, domain_masking_scheme(model.vocab), batch_size=s.batch_size,
+                                    seed=s.seed, device=device)  # fmt: skip
+        result |= {"clusters": len(encoded), "code_version": code_version()}
+        atomic_write_json(run / "test.json", result)
+    if not (run / "states.npz").is_file():
+        study = data.study
+        clusters = {c.id: c for c in data.corpus}
+        wanted = sorted(set(study["bgc_id"]))
+        encoded = [model.vocab.encode(clusters[b]) for b in wanted]
+        layers = list(range(model.num_layers + 1))
+        where = {b: k for k, b in enumerate(wanted)}
+        per_cluster: dict[int, dict[int, np.ndarray]] = {}
+        with torch.inference_mode():
+            for k, states in token_states(model, encoded, layers, token_budget=DEFAULT_TOKEN_BUDGET[device.type],
+                                          device=device):  # fmt: skip
+                per_cluster[k] = states
+        arrays = {"ids": np.array(list(study["instance_id"]), dtype=str), "clusters": np.array(wanted, dtype=str)}
+        rows = [where[b] for b in study["bgc_id"]]
+        positions = study["token_position"].to_numpy()
+        for i in layers:
+            arrays[f"I{i}"] = np.stack([per_cluster[r][i][p] for r, p in zip(rows, positions)]).astype(np.float32)
+            arrays[f"C{i}"] = np.stack([per_cluster[k][i].mean(0) for k in range(len(wanted))]).astype(np.float32)
+        atomic_write_npz(run / "states.npz", arrays)
+    return run
+
+
+def domain_reps(out: Path, s: StrataSettings, data: Inputs, geometry: str) -> tuple[Path, Path]:
+    """The domain and cluster strata of one geometry: the seed-``domain_seeds[0]`` model at ``width``, its
+    states at each instance (domain) and its mean over each instance's cluster (cluster)."""
+    run = domain_run(out, s, data, geometry, s.width, s.domain_seeds[0])
+    config = json.loads((run / "metrics.json").read_text())["config"]
+    paths = out / "reps" / f"domain.{geometry}.npz", out / "reps" / f"cluster.{geometry}.npz"
+    if not all(p.is_file() for p in paths):
+        with np.load(run / "states.npz") as z:
+            layers = sorted(int(k[1:]) for k in z.files if k.startswith("I"))
+            # layer 0 of a Lorentz model: tangent vectors of its table's points
+            curvature = {0: float(config.get("curvature", 1.0))} if geometry == "lorentz" else {}
+            ids = list(z["ids"])
+            write_reps(paths[0], ids, {i: z[f"I{i}"] for i in layers}, curvature)
+            row = {b: k for k, b in enumerate(z["clusters"])}
+            pick = [row[b] for b in data.study["bgc_id"]]
+            write_reps(paths[1], ids, {i: z[f"C{i}"][pick] for i in layers}, {})
+    return paths

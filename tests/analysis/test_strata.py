@@ -1,0 +1,125 @@
+"""Tests of biostrata.analysis.strata: representations compared across strata."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from biostrata.analysis.strata import (
+    RepName,
+    calibration_table,
+    cka_table,
+    delta_table,
+    genome_layer_vectors,
+    lorentz_points,
+    pool_rows,
+    probe_summary,
+)
+from biostrata.errors import InputError
+
+
+def test_rep_name_round_trip() -> None:
+    name = RepName("protein", "esm", 3)
+    assert str(name) == "protein/esm/3" and RepName.parse("protein/esm/3") == name
+
+
+def test_lorentz_points_lie_on_the_unit_hyperboloid_and_scale_distances() -> None:
+    rng = np.random.default_rng(0)
+    v, K = rng.standard_normal((20, 3)), 2.5
+    k = 1 / K  # the hyperboloid <x,x>_L = -k of curvature -K
+    x = lorentz_points(v, K)
+    np.testing.assert_allclose(-(x[:, 0] ** 2) + (x[:, 1:] ** 2).sum(1), -1.0, rtol=1e-10)
+    # exp_o(v) is |v| from the origin on the curvature -K hyperboloid; here that distance times sqrt(K)
+    np.testing.assert_allclose(np.arccosh(x[:, 0]), np.linalg.norm(v, axis=1) * np.sqrt(K), rtol=1e-10)
+
+    def point(u: np.ndarray) -> np.ndarray:  # exp_o(u) on <x,x>_L = -k: x_s = sqrt(k) sinh(|u|/sqrt(k)) u/|u|
+        r = np.linalg.norm(u) / np.sqrt(k)
+        return np.concatenate([[np.sqrt(k) * np.cosh(r)], np.sqrt(k) * np.sinh(r) * u / np.linalg.norm(u)])
+
+    a, b = point(v[0]), point(v[1])
+    d_k = np.sqrt(k) * np.arccosh((a[0] * b[0] - a[1:] @ b[1:]) / k)  # geodesic distance at curvature -K
+    d_1 = np.arccosh(x[0, 0] * x[1, 0] - x[0, 1:] @ x[1, 1:])
+    assert d_1 == pytest.approx(d_k * np.sqrt(K), rel=1e-9)
+    assert np.isfinite(lorentz_points(np.zeros((2, 3)), 1.0)).all()
+
+
+def test_delta_table_measures_hyperbolic_rows_on_the_hyperboloid_too() -> None:
+    rng = np.random.default_rng(1)
+    reps = {"a/x/0": rng.standard_normal((60, 4)), "a/y/1": rng.standard_normal((60, 2))}
+    table = delta_table(reps, {"a/y/1": 1.0}, samples=30, repeats=2, seed=0)
+    assert list(table["name"]) == ["a/x/0", "a/y/1", "a/y/1"]
+    assert list(table["metric"]) == ["euclidean", "euclidean", "lorentz"]
+    assert ((table["relative_delta"] >= 0) & (table["relative_delta"] <= 1)).all()
+    again = delta_table(reps, {"a/y/1": 1.0}, samples=30, repeats=2, seed=0)
+    pd.testing.assert_frame_equal(table, again)
+    with pytest.raises(InputError, match="row counts"):
+        delta_table({"a": np.zeros((5, 2)), "b": np.zeros((6, 2))})
+
+
+def test_calibration_table_orders_tree_below_plane() -> None:
+    cal = calibration_table(samples=60, repeats=2, seed=0).set_index("space")
+    assert cal.loc["tree", "relative_delta"] == pytest.approx(0.0, abs=1e-9)
+    assert cal.loc["euclidean-2d", "relative_delta"] > 0.1
+
+
+def test_cka_table_is_symmetric_with_unit_diagonal_and_known_values() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((50, 5))
+    q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    table = cka_table({"x": x, "rotated": 3 * x @ q, "other": rng.standard_normal((50, 3))}, batch=16)
+    np.testing.assert_allclose(np.diag(table), 1.0, atol=1e-10)
+    np.testing.assert_allclose(table.to_numpy(), table.to_numpy().T, atol=1e-12)
+    assert table.loc["x", "rotated"] == pytest.approx(1.0, abs=1e-10)  # CKA ignores rotation and scale
+    # against the formula ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on centred columns
+    y = table.columns[2]
+    xc, yc = x - x.mean(0), (lambda a: a - a.mean(0))(np.asarray(rng.standard_normal((50, 3))))
+    assert y == "other" and 0 <= table.loc["x", "other"] < 0.5
+    ref = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+    got = cka_table({"x": x, "y": yc}).loc["x", "y"]
+    assert got == pytest.approx(ref, rel=1e-9)
+
+
+def test_probe_summary_separates_informative_from_noise_features() -> None:
+    rng = np.random.default_rng(3)
+    y = np.repeat(["a", "b", "c"], 40)
+    groups = np.arange(120) % 20
+    good = np.eye(3)[np.unique(y, return_inverse=True)[1]] * 3 + rng.standard_normal((120, 3))
+    noise = rng.standard_normal((120, 3))
+    s_good = probe_summary(good, y, groups, folds=4, seeds=(0, 1))
+    s_noise = probe_summary(noise, y, groups, folds=4, seeds=(0, 1))
+    assert s_good["auroc_macro"] > 0.9 > s_noise["auroc_macro"] + 0.2
+    assert s_good["n"] == 120 and s_good["classes"] == 3 and s_good["auroc_macro_sd"] >= 0
+    assert probe_summary(good, y, groups, folds=4, seeds=(0,))["auroc_macro_sd"] == 0.0
+
+
+def test_pool_rows_means_per_key() -> None:
+    keys, means = pool_rows(np.array([[1.0, 0], [3, 2], [5, 5]]), ["b", "a", "b"])
+    assert keys == ["a", "b"] and means.tolist() == [[3, 2], [3, 2.5]]
+
+
+@pytest.mark.parametrize("name", ["cnn", "hcnn-s"])
+def test_genome_layer_vectors_pool_positions(name: str) -> None:
+    from biostrata.models.genome_cnn import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, 20, 3, channels=6, hidden=8)
+    seqs = ["ACGTACGTAC", "TTTTGGGGCCCCAAAATTTTGGGG", "ACGN"]
+    layers, curv = genome_layer_vectors(model, seqs, [1, 2, 3, 4], device="cpu")
+    assert sorted(layers) == [1, 2, 3, 4]
+    width = 6 if name == "cnn" else 5  # Lorentz channels count the time coordinate
+    assert [layers[i].shape for i in (1, 4)] == [(3, width), (3, 8 if name == "cnn" else 7)]
+    assert all(np.isfinite(x).all() for x in layers.values())
+    if name == "cnn":
+        assert set(curv.values()) == {None}
+        with torch.no_grad():
+            from biostrata.data.alphabet import encode_batch
+
+            states = model.embed(encode_batch(seqs, 20, truncate=True), [2])[2]
+        np.testing.assert_allclose(layers[2], states.mean(2).double().numpy(), rtol=1e-6)
+    else:
+        assert all(k == pytest.approx(1.0) for k in curv.values())
+        # the rows are log_o of points on the hyperboloid: back on it, they are finite and lie on it
+        x = lorentz_points(layers[4], curv[4])
+        np.testing.assert_allclose(-(x[:, 0] ** 2) + (x[:, 1:] ** 2).sum(1), -1.0, rtol=1e-8)
