@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from biostrata.analysis.strata import (
-    RepName,
     calibration_table,
     cka_table,
     delta_table,
@@ -18,11 +17,6 @@ from biostrata.analysis.strata import (
     probe_summary,
 )
 from biostrata.errors import InputError
-
-
-def test_rep_name_round_trip() -> None:
-    name = RepName("protein", "esm", 3)
-    assert str(name) == "protein/esm/3" and RepName.parse("protein/esm/3") == name
 
 
 def test_lorentz_points_lie_on_the_unit_hyperboloid_and_scale_distances() -> None:
@@ -100,26 +94,37 @@ def test_pool_rows_means_per_key() -> None:
 
 
 @pytest.mark.parametrize("name", ["cnn", "hcnn-s"])
-def test_genome_layer_vectors_pool_positions(name: str) -> None:
+def test_genome_layer_vectors_pool_each_sequences_own_positions(name: str) -> None:
+    from biostrata.data.alphabet import encode_batch
     from biostrata.models.genome_cnn import build_model
 
     torch.manual_seed(0)
-    model = build_model(name, 20, 3, channels=6, hidden=8)
-    seqs = ["ACGTACGTAC", "TTTTGGGGCCCCAAAATTTTGGGG", "ACGN"]
+    model = build_model(name, 20, 3, channels=6, hidden=8).eval()
+    seqs = ["ACGTACGTAC", "TTTTGGGGCCCCAAAATTTTGGGG", "ACGN"]  # 10, 24 (cut to 20) and 4 positions
     layers, curv = genome_layer_vectors(model, seqs, [1, 2, 3, 4], device="cpu")
     assert sorted(layers) == [1, 2, 3, 4]
     width = 6 if name == "cnn" else 5  # Lorentz channels count the time coordinate
     assert [layers[i].shape for i in (1, 4)] == [(3, width), (3, 8 if name == "cnn" else 7)]
     assert all(np.isfinite(x).all() for x in layers.values())
+    with torch.no_grad():
+        states = model.embed(encode_batch(seqs, 20, truncate=True), [2])[2].double().numpy()
+    own = [10, 20, 4]
     if name == "cnn":
         assert set(curv.values()) == {None}
-        with torch.no_grad():
-            from biostrata.data.alphabet import encode_batch
-
-            states = model.embed(encode_batch(seqs, 20, truncate=True), [2])[2]
-        np.testing.assert_allclose(layers[2], states.mean(2).double().numpy(), rtol=1e-6)
+        expected = np.stack([states[j, :, : own[j]].mean(1) for j in range(3)])
     else:
-        assert all(k == pytest.approx(1.0) for k in curv.values())
-        # the rows are log_o of points on the hyperboloid: back on it, they are finite and lie on it
+        K = curv[2]
+        k = 1 / K
+        assert K == pytest.approx(1.0)
+        expected = []
+        for j in range(3):  # Lorentz centroid of the own positions, then log_o, from the formulas
+            m = states[j, :, : own[j]].mean(1)
+            mm = -(m[0] ** 2) + m[1:] @ m[1:]
+            c = np.sqrt(k) * m / np.sqrt(abs(mm))
+            r = np.linalg.norm(c[1:])
+            expected.append(np.sqrt(k) * np.arcsinh(r / np.sqrt(k)) * c[1:] / r)
+        expected = np.stack(expected)
+        # the rows are tangent vectors of points on the hyperboloid: mapped back, they lie on it
         x = lorentz_points(layers[4], curv[4])
         np.testing.assert_allclose(-(x[:, 0] ** 2) + (x[:, 1:] ** 2).sum(1), -1.0, rtol=1e-8)
+    np.testing.assert_allclose(layers[2], expected, rtol=1e-5, atol=1e-6)

@@ -118,3 +118,39 @@ def test_clan_classes_come_from_training_clusters_only() -> None:
     assert splits.train.labels.tolist() == [0] * 5 + [1] * 3
     assert splits.dev.labels.tolist() == [0] and splits.test.labels.tolist() == [1]
     assert "valid clusters" in splits.dev.source and splits.labels == [0, 1]
+
+
+def test_clusters_sharing_a_sequence_form_one_group() -> None:
+    from biostrata.data.strata import assign_splits, cluster_groups
+
+    corpus = ClusterCorpus([Cluster("A", ("PF1",)), Cluster("B", ("PF1",)), Cluster("C", ("PF2",)),
+                            Cluster("D", ("PF3",)), Cluster("E", ("PF4",))])  # fmt: skip
+    shared = pd.DataFrame({"bgc_id": ["C", "D", "E", "F"], "dna": ["AAA", "AAA", "CCC", "GGG"],
+                           "protein": ["K", "M", "P", "P"]})  # fmt: skip
+    groups = cluster_groups(corpus, ["F"], shared)
+    assert groups == {"A": "A", "B": "A", "C": "C", "D": "C", "E": "E", "F": "E"}
+    assert cluster_groups(corpus, ["F"])["D"] == "D"  # without the instances, only domain lists join
+    for seed in range(5):
+        split = assign_splits(corpus, ["F"], (0.4, 0.3, 0.3), seed, shared=shared)
+        assert split["A"] == split["B"] and split["C"] == split["D"] and split["E"] == split["F"]
+
+
+def test_probe_families_are_held_out_per_clan_and_left_out_of_clan_training() -> None:
+    from biostrata.data.strata import clan_classes, clan_dna_splits, probe_families
+
+    rows = [(f"B{i % 7}", f"PF{c}{f}", f"CL{c}") for c in range(3) for f in range(3 + 4 * c) for i in range(4)]
+    inst = pd.DataFrame(rows, columns=["bgc_id", "family", "clan"]).assign(dna="ACGT")
+    held = probe_families(inst, min_families=3, share=0.5, seed=0)
+    per_clan = pd.Series([f[:3] for f in held]).value_counts().sort_index()
+    assert per_clan.to_dict() == {"PF0": 3, "PF1": 4, "PF2": 6}  # max(3, ceil(share x families))
+    assert probe_families(inst, 3, 0.5, seed=0) == held and probe_families(inst, 3, 0.5, seed=1) != held
+    assert probe_families(inst, min_families=8, share=0.5) == sorted(probe_families(inst, 8, 0.5))
+    assert {f[:3] for f in probe_families(inst, min_families=8, share=0.5)} == {"PF2"}
+    with pytest.raises(InputError, match="share"):
+        probe_families(inst, 3, 0.0)
+    split = {f"B{i}": "train" if i < 5 else ("valid" if i == 5 else "test") for i in range(7)}
+    clans = clan_classes(inst, split, min_count=1, top=5, exclude=held)
+    assert clans == ["CL2", "CL1"]  # CL0's 3 families are all held out
+    splits = clan_dna_splits(inst, split, clans, exclude=held)
+    used = inst[inst["clan"].isin(clans) & ~inst["family"].isin(held)]
+    assert sum(len(p) for p in splits) == len(used)

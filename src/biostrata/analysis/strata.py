@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,24 +20,8 @@ import torch
 
 from biostrata.errors import InputError
 
-__all__ = ["RepName", "genome_layer_vectors", "lorentz_points", "delta_table", "calibration_table", "cka_table",
+__all__ = ["genome_layer_vectors", "lorentz_points", "delta_table", "calibration_table", "cka_table",
            "probe_summary", "pool_rows"]  # fmt: skip
-
-
-class RepName(NamedTuple):
-    """A representation's name: ``stratum/model/layer``."""
-
-    stratum: str
-    model: str
-    layer: int
-
-    def __str__(self) -> str:
-        return f"{self.stratum}/{self.model}/{self.layer}"
-
-    @classmethod
-    def parse(cls, name: str) -> RepName:
-        stratum, model, layer = name.split("/")
-        return cls(stratum, model, int(layer))
 
 
 @torch.inference_mode()
@@ -51,11 +34,13 @@ def genome_layer_vectors(
     device: str | torch.device | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, float | None]]:
     """``({layer: float64 [n, dim]}, {layer: curvature or None})`` of a genome CNN (``model.embed``) for
-    ``sequences`` (cut or padded to ``model.length``). A block's ``(B, C, L)`` states are pooled over
-    positions: Euclidean states by their mean; Lorentz points by their Lorentz centroid. Lorentz points
-    are given as the space part of ``log_o`` (the tangent space at the origin), with the layer's curvature
-    magnitude K so that they can be measured on the hyperboloid again (:func:`lorentz_points`)."""
+    ``sequences`` (cut or padded to ``model.length``). A block's ``(B, C, L)`` states are pooled over each
+    sequence's own positions (not its padding, which would make the pool a function of length):
+    Euclidean states by their mean; Lorentz points by their Lorentz centroid. Lorentz points are given as
+    the space part of ``log_o`` (the tangent space at the origin), with the layer's curvature magnitude K
+    so that they can be measured on the hyperboloid again (:func:`lorentz_points`)."""
     from biostrata.data.alphabet import encode_batch
+    from biostrata.errors import NumericalError
     from biostrata.models.extract import count_batches, forward_batches
     from biostrata.models.layerwise import resolve_layers
 
@@ -63,22 +48,30 @@ def genome_layer_vectors(
     manifolds = {i: model.layer_manifold(i) for i in ids}
     parts: dict[int, list[np.ndarray]] = {i: [] for i in ids}
     collate = lambda seqs: encode_batch(seqs, model.length, truncate=True)  # noqa: E731
-    for _, reps in forward_batches(model, sequences, ids, count_batches(len(sequences), batch_size), collate=collate,
-                                   device=device):  # fmt: skip
+    for batch, reps in forward_batches(model, sequences, ids, count_batches(len(sequences), batch_size),
+                                       collate=collate, device=device):  # fmt: skip
         for i, states in reps.items():
             states, m = states.float(), manifolds[i]
-            if m is None:
-                v = states.mean(2) if states.dim() == 3 else states
+            if states.dim() == 3:
+                # at least one position: an empty sequence pools its first (padding) position
+                n = torch.tensor([max(1, min(len(sequences[j]), states.shape[2])) for j in batch], device=states.device)
+                own = (torch.arange(states.shape[2], device=states.device) < n[:, None]).unsqueeze(1)
+                # the Lorentz centroid sqrt(k) m / sqrt(|<m,m>_L|) does not change when m is scaled, so the
+                # mean over all positions of the masked points gives the centroid of the own positions
+                masked = states * own
+                v = masked.sum(2) / n[:, None] if m is None else m.centroid(masked, reduce_dims=(2,), dim=1)
             else:
-                point = m.centroid(states, reduce_dims=(2,), dim=1) if states.dim() == 3 else states
-                v = m.logmap0_space(point[:, 1:], dim=1)
+                v = states
+            if m is not None:
+                v = m.logmap0_space(v[:, 1:], dim=1)
             parts[i].append(v.double().cpu().numpy())
     out = {i: np.concatenate(p) if p else np.zeros((0, 0)) for i, p in parts.items()}
     bad = [i for i, x in out.items() if not np.isfinite(x).all()]
     if bad:
-        from biostrata.errors import NumericalError
-
-        raise NumericalError(f"layer(s) {bad} of the genome CNN gave NaN or infinity; no representation is kept")
+        raise NumericalError(
+            f"layer(s) {bad} of the genome CNN gave NaN or infinity; no representation is kept. Check the model "
+            "file (its training should have stopped on NaN), or run on the CPU in float32"
+        )
     return out, {i: None if m is None else float(m.curvature.detach()) for i, m in manifolds.items()}
 
 

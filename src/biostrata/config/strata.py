@@ -50,16 +50,25 @@ class StrataSettings(ProteinLMSettings):
     domain_layers: int = field(default=4, metadata=field_help("domain LM residual blocks"))
     domain_seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata=field_help("domain LM training seeds"))
     domain_epochs: int = field(default=16, metadata=field_help("domain LM epochs"))
-    curvature: float = field(default=1.0, metadata=field_help("curvature magnitude k of the Lorentz domain LM"))
+    curvature: float = field(
+        default=1.0, metadata=field_help("curvature magnitude K of the Lorentz domain LM (the hyperboloid is -K)")
+    )
     batch_size: int = 32
     lr: float = 1e-3
     # analyses
     instances: int = field(default=3000, metadata=field_help("instances sampled for CKA, delta and the clan probe"))
     delta_samples: int = field(default=400, metadata=field_help("points per delta estimate"))
     delta_repeats: int = 3
-    clan_min_families: int = field(default=5, metadata=field_help("families a clan needs in the clan probe"))
+    clan_min_families: int = field(
+        default=5, metadata=field_help("families a clan needs in the clan probe (and held out at least)")
+    )
+    probe_share: float = field(
+        default=0.3, metadata=field_help("share of each clan's families held out from the CNNs for the clan probe")
+    )
     folds: int = field(default=5, metadata=field_help("probe folds"))
-    probe_seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata=field_help("probe fold seeds"))
+    probe_seeds: list[int] = field(
+        default_factory=lambda: [0, 1, 2], metadata=field_help("probe fold seeds (the spread reported)")
+    )
     probe_C: float = field(default=1.0, metadata=field_help("inverse L2 strength of the linear probes"))
     umap_neighbors: int = 15
     threads: int = field(default=1, metadata=field_help("CPU threads"))
@@ -85,6 +94,7 @@ class StrataSettings(ProteinLMSettings):
             (self.curvature > 0, "curvature", "> 0"),
             (self.lr > 0 and self.cnn_lr > 0 and self.probe_C > 0, "lr", "learning rates and probe_C > 0"),
             (self.folds >= 2, "folds", "at least 2"),
+            (0 < self.probe_share <= 1, "probe_share", "in (0, 1]"),
             (self.instances >= 50, "instances", "at least 50"),
             (self.delta_samples >= 4, "delta_samples", "at least 4"),
             (self.accelerator in ("auto", "cpu", "gpu"), "accelerator", "auto, cpu or gpu"),

@@ -39,8 +39,10 @@ __all__ = [
     "read_instances",
     "align_occurrences",
     "assign_splits",
+    "cluster_groups",
     "clan_classes",
     "clan_dna_splits",
+    "probe_families",
     "INSTANCE_COLUMNS",
     "SPLITS",
 ]
@@ -103,13 +105,39 @@ def read_instances(
 SPLITS = ("train", "valid", "test")
 
 
-def cluster_groups(corpus: ClusterCorpus | None, clusters: Sequence[str] = ()) -> dict[str, str]:
-    """Cluster id -> group key, for the ids of ``corpus`` and ``clusters``: corpus clusters with identical
-    domain lists share one key (``domains:<d1> <d2> ...``); any other id is its own (``id:<id>``)."""
-    group = {c.id: "domains:" + " ".join(c.domains) for c in corpus or ()}
-    for bgc in clusters:
-        group.setdefault(bgc, f"id:{bgc}")
-    return group
+def cluster_groups(
+    corpus: ClusterCorpus | None, clusters: Sequence[str] = (), shared: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """Cluster id -> group key, for the ids of ``corpus`` and ``clusters``. One group holds the corpus
+    clusters with identical domain lists and, with ``shared`` (instances: ``bgc_id``, ``dna``, ``protein``),
+    the clusters that share a domain's DNA or protein sequence (the same gene in two MIBiG entries); a
+    group's key is its smallest cluster id."""
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    def join(ids: Sequence[str]) -> None:
+        for other in ids[1:]:
+            a, b = find(ids[0]), find(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+
+    for bgc in [*(c.id for c in corpus or ()), *clusters]:
+        find(bgc)
+    by_list: dict[tuple, list[str]] = {}
+    for c in corpus or ():
+        by_list.setdefault(c.domains, []).append(c.id)
+    for ids in by_list.values():
+        join(ids)
+    if shared is not None:
+        for column in ("dna", "protein"):
+            for ids in shared.groupby(column)["bgc_id"].unique():
+                join(sorted(ids))
+    return {bgc: find(bgc) for bgc in parent}
 
 
 def assign_splits(
@@ -117,18 +145,19 @@ def assign_splits(
     clusters: Sequence[str] = (),
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
+    shared: pd.DataFrame | None = None,
 ) -> dict[str, str]:
     """Cluster id -> ``train``/``valid``/``test``, one split for every stratum of a study.
 
     The ids are those of ``corpus`` and of ``clusters`` (e.g. the ``bgc_id`` of the instances), grouped by
-    :func:`cluster_groups` so that no duplicate leaks across the split. Groups are ordered by key, shuffled
+    :func:`cluster_groups` (with ``shared``) so that no duplicate leaks across the split. Groups are ordered by key, shuffled
     with ``seed`` and dealt to ``test``, then ``valid``, until each holds at least its share of the ids; the
     rest train. The result does not depend on the order of the inputs."""
     if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0 or not np.isclose(sum(fractions), 1.0):
         raise InputError(
             f"split fractions {tuple(fractions)}: give three shares (train, valid, test) >= 0 that sum to 1, train > 0"
         )
-    group = cluster_groups(corpus, clusters)
+    group = cluster_groups(corpus, clusters, shared)
     members: dict[str, list[str]] = {}
     for bgc, key in group.items():
         members.setdefault(key, []).append(bgc)
@@ -146,25 +175,58 @@ def assign_splits(
     return out
 
 
-def clan_classes(instances: pd.DataFrame, split_of: Mapping[str, str], min_count: int = 20, top: int = 20) -> list[str]:
+def clan_classes(
+    instances: pd.DataFrame,
+    split_of: Mapping[str, str],
+    min_count: int = 20,
+    top: int = 20,
+    exclude: Sequence[str] = (),
+) -> list[str]:
     """The clans a nucleotide model learns to predict: the ``top`` most frequent clans among the training
-    instances, each with at least ``min_count`` of them (ties by name). Only the training split counts,
-    so that validation and test never shape the classes."""
+    instances (but those of the families in ``exclude``), each with at least ``min_count`` of them (ties by
+    name). Only the training split counts, so that validation and test never shape the classes."""
     train = instances[(instances["bgc_id"].map(split_of) == "train") & (instances["clan"] != "")]
+    if len(exclude):
+        train = train[~train["family"].isin(list(exclude))]
     counts = train["clan"].value_counts()
     ranked = sorted(((int(n), c) for c, n in counts.items() if n >= min_count), key=lambda t: (-t[0], t[1]))
     return [c for _, c in ranked[:top]]
 
 
 def clan_dna_splits(
-    instances: pd.DataFrame, split_of: Mapping[str, str], clans: Sequence[str], source: str = ""
+    instances: pd.DataFrame,
+    split_of: Mapping[str, str],
+    clans: Sequence[str],
+    source: str = "",
+    exclude: Sequence[str] = (),
 ) -> Splits:
     """Train/dev/test sets of domain DNA labelled by the index of its clan in ``clans`` (instances of other
-    clans, or of none, are left out), split by cluster as ``split_of`` says (``valid`` is the dev set)."""
+    clans, or of none, and of the families in ``exclude`` are left out), split by cluster as ``split_of``
+    says (``valid`` is the dev set)."""
     index = {c: i for i, c in enumerate(clans)}
     keep = instances[instances["clan"].isin(index)]
+    if len(exclude):
+        keep = keep[~keep["family"].isin(list(exclude))]
     parts = []
     for name in SPLITS:
         part = keep[keep["bgc_id"].map(split_of) == name]
         parts.append(SequenceSet(list(part["dna"]), part["clan"].map(index).to_numpy(), f"{source} ({name} clusters)"))
     return Splits(*parts)
+
+
+def probe_families(instances: pd.DataFrame, min_families: int = 5, share: float = 0.3, seed: int = 0) -> list[str]:
+    """The families held out for a clan probe: of each clan with at least ``min_families`` families among
+    ``instances``, a seeded ``share`` of them, and at least ``min_families``. A model trained on clan labels
+    never sees these families (:func:`clan_dna_splits` with ``exclude``), so the probe asks of every
+    representation the same question: does it place unseen families in their clan?"""
+    if not 0 < share <= 1:
+        raise InputError(f"share={share}: the share of each clan's families held out must be in (0, 1]")
+    rng = np.random.default_rng([seed, 3])
+    families = instances[instances["clan"] != ""].groupby("clan")["family"].unique()
+    out: list[str] = []
+    for clan in sorted(families.index):
+        members = sorted(families[clan])
+        if len(members) >= min_families:
+            k = min(len(members), max(min_families, int(np.ceil(share * len(members)))))
+            out += [members[i] for i in sorted(rng.choice(len(members), size=k, replace=False))]
+    return sorted(out)

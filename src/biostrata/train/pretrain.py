@@ -195,34 +195,39 @@ def pretrain_protein_lm(
     batch_size: int = _D.batch_size,
     lr: float = _D.lr,
     seed: int = _D.seed,
+    valid: Sequence[ProteinRecord] | None = None,
     **run: Any,
 ) -> dict:
     """Pre-train a protein LM (e.g. :func:`~biostrata.models.protein_lm.small_protein_lm`) by masked
-    residue prediction on ``records``, split at random by sequence. ``max_length`` counts residues;
-    ``run``: the :data:`RUN_OPTIONS` of :func:`fit_masked_lm`."""
-    if not 0 < val_fraction < 1:
-        raise InputError(f"val_fraction={val_fraction}: must be in (0, 1)")
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, round(val_fraction * len(order)))
-    if n_val >= len(order):
+    residue prediction on ``records``, split at random by sequence, or, with ``valid`` (e.g. the segments
+    of a study's validation clusters), trained on all of ``records`` and validated on ``valid``.
+    ``max_length`` counts residues; ``run``: the :data:`RUN_OPTIONS` of :func:`fit_masked_lm`."""
+    if valid is None:
+        if not 0 < val_fraction < 1:
+            raise InputError(f"val_fraction={val_fraction}: must be in (0, 1)")
+        order = list(range(len(records)))
+        random.Random(seed).shuffle(order)
+        n_val = max(1, round(val_fraction * len(order)))
+        records, valid = [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
+        how = f"split with val_fraction={val_fraction} (--val-fraction)"
+    else:
+        how = "given split"
+    if not records or not valid:
         raise InputError(
-            f"{len(order)} protein sequence(s) split with val_fraction={val_fraction} (--val-fraction) into "
-            f"{len(order) - n_val} for training and {min(n_val, len(order))} for validation; pre-training needs both, "
-            "so give more sequences"
+            f"{len(records) + len(valid)} protein sequence(s) {how} into {len(records)} for training and "
+            f"{len(valid)} for validation; pre-training needs both, so give more sequences"
         )
-    tokens = [plm.tokenize([r.sequence])[0] for r in records]
+    tokenize = lambda part: [plm.tokenize([r.sequence])[0] for r in part]  # noqa: E731
     out_dir = Path(out_dir)
     settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)  # for the fit and its record
     result = fit_masked_lm(
-        plm, [tokens[i] for i in order[n_val:]], [tokens[i] for i in order[:n_val]], protein_masking_scheme(plm),
-        out_dir, max_length=None if max_length is None else max_length + 2, keep_first=1, keep_last=1,
-        **settings, **run,
+        plm, tokenize(records), tokenize(valid), protein_masking_scheme(plm), out_dir,
+        max_length=None if max_length is None else max_length + 2, keep_first=1, keep_last=1, **settings, **run,
     )  # fmt: skip
     plm.save(out_dir / "model.pt")
     result.update(
-        model=plm.name, layers=plm.num_layers, embed_dim=plm.embed_dim, train_sequences=len(order) - n_val,
-        val_sequences=n_val, **settings, max_length=max_length,
+        model=plm.name, layers=plm.num_layers, embed_dim=plm.embed_dim, train_sequences=len(records),
+        val_sequences=len(valid), **settings, max_length=max_length,
     )  # fmt: skip
     atomic_write_json(out_dir / "metrics.json", result)
     return result

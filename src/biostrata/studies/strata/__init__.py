@@ -9,16 +9,17 @@ when its files exist (a killed run resumes; ``settings.json`` must match):
 
 1. nucleotide: k-mer spectra (``layer`` = k), and the genome CNNs of Khan et al. (Euclidean and Lorentz)
    trained to tell the Pfam clan from the domain's DNA (``nucleotide/<model>/``; classes: the most
-   frequent clans of the training clusters), their layers pooled over positions;
-2. amino acid: a protein LM (given, or a small ESM-2 trained on the training clusters' segments),
-   residue means of every layer;
+   frequent clans of the training clusters; the clan probe's families left out), their layers pooled
+   over each sequence's own positions;
+2. amino acid: a protein LM (given, or a small ESM-2 trained on the training clusters' segments, best
+   epoch on the validation clusters'), residue means of every layer;
 3. domain: the domain LM (BiGCARP's ByteNet) in both geometries (Lorentz: token table on the hyperboloid
    and distance logits) at every width and seed, best epoch on the validation clusters, masked-token
    accuracy and perplexity on the test clusters (once); states at each instance (``domain``) and their
    cluster means (``cluster``) from the seed-0 models at ``width``;
 4. analyses: relative Gromov delta of every representation with calibration spaces (``delta.csv``), linear
-   CKA between all of them on the same instances (``cka.csv``), clan probe per instance (held-out clusters,
-   grouped by family) and product-class probe per cluster (``probes.csv``), the width comparison
+   CKA between all of them on the same instances (``cka.csv``), clan probe per instance (families held out
+   from the CNNs, folds grouped by family) and product-class probe per cluster (``probes.csv``), the width comparison
    (``widths.csv``), and pictures (``delta.png``, ``cka.png``, ``widths.png``, ``umap_<geometry>.png``);
 5. ``strata.md``: every number with the settings and code version.
 """
@@ -32,9 +33,9 @@ import pandas as pd
 
 from biostrata.config import StrataSettings
 from biostrata.io import StepClock, atomic_write_json, atomic_write_text
+from biostrata.models.domain_lm import GEOMETRIES
 from biostrata.studies.strata.compare import family_means, plan_analyses, probes, read_reps, widths
 from biostrata.studies.strata.steps import (
-    GEOMETRIES,
     cnn_reps,
     domain_reps,
     domain_run,
@@ -68,7 +69,7 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
     with cpu_threads(s.threads):
         with clock("inputs"):
             data = load_inputs(s)
-            clans = clan_classes(data.instances, data.split_of, s.clan_min_count, s.clan_classes)
+            clans = clan_classes(data.instances, data.split_of, s.clan_min_count, s.clan_classes, data.probe_families)
         paths = []
         with clock("nucleotide"):
             if "kmer" not in s.skip:
@@ -118,7 +119,7 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
     facts |= {"instances": len(data.instances), "study_instances": len(data.study), "clusters": data.study["bgc_id"].nunique(),
               "splits": {k: int(v) for k, v in data.study["bgc_id"].map(data.split_of).value_counts().items()},
               "clan_classes": len(clans), "clan_probe_rows": len(plan.clan_rows), "clan_probe_clans": len(set(plan.clan_labels)),
-              "clan_probe_families": len(set(plan.clan_groups)), "product_clusters": len(plan.clusters),
+              "clan_probe_families": len(set(plan.clan_groups)), "held_out_families": len(data.probe_families), "product_clusters": len(plan.clusters),
               "sample": len(plan.sample)}  # fmt: skip
     tables = {"delta": deltas, "calibration": calibration, "cka": cka, "probes": probe_table, "widths": width_table}
     for key, frame in tables.items():

@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from biostrata.config import StrataSettings
 from biostrata.errors import InputError
 from biostrata.io import atomic_write_json
-from biostrata.studies.strata.steps import GEOMETRIES, Inputs, run_name
+from biostrata.models.domain_lm import GEOMETRIES
+from biostrata.studies.strata.steps import Inputs, run_name
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Plan:
     """Which rows each analysis uses (the same for every representation)."""
 
     sample: np.ndarray  # study rows for delta and CKA
-    clan_rows: np.ndarray  # study rows of the clan probe (valid and test clusters)
+    clan_rows: np.ndarray  # study rows of the clan probe (families no CNN saw)
     clan_labels: np.ndarray
     clan_groups: np.ndarray  # Pfam family: the probe must place unseen families in their clan
     clusters: list[str]  # clusters of the product-class probe
@@ -62,15 +63,12 @@ def plan_analyses(s: StrataSettings, data: Inputs) -> Plan:
     study = data.study
     n = len(study)
     sample = np.sort(rng_sample.choice(n, size=min(s.instances, n), replace=False))
-    # clan probe: instances of clusters no model trained on, of clans with enough families among them
-    held = study[study["bgc_id"].map(data.split_of).isin(["valid", "test"]) & (study["clan"] != "")]
-    families = held.groupby("clan")["family"].nunique()
-    need = max(s.clan_min_families, s.folds)  # folds are grouped by family: each needs a family of every clan
-    held = held[held["clan"].isin(families[families >= need].index)]
+    # clan probe: instances of the families held out from every model trained on clan labels
+    held = study[study["family"].isin(data.probe_families)]
     if held["clan"].nunique() < 2:
         raise InputError(
-            f"fewer than two clans have {need} families (--clan-min-families, at least --folds) among the "
-            "instances of the held-out clusters; lower them or give more data"
+            f"fewer than two clans have {max(s.clan_min_families, s.folds)} families (--clan-min-families, at "
+            "least --folds) among the study's instances; lower them or give more data"
         )
     rows = held.index.to_numpy()
     if len(rows) > s.instances:

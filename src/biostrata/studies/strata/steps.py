@@ -3,7 +3,8 @@ the nucleotide, amino-acid and domain strata (each step skipped when its files e
 
 Representation files ``reps/<stratum>.<model>.npz`` hold ``ids`` (instance ids, the study's order),
 ``layers`` and one ``L<layer>`` float32 array ``[instances, dim]`` per layer, and ``curvature`` (per layer;
-NaN for a Euclidean layer, else k of the hyperboloid whose tangent space at the origin the rows are in).
+NaN for a Euclidean layer, else the magnitude K of the curvature -K of the hyperboloid whose tangent space
+at the origin the rows are in).
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ import pandas as pd
 from biostrata.config import StrataSettings, TrainConfig
 from biostrata.io import atomic_write_json, atomic_write_npz
 
-#: The geometries of the domain LM.
-GEOMETRIES = ("euclidean", "lorentz")
-
 
 @dataclass
 class Inputs:
     """The study's inputs. ``instances``: every domain instance (:func:`~biostrata.data.strata.read_instances`);
     ``study``: those seen at every stratum (a corpus token, a checked reading frame), in a fixed order;
     ``split_of``: cluster id -> train/valid/test; ``group_of``: cluster id -> its split group (identical
-    domain lists share one); ``classes``: MIBiG product classes (multi-hot, by cluster id)."""
+    domain lists, or a shared DNA or protein sequence); ``classes``: MIBiG product classes (multi-hot, by
+    cluster id); ``probe_families``: the families of the clan probe, never seen by a CNN."""
 
     pfam: object
     corpus: object
@@ -36,28 +35,31 @@ class Inputs:
     split_of: dict[str, str]
     group_of: dict[str, str]
     classes: pd.DataFrame
+    probe_families: list[str]
 
 
 def load_inputs(s: StrataSettings) -> Inputs:
     from biostrata.data.clusters import read_classes, read_clusters
     from biostrata.data.pfam import PfamTable
-    from biostrata.data.strata import assign_splits, cluster_groups, read_instances
+    from biostrata.data.strata import assign_splits, cluster_groups, probe_families, read_instances
 
     pfam = PfamTable.read(s.pfam)
     corpus = read_clusters(s.corpus, pfam)
     instances = read_instances(s.domains, corpus, pfam)
     clusters = sorted(instances["bgc_id"].unique())
-    split_of = assign_splits(corpus, clusters, s.split, s.seed)
+    split_of = assign_splits(corpus, clusters, s.split, s.seed, shared=instances)
     study = instances[(instances["token_position"] >= 0) & (instances["frame_evidence"].isin(["hmm", "unique"]))]
-    return Inputs(pfam, corpus, instances, study.reset_index(drop=True), split_of, cluster_groups(corpus, clusters),
-                  read_classes(s.classes))  # fmt: skip
+    held = probe_families(study, max(s.clan_min_families, s.folds), s.probe_share, s.seed)
+    return Inputs(pfam, corpus, instances, study.reset_index(drop=True), split_of,
+                  cluster_groups(corpus, clusters, instances), read_classes(s.classes), held)  # fmt: skip
 
 
 def device_of(s: StrataSettings) -> str | None:
-    """Where models run outside Lightning: the CPU when asked, else a GPU when present (None). Inside
+    """Where models run outside Lightning: the CPU or the GPU when asked (no GPU: an error that says so),
+    else a GPU when present (None). Inside
     Lightning the study trains on one device (``devices=1``): its models train one after another, and
     ``devices="auto"`` would start one process per GPU (DDP) for each."""
-    return "cpu" if s.accelerator == "cpu" else None
+    return {"cpu": "cpu", "gpu": "cuda"}.get(s.accelerator)
 
 
 def write_reps(path: Path, ids: list[str], layers: dict[int, np.ndarray], curvature: dict[int, float | None]) -> None:
@@ -92,7 +94,8 @@ def cnn_reps(out: Path, s: StrataSettings, data: Inputs, model_name: str, clans:
 
     run = out / "nucleotide" / model_name
     if not (run / "metrics.json").is_file():
-        train(cnn_config(s, model_name), clan_dna_splits(data.instances, data.split_of, clans, s.domains), run)
+        splits = clan_dna_splits(data.instances, data.split_of, clans, s.domains, exclude=data.probe_families)
+        train(cnn_config(s, model_name), splits, run)
     metrics = json.loads((run / "metrics.json").read_text())
     path = out / "reps" / f"nucleotide.{model_name}.npz"
     if not path.is_file():
@@ -105,8 +108,9 @@ def cnn_reps(out: Path, s: StrataSettings, data: Inputs, model_name: str, clans:
 
 # -------------------------------------------------------------------------------------------- amino acid
 def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict]:
-    """A protein LM (given, or a small ESM-2 trained on the checked segments of the training and
-    validation clusters) and the residue mean of each layer for every study instance."""
+    """A protein LM (given, or a small ESM-2 trained on the checked segments of the training clusters, its
+    best epoch chosen on those of the validation clusters) and the residue mean of each layer for every
+    study instance."""
     from biostrata.data.proteins import ProteinRecord
     from biostrata.models.extract import DEFAULT_TOKEN_BUDGET, default_device, token_states
     from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
@@ -117,12 +121,13 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
         plm, metrics = load_protein_lm(s.protein_model), {"model": s.protein_model}
     else:
         if not (run / "metrics.json").is_file():
-            seen = data.instances[data.instances["bgc_id"].map(data.split_of).isin(["train", "valid"])
-                                  & data.instances["frame_evidence"].isin(["hmm", "unique"])]  # fmt: skip
-            pairs = sorted(set(zip(seen["family"], seen["protein"])))
-            records = [ProteinRecord(f"{f}|{k}", p, f) for k, (f, p) in enumerate(pairs)]
+            checked = data.instances[data.instances["frame_evidence"].isin(["hmm", "unique"])]
+            split = checked["bgc_id"].map(data.split_of)
+            records = {name: [ProteinRecord(f"{f}|{k}", p, f) for k, (f, p) in
+                              enumerate(sorted(set(zip(part["family"], part["protein"]))))]
+                       for name, part in (("train", checked[split == "train"]), ("valid", checked[split == "valid"]))}  # fmt: skip
             plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
-            pretrain_protein_lm(plm, records, run, epochs=s.protein_epochs, max_length=s.protein_max_length,
+            pretrain_protein_lm(plm, records["train"], run, valid=records["valid"], epochs=s.protein_epochs, max_length=s.protein_max_length,
                                 batch_size=s.batch_size, lr=s.lr, seed=s.seed, accelerator=s.accelerator,
                                 devices=1, progress=s.progress)  # fmt: skip
         plm, metrics = load_protein_lm(run / "model.pt"), json.loads((run / "metrics.json").read_text())
@@ -171,7 +176,8 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, geometry: str, width:
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.extract import DEFAULT_TOKEN_BUDGET, default_device, token_states
     from biostrata.provenance import code_version
-    from biostrata.train.pretrain import domain_masking_scheme, evaluate_masked_lm, pretrain_domain_lm
+    from biostrata.train.masked_lm import evaluate_masked_lm
+    from biostrata.train.pretrain import domain_masking_scheme, pretrain_domain_lm
 
     run = out / "domain" / run_name(geometry, width, seed)
     fit, test = domain_corpora(data)
