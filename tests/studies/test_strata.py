@@ -174,3 +174,14 @@ def test_representation_files_must_hold_the_study_rows_in_order(tmp_path: Path) 
     np.testing.assert_array_equal(reps.arrays["protein/esm/0"], np.eye(3))
     with pytest.raises(InputError, match="not the study's instances; delete it"):
         read_reps([path], ["b", "a", "c"])
+
+
+def test_the_clan_probe_sample_keeps_every_family() -> None:
+    from biostrata.studies.strata.compare import sample_per_group
+
+    groups = pd.Series(["a"] * 50 + ["b"] * 3 + ["c"] * 10, index=np.arange(100, 163))
+    rows = sample_per_group(groups, 20, np.random.default_rng(0))
+    picked = groups.loc[rows].value_counts().to_dict()
+    assert picked == {"a": 8, "b": 3, "c": 8} and len(rows) <= 20 and list(rows) == sorted(rows)
+    assert len(sample_per_group(groups, 1000, np.random.default_rng(0))) == 63  # all rows fit
+    assert sample_per_group(groups, 3, np.random.default_rng(0)).size == 3  # one per family at least

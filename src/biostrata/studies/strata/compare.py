@@ -70,9 +70,7 @@ def plan_analyses(s: StrataSettings, data: Inputs) -> Plan:
             f"fewer than two clans have {max(s.clan_min_families, s.folds)} families (--clan-min-families, at "
             "least --folds) among the study's instances; lower them or give more data"
         )
-    rows = held.index.to_numpy()
-    if len(rows) > s.instances:
-        rows = np.sort(rng_clan.choice(rows, size=s.instances, replace=False))
+    rows = sample_per_group(held["family"], s.instances, rng_clan)
     labelled = [b for b in sorted(set(study["bgc_id"])) if b in data.classes.index]
     product = data.classes.loc[labelled]
     groups = np.array([data.group_of[b] for b in labelled])
@@ -87,6 +85,21 @@ def plan_analyses(s: StrataSettings, data: Inputs) -> Plan:
     clusters = [b for b, k in zip(labelled, keep) if k]
     return Plan(sample, rows, study.loc[rows, "clan"].to_numpy(), study.loc[rows, "family"].to_numpy(), clusters,
                 product.to_numpy()[keep].astype(np.int64), groups[keep], list(product.columns))  # fmt: skip
+
+
+def sample_per_group(groups: pd.Series, total: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted index labels of at most ``total`` rows of ``groups`` that keep every group: up to ``cap`` rows
+    of each, the largest cap that fits (a uniform sample of rows could drop a whole family, and with it a
+    clan from the grouped folds)."""
+    sizes = groups.value_counts()
+    cap = int(sizes.max()) if len(sizes) else 0
+    while cap > 1 and int(np.minimum(sizes, cap).sum()) > total:
+        cap -= 1
+    picked = []
+    for group in sorted(sizes.index):
+        labels = groups.index[groups.to_numpy() == group].to_numpy()
+        picked.append(labels if len(labels) <= cap else rng.choice(labels, size=cap, replace=False))
+    return np.sort(np.concatenate(picked)) if picked else np.array([], dtype=np.int64)
 
 
 def cluster_rows(x: np.ndarray, bgc: pd.Series, clusters: list[str]) -> np.ndarray:
