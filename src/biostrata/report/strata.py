@@ -344,10 +344,12 @@ def summary_markdown(tables: Mapping[str, pd.DataFrame], s, facts: Mapping) -> s
         f"instances are seen at every stratum (a corpus token and a checked reading frame), in "
         f"{facts.get('clusters')} clusters; instances per split: {facts.get('splits')}. Delta and CKA on "
         f"{facts.get('sample')} sampled instances ({s.delta_samples} points x {s.delta_repeats} repeats per delta); "
-        f"clan probe on {facts.get('clan_probe_rows')} instances of held-out clusters ({facts.get('clan_probe_clans')} "
-        f"clans, {facts.get('clan_probe_families')} families, folds grouped by family); product-class probe on "
-        f"{facts.get('product_clusters')} clusters (folds grouped by identical domain lists); {s.folds} folds x seeds "
-        f"{list(s.probe_seeds)}, mean ± sd over seeds.",
+        f"clan probe on {facts.get('clan_probe_rows')} instances of the {facts.get('held_out_families')} families held "
+        f"out from the clan-trained CNNs ({facts.get('clan_probe_clans')} clans, {facts.get('clan_probe_families')} "
+        f"families, folds grouped by family); product-class probe on {facts.get('product_clusters')} clusters (folds "
+        f"grouped by split group: identical domain lists or a shared sequence); {s.folds} folds x fold seeds "
+        f"{list(s.probe_seeds)}, mean ± sd over the fold seeds (each model below is trained once, seed {s.seed}, "
+        "except the domain LMs of the width comparison).",
         "",
     ]
     for key in sorted(k for k in facts if k.startswith("cnn_")):
