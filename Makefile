@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/step_time.py
 	$(BIN)/python benchmarks/delta.py
 	$(BIN)/python benchmarks/embed.py
+	$(BIN)/python benchmarks/domain_lm.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
