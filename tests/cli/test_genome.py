@@ -341,7 +341,10 @@ def test_ctrl_c_keeps_finished_seeds_and_a_rerun_completes(tiny_task, tmp_path):
     argv = [sys.executable, "-m", "biostrata.cli", "train", "--data", str(tiny_task), "--out", str(out), "--model",
             "cnn", "--seeds", "0", "1", *TINY, "--epochs", "60", "--batch-size", "8", "--threads", "1"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C reaches Python as KeyboardInterrupt only if SIGINT is not ignored when it starts, and a shell
+    # without job control starts background jobs (e.g. a test run launched with `&`) with SIGINT ignored
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 60
     while not list((out / "seed1" / "checkpoints").glob("*.ckpt")):  # seed 1 is training
         assert proc.poll() is None, proc.communicate()
