@@ -46,6 +46,7 @@ def test_strata_data_takes_the_accession_corpus(tmp_path: Path, monkeypatch: pyt
         (["--widths", "8", "16", "--width", "32"], "width=32.*is invalid"),
         (["--split", "0.8", "0.2"], "split=.*is invalid"),
         (["--cnn-models", "resnet"], "cnn_models=.*is invalid"),
+        (["--domain-variants", "hyper"], "domain_variants=.*is invalid"),
         (["--domains", "missing.tsv"], "domains.*missing.tsv"),
     ],
 )

@@ -196,6 +196,7 @@ def test_presets(vocab: DomainVocabulary) -> None:
         **PRESETS["small"],
         "geometry": "euclidean",
         "curvature": 1.0,
+        "head": "linear",
     }
     with pytest.raises(InputError, match="preset='huge'"):
         DomainLM.from_preset("huge", vocab)
@@ -352,3 +353,33 @@ def test_lorentz_checkpoint_round_trip(tmp_path: Path, vocab: DomainVocabulary) 
     torch.save(data, path)
     with pytest.raises(InputError, match=r"hyper.pt: curvature=-1.0"):
         DomainLM.load(path)
+
+
+def test_euclidean_distance_head_is_the_flat_control(vocab: DomainVocabulary, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = DomainLM(vocab, **TINY, head="distance").double().eval()
+    assert model.config["head"] == "distance" and model.geometry == "euclidean"
+    assert DomainLM(vocab, **TINY).config["head"] == "linear"
+    assert DomainLM(vocab, **TINY, geometry="lorentz").config["head"] == "distance"
+    with pytest.raises(InputError, match="head='linear'"):
+        DomainLM(vocab, **TINY, geometry="lorentz", head="linear")
+    with pytest.raises(InputError, match="head='dot'"):
+        DomainLM(vocab, **TINY, head="dot")
+    x = _batch(vocab)
+    with torch.no_grad():
+        # logit_c = -|W h + b - p_c| / tau + b_c, written out
+        h = model.hidden(x)
+        head = model.net.decoder
+        u = h @ head.linear.weight.T + head.linear.bias
+        dist = (u[..., None, :] - head.prototypes).pow(2).sum(-1).sqrt()
+        expected = -dist / head.tau + head.bias
+        assert float(head.tau) == pytest.approx(0.1)
+        assert torch.allclose(model(x), expected, atol=1e-9)
+        assert torch.allclose(model.decode(h), expected, atol=1e-9)
+        # the same start as the lorentz head: states near the origin (|u| ~ 0.5), prototypes at |p| ~ 1
+        assert 0.2 < float(u.norm(dim=-1).mean()) < 1.0 and 0.5 < float(head.prototypes.norm(dim=-1).mean()) < 1.5
+    model.save(tmp_path / "m.pt")
+    back = DomainLM.load(tmp_path / "m.pt").double()
+    assert back.config == model.config
+    with torch.no_grad():
+        assert torch.allclose(back(x), model(x), atol=1e-12)

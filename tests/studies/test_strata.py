@@ -52,7 +52,7 @@ def tiny_settings(files: dict[str, str]) -> StrataSettings:
     return StrataSettings(
         **files, split=[0.5, 0.25, 0.25], kmers=[2, 3], dna_length=48, cnn_epochs=2, cnn_hidden=8, clan_classes=3,
         clan_min_count=5, protein_layers=1, protein_dim=8, protein_heads=2, protein_epochs=1, protein_max_length=32,
-        widths=[4, 8], width=8, domain_layers=2, domain_seeds=[0, 1], domain_epochs=2, batch_size=16, lr=1e-2,
+        widths=[4, 8], width=8, domain_variants=["euclidean", "lorentz", "euclidean-distance"], domain_layers=2, domain_seeds=[0, 1], domain_epochs=2, batch_size=16, lr=1e-2,
         instances=200, delta_samples=20, delta_repeats=1, clan_min_families=2, folds=3, probe_seeds=[0, 1],
         umap_neighbors=5, accelerator="cpu", progress=False,
     )  # fmt: skip
@@ -85,22 +85,24 @@ def test_study_end_to_end_and_resume(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.diag(cka), 1.0, atol=1e-8)
     # the width comparison: both geometries, every width and seed, on the same test clusters
     widths = tables["widths"]
-    assert len(widths) == 2 * 2 * 2 and set(widths["geometry"]) == {"euclidean", "lorentz"}
+    assert len(widths) == 3 * 2 * 2 and set(widths["geometry"]) == {"euclidean", "lorentz", "euclidean-distance"}
     assert widths["test_ppl"].gt(1).all() and widths["test_acc"].between(0, 1).all()
+    variants = ("euclidean", "lorentz", "euclidean-distance")
     tests = [json.loads((out / "domain" / f"{g}-w{w}-s{s}" / "test.json").read_text())
-             for g in ("euclidean", "lorentz") for w in (4, 8) for s in (0, 1)]  # fmt: skip
+             for g in variants for w in (4, 8) for s in (0, 1)]  # fmt: skip
     assert len({t["masked_tokens"] for t in tests}) == 1 and len({t["clusters"] for t in tests}) == 1
     # both geometries: the same clusters, vocabulary, seed and validation masks at every width and seed
     for w in (4, 8):
         for seed in (0, 1):
-            runs = [json.loads((out / "domain" / f"{g}-w{w}-s{seed}" / "metrics.json").read_text())
-                    for g in ("euclidean", "lorentz")]  # fmt: skip
+            runs = [json.loads((out / "domain" / f"{g}-w{w}-s{seed}" / "metrics.json").read_text()) for g in variants]
             same = ("train_clusters", "val_clusters", "seed", "vocab_size", "epochs", "batch_size", "lr")
-            assert [{k: r[k] for k in same} for r in runs][0] == {k: runs[1][k] for k in same}
-            assert runs[0]["seed"] == seed and [r["config"]["geometry"] for r in runs] == ["euclidean", "lorentz"]
+            assert all({k: r[k] for k in same} == {k: runs[0][k] for k in same} for r in runs)
+            assert [(r["config"]["geometry"], r["config"]["head"]) for r in runs] == [
+                ("euclidean", "linear"), ("lorentz", "distance"), ("euclidean", "distance")]  # fmt: skip
             masked = [[e["masked_tokens"] for e in r["history"]] for r in runs]
-            assert masked[0] == masked[1] and len(masked[0]) == 2
-    for f in ("strata.md", "delta.png", "cka.png", "widths.png", "umap_euclidean.png", "umap_lorentz.png"):
+            assert masked[0] == masked[1] == masked[2] and len(masked[0]) == 2 and runs[0]["seed"] == seed
+    for f in ("strata.md", "delta.png", "cka.png", "widths.png", "umap_euclidean.png", "umap_lorentz.png",
+              "umap_euclidean-distance.png"):  # fmt: skip
         assert (out / f).stat().st_size > 0, f
     page = (out / "strata.md").read_text()
     assert "code version" in page.lower() and "Euclidean vs Lorentz" in page

@@ -19,10 +19,10 @@ from biostrata.config.genome import (
     TrainConfig,
 )
 from biostrata.config.sequences import ANNOTATE_CHOICES, AnnotateSettings, CrossGranularitySettings, PretrainSettings
-from biostrata.config.strata import STRATA_PARTS, StrataSettings
+from biostrata.config.strata import DOMAIN_VARIANTS, STRATA_PARTS, StrataSettings
 
 __all__ = [
-    "ACCELERATORS", "ANNOTATE_CHOICES", "GENOME_MODELS", "MAX_SEED", "PRECISIONS", "SIMULATE_CHOICES",
+    "ACCELERATORS", "ANNOTATE_CHOICES", "DOMAIN_VARIANTS", "GENOME_MODELS", "MAX_SEED", "PRECISIONS", "SIMULATE_CHOICES",
     "AnnotateSettings", "ConditionsSettings", "CrossGranularitySettings", "DemoSettings", "PretrainSettings",
     "SimulateSettings", "STRATA_PARTS", "StrataSettings", "TrainConfig",
 ]  # fmt: skip

@@ -10,6 +10,13 @@ from biostrata.settings import field_help
 
 #: What a strata study can leave out (``skip``): each a stratum's model(s), or the width comparison.
 STRATA_PARTS = ("kmer", "cnn", "protein", "widths")
+#: The domain LMs a strata study can train: BiGCARP's (``euclidean``), the Lorentz one, and the Lorentz
+#: one's flat control (BiGCARP's table, Euclidean distance logits: the same head but for the curvature).
+DOMAIN_VARIANTS = {
+    "euclidean": {"geometry": "euclidean"},
+    "lorentz": {"geometry": "lorentz"},
+    "euclidean-distance": {"geometry": "euclidean", "head": "distance"},
+}
 
 
 @dataclass
@@ -45,6 +52,10 @@ class StrataSettings(ProteinLMSettings):
     # domain stratum: the domain LM (BiGCARP's ByteNet) in both geometries over widths and seeds
     widths: list[int] = field(
         default_factory=lambda: [8, 16, 32, 64], metadata=field_help("domain LM widths (d_embed = d_model)")
+    )
+    domain_variants: list[str] = field(
+        default_factory=lambda: ["euclidean", "lorentz"],
+        metadata=field_help("domain LMs: euclidean, lorentz, euclidean-distance (the flat control of lorentz)"),
     )
     width: int = field(default=64, metadata=field_help("the width whose seed-0 models stand for the domain stratum"))
     domain_layers: int = field(default=4, metadata=field_help("domain LM residual blocks"))
@@ -82,6 +93,9 @@ class StrataSettings(ProteinLMSettings):
             (len(self.split) == 3 and min(self.split) >= 0 and self.split[0] > 0 and abs(sum(self.split) - 1) < 1e-9
              and self.split[1] > 0 and self.split[2] > 0, "split", "three shares > 0 that sum to 1"),
             (set(self.skip) <= set(STRATA_PARTS), "skip", f"some of {', '.join(STRATA_PARTS)}"),
+            (bool(self.domain_variants) and set(self.domain_variants) <= set(DOMAIN_VARIANTS)
+             and len(set(self.domain_variants)) == len(self.domain_variants), "domain_variants",
+             f"one or more of {', '.join(DOMAIN_VARIANTS)}"),
             (bool(self.kmers) and min(self.kmers) >= 1 and max(self.kmers) <= 8, "kmers", "values of k in 1..8"),
             (bool(self.cnn_models) and set(self.cnn_models) <= set(GENOME_MODELS), "cnn_models",
              f"some of {', '.join(GENOME_MODELS)}"),

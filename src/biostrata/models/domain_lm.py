@@ -25,7 +25,10 @@ gives the points x_v. Adam on the table's space parts keeps every row on the man
 Checkpoints use the sequence-models ``.pt`` layout: a dict with ``model_state_dict`` (ByteNetLM
 keys), ``d_embed``, ``d_model``, ``n_layers``, ``kernel_size``, ``activation``, ``slim``, ``r``,
 ``tokens`` (``{"size", "specials", "domains"}``), ``pfam_to_domain`` and ``model`` (e.g.
-``bigcarp_random``), plus ``geometry`` and ``curvature`` (absent: euclidean) and ``frozen_rows``.
+``bigcarp_random``), plus ``geometry``, ``curvature`` and ``head`` (absent: euclidean, linear) and
+``frozen_rows``. ``head="distance"`` on a euclidean model is the lorentz model's flat control: BiGCARP's
+table, and logits -|W h + b - p_c| / tau + b_c (:class:`~biostrata.nn.distance.EuclideanDistanceHead`,
+the same map, start and temperature as the lorentz head).
 Checkpoints of the frozen variant (``embedder.embedder.trainable/frozen`` keys) load into one table
 whose last rows are marked frozen. A lorentz checkpoint keeps this layout, but its state dict holds
 the keys of the Lorentz modules (``embedder.embedder.space``, ``decoder.linear.*``,
@@ -52,9 +55,10 @@ from biostrata.geometry.lorentz import Lorentz
 from biostrata.io import atomic_write
 from biostrata.models.hub import hub_file, load_torch_file
 from biostrata.models.layerwise import resolve_layers
+from biostrata.nn.distance import EuclideanDistanceHead
 from biostrata.nn.lorentz import LorentzDistanceHead, LorentzTangentEmbedding
 
-__all__ = ["DomainLM", "RowFrozenEmbedding", "PRESETS", "BIGCARP_URL", "GEOMETRIES"]
+__all__ = ["DomainLM", "RowFrozenEmbedding", "PRESETS", "BIGCARP_URL", "GEOMETRIES", "HEADS"]
 
 #: Architectures: BiGCARP's published size, and a small one that trains on a CPU in minutes.
 PRESETS: dict[str, dict] = {
@@ -71,7 +75,10 @@ CHECKPOINT = (
 _CONFIG_KEYS = ("d_embed", "d_model", "n_layers", "kernel_size", "r", "slim", "activation")
 #: The geometries of the token table and the output layer (the body is Euclidean in both).
 GEOMETRIES = ("euclidean", "lorentz")
-_OPTION_KEYS = (*_CONFIG_KEYS, "geometry", "curvature")
+_OPTION_KEYS = (*_CONFIG_KEYS, "geometry", "curvature", "head")
+#: Output layers: BiGCARP's linear decoder, or logits by distance to one learned point per token
+#: (geodesic for a lorentz model, which has no other; Euclidean, the control of the lorentz one).
+HEADS = ("linear", "distance")
 # Temperature of the lorentz output layer. Its logits -d(y, p_c) / tau span at most the spread of the
 # distances, a few units while the prototypes sit near the origin (Adam moves their space parts, so
 # their radius grows like asinh of the steps): at tau = 1 a model over MIBiG's 3161 tokens (width 64,
@@ -117,6 +124,7 @@ class DomainLM(nn.Module):
         activation: str = "gelu",
         geometry: str = "euclidean",
         curvature: float = 1.0,
+        head: str | None = None,
     ) -> None:
         super().__init__()
         if activation not in ("relu", "gelu"):
@@ -127,6 +135,9 @@ class DomainLM(nn.Module):
             raise InputError(f"curvature={curvature!r}: give the curvature magnitude K, a finite number > 0")
         if geometry == "euclidean" and curvature != 1.0:
             raise InputError(f"curvature={curvature}: only a lorentz model has a curvature; give geometry='lorentz'")
+        head = head or ("distance" if geometry == "lorentz" else "linear")
+        if head not in HEADS or (geometry == "lorentz" and head != "distance"):
+            raise InputError(f"head={head!r}: choose one of {list(HEADS)} (a lorentz model has the distance head)")
         for name, value in dict(
             d_embed=d_embed, d_model=d_model, n_layers=n_layers, kernel_size=kernel_size, r=r
         ).items():
@@ -143,6 +154,7 @@ class DomainLM(nn.Module):
             activation=activation,
             geometry=geometry,
             curvature=float(curvature),
+            head=head,
         )
         self.geometry = geometry
         self.net = ByteNetLM(
@@ -164,6 +176,8 @@ class DomainLM(nn.Module):
             self.net.embedder.embedder = LorentzTangentEmbedding(len(vocab), d_embed, manifold, vocab.mask_idx)
             self.net.decoder = LorentzDistanceHead(d_model, len(vocab), manifold, tau=LORENTZ_TAU)
         else:
+            if head == "distance":  # the flat control of the lorentz head: same map, start and temperature
+                self.net.decoder = EuclideanDistanceHead(d_model, len(vocab), tau=LORENTZ_TAU)
             table = self.net.embedder.embedder
             self.net.embedder.embedder = RowFrozenEmbedding(len(vocab), d_embed, padding_idx=vocab.mask_idx)
             with torch.no_grad():
@@ -293,6 +307,7 @@ class DomainLM(nn.Module):
             "r": c["r"],
             "geometry": c["geometry"],
             "curvature": c["curvature"],
+            "head": c["head"],
             "tokens": tokens,
             "pfam_to_domain": pfam_to_domain,
             "frozen_rows": self.frozen_rows.nonzero().flatten().cpu(),
@@ -311,7 +326,8 @@ class DomainLM(nn.Module):
         if missing:
             raise InputError(f"{where}: not a sequence-models BiGCARP checkpoint; missing key(s) {missing}")
         vocab = DomainVocabulary.from_sequence_models(data["tokens"], data.get("pfam_to_domain"), pfam)
-        geometry = {"geometry": data.get("geometry", "euclidean"), "curvature": data.get("curvature", 1.0)}
+        geometry = {"geometry": data.get("geometry", "euclidean"), "curvature": data.get("curvature", 1.0),
+                    "head": data.get("head")}  # fmt: skip
         try:
             model = cls(vocab, **{k: data[k] for k in _CONFIG_KEYS}, **geometry)
         except InputError as err:

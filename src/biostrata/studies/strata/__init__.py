@@ -13,14 +13,15 @@ when its files exist (a killed run resumes; ``settings.json`` must match):
    over each sequence's own positions;
 2. amino acid: a protein LM (given, or a small ESM-2 trained on the training clusters' segments, best
    epoch on the validation clusters'), residue means of every layer;
-3. domain: the domain LM (BiGCARP's ByteNet) in both geometries (Lorentz: token table on the hyperboloid
-   and distance logits) at every width and seed, best epoch on the validation clusters, masked-token
+3. domain: the domain LM (BiGCARP's ByteNet) in each of ``domain_variants`` (``euclidean``; ``lorentz``:
+   token table on the hyperboloid and distance logits; ``euclidean-distance``: the flat control of the
+   lorentz head) at every width and seed, best epoch on the validation clusters, masked-token
    accuracy and perplexity on the test clusters (once); states at each instance (``domain``) and their
    cluster means (``cluster``) from the seed-0 models at ``width``;
 4. analyses: relative Gromov delta of every representation with calibration spaces (``delta.csv``), linear
    CKA between all of them on the same instances (``cka.csv``), clan probe per instance (families held out
    from the CNNs, folds grouped by family) and product-class probe per cluster (``probes.csv``), the width comparison
-   (``widths.csv``), and pictures (``delta.png``, ``cka.png``, ``widths.png``, ``umap_<geometry>.png``);
+   (``widths.csv``), and pictures (``delta.png``, ``cka.png``, ``widths.png``, ``umap_<variant>.png``);
 5. ``strata.md``: every number with the settings and code version.
 """
 
@@ -33,7 +34,6 @@ import pandas as pd
 
 from biostrata.config import StrataSettings
 from biostrata.io import StepClock, atomic_write_json, atomic_write_text
-from biostrata.models.domain_lm import GEOMETRIES
 from biostrata.studies.strata.compare import family_means, plan_analyses, probes, read_reps, widths
 from biostrata.studies.strata.steps import (
     cnn_reps,
@@ -86,12 +86,12 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
                 paths.append(path)
                 facts["protein"] = {k: metrics[k] for k in ("best", "params") if k in metrics}
         with clock("domain LMs"):
-            for geometry in GEOMETRIES:
+            for variant in s.domain_variants:
                 for width in s.widths if "widths" not in s.skip else [s.width]:
                     for seed in s.domain_seeds if "widths" not in s.skip else s.domain_seeds[:1]:
-                        domain_run(out, s, data, geometry, width, seed)
-            for geometry in GEOMETRIES:
-                paths.extend(domain_reps(out, s, data, geometry))
+                        domain_run(out, s, data, variant, width, seed)
+            for variant in s.domain_variants:
+                paths.extend(domain_reps(out, s, data, variant))
         ids = list(data.study["instance_id"])
         reps = read_reps(paths, ids)
         plan = plan_analyses(s, data)
@@ -111,11 +111,11 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
             plot_strata_cka(cka, out / "cka.png")
             if len(width_table):
                 plot_widths(width_table, out / "widths.png")
-            for geometry in GEOMETRIES:
-                name = f"domain/{geometry}/{s.domain_layers}"
+            for variant in s.domain_variants:
+                name = f"domain/{variant}/{s.domain_layers}"
                 vectors, colourings = family_means(data, reps, name)
-                plot_umap(vectors, colourings, out / f"umap_{geometry}.png", seed=s.seed, n_neighbors=s.umap_neighbors,
-                          title=f"domain LM ({geometry}, width {s.width}), last layer, mean per Pfam family")  # fmt: skip
+                plot_umap(vectors, colourings, out / f"umap_{variant}.png", seed=s.seed, n_neighbors=s.umap_neighbors,
+                          title=f"domain LM ({variant}, width {s.width}), last layer, mean per Pfam family")  # fmt: skip
     facts |= {"instances": len(data.instances), "study_instances": len(data.study), "clusters": data.study["bgc_id"].nunique(),
               "splits": {k: int(v) for k, v in data.study["bgc_id"].map(data.split_of).value_counts().items()},
               "clan_classes": len(clans), "clan_probe_rows": len(plan.clan_rows), "clan_probe_clans": len(set(plan.clan_labels)),

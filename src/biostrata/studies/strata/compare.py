@@ -15,7 +15,6 @@ from tqdm.auto import tqdm
 from biostrata.config import StrataSettings
 from biostrata.errors import InputError
 from biostrata.io import atomic_write_json
-from biostrata.models.domain_lm import GEOMETRIES
 from biostrata.studies.strata.steps import Inputs, run_name
 
 
@@ -140,7 +139,8 @@ def probes(out: Path, s: StrataSettings, data: Inputs, plan: Plan, reps: Reps) -
 
 
 def widths(out: Path, s: StrataSettings, data: Inputs, plan: Plan) -> pd.DataFrame:
-    """One row per domain LM of the width comparison (geometry x width x seed; the same split, masks and
+    """One row per domain LM of the width comparison (variant x width x seed, the variant in column
+    ``geometry``; the same split, masks and
     seeds in both geometries): validation and test masked-token accuracy and perplexity, clan
     (``clan_probe``: macro AUROC; ``clan_probe_f1``) and product-class probes (macro AUROC) of the last
     layer, and the relative delta of each layer (``delta_L<i>``; ``_lorentz``: on the hyperboloid)."""
@@ -148,12 +148,12 @@ def widths(out: Path, s: StrataSettings, data: Inputs, plan: Plan) -> pd.DataFra
 
     options = dict(folds=s.folds, seeds=s.probe_seeds, C=s.probe_C)
     rows = []
-    for geometry in GEOMETRIES:
+    for geometry in s.domain_variants:
         for width in s.widths:
             for seed in s.domain_seeds:
                 run = out / "domain" / run_name(geometry, width, seed)
 
-                def evaluate(run: Path = run, geometry: str = geometry) -> dict:
+                def evaluate(run: Path = run) -> dict:
                     metrics = json.loads((run / "metrics.json").read_text())
                     with np.load(run / "states.npz") as z:
                         layers = sorted(int(k[1:]) for k in z.files if k.startswith("I"))
@@ -161,7 +161,8 @@ def widths(out: Path, s: StrataSettings, data: Inputs, plan: Plan) -> pd.DataFra
                         pooled = z["C" + str(layers[-1])].astype(np.float64)
                         row = {b: k for k, b in enumerate(z["clusters"])}
                     last = inst[layers[-1]]
-                    curv = {"0": metrics["config"].get("curvature", 1.0)} if geometry == "lorentz" else {}
+                    lorentz = metrics["config"].get("geometry") == "lorentz"
+                    curv = {"0": metrics["config"].get("curvature", 1.0)} if lorentz else {}
                     deltas = delta_table({str(i): inst[i][plan.sample] for i in layers}, curv,
                                          samples=s.delta_samples, repeats=s.delta_repeats, seed=s.seed)  # fmt: skip
                     clan = probe_summary(last[plan.clan_rows], plan.clan_labels, plan.clan_groups, **options)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from biostrata.config import StrataSettings, TrainConfig
+from biostrata.config import DOMAIN_VARIANTS, StrataSettings, TrainConfig
 from biostrata.io import atomic_write_json, atomic_write_npz
 
 
@@ -149,8 +149,8 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
 
 
 # -------------------------------------------------------------------------------------------- domain
-def run_name(geometry: str, width: int, seed: int) -> str:
-    return f"{geometry}-w{width}-s{seed}"
+def run_name(variant: str, width: int, seed: int) -> str:
+    return f"{variant}-w{width}-s{seed}"
 
 
 def domain_corpora(data: Inputs) -> tuple:
@@ -166,7 +166,7 @@ def domain_corpora(data: Inputs) -> tuple:
     return fit, test
 
 
-def domain_run(out: Path, s: StrataSettings, data: Inputs, geometry: str, width: int, seed: int) -> Path:
+def domain_run(out: Path, s: StrataSettings, data: Inputs, variant: str, width: int, seed: int) -> Path:
     """Pre-train one domain LM (masked LM, best epoch on the validation clusters), evaluate it once on the
     test clusters (``test.json``), and keep the states of every layer at the study instances and their
     clusters' means (``states.npz``: ``ids``, ``clusters``, ``I<layer>`` instance rows, ``C<layer>``
@@ -179,12 +179,15 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, geometry: str, width:
     from biostrata.train.masked_lm import evaluate_masked_lm
     from biostrata.train.pretrain import domain_masking_scheme, pretrain_domain_lm
 
-    run = out / "domain" / run_name(geometry, width, seed)
+    run = out / "domain" / run_name(variant, width, seed)
+    model_options = dict(DOMAIN_VARIANTS[variant])
+    if model_options["geometry"] == "lorentz":
+        model_options["curvature"] = s.curvature
     fit, test = domain_corpora(data)
     if not (run / "metrics.json").is_file():
         pretrain_domain_lm(fit, run, preset="small", pfam=data.pfam, epochs=s.domain_epochs, batch_size=s.batch_size,
-                           lr=s.lr, seed=seed, accelerator=s.accelerator, devices=1, progress=s.progress, geometry=geometry,
-                           curvature=s.curvature, d_embed=width, d_model=width, n_layers=s.domain_layers)  # fmt: skip
+                           lr=s.lr, seed=seed, accelerator=s.accelerator, devices=1, progress=s.progress,
+                           d_embed=width, d_model=width, n_layers=s.domain_layers, **model_options)  # fmt: skip
     model = DomainLM.load(run / "model.pt", data.pfam)
     device = default_device(device_of(s))
     if not (run / "test.json").is_file():
@@ -215,17 +218,17 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, geometry: str, width:
     return run
 
 
-def domain_reps(out: Path, s: StrataSettings, data: Inputs, geometry: str) -> tuple[Path, Path]:
-    """The domain and cluster strata of one geometry: the seed-``domain_seeds[0]`` model at ``width``, its
+def domain_reps(out: Path, s: StrataSettings, data: Inputs, variant: str) -> tuple[Path, Path]:
+    """The domain and cluster strata of one domain LM variant: the seed-``domain_seeds[0]`` model at ``width``, its
     states at each instance (domain) and its mean over each instance's cluster (cluster)."""
-    run = domain_run(out, s, data, geometry, s.width, s.domain_seeds[0])
+    run = domain_run(out, s, data, variant, s.width, s.domain_seeds[0])
     config = json.loads((run / "metrics.json").read_text())["config"]
-    paths = out / "reps" / f"domain.{geometry}.npz", out / "reps" / f"cluster.{geometry}.npz"
+    paths = out / "reps" / f"domain.{variant}.npz", out / "reps" / f"cluster.{variant}.npz"
     if not all(p.is_file() for p in paths):
         with np.load(run / "states.npz") as z:
             layers = sorted(int(k[1:]) for k in z.files if k.startswith("I"))
             # layer 0 of a Lorentz model: tangent vectors of its table's points
-            curvature = {0: float(config.get("curvature", 1.0))} if geometry == "lorentz" else {}
+            curvature = {0: float(config.get("curvature", 1.0))} if config.get("geometry") == "lorentz" else {}
             ids = list(z["ids"])
             write_reps(paths[0], ids, {i: z[f"I{i}"] for i in layers}, curvature)
             row = {b: k for k, b in enumerate(z["clusters"])}
