@@ -33,7 +33,7 @@ Checkpoints of the frozen variant (``embedder.embedder.trainable/frozen`` keys) 
 whose last rows are marked frozen. A lorentz checkpoint keeps this layout, but its state dict holds
 the keys of the Lorentz modules (``embedder.embedder.space``, ``decoder.linear.*``,
 ``decoder.logits.*``, ``*.manifold.k``) where ByteNetLM has its table and decoder: sequence-models
-itself cannot load it (only :meth:`DomainLM.load` can).
+itself cannot load it, nor one with the distance head (only :meth:`DomainLM.load` can).
 """
 
 from __future__ import annotations
