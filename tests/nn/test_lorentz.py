@@ -371,11 +371,11 @@ def test_tangent_embedding_reads_log_map_freezes_rows_and_writes_tangents(curvat
     assert grad[[0, 2, 5]].abs().sum() == 0 and grad[1].abs().sum() > 0 and grad[3].abs().sum() > 0
     # rows written as tangent vectors read back as those vectors
     v = torch.tensor([[0.3, -2.0, 1.0], [4.0, 0.0, 0.5]], dtype=torch.float64)
-    table.set_tangent_(torch.tensor([1, 4]), v)
+    table.write_rows_(torch.tensor([1, 4]), v)
     assert torch.allclose(table(torch.tensor([1, 4])), v, atol=1e-12)
     small = LorentzTangentEmbedding(3, 2, Lorentz(curvature))
     with pytest.raises(InputError, match=r"vectors: a row lies at radius .* too far out for a torch.float32"):
-        small.set_tangent_(torch.tensor([0]), torch.tensor([[200.0, 0.0]]))
+        small.write_rows_(torch.tensor([0]), torch.tensor([[200.0, 0.0]]))
 
 
 def test_distance_head_starts_near_the_origin_and_clips() -> None:

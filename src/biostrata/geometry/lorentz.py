@@ -137,7 +137,12 @@ def change_curvature_space(x: torch.Tensor, k_from: torch.Tensor, k_to: torch.Te
 def clip_radius(space: torch.Tensor, k: torch.Tensor, radius: float, dim: int = 1) -> torch.Tensor:
     """Pull points farther than ``radius`` (in units of sqrt(k)) from the origin back onto that
     sphere along their geodesic: x_s <- x_s min(1, sqrt(k) sinh(radius) / |x_s|)."""
-    limit = torch.sqrt(k) * math.sinh(radius)
-    # floor: the ratio is only used where |x_s| exceeds the limit; it keeps 0 / 0 out at x_s = 0
-    norm = torch.sqrt((space * space).sum(dim, keepdim=True).clamp_min(1e-12))
-    return space * (limit / norm).clamp(max=1.0)
+    return clip_norm(space, torch.sqrt(k) * math.sinh(radius), dim)
+
+
+def clip_norm(v: torch.Tensor, limit: torch.Tensor | float, dim: int = 1) -> torch.Tensor:
+    """v min(1, limit / |v|) along ``dim``: vectors longer than ``limit`` shortened to it. For a tangent
+    vector at the origin, a limit of R sqrt(k) keeps exp_o(v) within radius R (d(exp_o(v), o) = |v|)."""
+    # floor: the ratio is only used where |v| exceeds the limit; it keeps 0 / 0 out at v = 0
+    norm = torch.sqrt((v * v).sum(dim, keepdim=True).clamp_min(1e-12))
+    return v * (limit / norm).clamp(max=1.0)

@@ -95,6 +95,12 @@ class RowFrozenEmbedding(nn.Embedding):
         super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx)
         self.register_buffer("frozen", torch.zeros(num_embeddings, dtype=torch.bool), persistent=False)
 
+    @torch.no_grad()
+    def write_rows_(self, rows: torch.Tensor, vectors: torch.Tensor) -> None:
+        """Set rows ``rows`` to ``vectors [n, dim]``, what the lookup gives back (as
+        :meth:`~biostrata.nn.lorentz.LorentzTangentEmbedding.write_rows_` does for a Lorentz table)."""
+        self.weight[rows] = vectors.to(self.weight.device, self.weight.dtype)
+
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         weight = self.weight
         if self.frozen.any():

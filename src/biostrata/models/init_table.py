@@ -38,7 +38,6 @@ from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.hub import load_torch_file
-from biostrata.nn.lorentz import LorentzTangentEmbedding
 
 __all__ = ["FamilyTable", "InitReport", "family_table_from_store", "initialize_token_table", "ARMS"]
 
@@ -163,12 +162,6 @@ def initialize_token_table(
         raise InputError("no vocabulary domain has a vector in the family table; check that both use Pfam accessions")
     vectors = table.vectors if projection == "learned" else _pca_projection(table.vectors, d_embed)
     rows = torch.tensor([vocab.index(d) for d in initialized])
-    chosen = vectors[[index[d] for d in initialized]]
-    if isinstance(model.table, LorentzTangentEmbedding):
-        model.table.set_tangent_(rows, chosen)
-    else:
-        with torch.no_grad():
-            weight = model.table.weight
-            weight[rows] = chosen.to(weight.device, weight.dtype)
+    model.table.write_rows_(rows, vectors[[index[d] for d in initialized]])
     model.freeze_rows(rows if freeze else None)
     return InitReport(initialized, missing, unused, projection, freeze)

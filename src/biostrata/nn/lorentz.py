@@ -18,7 +18,7 @@ from torch import nn
 
 from biostrata.compat import moved
 from biostrata.errors import InputError
-from biostrata.geometry.lorentz import Lorentz
+from biostrata.geometry.lorentz import Lorentz, clip_norm
 from biostrata.nn.fused import add_time_term, boost_rescale, squared_norm
 
 # Largest radius rho = d(x, o)/sqrt(k) of a batch-norm output, and of its learned centre beta.
@@ -299,7 +299,7 @@ class LorentzTangentEmbedding(LorentzEmbedding):
     (its time part is 0), and ``points(idx)`` the points themselves. Rows marked in the (non-persistent)
     bool buffer ``frozen`` get no gradient (the lookup reads them through ``detach()``), like
     :class:`~biostrata.models.domain_lm.RowFrozenEmbedding`; ``weight`` is the table of tangent
-    vectors ``[V, dim]``, computed (read it; write rows with :meth:`set_tangent_`)."""
+    vectors ``[V, dim]``, computed (read it; write rows with :meth:`write_rows_`)."""
 
     def __init__(self, num_embeddings: int, dim: int, manifold: Lorentz, padding_idx: int | None = None,
                  init_std: float = 0.1) -> None:  # fmt: skip
@@ -325,7 +325,7 @@ class LorentzTangentEmbedding(LorentzEmbedding):
         return self.manifold.logmap0_space(self.rows(), dim=-1)
 
     @torch.no_grad()
-    def set_tangent_(self, rows: torch.Tensor, vectors: torch.Tensor) -> None:
+    def write_rows_(self, rows: torch.Tensor, vectors: torch.Tensor) -> None:
         """Place rows ``rows`` at exp_o(v) for tangent vectors ``vectors [n, dim]`` (space parts
         e = sqrt(k) sinh(|v| / sqrt(k)) v / |v|, computed in float64), so that the lookup gives back v.
         Refuses vectors whose points the table's dtype cannot hold (|e|^2 overflows)."""
@@ -338,13 +338,6 @@ class LorentzTangentEmbedding(LorentzEmbedding):
                 "hyperboloid point; scale the vectors down or use a smaller curvature"
             )
         self.space[rows] = cast
-
-
-def _clip_tangent(u: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
-    """u min(1, limit / |u|) along the last axis."""
-    # floor: the ratio is only used where |u| exceeds the limit; it keeps 0 / 0 out at u = 0
-    norm = torch.sqrt((u * u).sum(-1, keepdim=True).clamp_min(1e-12))
-    return u * (limit / norm).clamp(max=1.0)
 
 
 class LorentzDistanceHead(nn.Module):
@@ -382,7 +375,7 @@ class LorentzDistanceHead(nn.Module):
 
     def points(self, h: torch.Tensor) -> torch.Tensor:
         # clip: see HEAD_MAX_RADIUS (far out, float32 distances are noise)
-        u = _clip_tangent(self.linear(h), self.max_radius * torch.sqrt(self.manifold.kk))
+        u = clip_norm(self.linear(h), self.max_radius * torch.sqrt(self.manifold.kk), dim=-1)
         return self.manifold.lift(self.manifold.expmap0_space(u, dim=-1), dim=-1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
