@@ -9,11 +9,9 @@ import torch
 
 from biostrata.analysis.strata import (
     calibration_table,
-    cka_table,
     delta_table,
     genome_layer_vectors,
     lorentz_points,
-    pool_rows,
     probe_summary,
 )
 from biostrata.errors import InputError
@@ -58,11 +56,13 @@ def test_calibration_table_orders_tree_below_plane() -> None:
     assert cal.loc["euclidean-2d", "relative_delta"] > 0.1
 
 
-def test_cka_table_is_symmetric_with_unit_diagonal_and_known_values() -> None:
+def test_cka_matrix_of_the_strata_is_symmetric_with_unit_diagonal_and_known_values() -> None:
+    from biostrata.analysis.cka import cka_matrix
+
     rng = np.random.default_rng(2)
     x = rng.standard_normal((50, 5))
     q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
-    table = cka_table({"x": x, "rotated": 3 * x @ q, "other": rng.standard_normal((50, 3))}, batch=16)
+    table = cka_matrix({"x": x, "rotated": 3 * x @ q, "other": rng.standard_normal((50, 3))}, batch_size=16)
     np.testing.assert_allclose(np.diag(table), 1.0, atol=1e-10)
     np.testing.assert_allclose(table.to_numpy(), table.to_numpy().T, atol=1e-12)
     assert table.loc["x", "rotated"] == pytest.approx(1.0, abs=1e-10)  # CKA ignores rotation and scale
@@ -71,7 +71,7 @@ def test_cka_table_is_symmetric_with_unit_diagonal_and_known_values() -> None:
     xc, yc = x - x.mean(0), (lambda a: a - a.mean(0))(np.asarray(rng.standard_normal((50, 3))))
     assert y == "other" and 0 <= table.loc["x", "other"] < 0.5
     ref = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
-    got = cka_table({"x": x, "y": yc}).loc["x", "y"]
+    got = cka_matrix({"x": x, "y": yc}).loc["x", "y"]
     assert got == pytest.approx(ref, rel=1e-9)
 
 
@@ -88,8 +88,10 @@ def test_probe_summary_separates_informative_from_noise_features() -> None:
     assert probe_summary(good, y, groups, folds=4, seeds=(0,))["auroc_macro_sd"] == 0.0
 
 
-def test_pool_rows_means_per_key() -> None:
-    keys, means = pool_rows(np.array([[1.0, 0], [3, 2], [5, 5]]), ["b", "a", "b"])
+def test_group_means_per_key_in_the_order_asked() -> None:
+    from biostrata.studies.strata.compare import group_means
+
+    keys, means = ["a", "b"], group_means(np.array([[1.0, 0], [3, 2], [5, 5]]), ["b", "a", "b"], ["a", "b"])
     assert keys == ["a", "b"] and means.tolist() == [[3, 2], [3, 2.5]]
 
 

@@ -6,7 +6,7 @@
 - :func:`delta_table`: relative Gromov delta ``2 delta / diam`` of every representation, under the
   Euclidean metric and, for hyperbolic ones, under their own Lorentz metric;
   :func:`calibration_table`: the same estimator on the calibration spaces (tree, plane, sphere, ...).
-- :func:`cka_table`: linear CKA between every pair of representations.
+- linear CKA between every pair of representations: :func:`biostrata.analysis.cka.cka_matrix`.
 - :func:`probe_summary`: a linear probe's cross-validated metrics, mean and spread over fold seeds.
 """
 
@@ -20,8 +20,7 @@ import torch
 
 from biostrata.errors import InputError
 
-__all__ = ["genome_layer_vectors", "lorentz_points", "delta_table", "calibration_table", "cka_table",
-           "probe_summary", "pool_rows"]  # fmt: skip
+__all__ = ["genome_layer_vectors", "lorentz_points", "delta_table", "calibration_table", "probe_summary"]
 
 
 @torch.inference_mode()
@@ -133,23 +132,6 @@ def calibration_table(samples: int = 400, repeats: int = 3, seed: int = 0) -> pd
     return pd.DataFrame(rows)
 
 
-def cka_table(reps: Mapping[str, np.ndarray], batch: int = 4096) -> pd.DataFrame:
-    """Linear CKA between every pair of representations (the same rows in each), as a square frame."""
-    from biostrata.analysis.cka import LinearCKA
-
-    names = list(reps)
-    if not names:
-        raise InputError("no representation to compare")
-    arrays = [np.asarray(reps[k], dtype=np.float64) for k in names]
-    n = {len(x) for x in arrays}
-    if len(n) > 1:
-        raise InputError(f"representations have different row counts {sorted(n)}; align them by instance id first")
-    acc = LinearCKA([x.shape[1] for x in arrays])
-    for lo in range(0, n.pop(), batch):
-        acc.update(*(x[lo : lo + batch] for x in arrays))
-    return pd.DataFrame(acc.matrix(), index=names, columns=names)
-
-
 def probe_summary(
     X: np.ndarray,
     y: np.ndarray,
@@ -173,12 +155,3 @@ def probe_summary(
         out[m] = float(per_seed[m].mean())
         out[f"{m}_sd"] = float(per_seed[m].std(ddof=1)) if len(per_seed) > 1 else 0.0
     return out
-
-
-def pool_rows(x: np.ndarray, keys: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Mean of the rows of ``x`` per key: ``(sorted distinct keys, [k, dim] means)``."""
-    x = np.asarray(x, dtype=np.float64)
-    names, inverse = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
-    sums = np.zeros((len(names), x.shape[1]))
-    np.add.at(sums, inverse, x)
-    return [str(k) for k in names], sums / np.bincount(inverse, minlength=len(names))[:, None]

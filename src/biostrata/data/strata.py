@@ -39,6 +39,7 @@ __all__ = [
     "read_instances",
     "align_occurrences",
     "assign_splits",
+    "deal_groups",
     "cluster_groups",
     "clan_classes",
     "clan_dna_splits",
@@ -147,17 +148,23 @@ def assign_splits(
     seed: int = 0,
     shared: pd.DataFrame | None = None,
 ) -> dict[str, str]:
-    """Cluster id -> ``train``/``valid``/``test``, one split for every stratum of a study.
+    """Cluster id -> ``train``/``valid``/``test``, one split for every stratum of a study: the groups of
+    :func:`cluster_groups` (with ``shared``) dealt by :func:`deal_groups`, so that no duplicate leaks
+    across the split."""
+    return deal_groups(cluster_groups(corpus, clusters, shared), fractions, seed)
 
-    The ids are those of ``corpus`` and of ``clusters`` (e.g. the ``bgc_id`` of the instances), grouped by
-    :func:`cluster_groups` (with ``shared``) so that no duplicate leaks across the split. Groups are ordered by key, shuffled
-    with ``seed`` and dealt to ``test``, then ``valid``, until each holds at least its share of the ids; the
-    rest train. The result does not depend on the order of the inputs."""
+
+def deal_groups(
+    group: Mapping[str, str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, str]:
+    """Cluster id -> ``train``/``valid``/``test`` for the clusters of ``group`` (cluster id -> group key).
+    Groups are ordered by key, shuffled with ``seed`` and dealt to ``test``, then ``valid``, until each
+    holds at least its share of the ids; the rest train. The result does not depend on the order of the
+    inputs."""
     if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0 or not np.isclose(sum(fractions), 1.0):
         raise InputError(
             f"split fractions {tuple(fractions)}: give three shares (train, valid, test) >= 0 that sum to 1, train > 0"
         )
-    group = cluster_groups(corpus, clusters, shared)
     members: dict[str, list[str]] = {}
     for bgc, key in group.items():
         members.setdefault(key, []).append(bgc)

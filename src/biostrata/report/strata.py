@@ -390,8 +390,11 @@ def summary_markdown(tables: Mapping[str, pd.DataFrame], s, facts: Mapping) -> s
         w["params"] = widths.groupby(["width", "geometry"])["params"].first()
         lines += [w.reset_index().to_markdown(index=False), ""]
     cka = tables["cka"]
-    last = [n for n in cka.index if int(n.rsplit("/", 1)[1]) == max(int(m.rsplit("/", 1)[1]) for m in cka.index
-                                                                     if m.rsplit("/", 1)[0] == n.rsplit("/", 1)[0])]  # fmt: skip
+    parsed = {n: split_label(n) for n in cka.index}
+    deepest: dict[tuple[str, str], int] = {}
+    for stratum, model, layer in parsed.values():
+        deepest[stratum, model] = max(layer, deepest.get((stratum, model), layer))
+    last = [n for n, (stratum, model, layer) in parsed.items() if layer == deepest[stratum, model]]
     lines += ["## Linear CKA between the last layers of every model", "",
               cka.loc[last, last].to_markdown(floatfmt=".2f"), ""]  # fmt: skip
     return "\n".join(lines)

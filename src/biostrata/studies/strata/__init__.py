@@ -53,7 +53,8 @@ RUN_ONLY = ("progress", "threads", "accelerator")
 
 def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd.DataFrame]:
     """Run (or resume) the study into ``out``; returns its tables (see module docstring)."""
-    from biostrata.analysis.strata import calibration_table, cka_table, delta_table
+    from biostrata.analysis.cka import cka_matrix
+    from biostrata.analysis.strata import calibration_table, delta_table
     from biostrata.data.strata import clan_classes
     from biostrata.provenance import code_version
     from biostrata.report.strata import plot_delta, plot_strata_cka, plot_umap, plot_widths, summary_markdown
@@ -100,7 +101,7 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
             deltas = delta_table(sample, reps.curvatures, samples=s.delta_samples, repeats=s.delta_repeats, seed=s.seed)
             calibration = calibration_table(s.delta_samples, s.delta_repeats, s.seed)
         with clock("cka"):
-            cka = cka_table(sample)
+            cka = cka_matrix(sample)
         with clock("probes"):
             probe_table = probes(out, s, data, plan, reps)
         with clock("widths"):

@@ -5,6 +5,7 @@ results are cached one file per representation (``probes/<task>/<name>.json``), 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 from biostrata.config import StrataSettings
 from biostrata.errors import InputError
 from biostrata.io import atomic_write_json
-from biostrata.studies.strata.steps import Inputs, run_name
+from biostrata.studies.strata.steps import Inputs, run_name, table_curvature
 
 
 @dataclass
@@ -28,17 +29,22 @@ class Reps:
 
 
 def read_reps(paths: list[Path], ids: list[str]) -> Reps:
+    """The representation files of :mod:`~biostrata.studies.strata.steps` through the one reader
+    (:func:`~biostrata.analysis.representations.read_representations`), with their curvatures."""
+    from biostrata.analysis.representations import read_representations
+
     arrays, curvatures = {}, {}
     for path in paths:
         stratum, model = path.name.removesuffix(".npz").split(".", 1)
-        with np.load(path) as z:
-            if list(z["ids"]) != ids:
-                raise InputError(f"{path}: its rows are not the study's instances; delete it to rebuild it")
-            for layer, k in zip(z["layers"], z["curvature"]):
-                name = f"{stratum}/{model}/{int(layer)}"
-                arrays[name] = z[f"L{int(layer)}"].astype(np.float64)
-                if np.isfinite(k):
-                    curvatures[name] = float(k)
+        reps = read_representations(path)
+        if reps.ids != ids:
+            raise InputError(f"{path}: its rows are not the study's instances; delete it to rebuild it")
+        curvature = json.loads(path.with_suffix(".json").read_text())["curvature"]
+        for layer in sorted(int(key[1:]) for key in reps.layers):
+            name = f"{stratum}/{model}/{layer}"
+            arrays[name] = reps.layers[f"L{layer}"].astype(np.float64)
+            if str(layer) in curvature:
+                curvatures[name] = float(curvature[str(layer)])
     return Reps(arrays, curvatures)
 
 
@@ -53,7 +59,6 @@ class Plan:
     clusters: list[str]  # clusters of the product-class probe
     product: np.ndarray  # [clusters, classes] 0/1
     product_groups: np.ndarray
-    class_names: list[str]
 
 
 def plan_analyses(s: StrataSettings, data: Inputs) -> Plan:
@@ -83,7 +88,7 @@ def plan_analyses(s: StrataSettings, data: Inputs) -> Plan:
         )
     clusters = [b for b, k in zip(labelled, keep) if k]
     return Plan(sample, rows, study.loc[rows, "clan"].to_numpy(), study.loc[rows, "family"].to_numpy(), clusters,
-                product.to_numpy()[keep].astype(np.int64), groups[keep], list(product.columns))  # fmt: skip
+                product.to_numpy()[keep].astype(np.int64), groups[keep])  # fmt: skip
 
 
 def sample_per_group(groups: pd.Series, total: int, rng: np.random.Generator) -> np.ndarray:
@@ -101,13 +106,14 @@ def sample_per_group(groups: pd.Series, total: int, rng: np.random.Generator) ->
     return np.sort(np.concatenate(picked)) if picked else np.array([], dtype=np.int64)
 
 
-def cluster_rows(x: np.ndarray, bgc: pd.Series, clusters: list[str]) -> np.ndarray:
-    """Rows of ``x`` (one per study instance) averaged per cluster, in the order of ``clusters``."""
-    from biostrata.analysis.strata import pool_rows
+def group_means(x: np.ndarray, keys: Sequence[str], groups: Sequence[str]) -> np.ndarray:
+    """Rows of ``x`` (one per study instance) averaged per key (e.g. cluster, family), in the order of
+    ``groups``."""
+    from biostrata.analysis.fusion import pool
 
-    names, means = pool_rows(x, list(bgc))
+    names, means = pool(x, np.asarray(keys, dtype=str))
     index = {b: k for k, b in enumerate(names)}
-    return means[[index[b] for b in clusters]]
+    return means[[index[b] for b in groups]]
 
 
 def _cached(path: Path, compute) -> dict:
@@ -130,7 +136,7 @@ def probes(out: Path, s: StrataSettings, data: Inputs, plan: Plan, reps: Reps) -
         clan = _cached(out / "probes" / "clan" / file,
                        lambda x=x: probe_summary(x[plan.clan_rows], plan.clan_labels, plan.clan_groups, **options))  # fmt: skip
         product = _cached(out / "probes" / "product_class" / file,
-                          lambda x=x: probe_summary(cluster_rows(x, data.study["bgc_id"], plan.clusters), plan.product,
+                          lambda x=x: probe_summary(group_means(x, data.study["bgc_id"], plan.clusters), plan.product,
                                                     plan.product_groups, **options))  # fmt: skip
         # keys sorted: a cached result (JSON, sorted) and a fresh one give the same columns
         rows.append({"name": name, **{f"clan_{k}": clan[k] for k in sorted(clan)},
@@ -161,8 +167,7 @@ def widths(out: Path, s: StrataSettings, data: Inputs, plan: Plan) -> pd.DataFra
                         pooled = z["C" + str(layers[-1])].astype(np.float64)
                         row = {b: k for k, b in enumerate(z["clusters"])}
                     last = inst[layers[-1]]
-                    lorentz = metrics["config"].get("geometry") == "lorentz"
-                    curv = {"0": metrics["config"].get("curvature", 1.0)} if lorentz else {}
+                    curv = {str(i): k for i, k in table_curvature(metrics["config"]).items()}
                     deltas = delta_table({str(i): inst[i][plan.sample] for i in layers}, curv,
                                          samples=s.delta_samples, repeats=s.delta_repeats, seed=s.seed)  # fmt: skip
                     clan = probe_summary(last[plan.clan_rows], plan.clan_labels, plan.clan_groups, **options)
@@ -185,19 +190,14 @@ def widths(out: Path, s: StrataSettings, data: Inputs, plan: Plan) -> pd.DataFra
 
 
 def family_means(data: Inputs, reps: Reps, name: str) -> tuple[np.ndarray, dict[str, list[str]]]:
-    """Per-family mean of a representation over the study instances, and each family's colourings: its
-    Pfam clan, and the product class most frequent among the labelled clusters it occurs in."""
-    from biostrata.analysis.strata import pool_rows
-
+    """Per-family mean of a representation over the study instances (families in sorted order), and each
+    family's colourings: its Pfam clan, and the product class most frequent among the labelled clusters
+    it occurs in (ties: the first class by name; none: "")."""
     study = data.study
-    families, means = pool_rows(reps.arrays[name], list(study["family"]))
+    families = sorted(set(study["family"]))
+    means = group_means(reps.arrays[name], study["family"], families)
     clans = study.groupby("family")["clan"].first()
-    classes = data.classes
-    votes: dict[str, dict[str, int]] = {}
-    for family, bgc in zip(study["family"], study["bgc_id"]):
-        if bgc in classes.index:
-            for c in classes.columns[classes.loc[bgc].to_numpy() > 0]:
-                votes.setdefault(family, {}).setdefault(c, 0)
-                votes[family][c] += 1
-    product = [max(sorted(votes[f]), key=votes[f].get) if f in votes else "" for f in families]
+    classes = data.classes[sorted(data.classes.columns)]
+    votes = classes.reindex(study["bgc_id"]).fillna(0).groupby(study["family"].to_numpy()).sum()
+    product = [str(votes.loc[f].idxmax()) if f in votes.index and votes.loc[f].max() > 0 else "" for f in families]
     return means, {"Pfam clan": [clans[f] for f in families], "product class": product}

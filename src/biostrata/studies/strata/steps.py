@@ -1,10 +1,10 @@
 """The model steps of the strata study: its inputs, and the representations of the study's instances at
 the nucleotide, amino-acid and domain strata (each step skipped when its files exist).
 
-Representation files ``reps/<stratum>.<model>.npz`` hold ``ids`` (instance ids, the study's order),
-``layers`` and one ``L<layer>`` float32 array ``[instances, dim]`` per layer, and ``curvature`` (per layer;
-NaN for a Euclidean layer, else the magnitude K of the curvature -K of the hyperboloid whose tangent space
-at the origin the rows are in).
+Representation files ``reps/<stratum>.<model>.npz`` hold ``ids`` (instance ids, the study's order) and one
+``L<layer>`` float32 array ``[instances, dim]`` per layer, so that ``biostrata cka``, ``probe`` and ``delta``
+read them; ``reps/<stratum>.<model>.json`` gives, for each hyperbolic layer, the magnitude K of the
+curvature -K of the hyperboloid whose tangent space at the origin its rows are in.
 """
 
 from __future__ import annotations
@@ -41,32 +41,40 @@ class Inputs:
 def load_inputs(s: StrataSettings) -> Inputs:
     from biostrata.data.clusters import read_classes, read_clusters
     from biostrata.data.pfam import PfamTable
-    from biostrata.data.strata import assign_splits, cluster_groups, probe_families, read_instances
+    from biostrata.data.strata import cluster_groups, deal_groups, probe_families, read_instances
 
     pfam = PfamTable.read(s.pfam)
     corpus = read_clusters(s.corpus, pfam)
     instances = read_instances(s.domains, corpus, pfam)
-    clusters = sorted(instances["bgc_id"].unique())
-    split_of = assign_splits(corpus, clusters, s.split, s.seed, shared=instances)
+    group_of = cluster_groups(corpus, sorted(instances["bgc_id"].unique()), instances)
     study = instances[(instances["token_position"] >= 0) & (instances["frame_evidence"].isin(["hmm", "unique"]))]
     held = probe_families(study, max(s.clan_min_families, s.folds), s.probe_share, s.seed)
-    return Inputs(pfam, corpus, instances, study.reset_index(drop=True), split_of,
-                  cluster_groups(corpus, clusters, instances), read_classes(s.classes), held)  # fmt: skip
+    return Inputs(pfam, corpus, instances, study.reset_index(drop=True), deal_groups(group_of, s.split, s.seed),
+                  group_of, read_classes(s.classes), held)  # fmt: skip
 
 
 def device_of(s: StrataSettings) -> str | None:
     """Where models run outside Lightning: the CPU or the GPU when asked (no GPU: an error that says so),
-    else a GPU when present (None). Inside
-    Lightning the study trains on one device (``devices=1``): its models train one after another, and
-    ``devices="auto"`` would start one process per GPU (DDP) for each."""
+    else a GPU when present (None). Inside Lightning the study trains on one device (``devices=1``): its
+    models train one after another, and ``devices="auto"`` would start one process per GPU (DDP) for each."""
     return {"cpu": "cpu", "gpu": "cuda"}.get(s.accelerator)
 
 
 def write_reps(path: Path, ids: list[str], layers: dict[int, np.ndarray], curvature: dict[int, float | None]) -> None:
-    arrays = {"ids": np.array(ids, dtype=str), "layers": np.array(sorted(layers))}
-    arrays |= {f"L{i}": np.asarray(layers[i], dtype=np.float32) for i in sorted(layers)}
-    arrays["curvature"] = np.array([np.nan if curvature.get(i) is None else curvature[i] for i in sorted(layers)])
+    """``path`` (``.npz``: ``ids`` and ``L<layer>``, the format :mod:`biostrata.analysis.representations`
+    reads) and, first, its curvatures beside it (``.json``: ``{"curvature": {layer: K}}``, hyperbolic
+    layers only): the archive, written last, marks a finished file."""
+    hyperbolic = {str(i): float(k) for i, k in sorted(curvature.items()) if k is not None}
+    atomic_write_json(path.with_suffix(".json"), {"curvature": hyperbolic})
+    arrays = {"ids": np.array(ids, dtype=str)} | {
+        f"L{i}": np.asarray(layers[i], dtype=np.float32) for i in sorted(layers)
+    }
     atomic_write_npz(path, arrays)
+
+
+def table_curvature(config: dict) -> dict[int, float]:
+    """``{0: K}`` for a lorentz domain LM (its layer 0, the tangent vectors of its table's points), else ``{}``."""
+    return {0: float(config.get("curvature", 1.0))} if config.get("geometry") == "lorentz" else {}
 
 
 # -------------------------------------------------------------------------------------------- nucleotide
@@ -112,7 +120,7 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
     best epoch chosen on those of the validation clusters) and the residue mean of each layer for every
     study instance."""
     from biostrata.data.proteins import ProteinRecord
-    from biostrata.models.extract import DEFAULT_TOKEN_BUDGET, default_device, token_states
+    from biostrata.models.extract import check_options, token_states
     from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
     from biostrata.train.pretrain import pretrain_protein_lm
 
@@ -127,18 +135,17 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
                               enumerate(sorted(set(zip(part["family"], part["protein"]))))]
                        for name, part in (("train", checked[split == "train"]), ("valid", checked[split == "valid"]))}  # fmt: skip
             plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
-            pretrain_protein_lm(plm, records["train"], run, valid=records["valid"], epochs=s.protein_epochs, max_length=s.protein_max_length,
-                                batch_size=s.batch_size, lr=s.lr, seed=s.seed, accelerator=s.accelerator,
-                                devices=1, progress=s.progress)  # fmt: skip
+            pretrain_protein_lm(plm, records["train"], run, valid=records["valid"], epochs=s.protein_epochs,
+                                max_length=s.protein_max_length, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
+                                accelerator=s.accelerator, devices=1, progress=s.progress)  # fmt: skip
         plm, metrics = load_protein_lm(run / "model.pt"), json.loads((run / "metrics.json").read_text())
     path = out / "reps" / "protein.esm.npz"
     if not path.is_file():
         sequences = sorted(set(data.study["protein"]))
         layers = list(range(plm.num_layers + 1))
-        device = default_device(device_of(s))
+        device, _, budget = check_options(None, device=device_of(s), special=sum(plm.special_tokens))
         rows: dict[int, list] = {i: [None] * len(sequences) for i in layers}
-        for k, states in token_states(plm, sequences, layers, token_budget=DEFAULT_TOKEN_BUDGET[device.type],
-                                      device=device):  # fmt: skip
+        for k, states in token_states(plm, sequences, layers, token_budget=budget, device=device):
             for i in layers:
                 rows[i][k] = states[i].mean(0)
         index = {q: k for k, q in enumerate(sequences)}
@@ -174,7 +181,7 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, variant: str, width: 
     import torch
 
     from biostrata.models.domain_lm import DomainLM
-    from biostrata.models.extract import DEFAULT_TOKEN_BUDGET, default_device, token_states
+    from biostrata.models.extract import check_options, token_states
     from biostrata.provenance import code_version
     from biostrata.train.masked_lm import evaluate_masked_lm
     from biostrata.train.pretrain import domain_masking_scheme, pretrain_domain_lm
@@ -183,15 +190,14 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, variant: str, width: 
     model_options = dict(DOMAIN_VARIANTS[variant])
     if model_options["geometry"] == "lorentz":
         model_options["curvature"] = s.curvature
-    fit, test = domain_corpora(data)
     if not (run / "metrics.json").is_file():
-        pretrain_domain_lm(fit, run, preset="small", pfam=data.pfam, epochs=s.domain_epochs, batch_size=s.batch_size,
+        pretrain_domain_lm(domain_corpora(data)[0], run, preset="small", pfam=data.pfam, epochs=s.domain_epochs, batch_size=s.batch_size,
                            lr=s.lr, seed=seed, accelerator=s.accelerator, devices=1, progress=s.progress,
                            d_embed=width, d_model=width, n_layers=s.domain_layers, **model_options)  # fmt: skip
     model = DomainLM.load(run / "model.pt", data.pfam)
-    device = default_device(device_of(s))
+    device, _, budget = check_options(None, device=device_of(s), special=sum(model.special_tokens))
     if not (run / "test.json").is_file():
-        encoded = [model.vocab.encode(c) for c in test if len(c)]
+        encoded = [model.vocab.encode(c) for c in domain_corpora(data)[1] if len(c)]
         result = evaluate_masked_lm(model, encoded, domain_masking_scheme(model.vocab), batch_size=s.batch_size,
                                     seed=s.seed, device=device)  # fmt: skip
         result |= {"clusters": len(encoded), "code_version": code_version()}
@@ -205,8 +211,7 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, variant: str, width: 
         where = {b: k for k, b in enumerate(wanted)}
         per_cluster: dict[int, dict[int, np.ndarray]] = {}
         with torch.inference_mode():
-            for k, states in token_states(model, encoded, layers, token_budget=DEFAULT_TOKEN_BUDGET[device.type],
-                                          device=device):  # fmt: skip
+            for k, states in token_states(model, encoded, layers, token_budget=budget, device=device):
                 per_cluster[k] = states
         arrays = {"ids": np.array(list(study["instance_id"]), dtype=str), "clusters": np.array(wanted, dtype=str)}
         rows = [where[b] for b in study["bgc_id"]]
@@ -219,18 +224,16 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, variant: str, width: 
 
 
 def domain_reps(out: Path, s: StrataSettings, data: Inputs, variant: str) -> tuple[Path, Path]:
-    """The domain and cluster strata of one domain LM variant: the seed-``domain_seeds[0]`` model at ``width``, its
-    states at each instance (domain) and its mean over each instance's cluster (cluster)."""
+    """The domain and cluster strata of one domain LM variant: the seed-``domain_seeds[0]`` model at
+    ``width``, its states at each instance (domain) and its mean over each instance's cluster (cluster)."""
     run = domain_run(out, s, data, variant, s.width, s.domain_seeds[0])
     config = json.loads((run / "metrics.json").read_text())["config"]
     paths = out / "reps" / f"domain.{variant}.npz", out / "reps" / f"cluster.{variant}.npz"
     if not all(p.is_file() for p in paths):
         with np.load(run / "states.npz") as z:
             layers = sorted(int(k[1:]) for k in z.files if k.startswith("I"))
-            # layer 0 of a Lorentz model: tangent vectors of its table's points
-            curvature = {0: float(config.get("curvature", 1.0))} if config.get("geometry") == "lorentz" else {}
             ids = list(z["ids"])
-            write_reps(paths[0], ids, {i: z[f"I{i}"] for i in layers}, curvature)
+            write_reps(paths[0], ids, {i: z[f"I{i}"] for i in layers}, table_curvature(config))
             row = {b: k for k, b in enumerate(z["clusters"])}
             pick = [row[b] for b in data.study["bgc_id"]]
             write_reps(paths[1], ids, {i: z[f"C{i}"][pick] for i in layers}, {})
