@@ -125,7 +125,7 @@ CASES = [
     ("train damaged gzip", ["train", "--train", "{root}/broken.csv.gz", "--dev", "{root}/ok/dev.csv", "--test",
      "{root}/ok/test.csv", "--out", "{root}/out/t"], r"broken\.csv\.gz: a damaged gzip file"),
     ("train wrong CSV header", ["train", "--train", "{root}/header.csv", "--dev", "{root}/ok/dev.csv", "--test",
-     "{root}/ok/test.csv", "--out", "{root}/out/t"], r"header\.csv, line 1: expected the header 'sequence,label'"),
+     "{root}/ok/test.csv", "--out", "{root}/out/t"], r"header\.csv, line 1: expected a header with a sequence column"),
     ("train 200,000-bp record, flatten head", ["train", "--data", "{root}/genome", "--out", "{root}/out/t"],
      r"genome/train\.csv: sequences of 200000 bp make a flatten head of 3,379,200,000 weights.*--pool mean"),
     ("train --data and --train", ["train", "--data", "{root}/ok", "--train", "{root}/ok/train.csv"],

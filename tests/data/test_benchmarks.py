@@ -15,7 +15,7 @@ from biostrata.data.benchmarks import (
     select_tasks,
     stratified_split,
 )
-from biostrata.data.genome import SequenceSet
+from biostrata.data.genome import SequenceSet, read_labelled
 from biostrata.errors import DataNotFoundError, InputError
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -207,6 +207,36 @@ def test_teb_layout(tmp_path):
     (tmp_path / "teb" / "valid_dna_cmc.csv").unlink()
     with pytest.raises(DataNotFoundError, match=r"(?s)valid_dna_cmc.csv.*rrkhan/HGE"):
         load_task(SUITES["teb"].task("dna_cmc"), SUITES["teb"], tmp_path)
+
+
+SHARED_TEB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "teb"
+
+
+@pytest.mark.skipif(not SHARED_TEB.is_dir(), reason="real data folder ../shared/data/teb is absent")
+def test_teb_reads_the_released_dna_cmc_files():
+    """The files as released with the paper: header seq,label,biotype, split names valid/test."""
+    splits = load_task(SUITES["teb"].task("dna_cmc"), SUITES["teb"], SHARED_TEB.parent)
+    assert [len(s) for s in splits] == [19912, 1872, 1808]
+    assert splits.labels == [0, 1] and splits.max_length <= 200
+    # biotype is kept beside each sequence as metadata; label 1 is the element class, 0 background (NA)
+    for part in splits:
+        pairs = set(zip(part.labels.tolist(), part.meta["biotype"]))
+        assert pairs == {(1, "DNA/CMC-EnSpm"), (0, "NA")}
+    assert int(splits.train.labels.sum()) == 9956  # balanced
+
+
+def test_csv_columns_are_found_by_name_and_the_others_kept(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("biotype,label,seq\nNA,0,ACGT\nLINE/L1,1,GGCC\n")
+    part = read_labelled(path)
+    assert part.sequences == ["ACGT", "GGCC"] and part.labels.tolist() == [0, 1]
+    assert part.meta == {"biotype": ["NA", "LINE/L1"]}
+    path.write_text("seq,biotype\nACGT,NA\n")
+    with pytest.raises(InputError, match=r"x.csv, line 1: expected a header with a sequence column .* 'label'"):
+        read_labelled(path)
+    path.write_text("sequence,label,biotype\nACGT\n")
+    with pytest.raises(InputError, match=r"x.csv, line 2: expected at least 2 fields, found 1"):
+        read_labelled(path)
 
 
 # -- custom folders ------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ def test_read_csv_and_fasta(tmp_path):
 @pytest.mark.parametrize(
     "name, text, message",
     [
-        ("h.csv", "seq,lab\nACGT,0\n", r"h.csv, line 1: expected the header 'sequence,label'"),
+        ("h.csv", "seq,lab\nACGT,0\n", r"h.csv, line 1: expected a header with a sequence column"),
         ("l.csv", "sequence,label\nACGT,0\nACGT,x\n", r"l.csv, line 3: label 'x' is not an integer"),
         ("n.csv", "sequence,label\nACGT,-1\n", r"n.csv, line 2: label -1 is negative"),
-        ("f.csv", "sequence,label\nACGT\n", r"f.csv, line 2: expected 2 fields"),
+        ("f.csv", "sequence,label\nACGT\n", r"f.csv, line 2: expected at least 2 fields"),
         ("e.csv", "sequence,label\n,1\n", r"e.csv, line 2: empty sequence"),
         ("z.csv", "sequence,label\n", r"z.csv: no sequences found"),
         ("u.fa", ">s1\nACGT\n", r"u.fa, line 1: no label in FASTA header"),

@@ -213,3 +213,24 @@ def test_save_and_load_round_trip(tmp_path, name):
         load_model(tmp_path / "text.pt")
     with pytest.raises(InputError, match="no such model file"):
         load_model(tmp_path / "missing.pt")
+
+
+def test_model_files_without_a_radius_clip_load_with_the_earlier_one(tmp_path):
+    """Files written before the batch norms' radius clip was an argument were trained with the clip at 5:
+    they load with it; new files keep the clip they name (default: the reference's 10)."""
+    from biostrata.models import load_model, save_model
+    from biostrata.nn.lorentz import LorentzBatchNorm1d
+
+    model = build_model("hcnn-s", 20, 2, channels=6, hidden=8, blocks=1, init_curvature=1.0)
+    save_model(model, tmp_path / "new.pt")
+    blob = torch.load(tmp_path / "new.pt", weights_only=True)
+    assert blob["architecture"]["bn_max_radius"] == 10.0  # the default, named in the file
+
+    def clips(m):
+        return {b.max_radius for b in m.modules() if isinstance(b, LorentzBatchNorm1d)}
+
+    assert clips(load_model(tmp_path / "new.pt")[0]) == {10.0}
+    del blob["architecture"]["bn_max_radius"]  # as files of the earlier code are
+    torch.save(blob, tmp_path / "old.pt")
+    assert clips(load_model(tmp_path / "old.pt")[0]) == {5.0}
+    assert "bn_max_radius" not in build_model("cnn", 20, 2, bn_max_radius=10.0).architecture  # Lorentz only

@@ -6,7 +6,9 @@ import torch
 from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz, lift, minkowski_inner
 from biostrata.nn.lorentz import (
+    MAX_CENTRE_RADIUS,
     MAX_RADIUS,
+    REFERENCE_RADIUS_CLIP,
     LorentzBatchNorm1d,
     LorentzConv1d,
     LorentzLinear,
@@ -244,16 +246,20 @@ def test_manifold_rejects_non_positive_curvature():
         Lorentz(0.0)
 
 
-def test_batch_norm_clips_the_radius_of_outliers_in_a_collapsed_batch():
+@pytest.mark.parametrize("clip", [MAX_RADIUS - MAX_CENTRE_RADIUS, REFERENCE_RADIUS_CLIP])
+def test_batch_norm_clips_the_radius_of_outliers_in_a_collapsed_batch(clip):
     """One outlier in an otherwise collapsed batch: the Frechet variance is tiny, the rescaling huge.
-    The output radius is clipped at MAX_RADIUS, so coordinates stay near sinh(MAX_RADIUS) instead of
-    ~1e16 (which overflowed to NaN a few layers later in training), and gradients stay finite."""
+    The output radius is clipped (at the clip, beta at the origin), so coordinates stay near
+    sinh(clip) instead of ~1e16 (which overflowed to NaN a few layers later in training), and gradients
+    stay finite; the clip is counted."""
     m = Lorentz(1.0)
     s = torch.zeros(10, 8, 1000)
     s[0, :, 0] = 0.2
-    bn1, conv, bn2 = LorentzBatchNorm1d(8, m), LorentzConv1d(8, 8, 3, m, padding=1), LorentzBatchNorm1d(8, m)
+    bn1, conv = LorentzBatchNorm1d(8, m, max_radius=clip), LorentzConv1d(8, 8, 3, m, padding=1)
+    bn2 = LorentzBatchNorm1d(8, m, max_radius=clip)
     first = bn1.space(s)
-    assert first.abs().max() <= math.sinh(MAX_RADIUS) * 1.001
+    assert first.abs().max() <= math.sinh(clip) * 1.001
+    assert bn1.clip_counts("train") == (1, 10 * 1000) and bn1.clip_counts("train") == (0, 0)
     out = bn2.space(conv.space(first))
     assert torch.isfinite(out).all()
     out.square().mean().backward()
@@ -282,9 +288,10 @@ def test_batch_norm_starts_on_its_own_hyperboloid_and_trains(curvature):
 
 
 def test_batch_norm_centre_far_away_is_clipped():
-    """A learned centre beta drifting far out (as seen in training) cannot push outputs past MAX_RADIUS."""
+    """A learned centre beta drifting far out (as seen in training) cannot push outputs past MAX_RADIUS
+    under the stricter clip (r <= MAX_RADIUS - MAX_CENTRE_RADIUS)."""
     m = Lorentz(1.0)
-    bn = LorentzBatchNorm1d(4, m)
+    bn = LorentzBatchNorm1d(4, m, max_radius=MAX_RADIUS - MAX_CENTRE_RADIUS)
     with torch.no_grad():
         far = torch.tensor([0.0, 1e6, 0.0, 0.0, 0.0])
         far[0] = torch.sqrt(1 + far[1:].square().sum())
@@ -398,3 +405,96 @@ def test_distance_head_starts_near_the_origin_and_clips() -> None:
         head.linear.weight.mul_(1e3)
         far = torch.acosh(head.points(h)[:, 0].double() / sk)
     assert float(far.max()) == pytest.approx(HEAD_MAX_RADIUS, abs=1e-3) and torch.isfinite(head(h)).all()
+
+
+def _capped_expmap(man, x, u, cap):
+    """exp_x(u) = cosh(theta) x + sqrt(k) sinh(theta) u / |u|_L with theta = min(|u|_L / sqrt(k), cap): the
+    exponential map of the reference's fork of geoopt (EXP_MAX_NORM = cap), written from the formula."""
+    n = man.inner(u, u, keepdim=True).clamp_min(1e-30).sqrt()
+    theta = (n / man.k.sqrt()).clamp_max(cap)
+    return torch.cosh(theta) * x + man.k.sqrt() * torch.sinh(theta) * u / n
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 1.5, 2.5, 4.0])
+@pytest.mark.parametrize("k", [1.0, 0.25])
+def test_batch_norm_radius_clip_equals_the_capped_formula_float64(gamma, k):
+    """Train mode with gamma up to 4, against the reference's formulas with its exponential map capped:
+    at 10 (REFERENCE_RADIUS_CLIP, the default) and at 5 (the stricter option). Rescaled radii reach
+    past 5 from gamma 2.5 on and past 10 at gamma 4, so both caps act and the two settings differ."""
+    import geoopt
+
+    torch.manual_seed(7)
+    shape = (6, 4, 40)
+    s = torch.randn(*shape, dtype=torch.float64) * torch.tensor(
+        [0.02, 0.05, 0.1, 0.2, 0.5, 3.0], dtype=torch.float64
+    ).view(-1, 1, 1)
+    kt = torch.tensor(k, dtype=torch.float64)
+    x = lift(s, kt)
+    man = geoopt.Lorentz(k=kt)
+    beta = lift(torch.randn(shape[1], dtype=torch.float64) * 0.5, kt, dim=0)
+    pts = x.permute(0, 2, 1)
+    mu = _centroid64(_centroid64(pts, man), man)
+    v = man.transp0back(mu, man.logmap(mu, pts))
+    radius = v.norm(dim=-1) / (v.norm(dim=-1).mean() * kt.sqrt())  # r / gamma: |u|_L / sqrt(k) at gamma 1
+    outs = {}
+    for cap in (MAX_RADIUS - MAX_CENTRE_RADIUS, REFERENCE_RADIUS_CLIP):
+        bn = LorentzBatchNorm1d(shape[1], Lorentz(1 / k), warm_start=False, max_radius=cap).double()
+        with torch.no_grad():
+            bn.gamma.fill_(gamma)
+            bn.beta.copy_(beta)
+        u = man.transp0(beta, v * (gamma / (v.norm(dim=-1).mean() + 1e-5)))
+        ref = _capped_expmap(man, beta, u, cap).permute(0, 2, 1)
+        outs[cap] = bn(x)
+        assert torch.allclose(outs[cap], ref, atol=1e-9, rtol=1e-10)
+        clipped, seen = bn.clip_counts("train")
+        assert seen == shape[0] * shape[2] and clipped == int((gamma * radius > cap).sum())
+    assert (gamma * radius.max() > 5) == (not torch.allclose(outs[5.0], outs[10.0]))
+    if gamma == 4.0:
+        assert (gamma * radius > REFERENCE_RADIUS_CLIP).any()
+
+
+def test_batch_norm_default_is_the_reference_cap():
+    assert LorentzBatchNorm1d(3, Lorentz(1.0)).max_radius == REFERENCE_RADIUS_CLIP
+    with pytest.raises(InputError, match="max_radius must be > 0"):
+        LorentzBatchNorm1d(3, Lorentz(1.0), max_radius=0)
+
+
+@pytest.mark.parametrize("k", [1.0, 0.5])
+def test_curvature_gradient_differs_from_the_reference_by_the_centre_time_term_float64(k):
+    """biostrata keeps a batch norm's centre beta on the manifold as k moves (beta_0 = sqrt(k + |beta_s|^2)
+    is recomputed); the reference stores beta_0. Outputs agree; the gradient of k differs by exactly
+    dL/d(beta_0) / (2 beta_0), the chain-rule term of the recomputed time coordinate."""
+    import geoopt
+
+    torch.manual_seed(3)
+    shape = (5, 4, 12)
+    s = torch.randn(*shape, dtype=torch.float64) * 0.7
+    beta_s = torch.randn(shape[1], dtype=torch.float64) * 0.4
+    w = torch.randn(*shape, dtype=torch.float64)
+    gamma = 1.3
+
+    # the reference: k a leaf, beta_0 a stored number (a leaf of its own)
+    man = geoopt.Lorentz(k=torch.tensor(k, dtype=torch.float64), learnable=True)
+    k_ref = man.k  # a leaf: geoopt's maps read the manifold's k
+    beta0_ref = torch.sqrt(k + beta_s.square().sum()).clone().requires_grad_()
+    pts = lift(s, k_ref).permute(0, 2, 1)
+    mu = _centroid64(_centroid64(pts, man), man)
+    v = man.transp0back(mu, man.logmap(mu, pts))
+    beta = torch.cat([beta0_ref.view(1), beta_s])
+    u = man.transp0(beta, v * (gamma / (v.norm(dim=-1).mean() + 1e-5)))
+    ref = man.expmap(beta, u).permute(0, 2, 1)
+    loss_ref = (ref[:, 1:] * w).sum()
+    d_k_ref, d_beta0 = torch.autograd.grad(loss_ref, [k_ref, beta0_ref])
+
+    # biostrata: the manifold's k is the parameter, beta_0 follows it
+    m = Lorentz(1 / k, learnable=True).double()
+    bn = LorentzBatchNorm1d(shape[1], m, warm_start=False).double()
+    with torch.no_grad():
+        bn.gamma.fill_(gamma)
+        bn.beta.copy_(lift(beta_s, torch.tensor(k, dtype=torch.float64), dim=0))
+    out = bn.space(s)
+    assert torch.allclose(out, ref[:, 1:].detach(), atol=1e-10)
+    (d_k,) = torch.autograd.grad((out * w).sum(), [m.k])
+    term = d_beta0 / (2 * beta0_ref.detach())
+    assert float(d_k) == pytest.approx(float(d_k_ref + term), rel=1e-8, abs=1e-10)
+    assert abs(float(term)) > 1e-3 * abs(float(d_k_ref))  # the difference is real, not rounding

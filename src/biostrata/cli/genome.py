@@ -240,6 +240,8 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs per run (default 1)")
     p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)")
+    add_threads(p, "local backend: CPU threads for torch (default: torch's choice, all cores; 1 per run when "
+                   "two sweeps share a 2-core machine)")  # fmt: skip
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -257,6 +259,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     from biostrata.train.sweep import Sweep
 
     check_seeds("--seeds", args.seeds)
+    set_torch_threads(args.threads)
     if not 0 < args.dev_fraction < 1:
         raise InputError(f"--dev-fraction {args.dev_fraction}: give a share strictly between 0 and 1, e.g. 0.1")
     suite = resolve_suite(args.suite)
@@ -299,19 +302,32 @@ def _report(p: argparse.ArgumentParser) -> None:
     and standard deviation of the test metric over seeds x100, parameter count, whether hyperbolic >= Euclidean,
     counts at or above the published DNABERT-2 and NT-2.5B numbers on GUE) and results_<suite>.png. With several
     DIRs (one per config, each a variant named by its folder): write comparison.md and comparison.csv, per task
-    and model the validation and test metric of each variant, the best variant on validation marked.
+    and model the validation and test metric of each variant, the best variant on validation marked. With
+    --selection: write selection.md, selection.csv, selection_runs.csv and learning-curve pictures: per task,
+    model and seed, the test metric at the epoch chosen on validation (ours), on test (the reference code's rule)
+    and at the last epoch, hyperbolic >= Euclidean under each rule, and what selecting on test adds.
     """
     p.add_argument("dirs", nargs="+", metavar="DIR", help="the --out folder(s) of `biostrata benchmark`")
     p.add_argument("--out", help="folder for the report files (default: DIR; required with several DIRs)")
+    p.add_argument(
+        "--selection",
+        action="store_true",
+        help="report the epoch-selection rules from the runs' learning curves instead (default: off)",
+    )
     paths(p, dirs="dir", out="out_dir")
     p.set_defaults(run=_run_report)
 
 
 def _run_report(args: argparse.Namespace) -> int:
     from biostrata.report.compare import write_comparison
+    from biostrata.report.selection import write_selection
     from biostrata.report.summary import write_report
 
-    if len(args.dirs) == 1:
+    if args.selection:
+        if args.out is None and len(args.dirs) > 1:
+            raise InputError("--out: give a folder for selection.md when reporting several sweeps")
+        paths = write_selection(args.dirs, args.out or args.dirs[0])
+    elif len(args.dirs) == 1:
         paths = write_report(args.dirs[0], args.out)
     elif args.out is None:
         raise InputError("--out: give a folder for comparison.md when comparing several sweeps")

@@ -42,6 +42,13 @@ class TrainConfig(Settings):
         default=True,
         metadata=field_help("running batch-norm statistics start from the first batches (off: the reference)"),
     )
+    bn_max_radius: float = field(
+        default=10.0,
+        metadata=field_help(
+            "Lorentz batch norm: clip of a rescaled point's radius, in units of sqrt(1/K) (10: the reference's cap; "
+            "5: outputs within 10 of the origin, the stricter clip of model files that do not name one)"
+        ),
+    )
     epochs: int = field(default=100, metadata=field_help("training epochs"))
     batch_size: int = field(default=100, metadata=field_help("batch size"))
     lr: float = field(default=1e-5, metadata=field_help("learning rate of the ordinary weights"))
@@ -90,6 +97,7 @@ class TrainConfig(Settings):
                 (self.blocks >= 1, "blocks", "at least 1"),
                 (self.hidden >= width, "hidden", f"at least {width} for {self.model}"),
                 (self.init_curvature > 0, "init_curvature", "> 0"),
+                (self.bn_max_radius > 0, "bn_max_radius", "> 0"),
                 (self.epochs >= 1, "epochs", "at least 1"),
                 (self.batch_size >= 1, "batch_size", "at least 1"),
                 (self.lr > 0, "lr", "> 0"),

@@ -6,7 +6,7 @@ folder of one suite itself:
 
     gue/<task>/{train,dev,test}.csv                      header ``sequence,label``
     genomic_benchmarks/<dataset>/{train,test}/<class>/<id>.txt   one sequence per file
-    teb/{train,valid,test}_<name>.csv                    header ``sequence,label``
+    teb/{train,valid,test}_<name>.csv                    header ``seq,label,biotype`` (as released)
 
 Genomic Benchmarks has no validation split: ``dev`` is carved from ``train``, stratified by class,
 with a recorded fraction and seed. Its class ids are the indices of the sorted class names.

@@ -1,8 +1,9 @@
 """Labelled DNA sequence sets and their files.
 
 Formats read, each also gzip-compressed (``train.csv.gz``):
-- CSV with header ``sequence,label`` (the GUE layout); labels are integers >= 0. Fields may be
-  as long as a genome.
+- CSV with a header naming a ``sequence`` (or ``seq``) column and a ``label`` column, in any order
+  (GUE: ``sequence,label``; TEB: ``seq,label,biotype``); labels are integers >= 0. Other columns
+  are kept as metadata (``SequenceSet.meta``), never as the label. Fields may be as long as a genome.
 - FASTA (``.fa``, ``.fasta``, ``.fna``, ``.fas``) whose header carries the label as ``label=K``
   (``>seq1 label=1``) or as the last ``|``-separated field (``>seq1|1``).
 - A task folder: ``train``, ``dev`` and ``test`` files in those formats (the GUE layout:
@@ -22,7 +23,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -41,12 +42,14 @@ _CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 
 @dataclass
 class SequenceSet:
-    """Sequences with integer labels; ``source`` names the file, ``lines`` each sequence's line in it."""
+    """Sequences with integer labels; ``source`` names the file, ``lines`` each sequence's line in it,
+    ``meta`` the file's other columns by name (one string per sequence; TEB's ``biotype``)."""
 
     sequences: list[str]
     labels: np.ndarray
     source: str = ""
     lines: list[int] | None = None
+    meta: dict[str, list[str]] = field(default_factory=dict)
 
     def where(self, i: int) -> str:
         """Where sequence ``i`` came from, for error messages."""
@@ -109,7 +112,11 @@ def read_labelled(path: str | Path) -> SequenceSet:
     fasta = path.suffix.lower() in FASTA_SUFFIXES or "".join(path.suffixes[-2:]).lower() in _GZ_FASTA
     try:
         with open_text(path) as handle:
-            seqs, labels, lines = (_read_fasta if fasta else _read_csv)(handle, path)
+            if fasta:
+                seqs, labels, lines = _read_fasta(handle, path)
+                meta = {}
+            else:
+                seqs, labels, lines, meta = _read_csv(handle, path)
     except UnicodeDecodeError:
         raise InputError(
             f"{path}: not a text file; give a CSV (sequence,label) or FASTA file, plain or gzip-compressed"
@@ -118,7 +125,7 @@ def read_labelled(path: str | Path) -> SequenceSet:
         raise InputError(f"{path}: a damaged gzip file ({err}); compress it again, or give it uncompressed") from None
     if not seqs:
         raise InputError(f"{path}: no sequences found")
-    return SequenceSet(seqs, np.array(labels, dtype=np.int64), str(path), lines)
+    return SequenceSet(seqs, np.array(labels, dtype=np.int64), str(path), lines, meta)
 
 
 _GZ_FASTA = {s + ".gz" for s in FASTA_SUFFIXES}
@@ -152,33 +159,53 @@ def _parse_label(text: str, where: str) -> int:
     return label
 
 
-def _read_csv(handle: TextIO, path: Path) -> tuple[list[str], list[int], list[int]]:
+#: Accepted names of the sequence column (GUE writes ``sequence``, TEB ``seq``); case is ignored.
+SEQUENCE_COLUMNS = ("sequence", "seq")
+
+
+def _csv_columns(header: list[str] | None, path: Path) -> tuple[int, int, dict[str, int]]:
+    """Positions of the sequence and label columns in ``header``, and of the other named columns."""
+    names = [h.strip().lower() for h in header or []]
+    seq = next((names.index(n) for n in SEQUENCE_COLUMNS if n in names), None)
+    if seq is None or "label" not in names:
+        raise InputError(
+            f"{path}, line 1: expected a header with a sequence column ('sequence' or 'seq') and a 'label' column "
+            f"(GUE: 'sequence,label'; TEB: 'seq,label,biotype'), found {header!r}"
+        )
+    label = names.index("label")
+    extra = {h.strip(): i for i, h in enumerate(header or []) if i not in (seq, label) and h.strip()}
+    return seq, label, extra
+
+
+def _read_csv(handle: TextIO, path: Path) -> tuple[list[str], list[int], list[int], dict[str, list[str]]]:
     seqs: list[str] = []
     labels: list[int] = []
     lines: list[int] = []
     rows = csv.reader(handle)
     limit = csv.field_size_limit(_CSV_FIELD_LIMIT)  # process-wide: raised while reading, then restored
     try:
-        header = next(rows, None)
-        if header is None or [h.strip().lower() for h in header[:2]] != ["sequence", "label"]:
-            raise InputError(f"{path}, line 1: expected the header 'sequence,label', found {header!r}")
+        seq_col, label_col, extra = _csv_columns(next(rows, None), path)
+        meta: dict[str, list[str]] = {name: [] for name in extra}
+        width = max(seq_col, label_col) + 1
         for row in rows:
             if not row:
                 continue
             where = f"{path}, line {rows.line_num}"
-            if len(row) < 2:
-                raise InputError(f"{where}: expected 2 fields 'sequence,label', found {len(row)}")
-            seq = row[0].strip()
+            if len(row) < width:
+                raise InputError(f"{where}: expected at least {width} fields, found {len(row)}")
+            seq = row[seq_col].strip()
             if not seq:
                 raise InputError(f"{where}: empty sequence")
             seqs.append(seq)
             lines.append(rows.line_num)
-            labels.append(_parse_label(row[1].strip(), where))
+            labels.append(_parse_label(row[label_col].strip(), where))
+            for name, i in extra.items():
+                meta[name].append(row[i].strip() if i < len(row) else "")
     except csv.Error as err:
         raise InputError(f"{path}, line {rows.line_num}: not readable as CSV ({err})") from None
     finally:
         csv.field_size_limit(limit)
-    return seqs, labels, lines
+    return seqs, labels, lines, meta
 
 
 _LABEL_IN_HEADER = re.compile(r"(?:^|\s)label=(\S+)")

@@ -41,6 +41,7 @@ from biostrata.geometry.lorentz import Lorentz
 from biostrata.io import atomic_write
 from biostrata.models.layerwise import resolve_layers
 from biostrata.nn.lorentz import (
+    REFERENCE_RADIUS_CLIP,
     LorentzBatchNorm1d,
     LorentzConv1d,
     LorentzLinear,
@@ -153,15 +154,17 @@ class EuclideanCNN(nn.Module):
 
 class _LorentzBlock(nn.Module):
     def __init__(
-        self, cin: int, cout: int, kernel_size: int, manifold: Lorentz, residual: bool, bn_warm_start: bool
-    ) -> None:
+        self, cin: int, cout: int, kernel_size: int, manifold: Lorentz, residual: bool, bn_warm_start: bool,
+        bn_max_radius: float,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.manifold, self.residual = manifold, residual
         pad = kernel_size // 2
+        bn = dict(warm_start=bn_warm_start, max_radius=bn_max_radius)
         self.conv1 = LorentzConv1d(cin, cout, kernel_size, manifold, pad)
-        self.bn1 = LorentzBatchNorm1d(cout, manifold, warm_start=bn_warm_start)
+        self.bn1 = LorentzBatchNorm1d(cout, manifold, **bn)
         self.conv2 = LorentzConv1d(cout, cout, kernel_size, manifold, pad)
-        self.bn2 = LorentzBatchNorm1d(cout, manifold, warm_start=bn_warm_start)
+        self.bn2 = LorentzBatchNorm1d(cout, manifold, **bn)
 
     def space(self, s: torch.Tensor) -> torch.Tensor:
         """Space part in, space part out (residual: space parts added, time implied)."""
@@ -172,7 +175,9 @@ class _LorentzBlock(nn.Module):
 class HyperbolicCNN(nn.Module):
     """The Lorentz twin (HCNN). ``curvature="shared"`` (HCNN-S): one learnable curvature;
     ``"per_block"`` (HCNN-M): one per residual block plus one for the head. ``embed`` returns each
-    layer's points, time first, on the hyperboloid ``layer_manifold`` names."""
+    layer's points, time first, on the hyperboloid ``layer_manifold`` names. ``bn_max_radius``: the
+    batch norms' clip of the rescaled radius (``nn.lorentz.LorentzBatchNorm1d``; the default 10 is the
+    reference's cap, 5 the stricter clip of earlier versions)."""
 
     def __init__(
         self,
@@ -181,6 +186,7 @@ class HyperbolicCNN(nn.Module):
         curvature: Literal["shared", "per_block"] = "shared",
         init_curvature: float = 1.0,
         learn_curvature: bool = True,
+        bn_max_radius: float = REFERENCE_RADIUS_CLIP,
         **skeleton: Any,
     ) -> None:
         """``skeleton``: keywords of :class:`Skeleton`."""
@@ -195,7 +201,13 @@ class HyperbolicCNN(nn.Module):
         space = s.channels - 1
         self.blocks = nn.ModuleList(
             _LorentzBlock(
-                len(ALPHABET) if i == 0 else space, space, s.kernel_size, self._manifold(i), i > 0, s.bn_warm_start
+                len(ALPHABET) if i == 0 else space,
+                space,
+                s.kernel_size,
+                self._manifold(i),
+                i > 0,
+                s.bn_warm_start,
+                bn_max_radius,
             )
             for i in range(s.blocks)
         )
@@ -251,6 +263,8 @@ class HyperbolicCNN(nn.Module):
         return self.classifier(self.embed(x)[self.num_layers])
 
 
+# arguments of the Lorentz twin alone, dropped when a cnn is built from the same keywords
+HYPERBOLIC_ONLY = ("init_curvature", "learn_curvature", "bn_max_radius")
 # how each of the names a TrainConfig accepts is built
 MODELS = dict(zip(GENOME_MODELS, ({}, {"curvature": "shared"}, {"curvature": "per_block"}), strict=True))
 
@@ -261,9 +275,11 @@ def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if name == "cnn":
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("init_curvature", "learn_curvature")}
+        kwargs = {k: v for k, v in kwargs.items() if k not in HYPERBOLIC_ONLY}
         model = EuclideanCNN(length, num_classes, **kwargs)
     else:
+        # named in the architecture, so that a file says which clip it was trained with (see load_model)
+        kwargs.setdefault("bn_max_radius", REFERENCE_RADIUS_CLIP)
         model = HyperbolicCNN(length, num_classes, **MODELS[name], **kwargs)
     model.architecture = {"name": name, "length": length, "num_classes": num_classes, **kwargs}
     return model
@@ -272,6 +288,8 @@ def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module
 # /2: the reference's hyperbolic model (ReLU before the MLR, batch norm's running mean as log_o);
 # /1 files hold the earlier hyperbolic model and are refused with a message
 CHECKPOINT_FORMAT = "biostrata-genome-classifier/2"
+# the batch norms' radius clip of /2 files whose architecture names none (written before it was an option)
+LEGACY_RADIUS_CLIP = 5.0
 
 
 def save_model(model: nn.Module, path: str | Path, **extra) -> None:
@@ -314,6 +332,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
         raise InputError(f"{path}: not a biostrata model file ({what}; expected {CHECKPOINT_FORMAT}); give {expected}")
     try:
         arch = dict(blob["architecture"])
+        if arch["name"] != "cnn":  # written before the clip was an argument: trained with the stricter one
+            arch.setdefault("bn_max_radius", LEGACY_RADIUS_CLIP)
         model = build_model(arch.pop("name"), arch.pop("length"), arch.pop("num_classes"), **arch)
         model.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, RuntimeError) as err:

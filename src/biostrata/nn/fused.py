@@ -128,7 +128,7 @@ def _rescale(yy, q, beta_s, k, gamma, spread, eps, limit) -> dict[str, torch.Ten
         spread = sk * rho.mean()  # mean_i d(x_i, mu)
     c = gamma / (spread + eps)
     r_raw = c * rho
-    # clip: |r| + radius(beta) <= MAX_RADIUS bounds the output radius (see nn.lorentz.MAX_RADIUS)
+    # clip: |r| <= limit, with beta's radius clipped too, bounds the output radius (see nn.lorentz.MAX_RADIUS)
     r = r_raw.clamp(-limit, limit)
     sh, ch = torch.sinh(r), torch.cosh(r)
     f = sh * sk / n
@@ -192,12 +192,13 @@ class BoostRescale(torch.autograd.Function):
         ctx.v, ctx.eps, ctx.limit, ctx.batch_spread, ctx.batch_mu = v, eps, limit, spread is None, batch_mu
         # outputs of their own: ctx keeps v and the input mu_s, and an output kept on ctx is a cycle
         spread_out, mu_out = v["spread"].detach().clone(), mu_s.detach().clone()
-        ctx.mark_non_differentiable(spread_out, mu_out)
-        return out, spread_out, mu_out
+        clipped = _clipped(v["r_raw"], limit)
+        ctx.mark_non_differentiable(spread_out, mu_out, clipped)
+        return out, spread_out, mu_out, clipped
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad, _grad_spread, _grad_mu):
+    def backward(ctx, grad, _grad_spread, _grad_mu, _grad_clipped):
         # contiguous: a broadcast gradient (of a sum, say) has zero strides, and the batched
         # products below then took a slow path (4x the whole layer's time)
         grad = grad.contiguous()
@@ -242,6 +243,11 @@ class BoostRescale(torch.autograd.Function):
         return d_s, d_mu_s, d_beta_s, d_k, d_gamma, d_spread, None, None
 
 
+def _clipped(r_raw: torch.Tensor, limit: float) -> torch.Tensor:
+    """How many positions the radius clip moved (|r| > limit), as a tensor: no device-to-host copy."""
+    return (r_raw.detach().abs() > limit).sum()
+
+
 def boost_rescale(
     s: torch.Tensor,
     mu_s: torch.Tensor | None,
@@ -252,7 +258,7 @@ def boost_rescale(
     eps: float,
     limit: float,
     fused: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The batch norm's map of space parts s (B, C, L):
 
         mu  = nested_centroid(mean_l x_bl)      (when ``mu_s`` is None: train mode)
@@ -261,7 +267,8 @@ def boost_rescale(
         z_s = y_s sinh(r) sqrt(k) / |y_s|,  z_0 = sqrt(k) cosh(r)   (log_o, rescale, exp_o)
         out_s = z_s + beta_s ((beta_s . z_s) / (sqrt(k) (beta_0 + sqrt(k))) + z_0 / sqrt(k))   (B_{o->beta})
 
-    ``spread`` None: the batch's mean distance to mu, sqrt(k) mean(rho). Returns (out_s, spread, mu_s).
+    ``spread`` None: the batch's mean distance to mu, sqrt(k) mean(rho). Returns (out_s, spread, mu_s,
+    clipped), ``clipped`` the number of positions whose r the clip moved (a 0-d integer tensor).
     ``fused``: hand-written backward for the full-size passes; False: plain autograd, same formula.
     """
     if fused:
@@ -273,4 +280,5 @@ def boost_rescale(
     y = torch.addcmul(s, mu_s.view(1, -1, 1), boost_coefficient(ss, p, mu_s, k))
     q = _dot(beta_s.unsqueeze(0), y)
     v = _rescale((y * y).sum(1, keepdim=True), q, beta_s, k, gamma, spread, eps, limit)
-    return torch.addcmul(v["f"] * y, beta_s.view(1, -1, 1), v["g"]), v["spread"], mu_s
+    out = torch.addcmul(v["f"] * y, beta_s.view(1, -1, 1), v["g"])
+    return out, v["spread"], mu_s, _clipped(v["r_raw"], limit)

@@ -21,13 +21,20 @@ from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz, clip_norm
 from biostrata.nn.fused import add_time_term, boost_rescale, squared_norm
 
-# Largest radius rho = d(x, o)/sqrt(k) of a batch-norm output, and of its learned centre beta.
-# Coordinates then stay below sinh(10) ~ 1.1e4, so squared norms and the boosts of the next layers
-# stay finite and accurate in float32. Without these clips, the centre of the last batch norm of
-# the genome CNN drifted outwards in training (radius 4 by epoch 50 on prom_core_tata) until the
-# forward pass overflowed to NaN.
-MAX_RADIUS = 10.0
+# Largest radius rho = d(x, o)/sqrt(k) of the learned centre beta of a batch norm. Without this clip
+# the centre of the last batch norm of the genome CNN drifted outwards in training (radius 4 by epoch
+# 50 on prom_core_tata) until the forward pass overflowed to NaN.
 MAX_CENTRE_RADIUS = 5.0
+# Largest rescaled radius r of a batch-norm output before it is moved to beta: the reference's cap
+# (HyperbolicCV's fork of geoopt, EXP_MAX_NORM = 10 in its expmap: the norm of the tangent vector over
+# sqrt(k), clamped at 10 before cosh and sinh), the default. Outputs then lie within 15 of the origin.
+REFERENCE_RADIUS_CLIP = 10.0
+# With r clipped at MAX_RADIUS - MAX_CENTRE_RADIUS = 5 instead (``max_radius=5``, the earlier
+# default), outputs stay within MAX_RADIUS = 10, coordinates below sinh(10) ~ 1.1e4, so squared norms
+# and the boosts of the next layers stay accurate in float32. That clip acted in training (2e-5 of the
+# positions of the last batch norm of hcnn-s in the first epoch on prom_core_tata at lr 1e-3), where
+# it changes the model, so it is an option, not the default.
+MAX_RADIUS = 10.0
 # Largest radius of the points a LorentzDistanceHead scores. Its logits are distances, arccosh of
 # -<y, p>_L / k, a difference of products of coordinates ~ sqrt(k) cosh(r): float32 rounding puts an
 # error of ~1e-7 cosh(r_y) cosh(r_p) on it: ~7e-4 at r_y = r_p = 5 (measured: a distance of 1 off by
@@ -126,9 +133,10 @@ class LorentzBatchNorm1d(_SpaceLayer):
         z_s = y_s sinh(r) sqrt(k) / |y_s|,  z_0 = sqrt(k) cosh(r),  r = gamma rho / (s + eps)
         out_s = z_s + beta_s ((beta_s . z_s) / (sqrt(k) (beta_0 + sqrt(k))) + z_0 / sqrt(k)).
     The full-size passes run with a hand-written backward (``nn.fused``; ``fused=False``: autograd).
-    Deviations (clamps, not formula changes): r is clipped at MAX_RADIUS - MAX_CENTRE_RADIUS and
-    beta's radius at MAX_CENTRE_RADIUS, so outputs stay within MAX_RADIUS of the origin and finite
-    in float32 (see MAX_RADIUS).
+    Clamps (not formula changes): r is clipped at ``max_radius`` (default REFERENCE_RADIUS_CLIP = 10,
+    the reference's only cap, which it applies inside its exponential map; 5 keeps outputs within
+    MAX_RADIUS, see there), and beta's radius at MAX_CENTRE_RADIUS (ours). How often the radius clip
+    acts is counted per mode (``clip_counts``).
     """
 
     def __init__(
@@ -139,9 +147,16 @@ class LorentzBatchNorm1d(_SpaceLayer):
         eps: float = 1e-5,
         warm_start: bool = True,
         fused: bool = True,
+        max_radius: float = REFERENCE_RADIUS_CLIP,
     ) -> None:
         super().__init__()
+        if not max_radius > 0:
+            raise InputError(f"max_radius must be > 0 (a radius in units of sqrt(1/K)), got {max_radius}")
         self.fused = fused  # hand-written backward of the full-size passes (nn.fused); False: autograd
+        self.max_radius = float(max_radius)
+        # positions the radius clip moved and positions seen since the last ``clip_counts(reset=True)``,
+        # per mode; tensors on the activations' device (no device-to-host copy per step), not state
+        self._clips: dict[str, list] = {}
         self.manifold = manifold
         self.momentum = momentum
         self.eps = eps
@@ -162,13 +177,26 @@ class LorentzBatchNorm1d(_SpaceLayer):
         k = self.manifold.kk
         mu_s = None if self.training else self.manifold.expmap0_space(self.running_mean[1:])
         beta_s = self.manifold.clip_radius(self.beta[1:], MAX_CENTRE_RADIUS, dim=0)
-        out, spread, mu_s = boost_rescale(
+        out, spread, mu_s, clipped = boost_rescale(
             s, mu_s, beta_s, k, self.gamma, None if self.training else self.running_var,
-            self.eps, MAX_RADIUS - MAX_CENTRE_RADIUS, self.fused,
+            self.eps, self.max_radius, self.fused,
         )  # fmt: skip
         if self.training:
             self._update_running(mu_s.detach(), spread.detach())
+        mode = "train" if self.training else "eval"
+        seen = self._clips.get(mode)
+        self._clips[mode] = (
+            [clipped, s.shape[0] * s.shape[2]]
+            if seen is None
+            else [seen[0] + clipped, seen[1] + s.shape[0] * s.shape[2]]
+        )
         return out
+
+    def clip_counts(self, mode: str, reset: bool = True) -> tuple[int, int]:
+        """(positions whose radius the clip moved, positions seen) in ``mode`` ("train" or "eval") since the
+        last reset; ``reset`` starts the count again."""
+        seen = self._clips.pop(mode, None) if reset else self._clips.get(mode)
+        return (0, 0) if seen is None else (int(seen[0]), int(seen[1]))
 
     @torch.no_grad()
     def clip_centre_(self) -> None:

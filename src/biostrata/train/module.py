@@ -90,6 +90,7 @@ def build_from_config(cfg: TrainConfig, length: int, num_classes: int) -> torch.
         init_curvature=cfg.init_curvature,
         learn_curvature=cfg.learn_curvature,
         bn_warm_start=cfg.bn_warm_start,
+        bn_max_radius=cfg.bn_max_radius,
     )
 
 

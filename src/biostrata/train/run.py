@@ -4,8 +4,12 @@ Files written in ``out_dir`` (each atomically):
 - ``config.yaml``: the TrainConfig used;
 - ``model.pt``: the best model, written by ``models.genome_cnn.save_model`` (``format``,
   ``architecture``, ``state_dict``) with the training ``config`` (dict) added;
+- ``curve.csv`` and ``test_curve.csv``: per-epoch learning curves (``train.curves``; training and
+  selection never read the test curve);
 - ``metrics.json``: ``dev_*`` and ``test_*`` (mcc, accuracy, f1) of the best epoch, ``best_epoch``,
-  ``epochs_run``, ``params``, ``curvatures``, ``wall_time_s``, ``code_version``, the CPU thread
+  ``epochs_run``, ``params``, ``curvatures``, ``bn_clip_share`` (per Lorentz batch norm, the share of
+  positions whose radius the clip moved at the best epoch, in training and on dev), ``wall_time_s``,
+  ``code_version``, the CPU thread
   setting (``threads``, ``omp_wait_policy``) and the run's ``model``, ``seed``, ``length``,
   ``num_classes`` and ``class_labels`` (the data's label of each class of the model: labels need
   not run 0..C-1). It is removed when a run starts and written last: its presence marks a
@@ -36,6 +40,7 @@ from biostrata.io import atomic_write_json
 from biostrata.models.genome_cnn import load_model as load_genome_model
 from biostrata.models.genome_cnn import save_model
 from biostrata.provenance import code_version
+from biostrata.train.curves import LearningCurves, clip_summary
 from biostrata.train.module import GenomeClassifier, count_parameters
 from biostrata.train.trainer import check_accelerator, interruptible, make_trainer
 
@@ -79,7 +84,9 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
     module = GenomeClassifier(cfg, length, len(labels), steps_per_epoch=len(loaders["train"]))
     monitor = f"val_{cfg.metric}"
     checkpoint = ModelCheckpoint(ckpt_dir, filename="best-{epoch}", monitor=monitor, mode="max", save_top_k=1)
-    callbacks = [checkpoint, *(callbacks or [])]
+    # the test curve gets a loader of its own: the one of the final test keeps its state untouched
+    curves = LearningCurves(out_dir, _loader(test_set, EVAL_BATCH, False, cfg.seed, cfg.num_workers))
+    callbacks = [checkpoint, curves, *(callbacks or [])]
     if cfg.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience))
     # one device unless asked: "auto" would start one process per GPU (DDP)
@@ -94,13 +101,16 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
         trainer.validate(module, loaders["dev"], ckpt_path=best_path, verbose=False)
         trainer.test(module, loaders["test"], ckpt_path=best_path, verbose=False)
     match = re.search(r"epoch=(\d+)", Path(best_path).name)
+    best = int(match.group(1)) if match else None
+    best_row = next((r for r in curves.rows if r["epoch"] == best), {})
     metrics = {f"dev_{k}": v for k, v in module.results["val"].items()}
     metrics |= {f"test_{k}": v for k, v in module.results["test"].items()}
     metrics |= {
-        "best_epoch": int(match.group(1)) if match else None,
+        "best_epoch": best,
         "epochs_run": int(trainer.current_epoch),
         "params": count_parameters(module.model),
         "curvatures": [float(m.curvature.detach()) for m in module.model.modules() if isinstance(m, Lorentz)],
+        "bn_clip_share": clip_summary(best_row),
         "model": cfg.model,
         "seed": cfg.seed,
         "length": length,
