@@ -85,6 +85,8 @@ def test_report_of_a_real_sweep_on_the_command_line(tmp_path, tiny_task, capsys)
     assert len(runs) == 8 and set(runs["variant"]) == {"short", "long"}
     assert (runs["test"] >= runs["val"]).all() and (runs["test"] >= runs["last"]).all()
     assert set(runs["epochs"]) == {2, 3}
+    assert runs.loc[runs["model"] == "cnn", "clip_max"].isna().all()
+    assert runs.loc[runs["model"] == "hcnn-s", "clip_max"].between(0, 1).all()
     text = (out / "selection.md").read_text()
     assert "## short" in text and "## long" in text and "hcnn-s: val" in text
     assert (out / "curves_short_task.png").stat().st_size > 1000

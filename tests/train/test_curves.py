@@ -61,3 +61,24 @@ def test_a_clip_that_acts_is_counted(tiny_task, tmp_path, tiny):
     assert min(shares) > 0.5
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["bn_clip_share"] == metrics["bn_clip_share"]
+
+
+@pytest.mark.parametrize("model", ["cnn", "hcnn-s"])
+def test_the_test_curve_changes_nothing_in_training(tiny_task, tmp_path, tiny, model, monkeypatch):
+    """The same run with and without the per-epoch test pass gives the same weights, to the bit."""
+    import biostrata.train.run as run
+
+    cfg = TrainConfig(model=model, **(tiny | {"epochs": 2}))
+    splits = read_gue_dir(tiny_task)
+    train(cfg, splits, tmp_path / "with")
+
+    class NoTest(run.LearningCurves):
+        def __init__(self, out_dir, test=None):
+            super().__init__(out_dir, None)
+
+    monkeypatch.setattr(run, "LearningCurves", NoTest)
+    train(cfg, splits, tmp_path / "without")
+    assert not (tmp_path / "without" / "test_curve.csv").exists()
+    sa = torch.load(tmp_path / "with" / "model.pt", weights_only=True)["state_dict"]
+    sb = torch.load(tmp_path / "without" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)

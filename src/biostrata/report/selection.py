@@ -11,6 +11,9 @@ folder), whose runs wrote ``curve.csv`` and ``test_curve.csv`` (``train.curves``
 - ``ref_printed``: the validation metric at the epoch chosen on test (what the reference code prints
   as "Performance on test dataset", its loaders being swapped).
 
+``clip_max`` is the largest share of positions that a Lorentz batch norm's radius clip moved in any
+epoch, in training or on validation (NaN for a Euclidean model).
+
 Ties go to the earliest epoch, as in training. ``optimism`` is ``test - val`` in metric points x100:
 what selecting on the test split adds to a number, in the same run.
 
@@ -73,6 +76,7 @@ def _run_row(variant: str, record: dict, folder: Path) -> dict:
         "val_epoch": curve[by_val]["epoch"], "test_epoch": curve[by_test]["epoch"],
         "val": record["score"], "test": float(scores[by_test]), "last": float(scores[-1]),
         "ref_printed": float(val[by_test]), "curve_val": float(scores[by_val]),
+        "clip_max": max((r[k] for r in curve for k in r if "clip_" in k), default=float("nan")),
     }  # fmt: skip
 
 
@@ -105,7 +109,7 @@ def selection_table(runs: pd.DataFrame) -> pd.DataFrame:
     for rule in RULES:
         frame[rule] = frame[rule] * 100
     frame["optimism"] = frame["test"] - frame["val"]
-    aggs = {"seeds": ("seed", "nunique"), "epochs": ("epochs", "max")}
+    aggs = {"seeds": ("seed", "nunique"), "epochs": ("epochs", "max"), "clip max": ("clip_max", "max")}
     for rule in (*RULES, "optimism"):
         aggs[f"{rule} mean"] = (rule, "mean")
         aggs[f"{rule} std"] = (rule, "std")
@@ -188,6 +192,10 @@ def selection_markdown(table: pd.DataFrame, won: pd.DataFrame) -> str:
             + ", ".join(f"{m} {v:+.1f} points" for m, v in per_model.items())
             + "."
         )
+        clip = part["clip max"].max()
+        if not np.isnan(clip):
+            acted = f"at most {clip:.2g} of a batch norm's positions" if clip > 0 else "never"
+            lines.append(f"The batch norms' radius clip acted {acted} in any epoch of any hyperbolic run.")
         lines.append("")
     return "\n".join(lines)
 
