@@ -174,7 +174,7 @@ class Settings:
 
     @classmethod
     def from_yaml(cls: type[S], path: str | Path) -> S:
-        return cls.from_dict(_read_yaml(Path(path)), str(path))
+        return cls.from_dict(read_yaml(Path(path)), str(path))
 
     def to_yaml(self, path: str | Path) -> None:
         atomic_write_text(Path(path), yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
@@ -238,14 +238,14 @@ class Settings:
     def from_args(cls: type[S], args: argparse.Namespace) -> S:
         """The settings of ``--config`` (or the defaults) with the options given on the command line."""
         path = getattr(args, "config", None)
-        values = _read_yaml(Path(path)) if path else {}
+        values = read_yaml(Path(path)) if path else {}
         changes = {
             f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None
         }
         return cls.from_dict({**values, **changes}, str(path) if path else OPTIONS, changes)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     """The mapping of a YAML config file; an error names the file."""
     try:
         values = yaml.safe_load(path.read_text()) or {}

@@ -234,6 +234,9 @@ def test_csv_columns_are_found_by_name_and_the_others_kept(tmp_path):
     path.write_text("seq,biotype\nACGT,NA\n")
     with pytest.raises(InputError, match=r"x.csv, line 1: expected a header with a sequence column .* 'label'"):
         read_labelled(path)
+    path.write_text("seq,label,note,note\nACGT,0,a,b\n")
+    with pytest.raises(InputError, match=r"x.csv, line 1: column 'note' appears more than once"):
+        read_labelled(path)
     path.write_text("sequence,label,biotype\nACGT\n")
     with pytest.raises(InputError, match=r"x.csv, line 2: expected at least 2 fields, found 1"):
         read_labelled(path)
@@ -280,3 +283,15 @@ def test_a_task_folder_missing_a_split_is_an_error_not_dropped(tmp_path):
     (tmp_path / "set" / "b" / "train.csv").unlink()
     with pytest.raises(DataNotFoundError, match=r"set/b: has dev file but no train or test file"):
         custom_suite(tmp_path / "set")
+
+
+def test_stratified_split_keeps_lines_and_metadata_with_their_sequences():
+    data = SequenceSet(
+        list("ACGTAC"), np.array([0, 0, 0, 1, 1, 1]), "x.csv", [2, 3, 4, 5, 6, 7], {"note": list("uvwxyz")}
+    )
+    fit, dev = stratified_split(data, 0.34, 0)
+    for part in (fit, dev):
+        for i, seq in enumerate(part.sequences):
+            j = part.lines[i] - 2  # the row of the original it came from
+            assert (seq, part.meta["note"][i]) == (data.sequences[j], data.meta["note"][j])
+    assert sorted(fit.lines + dev.lines) == data.lines

@@ -454,7 +454,21 @@ def test_batch_norm_radius_clip_equals_the_capped_formula_float64(gamma, k):
 
 
 def test_batch_norm_default_is_the_reference_cap():
-    assert LorentzBatchNorm1d(3, Lorentz(1.0)).max_radius == REFERENCE_RADIUS_CLIP
+    """The default clip is the reference's; with a centre far out, outputs stay finite, within the clip
+    plus beta's radius clip (15) of the origin, and gradients too."""
+    m = Lorentz(1.0)
+    bn = LorentzBatchNorm1d(4, m)
+    assert bn.max_radius == REFERENCE_RADIUS_CLIP
+    with torch.no_grad():
+        bn.beta.copy_(lift(torch.tensor([1e6, 0.0, 0.0, 0.0]), torch.tensor(1.0), dim=0))
+    s = torch.zeros(8, 4, 50)
+    s[0, :, 0] = 0.3  # one outlier in a collapsed batch: its rescaled radius hits the clip
+    out = bn.space(s)
+    radius = torch.asinh(out.norm(dim=1))
+    assert torch.isfinite(out).all() and radius.max() <= REFERENCE_RADIUS_CLIP + MAX_CENTRE_RADIUS + 1e-3
+    assert radius.max() > MAX_RADIUS  # further out than the stricter clip allows
+    out.square().mean().backward()
+    assert torch.isfinite(bn.beta.grad).all() and torch.isfinite(bn.gamma.grad)
     with pytest.raises(InputError, match="max_radius must be > 0"):
         LorentzBatchNorm1d(3, Lorentz(1.0), max_radius=0)
 

@@ -19,7 +19,7 @@ def _with_test_labels(splits: Splits, labels: np.ndarray) -> Splits:
 
 @pytest.mark.parametrize("model", ["cnn", "hcnn-s"])
 def test_curves_have_one_row_per_epoch_and_agree_with_the_metrics(tiny_task, tmp_path, tiny, model):
-    cfg = TrainConfig(model=model, **(tiny | {"epochs": 3}))
+    cfg = TrainConfig(model=model, **(tiny | {"epochs": 3, "milestones": [2], "lr_gamma": 0.5}))
     metrics = train(cfg, read_gue_dir(tiny_task), tmp_path)
     curve, test_curve = read_curve(tmp_path / "curve.csv"), read_curve(tmp_path / "test_curve.csv")
     assert [r["epoch"] for r in curve] == [r["epoch"] for r in test_curve] == [0, 1, 2]
@@ -30,6 +30,8 @@ def test_curves_have_one_row_per_epoch_and_agree_with_the_metrics(tiny_task, tmp
     assert test_curve[metrics["best_epoch"]]["test_mcc"] == pytest.approx(metrics["test_mcc"])
     assert all(r["train_loss"] > 0 and np.isfinite(r["train_loss"]) for r in curve)
     assert all(-1 <= r["test_mcc"] <= 1 for r in test_curve)
+    # the rate each epoch trained at: the decay at milestone 2 shows in epoch 2, not before
+    assert [r["lr"] for r in curve] == pytest.approx([cfg.lr, cfg.lr, cfg.lr * 0.5])
     hyperbolic = model != "cnn"
     assert ("curvature_0" in best) == hyperbolic
     shares = metrics["bn_clip_share"]

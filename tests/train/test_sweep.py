@@ -118,6 +118,22 @@ def test_resume_reads_a_key_added_later_as_its_default(tmp_path):
         make_sweep(data, tmp_path / "out", seeds=(1,)).run(progress=False)
 
 
+def test_a_record_without_the_radius_clip_was_made_with_the_earlier_one(tmp_path):
+    """Records written before bn_max_radius existed were trained with the clip at 5: resuming them under
+    today's default (10) is refused, under 5 accepted."""
+    data = write_tasks(tmp_path / "data", tasks=("a",))
+    make_sweep(data, tmp_path / "out", models=("hcnn-s",), seeds=(1,)).run(progress=False)
+    path = Run("data", "a", "hcnn-s", 1).record_path(tmp_path / "out")
+    record = json.loads(path.read_text())
+    del record["config"]["bn_max_radius"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match=r"bn_max_radius: 5.0 there, 10.0 now"):
+        make_sweep(data, tmp_path / "out", models=("hcnn-s",), seeds=(1,)).run(progress=False)
+    assert (
+        make_sweep(data, tmp_path / "out", models=("hcnn-s",), seeds=(1,), bn_max_radius=5.0).run(progress=False) == []
+    )
+
+
 def test_failed_run_leaves_no_record_and_the_others_go_on(tmp_path):
     data = write_tasks(tmp_path / "data")
     bad = data / "a" / "test.csv"

@@ -155,7 +155,9 @@ def _check_resumable(folder: Path, cfg: TrainConfig, splits: Splits) -> None:
     from biostrata.settings import changes
 
     diff = changes(
-        dataclasses.asdict(type(cfg).from_yaml(folder / "config.yaml")), dataclasses.asdict(cfg), _RESUME_FREE
+        dataclasses.asdict(type(cfg).from_saved(folder / "config.yaml")),
+        dataclasses.asdict(cfg),
+        _RESUME_FREE,
     )
     metrics = _finished(folder) or {}
     data = {"length": cfg.length or splits.max_length, "class_labels": splits.labels}

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from biostrata.settings import Settings, field_help
+from biostrata.settings import Settings, field_help, read_yaml
 
 # The genome classifiers a TrainConfig can name; models.genome_cnn.MODELS says how each is built.
 
@@ -15,6 +16,9 @@ GENOME_MODELS = ("cnn", "hcnn-s", "hcnn-m")
 # What a TrainConfig passes to Lightning: its precisions (the short forms are its older names) and accelerators.
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "bf16", "16", "64")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+# The batch norms' radius clip of runs and model files made before bn_max_radius existed (their saved
+# configs and architectures lack the field): they were trained with it, not with today's default.
+LEGACY_RADIUS_CLIP = 5.0
 # Seeds run 0..MAX_SEED (NumPy's range; Lightning replaces any other seed with 0, so two runs would be one).
 MAX_SEED = 2**32 - 1
 
@@ -83,6 +87,20 @@ class TrainConfig(Settings):
     devices: str = field(default="auto", metadata=field_help("Lightning devices: auto or a number"))
     num_workers: int = field(default=0, metadata=field_help("data-loader worker processes"))
     progress: bool = field(default=True, metadata=field_help("show progress bars"))
+
+    @staticmethod
+    def saved_values(values: dict[str, Any]) -> dict[str, Any]:
+        """The fields of a finished run's saved config (a record's or a model file's ``config``, a run's
+        config.yaml), which held every field of its time: a field it lacks did not exist yet and takes the
+        value runs had then (``bn_max_radius``: LEGACY_RADIUS_CLIP), not today's default."""
+        return {"bn_max_radius": LEGACY_RADIUS_CLIP, **values}
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any] | str | Path, source: str | None = None) -> TrainConfig:
+        """The TrainConfig of a finished run's saved fields, or of its config.yaml (see ``saved_values``)."""
+        if not isinstance(saved, dict):
+            source, saved = str(saved), read_yaml(Path(saved))
+        return cls.from_dict(cls.saved_values(saved), source)
 
     def validate(self) -> None:
         # the Lorentz layers count time + space, so their widths need 2 at least

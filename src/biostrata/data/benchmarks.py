@@ -370,6 +370,10 @@ def stratified_split(data: SequenceSet, fraction: float, seed: int) -> tuple[Seq
 
     def part(mask: np.ndarray, tag: str) -> SequenceSet:
         idx = np.flatnonzero(mask)
-        return SequenceSet([data.sequences[i] for i in idx], data.labels[idx], f"{data.source} [{tag}]{note}")
+        meta = {name: [values[i] for i in idx] for name, values in data.meta.items()}
+        lines = [data.lines[i] for i in idx] if data.lines else None
+        return SequenceSet(
+            [data.sequences[i] for i in idx], data.labels[idx], f"{data.source} [{tag}]{note}", lines, meta
+        )
 
     return part(~held, "train"), part(held, "dev")

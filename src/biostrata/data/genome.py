@@ -104,7 +104,8 @@ class Splits:
 
 
 def read_labelled(path: str | Path) -> SequenceSet:
-    """Read a CSV (``sequence,label``) or a FASTA file with labels in the headers, either one plain or
+    """Read a CSV (a ``sequence`` or ``seq`` column and a ``label`` column, see the module docstring) or a
+    FASTA file with labels in the headers, either one plain or
     gzip-compressed. FASTA is told by the suffix (before any ``.gz``), gzip by the file's first bytes."""
     path = Path(path)
     if not path.is_file():
@@ -173,7 +174,12 @@ def _csv_columns(header: list[str] | None, path: Path) -> tuple[int, int, dict[s
             f"(GUE: 'sequence,label'; TEB: 'seq,label,biotype'), found {header!r}"
         )
     label = names.index("label")
-    extra = {h.strip(): i for i, h in enumerate(header or []) if i not in (seq, label) and h.strip()}
+    others = [(h.strip(), i) for i, h in enumerate(header or []) if i not in (seq, label) and h.strip()]
+    names_seen = [h for h, _ in others]
+    twice = [h for h in names_seen if names_seen.count(h) > 1]
+    if twice:
+        raise InputError(f"{path}, line 1: column {twice[0]!r} appears more than once; give each column its own name")
+    extra = dict(others)
     return seq, label, extra
 
 

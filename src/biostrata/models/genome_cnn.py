@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biostrata.config import GENOME_MODELS
+from biostrata.config import GENOME_MODELS, LEGACY_RADIUS_CLIP
 from biostrata.data.alphabet import ALPHABET
 from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz
@@ -288,8 +288,6 @@ def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module
 # /2: the reference's hyperbolic model (ReLU before the MLR, batch norm's running mean as log_o);
 # /1 files hold the earlier hyperbolic model and are refused with a message
 CHECKPOINT_FORMAT = "biostrata-genome-classifier/2"
-# the batch norms' radius clip of /2 files whose architecture names none (written before it was an option)
-LEGACY_RADIUS_CLIP = 5.0
 
 
 def save_model(model: nn.Module, path: str | Path, **extra) -> None:

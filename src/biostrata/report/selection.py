@@ -64,19 +64,22 @@ def _run_row(variant: str, record: dict, folder: Path) -> dict:
         raise InputError(f"{test_path}: its epochs differ from those of {curve_path}; run {folder} again")
     val = np.array([r[f"val_{metric}"] for r in curve])
     scores = np.array([r[f"test_{metric}"] for r in test])
-    by_val, by_test = int(np.argmax(val)), int(np.argmax(scores))  # argmax: the first of ties
+    # training chose the first epoch of the best value as Lightning logged it, in float32
+    by_val = int(np.argmax(val.astype(np.float32)))
+    by_test = int(np.argmax(scores))  # the first of ties, as the reference's strict '>' keeps it
     if curve[by_val]["epoch"] != record["best_epoch"]:
         raise InputError(
             f"{curve_path}: the best validation epoch is {curve[by_val]['epoch']}, but the record says "
             f"{record['best_epoch']}; the files are not of one run"
         )
+    clips = [r[k] for r in curve for k in r if "clip_" in k]
     return {
         "variant": variant, "suite": record["suite"], "task": record["task"], "model": record["model"],
         "seed": record["seed"], "metric": metric, "epochs": len(curve),
         "val_epoch": curve[by_val]["epoch"], "test_epoch": curve[by_test]["epoch"],
         "val": record["score"], "test": float(scores[by_test]), "last": float(scores[-1]),
         "ref_printed": float(val[by_test]), "curve_val": float(scores[by_val]),
-        "clip_max": max((r[k] for r in curve for k in r if "clip_" in k), default=float("nan")),
+        "clip_max": float(np.nanmax(clips)) if clips else float("nan"), "folder": str(folder / "train"),
     }  # fmt: skip
 
 
@@ -92,14 +95,14 @@ def selection_runs(sweeps: Mapping[str, str | Path]) -> pd.DataFrame:
         raise InputError(f"no runs found under {', '.join(map(str, sweeps.values()))}")
     frame = pd.DataFrame(rows)
     # the record's number is the test curve's value at the chosen epoch: anything else is a broken run
-    broken = frame[~np.isclose(frame["val"], frame["curve_val"], atol=1e-9)]
+    broken = frame[~np.isclose(frame["val"], frame["curve_val"], rtol=0, atol=1e-9)]
     if len(broken):
         r = broken.iloc[0]
         raise InputError(
             f"{sweeps[r['variant']]}: {r['task']} {r['model']} seed {r['seed']} reports {r['val']:.4f}, but its test "
             f"curve has {r['curve_val']:.4f} at the chosen epoch; run it again"
         )
-    return frame.drop(columns="curve_val")
+    return frame.drop(columns=["curve_val"])
 
 
 def selection_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -161,9 +164,9 @@ def _fmt(mean: float, std: float) -> str:
 
 def selection_markdown(table: pd.DataFrame, won: pd.DataFrame) -> str:
     """The rules table per variant, the win counts under each rule and the optimism per model."""
-    lines = ["# Test MCC under three epoch-selection rules", ""]
+    lines = ["# The test metric under three epoch-selection rules", ""]
     lines += [
-        "Test metric x100, mean ± sample std over seeds. Rules: " + "; ".join(f"**{r}**: {t}" for r, t in RULE_TITLES.items())
+        "Test metric x100 (MCC; F1 for virus/covid), mean ± sample std over seeds. Rules: " + "; ".join(f"**{r}**: {t}" for r, t in RULE_TITLES.items())
         + ". Optimism: test minus val, in points. DNABERT-2: published test MCC (Zhou et al. 2024, Table 4).",
         "",
     ]  # fmt: skip
@@ -207,14 +210,14 @@ def plot_curves(curves: pd.DataFrame, runs: pd.DataFrame, path: str | Path, titl
         for model in model_order(curves["model"].unique()):
             part = curves[curves["model"] == model].groupby("epoch")[["val", "test"]].mean()
             colour = COLORS.get(model)
-            ax.plot(part.index + 1, part["val"] * 100, color=colour, label=f"{model} validation")
-            ax.plot(part.index + 1, part["test"] * 100, color=colour, linestyle="--", label=f"{model} test")
+            ax.plot(part.index, part["val"] * 100, color=colour, label=f"{model} validation")
+            ax.plot(part.index, part["test"] * 100, color=colour, linestyle="--", label=f"{model} test")
             chosen = runs[runs["model"] == model]
             for column, marker in (("val_epoch", "o"), ("test_epoch", "x")):
                 epoch = int(round(chosen[column].mean()))
                 if epoch in part.index:
-                    ax.plot(epoch + 1, part.loc[epoch, "test"] * 100, marker=marker, color=colour, markersize=8)
-        ax.set_xlabel("epoch")
+                    ax.plot(epoch, part.loc[epoch, "test"] * 100, marker=marker, color=colour, markersize=8)
+        ax.set_xlabel("epoch (from 0, as in the CSV files)")
         ax.set_ylabel(f"{runs['metric'].iloc[0].upper()} x100")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, ncol=2)
@@ -222,11 +225,11 @@ def plot_curves(curves: pd.DataFrame, runs: pd.DataFrame, path: str | Path, titl
     return Path(path)
 
 
-def _curves_of(sweeps: Mapping[str, str | Path], runs: pd.DataFrame) -> pd.DataFrame:
+def _curves_of(runs: pd.DataFrame) -> pd.DataFrame:
     """Long table (variant, task, model, seed, epoch, val, test) of every run's curves."""
     rows = []
     for _, r in runs.iterrows():
-        folder = Path(sweeps[r["variant"]]) / r["suite"] / r["task"] / r["model"] / f"seed{r['seed']}" / "train"
+        folder = Path(r["folder"])
         curve, test = read_curve(folder / CURVE_NAME), read_curve(folder / TEST_CURVE_NAME)
         for c, t in zip(curve, test):
             rows.append({
@@ -256,8 +259,8 @@ def write_selection(sweep_dirs: Sequence[str | Path], out_dir: str | Path) -> di
     }
     atomic_write_text(paths["markdown"], selection_markdown(table, wins(table)))
     atomic_write_text(paths["csv"], table.to_csv(index=False))
-    atomic_write_text(paths["runs"], runs.to_csv(index=False))
-    curves = _curves_of(sweeps, runs)
+    atomic_write_text(paths["runs"], runs.drop(columns="folder").to_csv(index=False))
+    curves = _curves_of(runs)
     for (variant, task), part in curves.groupby(["variant", "task"], sort=False):
         name = f"curves_{variant}_{task.replace('/', '_')}.png"
         chosen = runs[(runs["variant"] == variant) & (runs["task"] == task)]

@@ -6,11 +6,13 @@ epochs it finished):
 - ``curve.csv``: what training and model selection see. One row per epoch: ``epoch`` (0-based, as
   ``best_epoch`` in metrics.json), ``train_loss`` (mean over the epoch's training examples),
   ``val_mcc``, ``val_accuracy``, ``val_f1``, ``lr`` (the ordinary weights' rate at the epoch's last
-  step), ``curvature_<i>`` (hyperbolic models), and per Lorentz batch norm the share of positions
-  whose rescaled radius the clip moved, in training passes (``clip_<name>``) and on the validation
-  split (``val_clip_<name>``).
+  step), ``curvature_<i>`` (hyperbolic models), and per Lorentz batch norm (named by its module path
+  in the LightningModule, ``model.blocks.0.bn1``) the share of positions whose rescaled radius the
+  clip moved, in training passes (``clip_<name>``) and on the validation split (``val_clip_<name>``);
+  positions are all B x L of each batch, padding included.
 - ``test_curve.csv``: ``epoch``, ``test_mcc``, ``test_accuracy``, ``test_f1``: the model of every
-  epoch scored on the test split. Nothing in training or model selection reads it; it is written
+  epoch scored on the test split.
+Under several devices (DDP), process 0 alone writes them. Nothing in training or model selection reads it; it is written
   after the epoch's validation, from a forward pass in eval mode with the random state restored,
   so a run gives the same model with or without it. It exists to measure what selecting the epoch
   on test (the reference code's effective rule) would have reported.
@@ -70,6 +72,7 @@ class LearningCurves(pl.Callback):
         self.test_rows: list[dict] = []
         self._loss: torch.Tensor | None = None
         self._examples = 0
+        self._lr = float("nan")
 
     def on_fit_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.rows, self.test_rows = [], []
@@ -77,6 +80,10 @@ class LearningCurves(pl.Callback):
             (self.out_dir / name).unlink(missing_ok=True)  # an earlier, interrupted run's
         for mode in ("train", "eval"):
             clip_shares(module, mode)  # counts start with the first epoch
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        # the rate this batch's step uses: by the epoch's end the per-step schedule has moved on
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -86,13 +93,13 @@ class LearningCurves(pl.Callback):
         self._examples += n
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or "val" not in getattr(module, "results", {}):
+        if trainer.sanity_checking or not trainer.is_global_zero or "val" not in getattr(module, "results", {}):
             return
         epoch = trainer.current_epoch
         row = {"epoch": epoch, "train_loss": float(self._loss) / self._examples if self._examples else float("nan")}
         self._loss, self._examples = None, 0
         row |= {f"val_{k}": v for k, v in module.results["val"].items()}
-        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        row["lr"] = self._lr
         row |= {f"curvature_{i}": float(c) for i, c in enumerate(_curvatures(module))}
         row |= {f"clip_{name}": share for name, share in clip_shares(module, "train").items()}
         row |= {f"val_clip_{name}": share for name, share in clip_shares(module, "eval").items()}

@@ -153,4 +153,4 @@ def check_splits(splits: Splits) -> list[int]:
 def load_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
     """The model of a ``train`` run (``model.pt`` or its folder) in eval mode, and its config."""
     model, blob = load_genome_model(path)
-    return model, TrainConfig.from_dict(blob["config"], str(path))
+    return model, TrainConfig.from_saved(blob["config"], str(path))

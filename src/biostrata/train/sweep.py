@@ -225,12 +225,14 @@ class Sweep:
         """Finished records must come from the same base config and dev split as this sweep."""
         skip = PER_RUN_KEYS + OPERATIONAL_KEYS
         now = _config_dict(self.config)
-        # A key added to the config after a record was written counts as its default there.
+        # A key added to the config after a record was written counts as its default there, unless the
+        # config class says which value runs had before the key existed (TrainConfig.saved_values).
         defaults = _defaults(self.config)
+        saved = getattr(type(self.config), "saved_values", dict)
         for run in done:
             path = run.record_path(self.out)
             record = read_record(path)
-            diff = changes({**defaults, **record["config"]}, now, skip)
+            diff = changes({**defaults, **saved(record["config"])}, now, skip)
             if record["data"].get("dev_split") != self._dev_split():
                 diff.append(f"dev split: {record['data'].get('dev_split')!r} there, {self._dev_split()!r} now")
             if diff:
