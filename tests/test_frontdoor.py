@@ -129,3 +129,27 @@ def test_train_returns_the_metrics_it_writes(tmp_path) -> None:
         biostrata.train(data, out=tmp_path / "bad", chanels=4)
     with pytest.raises(InputError, match="data: got int"):
         biostrata.train(3, out=tmp_path / "bad")
+
+
+def test_commands_read_their_defaults_from_the_functions() -> None:
+    from biostrata.api import default
+    from biostrata.cli import build_parser
+
+    parse = build_parser().parse_args
+    cases = {
+        ("delta", "x.npy"): (biostrata.delta, ("metric", "curvature", "method", "samples", "bases", "repeats", "split",
+                                               "points", "kmer", "seed")),
+        ("cka", "a.npz"): (biostrata.cka, ("kernel", "sigma_frac", "batch_size", "pooling")),
+        ("probe", "--features", "f.npz", "--labels", "l.csv"): (
+            biostrata.probe, ("probe", "fusion", "folds", "bootstrap", "threads")),
+        ("train",): (biostrata.train, ("out",)),
+    }  # fmt: skip
+    for argv, (function, names) in cases.items():
+        args = parse(list(argv))
+        for name in names:
+            assert getattr(args, name) == default(function, name), (argv[0], name)
+    assert parse(["delta", "x.npy"]).base == list(default(biostrata.delta, "base"))
+    args = parse(["probe", "--features", "f.npz", "--labels", "l.csv"])
+    assert (args.cs, args.hidden, args.seeds) == tuple(
+        list(default(biostrata.probe, n)) for n in ("cs", "hidden", "seeds")
+    )

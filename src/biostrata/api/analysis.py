@@ -27,7 +27,7 @@ def _is_path(x: object) -> bool:
 
 
 def delta(
-    x: Any,
+    x: Any = None,
     *,
     metric: str = "precomputed",
     curvature: float = 1.0,
@@ -40,12 +40,19 @@ def delta(
     histogram_bases: int | None = None,
     key: str | None = None,
     layer: int | None = None,
+    calibrate: int | None = None,
+    model: PathLike | None = None,
+    data: PathLike | None = None,
+    split: str = "test",
+    points: int = 1000,
+    kmer: int = 4,
     seed: int = 0,
     device: str | None = None,
     threads: int | None = None,
     progress: bool = False,
-) -> dict:
-    """Gromov delta-hyperbolicity of a distance matrix or of points: how tree-like they are.
+) -> dict | list[dict]:
+    """Gromov delta-hyperbolicity of a distance matrix or of points (how tree-like they are), of
+    reference spaces to read it against, or of a task's sequences as a trained genome CNN embeds them.
 
     For points ``x, y, z`` and a base point ``w``, with the Gromov product
     ``(x|y)_w = (d(x, w) + d(y, w) - d(x, y)) / 2``,
@@ -59,6 +66,7 @@ def delta(
     x : array_like of shape (n, n) or (n, d), or path
         A distance matrix (``metric="precomputed"``) or ``n`` points of dimension ``d`` (a numpy array
         or torch tensor), or a file holding one (``.npy``, ``.npz``, ``.h5`` embedding store, ``.csv``).
+        Give exactly one of ``x``, ``calibrate``, or ``model`` with ``data``.
     metric : {"precomputed", "euclidean", "cosine", "lorentz", "poincare"}
         ``precomputed``: ``x`` is a distance matrix; else the distance between rows of ``x``.
     curvature : float
@@ -76,18 +84,29 @@ def delta(
     key, layer : optional
         With a file: the array of an ``.npz`` or HDF5 file; the pooling (``key``) and ``layer`` (default
         the last) of a biostrata embedding store.
+    calibrate : int, optional
+        Instead of ``x``: the delta of ``calibrate`` points in each reference space (a random tree, the
+        plane, R^128, the sphere, the hyperbolic plane; see ``analysis.hyperbolicity.CALIBRATION``).
+    model, data : path, optional
+        Instead of ``x``: a model of ``biostrata train`` (``model.pt`` or its folder) and a task folder
+        (GUE layout): the delta of ``points`` random sequences of its ``split`` as the model embeds them,
+        and of two Euclidean baselines, their one-hot encoding and their ``kmer`` spectrum.
+    split : {"train", "dev", "test"}
+    points, kmer : int
+        The options of ``model``.
     seed : int
-        Seed of the samples.
+        Seed of the samples (and of the points of ``model``).
     device, threads, progress
         Where the computation runs (default: a GPU when torch has one), CPU threads, a progress bar.
 
     Returns
     -------
-    dict
-        ``delta``, ``relative_delta``, ``diameter``, ``method``, ``n``, ``seconds``, ``witness`` (the
-        quadruple ``(w, z, x, y)`` attaining ``delta``), the standard deviations of ``sampled``, and with
-        ``histogram`` a ``histogram`` dict (``edges`` of length ``bins + 1``, ``counts``, ``mean``,
-        ``triples``).
+    dict or list of dict
+        Of ``x``: ``delta``, ``relative_delta``, ``diameter``, ``method``, ``n``, ``seconds``, ``witness``
+        (the quadruple ``(w, z, x, y)`` attaining ``delta``), the standard deviations of ``sampled``, and
+        with ``histogram`` a ``histogram`` dict (``edges`` of length ``bins + 1``, ``counts``, ``mean``,
+        ``triples``). Of ``calibrate``: one such dict per space (with ``space``, ``description``); of
+        ``model``: one per representation (with ``representation``, ``metric``, ``curvature``, ``dim``).
     """
     from biostrata.analysis import hyperbolicity as hyp
     from biostrata.analysis.representations import load_array
@@ -97,13 +116,21 @@ def delta(
         raise InputError(f"curvature={curvature}: give K > 0 (the space has curvature -K)")
     if histogram is not None and histogram < 1:
         raise InputError(f"histogram={histogram}: give 1 bin or more (or None: no histogram)")
-    data = load_array(x, key, layer) if _is_path(x) else x
+    modes = [x is not None, calibrate is not None, model is not None or data is not None]
+    if sum(modes) != 1:
+        raise InputError("give exactly one of: x, calibrate=N, or model=CHECKPOINT with data=TASK_DIR")
+    if modes[2] and not (model and data):
+        raise InputError("model and data go together: a trained model and the task folder to embed")
     common = dict(device=device, threads=threads, seed=seed, progress=progress)
-    res = hyp.gromov_delta(data, metric=metric, curvature=curvature, method=method, base=base, samples=samples,
-                           bases=bases, repeats=repeats, **common)  # fmt: skip
-    out = res.to_dict()
+    options = dict(method=method, base=base, samples=samples, bases=bases, repeats=repeats, **common)
+    if calibrate is not None:
+        return hyp.calibrate(calibrate, **options)
+    if model is not None:
+        return hyp.dataset_deltas(model, data, split=split, points=points, kmer=kmer, **options)
+    points_or_distances = load_array(x, key, layer) if _is_path(x) else x
+    out = hyp.gromov_delta(points_or_distances, metric=metric, curvature=curvature, **options).to_dict()
     if histogram is not None:
-        distances = hyp.distances_of(data, metric, curvature)
+        distances = hyp.distances_of(points_or_distances, metric, curvature)
         out["histogram"] = delta_distribution(distances, bins=histogram, bases=histogram_bases, **common).to_dict()
     return out
 
