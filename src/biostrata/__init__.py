@@ -3,6 +3,8 @@
 The front door: one function per stage, each returning arrays or DataFrames in memory, with ``out=``
 to write the files its command writes (the commands are thin shells over these functions).
 
+- :func:`load`: a model of any family (genome CNN, domain LM, protein LM, family table);
+- :func:`embed`: layer-wise embeddings of DNA, domain sentences or proteins by such a model;
 - :func:`simulate`: a labelled DNA dataset grown along a tree;
 - :func:`train`: a Euclidean or hyperbolic genome CNN;
 - :func:`delta`: the Gromov delta-hyperbolicity of a distance matrix or of points;
@@ -26,6 +28,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Each public function and the module of biostrata.api that defines it.
 _FRONT_DOOR = {
+    "load": "models",
+    "embed": "models",
     "simulate": "genome",
     "train": "genome",
     "delta": "analysis",

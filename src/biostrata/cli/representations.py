@@ -89,7 +89,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 @command("embed")
 def _embed(p: argparse.ArgumentParser) -> None:
-    """layer-wise embeddings of proteins (ESM) or gene clusters (domain LM) into an HDF5 store
+    """layer-wise embeddings of proteins (ESM), gene clusters (domain LM) or DNA (genome CNN) into an HDF5 store
 
     Proteins (--input FASTA or a domain table .tsv; --model a fair-esm .pt file or hub name): sorted by length
     and packed by a token budget; mean/BOS/per-token outputs of the chosen layers streamed into an HDF5 store
@@ -98,7 +98,9 @@ def _embed(p: argparse.ArgumentParser) -> None:
     `biostrata pretrain --init-table`. Gene clusters (--input a .csv such as `biostrata annotate` writes, or a
     domain list .txt; --model a BiGCARP / `biostrata pretrain` checkpoint or a name such as bigcarp_random):
     per layer the mean over each cluster's domains, and with --pooling per_token the state of every domain;
-    domains outside the model's vocabulary are counted and reported.
+    domains outside the model's vocabulary are counted and reported. DNA (--input a CSV sequence,label;
+    --model a `biostrata train` run folder or its model.pt): per layer the mean over positions (a hyperbolic
+    layer: the Lorentz centroid), keyed by row number (0, 1, ...).
     """
     p.add_argument(
         "--model",
@@ -178,7 +180,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     if not args.model or not args.input:
         raise InputError("give --model and --input (or --merge STORE ...)")
     if Path(args.input).suffix.lower() in (".csv", ".txt"):
-        return _embed_clusters(args)
+        return _embed_table(args)
     _precision_of_half(args)
     from biostrata.data.proteins import family_members, read_proteins
     from biostrata.models.extract import check_options, extract_embeddings
@@ -213,21 +215,45 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embed_clusters(args: argparse.Namespace) -> int:
-    """``biostrata embed`` of gene clusters with a domain LM."""
-    from biostrata.data.clusters import read_clusters
+def _embed_table(args: argparse.Namespace) -> int:
+    """``biostrata embed`` of a .csv or .txt input: gene clusters with a domain LM, DNA with a genome CNN."""
+    from biostrata.api.models import load
     from biostrata.models.domain_lm import DomainLM
-    from biostrata.models.extract import extract_cluster_embeddings
+    from biostrata.models.genome_cnn import EuclideanCNN, HyperbolicCNN
 
+    model = load(args.model)
+    dna = isinstance(model, (EuclideanCNN, HyperbolicCNN))
+    if not (dna or isinstance(model, DomainLM)):
+        raise InputError(
+            f"--model {args.model}: a {type(model).__name__}, but {args.input} holds gene clusters or DNA; give a "
+            "domain LM or a genome CNN (`biostrata train`), or proteins as FASTA or a domain table (.tsv)"
+        )
     given = [name for name, default in args.protein_only.items() if getattr(args, name) != default]
     if given:
         options = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise InputError(
-            f"{options}: for proteins only; {args.input} holds gene clusters, embedded by a domain LM (--model a "
-            "BiGCARP / `biostrata pretrain` checkpoint); leave them out"
-        )
+        kind = "DNA, embedded by a genome CNN" if dna else "gene clusters, embedded by a domain LM"
+        raise InputError(f"{options}: for proteins only; {args.input} holds {kind}; leave them out")
+    return (_embed_dna if dna else _embed_clusters)(args, model)
+
+
+def _embed_dna(args: argparse.Namespace, model) -> int:
+    """``biostrata embed`` of DNA sequences with a genome CNN."""
+    from biostrata.api.models import embed
+    from biostrata.data.embedding_store import EmbeddingStore
+
+    path = embed(model, args.input, args.layers, args.pooling, token_budget=args.token_budget, device=args.device,
+                 dtype=args.dtype, progress=not args.no_progress, out=args.out)  # fmt: skip
+    with EmbeddingStore(path) as store:
+        print(f"{len(store)} sequences, layers {store.layers}, dim {store.dim}, {store.poolings} in {path}")
+    return 0
+
+
+def _embed_clusters(args: argparse.Namespace, model) -> int:
+    """``biostrata embed`` of gene clusters with a domain LM."""
+    from biostrata.data.clusters import read_clusters
+    from biostrata.models.extract import extract_cluster_embeddings
+
     corpus = read_clusters(args.input)
-    model = DomainLM.load(args.model)
     done = extract_cluster_embeddings(model, list(corpus), args.out, layers=args.layers, poolings=args.pooling,
                                       token_budget=args.token_budget, device=args.device, dtype=args.dtype,
                                       progress=not args.no_progress)  # fmt: skip
