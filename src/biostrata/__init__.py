@@ -5,6 +5,7 @@ to write the files its command writes (the commands are thin shells over these f
 
 - :func:`load`: a model of any family (genome CNN, domain LM, protein LM, family table);
 - :func:`embed`: layer-wise embeddings of DNA, domain sentences or proteins by such a model;
+- :func:`annotate`: the Pfam domains of genomes or gene clusters, as domain sentences;
 - :func:`simulate`: a labelled DNA dataset grown along a tree;
 - :func:`train`: a Euclidean or hyperbolic genome CNN;
 - :func:`delta`: the Gromov delta-hyperbolicity of a distance matrix or of points;
@@ -30,6 +31,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _FRONT_DOOR = {
     "load": "models",
     "embed": "models",
+    "annotate": "domains",
     "simulate": "genome",
     "train": "genome",
     "delta": "analysis",

@@ -1,5 +1,6 @@
 """The front door's functions (re-exported lazily by :mod:`biostrata`), one module per line of work:
-:mod:`.models` (load, embed), :mod:`.genome` (simulate, train) and :mod:`.analysis` (delta, cka, probe).
+:mod:`.models` (load, embed), :mod:`.domains` (annotate), :mod:`.genome` (simulate, train) and
+:mod:`.analysis` (delta, cka, probe).
 
 Each function owns its defaults; a command reads them with :func:`default` so that they are written
 once. The modules load nothing heavy at import time (each function imports what it needs), so the
