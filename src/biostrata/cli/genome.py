@@ -353,39 +353,22 @@ def _delta(p: argparse.ArgumentParser) -> None:
     from biostrata.api import default
     from biostrata.api.analysis import delta
 
-    d = {name: default(delta, name) for name in ("metric", "curvature", "method", "base", "split", "points", "seed")}
+    d = {name: default(delta, name) for name in ("metric", "curvature", "method", "base", "samples", "bases", "repeats",
+                                                 "split", "points", "kmer", "seed")}  # fmt: skip
     p.add_argument("input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv)")
     p.add_argument("--key", help="array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)")
     p.add_argument("--layer", type=int, help="layer of a biostrata embedding store (default: the last)")
-    p.add_argument(
-        "--metric",
-        default=d["metric"],
-        choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
-        help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points",
-    )
-    p.add_argument(
-        "--curvature",
-        type=float,
-        default=d["curvature"],
-        help=f"K of the lorentz/poincare metric, curvature -K (default {d['curvature']:g})",
-    )
-    p.add_argument(
-        "--method",
-        default=d["method"],
-        choices=("exact", "fixed", "sampled"),
-        help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)",
-    )
-    p.add_argument(
-        "--base",
-        type=int,
-        nargs="+",
-        default=list(d["base"]),
-        help=f"fixed: base point index(es) (default {' '.join(map(str, d['base']))})",
-    )
-    for flag, text in (("--samples", "points per sample"), ("--bases", "base points per sample"),
-                       ("--repeats", "number of samples")):  # fmt: skip
-        value = default(delta, flag[2:])
-        p.add_argument(flag, type=int, default=value, help=f"sampled: {text} (default {value})")
+    p.add_argument("--metric", default=d["metric"], choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
+                   help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points")  # fmt: skip
+    p.add_argument("--curvature", type=float, default=d["curvature"],
+                   help=f"K of the lorentz/poincare metric, curvature -K (default {d['curvature']:g})")  # fmt: skip
+    p.add_argument("--method", default=d["method"], choices=("exact", "fixed", "sampled"),
+                   help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)")  # fmt: skip
+    p.add_argument("--base", type=int, nargs="+", default=list(d["base"]),
+                   help=f"fixed: base point index(es) (default {' '.join(map(str, d['base']))})")  # fmt: skip
+    for name, text in (("samples", "points per sample"), ("bases", "base points per sample"),
+                       ("repeats", "number of samples")):  # fmt: skip
+        p.add_argument(f"--{name}", type=int, default=d[name], help=f"sampled: {text} (default {d[name]})")
     p.add_argument("--histogram", type=int, metavar="BINS", help="also the distribution of relative delta over triples")
     p.add_argument(
         "--histogram-bases", type=int, metavar="B", help="histogram over B random base points (default: all)"
@@ -395,19 +378,12 @@ def _delta(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", metavar="CHECKPOINT", help="model.pt (or run folder) from `biostrata train`")
     p.add_argument("--data", metavar="TASK_DIR", help="with --model: task folder with train/dev/test.csv")
-    p.add_argument(
-        "--split",
-        default=d["split"],
-        choices=("train", "dev", "test"),
-        help=f"with --model: split (default {d['split']})",
-    )
-    p.add_argument(
-        "--points", type=int, default=d["points"], help=f"with --model: sequences to sample (default {d['points']})"
-    )
-    kmer = default(delta, "kmer")
-    p.add_argument(
-        "--kmer", type=int, default=kmer, help=f"with --model: k of the k-mer spectrum baseline (default {kmer})"
-    )
+    p.add_argument("--split", default=d["split"], choices=("train", "dev", "test"),
+                   help=f"with --model: split (default {d['split']})")  # fmt: skip
+    p.add_argument("--points", type=int, default=d["points"],
+                   help=f"with --model: sequences to sample (default {d['points']})")  # fmt: skip
+    p.add_argument("--kmer", type=int, default=d["kmer"],
+                   help=f"with --model: k of the k-mer spectrum baseline (default {d['kmer']})")  # fmt: skip
     p.add_argument("--seed", type=int, default=d["seed"], help=f"random seed (default {d['seed']})")
     p.add_argument("--device", help="cpu or cuda[:i] (default: cuda when torch has a GPU)")
     add_threads(p, "CPU worker threads (default: torch's thread count)")
