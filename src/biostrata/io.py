@@ -41,6 +41,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def atomic_write_csv(path: str | Path, table: Any, index: bool = False) -> None:
+    """Write a pandas DataFrame as CSV (with its index when ``index``), atomically."""
+    atomic_write_text(Path(path), table.to_csv(index=index))
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

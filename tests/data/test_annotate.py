@@ -181,6 +181,32 @@ def test_annotate_files_writes_every_output(tmp_path: Path, motifs: dict[str, st
     assert [(c.id, c.domains) for c in corpus] == [("p", ("PF00002", "PF00001"))]  # one cluster, in file order
 
 
+def test_the_front_door_gives_the_files_in_memory(tmp_path: Path, motifs: dict[str, str]) -> None:
+    """biostrata.annotate returns the tables that annotate_files writes, and writes the same files."""
+    import biostrata
+    from biostrata.config import AnnotateSettings
+
+    write_hmms(tmp_path / "t.hmm", motifs)
+    rng = random.Random(3)
+    sequences = {"b": protein(rng, motifs["Beta"]), "c": protein(rng), "a": protein(rng, motifs["Alpha"])}
+    (tmp_path / "p.faa").write_text("".join(f">{k}\n{v}\n" for k, v in sequences.items()))
+    found = biostrata.annotate(tmp_path / "p.faa", hmm=str(tmp_path / "t.hmm"), progress=False, cpus=1,
+                               out=tmp_path / "mem")  # fmt: skip
+    assert found.clusters["domain_tokens"].tolist() == ["PF00002 PF00001"]
+    assert found.domains["protein_id"].tolist() == ["b", "a"] and found.domains["pfam"].tolist() == [
+        "PF00002",
+        "PF00001",
+    ]
+    assert dict(zip(found.proteins["protein_id"], found.proteins["sequence"])) == sequences
+    settings = AnnotateSettings(hmm=str(tmp_path / "t.hmm"), progress=False, cpus=1)
+    record = annotate_files([tmp_path / "p.faa"], tmp_path / "files", settings)
+    for name in ("domains.tsv", "clusters.csv", "proteins.faa", "annotation.json"):
+        assert (tmp_path / "mem" / name).read_text() == (tmp_path / "files" / name).read_text(), name
+    assert found.record == record
+    with pytest.raises(InputError, match="unknown key"):
+        biostrata.annotate(tmp_path / "p.faa", cutof="evalue")
+
+
 def test_annotation_json_is_written_last(tmp_path: Path, motifs: dict[str, str], monkeypatch) -> None:
     """A run that fails while writing leaves no annotation.json, even where an earlier run left one."""
     import biostrata.io

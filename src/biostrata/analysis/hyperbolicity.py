@@ -201,19 +201,15 @@ def model_embeddings(
     block's (B, C, L) output becomes one row per sequence by concatenating its positions (Lorentz
     direct concatenation for points: the space parts, time recomputed). The model runs on ``device``
     (default: a GPU when present, else the CPU), and is moved there."""
-    from biostrata.data.alphabet import encode_batch
-    from biostrata.models.extract import count_batches, forward_batches
+    from biostrata.models.extract import dna_states
 
     manifold = model.layer_manifold(layer)
-    parts = []
-    batches = count_batches(len(sequences), batch_size)
-    collate = lambda seqs: encode_batch(seqs, model.length, truncate=truncate)  # noqa: E731
-    with torch.inference_mode():
-        for _, reps in forward_batches(model, sequences, [layer], batches, collate=collate, device=device):
-            states = next(iter(reps.values()))
-            if states.dim() == 3:  # positions concatenated (for points: space parts, time recomputed)
-                states = states.flatten(1) if manifold is None else manifold.lift(states[:, 1:].flatten(1))
-            parts.append(states.double().cpu().numpy())
+    parts = [
+        next(iter(states.values())).astype(np.float64)
+        for _, states in dna_states(
+            model, sequences, [layer], pooling="flatten", truncate=truncate, batch_size=batch_size, device=device
+        )  # fmt: skip
+    ]
     emb = np.concatenate(parts) if parts else np.zeros((0, 0))
     if not np.isfinite(emb).all():
         from biostrata.errors import NumericalError

@@ -38,32 +38,18 @@ def genome_layer_vectors(
     Euclidean states by their mean; Lorentz points by their Lorentz centroid. Lorentz points are given as
     the space part of ``log_o`` (the tangent space at the origin), with the layer's curvature magnitude K
     so that they can be measured on the hyperboloid again (:func:`lorentz_points`)."""
-    from biostrata.data.alphabet import encode_batch
     from biostrata.errors import NumericalError
-    from biostrata.models.extract import count_batches, forward_batches
+    from biostrata.models.extract import dna_states
     from biostrata.models.layerwise import resolve_layers
 
     ids = resolve_layers(layers, model.num_layers)
     manifolds = {i: model.layer_manifold(i) for i in ids}
     parts: dict[int, list[np.ndarray]] = {i: [] for i in ids}
-    collate = lambda seqs: encode_batch(seqs, model.length, truncate=True)  # noqa: E731
-    for batch, reps in forward_batches(model, sequences, ids, count_batches(len(sequences), batch_size),
-                                       collate=collate, device=device):  # fmt: skip
-        for i, states in reps.items():
-            states, m = states.float(), manifolds[i]
-            if states.dim() == 3:
-                # at least one position: an empty sequence pools its first (padding) position
-                n = torch.tensor([max(1, min(len(sequences[j]), states.shape[2])) for j in batch], device=states.device)
-                own = (torch.arange(states.shape[2], device=states.device) < n[:, None]).unsqueeze(1)
-                # the Lorentz centroid sqrt(k) m / sqrt(|<m,m>_L|) does not change when m is scaled, so the
-                # mean over all positions of the masked points gives the centroid of the own positions
-                masked = states * own
-                v = masked.sum(2) / n[:, None] if m is None else m.centroid(masked, reduce_dims=(2,), dim=1)
-            else:
-                v = states
-            if m is not None:
-                v = m.logmap0_space(v[:, 1:], dim=1)
-            parts[i].append(v.double().cpu().numpy())
+    for _, pooled in dna_states(model, sequences, ids, truncate=True, batch_size=batch_size, device=device):
+        for i, v in pooled.items():
+            if (m := manifolds[i]) is not None:
+                v = m.logmap0_space(torch.as_tensor(v, device=m.kk.device)[:, 1:], dim=1).cpu().numpy()
+            parts[i].append(v.astype(np.float64))
     out = {i: np.concatenate(p) if p else np.zeros((0, 0)) for i, p in parts.items()}
     bad = [i for i, x in out.items() if not np.isfinite(x).all()]
     if bad:

@@ -35,9 +35,9 @@ def _annotate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_annotate(args: argparse.Namespace) -> int:
-    from biostrata.data.annotate import annotate_files
+    from biostrata.api.domains import annotate
 
-    record = annotate_files(args.inputs, args.out, args.settings)
+    record = annotate(args.inputs, settings=args.settings, out=args.out).record
     print(
         f"{record['records']} record(s), {record['proteins']} proteins, {record['domains']} domains "
         f"({record['database'].get('database', record['database']['path'])}, {record['database']['hmms']} HMMs); "

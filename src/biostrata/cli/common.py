@@ -184,10 +184,3 @@ def load_splits(args: argparse.Namespace):
 def print_table(table, digits: int = 4, index: bool = False) -> None:
     """Print a pandas DataFrame with ``digits`` decimals."""
     print(table.to_string(index=index, float_format=lambda v: f"{v:.{digits}f}"))
-
-
-def write_csv(path: str | Path, table, index: bool = False) -> None:
-    """Write a pandas DataFrame as CSV, atomically."""
-    from biostrata.io import atomic_write_text
-
-    atomic_write_text(Path(path), table.to_csv(index=index))

@@ -63,10 +63,12 @@ def _train(p: argparse.ArgumentParser) -> None:
     finish and skips those that did (with the same settings); with every seed finished it refuses, unless
     --overwrite.
     """
+    from biostrata.api import default
+    from biostrata.api.genome import train
     from biostrata.config import TrainConfig
 
     add_split_options(p)
-    add_out(p, "runs/train")
+    add_out(p, default(train, "out"))
     p.add_argument("--seeds", type=int, nargs="+", help="train once per seed, in OUT/seed<k>; overrides --seed")
     p.add_argument("--overwrite", action="store_true", help="train every seed again, replacing finished runs in --out")
     add_threads(p)
@@ -90,7 +92,8 @@ def _run_train(args: argparse.Namespace) -> int:
         )
     import numpy as np  # only now: a refused command answers at once
 
-    from biostrata.train.run import check_splits, train
+    from biostrata.api.genome import train
+    from biostrata.train.run import check_splits
 
     set_torch_threads(args.threads)
     splits = load_splits(args)
@@ -109,7 +112,7 @@ def _run_train(args: argparse.Namespace) -> int:
             )
             continue
         try:
-            metrics = train(cfg.replace(seed=seed), splits, out)
+            metrics = train(splits, cfg.replace(seed=seed), out=out)
         except KeyboardInterrupt:
             print(
                 f"biostrata: interrupted: seed {seed} did not finish (no metrics.json in {out})"
@@ -186,12 +189,13 @@ def _simulate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from biostrata.data.simulate import simulate_dataset, write_gue
+    from pathlib import Path
 
-    data = simulate_dataset(**args.settings.keywords())
-    out = write_gue(data, args.out)
+    from biostrata.api.genome import simulate
+
+    data = simulate(out=args.out, **args.settings.keywords())
     sizes = ", ".join(f"{name} {len(idx)}" for name, idx in data.rows.items())
-    print(f"wrote {len(data.sequences)} sequences ({sizes}; {data.n_classes} classes) to {out}")
+    print(f"wrote {len(data.sequences)} sequences ({sizes}; {data.n_classes} classes) to {Path(args.out)}")
     return 0
 
 
@@ -348,31 +352,25 @@ def _delta(p: argparse.ArgumentParser) -> None:
     (x|y)_p) and relative delta 2*delta/diameter (0: a tree; 1: the largest). Give INPUT (.npy, .npz, .h5, .csv:
     a distance matrix, or points with --metric), or --calibrate N, or --model CHECKPOINT --data TASK_DIR.
     """
+    from biostrata.api import default
+    from biostrata.api.analysis import delta
+
+    d = {name: default(delta, name) for name in ("metric", "curvature", "method", "base", "samples", "bases", "repeats",
+                                                 "split", "points", "kmer", "seed")}  # fmt: skip
     p.add_argument("input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv)")
     p.add_argument("--key", help="array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)")
     p.add_argument("--layer", type=int, help="layer of a biostrata embedding store (default: the last)")
-    p.add_argument(
-        "--metric",
-        default="precomputed",
-        choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
-        help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points",
-    )
-    p.add_argument(
-        "--curvature", type=float, default=1.0, help="K of the lorentz/poincare metric, curvature -K (default 1)"
-    )
-    p.add_argument(
-        "--method",
-        default="exact",
-        choices=("exact", "fixed", "sampled"),
-        help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)",
-    )
-    p.add_argument("--base", type=int, nargs="+", default=[0], help="fixed: base point index(es) (default 0)")
-    for flag, default, text in (
-        ("--samples", 1500, "points per sample"),
-        ("--bases", 1, "base points per sample"),
-        ("--repeats", 10, "number of samples"),
-    ):
-        p.add_argument(flag, type=int, default=default, help=f"sampled: {text} (default {default})")
+    p.add_argument("--metric", default=d["metric"], choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
+                   help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points")  # fmt: skip
+    p.add_argument("--curvature", type=float, default=d["curvature"],
+                   help=f"K of the lorentz/poincare metric, curvature -K (default {d['curvature']:g})")  # fmt: skip
+    p.add_argument("--method", default=d["method"], choices=("exact", "fixed", "sampled"),
+                   help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)")  # fmt: skip
+    p.add_argument("--base", type=int, nargs="+", default=list(d["base"]),
+                   help=f"fixed: base point index(es) (default {' '.join(map(str, d['base']))})")  # fmt: skip
+    for name, text in (("samples", "points per sample"), ("bases", "base points per sample"),
+                       ("repeats", "number of samples")):  # fmt: skip
+        p.add_argument(f"--{name}", type=int, default=d[name], help=f"sampled: {text} (default {d[name]})")
     p.add_argument("--histogram", type=int, metavar="BINS", help="also the distribution of relative delta over triples")
     p.add_argument(
         "--histogram-bases", type=int, metavar="B", help="histogram over B random base points (default: all)"
@@ -382,12 +380,13 @@ def _delta(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", metavar="CHECKPOINT", help="model.pt (or run folder) from `biostrata train`")
     p.add_argument("--data", metavar="TASK_DIR", help="with --model: task folder with train/dev/test.csv")
-    p.add_argument(
-        "--split", default="test", choices=("train", "dev", "test"), help="with --model: split (default test)"
-    )
-    p.add_argument("--points", type=int, default=1000, help="with --model: sequences to sample (default 1000)")
-    p.add_argument("--kmer", type=int, default=4, help="with --model: k of the k-mer spectrum baseline (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--split", default=d["split"], choices=("train", "dev", "test"),
+                   help=f"with --model: split (default {d['split']})")  # fmt: skip
+    p.add_argument("--points", type=int, default=d["points"],
+                   help=f"with --model: sequences to sample (default {d['points']})")  # fmt: skip
+    p.add_argument("--kmer", type=int, default=d["kmer"],
+                   help=f"with --model: k of the k-mer spectrum baseline (default {d['kmer']})")  # fmt: skip
+    p.add_argument("--seed", type=int, default=d["seed"], help=f"random seed (default {d['seed']})")
     p.add_argument("--device", help="cpu or cuda[:i] (default: cuda when torch has a GPU)")
     add_threads(p, "CPU worker threads (default: torch's thread count)")
     p.add_argument(
@@ -410,56 +409,41 @@ def _run_delta(args: argparse.Namespace) -> int:
         raise InputError(f"--kmer {args.kmer}: give 8 or less (4^k features per sequence)")
     if not args.curvature > 0:
         raise InputError(f"--curvature {args.curvature}: give K > 0 (the space has curvature -K)")
-
-    import json  # only now: a refused command answers at once
-
-    from biostrata.analysis import hyperbolicity as hyp
-
     modes = [args.input is not None, args.calibrate is not None, args.model is not None or args.data is not None]
     if sum(modes) != 1:
         raise InputError("give exactly one of: INPUT, --calibrate N, or --model CHECKPOINT --data TASK_DIR")
     if modes[2] and not (args.model and args.data):
         raise InputError("--model and --data go together: a trained model and the task folder to embed")
-    common = dict(
-        method=args.method, base=args.base, samples=args.samples, bases=args.bases, repeats=args.repeats,
-        device=args.device, threads=args.threads, seed=args.seed, progress=sys.stderr.isatty(),
+
+    import json  # only now: a refused command answers at once
+
+    from biostrata.analysis.hyperbolicity import format_rows
+    from biostrata.api.analysis import delta
+
+    result = delta(
+        args.input, metric=args.metric, curvature=args.curvature, method=args.method, base=args.base,
+        samples=args.samples, bases=args.bases, repeats=args.repeats, histogram=args.histogram,
+        histogram_bases=args.histogram_bases, key=args.key, layer=args.layer, calibrate=args.calibrate,
+        model=args.model, data=args.data, split=args.split, points=args.points, kmer=args.kmer, seed=args.seed,
+        device=args.device, threads=args.threads, progress=sys.stderr.isatty(),
     )  # fmt: skip
-    if args.calibrate is not None:
-        rows, key = hyp.calibrate(args.calibrate, **common), "space"
-    elif args.model is not None:
-        rows = hyp.dataset_deltas(args.model, args.data, split=args.split, points=args.points, kmer=args.kmer, **common)
-        key = "representation"
-    else:
-        return _print_delta_of_input(args, common)
-    print(json.dumps(rows, indent=2) if args.json else hyp.format_rows(rows, key))
-    return 0
-
-
-def _print_delta_of_input(args: argparse.Namespace, common: dict) -> int:
-    """``biostrata delta INPUT``: the delta of a distance matrix or of points, and its histogram."""
-    import json
-
-    from biostrata.analysis import hyperbolicity as hyp
-    from biostrata.analysis.representations import load_array
-    from biostrata.geometry.delta import delta_distribution
-
-    data = load_array(args.input, args.key, args.layer)
-    res = hyp.gromov_delta(data, metric=args.metric, curvature=args.curvature, **common)
-    out = {"input": args.input, "metric": args.metric, **res.to_dict()}
-    if args.histogram is not None:
-        distances = hyp.distances_of(data, args.metric, args.curvature)
-        hist = delta_distribution(
-            distances, bins=args.histogram, bases=args.histogram_bases, seed=args.seed, device=args.device,
-            threads=args.threads, progress=common["progress"],
-        )  # fmt: skip
-        out["histogram"] = hist.to_dict()
+    if isinstance(result, list):
+        print(
+            json.dumps(result, indent=2)
+            if args.json
+            else format_rows(result, "space" if modes[1] else "representation")
+        )
+        return 0
+    out = {"input": args.input, "metric": args.metric, **result}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(hyp.format_rows([out], "input"))
-    if res.witness is not None:
-        w, z, x, y = res.witness
-        print(f"attained by points {res.witness}: d({x},{y}) + d({z},{w}) is the largest of the three pair sums")
+    print(format_rows([out], "input"))
+    if out["witness"] is not None:
+        w, z, x, y = out["witness"]
+        print(
+            f"attained by points {tuple(out['witness'])}: d({x},{y}) + d({z},{w}) is the largest of the three pair sums"
+        )
     if args.histogram is not None:
         h = out["histogram"]
         print(f"relative delta over {h['triples']} triples ({h['base_points']} base points), mean {h['mean']:.4g}:")

@@ -15,7 +15,6 @@ from biostrata.cli.common import (
     paths,
     print_table,
     set_torch_threads,
-    write_csv,
 )
 from biostrata.errors import InputError
 
@@ -90,7 +89,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 @command("embed")
 def _embed(p: argparse.ArgumentParser) -> None:
-    """layer-wise embeddings of proteins (ESM) or gene clusters (domain LM) into an HDF5 store
+    """layer-wise embeddings of proteins (ESM), gene clusters (domain LM) or DNA (genome CNN) into an HDF5 store
 
     Proteins (--input FASTA or a domain table .tsv; --model a fair-esm .pt file or hub name): sorted by length
     and packed by a token budget; mean/BOS/per-token outputs of the chosen layers streamed into an HDF5 store
@@ -99,7 +98,9 @@ def _embed(p: argparse.ArgumentParser) -> None:
     `biostrata pretrain --init-table`. Gene clusters (--input a .csv such as `biostrata annotate` writes, or a
     domain list .txt; --model a BiGCARP / `biostrata pretrain` checkpoint or a name such as bigcarp_random):
     per layer the mean over each cluster's domains, and with --pooling per_token the state of every domain;
-    domains outside the model's vocabulary are counted and reported.
+    domains outside the model's vocabulary are counted and reported. DNA (--input a CSV sequence,label;
+    --model a `biostrata train` run folder or its model.pt): per layer the mean over its own positions (a hyperbolic
+    layer: the Lorentz centroid), keyed by row number (0, 1, ...).
     """
     p.add_argument(
         "--model",
@@ -179,7 +180,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     if not args.model or not args.input:
         raise InputError("give --model and --input (or --merge STORE ...)")
     if Path(args.input).suffix.lower() in (".csv", ".txt"):
-        return _embed_clusters(args)
+        return _embed_table(args)
     _precision_of_half(args)
     from biostrata.data.proteins import family_members, read_proteins
     from biostrata.models.extract import check_options, extract_embeddings
@@ -214,21 +215,45 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embed_clusters(args: argparse.Namespace) -> int:
-    """``biostrata embed`` of gene clusters with a domain LM."""
-    from biostrata.data.clusters import read_clusters
+def _embed_table(args: argparse.Namespace) -> int:
+    """``biostrata embed`` of a .csv or .txt input: gene clusters with a domain LM, DNA with a genome CNN."""
+    from biostrata.api.models import load
     from biostrata.models.domain_lm import DomainLM
-    from biostrata.models.extract import extract_cluster_embeddings
+    from biostrata.models.genome_cnn import EuclideanCNN, HyperbolicCNN
 
+    model = load(args.model)
+    dna = isinstance(model, (EuclideanCNN, HyperbolicCNN))
+    if not (dna or isinstance(model, DomainLM)):
+        raise InputError(
+            f"--model {args.model}: a {type(model).__name__}, but {args.input} holds gene clusters or DNA; give a "
+            "domain LM or a genome CNN (`biostrata train`), or proteins as FASTA or a domain table (.tsv)"
+        )
     given = [name for name, default in args.protein_only.items() if getattr(args, name) != default]
     if given:
         options = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise InputError(
-            f"{options}: for proteins only; {args.input} holds gene clusters, embedded by a domain LM (--model a "
-            "BiGCARP / `biostrata pretrain` checkpoint); leave them out"
-        )
+        kind = "DNA, embedded by a genome CNN" if dna else "gene clusters, embedded by a domain LM"
+        raise InputError(f"{options}: for proteins only; {args.input} holds {kind}; leave them out")
+    return (_embed_dna if dna else _embed_clusters)(args, model)
+
+
+def _embed_dna(args: argparse.Namespace, model) -> int:
+    """``biostrata embed`` of DNA sequences with a genome CNN."""
+    from biostrata.api.models import embed
+    from biostrata.data.embedding_store import EmbeddingStore
+
+    path = embed(model, args.input, args.layers, args.pooling, token_budget=args.token_budget, device=args.device,
+                 dtype=args.dtype, progress=not args.no_progress, out=args.out)  # fmt: skip
+    with EmbeddingStore(path) as store:
+        print(f"{len(store)} sequences, layers {store.layers}, dim {store.dim}, {store.poolings} in {path}")
+    return 0
+
+
+def _embed_clusters(args: argparse.Namespace, model) -> int:
+    """``biostrata embed`` of gene clusters with a domain LM."""
+    from biostrata.data.clusters import read_clusters
+    from biostrata.models.extract import extract_cluster_embeddings
+
     corpus = read_clusters(args.input)
-    model = DomainLM.load(args.model)
     done = extract_cluster_embeddings(model, list(corpus), args.out, layers=args.layers, poolings=args.pooling,
                                       token_budget=args.token_budget, device=args.device, dtype=args.dtype,
                                       progress=not args.no_progress)  # fmt: skip
@@ -249,16 +274,28 @@ def _cka(p: argparse.ArgumentParser) -> None:
     store, .pt family table or domain-LM checkpoint (its token table). Refused: a layer constant over the rows
     (its CKA is undefined), fewer than 2 shared rows (4 with --debiased).
     """
+    from biostrata.api import default
+    from biostrata.api.analysis import cka
+
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="representation files")
     p.add_argument("--against", metavar="REF", help="reference representation (its one layer, or --ref-layer)")
     p.add_argument("--ref-layer", help="layer of REF to compare with")
     p.add_argument("--layers", nargs="+", help="layers of the (first) input to use (default: all)")
     p.add_argument("--layers-b", nargs="+", help="layers of the second input (default: all)")
-    p.add_argument("--kernel", default="linear", choices=("linear", "rbf"))
+    p.add_argument("--kernel", default=default(cka, "kernel"), choices=("linear", "rbf"))
     p.add_argument("--debiased", action="store_true", help="unbiased HSIC (near 0 for independent features)")
-    p.add_argument("--sigma-frac", type=float, default=1.0, help="RBF bandwidth as a fraction of the median distance")
-    p.add_argument("--batch-size", type=int, default=4096, help="rows per minibatch of the linear CKA")
-    p.add_argument("--pooling", default="mean", choices=("mean", "bos"), help="pooled output read from .h5 stores")
+    p.add_argument(
+        "--sigma-frac",
+        type=float,
+        default=default(cka, "sigma_frac"),
+        help="RBF bandwidth as a fraction of the median distance",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=default(cka, "batch_size"), help="rows per minibatch of the linear CKA"
+    )
+    p.add_argument(
+        "--pooling", default=default(cka, "pooling"), choices=("mean", "bos"), help="pooled output read from .h5 stores"
+    )
     p.add_argument("--knn", type=int, metavar="K", help="also the mutual K-nearest-neighbour agreement")
     p.add_argument("--out", help="CSV to write (with --knn, also OUT with .knn.csv)")
     p.add_argument("--heatmap", help="PNG heatmap of the matrix")
@@ -267,14 +304,15 @@ def _cka(p: argparse.ArgumentParser) -> None:
 
 
 def _run_cka(args: argparse.Namespace) -> int:
-    from biostrata.analysis.layers import compare_files
+    from biostrata.api.analysis import cka
     from biostrata.report.plots import plot_cka_heatmap
 
-    table, knn = compare_files(
+    result = cka(
         args.inputs, against=args.against, ref_layer=args.ref_layer, layers=args.layers, layers_b=args.layers_b,
         pooling=args.pooling, knn=args.knn, kernel=args.kernel, debiased=args.debiased, sigma_frac=args.sigma_frac,
-        batch_size=args.batch_size, report=print,
+        batch_size=args.batch_size, out=args.out, report=print,
     )  # fmt: skip
+    table, knn = result if args.knn is not None else (result, None)
     matrix = not args.against  # a layer x layer matrix (row labels kept), not a curve against REF
     print(f"{'debiased ' if args.debiased else ''}{args.kernel} CKA")
     print_table(table, index=matrix)
@@ -285,9 +323,6 @@ def _run_cka(args: argparse.Namespace) -> int:
         plot_cka_heatmap(table, args.heatmap, title=f"{args.kernel} CKA")
         print(f"wrote {args.heatmap}")
     if args.out:
-        write_csv(args.out, table, index=matrix)
-        if knn is not None:
-            write_csv(Path(args.out).with_suffix(".knn.csv"), knn, index=matrix)
         print(f"wrote {args.out}")
     return 0
 
@@ -303,6 +338,9 @@ def _probe(p: argparse.ArgumentParser) -> None:
     --group-column keeps groups out of straddling train and test. Every class needs at least --folds examples
     (groups).
     """
+    from biostrata.api import default
+    from biostrata.api.analysis import probe
+
     p.add_argument("--features", nargs="+", required=True, metavar="FILE[:LAYER]")
     p.add_argument("--all-layers", action="store_true", help="probe every layer of the one features file separately")
     p.add_argument("--labels", required=True, help="CSV of labels (first column: id)")
@@ -314,42 +352,45 @@ def _probe(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--label-column", help="single label column (binary or multi-class)")
     p.add_argument("--group-column", help="column of groups that must not straddle train and test")
-    p.add_argument("--probe", default="linear", choices=("linear", "mlp"))
+    p.add_argument("--probe", default=default(probe, "probe"), choices=("linear", "mlp"))
     p.add_argument(
         "--fusion",
-        default="concat",
+        default=default(probe, "fusion"),
         choices=("concat", "projection"),
         help="two feature files: concatenate, or fuse by a learned gated projection",
     )
-    p.add_argument("--cs", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0], help="linear: C values (inner CV)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[512, 256], help="mlp: hidden layer sizes")
+    p.add_argument(
+        "--cs", type=float, nargs="+", default=list(default(probe, "cs")), help="linear: C values (inner CV)"
+    )
+    p.add_argument(
+        "--hidden", type=int, nargs="+", default=list(default(probe, "hidden")), help="mlp: hidden layer sizes"
+    )
     p.add_argument("--one-vs-rest", action="store_true", help="mlp, multi-label: one network per class")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval (0: none)")
+    p.add_argument("--folds", type=int, default=default(probe, "folds"))
+    p.add_argument("--seeds", type=int, nargs="+", default=list(default(probe, "seeds")))
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=default(probe, "bootstrap"),
+        help="bootstrap resamples for the interval (0: none)",
+    )
     p.add_argument("--out", help="folder for summary.csv and folds.csv")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    threads = default(probe, "threads")
+    p.add_argument("--threads", type=int, default=threads, help=f"CPU threads (default: {threads})")
     paths(p, features="spec", labels="file", out="out_dir")
     p.set_defaults(run=_run_probe)
 
 
 def _run_probe(args: argparse.Namespace) -> int:
-    from biostrata.analysis.probe_files import probe_files
-    from biostrata.analysis.probes import LinearProbe, MLPProbe
+    from biostrata.api.analysis import probe
 
-    probe = (
-        LinearProbe(Cs=tuple(args.cs))
-        if args.probe == "linear"
-        else MLPProbe(tuple(args.hidden), one_vs_rest=args.one_vs_rest)
-    )
-    table, folds = probe_files(
-        args.features, args.labels, probe, all_layers=args.all_layers, fusion=args.fusion, id_column=args.id_column,
-        label_column=args.label_column, group_column=args.group_column, n_splits=args.folds, seeds=args.seeds,
-        n_boot=args.bootstrap, threads=args.threads, rows_in_label_order=args.rows_in_label_order,
+    table, _ = probe(
+        args.features, args.labels, probe=args.probe, cs=args.cs, hidden=args.hidden, one_vs_rest=args.one_vs_rest,
+        all_layers=args.all_layers, fusion=args.fusion, id_column=args.id_column, label_column=args.label_column,
+        group_column=args.group_column, folds=args.folds, seeds=args.seeds, bootstrap=args.bootstrap,
+        threads=args.threads, rows_in_label_order=args.rows_in_label_order, progress=True, out=args.out,
     )  # fmt: skip
     print_table(table[[c for c in table.columns if not c.startswith("auroc[")]])
     if args.out:
-        write_csv(Path(args.out) / "summary.csv", table)
-        write_csv(Path(args.out) / "folds.csv", folds)
         print(f"wrote {args.out}/summary.csv and folds.csv")
     return 0

@@ -34,6 +34,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from biostrata.config import AnnotateSettings
 from biostrata.data.genes import Gene
@@ -41,8 +42,12 @@ from biostrata.data.genome import is_gzip
 from biostrata.data.pfam import PfamTable, parse_accession
 from biostrata.errors import DataNotFoundError, InputError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["DomainHit", "default_hmm_path", "read_hmms", "check_gathering", "hmm_info", "search_domains",
-           "resolve_overlaps", "CUTOFFS", "OVERLAPS", "annotate_files", "domain_rows", "cluster_rows"]  # fmt: skip
+           "resolve_overlaps", "CUTOFFS", "OVERLAPS", "Annotation", "annotate", "annotate_files", "domain_rows",
+           "cluster_rows", "PROTEIN_COLUMNS"]  # fmt: skip
 
 CUTOFFS = ("gathering", "evalue")
 OVERLAPS = ("best", "clan", "keep")
@@ -268,20 +273,53 @@ def cluster_rows(records: Sequence[str], genes: Sequence[Gene], hits: Sequence[D
     return rows
 
 
-def annotate_files(inputs: Sequence[str | Path], out: str | Path, settings: AnnotateSettings | None = None) -> dict:
-    """Annotate the records of ``inputs`` into ``out``: ``domains.tsv``, ``clusters.csv``,
-    ``proteins.faa`` and ``annotation.json`` (the database, its sha256 and size, ``Z``, thresholds,
-    tool versions, counts). The database and the clans table are read and checked before the genes are
-    (pyrodigal is the slow step); the HMMs are read once, into memory. Each file is written atomically
-    once everything is computed, ``annotation.json`` last, after any earlier one is deleted: without it
-    the folder is not a finished annotation (a killed run may leave new files beside old ones). Returns
-    the ``annotation.json`` record."""
+@dataclass
+class Annotation:
+    """What :func:`annotate` finds, in memory; :meth:`write` gives the files of ``biostrata annotate``.
+
+    ``domains``: one row per domain hit, the columns of ``domains.tsv`` (:data:`DOMAIN_COLUMNS`);
+    ``clusters``: one row per record with domains, the layout of ``clusters.csv`` (``cluster_id``,
+    ``label``, ``domain_tokens``, ``tokens``; see :func:`cluster_rows`); ``proteins``: one row per
+    protein (``protein_id``, ``record``, ``start``, ``end``, ``strand``, ``sequence``; as written, object
+    columns); ``record``: what ``annotation.json`` holds (database, ``Z``, settings, tool versions, counts).
+    """
+
+    domains: pd.DataFrame
+    clusters: pd.DataFrame
+    proteins: pd.DataFrame
+    record: dict
+
+    def write(self, out: str | Path) -> Path:
+        """Write ``domains.tsv``, ``clusters.csv``, ``proteins.faa`` (``>id record:start-end(strand)``) and
+        ``annotation.json`` to the folder ``out``, each atomically, ``annotation.json`` last, after any
+        earlier one is deleted: without it the folder is not a finished annotation (a killed run may leave
+        new files beside old ones). Returns ``out``."""
+        from biostrata.io import atomic_write_json, atomic_write_text
+
+        out = Path(out)
+        faa = "".join(f">{p.protein_id} {p.record}:{p.start}-{p.end}({'+' if p.strand > 0 else '-' if p.strand else '.'})"
+                      f"\n{p.sequence}\n" for p in self.proteins.itertuples())  # fmt: skip
+        (out / "annotation.json").unlink(missing_ok=True)  # the marker of a finished annotation: gone until the end
+        atomic_write_text(out / "domains.tsv", self.domains.to_csv(sep="\t", index=False))
+        atomic_write_text(out / "clusters.csv", self.clusters.to_csv(index=False))
+        atomic_write_text(out / "proteins.faa", faa)
+        atomic_write_json(out / "annotation.json", self.record)
+        return out
+
+
+#: The columns of :attr:`Annotation.proteins`.
+PROTEIN_COLUMNS = ("protein_id", "record", "start", "end", "strand", "sequence")
+
+
+def annotate(inputs: Sequence[str | Path], settings: AnnotateSettings | None = None) -> Annotation:
+    """Annotate the records of ``inputs`` (GenBank, nucleotide or protein FASTA): genes, their Pfam domains
+    and each record's domain sentence, in memory. The database and the clans table are read and checked
+    before the genes are (pyrodigal is the slow step); the HMMs are read once, into memory."""
     import importlib.metadata as md
 
     import pandas as pd
 
     from biostrata.data.genes import first_repeat, genes_of, read_records
-    from biostrata.io import atomic_write_json, atomic_write_text
     from biostrata.provenance import code_version
 
     s = settings or AnnotateSettings()
@@ -297,21 +335,24 @@ def annotate_files(inputs: Sequence[str | Path], out: str | Path, settings: Anno
     genes = genes_of(records, s.genes, progress=s.progress)
     hits = search_domains(genes, hmms, cutoff=s.cutoff, evalue=s.evalue, Z=s.Z, overlaps=s.overlaps, pfam=pfam,
                           cpus=s.cpus, progress=s.progress)  # fmt: skip
-    out = Path(out)
     domains = pd.DataFrame(domain_rows(genes, hits), columns=list(DOMAIN_COLUMNS))
     clusters = pd.DataFrame(cluster_rows(ids, genes, hits, s.separators),
                             columns=["cluster_id", "label", "domain_tokens", "tokens"])  # fmt: skip
-    faa = "".join(f">{g.id} {g.record}:{g.start}-{g.end}({'+' if g.strand > 0 else '-' if g.strand else '.'})\n"
-                  f"{g.protein}\n" for g in genes)  # fmt: skip
+    proteins = pd.DataFrame([(g.id, g.record, g.start, g.end, g.strand, g.protein) for g in genes],
+                            columns=list(PROTEIN_COLUMNS), dtype=object)  # fmt: skip
     record = {
         "inputs": [str(p) for p in inputs], "settings": dataclasses.asdict(s), "database": hmm_info(hmm_path, len(hmms)),
         "Z": s.Z or len(hmms), "tools": {name: md.version(name) for name in ("pyhmmer", "pyrodigal", "gb-io")},
         "code_version": code_version(), "records": len(records), "proteins": len(genes), "domains": len(hits),
         "clusters_with_domains": len(clusters),
     }  # fmt: skip
-    (out / "annotation.json").unlink(missing_ok=True)  # the marker of a finished annotation: gone until the end
-    atomic_write_text(out / "domains.tsv", domains.to_csv(sep="\t", index=False))
-    atomic_write_text(out / "clusters.csv", clusters.to_csv(index=False))
-    atomic_write_text(out / "proteins.faa", faa)
-    atomic_write_json(out / "annotation.json", record)
-    return record
+    return Annotation(domains, clusters, proteins, record)
+
+
+def annotate_files(inputs: Sequence[str | Path], out: str | Path, settings: AnnotateSettings | None = None) -> dict:
+    """:func:`annotate` the records of ``inputs`` and :meth:`~Annotation.write` the files into ``out``:
+    ``domains.tsv``, ``clusters.csv``, ``proteins.faa`` and ``annotation.json`` (the database, its sha256
+    and size, ``Z``, thresholds, tool versions, counts). Returns the ``annotation.json`` record."""
+    annotation = annotate(inputs, settings)
+    annotation.write(out)
+    return annotation.record

@@ -309,25 +309,35 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"
-    expected = "a genome classifier's model.pt (or its run folder), written by `biostrata train` when a run finishes"
     if not path.is_file():
-        raise InputError(f"{path}: no such model file; give {expected}")
+        raise InputError(f"{path}: no such model file; give {_EXPECTED}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # not a file that torch reads without running code: say what the file should be
         raise InputError(
-            f"{path}: not a biostrata model file (torch.load: {type(err).__name__}); give {expected}"
+            f"{path}: not a biostrata model file (torch.load: {type(err).__name__}); give {_EXPECTED}"
         ) from None
+    return model_from_saved(blob, str(path)), blob
+
+
+#: What :func:`load_model` takes, for its errors.
+_EXPECTED = "a genome classifier's model.pt (or its run folder), written by `biostrata train` when a run finishes"
+
+
+def model_from_saved(blob: object, where: str) -> nn.Module:
+    """The model (eval mode) of a dict read from a ``save_model`` file; ``where`` names the file in errors."""
     found = blob.get("format") if isinstance(blob, dict) else None
     if found == "biostrata-genome-classifier/1":
         raise InputError(
-            f"{path}: written by an earlier biostrata (format /1), whose hyperbolic model differs from the "
+            f"{where}: written by an earlier biostrata (format /1), whose hyperbolic model differs from the "
             "reference's (no ReLU before the MLR, another batch norm); train the model again"
         )
     if found != CHECKPOINT_FORMAT:
         lightning = isinstance(blob, dict) and "pytorch-lightning_version" in blob
         what = "a Lightning training checkpoint" if lightning else f"format {found!r}" if found else "no format"
-        raise InputError(f"{path}: not a biostrata model file ({what}; expected {CHECKPOINT_FORMAT}); give {expected}")
+        raise InputError(
+            f"{where}: not a biostrata model file ({what}; expected {CHECKPOINT_FORMAT}); give {_EXPECTED}"
+        )
     try:
         arch = dict(blob["architecture"])
         if arch["name"] != "cnn":  # written before the clip was an argument: trained with the stricter one
@@ -335,5 +345,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
         model = build_model(arch.pop("name"), arch.pop("length"), arch.pop("num_classes"), **arch)
         model.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, RuntimeError) as err:
-        raise InputError(f"{path}: a damaged model file ({type(err).__name__}: {err}); train the model again") from None
-    return model.eval(), blob
+        raise InputError(
+            f"{where}: a damaged model file ({type(err).__name__}: {err}); train the model again"
+        ) from None
+    return model.eval()

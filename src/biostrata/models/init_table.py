@@ -81,16 +81,23 @@ class FamilyTable:
         path = Path(path)
         if not path.is_file():
             raise DataNotFoundError(f"family table not found: {path}")
-        what = "a family table (.pt) from `biostrata embed --family-table`"
-        data = load_torch_file(path, what)
+        return cls.from_saved(load_torch_file(path, _WHAT), str(path))
+
+    @classmethod
+    def from_saved(cls, data: object, where: str) -> FamilyTable:
+        """The table of a dict read from a file of :meth:`save`; ``where`` names the file in errors."""
         try:
             return cls(
                 list(data["families"]), data["vectors"].float(), list(data["members"]), dict(data.get("meta", {}))
             )
         except (KeyError, TypeError, RuntimeError, AttributeError, IndexError) as err:
             raise InputError(
-                f"{path}: a torch file, but not a family table ({type(err).__name__}: {err}); expected {what}"
+                f"{where}: a torch file, but not a family table ({type(err).__name__}: {err}); expected {_WHAT}"
             ) from None
+
+
+#: What :meth:`FamilyTable.load` takes, for its errors.
+_WHAT = "a family table (.pt) from `biostrata embed --family-table`"
 
 
 def family_table_from_store(

@@ -27,7 +27,7 @@ from biostrata.models.esm_hf import check_model_path, load_transformers_esm
 from biostrata.models.hub import hub_file, load_torch_file
 from biostrata.models.protein_interface import ProteinLM
 
-__all__ = ["ProteinLM", "FairESM", "load_protein_lm", "small_protein_lm", "ESM_URL", "BACKENDS"]
+__all__ = ["ProteinLM", "FairESM", "load_protein_lm", "fair_esm_from_saved", "small_protein_lm", "ESM_URL", "BACKENDS"]
 
 #: Where fair-esm publishes its weights (``<name>.pt``).
 ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/"
@@ -121,8 +121,6 @@ def load_protein_lm(
 
 
 def _load_fair_esm(path: Path, name: str, trusted: bool, max_residues: int | None) -> FairESM:
-    import esm
-
     if path.is_dir():
         raise InputError(
             f"{path} is a folder; pass the fair-esm .pt file itself (its -contact-regression.pt sibling is optional)"
@@ -134,13 +132,24 @@ def _load_fair_esm(path: Path, name: str, trusted: bool, max_residues: int | Non
                 "esm2_t33_650M_UR50D; org/name is a Hugging Face name: use --backend auto or transformers"
             )
         path, trusted = hub_file(name, f"{ESM_URL}{name}.pt", "ESM model"), True
-    trust = "--trust-checkpoint (trusted=True; official fair-esm files need it)"
-    data = load_torch_file(path, _ESM_FILE, trusted, trust)
+    return fair_esm_from_saved(load_torch_file(path, _ESM_FILE, trusted, TRUST), path, trusted, max_residues)
+
+
+#: How to allow full unpickling, for the errors of files that need it.
+TRUST = "--trust-checkpoint (trusted=True; official fair-esm files need it)"
+
+
+def fair_esm_from_saved(data: object, path: Path, trusted: bool = False, max_residues: int | None = None) -> FairESM:
+    """The model of a dict read from the fair-esm file ``path`` (its ``-contact-regression.pt`` sibling,
+    if there, is read too; ``trusted`` allows its full unpickling). ``max_residues`` as in
+    :func:`load_protein_lm`."""
+    import esm
+
     if not isinstance(data, dict) or "model" not in data:
         raise InputError(f"{path}: a torch file, but not a fair-esm checkpoint; expected {_ESM_FILE}")
     regression_path = path.with_name(path.stem + "-contact-regression.pt")
     regression = (
-        load_torch_file(regression_path, "fair-esm contact-regression weights", trusted, trust)
+        load_torch_file(regression_path, "fair-esm contact-regression weights", trusted, TRUST)
         if regression_path.is_file()
         else None
     )

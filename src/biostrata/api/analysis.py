@@ -1,0 +1,359 @@
+"""Measure representations: :func:`delta` (how tree-like), :func:`cka` (how alike two sets of layers
+are) and :func:`probe` (what labels a linear or MLP probe reads from them). Inputs in memory or in
+files; results in memory, and with ``out=`` the files ``biostrata delta|cka|probe`` write.
+
+Imports numpy, torch, pandas and scikit-learn only inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from biostrata.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["delta", "cka", "probe"]
+
+PathLike = str | os.PathLike
+
+
+def _is_path(x: object) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def delta(
+    x: Any = None,
+    *,
+    metric: str = "precomputed",
+    curvature: float = 1.0,
+    method: str = "exact",
+    base: int | Sequence[int] = (0,),
+    samples: int = 1500,
+    bases: int = 1,
+    repeats: int = 10,
+    histogram: int | None = None,
+    histogram_bases: int | None = None,
+    key: str | None = None,
+    layer: int | None = None,
+    calibrate: int | None = None,
+    model: PathLike | None = None,
+    data: PathLike | None = None,
+    split: str = "test",
+    points: int = 1000,
+    kmer: int = 4,
+    seed: int = 0,
+    device: str | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict | list[dict]:
+    """Gromov delta-hyperbolicity of a distance matrix or of points (how tree-like they are), of
+    reference spaces to read it against, or of a task's sequences as a trained genome CNN embeds them.
+
+    For points ``x, y, z`` and a base point ``w``, with the Gromov product
+    ``(x|y)_w = (d(x, w) + d(y, w) - d(x, y)) / 2``,
+
+        delta = max_{w, x, y, z} min((x|z)_w, (z|y)_w) - (x|y)_w,
+
+    and the relative delta ``2 delta / diameter`` lies in ``[0, 1]`` (0: a tree metric).
+
+    Parameters
+    ----------
+    x : array_like of shape (n, n) or (n, d), or path
+        A distance matrix (``metric="precomputed"``) or ``n`` points of dimension ``d`` (a numpy array
+        or torch tensor), or a file holding one (``.npy``, ``.npz``, ``.h5`` embedding store, ``.csv``).
+        Give exactly one of ``x``, ``calibrate``, or ``model`` with ``data``.
+    metric : {"precomputed", "euclidean", "cosine", "lorentz", "poincare"}
+        ``precomputed``: ``x`` is a distance matrix; else the distance between rows of ``x``.
+    curvature : float
+        ``K > 0`` of the ``lorentz`` and ``poincare`` metrics (the space has curvature ``-K``).
+    method : {"exact", "fixed", "sampled"}
+        ``exact``: the maximum over all quadruples (worst case about ``n^4 / 8`` steps); ``fixed``: over
+        the base point(s) ``base`` only; ``sampled``: ``repeats`` samples of ``samples`` points and
+        ``bases`` base points each, giving a mean and a standard deviation.
+    base, samples, bases, repeats : int
+        The options of ``fixed`` and ``sampled``.
+    histogram : int, optional
+        Also the distribution of the relative delta over triples, in this many bins.
+    histogram_bases : int, optional
+        The histogram over this many random base points (default: every point).
+    key, layer : optional
+        With a file: the array of an ``.npz`` or HDF5 file; the pooling (``key``) and ``layer`` (default
+        the last) of a biostrata embedding store.
+    calibrate : int, optional
+        Instead of ``x``: the delta of ``calibrate`` points in each reference space (a random tree, the
+        plane, R^128, the sphere, the hyperbolic plane; see ``analysis.hyperbolicity.CALIBRATION``).
+    model, data : path, optional
+        Instead of ``x``: a model of ``biostrata train`` (``model.pt`` or its folder) and a task folder
+        (GUE layout): the delta of ``points`` random sequences of its ``split`` as the model embeds them,
+        and of two Euclidean baselines, their one-hot encoding and their ``kmer`` spectrum.
+    split : {"train", "dev", "test"}
+    points, kmer : int
+        The options of ``model``.
+    seed : int
+        Seed of the samples (and of the points of ``model``).
+    device, threads, progress
+        Where the computation runs (default: a GPU when torch has one), CPU threads, a progress bar.
+
+    Returns
+    -------
+    dict or list of dict
+        Of ``x``: ``delta``, ``relative_delta``, ``diameter``, ``method``, ``n``, ``seconds``, ``witness``
+        (the quadruple ``(w, z, x, y)`` attaining ``delta``), the standard deviations of ``sampled``, and
+        with ``histogram`` a ``histogram`` dict (``edges`` of length ``bins + 1``, ``counts``, ``mean``,
+        ``triples``). Of ``calibrate``: one such dict per space (with ``space``, ``description``); of
+        ``model``: one per representation (with ``representation``, ``metric``, ``curvature``, ``dim``).
+    """
+    from biostrata.analysis import hyperbolicity as hyp
+    from biostrata.analysis.representations import load_array
+    from biostrata.geometry.delta import delta_distribution
+
+    if not curvature > 0:
+        raise InputError(f"curvature={curvature}: give K > 0 (the space has curvature -K)")
+    if histogram is not None and histogram < 1:
+        raise InputError(f"histogram={histogram}: give 1 bin or more (or None: no histogram)")
+    modes = [x is not None, calibrate is not None, model is not None or data is not None]
+    if sum(modes) != 1:
+        raise InputError("give exactly one of: x, calibrate=N, or model=CHECKPOINT with data=TASK_DIR")
+    if modes[2] and not (model and data):
+        raise InputError("model and data go together: a trained model and the task folder to embed")
+    common = dict(device=device, threads=threads, seed=seed, progress=progress)
+    options = dict(method=method, base=base, samples=samples, bases=bases, repeats=repeats, **common)
+    if calibrate is not None:
+        return hyp.calibrate(calibrate, **options)
+    if model is not None:
+        return hyp.dataset_deltas(model, data, split=split, points=points, kmer=kmer, **options)
+    points_or_distances = load_array(x, key, layer) if _is_path(x) else x
+    out = hyp.gromov_delta(points_or_distances, metric=metric, curvature=curvature, **options).to_dict()
+    if histogram is not None:
+        distances = hyp.distances_of(points_or_distances, metric, curvature)
+        out["histogram"] = delta_distribution(distances, bins=histogram, bases=histogram_bases, **common).to_dict()
+    return out
+
+
+def _layers(x: Any, name: str) -> dict[str, Any]:
+    """An in-memory representation as ``{layer name: [n, d] array}``: a mapping as it is, an array as
+    one layer named ``name``."""
+    if isinstance(x, Mapping):
+        return {str(k): v for k, v in x.items()}
+    if hasattr(x, "shape"):
+        return {name: x}
+    raise InputError(
+        f"{name}: got {type(x).__name__}; give an array [examples, features], a dict of them by layer, or a file"
+    )
+
+
+def cka(
+    a: Any,
+    b: Any = None,
+    *,
+    layers: Sequence[str] | None = None,
+    layers_b: Sequence[str] | None = None,
+    kernel: str = "linear",
+    debiased: bool = False,
+    sigma_frac: float = 1.0,
+    batch_size: int = 4096,
+    knn: int | None = None,
+    against: PathLike | None = None,
+    ref_layer: str | None = None,
+    pooling: str = "mean",
+    out: PathLike | None = None,
+    report: Any = None,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Centered kernel alignment between the layers of one or two representations of the same examples.
+
+    For Gram matrices ``K = k(A, A)`` and ``L = k(B, B)`` of the ``n`` rows,
+    ``CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`` (biased or ``debiased`` HSIC; see
+    :mod:`biostrata.analysis.cka`).
+
+    Parameters
+    ----------
+    a, b : array of shape (n, d), dict of them by layer name, path, or sequence of paths
+        In memory: the rows of ``a`` and ``b`` are the same examples in the same order. Files (``.npz``,
+        ``.npy``, ``.h5`` embedding store, ``.pt`` family table or domain-LM checkpoint) are joined by
+        example id. ``b`` None: the layer x layer matrix of ``a``. With ``against``, ``a`` may be a
+        sequence of files (e.g. checkpoints' embedding tables).
+    layers, layers_b : sequence of str, optional
+        Layers of ``a`` and ``b`` to use (default: all).
+    kernel : {"linear", "rbf"}
+        ``rbf``: ``k(x, y) = exp(-|x - y|^2 / (2 sigma^2))``.
+    sigma_frac : float
+        The ``rbf`` bandwidth ``sigma`` as a fraction of the median pairwise distance.
+    debiased : bool
+        Unbiased HSIC (near 0 for independent features; needs 4 rows or more).
+    batch_size : int
+        Rows per minibatch of the linear CKA.
+    knn : int, optional
+        Also the mutual k-nearest-neighbour agreement of the same pairs of layers.
+    against, ref_layer : path and str, optional
+        Files only: one row per (input, layer) with its CKA against layer ``ref_layer`` of ``against``.
+    pooling : {"mean", "bos"}
+        The pooled output read from ``.h5`` stores.
+    out : path, optional
+        Write the table as CSV here (with ``knn``, the agreement as ``out`` with suffix ``.knn.csv``).
+    report : callable, optional
+        Files only: gets one line per join (rows joined, rows each input lost).
+
+    Returns
+    -------
+    pandas.DataFrame or (pandas.DataFrame, pandas.DataFrame)
+        The CKA matrix, layers of ``a`` x layers of ``b`` (with ``against``: columns ``input``,
+        ``layer``, ``rows``, ``cka``); with ``knn``, the pair (CKA, mutual k-NN agreement).
+    """
+    from biostrata.analysis.layers import compare_files
+    from biostrata.io import atomic_write_csv as write_csv
+
+    options = dict(kernel=kernel, debiased=debiased, sigma_frac=sigma_frac, batch_size=batch_size)
+    inputs = [a] if _is_path(a) or not isinstance(a, (list, tuple)) else list(a)
+    inputs += [] if b is None else [b]
+    if all(_is_path(x) for x in inputs):
+        table, agreement = compare_files([str(x) for x in inputs], against=None if against is None else str(against),
+                                         ref_layer=ref_layer, layers=layers, layers_b=layers_b, pooling=pooling,
+                                         knn=knn, report=report, **options)  # fmt: skip
+    elif any(_is_path(x) for x in inputs) or against is not None:
+        raise InputError("a, b: give both in memory or both as files (against= takes files)")
+    else:
+        from biostrata.analysis.cka import cka_matrix
+        from biostrata.analysis.neighbours import mutual_knn_matrix
+
+        reps_a = _select(_layers(a, "a"), layers, "layers")
+        reps_b = None if b is None else _select(_layers(b, "b"), layers_b, "layers_b")
+        table = cka_matrix(reps_a, reps_b, **options)
+        agreement = None if knn is None else mutual_knn_matrix(reps_a, reps_b, k=knn)
+    if out is not None:
+        matrix = against is None  # a matrix keeps its row labels; a curve has its own columns
+        write_csv(out, table, index=matrix)
+        if agreement is not None:
+            write_csv(Path(out).with_suffix(".knn.csv"), agreement, index=matrix)
+    return table if knn is None else (table, agreement)
+
+
+def _select(reps: dict[str, Any], names: Sequence[str] | None, argument: str) -> dict[str, Any]:
+    if names is None:
+        return reps
+    missing = [str(n) for n in names if str(n) not in reps]
+    if missing:
+        raise InputError(f"{argument}={list(names)}: no layer {missing[0]!r}; the layers are {list(reps)}")
+    return {str(n): reps[str(n)] for n in names}
+
+
+def probe(
+    features: Any,
+    labels: Any,
+    *,
+    groups: Sequence | None = None,
+    probe: str = "linear",
+    cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+    hidden: Sequence[int] = (512, 256),
+    one_vs_rest: bool = False,
+    folds: int = 5,
+    seeds: Sequence[int] = tuple(range(10)),
+    bootstrap: int = 1000,
+    all_layers: bool = False,
+    fusion: str = "concat",
+    id_column: str | None = None,
+    label_column: str | None = None,
+    group_column: str | None = None,
+    rows_in_label_order: bool = False,
+    threads: int = 1,
+    progress: bool = False,
+    out: PathLike | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cross-validate a probe of frozen features for labels: repeated stratified (grouped) k-fold.
+
+    Parameters
+    ----------
+    features : array of shape (n, d), or sequence of ``FILE[:LAYER]`` specs
+        In memory: row ``i`` is the example of label ``i``. Files (``.npz``, ``.npy``, ``.h5`` store,
+        ``.pt``) are joined to the labels by id, several concatenated (or fused, ``fusion``).
+    labels : array of shape (n,) or (n, C), or path
+        In memory: one label per row (binary or multi-class), or ``C`` 0/1 columns (multi-label; a
+        DataFrame names its classes). A path: a CSV whose first column (or ``id_column``) is the id, with
+        ``label_column`` for one label per row, else every other column a 0/1 class.
+    groups : array of shape (n,), optional
+        In memory: groups that must not straddle train and test (files: ``group_column``).
+    probe : {"linear", "mlp"}
+        Logistic regression, or a multilayer perceptron (scikit-learn's, Adam, ReLU).
+    cs : sequence of float
+        Linear: the values of ``C`` among which inner cross-validation chooses.
+    hidden : sequence of int
+        MLP: hidden layer sizes.
+    one_vs_rest : bool
+        MLP, multi-label: one network per class.
+    folds : int
+        Folds per seed; every class needs at least ``folds`` examples (groups).
+    seeds : sequence of int
+        One repetition of the k-fold per seed, with new folds.
+    bootstrap : int
+        Bootstrap resamples of the interval of the pooled out-of-fold AUROC (0: none).
+    all_layers, fusion, id_column, label_column, group_column, rows_in_label_order
+        Files only: probe each layer of the one file separately; ``concat`` or ``projection`` (a learned
+        gated projection) for two files; the label CSV's columns; features without ids in label order.
+    threads : int
+        CPU threads.
+    progress : bool
+        A progress bar per feature set.
+    out : path, optional
+        Folder to write ``summary.csv`` and ``folds.csv`` to.
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        One row per feature set: ``auroc_macro``, ``mcc``, ``f1_macro`` (means over folds and seeds),
+        their ``_sd``, ``auroc_macro_oof`` with its bootstrap interval ``_lo`` / ``_hi``, per-class AUROC.
+    folds : pandas.DataFrame
+        One row per (seed, fold) with its metrics.
+    """
+    from biostrata.analysis.probes import LinearProbe, MLPProbe
+    from biostrata.io import atomic_write_csv as write_csv
+
+    if probe not in ("linear", "mlp"):
+        raise InputError(f"probe={probe!r}: choose 'linear' or 'mlp'")
+    estimator = LinearProbe(Cs=tuple(cs)) if probe == "linear" else MLPProbe(tuple(hidden), one_vs_rest=one_vs_rest)
+    cv = dict(n_splits=folds, seeds=list(seeds), threads=threads, progress=progress)
+    specs = [features] if _is_path(features) else features
+    if _is_path(labels) and isinstance(specs, (list, tuple)) and all(_is_path(s) for s in specs):
+        from biostrata.analysis.probe_files import probe_files
+
+        summary, per_fold = probe_files([str(s) for s in specs], str(labels), estimator, all_layers=all_layers,
+                                        fusion=fusion, id_column=id_column, label_column=label_column,
+                                        group_column=group_column, n_boot=bootstrap,
+                                        rows_in_label_order=rows_in_label_order, **cv)  # fmt: skip
+    elif _is_path(labels) or _is_path(features):
+        raise InputError("features, labels: give both in memory or both as files")
+    else:
+        summary, per_fold = _probe_arrays(estimator, features, labels, groups, bootstrap, **cv)
+    if out is not None:
+        write_csv(Path(out) / "summary.csv", summary)
+        write_csv(Path(out) / "folds.csv", per_fold)
+    return summary, per_fold
+
+
+def _probe_arrays(estimator: Any, features: Any, labels: Any, groups: Any, n_boot: int, *, n_splits: int,
+                  seeds: list[int], threads: int, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """:func:`probe` of in-memory features and labels."""
+    import numpy as np
+    import pandas as pd
+
+    from biostrata.analysis.probes import check_cv_options, cross_validate
+    from biostrata.threads import cpu_threads
+
+    check_cv_options(n_splits, seeds, n_boot)
+    X = np.asarray(features, dtype=np.float64)
+    if X.ndim != 2:
+        raise InputError(f"features: expected an array [examples, features], got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise InputError(f"features: row {int(np.flatnonzero(~np.isfinite(X).all(1))[0])} holds NaN or infinity")
+    names = [str(c) for c in labels.columns] if isinstance(labels, pd.DataFrame) else None
+    y = np.asarray(labels)
+    if len(y) != len(X):
+        raise InputError(f"labels: {len(y)} labels for the {len(X)} rows of features; give one per row")
+    with cpu_threads(threads):
+        res = cross_validate(estimator, X, y, None if groups is None else np.asarray(groups), n_splits, seeds,
+                             class_names=names, progress=progress, desc="features")  # fmt: skip
+    summary = pd.DataFrame([{"features": "features", **res.summary(n_boot=n_boot)}])
+    return summary, res.folds.assign(features="features")
