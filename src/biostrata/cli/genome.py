@@ -246,8 +246,7 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs per run (default 1)")
     p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)")
-    add_threads(p, "local backend: CPU threads for torch (default: torch's choice, all cores; 1 per run when "
-                   "two sweeps share a 2-core machine)")  # fmt: skip
+    add_threads(p, "local backend: CPU threads for torch (default: all cores; 1 when two sweeps share 2 cores)")
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -315,11 +314,7 @@ def _report(p: argparse.ArgumentParser) -> None:
     """
     p.add_argument("dirs", nargs="+", metavar="DIR", help="the --out folder(s) of `biostrata benchmark`")
     p.add_argument("--out", help="folder for the report files (default: DIR; required with several DIRs)")
-    p.add_argument(
-        "--selection",
-        action="store_true",
-        help="report the epoch-selection rules from the runs' learning curves instead (default: off)",
-    )
+    p.add_argument("--selection", action="store_true", help="report the epoch-selection rules instead (default: off)")
     paths(p, dirs="dir", out="out_dir")
     p.set_defaults(run=_run_report)
 
