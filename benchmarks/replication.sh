@@ -24,11 +24,12 @@ case "$1" in
 A)
   run --suite gue --tasks prom_core_tata --models cnn hcnn-s hcnn-m --seeds 1 2 3 $short
   run --suite gue --tasks prom_core_tata --models cnn hcnn-s --seeds 1 2 3 $paper
-  run --suite gue --tasks prom_core_tata --models hcnn-m --seeds 1 2 3 $paper
+  run --suite gue --tasks prom_core_tata --models hcnn-m --seeds 1 2 $paper
   ;;
 B)
   run --suite teb --tasks dna_cmc --models cnn hcnn-s hcnn-m --seeds 1 2 3 $short
   run --suite gue --tasks prom_300_tata --models cnn hcnn-s hcnn-m --seeds 1 2 3 $short
+  run --suite gue --tasks prom_core_tata --models hcnn-m --seeds 3 $paper
   run --suite gue --tasks tf/2 tf/4 --models cnn hcnn-s --seeds 1 2 3 $short
   ;;
 C)
