@@ -3,9 +3,9 @@
 # schedule (configs/hge_paper.yaml) and the short one (configs/gue_short_warmup.yaml), seeds 1 2 3,
 # every run writing its learning curves, then the selection-rule report.
 #
-#   sh benchmarks/replication.sh A &   # lane A: prom_core_tata, both schedules
-#   sh benchmarks/replication.sh B &   # lane B: TEB dna_cmc, prom_300_tata, tf/2, tf/4, short schedule
-#   sh benchmarks/replication.sh C     # lane C: what did not fit in one session (the paper's schedule)
+#   sh benchmarks/replication.sh A &   # lane A: prom_core_tata, both schedules; tf/2, short schedule
+#   sh benchmarks/replication.sh B &   # lane B: TEB dna_cmc, prom_300_tata, tf/4, short schedule
+#   sh benchmarks/replication.sh C     # lane C: the paper's schedule on the rest (did not fit one session)
 #   sh benchmarks/replication.sh report
 #
 # Two lanes at a time on a 2-core machine, one thread per run. Every run writes its record when it
@@ -24,13 +24,14 @@ case "$1" in
 A)
   run --suite gue --tasks prom_core_tata --models cnn hcnn-s hcnn-m --seeds 1 2 3 $short
   run --suite gue --tasks prom_core_tata --models cnn hcnn-s --seeds 1 2 3 $paper
+  run --suite gue --tasks tf/2 --models cnn hcnn-s --seeds 1 2 3 $short
   run --suite gue --tasks prom_core_tata --models hcnn-m --seeds 1 2 $paper
   ;;
 B)
   run --suite teb --tasks dna_cmc --models cnn hcnn-s hcnn-m --seeds 1 2 3 $short
   run --suite gue --tasks prom_300_tata --models cnn hcnn-s hcnn-m --seeds 1 2 3 $short
+  run --suite gue --tasks tf/4 --models cnn hcnn-s --seeds 1 2 3 $short
   run --suite gue --tasks prom_core_tata --models hcnn-m --seeds 3 $paper
-  run --suite gue --tasks tf/2 tf/4 --models cnn hcnn-s --seeds 1 2 3 $short
   ;;
 C)
   run --suite gue --tasks prom_300_tata --models cnn hcnn-s hcnn-m --seeds 1 2 3 $paper

@@ -217,6 +217,11 @@ def plot_curves(curves: pd.DataFrame, runs: pd.DataFrame, path: str | Path, titl
                 epoch = int(round(chosen[column].mean()))
                 if epoch in part.index:
                     ax.plot(epoch, part.loc[epoch, "test"] * 100, marker=marker, color=colour, markersize=8)
+        for marker, rule in (("o", "chosen on validation"), ("x", "chosen on test")):
+            ax.plot([], [], marker=marker, color="black", linestyle="none", label=f"{rule} (mean epoch)")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch (from 0, as in the CSV files)")
         ax.set_ylabel(f"{runs['metric'].iloc[0].upper()} x100")
         ax.set_title(title, fontsize=10)
