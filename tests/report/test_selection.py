@@ -52,6 +52,7 @@ def test_rules_on_known_curves(tmp_path):
     assert table.loc["cnn", "val mean"] == pytest.approx(35.0)  # (0.4 + 0.3) / 2 x100
     assert table.loc["cnn", "test mean"] == pytest.approx(50.0)
     assert table.loc["cnn", "optimism mean"] == pytest.approx(15.0)
+    assert table.loc["cnn", "ref_printed mean"] == pytest.approx(30.0)  # val at the test epochs 2 and 0
     assert table.loc["hcnn-s", "val mean"] == pytest.approx(45.0) and pd.isna(table.loc["hcnn-s", "val std"])
     won = wins(table.reset_index()).set_index("model")
     assert won.loc["hcnn-s", "val"] and not won.loc["hcnn-s", "test"] and not won.loc["hcnn-s", "last"]
