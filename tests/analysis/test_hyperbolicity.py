@@ -114,6 +114,17 @@ def test_dataset_deltas_of_a_trained_model(tiny_task, tmp_path, model, tiny, cap
     assert code == 0
     cli = json.loads(capsys.readouterr().out)
     assert [r["delta"] for r in cli] == pytest.approx([r["delta"] for r in rows], abs=1e-9)
+    # --layer picks the model's layer (it was ignored: the head's numbers came back for every layer)
+    code = main(["delta", "--model", str(tmp_path / "run"), "--data", str(tiny_task), "--points", "20", "--kmer", "2",
+                 "--layer", "1", "--json"])  # fmt: skip
+    assert code == 0
+    block = json.loads(capsys.readouterr().out)[0]
+    assert block["representation"] == f"model:{model} layer 1" and block["dim"] == (
+        20 * 6 if model == "cnn" else 20 * 5 + 1
+    )  # Lorentz: time + space
+    assert block["delta"] != pytest.approx(rows[0]["delta"], abs=1e-9)
+    assert main(["delta", "--model", str(tmp_path / "run"), "--data", str(tiny_task), "--layer", "7"]) == 2
+    assert "layer 7 does not exist" in capsys.readouterr().err
 
 
 def test_the_model_runs_on_the_device_asked_for(tiny_task, tmp_path, monkeypatch, capsys):

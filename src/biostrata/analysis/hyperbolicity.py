@@ -245,6 +245,7 @@ def dataset_deltas(
     split: str = "test",
     points: int = 1000,
     kmer: int = 4,
+    layer: int = -1,
     method: str = "exact",
     seed: int = 0,
     progress: bool = False,
@@ -252,8 +253,9 @@ def dataset_deltas(
     **kwargs,
 ) -> list[dict]:
     """Delta of ``points`` random sequences of a task's ``split`` (GUE layout: train/dev/test.csv)
-    as embedded by a trained model (``biostrata train`` output), and of two baselines of the same
-    sequences: the flattened one-hot encoding and the ``kmer`` spectrum, both Euclidean.
+    as embedded by a trained model (``biostrata train`` output) at ``layer`` (default -1: the head's
+    features; see :func:`model_embeddings`), and of two baselines of the same sequences: the flattened
+    one-hot encoding and the ``kmer`` spectrum, both Euclidean.
 
     One record per representation: ``representation``, ``metric``, ``curvature``, ``dim`` and the
     fields of :class:`DeltaResult`. ``device`` (default: a GPU when present, else the CPU) runs both
@@ -280,10 +282,10 @@ def dataset_deltas(
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(data), size=min(points, len(data)), replace=False))
     seqs = [data.sequences[i] for i in pick]
-    emb, metric, curvature = model_embeddings(model, seqs, truncate=truncate, device=device)
+    emb, metric, curvature = model_embeddings(model, seqs, layer=layer, truncate=truncate, device=device)
     onehot = encode_batch(seqs, model.length, truncate=truncate).flatten(1).double().numpy()
     reps = [
-        (f"model:{model.architecture['name']}", emb, metric, curvature),
+        (f"model:{model.architecture['name']}" + ("" if layer == -1 else f" layer {layer}"), emb, metric, curvature),
         ("one-hot", onehot, "euclidean", 1.0),
         (f"{kmer}-mer spectrum", kmer_spectrum(seqs, kmer), "euclidean", 1.0),
     ]

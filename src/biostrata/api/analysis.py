@@ -83,7 +83,8 @@ def delta(
         The histogram over this many random base points (default: every point).
     key, layer : optional
         With a file: the array of an ``.npz`` or HDF5 file; the pooling (``key``) and ``layer`` (default
-        the last) of a biostrata embedding store.
+        the last) of a biostrata embedding store. With ``model``: the model's layer to embed with
+        (default -1, the head's features; 0 the input, i block i).
     calibrate : int, optional
         Instead of ``x``: the delta of ``calibrate`` points in each reference space (a random tree, the
         plane, R^128, the sphere, the hyperbolic plane; see ``analysis.hyperbolicity.CALIBRATION``).
@@ -126,7 +127,8 @@ def delta(
     if calibrate is not None:
         return hyp.calibrate(calibrate, **options)
     if model is not None:
-        return hyp.dataset_deltas(model, data, split=split, points=points, kmer=kmer, **options)
+        return hyp.dataset_deltas(model, data, split=split, points=points, kmer=kmer, layer=-1 if layer is None else layer,
+                                  **options)  # fmt: skip
     points_or_distances = load_array(x, key, layer) if _is_path(x) else x
     out = hyp.gromov_delta(points_or_distances, metric=metric, curvature=curvature, **options).to_dict()
     if histogram is not None:

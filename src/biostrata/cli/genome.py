@@ -354,7 +354,7 @@ def _delta(p: argparse.ArgumentParser) -> None:
                                                  "split", "points", "kmer", "seed")}  # fmt: skip
     p.add_argument("input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv)")
     p.add_argument("--key", help="array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)")
-    p.add_argument("--layer", type=int, help="layer of a biostrata embedding store (default: the last)")
+    p.add_argument("--layer", type=int, help="layer of an embedding store, or of --model (default: the last)")
     p.add_argument("--metric", default=d["metric"], choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
                    help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points")  # fmt: skip
     p.add_argument("--curvature", type=float, default=d["curvature"],
