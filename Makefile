@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev,ray]"
+	$(BIN)/pip install --quiet -e ".[dev,all]"
 	# the default Pfam HMMs of `biostrata annotate` (a Pfam 35.0 subset, read in place); gecco's own
 	# dependencies are not needed for that, so none are installed
 	$(BIN)/pip install --quiet --no-deps "gecco==0.11.0"

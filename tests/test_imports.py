@@ -17,6 +17,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "biostrata"
 STAGES = {
     "__init__": 0, "errors": 0, "io": 0, "provenance": 0, "compat": 0, "settings": 0, "config": 0, "threads": 0,
+    "extras": 0,
     "data": 1, "geometry": 1, "nn": 2, "models": 3, "train": 4, "analysis": 5, "report": 6,
     "studies": 7, "demo": 7, "cli": 8, "api": 8,
 }  # fmt: skip

@@ -41,6 +41,7 @@ from biostrata.data.genes import Gene
 from biostrata.data.genome import is_gzip
 from biostrata.data.pfam import PfamTable, parse_accession
 from biostrata.errors import DataNotFoundError, InputError
+from biostrata.extras import require
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,7 +94,7 @@ def default_hmm_path() -> Path:
 def read_hmms(path: str | Path) -> list:
     """All profile HMMs of ``path`` (``.hmm``, pressed ``.h3m``, or either gzip-compressed, told by the
     first bytes), read once into memory as a list of ``pyhmmer.plan7.HMM``."""
-    from pyhmmer.plan7 import HMMFile
+    HMMFile = require("pyhmmer.plan7").HMMFile
 
     path = Path(path)
     if not path.is_file():
@@ -155,8 +156,9 @@ def search_domains(
     ``hmms``: a file (:func:`read_hmms`), HMMs already read, or None for the default database. ``Z``:
     the database size for E-values under either rule (None: the number of HMMs). ``progress`` shows a
     bar that counts HMMs, the unit hmmsearch works through."""
-    import pyhmmer
-    from pyhmmer.easel import Alphabet, DigitalSequenceBlock, TextSequence
+    pyhmmer = require("pyhmmer")
+    easel = require("pyhmmer.easel")
+    Alphabet, DigitalSequenceBlock, TextSequence = easel.Alphabet, easel.DigitalSequenceBlock, easel.TextSequence
 
     if cutoff not in CUTOFFS:
         raise InputError(f"cutoff={cutoff!r}: choose one of {', '.join(CUTOFFS)}")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from biostrata.data.genome import open_bytes, open_text
 from biostrata.errors import DataNotFoundError, InputError
+from biostrata.extras import require
 
 __all__ = ["Gene", "Record", "read_records", "genes_of", "translate", "GENBANK_SUFFIXES", "SINGLE_MODE_MIN_BP"]
 
@@ -145,7 +146,7 @@ def _read_fasta(path: Path) -> list[Record]:
 
 
 def _read_genbank(path: Path) -> list[Record]:
-    import gb_io
+    gb_io = require("gb_io")
 
     records = []
     with open_bytes(path) as handle:
@@ -281,8 +282,9 @@ def genes_of(records: Sequence[Record], genes: str = "auto", progress: bool = Fa
 
 
 def _predict(records: Sequence[Record], progress: bool) -> Iterator[tuple[str, list[Gene]]]:
-    import pyrodigal
     from tqdm.auto import tqdm
+
+    pyrodigal = require("pyrodigal")
 
     total = sum(len(r.sequence) for r in records)
     finder = pyrodigal.GeneFinder(meta=total < SINGLE_MODE_MIN_BP, closed=False, mask=True)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from biostrata.errors import DataNotFoundError, InputError
+from biostrata.extras import require
 from biostrata.io import atomic_write_text
 from biostrata.models.protein_interface import ProteinLM
 
@@ -120,8 +121,8 @@ def load_transformers_esm(name_or_dir: str | Path, max_residues: int | None = No
     """Load ``EsmModel`` from a local directory or a hub name (module docstring); ``max_residues``
     defaults to the value saved with the model (:meth:`TransformersESM.save`), else 1022 (the length
     ESM-2 was trained on). A path that does not exist is refused (:func:`check_model_path`)."""
-    from transformers import EsmModel
-    from transformers.utils import cached_file
+    EsmModel = require("transformers").EsmModel
+    cached_file = require("transformers.utils").cached_file
 
     path = check_model_path(name_or_dir)
     if path.is_dir():
@@ -163,8 +164,9 @@ def _not_found(source: str, local: bool) -> str:
 
 def from_fair_esm(plm: ProteinLM) -> TransformersESM:
     """The same ESM-2 as a transformers ``EsmModel``: fair-esm's weights under transformers' names."""
-    from esm.model.esm2 import ESM2
-    from transformers import EsmConfig, EsmModel
+    ESM2 = require("esm.model.esm2").ESM2
+    transformers = require("transformers")
+    EsmConfig, EsmModel = transformers.EsmConfig, transformers.EsmModel
 
     m = plm.model
     if not isinstance(m, ESM2):

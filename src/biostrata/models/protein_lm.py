@@ -22,6 +22,7 @@ from torch import nn
 
 from biostrata.compat import moved
 from biostrata.errors import DataNotFoundError, InputError
+from biostrata.extras import require
 from biostrata.io import atomic_write
 from biostrata.models.esm_hf import check_model_path, load_transformers_esm
 from biostrata.models.hub import hub_file, load_torch_file
@@ -65,7 +66,7 @@ class FairESM(ProteinLM):
 
     def save(self, path: str | Path) -> None:
         """Write an ESM-2 model in fair-esm's checkpoint layout (``model`` + ``cfg``), atomically."""
-        from esm.model.esm2 import ESM2
+        ESM2 = require("esm.model.esm2").ESM2
 
         if not isinstance(self.model, ESM2):
             raise InputError(f"only ESM-2 models can be saved here, not {type(self.model).__name__}")
@@ -143,7 +144,7 @@ def fair_esm_from_saved(data: object, path: Path, trusted: bool = False, max_res
     """The model of a dict read from the fair-esm file ``path`` (its ``-contact-regression.pt`` sibling,
     if there, is read too; ``trusted`` allows its full unpickling). ``max_residues`` as in
     :func:`load_protein_lm`."""
-    import esm
+    esm = require("esm")
 
     if not isinstance(data, dict) or "model" not in data:
         raise InputError(f"{path}: a torch file, but not a fair-esm checkpoint; expected {_ESM_FILE}")
@@ -171,8 +172,8 @@ def small_protein_lm(
     num_layers: int = 4, embed_dim: int = 64, attention_heads: int = 4, seed: int = 0, max_residues: int | None = 1022
 ) -> FairESM:
     """A randomly initialised ESM-2 of the given size (ESM-1b alphabet), e.g. to pre-train on a CPU."""
-    from esm.data import Alphabet
-    from esm.model.esm2 import ESM2
+    Alphabet = require("esm.data").Alphabet
+    ESM2 = require("esm.model.esm2").ESM2
 
     if embed_dim % attention_heads:
         raise InputError(f"embed_dim={embed_dim} must be a multiple of attention_heads={attention_heads}")

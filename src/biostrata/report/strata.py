@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from biostrata.errors import InputError
+from biostrata.extras import require
 from biostrata.report.figures import COLORS, figure
 
 __all__ = [
@@ -241,7 +242,7 @@ def plot_umap(
     (a name -> n labels): the ``top`` most frequent labels in distinct colours (tab10, or tab20 beyond
     10) with a legend, the rest and empty labels grey "other". Returns the [n, 2] coordinates."""
     vectors = _check_umap_input(vectors, colourings, top)
-    import umap  # slow to import (numba): only here
+    umap = require("umap")  # slow to import (numba): only here
 
     n = vectors.shape[0]
     reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(n_neighbors, n - 1))
