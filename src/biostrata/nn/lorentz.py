@@ -154,9 +154,9 @@ class LorentzBatchNorm1d(_SpaceLayer):
             raise InputError(f"max_radius must be > 0 (a radius in units of sqrt(1/K)), got {max_radius}")
         self.fused = fused  # hand-written backward of the full-size passes (nn.fused); False: autograd
         self.max_radius = float(max_radius)
-        # positions the radius clip moved and positions seen since the last ``clip_counts(reset=True)``,
-        # per mode; tensors on the activations' device (no device-to-host copy per step), not state
-        self._clips: dict[str, list] = {}
+        # per mode, (positions the radius clip moved, positions seen) since the last ``clip_counts``; the
+        # first a tensor on the activations' device (no device-to-host copy per step); not model state
+        self._clips: dict[str, tuple] = {}
         self.manifold = manifold
         self.momentum = momentum
         self.eps = eps
@@ -184,19 +184,15 @@ class LorentzBatchNorm1d(_SpaceLayer):
         if self.training:
             self._update_running(mu_s.detach(), spread.detach())
         mode = "train" if self.training else "eval"
-        seen = self._clips.get(mode)
-        self._clips[mode] = (
-            [clipped, s.shape[0] * s.shape[2]]
-            if seen is None
-            else [seen[0] + clipped, seen[1] + s.shape[0] * s.shape[2]]
-        )
+        moved, seen = self._clips.get(mode, (0, 0))
+        self._clips[mode] = (moved + clipped, seen + s.shape[0] * s.shape[2])
         return out
 
-    def clip_counts(self, mode: str, reset: bool = True) -> tuple[int, int]:
+    def clip_counts(self, mode: str) -> tuple[int, int]:
         """(positions whose radius the clip moved, positions seen) in ``mode`` ("train" or "eval") since the
-        last reset; ``reset`` starts the count again."""
-        seen = self._clips.pop(mode, None) if reset else self._clips.get(mode)
-        return (0, 0) if seen is None else (int(seen[0]), int(seen[1]))
+        last call, which starts the count again."""
+        moved, seen = self._clips.pop(mode, (0, 0))
+        return int(moved), int(seen)
 
     @torch.no_grad()
     def clip_centre_(self) -> None:

@@ -37,7 +37,7 @@ from biostrata.report.figures import COLORS, figure
 from biostrata.report.published import PUBLISHED
 from biostrata.report.tables import EUCLIDEAN, HYPERBOLIC, model_order, sweep_records, task_order
 from biostrata.train.curves import CURVE_NAME, TEST_CURVE_NAME, read_curve
-from biostrata.train.sweep import RECORD_NAME, read_record
+from biostrata.train.sweep import Run
 
 __all__ = ["RULES", "selection_runs", "selection_table", "write_selection"]
 
@@ -49,8 +49,9 @@ RULE_TITLES = {
 }
 
 
-def _run_row(variant: str, record: dict, folder: Path) -> dict:
-    """The selection numbers of one run from its record and curve files."""
+def _read_run(variant: str, record: dict, folder: Path) -> tuple[dict, list[dict]]:
+    """The selection numbers of one run from its record and curve files, and its curves as rows
+    (variant, task, model, seed, epoch, val, test)."""
     metric = record["metric"]
     curve_path, test_path = folder / "train" / CURVE_NAME, folder / "train" / TEST_CURVE_NAME
     for path in (curve_path, test_path):
@@ -72,37 +73,43 @@ def _run_row(variant: str, record: dict, folder: Path) -> dict:
             f"{curve_path}: the best validation epoch is {curve[by_val]['epoch']}, but the record says "
             f"{record['best_epoch']}; the files are not of one run"
         )
+    # the record's number is the test curve's value at the chosen epoch: anything else is a broken run
+    if abs(record["score"] - scores[by_val]) > 1e-9:
+        raise InputError(
+            f"{folder}: reports {record['score']:.4f}, but its test curve has {scores[by_val]:.4f} at the chosen "
+            "epoch; run it again"
+        )
     clips = [r[k] for r in curve for k in r if "clip_" in k]
-    return {
-        "variant": variant, "suite": record["suite"], "task": record["task"], "model": record["model"],
-        "seed": record["seed"], "metric": metric, "epochs": len(curve),
+    run = {"variant": variant, "task": record["task"], "model": record["model"], "seed": record["seed"]}
+    row = run | {
+        "suite": record["suite"], "metric": metric, "epochs": len(curve),
         "val_epoch": curve[by_val]["epoch"], "test_epoch": curve[by_test]["epoch"],
         "val": record["score"], "test": float(scores[by_test]), "last": float(scores[-1]),
-        "ref_printed": float(val[by_test]), "curve_val": float(scores[by_val]),
-        "clip_max": float(np.nanmax(clips)) if clips else float("nan"), "folder": str(folder / "train"),
+        "ref_printed": float(val[by_test]), "clip_max": float(np.nanmax(clips)) if clips else float("nan"),
     }  # fmt: skip
+    rows = [run | {"epoch": c["epoch"], "val": v, "test": s} for c, v, s in zip(curve, val, scores)]
+    return row, rows
+
+
+def _read_sweeps(sweeps: Mapping[str, str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run of every sweep folder, each read once: the runs table of :func:`selection_runs`, and
+    the long table of their curves (variant, task, model, seed, epoch, val, test)."""
+    runs, curves = [], []
+    for variant, root in sweeps.items():
+        for record in sweep_records(root):  # an error names a missing or empty folder
+            folder = Run(record["suite"], record["task"], record["model"], record["seed"]).folder(root)
+            row, rows = _read_run(variant, record, folder)
+            runs.append(row)
+            curves += rows
+    columns = ["variant", "suite", "task", "model", "seed"]
+    frame = pd.DataFrame(runs)
+    return frame[columns + [c for c in frame.columns if c not in columns]], pd.DataFrame(curves)
 
 
 def selection_runs(sweeps: Mapping[str, str | Path]) -> pd.DataFrame:
     """One row per run of every sweep folder (``sweeps``: variant name -> folder): its epochs chosen
     by validation and by test, and the test metric under each rule (see the module docstring)."""
-    rows = []
-    for variant, root in sweeps.items():
-        for path in sorted(Path(root).rglob(RECORD_NAME)):
-            record = read_record(path)
-            rows.append(_run_row(variant, record, path.parent))
-    if not rows:
-        raise InputError(f"no runs found under {', '.join(map(str, sweeps.values()))}")
-    frame = pd.DataFrame(rows)
-    # the record's number is the test curve's value at the chosen epoch: anything else is a broken run
-    broken = frame[~np.isclose(frame["val"], frame["curve_val"], rtol=0, atol=1e-9)]
-    if len(broken):
-        r = broken.iloc[0]
-        raise InputError(
-            f"{sweeps[r['variant']]}: {r['task']} {r['model']} seed {r['seed']} reports {r['val']:.4f}, but its test "
-            f"curve has {r['curve_val']:.4f} at the chosen epoch; run it again"
-        )
-    return frame.drop(columns=["curve_val"])
+    return _read_sweeps(sweeps)[0]
 
 
 def selection_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -232,20 +239,6 @@ def plot_curves(curves: pd.DataFrame, runs: pd.DataFrame, path: str | Path, titl
     return Path(path)
 
 
-def _curves_of(runs: pd.DataFrame) -> pd.DataFrame:
-    """Long table (variant, task, model, seed, epoch, val, test) of every run's curves."""
-    rows = []
-    for _, r in runs.iterrows():
-        folder = Path(r["folder"])
-        curve, test = read_curve(folder / CURVE_NAME), read_curve(folder / TEST_CURVE_NAME)
-        for c, t in zip(curve, test):
-            rows.append({
-                "variant": r["variant"], "task": r["task"], "model": r["model"], "seed": r["seed"],
-                "epoch": c["epoch"], "val": c[f"val_{r['metric']}"], "test": t[f"test_{r['metric']}"],
-            })  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 def write_selection(sweep_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Path]:
     """Write ``selection.md``, ``selection.csv``, ``selection_runs.csv`` and one learning-curve PNG per
     (variant, task) into ``out_dir``; returns the paths keyed ``markdown``, ``csv``, ``runs`` and
@@ -253,10 +246,7 @@ def write_selection(sweep_dirs: Sequence[str | Path], out_dir: str | Path) -> di
     names = [Path(d).name for d in sweep_dirs]
     if len(set(names)) != len(names):
         raise InputError(f"sweep folders must have different names (they name the variants): {', '.join(names)}")
-    for d in sweep_dirs:
-        sweep_records(d)  # a clear error for a missing or empty folder
-    sweeps = dict(zip(names, sweep_dirs))
-    runs = selection_runs(sweeps)
+    runs, curves = _read_sweeps(dict(zip(names, sweep_dirs)))
     table = selection_table(runs)
     out_dir = Path(out_dir)
     paths = {
@@ -266,8 +256,7 @@ def write_selection(sweep_dirs: Sequence[str | Path], out_dir: str | Path) -> di
     }
     atomic_write_text(paths["markdown"], selection_markdown(table, wins(table)))
     atomic_write_text(paths["csv"], table.to_csv(index=False))
-    atomic_write_text(paths["runs"], runs.drop(columns="folder").to_csv(index=False))
-    curves = _curves_of(runs)
+    atomic_write_text(paths["runs"], runs.to_csv(index=False))
     for (variant, task), part in curves.groupby(["variant", "task"], sort=False):
         name = f"curves_{variant}_{task.replace('/', '_')}.png"
         chosen = runs[(runs["variant"] == variant) & (runs["task"] == task)]

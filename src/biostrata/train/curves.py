@@ -11,11 +11,12 @@ epochs it finished):
   clip moved, in training passes (``clip_<name>``) and on the validation split (``val_clip_<name>``);
   positions are all B x L of each batch, padding included.
 - ``test_curve.csv``: ``epoch``, ``test_mcc``, ``test_accuracy``, ``test_f1``: the model of every
-  epoch scored on the test split.
-Under several devices (DDP), process 0 alone writes them. Nothing in training or model selection reads it; it is written
+  epoch scored on the test split. Nothing in training or model selection reads it; it is written
   after the epoch's validation, from a forward pass in eval mode with the random state restored,
   so a run gives the same model with or without it. It exists to measure what selecting the epoch
   on test (the reference code's effective rule) would have reported.
+
+Under several devices (DDP), process 0 alone writes them.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class LearningCurves(pl.Callback):
         self._loss, self._examples = None, 0
         row |= {f"val_{k}": v for k, v in module.results["val"].items()}
         row["lr"] = self._lr
-        row |= {f"curvature_{i}": float(c) for i, c in enumerate(_curvatures(module))}
+        row |= {f"curvature_{i}": c for i, c in enumerate(curvatures(module))}
         row |= {f"clip_{name}": share for name, share in clip_shares(module, "train").items()}
         row |= {f"val_clip_{name}": share for name, share in clip_shares(module, "eval").items()}
         self.rows.append(row)
@@ -127,8 +128,9 @@ class LearningCurves(pl.Callback):
         return classification_metrics(torch.cat(labels).numpy(), torch.cat(preds).numpy())
 
 
-def _curvatures(module: torch.nn.Module) -> list[torch.Tensor]:
-    return [m.curvature.detach() for m in module.modules() if isinstance(m, Lorentz)]
+def curvatures(model: torch.nn.Module) -> list[float]:
+    """The curvature magnitude K of each Lorentz manifold of ``model``, in module order."""
+    return [float(m.curvature.detach()) for m in model.modules() if isinstance(m, Lorentz)]
 
 
 def read_curve(path: str | Path) -> list[dict]:

@@ -35,12 +35,11 @@ from torch.utils.data import DataLoader
 from biostrata.config import TrainConfig
 from biostrata.data.genome import SPLITS, EncodedSequences, Splits
 from biostrata.errors import InputError, NumericalError
-from biostrata.geometry.lorentz import Lorentz
 from biostrata.io import atomic_write_json
 from biostrata.models.genome_cnn import load_model as load_genome_model
 from biostrata.models.genome_cnn import save_model
 from biostrata.provenance import code_version
-from biostrata.train.curves import LearningCurves, clip_summary
+from biostrata.train.curves import LearningCurves, clip_summary, curvatures
 from biostrata.train.module import GenomeClassifier, count_parameters
 from biostrata.train.trainer import check_accelerator, interruptible, make_trainer
 
@@ -109,7 +108,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
         "best_epoch": best,
         "epochs_run": int(trainer.current_epoch),
         "params": count_parameters(module.model),
-        "curvatures": [float(m.curvature.detach()) for m in module.model.modules() if isinstance(m, Lorentz)],
+        "curvatures": curvatures(module.model),
         "bn_clip_share": clip_summary(best_row),
         "model": cfg.model,
         "seed": cfg.seed,
