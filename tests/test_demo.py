@@ -24,7 +24,14 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     assert list(table["model"]) == ["cnn", "hcnn-s"]
     assert table["test_mcc"].between(-1, 1).all()
     assert (table["delta"] >= 0).all() and table["relative_delta"].between(0, 1).all()
-    for name in ("summary.csv", "summary.md", "summary.png", "data/train.csv", "data/tree.nwk", "runs/hcnn-s/model.pt"):
+    for name in (
+        "summary.csv",
+        "summary.md",
+        "summary.png",
+        "data/train.csv",
+        "data/tree.nwk",
+        "runs/hcnn-s/model.safetensors",
+    ):
         assert (tmp_path / name).is_file(), name
     assert pd.read_csv(tmp_path / "summary.csv").shape == (2, table.shape[1])
     assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

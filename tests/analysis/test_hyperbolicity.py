@@ -134,10 +134,10 @@ def test_the_model_runs_on_the_device_asked_for(tiny_task, tmp_path, monkeypatch
 
     from biostrata.analysis.hyperbolicity import embedding_delta
     from biostrata.data.genome import read_gue_dir
-    from biostrata.models import build_model, save_model
+    from biostrata.models import build_model
 
     torch.manual_seed(0)
-    save_model(build_model("hcnn-s", 20, 2, channels=6, hidden=8), tmp_path / "run" / "model.pt")
+    build_model("hcnn-s", 20, 2, channels=6, hidden=8).save_pretrained(tmp_path / "run")
     seqs = read_gue_dir(tiny_task).test.sequences
 
     def numbers():

@@ -34,13 +34,15 @@ def test_read_every_format(tmp_path: Path) -> None:
         store.append(["p", "q"], [7, 9], {"mean": np.stack([np.stack([x[0], x[1]]), np.stack([x[2], x[3]])])})
     h5 = read_representations(tmp_path / "e.h5")
     assert h5.ids == ["p", "q"] and list(h5.layers) == ["0", "4"] and np.allclose(h5.layers["4"][1], x[3])
-    FamilyTable(["PF00001", "PF00002"], torch.ones(2, 3), [1, 1]).save(tmp_path / "f.pt")
-    assert read_representations(tmp_path / "f.pt").ids == ["PF00001", "PF00002"]
+    FamilyTable(["PF00001", "PF00002"], torch.ones(2, 3), [1, 1]).save_pretrained(tmp_path / "f")
+    assert read_representations(tmp_path / "f").ids == ["PF00001", "PF00002"]
     model = DomainLM(DomainVocabulary(["PF00001", "PF00002", "PF00003"]), d_embed=4, d_model=4, n_layers=1, r=1)
-    model.save(tmp_path / "m.pt")
-    table = read_representations(tmp_path / "m.pt")
-    assert table.ids == ["PF00001", "PF00002", "PF00003"] and table.layers["table"].shape == (3, 4)
-    assert np.allclose(table.layers["table"], model.table.weight.detach().numpy()[-3:])
+    model.save_pretrained(tmp_path / "m")
+    model.save_sequence_models(tmp_path / "m.pt")
+    for path in (tmp_path / "m", tmp_path / "m.pt"):  # a model folder, and BiGCARP's layout
+        table = read_representations(path)
+        assert table.ids == ["PF00001", "PF00002", "PF00003"] and table.layers["table"].shape == (3, 4)
+        assert np.allclose(table.layers["table"], model.table.weight.detach().numpy()[-3:])
     with pytest.raises(DataNotFoundError):
         read_representations(tmp_path / "missing.npz")
     (tmp_path / "x.json").write_text("1")

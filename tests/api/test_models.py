@@ -17,7 +17,7 @@ from biostrata.data.clusters import DomainVocabulary
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.errors import InputError
 from biostrata.models.domain_lm import DomainLM
-from biostrata.models.genome_cnn import HyperbolicCNN, build_model, save_model
+from biostrata.models.genome_cnn import HyperbolicCNN, build_model
 
 PFAM = [f"PF{i:05d}" for i in range(1, 11)]
 AA = "ACDEFGHIKLMNPQRSTVWY"
@@ -34,7 +34,7 @@ def genome_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
     model = build_model("hcnn-s", 24, 2, channels=6, hidden=8, blocks=2, kernel_size=3).eval()
-    save_model(model, run / "model.pt", config={})
+    model.save_pretrained(run)
     return run
 
 
@@ -45,7 +45,7 @@ def test_a_genome_cnn_on_dna_equals_the_command(genome_run: Path, tmp_path: Path
     model = biostrata.load(genome_run)
     assert isinstance(model, HyperbolicCNN) and not model.training
     got = biostrata.embed(model, seqs, layers=[1, 2], batch_size=3)
-    argv = ["embed", "--model", str(genome_run / "model.pt"), "--input", str(tmp_path / "dna.csv"), "--out",
+    argv = ["embed", "--model", str(genome_run), "--input", str(tmp_path / "dna.csv"), "--out",
             str(tmp_path / "dna.h5"), "--layers", "1", "2", "--token-budget", "48", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     assert "7 sequences, layers [1, 2], dim 6" in capsys.readouterr().out
@@ -70,14 +70,16 @@ def test_a_genome_cnn_on_dna_equals_the_command(genome_run: Path, tmp_path: Path
 
 def test_a_domain_lm_on_domain_sentences_equals_the_command(tmp_path: Path, capsys) -> None:
     torch.manual_seed(0)
-    DomainLM(DomainVocabulary(PFAM), d_embed=8, d_model=8, n_layers=2, kernel_size=3, r=2).save(tmp_path / "dlm.pt")
+    DomainLM(DomainVocabulary(PFAM), d_embed=8, d_model=8, n_layers=2, kernel_size=3, r=2).save_pretrained(
+        tmp_path / "dlm"
+    )
     r = random.Random(0)
     sentences = [r.choices(PFAM, k=3 + i) for i in range(5)] + [["PF00001", "PF99999"]]  # one unknown domain
     (tmp_path / "clusters.txt").write_text("".join(f"B{i} NRP {' '.join(s)}\n" for i, s in enumerate(sentences)))
-    model = biostrata.load(tmp_path / "dlm.pt")
+    model = biostrata.load(tmp_path / "dlm")
     assert isinstance(model, DomainLM)
     got = biostrata.embed(model, sentences, layers=[1, -1], token_budget=8)
-    argv = ["embed", "--model", str(tmp_path / "dlm.pt"), "--input", str(tmp_path / "clusters.txt"), "--out",
+    argv = ["embed", "--model", str(tmp_path / "dlm"), "--input", str(tmp_path / "clusters.txt"), "--out",
             str(tmp_path / "c.h5"), "--layers", "1", "-1", "--pooling", "mean", "per_token", "--token-budget", "8",
             "--no-progress"]  # fmt: skip
     assert main(argv) == 0
@@ -104,7 +106,7 @@ def esm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from biostrata.models.protein_lm import small_protein_lm
 
     fair = small_protein_lm(num_layers=2, embed_dim=16, attention_heads=2, seed=1, max_residues=30)
-    return from_fair_esm(fair).save(tmp_path_factory.mktemp("esm") / "esm2_tiny")
+    return from_fair_esm(fair).save_pretrained(tmp_path_factory.mktemp("esm") / "esm2_tiny")
 
 
 def test_a_transformers_esm_on_proteins_equals_the_command(
@@ -147,10 +149,10 @@ def test_load_tells_the_family_by_content(genome_run: Path, tmp_path: Path) -> N
     from biostrata.models.init_table import FamilyTable
     from biostrata.models.protein_lm import FairESM, small_protein_lm
 
-    small_protein_lm(1, 16, 2).save(tmp_path / "esm.pt")
+    small_protein_lm(1, 16, 2).save_fair_esm(tmp_path / "esm.pt")
     assert isinstance(biostrata.load(tmp_path / "esm.pt"), FairESM)
-    FamilyTable(["PF00001", "PF00002"], torch.ones(2, 3), [1, 2]).save(tmp_path / "table.pt")
-    table = biostrata.load(tmp_path / "table.pt")
+    FamilyTable(["PF00001", "PF00002"], torch.ones(2, 3), [1, 2]).save_pretrained(tmp_path / "table")
+    table = biostrata.load(tmp_path / "table")
     assert isinstance(table, FamilyTable) and table.families == ["PF00001", "PF00002"]
     with pytest.raises(InputError, match="a FamilyTable embeds nothing"):
         biostrata.embed(table, ["ACGT"])
@@ -158,7 +160,7 @@ def test_load_tells_the_family_by_content(genome_run: Path, tmp_path: Path) -> N
     with pytest.raises(InputError, match="other.pt: holds a dict with keys \\['weights'\\], not a model"):
         biostrata.load(tmp_path / "other.pt")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="empty: a folder with neither model.pt nor config.json"):
+    with pytest.raises(InputError, match="empty: a folder with neither config.json nor model.pt"):
         biostrata.load(tmp_path / "empty")
     with pytest.raises(biostrata.errors.DataNotFoundError, match="no such file or folder"):
         biostrata.load(tmp_path / "missing.pt")

@@ -80,7 +80,7 @@ def test_from_genbank_to_cluster_embeddings_and_cka(tmp_path: Path, capsys: pyte
             "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     store = str(tmp_path / "c.h5")
-    argv = ["embed", "--model", str(tmp_path / "lm" / "model.pt"), "--input", clusters, "--out", store, "--layers", "1",
+    argv = ["embed", "--model", str(tmp_path / "lm"), "--input", clusters, "--out", store, "--layers", "1",
             "4", "-1", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -207,15 +207,15 @@ CASES = [
     ("report missing folder", ["report", "{root}/nowhere"], r"DIR .*nowhere: no such folder"),
     # delta --model
     ("delta --model text file", ["delta", "--model", "{root}/text.pt", "--data", "{root}/ok"],
-     r"text\.pt: not a biostrata model file \(torch\.load: .*\); give a genome classifier's model\.pt"),
+     r"text\.pt: not a biostrata model file \(torch\.load: .*\); give the folder of a `biostrata train` run"),
     ("delta --model other format", ["delta", "--model", "{root}/other.pt", "--data", "{root}/ok"],
      r"other\.pt: not a biostrata model file \(format 'biostrata-protein-lm/1'; expected biostrata-genome"),
     ("delta --model Lightning checkpoint", ["delta", "--model", "{root}/last.ckpt", "--data", "{root}/ok"],
      r"last\.ckpt: not a biostrata model file \(a Lightning training checkpoint; "),
     ("delta --model missing", ["delta", "--model", "{root}/missing.pt", "--data", "{root}/ok"],
      r"--model .*missing\.pt: no such file or folder"),
-    ("delta --model folder without model.pt", ["delta", "--model", "{root}/nomodel", "--data", "{root}/ok"],
-     r"nomodel/model\.pt: no such model file; give a genome classifier's model\.pt"),
+    ("delta --model folder without a model", ["delta", "--model", "{root}/nomodel", "--data", "{root}/ok"],
+     r"nomodel: neither config\.json nor model\.pt; give the folder of a `biostrata train` run"),
     ("delta --model without --data", ["delta", "--model", "{root}/model"], r"--model and --data go together"),
     ("delta --model, longer sequences", ["delta", "--model", "{root}/model", "--data", "{root}/long30"],
      r"long30/test\.csv, line 2: a sequence of 30 bp, but the model in .* takes sequences of at most 20 bp; give --data"),
@@ -285,7 +285,7 @@ def test_labels_need_not_run_from_zero(tmp_path, capsys):
     assert metrics["num_classes"] == 2 and metrics["class_labels"] == [0, 5]
     model, _ = load_model(tmp_path / "run")
     assert model.classifier.out_features == 2
-    assert torch.load(tmp_path / "run" / "model.pt", weights_only=True)["class_labels"] == [0, 5]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["class_labels"] == [0, 5]
     splits = read_gue_dir(data)
     test = EncodedSequences(splits.test, 20, labels=splits.labels)
     assert sorted(set(test.labels.tolist())) == [0, 1]
@@ -359,7 +359,7 @@ def test_ctrl_c_keeps_finished_seeds_and_a_rerun_completes(tiny_task, tmp_path):
         "seed 0. Run the same command again to resume" in stderr
     )
     assert (out / "seed0" / "metrics.json").is_file() and not (out / "seed1" / "metrics.json").exists()
-    assert not (out / "seed1" / "model.pt").exists()
+    assert not (out / "seed1" / "model.safetensors").exists()
     rerun = subprocess.run(argv, capture_output=True, text=True, env=env)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "cnn seed 0: finished already" in rerun.stdout and "cnn seed 1: test MCC" in rerun.stdout

@@ -55,7 +55,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "labels_empty.csv").write_text("")
     (root / "labels_header.csv").write_text("id,label\n")
     (root / "labels_other.csv").write_text("id,label\n" + "".join(f"x{i},{i % 2}\n" for i in range(N)))
-    small_protein_lm(1, 16, 2).save(root / "plm.pt")
+    small_protein_lm(1, 16, 2).save_fair_esm(root / "plm.pt")
     (root / "text.pt").write_text("not a checkpoint\n")
     torch.save({"model": {}, "saved": datetime.date(2024, 1, 1)}, root / "pickle.pt")  # needs full unpickling
     r = random.Random(0)
@@ -67,7 +67,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "tiny.txt").write_text("B1 NRP PF00001 PF00002\n")
     (root / "clusters.txt").write_text("".join(f"B{i} NRP {' '.join(r.choices(PFAM, k=3 + i))}\n" for i in range(5)))
     torch.manual_seed(0)
-    DomainLM(DomainVocabulary(PFAM), d_embed=8, d_model=8, n_layers=2, kernel_size=3, r=2).save(root / "dlm.pt")
+    DomainLM(DomainVocabulary(PFAM), d_embed=8, d_model=8, n_layers=2, kernel_size=3, r=2).save_sequence_models(
+        root / "dlm.pt"
+    )
     return {
         "root": str(root),
         **{p.stem.replace(".", "_") + p.suffix.replace(".", "_"): str(p) for p in root.iterdir()},

@@ -92,7 +92,7 @@ def test_saved_checkpoint_loads_in_sequence_models(tmp_path: Path, vocab: Domain
     model = DomainLM(vocab, **TINY)
     _perturb(model.net, seed=5)
     path = tmp_path / "bigcarp_random.pt"
-    model.save(path)
+    model.save_sequence_models(path)
     carp, collater = load_model_and_alphabet(str(path))
     cluster = Cluster("B", ("PF00003", "PF00001", "PF00020", "PF00099"))
     (tokens,) = collater([(";".join(cluster.domains),)])
@@ -106,7 +106,7 @@ def test_saved_checkpoint_loads_in_sequence_models(tmp_path: Path, vocab: Domain
 def test_load_by_name_from_hub_cache(tmp_path: Path, vocab: DomainVocabulary, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     model = DomainLM(vocab, **TINY)
-    model.save(tmp_path / "checkpoints" / "bigcarp_random.pt")
+    model.save_sequence_models(tmp_path / "checkpoints" / "bigcarp_random.pt")
     loaded = DomainLM.load("bigcarp_random")
     assert torch.equal(loaded.table.weight, model.table.weight)
 
@@ -322,7 +322,7 @@ def test_lorentz_checkpoint_round_trip(tmp_path: Path, vocab: DomainVocabulary) 
     model = _lorentz(vocab, curvature=2.0).float().eval()
     model.freeze_rows([vocab.unk_idx + 1, vocab.unk_idx + 4])
     path = tmp_path / "hyper.pt"
-    model.save(path)
+    model.save_sequence_models(path)
     data = torch.load(path, weights_only=True)
     assert data["geometry"] == "lorentz" and data["curvature"] == 2.0
     assert (
@@ -378,7 +378,7 @@ def test_euclidean_distance_head_is_the_flat_control(vocab: DomainVocabulary, tm
         assert torch.allclose(model.decode(h), expected, atol=1e-9)
         # the same start as the lorentz head: states near the origin (|u| ~ 0.5), prototypes at |p| ~ 1
         assert 0.2 < float(u.norm(dim=-1).mean()) < 1.0 and 0.5 < float(head.prototypes.norm(dim=-1).mean()) < 1.5
-    model.save(tmp_path / "m.pt")
+    model.save_sequence_models(tmp_path / "m.pt")
     back = DomainLM.load(tmp_path / "m.pt").double()
     assert back.config == model.config
     with torch.no_grad():

@@ -70,7 +70,7 @@ def test_every_layer_agrees_with_fair_esm_in_float32(pair, tmp_path: Path) -> No
 
 def test_directory_round_trip_offline(pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, hf = pair
-    directory = hf.save(tmp_path / "esm2_tiny")
+    directory = hf.save_pretrained(tmp_path / "esm2_tiny")
     assert {"config.json", "model.safetensors", "vocab.txt"} <= {p.name for p in directory.iterdir()}
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     loaded = load_protein_lm(directory)
@@ -87,7 +87,7 @@ def test_the_saved_length_limit_and_a_torn_vocab_write(pair, tmp_path: Path, mon
     """A folder saved before the limit was kept (no key in config.json) loads with 1022; a vocab.txt
     write that fails half way leaves the one before it whole, and no temporary file."""
     _, hf = pair
-    directory = hf.save(tmp_path / "m")
+    directory = hf.save_pretrained(tmp_path / "m")
     config = json.loads((directory / "config.json").read_text())
     assert config[MAX_RESIDUES_KEY] == 60
     del config[MAX_RESIDUES_KEY]
@@ -102,7 +102,7 @@ def test_the_saved_length_limit_and_a_torn_vocab_write(pair, tmp_path: Path, mon
 
     monkeypatch.setattr(Path, "write_text", torn)
     with pytest.raises(OSError, match="no space"):
-        hf.save(directory)
+        hf.save_pretrained(directory)
     monkeypatch.undo()
     assert (directory / "vocab.txt").read_text() == before
     assert not [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
@@ -126,7 +126,7 @@ def test_a_path_that_does_not_exist_is_not_a_hub_name(tmp_path, monkeypatch, typ
 def test_a_home_folder_and_an_org_name_with_fair_esm(pair, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HOME", str(tmp_path))
-    pair[1].save(tmp_path / "esm")
+    pair[1].save_pretrained(tmp_path / "esm")
     assert isinstance(load_protein_lm("~/esm"), TransformersESM)  # as --model=~/esm, which no shell expands
     with pytest.raises(DataNotFoundError, match="--model me/esm: fair-esm .* is a Hugging Face name"):
         load_protein_lm("me/esm", backend="fair-esm")

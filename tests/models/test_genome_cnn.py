@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -198,16 +200,19 @@ def test_warm_start_counts_on_after_a_reload(name):
 @pytest.mark.parametrize("name", ["cnn", "hcnn-m"])
 def test_save_and_load_round_trip(tmp_path, name):
     """The model family owns its file format: build_model's arguments and the weights, loaded safely."""
-    from biostrata.models import load_model, save_model
+    from biostrata.models import GenomeCNN, load_model
 
     torch.manual_seed(5)
     model = build_model(name, 20, 3, channels=8, hidden=16, pool="mean").eval()
-    save_model(model, tmp_path / "m.pt", note="kept")
-    loaded, blob = load_model(tmp_path / "m.pt")
-    assert blob["note"] == "kept" and blob["architecture"]["pool"] == "mean" and not loaded.training
+    model.save_pretrained(tmp_path / "m", note="kept")
+    loaded, saved = load_model(tmp_path / "m")
+    assert saved["note"] == "kept" and saved["architecture"]["pool"] == "mean" and not loaded.training
+    assert saved["geometry"] == ("euclidean" if name == "cnn" else "lorentz")
+    assert len(saved["curvatures"]) == {"cnn": 0, "hcnn-m": 4}[name]
     x = batch(n=3, length=20)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+        assert torch.equal(GenomeCNN.from_pretrained(tmp_path / "m")(x), model(x))
     (tmp_path / "text.pt").write_text("not a model\n")
     with pytest.raises(InputError, match="text.pt: not a biostrata model file"):
         load_model(tmp_path / "text.pt")
@@ -218,19 +223,20 @@ def test_save_and_load_round_trip(tmp_path, name):
 def test_model_files_without_a_radius_clip_load_with_the_earlier_one(tmp_path):
     """Files written before the batch norms' radius clip was an argument were trained with the clip at 5:
     they load with it; new files keep the clip they name (default: the reference's 10)."""
-    from biostrata.models import load_model, save_model
+    from biostrata.models import load_model
     from biostrata.nn.lorentz import LorentzBatchNorm1d
 
     model = build_model("hcnn-s", 20, 2, channels=6, hidden=8, blocks=1, init_curvature=1.0)
-    save_model(model, tmp_path / "new.pt")
-    blob = torch.load(tmp_path / "new.pt", weights_only=True)
-    assert blob["architecture"]["bn_max_radius"] == 10.0  # the default, named in the file
+    model.save_pretrained(tmp_path / "new")
+    config = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert config["architecture"]["bn_max_radius"] == 10.0  # the default, named in the file
 
     def clips(m):
         return {b.max_radius for b in m.modules() if isinstance(b, LorentzBatchNorm1d)}
 
-    assert clips(load_model(tmp_path / "new.pt")[0]) == {10.0}
-    del blob["architecture"]["bn_max_radius"]  # as files of the earlier code are
+    assert clips(load_model(tmp_path / "new")[0]) == {10.0}
+    architecture = {k: v for k, v in config["architecture"].items() if k != "bn_max_radius"}  # as files of /2 were
+    blob = {"format": "biostrata-genome-classifier/2", "architecture": architecture, "state_dict": model.state_dict()}
     torch.save(blob, tmp_path / "old.pt")
     assert clips(load_model(tmp_path / "old.pt")[0]) == {5.0}
     assert "bn_max_radius" not in build_model("cnn", 20, 2, bn_max_radius=10.0).architecture  # Lorentz only

@@ -37,8 +37,8 @@ def test_family_table_is_mean_of_members(tmp_path: Path) -> None:
             family_table_from_store(store, {"PF00001": ["zz"]}, layer=5)
         with pytest.raises(InputError, match="layer 1 not stored"):
             family_table_from_store(store, {"PF00001": ["a1"]}, layer=1)
-    table.save(tmp_path / "t.pt")
-    back = FamilyTable.load(tmp_path / "t.pt")
+    table.save_pretrained(tmp_path / "t")
+    back = FamilyTable.load(tmp_path / "t")
     assert back.families == table.families and torch.equal(back.vectors, table.vectors) and back.meta == table.meta
 
 

@@ -38,7 +38,7 @@ def _same_outputs(a: ProteinLM, b: ProteinLM, seqs: list[str]) -> None:
 def test_save_and_load_esm2_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plm = small_protein_lm(num_layers=2, embed_dim=16, attention_heads=2, max_residues=100)
     path = tmp_path / "small.pt"
-    plm.save(path)
+    plm.save_fair_esm(path)
     loaded = load_protein_lm(path)
     assert loaded.num_layers == 2 and loaded.embed_dim == 16 and loaded.max_residues == 100
     _same_outputs(plm.eval(), loaded, ["MKVLAG", "WW"])

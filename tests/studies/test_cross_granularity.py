@@ -136,7 +136,7 @@ def test_a_published_protein_lm_replaces_the_one_trained_here(tmp_path: Path) ->
     from biostrata.models.protein_lm import small_protein_lm
     from biostrata.studies.cross_granularity.steps import protein_model
 
-    directory = from_fair_esm(small_protein_lm(2, 16, 2)).save(tmp_path / "esm2_tiny")
+    directory = from_fair_esm(small_protein_lm(2, 16, 2)).save_pretrained(tmp_path / "esm2_tiny")
     settings = tiny_settings(write_inputs(tmp_path)).replace(protein_model=str(directory))
     plm = protein_model(tmp_path / "study", settings, data=None)
     assert isinstance(plm, TransformersESM) and plm.num_layers == 2 and not (tmp_path / "study" / "protein").exists()

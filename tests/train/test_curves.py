@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from biostrata.config import TrainConfig
 from biostrata.data.genome import SequenceSet, Splits, read_gue_dir
@@ -50,8 +51,8 @@ def test_test_labels_change_neither_the_chosen_epoch_nor_the_model(tiny_task, tm
     assert a["best_epoch"] == b["best_epoch"] and a["dev_mcc"] == b["dev_mcc"]
     assert (tmp_path / "a" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
     assert (tmp_path / "a" / "test_curve.csv").read_text() != (tmp_path / "b" / "test_curve.csv").read_text()
-    sa = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
-    sb = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    sa = load_file(tmp_path / "a" / "model.safetensors")
+    sb = load_file(tmp_path / "b" / "model.safetensors")
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -81,6 +82,6 @@ def test_the_test_curve_changes_nothing_in_training(tiny_task, tmp_path, tiny, m
     monkeypatch.setattr(run, "LearningCurves", NoTest)
     train(cfg, splits, tmp_path / "without")
     assert not (tmp_path / "without" / "test_curve.csv").exists()
-    sa = torch.load(tmp_path / "with" / "model.pt", weights_only=True)["state_dict"]
-    sb = torch.load(tmp_path / "without" / "model.pt", weights_only=True)["state_dict"]
+    sa = load_file(tmp_path / "with" / "model.safetensors")
+    sb = load_file(tmp_path / "without" / "model.safetensors")
     assert all(torch.equal(sa[k], sb[k]) for k in sa)

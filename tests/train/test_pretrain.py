@@ -119,8 +119,8 @@ def test_three_arms(tmp_path: Path, files: dict[str, Path]) -> None:
     assert len({r["best"]["masked_tokens"] for r in runs.values()}) == 1
     assert runs["random"]["init"] is None and runs["frozen"]["init"]["initialized"] == 8
     assert runs["frozen"]["init"]["missing"] == 4 and runs["frozen"]["frozen_rows"] == 8
-    frozen = DomainLM.load(tmp_path / "frozen" / "model.pt")
-    tuned = DomainLM.load(tmp_path / "finetune" / "model.pt")
+    frozen = DomainLM.load(tmp_path / "frozen")
+    tuned = DomainLM.load(tmp_path / "finetune")
     rows = [frozen.vocab.index(a) for a, _ in FAMILIES[:8]]
     assert torch.equal(frozen.table.weight[rows], table.vectors)  # frozen rows never moved
     assert frozen.frozen_rows.nonzero().flatten().tolist() == sorted(rows)
@@ -159,15 +159,15 @@ def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.C
         )
         == 0
     )
-    plm = load_protein_lm(prot / "model.pt")
+    plm = load_protein_lm(prot)
     assert plm.num_layers == 1 and plm.embed_dim == 16
-    store, fam = tmp_path / "e.h5", tmp_path / "fam.pt"
+    store, fam = tmp_path / "e.h5", tmp_path / "fam"
     assert (
         main(
             [
                 "embed",
                 "--model",
-                str(prot / "model.pt"),
+                str(prot),
                 "--input",
                 str(files["table"]),
                 "--out",
@@ -215,15 +215,20 @@ def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.C
                 "--no-progress",
                 "--class-token",
                 "--snapshots",
+                "--export-sequence-models",
+                str(tmp_path / "frozen.pt"),
             ]
         )
         == 0
     )
-    assert sorted(p.name for p in (out / "snapshots").glob("*.pt")) == ["epoch_000.pt", "epoch_001.pt"]
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["epoch_000", "epoch_001"]
+    exported = torch.load(tmp_path / "frozen.pt", weights_only=True)  # BiGCARP's layout, as its code reads it
+    assert exported["model"] == "bigcarp_frozen" and "model_state_dict" in exported
+    assert torch.equal(DomainLM.load(tmp_path / "frozen.pt").table.weight, DomainLM.load(out).table.weight)
     text = capsys.readouterr().out
     assert "initialized 8 domain rows; 4 domains without member sequences keep random rows" in text
     assert "validation masked-token accuracy" in text
-    model = DomainLM.load(out / "model.pt")
+    model = DomainLM.load(out)
     assert model.config["d_embed"] == 16 and "NRP" in model.vocab.classes
     assert torch.equal(model.table.weight[[model.vocab.index(f) for f in table.families]], table.vectors)
     assert (
@@ -231,6 +236,9 @@ def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.C
         == 2
     )
     assert "snapshots: kept at the domain level only" in capsys.readouterr().err
+    argv = ["pretrain", "--level", "protein", "--corpus", str(files["table"]), "--out", str(prot)]
+    assert main([*argv, "--export-sequence-models", str(tmp_path / "p.pt")]) == 2
+    assert "--export-sequence-models: a domain-level model only" in capsys.readouterr().err
     assert main(["embed", "--out", str(tmp_path / "z.h5")]) == 2
     assert "give --model and --input" in capsys.readouterr().err
 
@@ -259,7 +267,7 @@ def test_epoch_snapshots(tmp_path: Path, files: dict[str, Path]) -> None:
         r=1,
     )
     snaps = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
-    assert snaps == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt"]
+    assert snaps == ["epoch_000", "epoch_001", "epoch_002"]
     first, last = (DomainLM.load(tmp_path / "run" / "snapshots" / n) for n in (snaps[0], snaps[-1]))
     assert torch.equal(first.table.weight, init.table.weight)  # the weights before any step (same seed)
     assert not torch.equal(last.table.weight, first.table.weight)
@@ -303,7 +311,7 @@ def test_evaluate_masked_lm_gives_the_best_epochs_validation_numbers(
     assert len(saved["history"]) == 3
     for record in saved["history"]:
         assert all(math.isfinite(record[key]) for key in ("val_loss", "val_acc", "val_ppl"))
-    model = DomainLM.load(tmp_path / "run" / "model.pt")
+    model = DomainLM.load(tmp_path / "run")
     assert model.geometry == geometry and model.config == saved["config"]
     _, val_idx = split_clusters(corpus, seed=run["seed"])
     valid = [model.vocab.encode(corpus[i], class_token=True) for i in val_idx]
@@ -326,7 +334,7 @@ def test_cli_lorentz_domain_lm(tmp_path: Path, files: dict[str, Path], capsys: p
     base = ["pretrain", "--corpus", str(files["corpus"]), "--pfam", str(files["clans"]), "--preset", "small",
             "--d-embed", "8", "--epochs", "1", "--batch-size", "8", "--accelerator", "cpu", "--no-progress"]  # fmt: skip
     assert main([*base, "--out", str(out), "--geometry", "lorentz", "--curvature", "0.5"]) == 0
-    model = DomainLM.load(out / "model.pt")
+    model = DomainLM.load(out)
     assert model.geometry == "lorentz" and model.config["curvature"] == 0.5 and model.config["d_embed"] == 8
     assert json.loads((out / "metrics.json").read_text())["config"]["geometry"] == "lorentz"
     assert model.table_points().shape == (len(model.vocab), 9)

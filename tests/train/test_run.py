@@ -29,9 +29,10 @@ def test_train_writes_config_metrics_and_a_loadable_model(tiny_task, tmp_path, m
     assert metrics["threads"] == torch.get_num_threads() and metrics["omp_wait_policy"] is not None
     loaded, loaded_cfg = load_model(out)
     assert loaded_cfg == cfg and not loaded.training
-    blob = torch.load(out / "model.pt", weights_only=True)
-    assert blob["architecture"]["length"] == 20 and blob["architecture"]["name"] == model
-    assert blob["format"] == "biostrata-genome-classifier/2" and blob["config"]["model"] == model
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["architecture"]["length"] == 20 and saved["architecture"]["name"] == model
+    assert saved["biostrata"]["family"] == "genome-cnn" and saved["training"]["model"] == model
+    assert (out / "model.safetensors").is_file()
     # the saved model reproduces the reported test accuracy
     test = EncodedSequences(splits.test, 20)
     with torch.no_grad():
@@ -190,7 +191,7 @@ def test_a_metric_that_comes_out_nan_is_an_error_not_a_number(tiny_task, tmp_pat
     monkeypatch.setattr(module, "classification_metrics", lambda t, p: real(t, p) | {"mcc": float("nan")})
     with pytest.raises(NumericalError, match=r"dev_mcc, test_mcc of the run in .* came out NaN"):
         train(TrainConfig(model="cnn", **tiny), read_gue_dir(tiny_task), tmp_path / "nan")
-    assert not (tmp_path / "nan" / "metrics.json").exists() and not (tmp_path / "nan" / "model.pt").exists()
+    assert not (tmp_path / "nan" / "metrics.json").exists() and not (tmp_path / "nan" / "model.safetensors").exists()
 
 
 def test_ctrl_c_caught_by_lightning_comes_back_out_and_writes_no_metrics(tiny_task, tmp_path, tiny):

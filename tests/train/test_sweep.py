@@ -91,7 +91,7 @@ def test_records_are_complete_and_resume_skips_finished_runs(tmp_path):
         assert record["wall_time_s"] > 0 and record["code_version"].startswith("0.")
         folder = Run(**{k: record[k] for k in ("suite", "task", "model", "seed")}).folder(tmp_path / "out")
         assert json.loads((folder / "record.json").read_text()) == record
-        assert (folder / "train" / "model.pt").is_file()
+        assert (folder / "train" / "model.safetensors").is_file()
     assert [st for _, st in sweep.status()] == ["done", "done"]
     assert make_sweep(tmp_path / "data", tmp_path / "out").run(train_fn=counted, progress=False) == []
     assert len(calls) == 2
@@ -230,4 +230,4 @@ def test_ray_backend_runs_the_same_sweep(tmp_path):
     for key, record in on_ray.items():
         assert record["config"] == on_local[key]["config"]
         assert record["metrics"]["test_mcc"] == pytest.approx(on_local[key]["metrics"]["test_mcc"])
-        assert (Run("data", *key).folder(tmp_path / "ray") / "train" / "model.pt").is_file()
+        assert (Run("data", *key).folder(tmp_path / "ray") / "train" / "model.safetensors").is_file()

@@ -271,7 +271,7 @@ def dataset_deltas(
     if not isinstance(points, (int, np.integer)) or points < 4:
         raise InputError(f"points={points!r} (--points): give 4 or more (the four-point condition)")
     model, saved = load_model(checkpoint)
-    truncate = bool(saved.get("config", {}).get("truncate", False))
+    truncate = bool(saved.get("training", {}).get("truncate", False))
     data = getattr(read_gue_dir(task_dir), split)
     longest = max(range(len(data)), key=lambda i: len(data.sequences[i]))
     if not truncate and len(data.sequences[longest]) > model.length:

@@ -11,9 +11,9 @@ and (optionally) the examples' ids. :func:`read_representations` reads:
   store; or any other HDF5 file: each dataset is a layer, named by its path;
 - ``.csv`` / ``.tsv`` / ``.txt``: a numeric table (one layer, ``0``, e.g. a distance matrix); a
   header row and a first column of names are skipped when they are not numbers;
-- ``.pt``: a family table (``biostrata embed --family-table``: one layer ``table``, ids = Pfam
-  families), or a domain-LM checkpoint (sequence-models format; layer ``table`` = its token-table rows
-  of the domains, ids = the domains).
+- a model folder (``save_pretrained``) or ``.pt`` file of a family table (``biostrata embed
+  --family-table``: one layer ``table``, ids = Pfam families) or of a domain LM (``biostrata pretrain``, or
+  a sequence-models checkpoint; layer ``table`` = its token-table rows of the domains, ids = the domains).
 
 :func:`load_array` gives one 2-d numeric array of such a file (the input of ``biostrata delta``).
 """
@@ -33,7 +33,10 @@ __all__ = ["Representations", "read_representations", "load_array", "SUFFIXES"]
 
 SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".csv", ".tsv", ".txt", ".pt")
 # What a .pt representation file is.
-PT_FILE = "a family table (`biostrata embed --family-table`) or a domain-LM (sequence-models) checkpoint"
+PT_FILE = (
+    "a family table (`biostrata embed --family-table`) or a domain LM (`biostrata pretrain`, or a sequence-models "
+    "checkpoint)"
+)
 
 
 @dataclass
@@ -134,6 +137,11 @@ def read_representations(path: str | Path, pooling: str = "mean") -> Representat
 
 def _read_layers(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
     """The arrays of a file, by name, and its row ids if it has them (not checked against each other)."""
+    from biostrata.models.pretrained import is_pretrained, load_pretrained
+
+    if is_pretrained(path):
+        reps = _table_of(load_pretrained(path), path)
+        return reps.layers, reps.ids
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; give one of {', '.join(SUFFIXES)}")
     if not path.stat().st_size:
@@ -251,18 +259,26 @@ def _table(path: Path) -> np.ndarray:
 
 
 def _read_pt(path: Path) -> Representations:
+    from biostrata.models.domain_lm import DomainLM
     from biostrata.models.hub import load_torch_file
+    from biostrata.models.init_table import FamilyTable
 
     data = load_torch_file(path, PT_FILE)
     if isinstance(data, dict) and "vectors" in data and "families" in data:
-        from biostrata.models.init_table import FamilyTable
-
-        table = FamilyTable.load(path)
-        return Representations({"table": table.vectors.double().numpy()}, list(table.families), str(path))
+        return _table_of(FamilyTable.from_saved(data, str(path)), path)
     if isinstance(data, dict) and "model_state_dict" in data:
-        from biostrata.models.domain_lm import DomainLM
+        return _table_of(DomainLM.from_checkpoint(data, str(path)), path)
+    raise InputError(f"{path}: a torch file, but neither kind this reads; expected {PT_FILE}")
 
-        model = DomainLM.from_checkpoint(data, str(path))
+
+def _table_of(model: object, path: Path) -> Representations:
+    """Layer ``table`` of a family table (its vectors) or a domain LM (its domains' token-table rows)."""
+    from biostrata.models.domain_lm import DomainLM
+    from biostrata.models.init_table import FamilyTable
+
+    if isinstance(model, FamilyTable):
+        return Representations({"table": model.vectors.double().numpy()}, list(model.families), str(path))
+    if isinstance(model, DomainLM):
         rows = model.table.weight.detach().double().numpy()[model.vocab.domain_slice]
         return Representations({"table": rows}, list(model.vocab.domains), str(path))
-    raise InputError(f"{path}: a torch file, but neither kind this reads; expected {PT_FILE}")
+    raise InputError(f"{path}: a {type(model).__name__} has no table of vectors; expected {PT_FILE}")

@@ -96,8 +96,8 @@ def train(
     config : TrainConfig, dict, or path of a YAML file, optional
         The training settings (default: :class:`biostrata.config.TrainConfig`, the HGE paper's).
     out : path
-        Folder of the run: ``config.yaml``, ``model.pt`` (the selected model; ``biostrata.load`` reads
-        it), ``curve.csv``, ``test_curve.csv`` and, written last, ``metrics.json``.
+        Folder of the run: ``config.yaml``, ``config.json`` and ``model.safetensors`` (the selected model:
+        the folder is a model folder that ``biostrata.load`` reads), ``curve.csv``, ``test_curve.csv`` and, written last, ``metrics.json``.
     **options
         Fields of ``TrainConfig`` that override ``config``: ``model`` (``cnn``, ``hcnn-s`` or
         ``hcnn-m``), ``epochs``, ``lr``, ``seed``, ...

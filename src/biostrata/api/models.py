@@ -25,9 +25,9 @@ PathLike = str | os.PathLike
 
 #: What :func:`load` reads, for its errors.
 KINDS = (
-    "a genome CNN (model.pt of `biostrata train`, or its run folder), a domain LM checkpoint (.pt of "
-    "`biostrata pretrain`, or a BiGCARP name such as bigcarp_random), a fair-esm .pt file, a transformers ESM "
-    "folder (config.json) or hub name, or a family table (.pt of `biostrata embed --family-table`)"
+    "a model folder (config.json, model.safetensors: `biostrata train` and `biostrata pretrain` write one), a "
+    "BiGCARP name such as bigcarp_random, a transformers ESM folder or hub name, or a .pt file of earlier "
+    "versions (genome CNN model.pt, domain LM, family table) or of fair-esm"
 )
 #: Published domain LMs, loaded by name (:meth:`biostrata.models.domain_lm.DomainLM.load`).
 BIGCARP_NAMES = ("bigcarp_random", "bigcarp_esm1bfinetune", "bigcarp_esm1bfrozen")
@@ -46,9 +46,11 @@ def load(
     Parameters
     ----------
     path_or_name : path or str
-        A folder: a ``biostrata train`` run (``model.pt``) or a transformers model (``config.json``,
-        ``model.safetensors``, ``vocab.txt``). A ``.pt`` file: a genome CNN, a domain LM (sequence-models
-        layout), a fair-esm ESM or a family table. A name: a published BiGCARP (``bigcarp_random``,
+        A model folder of ``save_pretrained`` (``config.json`` naming the family, ``model.safetensors``; the
+        folder of a ``biostrata train`` or ``biostrata pretrain`` run is one), or a transformers model folder
+        (``config.json``, ``model.safetensors``, ``vocab.txt``). Files of earlier versions and other tools: the
+        run folder of an earlier ``biostrata train`` (``model.pt``) or a ``.pt`` file: a genome CNN, a domain
+        LM (sequence-models layout), a fair-esm ESM or a family table. A name: a published BiGCARP (``bigcarp_random``,
         ``bigcarp_esm1bfinetune``, ``bigcarp_esm1bfrozen``) or an ESM on the Hugging Face hub
         (``facebook/esm2_t6_8M_UR50D``; the ``facebook/`` prefix may be left out).
     trusted : bool
@@ -60,6 +62,9 @@ def load(
     pfam : PfamTable or path of Pfam-A.clans.tsv, optional
         A domain LM: maps the family names its checkpoint lacks to accessions.
 
+    Only ``.pt`` files are unpickled (with ``weights_only`` unless ``trusted``); model folders hold JSON and
+    safetensors, which run no code.
+
     Returns
     -------
     model
@@ -69,10 +74,16 @@ def load(
     """
     from biostrata.data.pfam import PfamTable
     from biostrata.models.domain_lm import DomainLM
+    from biostrata.models.pretrained import is_pretrained, load_pretrained
     from biostrata.models.protein_lm import load_protein_lm
 
     table = PfamTable.read(pfam) if isinstance(pfam, (str, os.PathLike)) else pfam
     path = Path(path_or_name).expanduser()
+    if is_pretrained(path):
+        model = load_pretrained(path)
+        if max_residues is not None and hasattr(model, "max_residues"):
+            model.max_residues = max_residues
+        return model
     if path.is_dir():
         if (path / "model.pt").is_file():
             from biostrata.models.genome_cnn import load_model
@@ -80,7 +91,7 @@ def load(
             return load_model(path)[0]
         if (path / "config.json").is_file():
             return load_protein_lm(path, max_residues=max_residues, backend="transformers")
-        raise InputError(f"{path}: a folder with neither model.pt nor config.json; give {KINDS}")
+        raise InputError(f"{path}: a folder with neither config.json nor model.pt; give {KINDS}")
     if path.is_file():
         return _load_file(path, trusted, max_residues, table)
     if str(path_or_name) in BIGCARP_NAMES:

@@ -53,8 +53,8 @@ PATH_KINDS = ("file", "dir", "any", "spec", "out_dir", "out_file")
 
 
 def paths(p: argparse.ArgumentParser, **kinds: str) -> None:
-    """Declare options of ``p`` that name paths, by destination: ``file``, ``dir`` or ``any`` (must
-    exist), ``spec`` (``FILE[:LAYER]``: the file must exist), ``out_dir`` or ``out_file`` (must be
+    """Declare options of ``p`` that name paths, by destination: ``file`` (a model folder of
+    ``save_pretrained`` counts as one), ``dir`` or ``any`` (must exist), ``spec`` (``FILE[:LAYER]``: the file must exist), ``out_dir`` or ``out_file`` (must be
     creatable: not the wrong kind of thing already, inside a writable folder)."""
     unknown = {k for k in kinds.values() if k not in PATH_KINDS}
     assert not unknown, unknown  # a programming error, not a user's
@@ -80,7 +80,7 @@ def _check_path(flag: str, value: str, kind: str) -> None:
     if kind in ("file", "spec"):
         if not path.exists():
             raise InputError(f"{where}: no such file")
-        if path.is_dir():
+        if path.is_dir() and not (path / "config.json").is_file():  # a model folder is read as one file
             raise InputError(f"{where}: is a folder; give a file")
     elif kind == "dir":
         if not path.exists():

@@ -26,7 +26,8 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
     Masked-token pre-training (15%; 80/10/10). --level domain (default): BiGCARP's ByteNet over the Pfam domains
     of each BGC, split by BGC, in one arm: random table, or initialized from --init-table and fine-tuned or
     frozen; --geometry lorentz puts its token table and output layer on the hyperboloid. --level protein: a
-    small ESM-2 on protein sequences. Writes model.pt, metrics.json (validation masked-token accuracy and
+    small ESM-2 on protein sequences. Writes the model (config.json, model.safetensors; --out is a model folder that
+    `biostrata embed --model` and biostrata.load read), metrics.json (validation masked-token accuracy and
     perplexity), checkpoints/ and logs/ in --out.
     """
     from biostrata.config import PretrainSettings
@@ -41,10 +42,19 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pfam", help="Pfam-A.clans.tsv, to map domain names and accessions (recommended)")
     p.add_argument("--format", default="auto", choices=("auto", "domain-list", "pfamid", "bigcarp"))
     p.add_argument("--strict", action="store_true", help="stop at the first unknown domain or malformed line")
-    p.add_argument("--init-table", help="family table (.pt) from `biostrata embed --family-table`")
+    p.add_argument(
+        "--init-table",
+        help="family table (its folder, or a .pt of earlier versions) from `biostrata embed --family-table`",
+    )
+    p.add_argument(
+        "--export-sequence-models",
+        metavar="FILE",
+        help="domain level: also export the model to this .pt in sequence-models' layout, which BiGCARP's own code "
+        "reads (a euclidean model with the linear head)",
+    )
     add_threads(p, "torch CPU threads (1 is fastest on a busy shared machine)")
     add_settings(p, PretrainSettings, "pre-training options")
-    paths(p, corpus="file", pfam="file", init_table="file")
+    paths(p, corpus="file", pfam="file", init_table="any", export_sequence_models="out_file")
     p.set_defaults(run=_run_pretrain)
 
 
@@ -55,6 +65,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     s = args.settings
     shared = ("epochs", "batch_size", "lr", "seed", "val_fraction", "max_length", "accelerator", "progress", "resume")
     common = {name: getattr(s, name) for name in shared} | {"devices": s.devices_arg}
+    if s.level == "protein" and args.export_sequence_models:
+        raise InputError("--export-sequence-models: a domain-level model only; drop it with --level protein")
     if s.level == "protein":
         from biostrata.data.proteins import read_proteins
         from biostrata.models.protein_lm import small_protein_lm
@@ -74,6 +86,13 @@ def _run_pretrain(args: argparse.Namespace) -> int:
             class_token=s.class_token, separators=s.separators, snapshots=s.snapshots, **common,
             geometry=s.geometry, curvature=s.curvature, **({"d_embed": s.d_embed} if s.d_embed else {}),
         )  # fmt: skip
+        if args.export_sequence_models:
+            from biostrata.models.domain_lm import DomainLM
+
+            DomainLM.from_pretrained(args.out).save_sequence_models(
+                args.export_sequence_models, pfam, f"bigcarp_{result['arm']}"
+            )
+            print(f"exported the model in sequence-models' layout to {args.export_sequence_models}")
         if result["init"]:
             print(
                 f"initialized {result['init']['initialized']} domain rows; {result['init']['missing']} domains "
@@ -145,12 +164,14 @@ def _embed(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored precision")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of a local .pt file")
-    p.add_argument("--family-table", help="also write per-family mean vectors here (.pt; needs a .tsv input)")
+    p.add_argument(
+        "--family-table", help="also write per-family mean vectors in this folder (a model folder; needs a .tsv input)"
+    )
     p.add_argument("--table-layer", type=int, help="layer of the family vectors (default: last of --layers)")
     p.add_argument("--merge", nargs="+", metavar="STORE", help="only merge these per-rank stores into --out")
     add_threads(p, "torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
-    paths(p, input="file", out="out_file", family_table="out_file", merge="file")
+    paths(p, input="file", out="out_file", family_table="out_dir", merge="file")
     p.set_defaults(run=_run_embed, protein_only={name: p.get_default(name) for name in _PROTEIN_ONLY})
 
 
@@ -210,7 +231,7 @@ def _run_embed(args: argparse.Namespace) -> int:
                 raise InputError("--family-table needs the merged store; run --merge first, then build the table")
             layer = plm.layer_index([table_layer])[0]
             table = family_table_from_store(store, members, layer)
-            table.save(args.family_table)
+            table.save_pretrained(args.family_table)
             print(f"{len(table.families)} family vectors (layer {layer}, dim {table.dim}) in {args.family_table}")
     return 0
 

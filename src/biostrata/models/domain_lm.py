@@ -22,7 +22,11 @@ convolution, so the output at real positions does not depend on padding.
 so layer 0 of ``embed`` (what the body reads) is the tangent vector log_o(x_v); ``table_points()``
 gives the points x_v. Adam on the table's space parts keeps every row on the manifold.
 
-Checkpoints use the sequence-models ``.pt`` layout: a dict with ``model_state_dict`` (ByteNetLM
+Model files: :meth:`DomainLM.save_pretrained` writes the folder of every biostrata model
+(:mod:`biostrata.models.pretrained`, family ``domain-lm``): ``config.json`` with ``architecture`` (the
+keyword arguments of :class:`DomainLM`), ``vocabulary`` (``domains``, ``classes``, ``gene_separator``) and
+``frozen_rows``, and ``model.safetensors``. :meth:`DomainLM.save_sequence_models` exports, and
+:meth:`DomainLM.load` reads, the sequence-models ``.pt`` layout: a dict with ``model_state_dict`` (ByteNetLM
 keys), ``d_embed``, ``d_model``, ``n_layers``, ``kernel_size``, ``activation``, ``slim``, ``r``,
 ``tokens`` (``{"size", "specials", "domains"}``), ``pfam_to_domain`` and ``model`` (e.g.
 ``bigcarp_random``), plus ``geometry``, ``curvature`` and ``head`` (absent: euclidean, linear) and
@@ -55,6 +59,7 @@ from biostrata.geometry.lorentz import Lorentz
 from biostrata.io import atomic_write
 from biostrata.models.hub import hub_file, load_torch_file
 from biostrata.models.layerwise import resolve_layers
+from biostrata.models.pretrained import Pretrained, is_pretrained
 from biostrata.nn.distance import EuclideanDistanceHead
 from biostrata.nn.lorentz import LorentzDistanceHead, LorentzTangentEmbedding
 
@@ -108,7 +113,7 @@ class RowFrozenEmbedding(nn.Embedding):
         return F.embedding(idx, weight, self.padding_idx)
 
 
-class DomainLM(nn.Module):
+class DomainLM(Pretrained, nn.Module):
     """BiGCARP's ByteNet masked LM over a :class:`DomainVocabulary`.
 
     ``forward(tokens)`` gives logits ``[B, L, V]``; ``embed(tokens, layers)`` gives a dict keyed by
@@ -297,6 +302,26 @@ class DomainLM(nn.Module):
         return {i: out[i] for i in want}
 
     # ---------------------------------------------------------------------------------- files
+    family = "domain-lm"
+
+    def pretrained_config(self) -> dict:
+        v = self.vocab
+        return {
+            "architecture": dict(self.config),
+            "vocabulary": {"domains": v.domains, "classes": v.classes, "gene_separator": v.sep_idx is not None},
+            "frozen_rows": self.frozen_rows.nonzero().flatten().tolist(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, tensors: dict, where: str) -> DomainLM:
+        model = cls(DomainVocabulary(**config["vocabulary"]), **config["architecture"])
+        try:
+            model.load_state_dict(tensors)
+        except RuntimeError as err:
+            raise InputError(f"{where}: weights do not fit the architecture it declares: {err}") from None
+        model.freeze_rows(config["frozen_rows"] or None)
+        return model.eval()
+
     def checkpoint(self, pfam: PfamTable | None = None, name: str = "bigcarp_random") -> dict:
         """The sequence-models checkpoint dict of this model (see module docstring)."""
         tokens, pfam_to_domain = self.vocab.to_sequence_models(pfam)
@@ -319,8 +344,11 @@ class DomainLM(nn.Module):
             "frozen_rows": self.frozen_rows.nonzero().flatten().cpu(),
         }
 
-    def save(self, path: str | Path, pfam: PfamTable | None = None, name: str = "bigcarp_random") -> None:
-        """Write a sequence-models ``.pt`` checkpoint atomically (Pfam names via ``pfam`` if given)."""
+    def save_sequence_models(
+        self, path: str | Path, pfam: PfamTable | None = None, name: str = "bigcarp_random"
+    ) -> None:
+        """Export a sequence-models ``.pt`` checkpoint atomically (Pfam names via ``pfam`` if given), the
+        layout BiGCARP's own code reads (a euclidean model with the linear head; see the module docstring)."""
         data = self.checkpoint(pfam, name)
         atomic_write(Path(path), lambda tmp: torch.save(data, tmp))
 
@@ -354,11 +382,13 @@ class DomainLM(nn.Module):
 
     @classmethod
     def load(cls, name_or_path: str | Path, pfam: PfamTable | None = None) -> DomainLM:
-        """Load a checkpoint from a local ``.pt`` file, or a published one by name
+        """Load a model folder of :meth:`save_pretrained`, a checkpoint from a local ``.pt`` file, or a published one by name
         (``bigcarp_random``, ``bigcarp_esm1bfinetune``, ``bigcarp_esm1bfrozen``) from the torch hub
         cache (``$TORCH_HOME/hub/checkpoints/<name>.pt``), downloading it if it is not there.
         ``pfam`` maps family names the checkpoint's ``pfam_to_domain`` lacks to accessions."""
         path = Path(name_or_path)
+        if is_pretrained(path):
+            return cls.from_pretrained(path)
         if not path.is_file():
             if path.suffix == ".pt" or os.sep in str(name_or_path):
                 raise DataNotFoundError(f"BiGCARP checkpoint not found: {path}")

@@ -25,6 +25,7 @@ from torch import nn
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.extras import require
 from biostrata.io import atomic_write_text
+from biostrata.models.pretrained import CONFIG, Pretrained, meta
 from biostrata.models.protein_interface import ProteinLM
 
 __all__ = ["TransformersESM", "load_transformers_esm", "from_fair_esm", "hub_name", "check_model_path"]
@@ -36,7 +37,7 @@ MAX_RESIDUES_KEY = "biostrata_max_residues"
 _TOKENS = ("<cls> <pad> <eos> <unk> L A G V S E R T I D P K Q N F Y M H W C X B U Z O . - <null_1> <mask>").split()
 
 
-class TransformersESM(ProteinLM):
+class TransformersESM(Pretrained, ProteinLM):
     """A transformers ``EsmModel`` with ``vocab`` (token -> id) from its ``vocab.txt``."""
 
     backend = "transformers"
@@ -63,15 +64,34 @@ class TransformersESM(ProteinLM):
         out = self.model(input_ids=tokens, attention_mask=tokens != self.pad_idx, output_hidden_states=True)
         return {i: out.hidden_states[i] for i in want}
 
-    def save(self, directory: str | Path) -> Path:
+    family = "transformers-esm"
+
+    def save_pretrained(self, directory: str | Path, **extra: object) -> Path:
         """Write the model in the transformers layout (``config.json`` with ``max_residues`` under
-        :data:`MAX_RESIDUES_KEY`, ``model.safetensors``, ``vocab.txt``)."""
+        :data:`MAX_RESIDUES_KEY`, the ``biostrata`` entry of :mod:`biostrata.models.pretrained` and ``extra``
+        entries; ``model.safetensors``; ``vocab.txt``), which transformers reads too. Files are written
+        beside the folder first and moved in, ``config.json`` last."""
+        import shutil
+        import tempfile
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        setattr(self.model.config, MAX_RESIDUES_KEY, self.max_residues)
-        self.model.save_pretrained(directory, safe_serialization=True)
-        atomic_write_text(directory / "vocab.txt", "\n".join(sorted(self.vocab, key=self.vocab.get)) + "\n")
+        config = self.model.config
+        for key, value in {MAX_RESIDUES_KEY: self.max_residues, **extra, "biostrata": meta(self.family)}.items():
+            setattr(config, key, value)
+        with tempfile.TemporaryDirectory(prefix=f".{directory.name}.", dir=directory.parent) as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            written = sorted(Path(tmp).iterdir(), key=lambda f: f.name == CONFIG)  # config.json last
+            atomic_write_text(directory / "vocab.txt", "\n".join(sorted(self.vocab, key=self.vocab.get)) + "\n")
+            for file in written:
+                os.replace(file, directory / file.name) if file.is_file() else shutil.copytree(
+                    file, directory / file.name
+                )
         return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> TransformersESM:
+        return load_transformers_esm(directory)
 
 
 def hub_name(name: str) -> str:

@@ -38,8 +38,8 @@ from biostrata.config import GENOME_MODELS, LEGACY_RADIUS_CLIP
 from biostrata.data.alphabet import ALPHABET
 from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz
-from biostrata.io import atomic_write
 from biostrata.models.layerwise import resolve_layers
+from biostrata.models.pretrained import CONFIG, Pretrained, is_pretrained
 from biostrata.nn.lorentz import (
     REFERENCE_RADIUS_CLIP,
     LorentzBatchNorm1d,
@@ -92,7 +92,25 @@ class BatchNorm1d(nn.BatchNorm1d):
         return super().forward(x)
 
 
-class EuclideanCNN(nn.Module):
+class GenomeCNN(Pretrained):
+    """What the twins share as model files (family ``genome-cnn``, :mod:`biostrata.models.pretrained`):
+    ``config.json`` holds ``architecture`` (the arguments of :func:`build_model`), ``geometry``
+    (``euclidean`` / ``lorentz``) and ``curvatures`` (each Lorentz manifold's K, for the reader; the
+    weights hold them), plus what the writer adds (``biostrata train``: ``class_labels`` and ``training``,
+    the TrainConfig)."""
+
+    family = "genome-cnn"
+
+    def pretrained_config(self) -> dict:
+        ks = [float(m.curvature.detach()) for m in self.modules() if isinstance(m, Lorentz)]
+        return {"architecture": dict(self.architecture), "geometry": "lorentz" if ks else "euclidean", "curvatures": ks}
+
+    @classmethod
+    def from_config(cls, config: dict, tensors: dict, where: str) -> nn.Module:
+        return _built(config["architecture"], tensors, where)
+
+
+class EuclideanCNN(GenomeCNN, nn.Module):
     """The Euclidean reference CNN. ``embed`` returns each layer's states (the last: the FC(528)
     features after ReLU)."""
 
@@ -104,6 +122,8 @@ class EuclideanCNN(nn.Module):
         s = Skeleton(**skeleton)
         _check(length, num_classes, s.pool)
         self.length, self.pool = length, s.pool
+        # the arguments of build_model, which save_pretrained writes
+        self.architecture = {"name": "cnn", "length": length, "num_classes": num_classes, **skeleton}
         channels, pad = s.channels, s.kernel_size // 2
         self.blocks = nn.ModuleList()
         for i in range(s.blocks):
@@ -172,7 +192,7 @@ class _LorentzBlock(nn.Module):
         return F.relu(y + s if self.residual else y)
 
 
-class HyperbolicCNN(nn.Module):
+class HyperbolicCNN(GenomeCNN, nn.Module):
     """The Lorentz twin (HCNN). ``curvature="shared"`` (HCNN-S): one learnable curvature;
     ``"per_block"`` (HCNN-M): one per residual block plus one for the head. ``embed`` returns each
     layer's points, time first, on the hyperboloid ``layer_manifold`` names. ``bn_max_radius``: the
@@ -196,6 +216,11 @@ class HyperbolicCNN(nn.Module):
         if curvature not in ("shared", "per_block"):
             raise InputError(f"curvature must be 'shared' or 'per_block', got {curvature!r}")
         self.length, self.pool, self.curvature_mode = length, s.pool, curvature
+        self.architecture = {
+            "name": "hcnn-s" if curvature == "shared" else "hcnn-m", "length": length, "num_classes": num_classes,
+            "init_curvature": init_curvature, "learn_curvature": learn_curvature, "bn_max_radius": bn_max_radius,
+            **skeleton,
+        }  # fmt: skip
         n_manifolds = 1 if curvature == "shared" else s.blocks + 1
         self.manifolds = nn.ModuleList(Lorentz(init_curvature, learn_curvature) for _ in range(n_manifolds))
         space = s.channels - 1
@@ -271,43 +296,36 @@ MODELS = dict(zip(GENOME_MODELS, ({}, {"curvature": "shared"}, {"curvature": "pe
 
 def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module:
     """``cnn`` (Euclidean), ``hcnn-s`` (one curvature) or ``hcnn-m`` (one per block and head). The
-    model keeps these arguments as ``model.architecture``: what ``save_model`` writes."""
+    model keeps its arguments as ``model.architecture``: what ``save_pretrained`` writes."""
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if name == "cnn":
         kwargs = {k: v for k, v in kwargs.items() if k not in HYPERBOLIC_ONLY}
         model = EuclideanCNN(length, num_classes, **kwargs)
     else:
-        # named in the architecture, so that a file says which clip it was trained with (see load_model)
-        kwargs.setdefault("bn_max_radius", REFERENCE_RADIUS_CLIP)
         model = HyperbolicCNN(length, num_classes, **MODELS[name], **kwargs)
-    model.architecture = {"name": name, "length": length, "num_classes": num_classes, **kwargs}
     return model
 
 
 # /2: the reference's hyperbolic model (ReLU before the MLR, batch norm's running mean as log_o);
-# /1 files hold the earlier hyperbolic model and are refused with a message
+# /1 files hold the earlier hyperbolic model and are refused with a message. Files of this kind
+# (``model.pt``) are read, no longer written: models are saved with ``save_pretrained``.
 CHECKPOINT_FORMAT = "biostrata-genome-classifier/2"
 
 
-def save_model(model: nn.Module, path: str | Path, **extra) -> None:
-    """Write a model of ``build_model`` atomically as a dict that ``torch.load(weights_only=True)``
-    reads: ``format``, ``architecture`` (the arguments of ``build_model``), ``state_dict`` and the
-    ``extra`` entries (``train`` adds the training config)."""
-    blob = {
-        "format": CHECKPOINT_FORMAT,
-        "architecture": dict(model.architecture),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        **extra,
-    }
-    atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
-
-
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
-    """(model in eval mode, the whole saved dict) from ``save_model``'s file or a run folder holding
-    ``model.pt``; safe: ``weights_only=True``."""
+    """(model in eval mode, what was saved with it) from a ``biostrata train`` run folder or another
+    ``save_pretrained`` folder, or from a ``model.pt`` of earlier versions (format /2, read with
+    ``weights_only=True``). The dict holds ``architecture`` and, when the writer gave them,
+    ``class_labels`` and ``training`` (the TrainConfig as a dict)."""
+    from biostrata.models.pretrained import read_config
+
     path = Path(path)
+    if is_pretrained(path):
+        return GenomeCNN.from_pretrained(path), {k: v for k, v in read_config(path).items() if k != "biostrata"}
     if path.is_dir():
+        if not (path / "model.pt").is_file():
+            raise InputError(f"{path}: neither {CONFIG} nor model.pt; give {_EXPECTED}")
         path = path / "model.pt"
     if not path.is_file():
         raise InputError(f"{path}: no such model file; give {_EXPECTED}")
@@ -317,15 +335,19 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
         raise InputError(
             f"{path}: not a biostrata model file (torch.load: {type(err).__name__}); give {_EXPECTED}"
         ) from None
-    return model_from_saved(blob, str(path)), blob
+    saved = {k: v for k, v in blob.items() if k not in ("state_dict", "config")} if isinstance(blob, dict) else {}
+    if isinstance(blob, dict) and "config" in blob:
+        saved["training"] = blob["config"]
+    return model_from_saved(blob, str(path)), saved
 
 
 #: What :func:`load_model` takes, for its errors.
-_EXPECTED = "a genome classifier's model.pt (or its run folder), written by `biostrata train` when a run finishes"
+_EXPECTED = "the folder of a `biostrata train` run (config.json, model.safetensors) or a model.pt of earlier versions"
 
 
 def model_from_saved(blob: object, where: str) -> nn.Module:
-    """The model (eval mode) of a dict read from a ``save_model`` file; ``where`` names the file in errors."""
+    """The model (eval mode) of a dict read from a ``model.pt`` of earlier versions (format /2); ``where``
+    names the file in errors."""
     found = blob.get("format") if isinstance(blob, dict) else None
     if found == "biostrata-genome-classifier/1":
         raise InputError(
@@ -342,10 +364,21 @@ def model_from_saved(blob: object, where: str) -> nn.Module:
         arch = dict(blob["architecture"])
         if arch["name"] != "cnn":  # written before the clip was an argument: trained with the stricter one
             arch.setdefault("bn_max_radius", LEGACY_RADIUS_CLIP)
-        model = build_model(arch.pop("name"), arch.pop("length"), arch.pop("num_classes"), **arch)
-        model.load_state_dict(blob["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as err:
+        return _built(arch, blob["state_dict"], where)
+    except (KeyError, TypeError) as err:
         raise InputError(
             f"{where}: a damaged model file ({type(err).__name__}: {err}); train the model again"
+        ) from None
+
+
+def _built(architecture: dict, state: dict, where: str) -> nn.Module:
+    """The model of ``build_model``'s arguments with ``state`` loaded, in eval mode."""
+    arch = dict(architecture)
+    model = build_model(arch.pop("name"), arch.pop("length"), arch.pop("num_classes"), **arch)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise InputError(
+            f"{where}: weights do not fit the architecture it declares ({err}); train the model again"
         ) from None
     return model.eval()

@@ -20,8 +20,12 @@ A lorentz table (``DomainLM(geometry="lorentz")``) gets the point whose tangent 
 is the (projected) family vector, x_v = exp_o(v_f): the body reads log_o(x_v) = v_f, as it reads v_f
 from a euclidean table.
 
-File format of a family table (``.pt``, loads with ``weights_only``): ``{"families": [accession],
-"vectors": FloatTensor[F, D], "members": [int], "meta": {str: str|int}}``.
+Files: :meth:`FamilyTable.save_pretrained` writes the folder of every biostrata model
+(:mod:`biostrata.models.pretrained`, family ``family-table``): ``config.json`` with ``families``
+(accessions), ``members`` (member counts) and ``meta``, and ``model.safetensors`` with ``vectors``
+``float32 [F, D]``. Earlier versions wrote a ``.pt`` file (loads with ``weights_only``): ``{"families":
+[accession], "vectors": FloatTensor[F, D], "members": [int], "meta": {str: str|int}}``; :meth:`FamilyTable.load`
+reads both.
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ import torch
 
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.errors import DataNotFoundError, InputError
-from biostrata.io import atomic_write
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.hub import load_torch_file
+from biostrata.models.pretrained import Pretrained, is_pretrained
 
 __all__ = ["FamilyTable", "InitReport", "family_table_from_store", "initialize_token_table", "ARMS"]
 
@@ -46,8 +50,10 @@ ARMS = ("random", "finetune", "frozen")
 
 
 @dataclass
-class FamilyTable:
+class FamilyTable(Pretrained):
     """One vector per Pfam family (see module docstring for the file format)."""
+
+    family = "family-table"
 
     families: list[str]
     vectors: torch.Tensor
@@ -67,18 +73,22 @@ class FamilyTable:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
-    def save(self, path: str | Path) -> None:
-        data = {
-            "families": list(self.families),
-            "vectors": self.vectors.float().cpu(),
-            "members": list(self.members),
-            "meta": dict(self.meta),
-        }
-        atomic_write(Path(path), lambda tmp: torch.save(data, tmp))
+    def pretrained_config(self) -> dict:
+        return {"families": list(self.families), "members": [int(m) for m in self.members], "meta": dict(self.meta)}
+
+    def pretrained_tensors(self) -> dict:
+        return {"vectors": self.vectors.float()}
+
+    @classmethod
+    def from_config(cls, config: dict, tensors: dict, where: str) -> FamilyTable:
+        return cls(list(config["families"]), tensors["vectors"], list(config["members"]), dict(config["meta"]))
 
     @classmethod
     def load(cls, path: str | Path) -> FamilyTable:
+        """A family table from a folder of :meth:`save_pretrained` or a ``.pt`` file of earlier versions."""
         path = Path(path)
+        if is_pretrained(path):
+            return cls.from_pretrained(path)
         if not path.is_file():
             raise DataNotFoundError(f"family table not found: {path}")
         return cls.from_saved(load_torch_file(path, _WHAT), str(path))
@@ -97,7 +107,7 @@ class FamilyTable:
 
 
 #: What :meth:`FamilyTable.load` takes, for its errors.
-_WHAT = "a family table (.pt) from `biostrata embed --family-table`"
+_WHAT = "a family table (a folder, or a .pt of earlier versions) from `biostrata embed --family-table`"
 
 
 def family_table_from_store(

@@ -26,6 +26,7 @@ from biostrata.extras import require
 from biostrata.io import atomic_write
 from biostrata.models.esm_hf import check_model_path, load_transformers_esm
 from biostrata.models.hub import hub_file, load_torch_file
+from biostrata.models.pretrained import Pretrained, is_pretrained, load_pretrained
 from biostrata.models.protein_interface import ProteinLM
 
 __all__ = ["ProteinLM", "FairESM", "load_protein_lm", "fair_esm_from_saved", "small_protein_lm", "ESM_URL", "BACKENDS"]
@@ -34,7 +35,7 @@ __all__ = ["ProteinLM", "FairESM", "load_protein_lm", "fair_esm_from_saved", "sm
 ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/"
 
 
-class FairESM(ProteinLM):
+class FairESM(Pretrained, ProteinLM):
     """A fair-esm model (ESM-1b, ESM-2, or a small ESM-2 trained here)."""
 
     backend = "fair-esm"
@@ -64,13 +65,40 @@ class FairESM(ProteinLM):
         """Logits ``[n, 33]`` at the selected positions."""
         return self.model(src)["logits"][selected]
 
-    def save(self, path: str | Path) -> None:
-        """Write an ESM-2 model in fair-esm's checkpoint layout (``model`` + ``cfg``), atomically."""
+    family = "fair-esm"
+
+    def _esm2(self) -> nn.Module:
         ESM2 = require("esm.model.esm2").ESM2
 
         if not isinstance(self.model, ESM2):
             raise InputError(f"only ESM-2 models can be saved here, not {type(self.model).__name__}")
-        m = self.model
+        return self.model
+
+    def pretrained_config(self) -> dict:
+        """``architecture`` (the arguments of fair-esm's ``ESM2``; alphabet ESM-1b, as ESM-2's), ``name``,
+        ``max_residues``."""
+        m = self._esm2()
+        arch = {"num_layers": m.num_layers, "embed_dim": m.embed_dim, "attention_heads": m.attention_heads,
+                "token_dropout": m.token_dropout}  # fmt: skip
+        return {"architecture": arch, "name": self.name, "max_residues": self.max_residues}
+
+    def pretrained_tensors(self) -> dict:
+        return self._esm2().state_dict()
+
+    @classmethod
+    def from_config(cls, config: dict, tensors: dict, where: str) -> FairESM:
+        Alphabet = require("esm.data").Alphabet
+        ESM2 = require("esm.model.esm2").ESM2
+
+        alphabet = Alphabet.from_architecture("ESM-1b")
+        model = ESM2(**config["architecture"], alphabet=alphabet)
+        model.load_state_dict(tensors)
+        return cls(model.eval(), alphabet, config["name"], config["max_residues"])
+
+    def save_fair_esm(self, path: str | Path) -> None:
+        """Export an ESM-2 model in fair-esm's checkpoint layout (``model`` + ``cfg``), atomically; fair-esm's
+        ``esm.pretrained.load_model_and_alphabet_local`` reads it."""
+        m = self._esm2()
         cfg = argparse.Namespace(
             encoder_layers=m.num_layers,
             encoder_embed_dim=m.embed_dim,
@@ -98,8 +126,8 @@ BACKENDS = ("auto", "transformers", "fair-esm")
 def load_protein_lm(
     name_or_path: str | Path, trusted: bool = False, max_residues: int | None = None, backend: str = "auto"
 ) -> ProteinLM:
-    """Load an ESM model. ``backend="auto"``: a ``.pt`` file is fair-esm's, a directory and a name are
-    transformers' (:mod:`biostrata.models.esm_hf`; ``esm2_t33_650M_UR50D`` means
+    """Load an ESM model. A folder of ``save_pretrained`` (either backend) loads as it was saved. Otherwise
+    ``backend="auto"``: a ``.pt`` file is fair-esm's, a directory and a name are transformers' (:mod:`biostrata.models.esm_hf`; ``esm2_t33_650M_UR50D`` means
     ``facebook/esm2_t33_650M_UR50D``). ``backend="fair-esm"`` with a name loads fair-esm's file from
     ``$TORCH_HOME/hub/checkpoints``, downloading it if absent.
 
@@ -114,6 +142,13 @@ def load_protein_lm(
     if max_residues is not None and max_residues < 1:
         raise InputError(f"max_residues={max_residues} (--max-residues): must be at least 1")
     path = check_model_path(name_or_path)
+    if is_pretrained(path):  # a folder of save_pretrained, of either backend
+        model = load_pretrained(path)
+        if not isinstance(model, ProteinLM):
+            raise InputError(f"{path}: holds a {type(model).__name__}, not a protein LM")
+        if max_residues is not None:
+            model.max_residues = max_residues
+        return model
     if backend == "transformers" or (
         backend == "auto" and (path.is_dir() or not (path.is_file() or path.suffix == ".pt"))
     ):

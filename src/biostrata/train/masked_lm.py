@@ -29,6 +29,7 @@ from torchmetrics import SumMetric
 
 from biostrata.config import PretrainSettings as _D  # the keyword defaults below are its fields
 from biostrata.errors import InputError, NumericalError
+from biostrata.models.pretrained import is_pretrained
 from biostrata.train.masking import MaskingScheme, MLMCollator
 from biostrata.train.trainer import interruptible, make_trainer
 
@@ -139,15 +140,15 @@ class MaskedLMModule(pl.LightningModule):
 
 
 class EpochSnapshots(pl.Callback):
-    """Call ``save(path)`` on ``directory/epoch_000.pt`` before training and ``epoch_<e>.pt`` after
-    epoch ``e`` (1-based). On resume, files already written are kept."""
+    """Call ``save(folder)`` on ``directory/epoch_000`` before training and ``epoch_<e>`` after epoch ``e``
+    (1-based), e.g. ``model.save_pretrained``. On resume, the start's snapshot already written is kept."""
 
     def __init__(self, directory: Path, save: Callable[[Path], None]) -> None:
         self.directory, self.save = Path(directory), save
 
     def _write(self, epoch: int) -> None:
-        path = self.directory / f"epoch_{epoch:03d}.pt"
-        if epoch > 0 or not path.is_file():
+        path = self.directory / f"epoch_{epoch:03d}"
+        if epoch > 0 or not is_pretrained(path):
             self.save(path)
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:

@@ -3,12 +3,13 @@
 The training loop, its validation numbers and :func:`evaluate_masked_lm` (the same numbers on held-out
 sequences) are in :mod:`biostrata.train.masked_lm`; they are importable from here too.
 
-Outputs of :func:`pretrain_domain_lm` / :func:`pretrain_protein_lm` in ``out_dir``: ``model.pt``
-(sequence-models format for the domain LM, fair-esm format for the protein LM; best validation
-epoch), ``metrics.json`` (best epoch, per-epoch history, settings), ``checkpoints/last.ckpt``
-(Lightning, for resuming) and ``logs/`` (CSV); with ``snapshots=True`` also
-``snapshots/epoch_000.pt`` (the initial weights) and ``snapshots/epoch_<e>.pt`` after each epoch ``e``
-(same format as ``model.pt``), e.g. to follow how far the token table moves in training.
+Outputs of :func:`pretrain_domain_lm` / :func:`pretrain_protein_lm` in ``out_dir``: ``config.json`` and
+``model.safetensors`` (the model of the best validation epoch, ``save_pretrained``: ``out_dir`` is a model
+folder that ``biostrata.load`` reads), ``metrics.json`` (best epoch, per-epoch history, settings),
+``checkpoints/last.ckpt`` (Lightning, for resuming) and ``logs/`` (CSV); with ``snapshots=True`` also
+``snapshots/epoch_000/`` (the initial weights) and ``snapshots/epoch_<e>/`` after each epoch ``e`` (model
+folders too), e.g. to follow how far the token table moves in training. ``DomainLM.save_sequence_models``
+and ``FairESM.save_fair_esm`` export a model in the layouts of BiGCARP's and fair-esm's own code.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def pretrain_domain_lm(
     """Pre-train the domain LM in one arm: ``random`` table, or initialized from ``family_table``
     and then ``finetune``-d or kept ``frozen``. Returns (and writes) the metrics dict. With
     ``snapshots`` the weights at the start and after every epoch go to ``out_dir/snapshots/``
-    (sequence-models format, like ``model.pt``). ``options``: the :data:`RUN_OPTIONS` of
+    (model folders, like ``out_dir``). ``options``: the :data:`RUN_OPTIONS` of
     :func:`fit_masked_lm`, sizes that override the preset's (``d_embed``, ``n_layers``, ...), and
     ``geometry="lorentz"`` with its ``curvature`` (see :class:`DomainLM`; recorded in ``config``).
     The recipe is the same in both geometries: Adam on the lorentz table's space parts keeps every
@@ -167,10 +168,10 @@ def pretrain_domain_lm(
     result = fit_masked_lm(
         model, [encode[i] for i in train_idx], [encode[i] for i in val_idx], domain_masking_scheme(vocab), out_dir,
         max_length=max_length, keep_first=int(class_token),
-        snapshot=(lambda path: model.save(path, pfam, name=f"bigcarp_{arm}")) if snapshots else None,
+        snapshot=model.save_pretrained if snapshots else None,
         **settings, **run,
     )  # fmt: skip
-    model.save(out_dir / "model.pt", pfam, name=f"bigcarp_{arm}")
+    model.save_pretrained(out_dir)
     init = None if report is None else {
         "initialized": len(report.initialized), "missing": len(report.missing), "unused": len(report.unused),
         "projection": report.projection, "table": dict(family_table.meta),  # type: ignore[union-attr]
@@ -224,7 +225,7 @@ def pretrain_protein_lm(
         plm, tokenize(records), tokenize(valid), protein_masking_scheme(plm), out_dir,
         max_length=None if max_length is None else max_length + 2, keep_first=1, keep_last=1, **settings, **run,
     )  # fmt: skip
-    plm.save(out_dir / "model.pt")
+    plm.save_pretrained(out_dir)
     result.update(
         model=plm.name, layers=plm.num_layers, embed_dim=plm.embed_dim, train_sequences=len(records),
         val_sequences=len(valid), **settings, max_length=max_length,

@@ -2,8 +2,9 @@
 
 Files written in ``out_dir`` (each atomically):
 - ``config.yaml``: the TrainConfig used;
-- ``model.pt``: the best model, written by ``models.genome_cnn.save_model`` (``format``,
-  ``architecture``, ``state_dict``) with the training ``config`` (dict) added;
+- ``config.json`` and ``model.safetensors``: the best model (``save_pretrained``, family ``genome-cnn``:
+  ``architecture``, ``geometry``, ``curvatures``) with ``class_labels`` and ``training`` (the TrainConfig)
+  added, so that the run folder is a model folder (``biostrata.load(out_dir)``);
 - ``curve.csv`` and ``test_curve.csv``: per-epoch learning curves (``train.curves``; training and
   selection never read the test curve);
 - ``metrics.json``: ``dev_*`` and ``test_*`` (mcc, accuracy, f1) of the best epoch, ``best_epoch``,
@@ -37,7 +38,6 @@ from biostrata.data.genome import SPLITS, EncodedSequences, Splits
 from biostrata.errors import InputError, NumericalError
 from biostrata.io import atomic_write_json
 from biostrata.models.genome_cnn import load_model as load_genome_model
-from biostrata.models.genome_cnn import save_model
 from biostrata.provenance import code_version
 from biostrata.train.curves import LearningCurves, clip_summary, curvatures
 from biostrata.train.module import GenomeClassifier, count_parameters
@@ -126,7 +126,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
             f"{', '.join(nonfinite)} of the run in {out_dir} came out NaN or infinite; no metric is reported. "
             "Try a lower learning rate (--lr), float32 precision, or another seed."
         )
-    save_model(module.model, out_dir / "model.pt", config=asdict(cfg), class_labels=labels)
+    module.model.save_pretrained(out_dir, class_labels=labels, training=asdict(cfg))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     atomic_write_json(out_dir / "metrics.json", metrics)
@@ -150,6 +150,9 @@ def check_splits(splits: Splits) -> list[int]:
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
-    """The model of a ``train`` run (``model.pt`` or its folder) in eval mode, and its config."""
-    model, blob = load_genome_model(path)
-    return model, TrainConfig.from_saved(blob["config"], str(path))
+    """The model of a ``train`` run (its folder, or a ``model.pt`` of earlier versions) in eval mode, and its
+    config."""
+    model, saved = load_genome_model(path)
+    if "training" not in saved:
+        raise InputError(f"{path}: a model without its training config; give the folder of a `biostrata train` run")
+    return model, TrainConfig.from_saved(saved["training"], str(path))

@@ -5,7 +5,7 @@ Steps (each writes its outputs under ``out`` and is skipped when they exist, so 
 
 1. ``protein/``: a small ESM-2 pre-trained by masked residues on the distinct per-domain protein
    segments of the domain table (``mibig_domains.tsv``).
-2. ``proteins.h5``, ``families.pt``: its last-layer residue-mean embedding of every segment, and the
+2. ``proteins.h5``, ``families/``: its last-layer residue-mean embedding of every segment, and the
    mean per Pfam family (the protein-level "table").
 3. ``arms/<arm>/``: the domain LM (BiGCARP's ByteNet) pre-trained on the BGC corpus in each arm
    (``random`` table; family vectors ``finetune``-d; family vectors ``frozen``), with weight

@@ -90,7 +90,7 @@ def analyse_arm(out: Path, s: CrossGranularitySettings, data: Inputs, plan: Plan
             features = {("ids" if k == "ids" else f"pooled_{k}"): f[k] for k in f.files}
             features.update({k: t[k] for k in t.files})
         return features, json.loads(result_file.read_text())
-    model = DomainLM.load(out / "arms" / arm / "model.pt").eval()
+    model = DomainLM.from_pretrained(out / "arms" / arm)
     corpus = list(data.corpus)
     layers = list(range(model.num_layers + 1))
     encoded = [model.vocab.encode(c) for c in corpus]
@@ -153,14 +153,14 @@ def checkpoint_curves(out: Path, s: CrossGranularitySettings, data: Inputs, plan
     corpus = [data.corpus[i] for i in plan.checkpoint_clusters]
     rows = []
     for arm in s.arms:
-        snaps = sorted((out / "arms" / arm / "snapshots").glob("epoch_*.pt"))
+        snaps = sorted(p for p in (out / "arms" / arm / "snapshots").glob("epoch_*") if p.is_dir())
         if not snaps:
             raise InputError(
                 f"{out / 'arms' / arm}: no snapshots; delete the folder and rerun to pre-train with snapshots"
             )
         init = encoded = None
         for snap in tqdm(snaps, desc=f"{arm}: checkpoints", disable=not s.progress):
-            model = DomainLM.load(snap).eval()
+            model = DomainLM.from_pretrained(snap)
             vocab = model.vocab
             encoded = encoded or [vocab.encode(c) for c in corpus]
             keep = [k for k, f in enumerate(table.families) if f in vocab]

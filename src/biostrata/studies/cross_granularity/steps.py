@@ -62,7 +62,7 @@ def protein_model(out: Path, s: CrossGranularitySettings, data: Inputs):
         plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
         pretrain_protein_lm(plm, data.records, run, epochs=s.protein_epochs, max_length=s.protein_max_length,
                             **_training(s))  # fmt: skip
-    return load_protein_lm(run / "model.pt")
+    return load_protein_lm(run)
 
 
 def family_table(out: Path, s: CrossGranularitySettings, data: Inputs, plm) -> tuple:
@@ -70,13 +70,13 @@ def family_table(out: Path, s: CrossGranularitySettings, data: Inputs, plm) -> t
     from biostrata.models.extract import extract_embeddings
     from biostrata.models.init_table import FamilyTable, family_table_from_store
 
-    store, fam = out / "proteins.h5", out / "families.pt"
-    if not fam.is_file():
+    store, fam = out / "proteins.h5", out / "families"
+    if not (fam / "config.json").is_file():
         extract_embeddings(
             plm, data.records, store, layers=[-1], device=device_of(s), precision="fp32", progress=s.progress
         )
-        family_table_from_store(store, family_members(data.records), plm.num_layers).save(fam)
-    return store, FamilyTable.load(fam)
+        family_table_from_store(store, family_members(data.records), plm.num_layers).save_pretrained(fam)
+    return store, FamilyTable.from_pretrained(fam)
 
 
 def pretrain_arm(out: Path, s: CrossGranularitySettings, data: Inputs, arm: str, table) -> dict:

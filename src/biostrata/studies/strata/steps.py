@@ -107,7 +107,7 @@ def cnn_reps(out: Path, s: StrataSettings, data: Inputs, model_name: str, clans:
     metrics = json.loads((run / "metrics.json").read_text())
     path = out / "reps" / f"nucleotide.{model_name}.npz"
     if not path.is_file():
-        model, _ = load_model(run / "model.pt")
+        model, _ = load_model(run)
         layers, curvature = genome_layer_vectors(model, list(data.study["dna"]), range(1, model.num_layers + 1),
                                                  device=device_of(s))  # fmt: skip
         write_reps(path, list(data.study["instance_id"]), layers, curvature)
@@ -138,7 +138,7 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
             pretrain_protein_lm(plm, records["train"], run, valid=records["valid"], epochs=s.protein_epochs,
                                 max_length=s.protein_max_length, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
                                 accelerator=s.accelerator, devices=1, progress=s.progress)  # fmt: skip
-        plm, metrics = load_protein_lm(run / "model.pt"), json.loads((run / "metrics.json").read_text())
+        plm, metrics = load_protein_lm(run), json.loads((run / "metrics.json").read_text())
     path = out / "reps" / "protein.esm.npz"
     if not path.is_file():
         sequences = sorted(set(data.study["protein"]))
@@ -194,7 +194,7 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, variant: str, width: 
         pretrain_domain_lm(domain_corpora(data)[0], run, preset="small", pfam=data.pfam, epochs=s.domain_epochs, batch_size=s.batch_size,
                            lr=s.lr, seed=seed, accelerator=s.accelerator, devices=1, progress=s.progress,
                            d_embed=width, d_model=width, n_layers=s.domain_layers, **model_options)  # fmt: skip
-    model = DomainLM.load(run / "model.pt", data.pfam)
+    model = DomainLM.from_pretrained(run)
     device, _, budget = check_options(None, device=device_of(s), special=sum(model.special_tokens))
     if not (run / "test.json").is_file():
         encoded = [model.vocab.encode(c) for c in domain_corpora(data)[1] if len(c)]
