@@ -174,7 +174,12 @@ class Settings:
 
     @classmethod
     def from_yaml(cls: type[S], path: str | Path) -> S:
-        return cls.from_dict(read_yaml(Path(path)), str(path))
+        return cls.from_dict(cls.file_values(read_yaml(Path(path))), str(path))
+
+    @classmethod
+    def file_values(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The settings of a YAML file's mapping (a subclass may read a file that its command writes)."""
+        return values
 
     def to_yaml(self, path: str | Path) -> None:
         atomic_write_text(Path(path), yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
@@ -238,7 +243,7 @@ class Settings:
     def from_args(cls: type[S], args: argparse.Namespace) -> S:
         """The settings of ``--config`` (or the defaults) with the options given on the command line."""
         path = getattr(args, "config", None)
-        values = read_yaml(Path(path)) if path else {}
+        values = cls.file_values(read_yaml(Path(path))) if path else {}
         changes = {
             f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None
         }

@@ -161,6 +161,20 @@ def test_cli_simulate_reads_a_config_file_and_command_line_overrides(tmp_path, c
     assert read_gue_dir(out).train.sequences == [expected.sequences[i] for i in expected.rows["train"]]
 
 
+def test_a_simulation_runs_again_from_its_own_yaml(tmp_path, capsys):
+    """simulation.yaml names simulate_dataset's arguments; --config reads it back, options still override."""
+    first, again, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    argv = ["--leaves", "40", "--length", "30", "--classes", "3", "--clades", "4", "--gamma", "0.5", "--seed", "2"]
+    assert main(["simulate", "--out", str(first), *argv]) == 0
+    assert main(["simulate", "--out", str(again), "--config", str(first / "simulation.yaml")]) == 0
+    for name in ("train.csv", "dev.csv", "test.csv", "tree.nwk", "leaves.csv"):
+        assert (again / name).read_bytes() == (first / name).read_bytes(), name
+    assert main(["simulate", "--out", str(other), "--config", str(first / "simulation.yaml"), "--seed", "3"]) == 0
+    params = yaml.safe_load((other / "simulation.yaml").read_text())["parameters"]
+    assert (params["n_leaves"], params["n_classes"], params["n_clades"], params["seed"]) == (40, 3, 4, 3)
+    assert (other / "train.csv").read_bytes() != (first / "train.csv").read_bytes()
+
+
 @pytest.mark.parametrize(
     "argv, option",
     [(["--tree", "star"], "tree"), (["--model", "gtr"], "model"), (["--label", "x"], "label"),

@@ -333,9 +333,11 @@ def test_cli_lorentz_domain_lm(tmp_path: Path, files: dict[str, Path], capsys: p
     out = tmp_path / "hyper"
     base = ["pretrain", "--corpus", str(files["corpus"]), "--pfam", str(files["clans"]), "--preset", "small",
             "--d-embed", "8", "--epochs", "1", "--batch-size", "8", "--accelerator", "cpu", "--no-progress"]  # fmt: skip
-    assert main([*base, "--out", str(out), "--geometry", "lorentz", "--curvature", "0.5"]) == 0
+    sizes = ["--d-model", "12", "--n-layers", "2"]  # the architecture of the strata study's small domain LMs
+    assert main([*base, "--out", str(out), "--geometry", "lorentz", "--curvature", "0.5", *sizes]) == 0
     model = DomainLM.load(out)
     assert model.geometry == "lorentz" and model.config["curvature"] == 0.5 and model.config["d_embed"] == 8
+    assert model.config["d_model"] == 12 and model.num_layers == 2
     assert json.loads((out / "metrics.json").read_text())["config"]["geometry"] == "lorentz"
     assert model.table_points().shape == (len(model.vocab), 9)
     capsys.readouterr()
@@ -350,6 +352,8 @@ def test_cli_lorentz_domain_lm(tmp_path: Path, files: dict[str, Path], capsys: p
         ),
         (["--geometry", "lorentz", "--curvature", "0"], r"curvature=0\.0 \(--curvature\) is invalid; expected > 0"),
         (["--curvature", "2"], r"curvature=2\.0 \(--curvature\) is invalid; expected 1 unless geometry is lorentz"),
+        (["--n-layers", "0"], r"n_layers=0 \(--n-layers\) is invalid; expected at least 1, or unset"),
+        (["--level", "protein", "--d-model", "8"], r"d_model, n_layers: the domain LM's; at --level protein give"),
     ]:
         assert main([*base, "--out", str(tmp_path / "bad"), *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()

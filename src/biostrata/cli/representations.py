@@ -84,7 +84,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         result = pt.pretrain_domain_lm(
             corpus, args.out, preset=s.preset, arm=s.arm, family_table=table, projection=s.projection, pfam=pfam,
             class_token=s.class_token, separators=s.separators, snapshots=s.snapshots, **common,
-            geometry=s.geometry, curvature=s.curvature, **({"d_embed": s.d_embed} if s.d_embed else {}),
+            geometry=s.geometry, curvature=s.curvature,
+            **{k: getattr(s, k) for k in ("d_embed", "d_model", "n_layers") if getattr(s, k)},
         )  # fmt: skip
         if args.export_sequence_models:
             from biostrata.models.domain_lm import DomainLM

@@ -316,5 +316,19 @@ class SimulateSettings(Settings):
 
     def keywords(self) -> dict[str, Any]:
         """These settings as the keyword arguments of ``biostrata.data.simulate.simulate_dataset``."""
-        renamed = {"leaves": "n_leaves", "classes": "n_classes", "clades": "n_clades"}
-        return {renamed.get(k, k): v for k, v in dataclasses.asdict(self).items()}
+        return {_RENAMED.get(k, k): v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def file_values(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """A settings file, or the ``simulation.yaml`` a simulation writes (its ``parameters``, the arguments of
+        ``simulate_dataset``): ``--config OUT/simulation.yaml`` runs that simulation again."""
+        if str(values.get("format", "")).startswith(SIMULATION_FORMAT) and isinstance(values.get("parameters"), dict):
+            back = {v: k for k, v in _RENAMED.items()}
+            return {back.get(k, k): v for k, v in values["parameters"].items()}
+        return values
+
+
+# The settings whose simulate_dataset arguments have other names.
+_RENAMED = {"leaves": "n_leaves", "classes": "n_classes", "clades": "n_clades"}
+#: The ``format`` entry of ``simulation.yaml`` (``biostrata.data.simulate.write_gue``).
+SIMULATION_FORMAT = "biostrata simulated dataset"

@@ -21,6 +21,12 @@ class PretrainSettings(Settings):
     d_embed: int | None = field(
         default=None, metadata=field_help("token-table width; unset: the preset's, or the family vectors' width")
     )
+    d_model: int | None = field(
+        default=None, metadata=field_help("domain level: width of the residual blocks; unset: the preset's (bigcarp 256, small 128)")
+    )
+    n_layers: int | None = field(
+        default=None, metadata=field_help("domain level: residual blocks; unset: the preset's (bigcarp 32, small 8)")
+    )
     arm: str = field(
         default="random", metadata=field_help("random, finetune or frozen (the last two need --init-table)")
     )
@@ -66,10 +72,14 @@ class PretrainSettings(Settings):
             (self.lr > 0, "lr", "> 0"),
             (self.max_length is None or self.max_length >= 1, "max_length", "at least 1, or unset"),
             (self.d_embed is None or self.d_embed >= 1, "d_embed", "at least 1, or unset"),
+            (self.d_model is None or self.d_model >= 1, "d_model", "at least 1, or unset"),
+            (self.n_layers is None or self.n_layers >= 1, "n_layers", "at least 1, or unset"),
             (self.geometry in ("euclidean", "lorentz"), "geometry", "'euclidean' or 'lorentz'"),
             (self.curvature > 0, "curvature", "> 0"),
             (self.geometry == "lorentz" or self.curvature == 1.0, "curvature", "1 unless geometry is lorentz"),
         ]
+        if self.level == "protein" and (self.d_model or self.n_layers):
+            raise InputError("d_model, n_layers: the domain LM's; at --level protein give --protein-dim, --protein-layers")
         for name in ("epochs", "batch_size", "protein_layers", "protein_dim", "protein_heads"):
             checks.append((getattr(self, name) >= 1, name, "at least 1"))
         self.require(checks)

@@ -250,7 +250,7 @@ def write_gue(dataset: SimulatedDataset, out: str | Path) -> Path:
     table = [f"{names[i]},{split[i]},{row[i]},{dataset.clades[i]},{dataset.labels[i]}\n" for i in range(len(names))]
     atomic_write_text(out / "leaves.csv", "leaf,split,row,clade,label\n" + "".join(table))
     summary = {
-        "format": "biostrata simulated dataset, GUE layout",
+        "format": "biostrata simulated dataset, GUE layout",  # biostrata simulate --config reads it back
         "biostrata_version": __version__,
         "parameters": dataset.parameters,
         "model": dataset.model,
