@@ -20,6 +20,26 @@ def test_every_command_has_help(capsys):
         assert exit_.value.code == 0, name
 
 
+def test_every_option_has_help_that_shows_its_default():
+    """One formatter for every command: an option's help ends with its default (#23: embed, cka and probe hid
+    theirs, e.g. probe's 5 folds x 10 seeds x 1,000 bootstrap resamples)."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    seen = 0
+    for name, parser in sub.choices.items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS or "-h" in action.option_strings:
+                continue
+            text = formatter._get_help_string(action)
+            assert (action.help or "").strip(), f"{name} {action.option_strings[0]} has no help"
+            if action.default not in (None, False):
+                assert "default" in text, f"{name} {action.option_strings[0]}: {text!r}"
+                seen += 1
+    assert seen > 30
+    probe = sub.choices["probe"].format_help()
+    assert "(default: 5)" in probe and "(default: 1000)" in probe
+
+
 def test_train_two_seeds_prints_mean_and_spread(tiny_task, tmp_path, capsys):
     code = main(
         ["train", "--data", str(tiny_task), "--model", "cnn", "--seeds", "1", "2", "--out", str(tmp_path / "r"),

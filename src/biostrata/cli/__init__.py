@@ -25,6 +25,19 @@ ORDER = (
 )  # fmt: skip
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """The help of every command: each option's text ends with its default, taken from the parser (where the
+    default is written once), unless the text gives it already. Unset (None) and off (False) are not shown."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        value = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {str(value).replace('%', '%%')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand; each sets ``run=<function(args) -> int>``."""
     parser = argparse.ArgumentParser(
@@ -36,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in sorted(COMMANDS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         cmd = COMMANDS[name]
-        cmd.add_options(sub.add_parser(name, help=cmd.help, description=cmd.description))
+        cmd.add_options(sub.add_parser(name, help=cmd.help, description=cmd.description, formatter_class=HelpFormatter))
     return parser
 
 

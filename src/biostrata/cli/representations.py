@@ -40,7 +40,12 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
     )
     add_out(p)
     p.add_argument("--pfam", help="Pfam-A.clans.tsv, to map domain names and accessions (recommended)")
-    p.add_argument("--format", default="auto", choices=("auto", "domain-list", "pfamid", "bigcarp"))
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", "domain-list", "pfamid", "bigcarp"),
+        help="domain level: layout of --corpus; auto tells it by the file's columns",
+    )
     p.add_argument("--strict", action="store_true", help="stop at the first unknown domain or malformed line")
     p.add_argument(
         "--init-table",
@@ -141,7 +146,13 @@ def _embed(p: argparse.ArgumentParser) -> None:
     )
     add_out(p, help="HDF5 store to write (or to merge into, with --merge)")
     p.add_argument("--layers", type=int, nargs="+", default=[-1], help="layers (0 = token embedding; -1 = last)")
-    p.add_argument("--pooling", nargs="+", default=["mean"], choices=("mean", "bos", "per_token"))
+    p.add_argument(
+        "--pooling",
+        nargs="+",
+        default=["mean"],
+        choices=("mean", "bos", "per_token"),
+        help="outputs kept per layer: the mean over the item's own positions, the <cls> state (proteins), every position",
+    )
     p.add_argument(
         "--token-budget", type=int, help="padded tokens per batch (default: 1024 on the CPU, 16384 on a GPU)"
     )
@@ -171,7 +182,7 @@ def _embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table-layer", type=int, help="layer of the family vectors (default: last of --layers)")
     p.add_argument("--merge", nargs="+", metavar="STORE", help="only merge these per-rank stores into --out")
     add_threads(p, "torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     paths(p, input="file", out="out_file", family_table="out_dir", merge="file")
     p.set_defaults(run=_run_embed, protein_only={name: p.get_default(name) for name in _PROTEIN_ONLY})
 
@@ -304,7 +315,7 @@ def _cka(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref-layer", help="layer of REF to compare with")
     p.add_argument("--layers", nargs="+", help="layers of the (first) input to use (default: all)")
     p.add_argument("--layers-b", nargs="+", help="layers of the second input (default: all)")
-    p.add_argument("--kernel", default=default(cka, "kernel"), choices=("linear", "rbf"))
+    p.add_argument("--kernel", default=default(cka, "kernel"), choices=("linear", "rbf"), help="CKA kernel")
     p.add_argument("--debiased", action="store_true", help="unbiased HSIC (near 0 for independent features)")
     p.add_argument(
         "--sigma-frac",
@@ -363,7 +374,13 @@ def _probe(p: argparse.ArgumentParser) -> None:
     from biostrata.api import default
     from biostrata.api.analysis import probe
 
-    p.add_argument("--features", nargs="+", required=True, metavar="FILE[:LAYER]")
+    p.add_argument(
+        "--features",
+        nargs="+",
+        required=True,
+        metavar="FILE[:LAYER]",
+        help="representation files; several are joined by id and concatenated (see --fusion)",
+    )
     p.add_argument("--all-layers", action="store_true", help="probe every layer of the one features file separately")
     p.add_argument("--labels", required=True, help="CSV of labels (first column: id)")
     p.add_argument("--id-column", help="id column of the label CSV (default: the first)")
@@ -374,7 +391,9 @@ def _probe(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--label-column", help="single label column (binary or multi-class)")
     p.add_argument("--group-column", help="column of groups that must not straddle train and test")
-    p.add_argument("--probe", default=default(probe, "probe"), choices=("linear", "mlp"))
+    p.add_argument(
+        "--probe", default=default(probe, "probe"), choices=("linear", "mlp"), help="logistic regression, or an MLP"
+    )
     p.add_argument(
         "--fusion",
         default=default(probe, "fusion"),
@@ -388,8 +407,10 @@ def _probe(p: argparse.ArgumentParser) -> None:
         "--hidden", type=int, nargs="+", default=list(default(probe, "hidden")), help="mlp: hidden layer sizes"
     )
     p.add_argument("--one-vs-rest", action="store_true", help="mlp, multi-label: one network per class")
-    p.add_argument("--folds", type=int, default=default(probe, "folds"))
-    p.add_argument("--seeds", type=int, nargs="+", default=list(default(probe, "seeds")))
+    p.add_argument("--folds", type=int, default=default(probe, "folds"), help="cross-validation folds")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=list(default(probe, "seeds")), help="seeds of the fold assignment"
+    )
     p.add_argument(
         "--bootstrap",
         type=int,

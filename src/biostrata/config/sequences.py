@@ -22,7 +22,8 @@ class PretrainSettings(Settings):
         default=None, metadata=field_help("token-table width; unset: the preset's, or the family vectors' width")
     )
     d_model: int | None = field(
-        default=None, metadata=field_help("domain level: width of the residual blocks; unset: the preset's (bigcarp 256, small 128)")
+        default=None,
+        metadata=field_help("domain level: width of the residual blocks; unset: the preset's (bigcarp 256, small 128)"),
     )
     n_layers: int | None = field(
         default=None, metadata=field_help("domain level: residual blocks; unset: the preset's (bigcarp 32, small 8)")
@@ -79,7 +80,9 @@ class PretrainSettings(Settings):
             (self.geometry == "lorentz" or self.curvature == 1.0, "curvature", "1 unless geometry is lorentz"),
         ]
         if self.level == "protein" and (self.d_model or self.n_layers):
-            raise InputError("d_model, n_layers: the domain LM's; at --level protein give --protein-dim, --protein-layers")
+            raise InputError(
+                "d_model, n_layers: the domain LM's; at --level protein give --protein-dim, --protein-layers"
+            )
         for name in ("epochs", "batch_size", "protein_layers", "protein_dim", "protein_heads"):
             checks.append((getattr(self, name) >= 1, name, "at least 1"))
         self.require(checks)
