@@ -18,26 +18,53 @@ a time and packed at the device's default token budget, measured in alternation 
 Prints Markdown; ``--json`` also writes the numbers.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/embed.py --n 400 --threads 2 --json docs/bench/embed.json
+
+``--against-command`` measures instead ``biostrata.embed`` in memory against the ``biostrata embed``
+command on the same input, for three model families: the ESM-2 above (saved as a transformers folder) on
+proteins (FASTA), a small domain LM on gene clusters (a domain list: ``mibig_domain_list.txt`` when
+present, else random Pfam tokens) and a genome CNN (``hcnn-s``) on random DNA (CSV). Each model is
+written where the command reads it (:func:`model_file`) and loaded back with ``biostrata.load``; the
+in-memory call gets that model and the inputs as Python lists, the command the two files. The command
+is timed in-process (``biostrata.cli.main``: reading the input, loading the model, embedding, writing
+the HDF5 store; not writing its inputs) and as a subprocess (``python -m biostrata.cli``, start-up
+included; in the first two rounds only), in alternation with the in-memory call, best of ``--repeats``;
+the arrays in memory are checked against the store the command wrote.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/embed.py --against-command --threads 2 --repeats 5 --json docs/bench/embed_command.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import platform
 import random
+import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+import biostrata
+from biostrata.cli import main as command
+from biostrata.data.clusters import DomainVocabulary, read_domain_list
+from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.data.proteins import ProteinRecord, read_domain_proteins
+from biostrata.models.domain_lm import DomainLM
 from biostrata.models.esm_hf import from_fair_esm
 from biostrata.models.extract import DEFAULT_TOKEN_BUDGET, embed_batch, extract_embeddings, plan_batches
-from biostrata.models.protein_lm import small_protein_lm
+from biostrata.models.genome_cnn import build_model, save_model
+from biostrata.models.protein_lm import FairESM, small_protein_lm
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bgc" / "mibig_domains.tsv"
+DOMAIN_LIST = DATA.with_name("mibig_domain_list.txt")
 
 
 def load_proteins(n: int, seed: int) -> tuple[list[ProteinRecord], str]:
@@ -104,6 +131,151 @@ def drift(plm, seqs: list[str], layers: list[int]) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- biostrata.embed against `biostrata embed`
+
+
+def model_file(model, folder: Path) -> Path:
+    """Write ``model`` where ``biostrata embed --model`` reads it and return that path: a protein LM as a
+    transformers folder, a domain LM as a sequence-models ``.pt``, a genome CNN as ``save_model``'s file
+    (the one place that knows the files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, FairESM):
+        return from_fair_esm(model).save(folder / "esm")
+    if isinstance(model, DomainLM):
+        model.save(folder / "domain_lm.pt")
+        return folder / "domain_lm.pt"
+    save_model(model, folder / "model.pt")
+    return folder / "model.pt"
+
+
+@dataclass
+class Case:
+    """One model family: the model, its inputs as a list (in memory) and as a file (the command), the ids
+    the command stores them under, the layers asked for."""
+
+    name: str
+    what: str
+    model: torch.nn.Module
+    inputs: list
+    file: Path
+    ids: list[str]
+    layers: list[int]
+
+
+def protein_case(args: argparse.Namespace, folder: Path) -> Case:
+    records, what = load_proteins(args.command_proteins, args.seed)
+    seqs = [r.sequence for r in records]
+    ids = [f"p{i}" for i in range(len(seqs))]
+    (file := folder / "proteins.fa").write_text("".join(f">{i}\n{s}\n" for i, s in zip(ids, seqs)))
+    plm = small_protein_lm(args.num_layers, args.dim, args.heads, seed=args.seed)
+    what = (f"ESM-2 {args.num_layers} x {args.dim} (transformers), layers 0-{args.num_layers}; {what} "
+            f"({sum(map(len, seqs))} residues), FASTA")  # fmt: skip
+    return Case("protein LM", what, plm, seqs, file, ids, list(range(args.num_layers + 1)))
+
+
+def domain_case(args: argparse.Namespace, folder: Path) -> Case:
+    rng, n = random.Random(args.seed), args.command_clusters
+    if DOMAIN_LIST.is_file():
+        lines = [line for line in DOMAIN_LIST.read_text().splitlines() if line.strip()]
+        lines = rng.sample(lines, min(n, len(lines)))
+        source = "random clusters of mibig_domain_list.txt"
+    else:
+        pfam = [f"PF{i:05d}" for i in range(1, 2001)]
+        lines = [f"B{i} NRP " + " ".join(rng.choices(pfam, k=rng.randint(5, 80))) for i in range(n)]
+        source = "random sentences of 5-80 of 2,000 Pfam tokens"
+    (file := folder / "clusters.txt").write_text("\n".join(lines) + "\n")
+    corpus = read_domain_list(file)
+    torch.manual_seed(args.seed)
+    model = DomainLM(DomainVocabulary.from_corpus(corpus), d_embed=256, d_model=128, n_layers=8, kernel_size=5, r=64)
+    domains = sum(len(c.domains) for c in corpus)
+    what = f"DomainLM 8 x 128 (d_embed 256), layers 1-8; {len(corpus)} {source} ({domains} domains), domain list"
+    # layers 1-8: a store holds layers of one width, and layer 0 (the token table) is 256 wide
+    return Case("domain LM", what, model, [list(c.domains) for c in corpus], file, corpus.ids, list(range(1, 9)))
+
+
+def dna_case(args: argparse.Namespace, folder: Path) -> Case:
+    rng, n, length = np.random.default_rng(args.seed), args.command_dna, 300
+    seqs = ["".join(s) for s in rng.choice(list("ACGT"), size=(n, length))]
+    (file := folder / "dna.csv").write_text("sequence,label\n" + "".join(f"{s},{i % 2}\n" for i, s in enumerate(seqs)))
+    torch.manual_seed(args.seed)
+    model = build_model("hcnn-s", length, 2)
+    what = f"hcnn-s (3 blocks x 32 channels), layers 1-3; {n} random DNA sequences of {length} bp, CSV"
+    return Case("genome CNN", what, model, seqs, file, [str(i) for i in range(n)], [1, 2, 3])
+
+
+def seconds(call) -> tuple[float, object]:
+    """(wall-clock seconds of ``call()``, its result)."""
+    start = time.perf_counter()
+    result = call()
+    return time.perf_counter() - start, result
+
+
+def against_command(case: Case, folder: Path, args: argparse.Namespace) -> dict:
+    """Best-of-``repeats`` seconds of ``biostrata.embed`` in memory and of the command in-process (and of the
+    command as a subprocess, in the first two rounds), measured in alternation; whether the arrays equal
+    what the command stored."""
+    path = model_file(case.model, folder / case.name.replace(" ", "_"))
+    model = biostrata.load(path)
+    out = folder / "out.h5"
+    argv = ["embed", "--model", str(path), "--input", str(case.file), "--out", str(out), "--layers",
+            *map(str, case.layers), "--no-progress", *(["--threads", str(args.threads)] if args.threads else [])]  # fmt: skip
+    shell_argv = [sys.executable, "-m", "biostrata.cli", *argv]
+    best: dict[str, float] = {}
+    for round_ in range(args.repeats):
+        t, got = seconds(lambda: biostrata.embed(model, case.inputs, layers=case.layers, pooling="mean"))
+        best["in_memory"] = min(best.get("in_memory", t), t)
+        out.unlink(missing_ok=True)
+        if round_ < 2:  # the subprocess's start-up (seconds) dwarfs the differences: two rounds are enough
+            t, run_ = seconds(lambda: subprocess.run(shell_argv, capture_output=True))
+            if run_.returncode:
+                raise SystemExit(f"biostrata {' '.join(argv)} failed:\n{run_.stderr.decode()}")
+            best["subprocess"] = min(best.get("subprocess", t), t)
+            out.unlink()
+        with contextlib.redirect_stdout(io.StringIO()):
+            t, status = seconds(lambda: command(argv))
+        if status:
+            raise SystemExit(f"biostrata {' '.join(argv)}: exit status {status}")
+        best["command"] = min(best.get("command", t), t)
+    with EmbeddingStore(out) as store:
+        stored = {layer: store.array("mean", layer, case.ids) for layer in store.layers}
+    if sorted(got) != sorted(stored):
+        raise SystemExit(f"{case.name}: layers {sorted(got)} in memory, {sorted(stored)} in the store")
+    same = all(np.allclose(got[k], stored[k], rtol=1e-5, atol=1e-6) for k in got)
+    diff = max(float(np.abs(got[k] - stored[k]).max()) for k in got)
+    return {"what": case.what, "layers": sorted(got), "seconds": {k: round(v, 3) for k, v in best.items()},
+            "command_vs_in_memory": round(best["command"] / best["in_memory"], 3),
+            "subprocess_vs_in_memory": round(best["subprocess"] / best["in_memory"], 3),
+            "allclose": bool(same), "max_abs_difference": diff}  # fmt: skip
+
+
+def compare_with_command(args: argparse.Namespace) -> None:
+    """The ``--against-command`` mode: every family, a Markdown table, the JSON."""
+    policy, load = os.environ.get("OMP_WAIT_POLICY", "unset"), [round(os.getloadavg()[0], 2)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        results = {case.name: against_command(case, folder, args)
+                   for case in (make(args, folder) for make in (protein_case, domain_case, dna_case))}  # fmt: skip
+    load.append(round(os.getloadavg()[0], 2))
+    print("## biostrata.embed in memory against `biostrata embed`\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {torch.get_num_interop_threads()} "
+          f"interop threads, OMP_WAIT_POLICY={policy}, {platform.processor() or platform.machine()}, "
+          f"best of {args.repeats} in alternation (the subprocess: of 2), mean pooling, load average {load[0]} at the "
+          f"start, {load[1]} at the end\n")  # fmt: skip
+    print("| model | in memory (s) | command (s) | command / in memory | command as a subprocess (s) "
+          "| subprocess / in memory | arrays equal the store | input |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    for name, r in results.items():
+        s = r["seconds"]
+        print(f"| {name} | {s['in_memory']:.3f} | {s['command']:.3f} | {r['command_vs_in_memory']:.2f}x "
+              f"| {s['subprocess']:.3f} | {r['subprocess_vs_in_memory']:.2f}x "
+              f"| {'yes' if r['allclose'] else 'NO'} (max diff {r['max_abs_difference']:.1e}) | {r['what']} |")  # fmt: skip
+    if args.json:
+        record = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                  "interop_threads": torch.get_num_interop_threads(), "omp_wait_policy": policy,
+                  "load_average_start_end": load, "repeats": args.repeats, "families": results}  # fmt: skip
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+
+
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (``sys.argv`` when ``argv`` is None)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -122,6 +294,12 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of the backend comparison")
     parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument(
+        "--against-command", action="store_true", help="time biostrata.embed in memory against `biostrata embed`"
+    )
+    parser.add_argument("--command-proteins", type=int, default=150, help="--against-command: proteins")
+    parser.add_argument("--command-clusters", type=int, default=500, help="--against-command: gene clusters")
+    parser.add_argument("--command-dna", type=int, default=1000, help="--against-command: DNA sequences (300 bp)")
     return parser.parse_args(argv)
 
 
@@ -129,6 +307,9 @@ def main() -> None:
     args = arguments()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.against_command:
+        compare_with_command(args)
+        return
     records, what = load_proteins(args.n, args.seed)
     seqs = [r.sequence for r in records]
     residues = sum(len(s) for s in seqs)
