@@ -60,7 +60,7 @@ from biostrata.data.proteins import ProteinRecord, read_domain_proteins
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.esm_hf import from_fair_esm
 from biostrata.models.extract import DEFAULT_TOKEN_BUDGET, embed_batch, extract_embeddings, plan_batches
-from biostrata.models.genome_cnn import build_model, save_model
+from biostrata.models.genome_cnn import build_model
 from biostrata.models.protein_lm import FairESM, small_protein_lm
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bgc" / "mibig_domains.tsv"
@@ -135,17 +135,11 @@ def drift(plm, seqs: list[str], layers: list[int]) -> dict:
 
 
 def model_file(model, folder: Path) -> Path:
-    """Write ``model`` where ``biostrata embed --model`` reads it and return that path: a protein LM as a
-    transformers folder, a domain LM as a sequence-models ``.pt``, a genome CNN as ``save_model``'s file
-    (the one place that knows the files)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``model`` where ``biostrata embed --model`` reads it and return that path: a model folder of
+    ``save_pretrained`` (a protein LM as a transformers folder, so that the command runs the same backend)."""
     if isinstance(model, FairESM):
-        return from_fair_esm(model).save(folder / "esm")
-    if isinstance(model, DomainLM):
-        model.save(folder / "domain_lm.pt")
-        return folder / "domain_lm.pt"
-    save_model(model, folder / "model.pt")
-    return folder / "model.pt"
+        model = from_fair_esm(model)
+    return model.save_pretrained(folder / type(model).__name__)
 
 
 @dataclass
