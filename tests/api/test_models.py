@@ -92,6 +92,11 @@ def test_a_domain_lm_on_domain_sentences_equals_the_command(tmp_path: Path, caps
     tokens = biostrata.embed(model, tmp_path / "clusters.txt", layers=[2], pooling="per_token", token_budget=8)
     with EmbeddingStore(tmp_path / "c.h5") as store:
         np.testing.assert_array_equal(tokens[2][4], store.per_token("B4", layer=2))
+    wide = DomainLM(DomainVocabulary(PFAM), d_embed=8, d_model=6, n_layers=2, kernel_size=3, r=2).eval()
+    mixed = biostrata.embed(wide, sentences, layers=[0, -1])  # layers of two widths, as in BiGCARP (1280, 256)
+    assert mixed[0].shape == (6, 8) and mixed[2].shape == (6, 6)
+    np.testing.assert_array_equal(mixed[2], biostrata.embed(wide, sentences, layers=[-1])[2])
+    assert [t.shape for t in biostrata.embed(wide, sentences[:2], [0, 2], "per_token")[0]] == [(3, 8), (4, 8)]
     with pytest.raises(InputError, match="inputs\\[1\\] \\(1\\): a cluster without domains"):
         biostrata.embed(model, [["PF00001"], []])
     with pytest.raises(InputError, match="pooling='bos'"):

@@ -392,14 +392,19 @@ def cluster_states(
 ) -> Iterator[list[Embedded]]:
     """The one loop over a domain LM: gene clusters (token rows of ``vocab.encode``) packed by length
     (:func:`token_states`), given back ``chunk`` at a time as :data:`Embedded` items: the ``mean`` over the
-    cluster's domains ``[n_layers, D]`` and every domain's states ``[n_layers, length, D]``, float32."""
+    cluster's domains ``[n_layers, D]`` and every domain's states ``[n_layers, length, D]``, float32 (layers of
+    other widths, as layer 0 when ``d_embed != d_model``: a list of ``[D_l]`` and of ``[length, D_l]``)."""
     from tqdm.auto import tqdm
 
     done: list[Embedded] = []
     states_of = token_states(model, encoded, layer_ids, token_budget=token_budget, device=device)
     for i, states in tqdm(states_of, total=len(encoded), unit="cluster", disable=not progress, desc="embed"):
-        stacked = np.stack([states[layer] for layer in layer_ids]).astype(np.float32)
-        done.append((i, len(encoded[i]), {"mean": stacked.mean(1)}, stacked))
+        per_layer = [np.asarray(states[layer], dtype=np.float32) for layer in layer_ids]
+        if len({x.shape[-1] for x in per_layer}) == 1:
+            stacked = np.stack(per_layer)
+            done.append((i, len(encoded[i]), {"mean": stacked.mean(1)}, stacked))
+        else:  # one store holds one width and refuses these before the loop; in memory each layer keeps its own
+            done.append((i, len(encoded[i]), {"mean": [x.mean(0) for x in per_layer]}, per_layer))
         if len(done) >= chunk:
             yield done
             done = []
