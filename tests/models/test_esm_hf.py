@@ -13,7 +13,7 @@ import torch
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import DataNotFoundError, InputError
-from biostrata.models.esm_hf import MAX_RESIDUES_KEY, TransformersESM, from_fair_esm, hub_name
+from biostrata.models.esm_hf import MAX_RESIDUES_KEY, TransformersESM, from_fair_esm, hub_name, transformers_output
 from biostrata.models.extract import extract_embeddings
 from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
 
@@ -106,6 +106,40 @@ def test_the_saved_length_limit_and_a_torn_vocab_write(pair, tmp_path: Path, mon
     monkeypatch.undo()
     assert (directory / "vocab.txt").read_text() == before
     assert not [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_published_masked_lm_folder_loads_quietly_and_missing_weights_are_an_error(pair, tmp_path, capfd) -> None:
+    """Published ESM-2 folders hold EsmForMaskedLM: loading them as EsmModel leaves the lm_head unused, which
+    transformers reports in a coloured table with a bar on every load; that stays quiet unless progress is asked
+    for, and a weight that EsmModel needs but the files lack stops the load."""
+    from safetensors.torch import load_file, save_file
+    from transformers import EsmForMaskedLM
+
+    _, hf = pair
+    directory = tmp_path / "esm2_mlm"
+    masked = EsmForMaskedLM(hf.model.config)
+    masked.esm.load_state_dict(hf.model.state_dict(), strict=False)
+    masked.save_pretrained(directory)
+    (directory / "vocab.txt").write_text("\n".join(sorted(hf.vocab, key=hf.vocab.get)) + "\n")
+    capfd.readouterr()
+    model = load_protein_lm(directory)
+    err = capfd.readouterr().err
+    assert "LOAD REPORT" not in err and "UNEXPECTED" not in err and "Loading weights" not in err and "\x1b[" not in err
+    tokens = model.tokenize(["MKTAYIAKQR"])
+    with torch.no_grad():
+        last = hf.num_layers
+        torch.testing.assert_close(model.embed(tokens, [last])[last], hf.embed(tokens, [last])[last], rtol=0, atol=1e-6)
+    from transformers.utils import logging
+
+    before = logging.is_progress_bar_enabled()
+    for progress in (True, False):  # the bars follow progress inside, and are as they were after
+        with transformers_output(progress):
+            assert logging.is_progress_bar_enabled() is progress
+        assert logging.is_progress_bar_enabled() is before
+    weights = load_file(directory / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if "layer.1." not in k}, directory / "model.safetensors")
+    with pytest.raises(InputError, match=r"esm2_mlm: the files lack \d+ weight\(s\) of EsmModel .*incomplete download"):
+        load_protein_lm(directory)
 
 
 @pytest.mark.parametrize("typo", ["./my_esm", "/tmp/nonexist/esm", "~/esm", "models/esm2/small", "my_esm/", "esm.pt",

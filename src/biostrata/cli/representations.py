@@ -226,7 +226,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         raise InputError(f"--family-table needs records with Pfam families (a .tsv domain table), not {args.input}")
     # what can be checked before the model loads; extract_embeddings checks again with the model's limits
     check_options(args.token_budget, args.long, args.overlap, args.max_residues, args.device, args.precision)
-    plm = load_protein_lm(args.model, args.trust_checkpoint, args.max_residues, args.backend)
+    plm = load_protein_lm(args.model, args.trust_checkpoint, args.max_residues, args.backend, not args.no_progress)
     if args.family_table:
         table_layer = args.table_layer if args.table_layer is not None else args.layers[-1]
         if plm.layer_index([table_layer])[0] not in plm.layer_index(args.layers):

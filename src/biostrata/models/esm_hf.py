@@ -15,8 +15,9 @@ transformers applies before adding it. :func:`from_fair_esm` maps a fair-esm ESM
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -80,7 +81,8 @@ class TransformersESM(Pretrained, ProteinLM):
         for key, value in {MAX_RESIDUES_KEY: self.max_residues, **extra, "biostrata": meta(self.family)}.items():
             setattr(config, key, value)
         with tempfile.TemporaryDirectory(prefix=f".{directory.name}.", dir=directory.parent) as tmp:
-            self.model.save_pretrained(tmp, safe_serialization=True)
+            with transformers_output():
+                self.model.save_pretrained(tmp, safe_serialization=True)
             written = sorted(Path(tmp).iterdir(), key=lambda f: f.name == CONFIG)  # config.json last
             atomic_write_text(directory / "vocab.txt", "\n".join(sorted(self.vocab, key=self.vocab.get)) + "\n")
             for file in written:
@@ -137,10 +139,37 @@ def _vocab(path: Path | None) -> dict[str, int]:
     return {tok: i for i, tok in enumerate(tokens)}
 
 
-def load_transformers_esm(name_or_dir: str | Path, max_residues: int | None = None) -> TransformersESM:
+@contextlib.contextmanager
+def transformers_output(progress: bool = False) -> Iterator[None]:
+    """transformers' (and the hub's) progress bars shown only with ``progress``, and its log kept to errors:
+    its load report lists every weight of a published ``EsmForMaskedLM`` file that ``EsmModel`` leaves unused
+    (the ``lm_head``), in colour, on every load. Weights the model lacks are checked by the caller instead."""
+    logging = require("transformers").utils.logging
+    import huggingface_hub.utils as hub  # transformers' own dependency
+
+    verbosity, bars, hub_bars = (
+        logging.get_verbosity(),
+        logging.is_progress_bar_enabled(),
+        hub.are_progress_bars_disabled(),
+    )
+    logging.set_verbosity_error()
+    (logging.enable_progress_bar if progress else logging.disable_progress_bar)()
+    (hub.enable_progress_bars if progress else hub.disable_progress_bars)()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        (logging.enable_progress_bar if bars else logging.disable_progress_bar)()
+        (hub.disable_progress_bars if hub_bars else hub.enable_progress_bars)()
+
+
+def load_transformers_esm(
+    name_or_dir: str | Path, max_residues: int | None = None, progress: bool = False
+) -> TransformersESM:
     """Load ``EsmModel`` from a local directory or a hub name (module docstring); ``max_residues``
-    defaults to the value saved with the model (:meth:`TransformersESM.save`), else 1022 (the length
-    ESM-2 was trained on). A path that does not exist is refused (:func:`check_model_path`)."""
+    defaults to the value saved with the model (:meth:`TransformersESM.save_pretrained`), else 1022 (the
+    length ESM-2 was trained on). A path that does not exist is refused (:func:`check_model_path`).
+    transformers' bars show with ``progress``; a weight of ``EsmModel`` that the files lack is an error."""
     EsmModel = require("transformers").EsmModel
     cached_file = require("transformers.utils").cached_file
 
@@ -152,15 +181,24 @@ def load_transformers_esm(name_or_dir: str | Path, max_residues: int | None = No
     else:
         source, name = hub_name(str(name_or_dir)), str(name_or_dir).rstrip("/").split("/")[-1]
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    try:
-        model = EsmModel.from_pretrained(source, add_pooling_layer=False, local_files_only=True)
-    except OSError:
-        if path.is_dir() or offline:
-            raise DataNotFoundError(_not_found(source, path.is_dir())) from None
+    options = {"add_pooling_layer": False, "output_loading_info": True}
+    with transformers_output(progress):
         try:
-            model = EsmModel.from_pretrained(source, add_pooling_layer=False)
+            model, info = EsmModel.from_pretrained(source, local_files_only=True, **options)
         except OSError:
-            raise DataNotFoundError(_not_found(source, False)) from None
+            if path.is_dir() or offline:
+                raise DataNotFoundError(_not_found(source, path.is_dir())) from None
+            try:
+                model, info = EsmModel.from_pretrained(source, **options)
+            except OSError:
+                raise DataNotFoundError(_not_found(source, False)) from None
+    # buffers that EsmModel computes (rotary frequencies, position ids) are not stored in the files
+    missing = [k for k in info.get("missing_keys", ()) if "inv_freq" not in k and "position_ids" not in k]
+    if missing:
+        raise InputError(
+            f"{source}: the files lack {len(missing)} weight(s) of EsmModel ({', '.join(sorted(missing)[:4])}...); "
+            "not an ESM model, or an incomplete download"
+        )
     vocab_file = (
         path / "vocab.txt"
         if path.is_dir()

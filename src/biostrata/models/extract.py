@@ -319,7 +319,7 @@ def extract_embeddings(
     try:
         for done in protein_states(plm, sequences, todo, layer_ids, token_budget=token_budget, long=long, overlap=overlap,
                                    per_token=keep_tokens, device=device, precision=precision, progress=progress,
-                                   desc=f"embed r{rank}"):  # fmt: skip
+                                   desc=f"embed (rank {rank} of {world_size})" if world_size > 1 else "embed"):  # fmt: skip
             store.append(
                 [records[i].id for i, *_ in done],
                 [n for _, n, _, _ in done],

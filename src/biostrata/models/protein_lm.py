@@ -124,7 +124,11 @@ BACKENDS = ("auto", "transformers", "fair-esm")
 
 
 def load_protein_lm(
-    name_or_path: str | Path, trusted: bool = False, max_residues: int | None = None, backend: str = "auto"
+    name_or_path: str | Path,
+    trusted: bool = False,
+    max_residues: int | None = None,
+    backend: str = "auto",
+    progress: bool = False,
 ) -> ProteinLM:
     """Load an ESM model. A folder of ``save_pretrained`` (either backend) loads as it was saved. Otherwise
     ``backend="auto"``: a ``.pt`` file is fair-esm's, a directory and a name are transformers' (:mod:`biostrata.models.esm_hf`; ``esm2_t33_650M_UR50D`` means
@@ -135,7 +139,7 @@ def load_protein_lm(
     ``weights_only`` unless ``trusted``. ``max_residues`` defaults to the value saved with the model,
     else 1022 (ESM-1b's hard limit, and the length ESM-2 was trained on). A path that does not exist
     (``./my_esm``, ``~/esm``, ``a/b/c``) is refused, not looked up on the hub
-    (:func:`~biostrata.models.esm_hf.check_model_path`).
+    (:func:`~biostrata.models.esm_hf.check_model_path`). ``progress``: transformers' loading bars.
     """
     if backend not in BACKENDS:
         raise InputError(f"backend={backend!r} (--backend): choose one of {', '.join(BACKENDS)}")
@@ -152,7 +156,7 @@ def load_protein_lm(
     if backend == "transformers" or (
         backend == "auto" and (path.is_dir() or not (path.is_file() or path.suffix == ".pt"))
     ):
-        return load_transformers_esm(name_or_path, max_residues)
+        return load_transformers_esm(name_or_path, max_residues, progress)
     return _load_fair_esm(path, str(name_or_path), trusted, max_residues)
 
 
