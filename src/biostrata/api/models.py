@@ -235,11 +235,8 @@ def _embed_proteins(model: Any, inputs: Any, layers: Sequence[int], pooling: str
 def _clusters(inputs: Any) -> list[Cluster]:
     """Domain sentences from a file or from lists / strings of Pfam tokens (ids ``0..n-1``)."""
     from biostrata.data.clusters import Cluster, read_clusters
-    from biostrata.data.proteins import read_domain_segments
 
-    if isinstance(inputs, (str, os.PathLike)):
-        if str(inputs).endswith(".tsv"):
-            return [Cluster(cid, tuple(acc for acc, _ in hits)) for cid, hits in read_domain_segments(inputs).items()]
+    if isinstance(inputs, (str, os.PathLike)):  # a domain table (.tsv) too: read_clusters tells it by its header
         return list(read_clusters(inputs))
     clusters = []
     for i, item in enumerate(inputs):
