@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from biostrata.cli import main
@@ -63,9 +65,8 @@ def test_bad_input_is_one_line_with_exit_2(tmp_path, capsys, files, args, messag
     assert not (tmp_path / "o").exists()  # nothing written
 
 
-@needs_data
-def test_from_genbank_to_cluster_embeddings_and_cka(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """The tutorial of docs/annotate.md on a small scale: annotate, pre-train, embed, compare layers."""
+def _needs_default_hmms() -> None:
+    """Skip unless the default Pfam HMMs (the gecco package) are installed."""
     from biostrata.data.annotate import default_hmm_path
     from biostrata.errors import DataNotFoundError
 
@@ -73,6 +74,12 @@ def test_from_genbank_to_cluster_embeddings_and_cka(tmp_path: Path, capsys: pyte
         default_hmm_path()
     except DataNotFoundError:
         pytest.skip("the gecco package (default Pfam HMMs) is not installed")
+
+
+@needs_data
+def test_from_genbank_to_cluster_embeddings_and_cka(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The tutorial of docs/annotate.md on a small scale: annotate, pre-train, embed, compare layers."""
+    _needs_default_hmms()
     gbk = [str(DATA / "genomes" / f) for f in ("BGC0000015.gbk", "BGC0001866.gbk")]
     assert main(["annotate", *gbk, "--out", str(tmp_path / "a"), "--no-progress"]) == 0
     clusters = str(tmp_path / "a" / "clusters.csv")
@@ -87,3 +94,48 @@ def test_from_genbank_to_cluster_embeddings_and_cka(tmp_path: Path, capsys: pyte
     assert "3 clusters (3 embedded now), layers [1, 4, 8]" in out, out
     assert main(["cka", store, "--out", str(tmp_path / "cka.csv"), "--heatmap", str(tmp_path / "cka.png")]) == 0
     assert (tmp_path / "cka.png").stat().st_size > 0 and len((tmp_path / "cka.csv").read_text().splitlines()) == 4
+    # the domain table embeds as the same sentences (one layout for every stage)
+    argv[argv.index(clusters)], argv[argv.index(store)] = str(tmp_path / "a" / "domains.tsv"), str(tmp_path / "t.h5")
+    assert main(argv) == 0
+    from biostrata.data.embedding_store import EmbeddingStore
+
+    with EmbeddingStore(store) as a, EmbeddingStore(tmp_path / "t.h5") as b:
+        ids = sorted(a.ids)
+        assert sorted(b.ids) == ids and np.array_equal(a.array(ids=ids), b.array(ids=ids))
+
+
+@needs_data
+def test_the_strata_study_runs_on_an_annotation(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """annotate -> study strata --data: every domain instance (DNA, protein, family, cluster) comes from the
+    annotation, the clans from the table annotate was given; no product classes: that probe alone is skipped,
+    and the run says so (tiny widths, 1 epoch, CPU)."""
+    from biostrata.data.clusters import read_clusters
+
+    _needs_default_hmms()
+    ann, run = tmp_path / "ann", tmp_path / "run"
+    argv = ["annotate", *map(str, sorted((DATA / "genomes").glob("*.gbk"))), "--out", str(ann), "--clans",
+            str(DATA / "pfam" / "Pfam-A.clans.tsv"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    # the domain table is a corpus too (pretrain --corpus), the same clusters as clusters.csv
+    corpus = [(c.id, c.domains) for c in read_clusters(ann / "clusters.csv")]
+    assert [(c.id, c.domains) for c in read_clusters(ann / "domains.tsv")] == corpus and len(corpus) == 3
+    tiny = ["--kmers", "2", "--dna-length", "48", "--cnn-epochs", "1", "--cnn-hidden", "8", "--protein-layers", "1",
+            "--protein-dim", "8", "--protein-heads", "2", "--protein-epochs", "1", "--protein-max-length", "32",
+            "--widths", "4", "--width", "4", "--domain-layers", "1", "--domain-seeds", "0", "--domain-epochs", "1",
+            "--instances", "50", "--delta-samples", "20", "--delta-repeats", "1", "--folds", "2", "--probe-seeds", "0",
+            "--clan-min-families", "2", "--clan-min-count", "2", "--umap-neighbors", "5", "--accelerator", "cpu",
+            "--no-progress"]  # fmt: skip
+    assert main(["study", "strata", "--data", str(ann), "--out", str(run), *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "skipped product-class probe: no product classes (--classes; an annotation has none)" in out, out
+    skipped = dict(line.split(": ", 1) for line in out.splitlines() if line.startswith("skipped "))
+    assert "skipped clan probe" not in skipped and set(skipped) <= {"skipped cnn", "skipped product-class probe"}
+    settings = json.loads((run / "settings.json").read_text())
+    assert (settings["domains"], settings["corpus"]) == (str(ann / "domains.tsv"), str(ann / "clusters.csv"))
+    assert settings["pfam"] == str(DATA / "pfam" / "Pfam-A.clans.tsv") and settings["classes"] == ""
+    facts = json.loads((run / "facts.json").read_text())
+    assert facts["instances"] == json.loads((ann / "annotation.json").read_text())["domains"] and facts["clusters"] == 3
+    assert facts["clan_probe_clans"] >= 2
+    probes = pd.read_csv(run / "probes.csv")
+    assert probes["clan_auroc_macro"].notna().all() and not any(c.startswith("product_") for c in probes)
+    assert "## Skipped" in (run / "strata.md").read_text()

@@ -31,12 +31,35 @@ def test_strata_data_takes_the_accession_corpus(tmp_path: Path, monkeypatch: pyt
     import biostrata.studies.strata as study
 
     seen = {}
-    tables = {"widths": pd.DataFrame(), "probes": pd.DataFrame({"name": ["domain/lorentz/1"]})}
+    tables = {"widths": pd.DataFrame(), "probes": pd.DataFrame({"name": ["domain/lorentz/1"]}),
+              "skipped": pd.DataFrame(columns=["part", "reason"])}  # fmt: skip
     monkeypatch.setattr(study, "run_strata", lambda out, s: seen.update(s=s) or tables)
     assert main(["study", "strata", "--out", str(tmp_path / "o"), "--data", str(tmp_path), "--widths", "8", "16",
                  "--width", "16"]) == 0  # fmt: skip
     s = seen["s"]
     assert s.corpus == str(tmp_path / "bgc" / "mibig_pfamid.csv") and s.widths == [8, 16] and s.width == 16
+
+
+def test_strata_data_takes_an_annotation_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    """--data a `biostrata annotate` output: its domain table and clusters, the clans table it recorded (if
+    any), no product classes; what the run skipped is printed."""
+    import json
+
+    import biostrata.studies.strata as study
+
+    seen = {}
+    skipped = pd.DataFrame({"part": ["product-class probe"], "reason": ["no product classes"]})
+    tables = {"widths": pd.DataFrame(), "probes": pd.DataFrame({"name": ["domain/lorentz/1"]}), "skipped": skipped}
+    monkeypatch.setattr(study, "run_strata", lambda out, s: seen.update(s=s) or tables)
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    for clans, pfam in ((None, ""), ("/x/Pfam-A.clans.tsv", "/x/Pfam-A.clans.tsv")):
+        (ann / "annotation.json").write_text(json.dumps({"settings": {"clans": clans}}))
+        assert main(["study", "strata", "--out", str(tmp_path / "o"), "--data", str(ann)]) == 0
+        s = seen["s"]
+        assert (s.domains, s.corpus) == (str(ann / "domains.tsv"), str(ann / "clusters.csv"))
+        assert (s.pfam, s.classes) == (pfam, "")
+    assert "skipped product-class probe: no product classes" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

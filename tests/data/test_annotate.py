@@ -21,6 +21,7 @@ from biostrata.data.annotate import (
 from biostrata.data.clusters import read_clusters
 from biostrata.data.genes import Gene, genes_of, read_records
 from biostrata.data.pfam import PfamFamily, PfamTable
+from biostrata.data.proteins import read_fasta
 from biostrata.errors import DataNotFoundError, InputError
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -250,6 +251,38 @@ def test_the_database_is_checked_before_genes(tmp_path: Path, motifs: dict[str, 
         clans = str(tmp_path / "missing.tsv")
         annotate_files([tmp_path / "n.fna"], tmp_path / "o", AnnotateSettings(hmm=str(tmp_path / "t.hmm"), clans=clans))
     assert not (tmp_path / "o").exists()
+
+
+def test_domain_rows_give_each_domain_its_dna_and_protein() -> None:
+    """The envelope on the protein and its codons on the gene's coding sequence; the frame is checked by
+    translating the gene (a /translation that differs: mismatch; no DNA: no evidence)."""
+    from biostrata.data.annotate import domain_rows
+
+    genes = [Gene("r", "g", 10, 25, -1, "MKVWL", "ATGAAAGTGTGGCTGTAA"), Gene("r", "h", 30, 45, 1, "MKVWL", "ATGAAATAA"),
+             Gene("p", "q", 0, 0, 0, "MKVWL")]  # fmt: skip
+    hits = [DomainHit(k, "PF00001.2", "PF00001", "A", 1, 4, 1, 4, 0, 3, 30.0, 1e-5) for k in range(3)]
+    rows = domain_rows(genes, hits)
+    assert [(r["dna_start"], r["dna_end"], r["dna_sequence"], r["protein_sequence"], r["frame_evidence"]) for r in rows] == [
+        (3, 12, "AAAGTGTGG", "KVW", "hmm"), (3, 12, "AAATAA", "KVW", "mismatch"), (3, 12, "", "KVW", "")]  # fmt: skip
+
+
+@needs_data
+def test_a_genbank_annotation_holds_each_domain_dna_in_gene_orientation(tmp_path: Path) -> None:
+    """The real record: both PF00005 hits (genes on the minus strand) with DNA that translates to their segment."""
+    from biostrata.config import AnnotateSettings
+    from biostrata.data.genes import translate
+
+    settings = AnnotateSettings(hmm=str(DATA / "pfam" / "Pfam-A.PF00005.hmm"), cutoff="evalue", Z=16712, cpus=1,
+                                progress=False)  # fmt: skip
+    annotate_files([DATA / "genomes" / "BGC0000015.gbk"], tmp_path, settings)
+    rows = list(csv.DictReader(open(tmp_path / "domains.tsv"), delimiter="\t"))
+    proteins = {r.id: r.sequence for r in read_fasta(tmp_path / "proteins.faa")}
+    assert [(r["protein_id"], r["gene_strand"]) for r in rows] == [("AAK73498.1", "-1"), ("AAK73499.1", "-1")]
+    for r in rows:
+        start, end = int(r["env_start"]), int(r["env_end"])
+        inside = translate("GCT" + r["dna_sequence"])[1:]  # a codon before: the first one is not read as a start
+        assert r["protein_sequence"] == proteins[r["protein_id"]][start:end] == inside
+        assert (int(r["dna_start"]), int(r["dna_end"])) == (3 * start, 3 * end) and r["frame_evidence"] == "hmm"
 
 
 @needs_data

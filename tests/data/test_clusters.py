@@ -57,6 +57,23 @@ def test_three_formats_agree(tmp_path: Path, pfam: PfamTable) -> None:
     assert [c.split for c in corpora[2]] == ["train", "valid"]
 
 
+def test_a_domain_table_is_a_corpus_in_either_layout(tmp_path: Path, pfam: PfamTable) -> None:
+    """annotate's domains.tsv and the MIBiG layout give the clusters their clusters.csv would (by header)."""
+    (tmp_path / "mibig.tsv").write_text(
+        "bgc_id\tpfam_id\tgene_id\tprotein_accession\tdna_start\tdna_end\tprotein_sequence\n"
+        "B1\tPF00550\tg2\tA\t1\t9\tMKV\nB1\tPF00005.3\tg1\tA\t1\t9\tMKV\nB2\tPF00109\tg1\tB\t1\t9\tWW\n"
+    )
+    (tmp_path / "domains.tsv").write_text(
+        "record\tprotein_id\tgene_start\tgene_end\tpfam_id\tdna_start\tdna_end\tprotein_sequence\n"
+        "B1\tg2\t0\t90\tPF00005.3\t0\t9\tMKV\nB1\tg1\t100\t190\tPF00550.1\t0\t9\tMKV\n"
+        "B2\tx\t0\t90\tPF00109.2\t0\t9\tWW\n"
+    )
+    for name in ("mibig.tsv", "domains.tsv"):
+        corpus = read_clusters(tmp_path / name, pfam)
+        assert [(c.id, c.domains) for c in corpus] == [("B1", ("PF00005", "PF00550")), ("B2", ("PF00109",))]
+        assert read_clusters(tmp_path / name, pfam, fmt="domain-table").ids == corpus.ids
+
+
 def test_csv_errors_name_file_and_line(tmp_path: Path, pfam: PfamTable) -> None:
     path = tmp_path / "b.csv"
     path.write_text("cluster_id,label,domain_tokens\nB1,NRP,PF00005\nB2,NRP\nB3,NRP,\n")

@@ -89,6 +89,37 @@ def test_domain_segments_ordered_by_gene_and_position_without_repeated_rows(tmp_
         read_domain_segments(path)
 
 
+ANNOTATE = ("record\tprotein_id\tgene_start\tgene_end\tgene_strand\tpfam_id\tpfam\tname\tenv_start\tenv_end\t"
+            "dna_start\tdna_end\tdna_sequence\tprotein_sequence\tframe_evidence\n")  # fmt: skip
+
+
+def test_annotate_table_reads_by_its_own_column_names_hits_along_the_record(tmp_path: Path) -> None:
+    """annotate's domains.tsv: cluster = record, gene and protein = protein_id; a cluster's hits ordered by the
+    gene's place on the record (not its id), then by start; proteins without coordinates in file order."""
+    rows = ["r1\tz9\t500\t800\t1\tPF00002.3\tPF00002\tB\t0\t3\t0\t9\tATGAAAGTG\tMKV\thmm",
+            "r1\ta1\t100\t400\t-1\tPF00001.1\tPF00001\tA\t4\t6\t12\t18\tTGGTGG\tWW\thmm",
+            "r1\ta1\t100\t400\t-1\tPF00003.1\tPF00003\tC\t0\t2\t0\t6\tCTGCTG\tLL\thmm",
+            "p\tq\t0\t0\t0\tPF00001.1\tPF00001\tA\t0\t2\t0\t6\t\tAA\t",
+            "p\tb\t0\t0\t0\tPF00002.1\tPF00002\tB\t0\t2\t0\t6\t\tCC\t"]  # fmt: skip
+    path = tmp_path / "domains.tsv"
+    path.write_text(ANNOTATE + "\n".join(rows) + "\n")
+    assert read_domain_segments(path) == {
+        "p": [("PF00001", "AA"), ("PF00002", "CC")],  # a protein FASTA: its proteins in file order
+        "r1": [("PF00003", "LL"), ("PF00001", "WW"), ("PF00002", "MKV")],
+    }
+    assert [r.id for r in read_proteins(path)][:2] == ["r1|z9|z9|0-9|PF00002", "r1|a1|a1|12-18|PF00001"]
+    path.write_text(ANNOTATE.replace("\tdna_start\tdna_end\tdna_sequence\tprotein_sequence\tframe_evidence", "")
+                    + "r1\tz9\t500\t800\t1\tPF00002.3\tPF00002\tB\t0\t3\n")  # fmt: skip
+    with pytest.raises(InputError, match=r"domains.tsv:1: missing column.*older `biostrata annotate`: annotate again"):
+        read_domain_segments(path)
+    path.write_text("cluster\tpfam_id\nB1\tPF00001\n")
+    with pytest.raises(InputError, match=r"domains.tsv:1: missing column.*Give `biostrata annotate`'s domains.tsv or"):
+        read_domain_segments(path)
+    path.write_text(ANNOTATE + rows[0] + "\tx\n")
+    with pytest.raises(InputError, match=r"domains.tsv:2: wrong number of fields \(the header has 15\)"):
+        read_domain_segments(path)
+
+
 def test_gzipped_fasta_reads_like_the_plain_file(tmp_path: Path) -> None:
     import gzip
 

@@ -165,6 +165,37 @@ def test_shuffled_domain_table_gives_the_same_study(tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(first[key], second[key])
 
 
+def test_without_clans_and_classes_the_run_says_what_it_skipped(tmp_path: Path, monkeypatch) -> None:
+    """No clans table: the clan-trained CNNs and the clan probe are skipped; no class table: the product-class
+    probe; the rest runs, and the run names each skipped part with its reason."""
+    import biostrata.report.strata as report
+
+    drawn = {}
+    monkeypatch.setattr(report, "plot_umap", lambda vectors, colourings, path, **kw: drawn.update(colourings))
+    files = write_inputs(tmp_path) | {"pfam": "", "classes": ""}
+    out = tmp_path / "study"
+    tables = run_strata(out, tiny_settings(files).replace(skip=["protein", "widths"], domain_variants=["euclidean"]))
+    skipped = dict(zip(tables["skipped"]["part"], tables["skipped"]["reason"]))
+    assert set(skipped) == {"protein", "widths", "cnn", "clan probe", "product-class probe"}
+    assert skipped["cnn"] == skipped["clan probe"] and "no Pfam clans table (--pfam;" in skipped["cnn"]
+    assert skipped["product-class probe"].startswith("no product classes (--classes")
+    assert {n.split("/")[1] for n in tables["probes"]["name"]} == {"kmer", "euclidean"}
+    assert list(tables["probes"].columns) == ["name"] and len(tables["delta"]) and len(tables["cka"])
+    page = (out / "strata.md").read_text()
+    assert "## Skipped" in page and f"- clan probe: {skipped['clan probe']}" in page and "clan_f1 " not in page
+    assert (out / "skipped.csv").is_file() and list(drawn) == ["Pfam clan"]  # no product classes to colour by
+
+
+def test_a_table_without_checked_dna_is_refused_before_any_work(tmp_path: Path) -> None:
+    from biostrata.studies.strata.steps import load_inputs
+
+    files = write_inputs(tmp_path)
+    table = Path(files["domains"]).read_text()
+    Path(files["domains"]).write_text(table.replace("\thmm\n", "\tambiguous\n").replace("\tunique\n", "\tambiguous\n"))
+    with pytest.raises(InputError, match=r"domains.tsv: no domain has both a token in the corpus .*annotate genomes"):
+        load_inputs(tiny_settings(files))
+
+
 def test_representation_files_must_hold_the_study_rows_in_order(tmp_path: Path) -> None:
     from biostrata.studies.strata.compare import read_reps
     from biostrata.studies.strata.steps import write_reps

@@ -89,7 +89,7 @@ def delta(
         Instead of ``x``: the delta of ``calibrate`` points in each reference space (a random tree, the
         plane, R^128, the sphere, the hyperbolic plane; see ``analysis.hyperbolicity.CALIBRATION``).
     model, data : path, optional
-        Instead of ``x``: a model of ``biostrata train`` (``model.pt`` or its folder) and a task folder
+        Instead of ``x``: a model of ``biostrata train`` (its run folder) and a task folder
         (GUE layout): the delta of ``points`` random sequences of its ``split`` as the model embeds them,
         and of two Euclidean baselines, their one-hot encoding and their ``kmer`` spectrum.
     split : {"train", "dev", "test"}

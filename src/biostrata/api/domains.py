@@ -52,7 +52,7 @@ def annotate(
     -------
     Annotation
         ``domains`` (DataFrame, one row per domain hit: record, protein, coordinates, Pfam accession,
-        score, i-Evalue), ``clusters`` (DataFrame, one row per record with domains: ``cluster_id``,
+        score, i-Evalue, the domain's DNA and protein segment), ``clusters`` (DataFrame, one row per record with domains: ``cluster_id``,
         ``domain_tokens``, the domain sentence), ``proteins`` (DataFrame, one row per protein with its
         ``sequence``), ``record`` (what ``annotation.json`` holds) and ``write(folder)``.
     """

@@ -40,6 +40,7 @@ def load(
     max_residues: int | None = None,
     backend: str = "auto",
     pfam: PfamTable | PathLike | None = None,
+    progress: bool = False,
 ) -> Any:
     """Load a model of any family, told by what the path holds.
 
@@ -61,6 +62,8 @@ def load(
         How a protein LM given by name loads (``auto``: transformers).
     pfam : PfamTable or path of Pfam-A.clans.tsv, optional
         A domain LM: maps the family names its checkpoint lacks to accessions.
+    progress : bool
+        A transformers ESM: show transformers' loading bars.
 
     Only ``.pt`` files are unpickled (with ``weights_only`` unless ``trusted``); model folders hold JSON and
     safetensors, which run no code.
@@ -90,13 +93,13 @@ def load(
 
             return load_model(path)[0]
         if (path / "config.json").is_file():
-            return load_protein_lm(path, max_residues=max_residues, backend="transformers")
+            return load_protein_lm(path, max_residues=max_residues, backend="transformers", progress=progress)
         raise InputError(f"{path}: a folder with neither config.json nor model.pt; give {KINDS}")
     if path.is_file():
         return _load_file(path, trusted, max_residues, table)
     if str(path_or_name) in BIGCARP_NAMES:
         return DomainLM.load(str(path_or_name), table)
-    return load_protein_lm(path_or_name, trusted, max_residues, backend)  # a hub name; refuses a missing path
+    return load_protein_lm(path_or_name, trusted, max_residues, backend, progress)  # a hub name; refuses a missing path
 
 
 def _load_file(path: Path, trusted: bool, max_residues: int | None, pfam: PfamTable | None) -> Any:
@@ -246,11 +249,8 @@ def _embed_proteins(model: Any, inputs: Any, layers: Sequence[int], pooling: str
 def _clusters(inputs: Any) -> list[Cluster]:
     """Domain sentences from a file or from lists / strings of Pfam tokens (ids ``0..n-1``)."""
     from biostrata.data.clusters import Cluster, read_clusters
-    from biostrata.data.proteins import read_domain_segments
 
-    if isinstance(inputs, (str, os.PathLike)):
-        if str(inputs).endswith(".tsv"):
-            return [Cluster(cid, tuple(acc for acc, _ in hits)) for cid, hits in read_domain_segments(inputs).items()]
+    if isinstance(inputs, (str, os.PathLike)):  # a domain table (.tsv) too: read_clusters tells it by its header
         return list(read_clusters(inputs))
     clusters = []
     for i, item in enumerate(inputs):

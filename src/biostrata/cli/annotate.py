@@ -13,7 +13,8 @@ def _annotate(p: argparse.ArgumentParser) -> None:
 
     Take the genes of each record (CDS features, or pyrodigal where a record has none), search their proteins
     against Pfam profile HMMs with pyhmmer (hmmsearch, all cores), keep the domains above the gathering cut-offs
-    (or DeepBGC's E-value rule), resolve overlaps, and write domains.tsv, clusters.csv (the layout of
+    (or DeepBGC's E-value rule), resolve overlaps, and write domains.tsv (each domain with its DNA and protein:
+    the table `embed`, `pretrain --corpus` and `study strata --data` read), clusters.csv (the layout of
     mibig_pfamid.csv, ready for `biostrata pretrain --corpus` and the domain LM), proteins.faa and
     annotation.json (database, sha256, Z, thresholds, tool versions) to --out; annotation.json is written
     last, and without it the folder is not a finished annotation. A GenBank or nucleotide FASTA record is

@@ -35,15 +35,15 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--corpus",
         required=True,
-        help="domain level: domain-name list, accession CSV or BiGCARP CSV; "
-        "protein level: FASTA or a domain table (.tsv with protein_sequence)",
+        help="domain level: domain-name list, accession CSV, BiGCARP CSV or a domain table (.tsv: annotate's "
+        "domains.tsv or mibig_domains.tsv); protein level: FASTA or a domain table (its domains' protein segments)",
     )
     add_out(p)
     p.add_argument("--pfam", help="Pfam-A.clans.tsv, to map domain names and accessions (recommended)")
     p.add_argument(
         "--format",
         default="auto",
-        choices=("auto", "domain-list", "pfamid", "bigcarp"),
+        choices=("auto", "domain-list", "pfamid", "bigcarp", "domain-table"),
         help="domain level: layout of --corpus; auto tells it by the file's columns",
     )
     p.add_argument("--strict", action="store_true", help="stop at the first unknown domain or malformed line")
@@ -120,8 +120,9 @@ def _embed(p: argparse.ArgumentParser) -> None:
     and packed by a token budget; mean/BOS/per-token outputs of the chosen layers streamed into an HDF5 store
     keyed by sequence id (resumable). Under torchrun each rank writes OUT.rank<r>-of-<w>.h5; --merge joins them.
     With a domain table --family-table also writes the mean vector of each Pfam family's members, for
-    `biostrata pretrain --init-table`. Gene clusters (--input a .csv such as `biostrata annotate` writes, or a
-    domain list .txt; --model a BiGCARP / `biostrata pretrain` checkpoint or a name such as bigcarp_random):
+    `biostrata pretrain --init-table`. Gene clusters (--input a .csv such as `biostrata annotate` writes, a
+    domain list .txt, or a domain table .tsv; --model a BiGCARP / `biostrata pretrain` checkpoint or a name such
+    as bigcarp_random):
     per layer the mean over each cluster's domains, and with --pooling per_token the state of every domain;
     domains outside the model's vocabulary are counted and reported. DNA (--input a CSV sequence,label;
     --model a `biostrata train` run folder or its model.pt): per layer the mean over its own positions (a hyperbolic
@@ -142,7 +143,9 @@ def _embed(p: argparse.ArgumentParser) -> None:
         "name loads fair-esm's own download (esm2_t33_650M_UR50D.pt in $TORCH_HOME/hub/checkpoints)",
     )
     p.add_argument(
-        "--input", help="FASTA or domain table (.tsv): proteins; clusters .csv or domain list .txt: gene clusters"
+        "--input",
+        help="FASTA or domain table (.tsv): proteins; clusters .csv, domain list .txt or domain table (.tsv, "
+        "with a domain LM): gene clusters",
     )
     add_out(p, help="HDF5 store to write (or to merge into, with --merge)")
     p.add_argument("--layers", type=int, nargs="+", default=[-1], help="layers (0 = token embedding; -1 = last)")
@@ -212,12 +215,14 @@ def _run_embed(args: argparse.Namespace) -> int:
         return 0
     if not args.model or not args.input:
         raise InputError("give --model and --input (or --merge STORE ...)")
-    if Path(args.input).suffix.lower() in (".csv", ".txt"):
+    suffix = Path(args.input).suffix.lower()
+    if suffix in (".csv", ".txt"):
         return _embed_table(args)
     _precision_of_half(args)
     from biostrata.data.proteins import family_members, read_proteins
     from biostrata.models.extract import check_options, extract_embeddings
     from biostrata.models.init_table import family_table_from_store
+    from biostrata.models.protein_interface import ProteinLM
     from biostrata.models.protein_lm import load_protein_lm
 
     records = read_proteins(args.input)
@@ -226,7 +231,16 @@ def _run_embed(args: argparse.Namespace) -> int:
         raise InputError(f"--family-table needs records with Pfam families (a .tsv domain table), not {args.input}")
     # what can be checked before the model loads; extract_embeddings checks again with the model's limits
     check_options(args.token_budget, args.long, args.overlap, args.max_residues, args.device, args.precision)
-    plm = load_protein_lm(args.model, args.trust_checkpoint, args.max_residues, args.backend, not args.no_progress)
+    progress = not args.no_progress
+    if suffix == ".tsv":  # a domain table: its protein segments, or with a domain LM its clusters
+        from biostrata.api.models import load
+
+        plm = load(args.model, trusted=args.trust_checkpoint, max_residues=args.max_residues, backend=args.backend,
+                   progress=progress)  # fmt: skip
+        if not isinstance(plm, ProteinLM):
+            return _embed_table(args, plm)
+    else:
+        plm = load_protein_lm(args.model, args.trust_checkpoint, args.max_residues, args.backend, progress)
     if args.family_table:
         table_layer = args.table_layer if args.table_layer is not None else args.layers[-1]
         if plm.layer_index([table_layer])[0] not in plm.layer_index(args.layers):
@@ -248,13 +262,14 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embed_table(args: argparse.Namespace) -> int:
-    """``biostrata embed`` of a .csv or .txt input: gene clusters with a domain LM, DNA with a genome CNN."""
+def _embed_table(args: argparse.Namespace, model=None) -> int:
+    """``biostrata embed`` of a .csv or .txt input, or of a domain table (.tsv) with a model already loaded:
+    gene clusters with a domain LM, DNA with a genome CNN."""
     from biostrata.api.models import load
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.genome_cnn import EuclideanCNN, HyperbolicCNN
 
-    model = load(args.model)
+    model = load(args.model) if model is None else model
     dna = isinstance(model, (EuclideanCNN, HyperbolicCNN))
     if not (dna or isinstance(model, DomainLM)):
         raise InputError(

@@ -45,15 +45,22 @@ def _study(p: argparse.ArgumentParser) -> None:
         "strata",
         help="the same MIBiG domains as DNA, protein, domain token and cluster: delta, CKA and probes per layer, "
         "Euclidean and Lorentz models",
-        description="For the domain instances of mibig_domains.tsv seen at every stratum: k-mer spectra and genome "
+        description="For the domain instances of mibig_domains.tsv (or of an annotation: --data a `biostrata "
+        "annotate` output folder) seen at every stratum: k-mer spectra and genome "
         "CNNs (Euclidean and Lorentz) trained to tell the Pfam clan from the domain's DNA; a protein LM; the domain LM "
         "in both geometries (Lorentz token table and distance logits) at several widths and seeds. Then the relative "
         "Gromov delta of every layer with calibration spaces, linear CKA between all layers of all strata (instances "
         "aligned by id), clan and product-class probes, held-out masked-token accuracy and perplexity per width, and "
-        "UMAP pictures. Writes strata.md, CSV tables and plots in --out. Resumable; a GPU is used when present.",
+        "UMAP pictures. Writes strata.md, CSV tables and plots in --out. Without a Pfam clans table the CNNs and the "
+        "clan probe are skipped, without product classes the product-class probe; the run says what it skipped. "
+        "Resumable; a GPU is used when present.",
     )
     add_out(t, "runs/strata")
-    t.add_argument("--data", help="folder with bgc/ and pfam/: sets the four input files that are not given one by one")
+    t.add_argument(
+        "--data",
+        help="folder with bgc/ and pfam/, or a `biostrata annotate` output (domains.tsv, clusters.csv, and the "
+        "clans table it was given, if any; no product classes): sets the four input files that are not given one by one",
+    )
     add_settings(t, StrataSettings, "study options")
     paths(t, data="dir")
     t.set_defaults(run=_run_study_strata)
@@ -89,7 +96,7 @@ def _run_study_strata(args: argparse.Namespace) -> int:
     from biostrata.studies.strata import run_strata
 
     try:
-        tables = run_strata(args.out, _with_data(args, "mibig_pfamid.csv"))
+        tables = run_strata(args.out, _with_data(args, "mibig_pfamid.csv", annotation=True))
     except KeyboardInterrupt:
         print(
             f"biostrata: interrupted: finished steps are kept under {args.out}; run the same command again to resume.",
@@ -98,13 +105,18 @@ def _run_study_strata(args: argparse.Namespace) -> int:
         return 130
     print_table(tables["widths"].groupby(["geometry", "width"])[["test_acc", "test_ppl"]].mean().reset_index()
                 if len(tables["widths"]) else tables["probes"].head(), digits=3)  # fmt: skip
-    print(f"wrote {args.out}/strata.md, delta.csv, cka.csv, probes.csv, widths.csv and the pictures")
+    for r in tables["skipped"].itertuples():
+        print(f"skipped {r.part}: {r.reason}")
+    print(f"wrote {args.out}/strata.md, delta.csv, cka.csv, probes.csv, widths.csv, skipped.csv and the pictures")
     return 0
 
 
-def _with_data(args: argparse.Namespace, corpus: str):
+def _with_data(args: argparse.Namespace, corpus: str, annotation: bool = False):
     """The settings with ``--data DIR`` filling the four input files left at their defaults (a file given as
-    an option or in --config stays); ``corpus``: the study's corpus file in ``DIR/bgc``."""
+    an option or in --config stays); ``corpus``: the study's corpus file in ``DIR/bgc``. With ``annotation``
+    DIR may also be a ``biostrata annotate`` output (told by its ``annotation.json``): ``domains.tsv``,
+    ``clusters.csv``, the clans table recorded in ``annotation.json`` (none: "") and no class table ("")."""
+    import json
     from dataclasses import fields
     from pathlib import Path
 
@@ -112,9 +124,14 @@ def _with_data(args: argparse.Namespace, corpus: str):
     if not args.data:
         return settings
     data = Path(args.data)
-    files = {
-        "corpus": data / "bgc" / corpus, "pfam": data / "pfam" / "Pfam-A.clans.tsv",
-        "classes": data / "bgc" / "mibig3_classes.csv", "domains": data / "bgc" / "mibig_domains.tsv",
-    }  # fmt: skip
+    if annotation and (data / "annotation.json").is_file():
+        record = json.loads((data / "annotation.json").read_text())
+        files = {"corpus": data / "clusters.csv", "pfam": record.get("settings", {}).get("clans") or "",
+                 "classes": "", "domains": data / "domains.tsv"}  # fmt: skip
+    else:
+        files = {
+            "corpus": data / "bgc" / corpus, "pfam": data / "pfam" / "Pfam-A.clans.tsv",
+            "classes": data / "bgc" / "mibig3_classes.csv", "domains": data / "bgc" / "mibig_domains.tsv",
+        }  # fmt: skip
     defaults = {f.name: f.default for f in fields(settings)}
     return settings.replace(**{k: str(v) for k, v in files.items() if getattr(settings, k) == defaults[k]})

@@ -25,14 +25,20 @@ class StrataSettings(ProteinLMSettings):
     (the amino-acid stratum's protein LM: :class:`ProteinLMSettings`)."""
 
     domains: str = field(
-        default="../shared/data/bgc/mibig_domains.tsv", metadata=field_help("per-domain table with DNA and protein")
+        default="../shared/data/bgc/mibig_domains.tsv",
+        metadata=field_help("domain table with DNA and protein (mibig_domains.tsv, or annotate's domains.tsv)"),
     )
     corpus: str = field(
-        default="../shared/data/bgc/mibig_pfamid.csv", metadata=field_help("BGC corpus of Pfam accessions")
+        default="../shared/data/bgc/mibig_pfamid.csv",
+        metadata=field_help("BGC corpus of Pfam accessions (or annotate's clusters.csv)"),
     )
-    pfam: str = field(default="../shared/data/pfam/Pfam-A.clans.tsv", metadata=field_help("Pfam clans table"))
+    pfam: str = field(
+        default="../shared/data/pfam/Pfam-A.clans.tsv",
+        metadata=field_help("Pfam clans table ('': none; the CNNs and the clan probe are then skipped)"),
+    )
     classes: str = field(
-        default="../shared/data/bgc/mibig3_classes.csv", metadata=field_help("MIBiG product classes (multi-hot)")
+        default="../shared/data/bgc/mibig3_classes.csv",
+        metadata=field_help("product classes, multi-hot ('': none; the product-class probe is then skipped)"),
     )
     split: list[float] = field(
         default_factory=lambda: [0.8, 0.1, 0.1],

@@ -239,17 +239,30 @@ def _clan(pfam: PfamTable | None, hit: DomainHit) -> str | None:
 
 # -- outputs --------------------------------------------------------------------------------------
 DOMAIN_COLUMNS = ("record", "protein_id", "gene_start", "gene_end", "gene_strand", "pfam_id", "pfam", "name",
-                  "env_start", "env_end", "ali_start", "ali_end", "hmm_start", "hmm_end", "score", "i_evalue")  # fmt: skip
+                  "env_start", "env_end", "ali_start", "ali_end", "hmm_start", "hmm_end", "score", "i_evalue",
+                  "dna_start", "dna_end", "dna_sequence", "protein_sequence", "frame_evidence")  # fmt: skip
 
 
 def domain_rows(genes: Sequence[Gene], hits: Sequence[DomainHit]) -> list[dict]:
-    """One ``domains.tsv`` row per hit (columns :data:`DOMAIN_COLUMNS`)."""
+    """One ``domains.tsv`` row per hit (columns :data:`DOMAIN_COLUMNS`). The domain is its envelope: on the
+    protein ``protein_sequence = protein[env_start:env_end]``, on the gene's coding sequence (gene orientation,
+    from its first codon) ``dna_start = 3 * env_start``, ``dna_end = 3 * env_end`` and ``dna_sequence`` those
+    bases; ``frame_evidence`` is ``hmm`` when the gene's DNA translates to its protein (the frame is the gene
+    call's, the one the HMM hit), ``mismatch`` when it does not (a ``/translation`` that differs), and empty
+    without DNA (a protein input)."""
+    from biostrata.data.genes import translate
+
+    evidence: dict[int, str] = {}
     rows = []
     for h in hits:
         g = genes[h.gene]
+        if h.gene not in evidence:
+            evidence[h.gene] = "" if not g.dna else "hmm" if translate(g.dna) == g.protein else "mismatch"
         rows.append(dict(zip(DOMAIN_COLUMNS, (
             g.record, g.id, g.start, g.end, g.strand, h.accession, h.family, h.name, h.env_start, h.env_end,
             h.ali_start, h.ali_end, h.hmm_start, h.hmm_end, round(h.score, 2), f"{h.i_evalue:.3g}",
+            3 * h.env_start, 3 * h.env_end, g.dna[3 * h.env_start : 3 * h.env_end], g.protein[h.env_start : h.env_end],
+            evidence[h.gene],
         ))))  # fmt: skip
     return rows
 

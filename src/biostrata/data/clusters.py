@@ -9,6 +9,9 @@ Files read (every reader reports problems with ``path:line``):
 - BiGCARP CSV: a ``domains`` column of ``;``-joined Pfam names or accessions, optionally an id column
   (``cluster_id``, ``bgc_id``, ``sequence_id``, ``id`` or ``name``), a class column (``function``,
   ``label`` or ``class``) and a ``split`` column (``train``/``valid``/``test``).
+- Domain table (``.tsv`` with a ``pfam_id`` column: ``biostrata annotate``'s ``domains.tsv`` or the MIBiG
+  layout, read by :func:`biostrata.data.proteins.read_domain_segments`): a cluster's domains in the order of
+  its hits along the record.
 - Class table (``mibig3_classes.csv``): ``sequence_id,<class 1>,...,<class C>`` with 0/1 entries.
 
 Domains are stored as Pfam accessions without version (``PF00005``) when a Pfam table
@@ -38,7 +41,7 @@ from biostrata.errors import DataNotFoundError, InputError
 
 __all__ = [
     "Cluster", "Issue", "ClusterCorpus", "DomainVocabulary", "read_clusters", "read_domain_list", "read_pfamid_csv",
-    "read_bigcarp_csv", "read_classes", "class_matrix",
+    "read_bigcarp_csv", "read_domain_table", "read_classes", "class_matrix",
 ]  # fmt: skip
 
 SEP = "[SEP]"
@@ -243,21 +246,39 @@ def read_bigcarp_csv(path: str | Path, pfam: PfamTable | None = None, strict: bo
     return reader.corpus()
 
 
+def read_domain_table(path: str | Path, pfam: PfamTable | None = None, strict: bool = False) -> ClusterCorpus:
+    """Read the clusters of a domain table (one Pfam hit per row; see the module docstring)."""
+    from biostrata.data.proteins import read_domain_segments
+
+    reader = _Reader(path, "domain table", pfam, strict)
+    for cid, hits in read_domain_segments(reader.path).items():
+        reader.add(Cluster(cid, tuple(acc for acc, _ in hits), where=f"{reader.path}: cluster {cid}"))
+    return reader.corpus()
+
+
+#: The corpus formats of :func:`read_clusters`.
+CORPUS_FORMATS = ("auto", "domain-list", "pfamid", "bigcarp", "domain-table")
+
+
 def read_clusters(
     path: str | Path, pfam: PfamTable | str | Path | None = None, fmt: str = "auto", strict: bool = False
 ) -> ClusterCorpus:
-    """Read a BGC corpus; ``fmt`` is ``auto``, ``domain-list``, ``pfamid`` or ``bigcarp``.
+    """Read a BGC corpus; ``fmt`` is one of :data:`CORPUS_FORMATS`.
 
-    ``auto`` picks ``pfamid`` for a CSV with a ``domain_tokens`` column, ``bigcarp`` for a CSV with a
-    ``domains`` column, and ``domain-list`` otherwise.
+    ``auto`` picks ``domain-table`` for a tab-separated header with a ``pfam_id`` column, ``pfamid`` for a
+    CSV with a ``domain_tokens`` column, ``bigcarp`` for a CSV with a ``domains`` column, and
+    ``domain-list`` otherwise.
     """
     path = Path(path)
     _require_file(path, "cluster corpus")
     table = PfamTable.read(pfam) if isinstance(pfam, (str, Path)) else pfam
     if fmt == "auto":
         header = [h.strip() for h in _csv_header(path)]
-        fmt = "pfamid" if "domain_tokens" in header else "bigcarp" if "domains" in header else "domain-list"
-    readers = {"domain-list": read_domain_list, "pfamid": read_pfamid_csv, "bigcarp": read_bigcarp_csv}
+        tabbed = header[0].split("\t") if len(header) == 1 else []
+        fmt = ("domain-table" if "pfam_id" in tabbed else "pfamid" if "domain_tokens" in header else
+               "bigcarp" if "domains" in header else "domain-list")  # fmt: skip
+    readers = {"domain-list": read_domain_list, "pfamid": read_pfamid_csv, "bigcarp": read_bigcarp_csv,
+               "domain-table": read_domain_table}  # fmt: skip
     if fmt not in readers:
         raise InputError(f"fmt={fmt!r}: choose one of auto, {', '.join(readers)}")
     return readers[fmt](path, table, strict)

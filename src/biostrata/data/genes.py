@@ -20,7 +20,9 @@ A :class:`Gene` has 0-based, end-exclusive coordinates on its record (``start < 
 strand: the span from its first to its last base, introns included) and the protein without a stop
 ``*``; its strand is -1 when every part of its location is complemented (``complement(join(a,b))`` or
 ``join(complement(b),complement(a))``), else +1. Proteins of a protein FASTA have no record coordinates
-(``start = end = 0``, ``strand = 0``).
+(``start = end = 0``, ``strand = 0``). Its ``dna`` is the coding sequence in the gene's orientation from the
+first base of its first codon (a CDS's spliced location from its ``/codon_start``, pyrodigal's gene with its
+stop codon), so that residue ``i`` of the protein is codon ``dna[3 * i : 3 * i + 3]``; empty for a bare protein.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Record:
 @dataclass(frozen=True)
 class Gene:
     """A protein-coding gene: record id, protein id, 0-based end-exclusive ``start``/``end``, ``strand``
-    (+1, -1, or 0 for a bare protein) and the protein."""
+    (+1, -1, or 0 for a bare protein), the protein and its coding ``dna`` (module docstring; "" when unknown)."""
 
     record: str
     id: str
@@ -72,6 +74,7 @@ class Gene:
     end: int
     strand: int
     protein: str
+    dna: str = ""
 
 
 def _unzipped(path: Path) -> Path:
@@ -189,21 +192,24 @@ def _cds_gene(path: Path, record: str, seq: str, feature, k: int) -> Gene | None
     start, end = min(a for a, _, _ in leaves), max(b for _, b, _ in leaves)
     strand = -1 if all(minus for _, _, minus in leaves) else 1
     protein = _qualifier(feature, "translation")
+    if protein is None and any(q.key == "pseudo" for q in feature.qualifiers):
+        return None
     if protein is None:
-        if any(q.key == "pseudo" for q in feature.qualifiers):
-            return None
-        table = _int_qualifier(feature, "transl_table", 11, where)
         codon_start = _int_qualifier(feature, "codon_start", 1, where)
         if codon_start not in (1, 2, 3):
             raise InputError(f"{where}: /codon_start={codon_start} is not 1, 2 or 3; fix it, or give /translation")
-        protein = translate(_spliced(seq, feature.location)[codon_start - 1 :], table, where=where)
+    else:  # the translation is given: a malformed /codon_start only leaves the DNA unknown
+        codon_start = {"1": 1, "2": 2, "3": 3}.get(_qualifier(feature, "codon_start") or "1", 0)
+    dna = _spliced(seq, feature.location)[codon_start - 1 :] if codon_start else ""
+    if protein is None:
+        protein = translate(dna, _int_qualifier(feature, "transl_table", 11, where), where=where)
     protein = re.sub(r"\s+", "", protein).upper().rstrip("*")
     if not protein:
         raise InputError(f"{where}: empty translation")
     if not set(protein) <= _AMINO_ACIDS:
         bad = sorted(set(protein) - _AMINO_ACIDS)[:3]
         raise InputError(f"{where}: letters {bad} in the translation are not amino acids")
-    return Gene(record, gid, start, end, strand, protein)
+    return Gene(record, gid, start, end, strand, protein, dna)
 
 
 def _int_qualifier(feature, key: str, default: int, where: str) -> int:
@@ -292,5 +298,5 @@ def _predict(records: Sequence[Record], progress: bool) -> Iterator[tuple[str, l
         finder.train(*(r.sequence.encode() for r in records))
     for r in tqdm(records, unit="record", desc="pyrodigal", disable=not progress):
         found = finder.find_genes(r.sequence.encode())
-        yield r.id, [Gene(r.id, f"{r.id}_{k}", g.begin - 1, g.end, g.strand, g.translate().rstrip("*"))
+        yield r.id, [Gene(r.id, f"{r.id}_{k}", g.begin - 1, g.end, g.strand, g.translate().rstrip("*"), g.sequence())
                      for k, g in enumerate(found, 1)]  # fmt: skip

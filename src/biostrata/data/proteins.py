@@ -2,10 +2,14 @@
 
 - FASTA: ``>id description`` header (the id is the text up to the first whitespace), then
   sequence lines, plain or gzip-compressed. A trailing stop ``*`` is removed; letters are upper-cased.
-- Domain table (``mibig_domains.tsv``), tab-separated with a header that includes ``bgc_id``,
-  ``pfam_id``, ``gene_id``, ``dna_start``, ``dna_end`` and ``protein_sequence``: one Pfam domain
-  hit per row. Each row becomes a record with id ``<bgc_id>|<gene_id>|<dna_start>-<dna_end>|<pfam_id>``
-  and ``family = pfam_id``.
+- Domain table, tab-separated with a header, one Pfam domain hit per row, in either of two layouts told by
+  their column names (:data:`DOMAIN_TABLE_COLUMNS`): MIBiG's (``mibig_domains.tsv``: ``bgc_id``, ``pfam_id``,
+  ``gene_id``, ``protein_accession``, ``dna_start``, ``dna_end``, ``protein_sequence``, and for the strata
+  ``dna_sequence``, ``frame_evidence``, ``biosynthetic_class``) or ``biostrata annotate``'s ``domains.tsv``
+  (the cluster is its ``record``, gene and protein its ``protein_id``; the same ``pfam_id``, ``dna_start``,
+  ``dna_end``, ``dna_sequence``, ``protein_sequence``, ``frame_evidence``). Each row becomes a record with id
+  ``<bgc_id>|<gene_id>|<protein_accession>|<dna_start>-<dna_end>|<family>``, ``family`` the accession
+  without its version.
 """
 
 from __future__ import annotations
@@ -24,13 +28,25 @@ __all__ = [
     "read_fasta",
     "read_domain_proteins",
     "read_domain_segments",
+    "domain_rows",
+    "DOMAIN_TABLE_COLUMNS",
     "read_proteins",
     "family_members",
 ]
 
 CANONICAL_AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"  # the 20 standard residues
 
-_TSV_COLUMNS = ("bgc_id", "pfam_id", "gene_id", "protein_accession", "dna_start", "dna_end", "protein_sequence")
+#: The columns a domain table needs, by their MIBiG names, each read from the first of its names that the
+#: header has: MIBiG's, then ``biostrata annotate``'s.
+DOMAIN_TABLE_COLUMNS = {
+    "bgc_id": ("bgc_id", "record"),
+    "pfam_id": ("pfam_id",),
+    "gene_id": ("gene_id", "protein_id"),
+    "protein_accession": ("protein_accession", "protein_id"),
+    "dna_start": ("dna_start",),
+    "dna_end": ("dna_end",),
+    "protein_sequence": ("protein_sequence",),
+}
 
 
 @dataclass(frozen=True)
@@ -90,27 +106,44 @@ def read_fasta(path: str | Path) -> list[ProteinRecord]:
 
 
 def domain_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
-    """``(file:line, row)`` for every row of a domain table, with ``family`` (the Pfam accession without
-    its version), ``segment`` (the cleaned protein sequence) and integer ``dna_start``/``dna_end`` added."""
+    """``(file:line, row)`` for every row of a domain table in either layout (module docstring), with the
+    columns of :data:`DOMAIN_TABLE_COLUMNS` under their MIBiG names, integer ``dna_start``/``dna_end``,
+    ``family`` (the Pfam accession without its version), ``segment`` (the cleaned protein sequence) and
+    ``locus``, the key that orders a cluster's hits: by gene, then ``dna_start``, ``dna_end`` and family; genes
+    by ``gene_id`` in the MIBiG layout, along the record in annotate's (``gene_start``, ``gene_end``, then the
+    gene's first line: proteins without coordinates in file order, as in annotate's ``clusters.csv``)."""
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"domain table not found: {path}")
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in _TSV_COLUMNS if c not in (reader.fieldnames or [])]
+        header = reader.fieldnames or []
+        names = {c: next((n for n in options if n in header), None) for c, options in DOMAIN_TABLE_COLUMNS.items()}
+        missing = [c for c, n in names.items() if n is None]
         if missing:
-            raise InputError(f"{path}:1: missing column(s) {missing}; header is {reader.fieldnames}")
+            older = "record" in header and "protein_id" in header  # annotate's layout, before the domains' sequences
+            raise InputError(
+                f"{path}:1: missing column(s) {missing}; header is {header}. "
+                + ("Written by an older `biostrata annotate`: annotate again to add them" if older else
+                   "Give `biostrata annotate`'s domains.tsv or a table in the MIBiG layout (mibig_domains.tsv)")
+            )  # fmt: skip
+        placed = "gene_start" in header and "gene_end" in header
+        first_line: dict[tuple[str, str], int] = {}
         for row in reader:
             where = f"{path}:{reader.line_num}"
-            if None in row or any(row[c] is None for c in _TSV_COLUMNS):
-                raise InputError(f"{where}: wrong number of fields")
-            for col in ("dna_start", "dna_end"):
+            if None in row or any(v is None for v in row.values()):
+                raise InputError(f"{where}: wrong number of fields (the header has {len(header)})")
+            row.update({c: row[n] for c, n in names.items()})
+            for col in ("dna_start", "dna_end", *(("gene_start", "gene_end") if placed else ())):
                 try:
                     row[col] = int(row[col])
                 except ValueError:
                     raise InputError(f"{where}: {col} must be an integer, got {row[col]!r}") from None
             row["family"] = row["pfam_id"].strip().split(".")[0]
             row["segment"] = _clean(row["protein_sequence"], where)
+            gene = (row["gene_start"], row["gene_end"], first_line.setdefault((row["bgc_id"], row["gene_id"]),
+                    reader.line_num)) if placed else (row["gene_id"],)  # fmt: skip
+            row["locus"] = (*gene, row["dna_start"], row["dna_end"], row["family"])
             yield where, row
 
 
@@ -140,15 +173,15 @@ def read_domain_proteins(path: str | Path, dedupe: bool = True) -> list[ProteinR
 
 
 def read_domain_segments(path: str | Path) -> dict[str, list[tuple[str, str]]]:
-    """Cluster id -> its domain hits ``(Pfam accession, protein segment)``, clusters in id order, hits
-    ordered by gene, start, end and family; rows repeating the same hit (gene, protein, coordinates,
-    family) count once (the first)."""
-    hits: dict[tuple, str] = {}
+    """Cluster id -> its domain hits ``(Pfam accession, protein segment)``, clusters in id order, hits in
+    ``locus`` order (:func:`domain_rows`: by gene, start, end and family); rows repeating the same hit (gene,
+    protein, coordinates, family) count once (the first)."""
+    hits: dict[tuple, tuple[tuple, str]] = {}
     for _, row in domain_rows(path):
-        hits.setdefault(hit_key(row), row["segment"])
+        hits.setdefault(hit_key(row), (row["locus"], row["segment"]))
     out: dict[str, list[tuple[str, str]]] = {}
-    for key in sorted(hits, key=lambda k: (k[0], k[1], k[3], k[4], k[5])):  # stable: ties keep file order
-        out.setdefault(key[0], []).append((key[5], hits[key]))
+    for key in sorted(hits, key=lambda k: (k[0], hits[k][0])):  # stable: ties keep file order
+        out.setdefault(key[0], []).append((key[5], hits[key][1]))
     return out
 
 

@@ -1,9 +1,10 @@
 """The same Pfam domain instances seen at the strata of biological organization.
 
-``mibig_domains.tsv`` holds, for each Pfam domain hit of a MIBiG cluster, the domain's DNA (in gene
-orientation), its protein segment (``frame_evidence``: how its reading frame was chosen; ``hmm`` and
-``unique`` are checked, ``ambiguous`` is not) and its family. :func:`read_instances` makes one row per
-distinct hit (a repeated row counts once), keyed by ``instance_id`` =
+A domain table (``mibig_domains.tsv``, or the ``domains.tsv`` of ``biostrata annotate``: the one reader
+:func:`biostrata.data.proteins.domain_rows` takes both) holds, for each Pfam domain hit of a cluster, the
+domain's DNA (in gene orientation), its protein segment (``frame_evidence``: how its reading frame was chosen;
+``hmm`` and ``unique`` are checked, anything else is not) and its family. :func:`read_instances` makes one row
+per distinct hit (a repeated row counts once), keyed by ``instance_id`` =
 ``<bgc_id>|<gene_id>|<protein_accession>|<dna_start>-<dna_end>|<family>`` (the record ids of
 :func:`biostrata.data.proteins.read_domain_proteins`), so that every stratum can be joined by id:
 
@@ -11,10 +12,12 @@ distinct hit (a repeated row counts once), keyed by ``instance_id`` =
 - domain: ``family`` (accession without version), its ``clan`` (Pfam clans table, "" when none), and
   ``token_position``, the position of the same domain in the cluster's domain sentence of a corpus
   (the k-th occurrence of a family in the cluster paired with its k-th token; -1 when not paired);
-- cluster: ``bgc_id``, ``product_class`` (``biosynthetic_class``), and ``hit_index``, the hit's
-  position among its cluster's hits (by gene, start, end, family).
+- cluster: ``bgc_id``, ``product_class`` (``biosynthetic_class``; "" in annotate's table), and
+  ``hit_index``, the hit's position among its cluster's hits (by gene, start, end, family: the ``locus`` of
+  :func:`~biostrata.data.proteins.domain_rows`).
 
-Rows are sorted by cluster and ``hit_index`` whatever the order of the file's lines.
+Rows are sorted by cluster and ``hit_index`` whatever the order of the file's lines (but for proteins
+without coordinates in annotate's table, which keep the file's order).
 
 One split serves every stratum of a study (:func:`assign_splits`: clusters with identical domain lists
 together), and a nucleotide model learns the Pfam clan of a domain from its DNA (:func:`clan_classes`,
@@ -73,7 +76,7 @@ def read_instances(
 ) -> pd.DataFrame:
     """The domain instances of a domain table at every stratum (columns :data:`INSTANCE_COLUMNS`; see
     the module docstring); ``corpus`` gives ``token_position``, ``pfam`` the clans."""
-    rows = {}
+    rows, locus = {}, {}
     for where, row in domain_rows(path):
         if "dna_sequence" not in row:
             raise InputError(f"{where}: no dna_sequence column; the strata need each domain's DNA")
@@ -82,14 +85,14 @@ def read_instances(
                   row["segment"])  # fmt: skip
         # a repeated hit counts once; the smallest of its rows, so that the file's line order does not matter
         rows[key] = min(rows.get(key, fields), fields)
+        locus[key] = min(locus.get(key, row["locus"]), row["locus"])
     if not rows:
         raise InputError(f"{path}: no domain rows")
+    order = sorted(rows, key=lambda k: (k[0], locus[k], "|".join(map(str, k))))
     table = pd.DataFrame(
-        [(f"{b}|{g}|{p}|{s}-{e}|{f}", b, g, s, e, f, *rest) for (b, g, p, s, e, f), rest in rows.items()],
-        columns=["instance_id", "bgc_id", "gene", "start", "end", "family", "frame_evidence", "product_class", "dna",
-                 "protein"],
-    )  # fmt: skip
-    table = table.sort_values(["bgc_id", "gene", "start", "end", "family", "instance_id"], kind="stable")
+        [(f"{b}|{g}|{p}|{s}-{e}|{f}", b, f, *rows[b, g, p, s, e, f]) for b, g, p, s, e, f in order],
+        columns=["instance_id", "bgc_id", "family", "frame_evidence", "product_class", "dna", "protein"],
+    )
     table["hit_index"] = table.groupby("bgc_id").cumcount()
     table["clan"] = [pfam.clan(f) or "" for f in table["family"]] if pfam is not None else ""
     table["token_position"] = -1

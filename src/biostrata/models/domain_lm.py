@@ -74,7 +74,7 @@ PRESETS: dict[str, dict] = {
 BIGCARP_URL = "https://zenodo.org/record/6857704/files/"
 #: What ``DomainLM.load`` takes, for its errors.
 CHECKPOINT = (
-    "a sequence-models BiGCARP checkpoint (.pt, e.g. model.pt of `biostrata pretrain`) or a published name "
+    "a model folder of `biostrata pretrain`, a sequence-models BiGCARP checkpoint (.pt) or a published name "
     "(bigcarp_random, bigcarp_esm1bfinetune, bigcarp_esm1bfrozen)"
 )
 _CONFIG_KEYS = ("d_embed", "d_model", "n_layers", "kernel_size", "r", "slim", "activation")

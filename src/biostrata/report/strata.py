@@ -374,11 +374,13 @@ def summary_markdown(tables: Mapping[str, pd.DataFrame], s, facts: Mapping) -> s
     lines += ["## Probes (linear, standardized features)", "",
               "`clan_f1`: macro F1 of the Pfam clan per instance; `product_auroc`: macro AUROC of the MIBiG "
               "product classes per cluster (mean of its instances).", ""]  # fmt: skip
+    cells = {"clan_f1": "clan_f1_macro", "clan_auroc": "clan_auroc_macro", "product_auroc": "product_auroc_macro"}
     p = pd.DataFrame({"representation": probes["name"],
-                      "clan_f1": _pm(probes["clan_f1_macro"], probes["clan_f1_macro_sd"]),
-                      "clan_auroc": _pm(probes["clan_auroc_macro"], probes["clan_auroc_macro_sd"]),
-                      "product_auroc": _pm(probes["product_auroc_macro"], probes["product_auroc_macro_sd"])})  # fmt: skip
+                      **{k: _pm(probes[c], probes[f"{c}_sd"]) for k, c in cells.items() if c in probes}})  # fmt: skip
     lines += [p.to_markdown(index=False), ""]
+    skipped = tables.get("skipped")
+    if skipped is not None and len(skipped):
+        lines += ["## Skipped", "", *(f"- {r.part}: {r.reason}" for r in skipped.itertuples()), ""]
     if len(widths):
         lines += ["## Domain LM: Euclidean vs Lorentz at each width (mean ± sd over seeds)", "",
                   f"Seeds {list(s.domain_seeds)}, {s.domain_layers} blocks, {s.domain_epochs} epochs; the same split, "

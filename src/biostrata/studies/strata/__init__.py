@@ -1,9 +1,12 @@
-"""The strata study: the same MIBiG domain instances seen as DNA, protein segment, domain token in its
-cluster, and cluster; representations of each stratum layer by layer, in Euclidean and hyperbolic
-geometry, compared by Gromov delta, CKA and probes.
+"""The strata study: the same domain instances (of MIBiG, or of a user's ``biostrata annotate`` output) seen
+as DNA, protein segment, domain token in its cluster, and cluster; representations of each stratum layer by
+layer, in Euclidean and hyperbolic geometry, compared by Gromov delta, CKA and probes.
 
 Instances (:func:`biostrata.data.strata.read_instances`) are keyed by id; the study keeps those seen at
-every stratum (a token of the corpus, a reading frame checked by the HMM or unique). One split of the
+every stratum (a token of the corpus, a reading frame checked by the HMM or unique). Without a Pfam clans
+table (or with fewer than two clans to learn) the clan-trained CNNs and the clan probe are skipped, without
+product classes (an annotation has none) the product-class probe; ``skipped.csv`` (and ``strata.md``) says
+what was left out and why. One split of the
 clusters (train / valid / test, identical domain lists together) serves every model. Steps, each skipped
 when its files exist (a killed run resumes; ``settings.json`` must match):
 
@@ -33,9 +36,11 @@ from pathlib import Path
 import pandas as pd
 
 from biostrata.config import StrataSettings
+from biostrata.errors import InputError
 from biostrata.io import StepClock, atomic_write_json, atomic_write_text
 from biostrata.studies.strata.compare import family_means, plan_analyses, probes, read_reps, widths
 from biostrata.studies.strata.steps import (
+    NO_CLANS,
     cnn_reps,
     domain_reps,
     domain_run,
@@ -55,13 +60,15 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
     """Run (or resume) the study into ``out``; returns its tables (see module docstring)."""
     from biostrata.analysis.cka import cka_matrix
     from biostrata.analysis.strata import calibration_table, delta_table
-    from biostrata.data.strata import clan_classes
+    from biostrata.data.strata import clan_classes, clan_dna_splits
     from biostrata.provenance import code_version
     from biostrata.report.strata import plot_delta, plot_strata_cka, plot_umap, plot_widths, summary_markdown
+    from biostrata.train.run import check_splits
 
     s = s or StrataSettings()
-    # before any work, not after an hour of training
-    s.require_files(("domains", "corpus", "pfam", "classes"), ", or --data DIR (a folder with bgc/ and pfam/)")
+    # before any work, not after an hour of training (no clans table or class table: parts are skipped)
+    s.require_files(("domains", "corpus", *(k for k in ("pfam", "classes") if getattr(s, k))),
+                    ", or --data DIR (a folder with bgc/ and pfam/, or a `biostrata annotate` output)")  # fmt: skip
     out = Path(out)
     s.check_resume(out / "settings.json", ignore=RUN_ONLY)
     atomic_write_json(out / "settings.json", asdict(s))
@@ -71,11 +78,19 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
         with clock("inputs"):
             data = load_inputs(s)
             clans = clan_classes(data.instances, data.split_of, s.clan_min_count, s.clan_classes, data.probe_families)
+        skipped = {part: "asked (--skip)" for part in s.skip}
+        if "cnn" not in skipped:  # the CNNs need two clan classes or more in every split
+            try:
+                check_splits(clan_dna_splits(data.instances, data.split_of, clans, s.domains, data.probe_families))
+            except InputError as err:
+                skipped["cnn"] = NO_CLANS if data.pfam is None else (
+                    f"{err} (the classes: the clans with --clan-min-count {s.clan_min_count} training instances, "
+                    "the clan probe's families left out); lower it or give more data")  # fmt: skip
         paths = []
         with clock("nucleotide"):
             if "kmer" not in s.skip:
                 paths.append(kmer_reps(out, s, data))
-            if "cnn" not in s.skip:
+            if "cnn" not in skipped:
                 for model in s.cnn_models:
                     path, metrics = cnn_reps(out, s, data, model, clans)
                     paths.append(path)
@@ -96,6 +111,7 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
         ids = list(data.study["instance_id"])
         reps = read_reps(paths, ids)
         plan = plan_analyses(s, data)
+        skipped |= plan.skipped
         with clock("delta"):
             sample = {k: x[plan.sample] for k, x in reps.arrays.items()}
             deltas = delta_table(sample, reps.curvatures, samples=s.delta_samples, repeats=s.delta_repeats, seed=s.seed)
@@ -122,7 +138,8 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
               "clan_classes": len(clans), "clan_probe_rows": len(plan.clan_rows), "clan_probe_clans": len(set(plan.clan_labels)),
               "clan_probe_families": len(set(plan.clan_groups)), "held_out_families": len(data.probe_families), "product_clusters": len(plan.clusters),
               "sample": len(plan.sample)}  # fmt: skip
-    tables = {"delta": deltas, "calibration": calibration, "cka": cka, "probes": probe_table, "widths": width_table}
+    tables = {"delta": deltas, "calibration": calibration, "cka": cka, "probes": probe_table, "widths": width_table,
+              "skipped": pd.DataFrame(list(skipped.items()), columns=["part", "reason"])}  # fmt: skip
     for key, frame in tables.items():
         atomic_write_text(out / f"{key}.csv", frame.to_csv(index=key == "cka"))
     atomic_write_json(out / "facts.json", facts)

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from biostrata.config import StrataSettings
 from biostrata.errors import InputError
 from biostrata.io import atomic_write_json
-from biostrata.studies.strata.steps import Inputs, run_name, table_curvature
+from biostrata.studies.strata.steps import NO_CLANS, Inputs, run_name, table_curvature
 
 
 @dataclass
@@ -50,7 +50,8 @@ def read_reps(paths: list[Path], ids: list[str]) -> Reps:
 
 @dataclass
 class Plan:
-    """Which rows each analysis uses (the same for every representation)."""
+    """Which rows each analysis uses (the same for every representation); ``skipped``: the probes left out
+    (``clan probe``, ``product-class probe``) and why, their rows then empty."""
 
     sample: np.ndarray  # study rows for delta and CKA
     clan_rows: np.ndarray  # study rows of the clan probe (families no CNN saw)
@@ -59,6 +60,7 @@ class Plan:
     clusters: list[str]  # clusters of the product-class probe
     product: np.ndarray  # [clusters, classes] 0/1
     product_groups: np.ndarray
+    skipped: dict[str, str]
 
 
 def plan_analyses(s: StrataSettings, data: Inputs) -> Plan:
@@ -67,28 +69,32 @@ def plan_analyses(s: StrataSettings, data: Inputs) -> Plan:
     study = data.study
     n = len(study)
     sample = np.sort(rng_sample.choice(n, size=min(s.instances, n), replace=False))
+    skipped = {}
     # clan probe: instances of the families held out from every model trained on clan labels
     held = study[study["family"].isin(data.probe_families)]
-    if held["clan"].nunique() < 2:
-        raise InputError(
-            f"fewer than two clans have {max(s.clan_min_families, s.folds)} families (--clan-min-families, at "
-            "least --folds) among the study's instances; lower them or give more data"
-        )
     rows = sample_per_group(held["family"], s.instances, rng_clan)
-    labelled = [b for b in sorted(set(study["bgc_id"])) if b in data.classes.index]
-    product = data.classes.loc[labelled]
+    if held["clan"].nunique() < 2:
+        rows = rows[:0]
+        skipped["clan probe"] = NO_CLANS if data.pfam is None else (
+            f"fewer than two clans have {max(s.clan_min_families, s.folds)} families (--clan-min-families, at least "
+            "--folds) among the study's instances; lower them or give more data")  # fmt: skip
+    # product-class probe: the clusters with a class; folds are grouped by domain list, so a class needs a
+    # group in every fold
+    classes = data.classes if data.classes is not None else pd.DataFrame(index=pd.Index([], dtype=str))
+    labelled = [b for b in sorted(set(study["bgc_id"])) if b in classes.index]
+    product = classes.loc[labelled]
     groups = np.array([data.group_of[b] for b in labelled])
-    # folds are grouped by domain list: a class needs a group in every fold
     spread = {c: len(set(groups[product[c].to_numpy() > 0])) for c in product.columns}
     product = product[[c for c, n in spread.items() if n >= s.folds]]
     keep = product.to_numpy().sum(1) > 0
     if product.shape[1] < 2:
-        raise InputError(
-            f"fewer than two product classes occur in {s.folds} distinct clusters (--folds); give more data"
-        )
+        keep[:] = False
+        skipped["product-class probe"] = (
+            "no product classes (--classes; an annotation has none)" if data.classes is None else
+            f"fewer than two product classes occur in {s.folds} distinct clusters (--folds); give more data")  # fmt: skip
     clusters = [b for b, k in zip(labelled, keep) if k]
     return Plan(sample, rows, study.loc[rows, "clan"].to_numpy(), study.loc[rows, "family"].to_numpy(), clusters,
-                product.to_numpy()[keep].astype(np.int64), groups[keep])  # fmt: skip
+                product.to_numpy()[keep].astype(np.int64), groups[keep], skipped)  # fmt: skip
 
 
 def sample_per_group(groups: pd.Series, total: int, rng: np.random.Generator) -> np.ndarray:
@@ -126,7 +132,8 @@ def _cached(path: Path, compute) -> dict:
 
 def probes(out: Path, s: StrataSettings, data: Inputs, plan: Plan, reps: Reps) -> pd.DataFrame:
     """Clan probe (per instance) and product-class probe (per cluster, the instances' mean) of every
-    representation: one row per representation, ``clan_*`` and ``product_*`` metrics with spread over seeds."""
+    representation: one row per representation, ``clan_*`` and ``product_*`` metrics with spread over seeds
+    (none of a probe in ``plan.skipped``)."""
     from biostrata.analysis.strata import probe_summary
 
     options = dict(folds=s.folds, seeds=s.probe_seeds, C=s.probe_C)
@@ -134,10 +141,11 @@ def probes(out: Path, s: StrataSettings, data: Inputs, plan: Plan, reps: Reps) -
     for name, x in tqdm(reps.arrays.items(), desc="probes", unit="rep", disable=not s.progress):
         file = name.replace("/", ".") + ".json"
         clan = _cached(out / "probes" / "clan" / file,
-                       lambda x=x: probe_summary(x[plan.clan_rows], plan.clan_labels, plan.clan_groups, **options))  # fmt: skip
+                       lambda x=x: probe_summary(x[plan.clan_rows], plan.clan_labels, plan.clan_groups, **options)
+                       ) if len(plan.clan_rows) else {}  # fmt: skip
         product = _cached(out / "probes" / "product_class" / file,
                           lambda x=x: probe_summary(group_means(x, data.study["bgc_id"], plan.clusters), plan.product,
-                                                    plan.product_groups, **options))  # fmt: skip
+                                                    plan.product_groups, **options)) if plan.clusters else {}  # fmt: skip
         # keys sorted: a cached result (JSON, sorted) and a fresh one give the same columns
         rows.append({"name": name, **{f"clan_{k}": clan[k] for k in sorted(clan)},
                      **{f"product_{k}": product[k] for k in sorted(product)}})  # fmt: skip
@@ -170,13 +178,15 @@ def widths(out: Path, s: StrataSettings, data: Inputs, plan: Plan) -> pd.DataFra
                     curv = {str(i): k for i, k in table_curvature(metrics["config"]).items()}
                     deltas = delta_table({str(i): inst[i][plan.sample] for i in layers}, curv,
                                          samples=s.delta_samples, repeats=s.delta_repeats, seed=s.seed)  # fmt: skip
-                    clan = probe_summary(last[plan.clan_rows], plan.clan_labels, plan.clan_groups, **options)
-                    product = probe_summary(pooled[[row[b] for b in plan.clusters]], plan.product,
-                                            plan.product_groups, **options)  # fmt: skip
                     result = {"params": metrics["params"], "best_epoch": metrics["best"]["epoch"],
-                              "val_acc": metrics["best"]["val_acc"], "val_ppl": metrics["best"]["val_ppl"],
-                              "clan_probe": clan["auroc_macro"], "clan_probe_f1": clan["f1_macro"],
-                              "product_probe": product["auroc_macro"]}  # fmt: skip
+                              "val_acc": metrics["best"]["val_acc"], "val_ppl": metrics["best"]["val_ppl"]}  # fmt: skip
+                    if len(plan.clan_rows):
+                        clan = probe_summary(last[plan.clan_rows], plan.clan_labels, plan.clan_groups, **options)
+                        result |= {"clan_probe": clan["auroc_macro"], "clan_probe_f1": clan["f1_macro"]}
+                    if plan.clusters:
+                        product = probe_summary(pooled[[row[b] for b in plan.clusters]], plan.product,
+                                                plan.product_groups, **options)  # fmt: skip
+                        result["product_probe"] = product["auroc_macro"]
                     for r in deltas.itertuples():
                         key = f"delta_L{r.name}" + ("_lorentz" if r.metric == "lorentz" else "")
                         result[key] = r.relative_delta
@@ -191,13 +201,16 @@ def widths(out: Path, s: StrataSettings, data: Inputs, plan: Plan) -> pd.DataFra
 
 def family_means(data: Inputs, reps: Reps, name: str) -> tuple[np.ndarray, dict[str, list[str]]]:
     """Per-family mean of a representation over the study instances (families in sorted order), and each
-    family's colourings: its Pfam clan, and the product class most frequent among the labelled clusters
-    it occurs in (ties: the first class by name; none: "")."""
+    family's colourings: its Pfam clan, and (with product classes) the product class most frequent among the
+    labelled clusters it occurs in (ties: the first class by name; none: "")."""
     study = data.study
     families = sorted(set(study["family"]))
     means = group_means(reps.arrays[name], study["family"], families)
     clans = study.groupby("family")["clan"].first()
-    classes = data.classes[sorted(data.classes.columns)]
-    votes = classes.reindex(study["bgc_id"]).fillna(0).groupby(study["family"].to_numpy()).sum()
-    product = [str(votes.loc[f].idxmax()) if f in votes.index and votes.loc[f].max() > 0 else "" for f in families]
-    return means, {"Pfam clan": [clans[f] for f in families], "product class": product}
+    colourings = {"Pfam clan": [clans[f] for f in families]}
+    if data.classes is not None:
+        classes = data.classes[sorted(data.classes.columns)]
+        votes = classes.reindex(study["bgc_id"]).fillna(0).groupby(study["family"].to_numpy()).sum()
+        colourings["product class"] = [str(votes.loc[f].idxmax()) if f in votes.index and votes.loc[f].max() > 0
+                                       else "" for f in families]  # fmt: skip
+    return means, colourings

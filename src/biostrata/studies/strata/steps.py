@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from biostrata.config import DOMAIN_VARIANTS, StrataSettings, TrainConfig
+from biostrata.errors import InputError
 from biostrata.io import atomic_write_json, atomic_write_npz
 
 
@@ -25,8 +26,9 @@ class Inputs:
     """The study's inputs. ``instances``: every domain instance (:func:`~biostrata.data.strata.read_instances`);
     ``study``: those seen at every stratum (a corpus token, a checked reading frame), in a fixed order;
     ``split_of``: cluster id -> train/valid/test; ``group_of``: cluster id -> its split group (identical
-    domain lists, or a shared DNA or protein sequence); ``classes``: MIBiG product classes (multi-hot, by
-    cluster id); ``probe_families``: the families of the clan probe, never seen by a CNN."""
+    domain lists, or a shared DNA or protein sequence); ``classes``: product classes (multi-hot, by cluster
+    id; None without a class table); ``probe_families``: the families of the clan probe, never seen by a CNN.
+    ``pfam`` is None without a clans table."""
 
     pfam: object
     corpus: object
@@ -34,8 +36,12 @@ class Inputs:
     study: pd.DataFrame
     split_of: dict[str, str]
     group_of: dict[str, str]
-    classes: pd.DataFrame
+    classes: pd.DataFrame | None
     probe_families: list[str]
+
+
+#: Why the parts that need Pfam clans are skipped when no clans table is given.
+NO_CLANS = "no Pfam clans table (--pfam; `biostrata annotate --clans` records one that --data finds)"
 
 
 def load_inputs(s: StrataSettings) -> Inputs:
@@ -43,14 +49,20 @@ def load_inputs(s: StrataSettings) -> Inputs:
     from biostrata.data.pfam import PfamTable
     from biostrata.data.strata import cluster_groups, deal_groups, probe_families, read_instances
 
-    pfam = PfamTable.read(s.pfam)
+    pfam = PfamTable.read(s.pfam) if s.pfam else None
     corpus = read_clusters(s.corpus, pfam)
     instances = read_instances(s.domains, corpus, pfam)
     group_of = cluster_groups(corpus, sorted(instances["bgc_id"].unique()), instances)
     study = instances[(instances["token_position"] >= 0) & (instances["frame_evidence"].isin(["hmm", "unique"]))]
+    if not len(study):
+        raise InputError(
+            f"{s.domains}: no domain has both a token in the corpus {s.corpus} and a checked reading frame "
+            "(frame_evidence hmm or unique); the strata need each domain's DNA: annotate genomes (GenBank or "
+            "nucleotide FASTA), not proteins, and give the clusters file of the same annotation"
+        )
     held = probe_families(study, max(s.clan_min_families, s.folds), s.probe_share, s.seed)
     return Inputs(pfam, corpus, instances, study.reset_index(drop=True), deal_groups(group_of, s.split, s.seed),
-                  group_of, read_classes(s.classes), held)  # fmt: skip
+                  group_of, read_classes(s.classes) if s.classes else None, held)  # fmt: skip
 
 
 def device_of(s: StrataSettings) -> str | None:
