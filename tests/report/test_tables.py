@@ -173,3 +173,18 @@ def test_seed_wins_without_a_shared_seed_is_left_blank():
     recs = [record("gue", "tf/2", "cnn", 1, 0.5), record("gue", "tf/2", "hcnn-s", 2, 0.6)]
     table = results_table(recs).set_index("task")
     assert not isinstance(table.loc["tf/2", SEED_WINS], str)
+
+
+def test_a_users_own_task_folder_gets_no_published_columns_or_footer():
+    """`biostrata report` on a sweep of the user's own folder (named "tasks" here): the published columns and
+    their footer belong to the registered suites, and the count reads as English."""
+    recs = [record("tasks", "mine", m, s, v) for m, s, v in (("cnn", 1, 0.5), ("hcnn-s", 1, 0.6))]
+    table = results_table(recs)
+    assert not {n for p in PUBLISHED.values() for n in p} & set(table.columns)
+    text = to_markdown(table)
+    assert "Hyperbolic >= Euclidean on 1 of 1 tasks of tasks." in text and "tasks tasks" not in text
+    assert "DNABERT-2" not in text and "Published numbers" not in text
+    mixed = to_markdown(results_table(recs + sweep_records()))  # beside a registered suite: its columns only there
+    assert "Published numbers: Zhou et al." in mixed
+    mine = mixed[mixed.index("## tasks") :]
+    assert "DNABERT-2" not in mine.split("\n\n")[2]

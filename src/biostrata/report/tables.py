@@ -72,11 +72,7 @@ def results_table(records: Sequence[dict]) -> pd.DataFrame:
             for name, values in PUBLISHED.get(suite, {}).items():
                 row[name] = values.get(task, np.nan)
             rows.append(row)
-    table = pd.DataFrame(rows)
-    for name in {n for p in PUBLISHED.values() for n in p}:
-        if name not in table:
-            table[name] = np.nan
-    return table
+    return pd.DataFrame(rows)  # published columns only for the registered suites that have them
 
 
 def _hyperbolic_wins(row: dict, models: Sequence[str]) -> bool | None:
@@ -188,14 +184,15 @@ def to_markdown(table: pd.DataFrame) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines) + "\n")
         wins, decided = win_counts(part)
-        summary = [f"Hyperbolic >= Euclidean on {wins} of {decided} {title} tasks."]
+        where = f"{title} tasks" if suite in SUITES else f"tasks of {suite}"  # a folder's name may be "tasks"
+        summary = [f"Hyperbolic >= Euclidean on {wins} of {decided} {where}."]
         for kind in ("hyperbolic", "euclidean"):
             counts = [(p, *at_or_above(part, p, kind)) for p in published]
             counts = [f">= {p} on {k} of {n}" for p, k, n in counts if n]
             if counts:
                 summary.append(f"{kind.capitalize()} (best model) {', '.join(counts)} tasks (published numbers).")
         out.append(" ".join(summary) + "\n")
-    if any(published_in(table)):
+    if any(table[p].notna().any() for p in published_in(table)):
         out.append(
             "Published numbers: Zhou et al., DNABERT-2, ICLR 2024, Table 4 (reference values, not results of this run).\n"
         )
