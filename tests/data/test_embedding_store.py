@@ -28,8 +28,10 @@ def test_write_read_and_reopen(tmp_path: Path) -> None:
         np.testing.assert_array_equal(store.array(layer=-1, ids=["z", "x"]), _rows(0, 3)[[2, 0], 1])
         np.testing.assert_array_equal(store.array(ids=["y", "x", "y"]), _rows(0, 3)[[1, 0, 1]])
         assert store.per_token("z", layer=0).shape == (4, 3) and store.length("z") == 4
-        with pytest.raises(InputError, match="pooling 'bos' not stored"):
+        with pytest.raises(InputError, match="pooling 'bos' not stored; pooled outputs stored: mean$"):
             store.get("x", "bos")
+        with pytest.raises(InputError, match=r"per_token outputs are one \[length, dim\] array per item, not one row"):
+            store.array("per_token")  # stored, but not as rows: the message must not say it is missing
         with pytest.raises(InputError, match="no embedding for id 'w'"):
             store.get("w")
     with pytest.raises(DataNotFoundError):

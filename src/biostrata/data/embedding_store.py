@@ -185,8 +185,14 @@ class EmbeddingStore:
         return rows
 
     def _pooled(self, pooling: str) -> h5py.Dataset:
-        if pooling == "per_token" or pooling not in self.poolings:
-            raise InputError(f"{self.path}: pooling {pooling!r} not stored; stored: {self.poolings}")
+        pooled = [p for p in self.poolings if p != "per_token"]
+        if pooling == "per_token":  # stored or not, it is not one row per item
+            raise InputError(
+                f"{self.path}: per_token outputs are one [length, dim] array per item, not one row each; give a pooled "
+                f"output ({', '.join(pooled) or 'none stored'}), or read them with EmbeddingStore.per_token(id)"
+            )
+        if pooling not in self.poolings:
+            raise InputError(f"{self.path}: pooling {pooling!r} not stored; pooled outputs stored: {', '.join(pooled)}")
         return self.file[pooling]
 
     def get(self, sid: str, pooling: str = "mean", layer: int | None = None) -> np.ndarray:
