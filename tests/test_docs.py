@@ -43,3 +43,14 @@ def test_the_python_tour_runs(tmp_path, monkeypatch) -> None:
     assert 0 <= namespace["hyperbolicity"]["relative_delta"] <= 1
     assert np.allclose(np.diag(namespace["similarity"].to_numpy()), 1)
     assert (namespace["folder"] / "run" / "metrics.json").is_file()
+
+
+def test_the_cross_granularity_guide_states_the_current_defaults() -> None:
+    """docs/cross_granularity.md once said the token budget was 4096 and that transformers checkpoints were not
+    read (#23): its stated defaults are checked against the code."""
+    from biostrata.models.batching import DEFAULT_TOKEN_BUDGET
+
+    text = (TOUR.parent / "cross_granularity.md").read_text()
+    found = re.search(r"default (\d+) on the CPU, (\d+) on a\s+GPU", text)
+    assert found and (int(found[1]), int(found[2])) == (DEFAULT_TOKEN_BUDGET["cpu"], DEFAULT_TOKEN_BUDGET["cuda"])
+    assert "checkpoints are not read" not in text and "default 4096" not in text
