@@ -66,13 +66,14 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> pd.DataFr
             epochs=s.epochs,
             lr=s.lr,
             milestones=[],
-            patience=4,
+            patience=s.patience,
             seed=s.seed + 1,
             progress=s.progress and not parallel,
         )  # fmt: skip
         for name in MODELS
     ]
-    print(f"[2/3] training {' and '.join(MODELS)}, {s.epochs} epochs{' in parallel' if parallel else ''}")
+    stop = f", stopping after {s.patience} without a better dev MCC" if s.patience else ""
+    print(f"[2/3] training {' and '.join(MODELS)}, up to {s.epochs} epochs{stop}{' in parallel' if parallel else ''}")
     if parallel:
         with ProcessPoolExecutor(len(MODELS), mp_context=get_context("spawn")) as pool:
             results = list(pool.map(_train_one, configs, [splits] * len(MODELS), [out] * len(MODELS)))
@@ -81,7 +82,10 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None) -> pd.DataFr
     rows = [
         {
             "model": cfg.model,
-            **{k: m[k] for k in ("test_mcc", "test_accuracy", "dev_mcc", "best_epoch", "params", "wall_time_s")},
+            **{
+                k: m[k]
+                for k in ("test_mcc", "test_accuracy", "dev_mcc", "best_epoch", "epochs_run", "params", "wall_time_s")
+            },  # fmt: skip
         }
         for cfg, m in zip(configs, results)
     ]
@@ -101,6 +105,8 @@ def _markdown(table: pd.DataFrame, s: DemoSettings) -> str:
     head = (
         f"# biostrata demo\n\n{s.leaves} simulated sequences of {s.length} bp, {s.classes} classes "
         f"(clades of a {s.tree} tree, root-to-leaf height {s.height} substitutions/site, HKY85), "
-        f"split 80/10/10; {s.epochs} epochs at lr {s.lr}, model selected on dev by MCC.\n\n"
+        f"split 80/10/10; up to {s.epochs} epochs at lr {s.lr}"
+        + (f", stopped when dev MCC had not improved for {s.patience} epochs" if s.patience else "")
+        + "; model selected on dev by MCC (epochs counted from 1).\n\n"
     )
     return head + table.to_markdown(index=False, floatfmt=".4f") + "\n"

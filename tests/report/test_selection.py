@@ -24,29 +24,36 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def fake_run(root: Path, model: str, seed: int, val: list[float], test: list[float], task: str = "t") -> None:
-    """A finished run's record and curves, as a sweep lays them out."""
+def fake_run(root: Path, model: str, seed: int, val: list[float], test: list[float], task: str = "t",
+             legacy: bool = False) -> None:  # fmt: skip
+    """A finished run's record and curves, as a sweep lays them out: epochs counted from 1, or (``legacy``) from
+    0 as files of earlier versions count them, without ``epochs_from`` in the record."""
     folder = root / "s" / task / model / f"seed{seed}"
+    first = 0 if legacy else 1
     best = max(range(len(val)), key=lambda i: (val[i], -i))
     record = dict.fromkeys(RECORD_KEYS)
     record |= {"suite": "s", "task": task, "model": model, "seed": seed, "metric": "mcc", "score": test[best],
-               "best_epoch": best, "config": {}, "data": {}, "metrics": {}}  # fmt: skip
+               "best_epoch": best + first, "config": {}, "data": {}, "metrics": {}}  # fmt: skip
+    if not legacy:
+        record["epochs_from"] = 1
     folder.mkdir(parents=True)
     (folder / "record.json").write_text(json.dumps(record))
-    _write_csv(folder / "train" / "curve.csv", [{"epoch": i, "val_mcc": v} for i, v in enumerate(val)])
-    _write_csv(folder / "train" / "test_curve.csv", [{"epoch": i, "test_mcc": v} for i, v in enumerate(test)])
+    _write_csv(folder / "train" / "curve.csv", [{"epoch": i + first, "val_mcc": v} for i, v in enumerate(val)])
+    _write_csv(folder / "train" / "test_curve.csv", [{"epoch": i + first, "test_mcc": v} for i, v in enumerate(test)])
 
 
-def test_rules_on_known_curves(tmp_path):
-    fake_run(tmp_path, "cnn", 1, val=[0.1, 0.5, 0.3, 0.5], test=[0.2, 0.4, 0.7, 0.6])
-    fake_run(tmp_path, "cnn", 2, val=[0.3, 0.2, 0.1, 0.0], test=[0.3, 0.3, 0.3, 0.1])
-    fake_run(tmp_path, "hcnn-s", 1, val=[0.2, 0.6, 0.1, 0.0], test=[0.1, 0.45, 0.2, 0.2])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_rules_on_known_curves(tmp_path, legacy):
+    """Epochs counted from 1; runs of earlier versions (counted from 0) read the same."""
+    fake_run(tmp_path, "cnn", 1, val=[0.1, 0.5, 0.3, 0.5], test=[0.2, 0.4, 0.7, 0.6], legacy=legacy)
+    fake_run(tmp_path, "cnn", 2, val=[0.3, 0.2, 0.1, 0.0], test=[0.3, 0.3, 0.3, 0.1], legacy=legacy)
+    fake_run(tmp_path, "hcnn-s", 1, val=[0.2, 0.6, 0.1, 0.0], test=[0.1, 0.45, 0.2, 0.2], legacy=legacy)
     runs = selection_runs({"sched": tmp_path}).set_index(["model", "seed"])
     one = runs.loc[("cnn", 1)]
     # validation ties go to the earlier epoch, as in training; test picks the test curve's maximum
-    assert (one["val_epoch"], one["test_epoch"]) == (1, 2)
+    assert (one["val_epoch"], one["test_epoch"]) == (2, 3)
     assert (one["val"], one["test"], one["last"], one["ref_printed"]) == (0.4, 0.7, 0.6, 0.3)
-    assert runs.loc[("cnn", 2), "test_epoch"] == 0  # ties on test: the first
+    assert runs.loc[("cnn", 2), "test_epoch"] == 1  # ties on test: the first
     table = selection_table(runs.reset_index()).set_index("model")
     assert table.loc["cnn", "seeds"] == 2
     assert table.loc["cnn", "val mean"] == pytest.approx(35.0)  # (0.4 + 0.3) / 2 x100
@@ -62,8 +69,8 @@ def test_a_record_that_disagrees_with_its_curves_is_refused(tmp_path):
     fake_run(tmp_path, "cnn", 1, val=[0.1, 0.5], test=[0.2, 0.4])
     path = tmp_path / "s" / "t" / "cnn" / "seed1" / "record.json"
     record = json.loads(path.read_text())
-    path.write_text(json.dumps(record | {"best_epoch": 0}))
-    with pytest.raises(InputError, match="the best validation epoch is 1, but the record says 0"):
+    path.write_text(json.dumps(record | {"best_epoch": 1}))
+    with pytest.raises(InputError, match="the best validation epoch is 2, but the record says 1"):
         selection_runs({"sched": tmp_path})
     (tmp_path / "s" / "t" / "cnn" / "seed1" / "train" / "test_curve.csv").unlink()
     with pytest.raises(InputError, match=r"test_curve.csv: missing; .*Delete .*seed1"):

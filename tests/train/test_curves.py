@@ -23,12 +23,13 @@ def test_curves_have_one_row_per_epoch_and_agree_with_the_metrics(tiny_task, tmp
     cfg = TrainConfig(model=model, **(tiny | {"epochs": 3, "milestones": [2], "lr_gamma": 0.5}))
     metrics = train(cfg, read_gue_dir(tiny_task), tmp_path)
     curve, test_curve = read_curve(tmp_path / "curve.csv"), read_curve(tmp_path / "test_curve.csv")
-    assert [r["epoch"] for r in curve] == [r["epoch"] for r in test_curve] == [0, 1, 2]
-    best = curve[metrics["best_epoch"]]
+    assert [r["epoch"] for r in curve] == [r["epoch"] for r in test_curve] == [1, 2, 3]  # counted from 1
+    best = curve[metrics["best_epoch"] - 1]
     # the chosen epoch is the first with the best validation MCC; its numbers are the reported ones
-    assert metrics["best_epoch"] == int(np.argmax([r["val_mcc"] for r in curve]))
+    assert metrics["best_epoch"] == int(np.argmax([r["val_mcc"] for r in curve])) + 1
     assert best["val_mcc"] == pytest.approx(metrics["dev_mcc"])
-    assert test_curve[metrics["best_epoch"]]["test_mcc"] == pytest.approx(metrics["test_mcc"])
+    assert test_curve[metrics["best_epoch"] - 1]["test_mcc"] == pytest.approx(metrics["test_mcc"])
+    assert metrics["epochs_run"] == 3 and metrics["stopped_early"] is False
     assert all(r["train_loss"] > 0 and np.isfinite(r["train_loss"]) for r in curve)
     assert all(-1 <= r["test_mcc"] <= 1 for r in test_curve)
     # the rate each epoch trained at: the decay at milestone 2 shows in epoch 2, not before

@@ -21,7 +21,7 @@ def test_train_writes_config_metrics_and_a_loadable_model(tiny_task, tmp_path, m
     assert on_disk == metrics
     for key in ("test_mcc", "test_accuracy", "test_f1", "dev_mcc", "best_epoch", "params", "wall_time_s"):
         assert key in metrics
-    assert -1 <= metrics["test_mcc"] <= 1 and 0 <= metrics["best_epoch"] < cfg.epochs
+    assert -1 <= metrics["test_mcc"] <= 1 and 1 <= metrics["best_epoch"] <= cfg.epochs
     assert TrainConfig.from_yaml(out / "config.yaml") == cfg
     assert not (out / "checkpoints").exists()
     assert len(metrics["curvatures"]) == (0 if model == "cnn" else 1)
@@ -224,3 +224,26 @@ def test_splits_that_cannot_train_a_classifier_are_refused(tiny_task, tmp_path, 
     with pytest.raises(InputError, match=r"simulated dev: the dev split has no sequences"):
         train(TrainConfig(model="cnn", **tiny), Splits(splits.train, empty, splits.test), tmp_path / "empty")
     assert not (tmp_path / "one").exists() and not (tmp_path / "empty").exists()
+
+
+def test_an_early_stop_is_announced_and_recorded(tiny_task, tmp_path, monkeypatch, capsys):
+    """Epochs count from 1 in what train prints and records; a run that patience stops says so."""
+    import biostrata.train.module as module
+    from biostrata.cli import main
+
+    real = module.classification_metrics
+    monkeypatch.setattr(module, "classification_metrics", lambda t, p: real(t, p) | {"mcc": 0.5})  # never improves
+    argv = ["train", "--data", str(tiny_task), "--model", "cnn", "--out", str(tmp_path / "r"), "--epochs", "6",
+            "--patience", "2", "--channels", "4", "--hidden", "8", "--blocks", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert (metrics["best_epoch"], metrics["epochs_run"], metrics["stopped_early"]) == (1, 3, True)
+    assert "(best epoch 1 of 3, dev mcc 0.5000)" in out
+    assert "stopped early after 3 of 6 epochs: no better dev mcc in 2 epochs (--patience)" in out
+
+
+def test_the_progress_bar_counts_epochs_from_1_out_of_the_total(tiny_task, tmp_path, tiny, capfd):
+    train(TrainConfig(model="cnn", **(tiny | {"progress": True})), read_gue_dir(tiny_task), tmp_path / "bar")
+    shown = "".join(capfd.readouterr())  # Lightning's bar writes to stdout
+    assert "Epoch 1/2" in shown and "Epoch 2/2" in shown and "Epoch 0" not in shown

@@ -125,9 +125,12 @@ def _run_train(args: argparse.Namespace) -> int:
         finished.append(seed)
         print(
             f"{cfg.model} seed {seed}: test MCC {metrics['test_mcc']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
-            f"F1 {metrics['test_f1']:.4f} (best epoch {metrics['best_epoch']}, dev {cfg.metric} "
-            f"{metrics['dev_' + cfg.metric]:.4f}); wrote {out}"
+            f"F1 {metrics['test_f1']:.4f} (best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, dev "
+            f"{cfg.metric} {metrics['dev_' + cfg.metric]:.4f}); wrote {out}"
         )
+        if metrics["stopped_early"]:
+            print(f"  stopped early after {metrics['epochs_run']} of {cfg.epochs} epochs: no better dev {cfg.metric} "
+                  f"in {cfg.patience} epochs (--patience)")  # fmt: skip
     if len(results) > 1:
         mcc = np.array([m["test_mcc"] for m in results])
         print(f"{cfg.model}: test MCC {mcc.mean():.4f} +- {mcc.std(ddof=1):.4f} over seeds {seeds}")

@@ -157,11 +157,14 @@ class DemoSettings(Settings):
     classes: int = field(default=4, metadata=field_help("number of clades = classes"))
     tree: str = field(default="balanced", metadata=field_help("tree shape: balanced, yule, birth-death, caterpillar"))
     height: float = field(default=2.0, metadata=field_help("substitutions per site from root to leaf"))
-    epochs: int = field(default=12, metadata=field_help("training epochs"))
+    epochs: int = field(default=12, metadata=field_help("training epochs at most"))
+    patience: int | None = field(
+        default=4, metadata=field_help("stop when dev MCC has not improved for this many epochs; unset: every epoch")
+    )
     lr: float = field(default=1e-3, metadata=field_help("learning rate"))
     delta_points: int = field(default=600, metadata=field_help("test embeddings in the Gromov delta"))
     seed: int = field(default=0, metadata=field_help("seed of simulation and training"))
-    progress: bool = True
+    progress: bool = field(default=True, metadata=field_help("show progress bars (off when the models train at once)"))
     parallel: bool = field(
         default=True, metadata=field_help("train the two models at once, one CPU thread each (CPU only)")
     )
@@ -176,6 +179,7 @@ class DemoSettings(Settings):
                 (self.tree in SIMULATE_CHOICES["tree"], "tree", f"one of {_one_of('tree')}"),
                 (self.height > 0, "height", "> 0"),
                 (self.epochs >= 1, "epochs", "at least 1"),
+                (self.patience is None or self.patience >= 1, "patience", "at least 1, or unset"),
                 (self.lr > 0, "lr", "> 0"),
                 (self.delta_points >= 4, "delta_points", "at least 4 (the four-point condition)"),
                 (0 <= self.seed < MAX_SEED, "seed", f"a whole number in 0..{MAX_SEED - 1} (training uses seed + 1)"),

@@ -68,7 +68,7 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     for suite in table["suite"].unique():
         part = table[table["suite"] == suite]
         out.append(f"## {suite}\n")
-        head = ["task", "model", "variant", "seeds", "dev", "test", "best epoch (from 0)", "min/run"]
+        head = ["task", "model", "variant", "seeds", "dev", "test", "best epoch", "min/run"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, row in part.iterrows():
             name = f"**{row['variant']}**" if row["best on dev"] else row["variant"]

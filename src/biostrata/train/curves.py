@@ -3,8 +3,9 @@
 Two files in the run folder, each rewritten atomically after every epoch (a killed run keeps the
 epochs it finished):
 
-- ``curve.csv``: what training and model selection see. One row per epoch: ``epoch`` (0-based, as
-  ``best_epoch`` in metrics.json), ``train_loss`` (mean over the epoch's training examples),
+- ``curve.csv``: what training and model selection see. One row per epoch: ``epoch`` (counted from 1,
+  as ``best_epoch`` in metrics.json; files of earlier versions counted from 0 and are read as from 1),
+  ``train_loss`` (mean over the epoch's training examples),
   ``val_mcc``, ``val_accuracy``, ``val_f1``, ``lr`` (the ordinary weights' rate at the epoch's last
   step), ``curvature_<i>`` (hyperbolic models), and per Lorentz batch norm (named by its module path
   in the LightningModule, ``model.blocks.0.bn1``) the share of positions whose rescaled radius the
@@ -96,7 +97,7 @@ class LearningCurves(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or "val" not in getattr(module, "results", {}):
             return
-        epoch = trainer.current_epoch
+        epoch = trainer.current_epoch + 1  # counted from 1, as printed and recorded everywhere
         row = {"epoch": epoch, "train_loss": float(self._loss) / self._examples if self._examples else float("nan")}
         self._loss, self._examples = None, 0
         row |= {f"val_{k}": v for k, v in module.results["val"].items()}
@@ -137,7 +138,11 @@ def read_curve(path: str | Path) -> list[dict]:
     """The rows of a ``curve.csv`` or ``test_curve.csv`` as dicts of floats (``epoch`` an int)."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in rows]
+    out = [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in rows]
+    if out and out[0]["epoch"] == 0:  # written before epochs were counted from 1 (a curve starts at the first)
+        for row in out:
+            row["epoch"] += 1
+    return out
 
 
 def clip_summary(row: dict) -> dict[str, dict[str, float]]:

@@ -7,8 +7,9 @@ Files written in ``out_dir`` (each atomically):
   added, so that the run folder is a model folder (``biostrata.load(out_dir)``);
 - ``curve.csv`` and ``test_curve.csv``: per-epoch learning curves (``train.curves``; training and
   selection never read the test curve);
-- ``metrics.json``: ``dev_*`` and ``test_*`` (mcc, accuracy, f1) of the best epoch, ``best_epoch``,
-  ``epochs_run``, ``params``, ``curvatures``, ``bn_clip_share`` (per Lorentz batch norm, the share of
+- ``metrics.json``: ``dev_*`` and ``test_*`` (mcc, accuracy, f1) of the best epoch, ``best_epoch``
+  (counted from 1, as the progress bar and ``curve.csv`` count), ``epochs_run``, ``stopped_early``
+  (``patience`` ended the run before ``epochs``), ``params``, ``curvatures``, ``bn_clip_share`` (per Lorentz batch norm, the share of
   positions whose radius the clip moved at the best epoch, in training and on dev), ``wall_time_s``,
   ``code_version``, the CPU thread
   setting (``threads``, ``omp_wait_policy``) and the run's ``model``, ``seed``, ``length``,
@@ -100,13 +101,14 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
         trainer.validate(module, loaders["dev"], ckpt_path=best_path, verbose=False)
         trainer.test(module, loaders["test"], ckpt_path=best_path, verbose=False)
     match = re.search(r"epoch=(\d+)", Path(best_path).name)
-    best = int(match.group(1)) if match else None
+    best = int(match.group(1)) + 1 if match else None  # Lightning's file names count epochs from 0
     best_row = next((r for r in curves.rows if r["epoch"] == best), {})
     metrics = {f"dev_{k}": v for k, v in module.results["val"].items()}
     metrics |= {f"test_{k}": v for k, v in module.results["test"].items()}
     metrics |= {
         "best_epoch": best,
         "epochs_run": int(trainer.current_epoch),
+        "stopped_early": int(trainer.current_epoch) < cfg.epochs,
         "params": count_parameters(module.model),
         "curvatures": curvatures(module.model),
         "bn_clip_share": clip_summary(best_row),

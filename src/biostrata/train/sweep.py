@@ -11,7 +11,8 @@ and loses nothing that had finished. A run killed half-way leaves no record and 
 
 Record (JSON object, keys sorted): ``suite, task, model, seed`` (the run); ``metric`` (``"mcc"`` or ``"f1"``)
 and ``score`` (its test value); ``metrics`` (everything the training returned); ``params``,
-``wall_time_s``, ``best_epoch``; ``config`` (the run's full training config); ``data`` (task
+``wall_time_s``, ``best_epoch`` (counted from 1, with ``epochs_from: 1``; records without it counted from 0
+and are read as from 1); ``config`` (the run's full training config); ``data`` (task
 folder, split sizes, and for Genomic Benchmarks the fraction and seed of the carved dev split);
 ``code_version`` (``<version>+g<commit>[.dirty]``); ``host``; ``finished_at`` (UTC, ISO 8601).
 
@@ -82,6 +83,9 @@ def read_record(path: str | Path) -> dict:
     missing = [k for k in RECORD_KEYS if k not in record] if isinstance(record, dict) else list(RECORD_KEYS)
     if missing:
         raise InputError(f"{path}: record lacks {', '.join(missing)}; delete it to run that run again")
+    if record.setdefault("epochs_from", 0) == 0 and record["best_epoch"] is not None:
+        record["best_epoch"] += 1  # written before epochs were counted from 1: read as they are counted now
+        record["epochs_from"] = 1
     return record
 
 
@@ -313,6 +317,7 @@ class Sweep:
             "params": metrics["params"],
             "wall_time_s": result["wall_time_s"],
             "best_epoch": metrics["best_epoch"],
+            "epochs_from": 1,
             "config": _config_dict(cfg),
             "data": data,
             "code_version": version,

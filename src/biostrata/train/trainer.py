@@ -12,9 +12,12 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.loggers import CSVLogger
 
 from biostrata.errors import InputError
@@ -59,6 +62,19 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 
+class EpochBar(TQDMProgressBar):
+    """Lightning's bar, its epochs counted from 1 and out of the total: ``Epoch 3/3`` for the last of three
+    (Lightning's says ``Epoch 2``), as ``best_epoch``, ``curve.csv`` and the pre-training history count."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        # Lightning's own method, but for the description (calling it would flash "Epoch 0" first)
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset(total=convert_inf(self.total_train_batches))
+        self.train_progress_bar.initial = 0
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+
 def make_trainer(
     out_dir: str | Path,
     *,
@@ -83,7 +99,7 @@ def make_trainer(
         precision=precision,
         default_root_dir=out_dir,
         logger=CSVLogger(out_dir, name="logs", version=log_version),
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *([EpochBar()] if progress else [])],
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
