@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,31 @@ def test_default_database_against_deepbgc_annotation() -> None:
     assert len(shared) / len(found) >= 0.95 and len(shared) / len(expected) >= 0.95
     order = [r["protein_id"] for r in rows]
     assert [p for p in dict.fromkeys(genes[h.gene].id for h in hits)] == [p for p in dict.fromkeys(order)]
+
+
+@needs_data
+@pytest.mark.skipif(not _gecco_installed(), reason="the gecco package (default Pfam HMMs) is not installed")
+def test_the_deepbgc_comparison_in_the_docs_is_what_the_code_gives() -> None:
+    """docs/annotate.md: per rule, the rows domains.tsv gets, the (protein, family) pairs, those shared with
+    DeepBGC, precision and recall (the docs once called pairs hits, where the table has rows)."""
+    from biostrata.data.annotate import read_hmms
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "annotate.md").read_text()
+    documented = [
+        [float(x) for x in re.findall(r"\| ([\d.]+)", line)]
+        for line in text.splitlines()
+        if line.startswith("| `--cutoff")
+    ]
+    genes = genes_of(read_records(DATA / "genomes" / "BGC0000015.gbk"))
+    families = {str(h.accession).split(".")[0] for h in read_hmms(default_hmm_path())}
+    rows = [r for r in csv.DictReader(open(DATA / "genomes" / "BGC0000015.pfam.csv")) if r["pfam_id"] in families]
+    expected = {(r["protein_id"], r["pfam_id"]) for r in rows}
+    measured = []
+    for rule in ({"cutoff": "evalue", "Z": 16712, "overlaps": "keep"}, {"overlaps": "keep"}, {}):
+        hits = search_domains(genes, cpus=2, **rule)
+        pairs = {(genes[h.gene].id, h.family) for h in hits}
+        shared = len(pairs & expected)
+        measured.append(
+            [len(hits), len(pairs), shared, round(shared / len(pairs), 3), round(shared / len(expected), 3)]
+        )
+    assert documented == measured
