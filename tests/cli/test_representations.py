@@ -242,3 +242,23 @@ def test_cluster_embeddings_take_the_token_budget_and_dtype(files: dict[str, str
         assert low.array("mean").dtype == np.float16 and ref.array("mean").dtype == np.float32
         assert low.per_token("B4").dtype == np.float16 and low.per_token("B4").shape == (2, 7, 8)
         np.testing.assert_allclose(low.array("mean", ids=ref.ids), ref.array("mean"), atol=2e-3, rtol=2e-3)
+
+
+def test_embed_of_a_domain_table_says_how_its_rows_became_segments(files: dict[str, str], tmp_path: Path, capsys):
+    """Rows repeating a family's segment share one embedding, and rows of an unchecked frame are kept: embed
+    says both (#23: it merged and kept them without a word)."""
+    head = "bgc_id\tpfam_id\tgene_id\tprotein_accession\tdna_start\tdna_end\tprotein_sequence\tframe_evidence\n"
+    rows = [("B1", "PF00001.2", "g1", "P1", 0, 30, "ACDEFGHIKL", "hmm"),
+            ("B2", "PF00001.2", "g2", "P2", 0, 30, "ACDEFGHIKL", "hmm"),  # the same segment and family as B1's
+            ("B2", "PF00002.1", "g2", "P2", 30, 60, "MNPQRSTVWY", "ambiguous"),
+            ("B3", "PF00002.1", "g3", "P3", 0, 27, "MNPQRSTVW", "unique")]  # fmt: skip
+    table = tmp_path / "d.tsv"
+    table.write_text(head + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+    argv = ["embed", "--model", files["plm_pt"], "--input", str(table), "--out", str(tmp_path / "d.h5"),
+            "--trust-checkpoint", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"{table}: 4 rows, 3 protein segments to embed; 1 rows repeat the segment of an earlier row" in out
+    assert "; 1 rows have a reading frame that was not checked (frame_evidence ambiguous or mismatch)" in out
+    with EmbeddingStore(tmp_path / "d.h5") as store:
+        assert len(store) == 3 and not any(i.startswith("B2|g2|P2|0-30") for i in store.ids)

@@ -165,6 +165,17 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     assert "seed1/record.json was made with other settings (epochs: 1 there, 3 now)" in captured.err
 
 
+def test_no_progress_hides_the_sweep_bar(tmp_path, capfd):
+    data = write_tasks(tmp_path / "data")
+    TrainConfig(**TINY).to_yaml(tmp_path / "tiny.yaml")
+    argv = ["benchmark", "--suite", str(data), "--models", "cnn", "--seeds", "1", "--out", str(tmp_path / "out"),
+            "--config", str(tmp_path / "tiny.yaml"), "--tasks", "a"]  # fmt: skip
+    assert main([*argv, "--no-progress"]) == 0
+    assert "sweep" not in capfd.readouterr().err  # the bar of runs (#23: it showed with --no-progress)
+    assert main([*argv, "--seeds", "2", "--progress"]) == 0
+    assert "sweep" in capfd.readouterr().err
+
+
 def _wait_for_run_in_progress(out: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     """Until one record exists and another run has started training (its train/ folder exists)."""
     deadline = time.monotonic() + timeout

@@ -288,8 +288,9 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         return 0
     try:
         records = sweep.run(
-            backend=args.backend, address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run
-        )
+            backend=args.backend, address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+            progress=args.settings.progress,
+        )  # fmt: skip
     except KeyboardInterrupt:
         print(
             f"biostrata: interrupted: every finished run keeps its record under {args.out}; the run in progress left "

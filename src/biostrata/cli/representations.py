@@ -206,6 +206,22 @@ def _precision_of_half(args: argparse.Namespace) -> None:
     args.precision = new
 
 
+def _domain_table_summary(path: str, segments: int, counts: dict) -> str:
+    """How the rows of a domain table became protein segments to embed (merges and unchecked frames named)."""
+    text = f"{path}: {counts['rows']} rows, {segments} protein segments to embed"
+    if counts["merged"]:
+        text += (
+            f"; {counts['merged']} rows repeat the segment of an earlier row of their family and share its "
+            "embedding, stored under that row's id only"
+        )
+    if counts["unchecked_frame"]:
+        text += (
+            f"; {counts['unchecked_frame']} rows have a reading frame that was not checked (frame_evidence ambiguous "
+            "or mismatch): embedded as given"
+        )
+    return text
+
+
 def _run_embed(args: argparse.Namespace) -> int:
     from biostrata.data.embedding_store import EmbeddingStore, merge_stores
 
@@ -219,13 +235,14 @@ def _run_embed(args: argparse.Namespace) -> int:
     if suffix in (".csv", ".txt"):
         return _embed_table(args)
     _precision_of_half(args)
-    from biostrata.data.proteins import family_members, read_proteins
+    from biostrata.data.proteins import family_members, read_domain_proteins, read_fasta
     from biostrata.models.extract import check_options, extract_embeddings
     from biostrata.models.init_table import family_table_from_store
     from biostrata.models.protein_interface import ProteinLM
     from biostrata.models.protein_lm import load_protein_lm
 
-    records = read_proteins(args.input)
+    counts: dict = {}
+    records = read_domain_proteins(args.input, counts=counts) if suffix == ".tsv" else read_fasta(args.input)
     members = family_members(records)
     if args.family_table and not members:
         raise InputError(f"--family-table needs records with Pfam families (a .tsv domain table), not {args.input}")
@@ -239,6 +256,7 @@ def _run_embed(args: argparse.Namespace) -> int:
                    progress=progress)  # fmt: skip
         if not isinstance(plm, ProteinLM):
             return _embed_table(args, plm)
+        print(_domain_table_summary(args.input, len(records), counts))
     else:
         plm = load_protein_lm(args.model, args.trust_checkpoint, args.max_residues, args.backend, progress)
     if args.family_table:

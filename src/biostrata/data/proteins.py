@@ -152,16 +152,27 @@ def hit_key(row: dict) -> tuple:
     return row["bgc_id"], row["gene_id"], row["protein_accession"], row["dna_start"], row["dna_end"], row["family"]
 
 
-def read_domain_proteins(path: str | Path, dedupe: bool = True) -> list[ProteinRecord]:
+#: ``frame_evidence`` of a row whose reading frame was checked (MIBiG's ``hmm`` and ``unique``, annotate's
+#: ``hmm``); ``ambiguous`` (MIBiG) and ``mismatch`` (annotate) are not; an empty value has no DNA to check.
+CHECKED_FRAMES = ("hmm", "unique")
+
+
+def read_domain_proteins(path: str | Path, dedupe: bool = True, counts: dict | None = None) -> list[ProteinRecord]:
     """Per-domain protein segments of a domain table; with ``dedupe`` a sequence already seen in the
-    same family is skipped."""
+    same family is skipped (its rows share the first one's record). ``counts``, if given, is filled with
+    ``rows``, ``merged`` (rows skipped so) and ``unchecked_frame`` (rows kept whose ``frame_evidence`` is
+    neither empty nor one of :data:`CHECKED_FRAMES`: their segment may be read in a wrong frame)."""
     records, seen_ids, seen_seq = [], set(), set()
+    tally = {"rows": 0, "merged": 0, "unchecked_frame": 0}
     for where, row in domain_rows(path):
         family, seq = row["family"], row["segment"]
         rid = "|".join([row["bgc_id"], row["gene_id"], row["protein_accession"],
                         f"{row['dna_start']}-{row['dna_end']}", family])  # fmt: skip
+        tally["rows"] += 1
         if dedupe and (family, seq) in seen_seq:
+            tally["merged"] += 1
             continue
+        tally["unchecked_frame"] += row.get("frame_evidence", "") not in ("", *CHECKED_FRAMES)
         if rid in seen_ids:
             raise InputError(f"{where}: record id {rid!r} repeats an earlier row")
         seen_ids.add(rid)
@@ -169,6 +180,8 @@ def read_domain_proteins(path: str | Path, dedupe: bool = True) -> list[ProteinR
         records.append(ProteinRecord(rid, seq, family))
     if not records:
         raise InputError(f"{path}: a header but no rows; expected one row per Pfam domain hit")
+    if counts is not None:
+        counts.update(tally)
     return records
 
 
