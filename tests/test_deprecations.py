@@ -19,6 +19,7 @@ _EXTRACT = "biostrata.models.extract"
           for n in ("extract_embeddings", "plan_batches", "window_starts", "embed_batch", "shard_path")],
         ("biostrata.studies.cross_granularity", "read_segments", "biostrata.data.proteins", "read_domain_segments"),
         ("biostrata.studies.cross_granularity", "PAPER", "biostrata.report.published", "CROSS_GRANULARITY"),
+        ("biostrata.train.run", "load_model", "biostrata.train.run", "load_run"),
     ],
 )  # fmt: skip
 def test_moved_names_warn_and_resolve_to_the_new_ones(old_module, name, new_module, new_name):

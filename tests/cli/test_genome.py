@@ -276,14 +276,14 @@ def test_labels_need_not_run_from_zero(tmp_path, capsys):
     """Labels {0, 5} make a two-class model; the mapping is printed and saved, and the saved model is right."""
     from biostrata.data.alphabet import one_hot
     from biostrata.data.genome import EncodedSequences, read_gue_dir
-    from biostrata.train.run import load_model
+    from biostrata.train.run import load_run
 
     data = write_task(tmp_path / "data", labels=(0, 5))
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--model", "cnn", *TINY]) == 0
     assert "the model's classes 0, 1 are labels 0, 5 (class_labels)" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["num_classes"] == 2 and metrics["class_labels"] == [0, 5]
-    model, _ = load_model(tmp_path / "run")
+    model, _ = load_run(tmp_path / "run")
     assert model.classifier.out_features == 2
     assert json.loads((tmp_path / "run" / "config.json").read_text())["class_labels"] == [0, 5]
     splits = read_gue_dir(data)

@@ -8,7 +8,7 @@ from biostrata.config import TrainConfig
 from biostrata.data.genome import EncodedSequences, read_gue_dir
 from biostrata.errors import InputError, NumericalError
 from biostrata.train.module import GenomeClassifier, parameter_groups
-from biostrata.train.run import load_model, train
+from biostrata.train.run import load_run, train
 
 
 @pytest.mark.parametrize("model", ["cnn", "hcnn-s"])
@@ -27,7 +27,7 @@ def test_train_writes_config_metrics_and_a_loadable_model(tiny_task, tmp_path, m
     assert len(metrics["curvatures"]) == (0 if model == "cnn" else 1)
     # the thread setting is recorded; biostrata makes OpenMP threads sleep unless told otherwise
     assert metrics["threads"] == torch.get_num_threads() and metrics["omp_wait_policy"] is not None
-    loaded, loaded_cfg = load_model(out)
+    loaded, loaded_cfg = load_run(out)
     assert loaded_cfg == cfg and not loaded.training
     saved = json.loads((out / "config.json").read_text())
     assert saved["architecture"]["length"] == 20 and saved["architecture"]["name"] == model
@@ -112,7 +112,7 @@ def test_bf16_mixed_precision_trains_finite(tiny_task, tmp_path, tiny):
     cfg = TrainConfig(model="hcnn-s", precision="bf16-mixed", **tiny)
     metrics = train(cfg, read_gue_dir(tiny_task), tmp_path / "bf16")
     assert -1 <= metrics["test_mcc"] <= 1
-    model, _ = load_model(tmp_path / "bf16")
+    model, _ = load_run(tmp_path / "bf16")
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
@@ -178,10 +178,10 @@ def test_model_files_of_the_earlier_format_are_refused_with_a_message(tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"format": "biostrata-genome-classifier/1", "config": {}, "state_dict": {}}, path)
     with pytest.raises(InputError, match=r"earlier biostrata \(format /1\).*train the model again"):
-        load_model(path)
+        load_run(path)
     torch.save({"format": "something else"}, path)
     with pytest.raises(InputError, match="not a biostrata model file"):
-        load_model(path)
+        load_run(path)
 
 
 def test_a_metric_that_comes_out_nan_is_an_error_not_a_number(tiny_task, tmp_path, monkeypatch, tiny):

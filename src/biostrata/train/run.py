@@ -34,6 +34,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
+from biostrata.compat import moved
 from biostrata.config import TrainConfig
 from biostrata.data.genome import SPLITS, EncodedSequences, Splits
 from biostrata.errors import InputError, NumericalError
@@ -151,10 +152,14 @@ def check_splits(splits: Splits) -> list[int]:
     return splits.labels
 
 
-def load_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
+def load_run(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
     """The model of a ``train`` run (its folder, or a ``model.pt`` of earlier versions) in eval mode, and its
     config."""
     model, saved = load_genome_model(path)
     if "training" not in saved:
         raise InputError(f"{path}: a model without its training config; give the folder of a `biostrata train` run")
     return model, TrainConfig.from_saved(saved["training"], str(path))
+
+
+# ``load_model`` was this function's name, and also that of models.genome_cnn.load_model (another return type)
+__getattr__ = moved(__name__, {"load_model": "biostrata.train.run:load_run"})

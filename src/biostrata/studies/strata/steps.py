@@ -110,7 +110,7 @@ def cnn_config(s: StrataSettings, model: str) -> TrainConfig:
 def cnn_reps(out: Path, s: StrataSettings, data: Inputs, model_name: str, clans: list[str]) -> tuple[Path, dict]:
     from biostrata.analysis.strata import genome_layer_vectors
     from biostrata.data.strata import clan_dna_splits
-    from biostrata.train.run import load_model, train
+    from biostrata.train.run import load_run, train
 
     run = out / "nucleotide" / model_name
     if not (run / "metrics.json").is_file():
@@ -119,7 +119,7 @@ def cnn_reps(out: Path, s: StrataSettings, data: Inputs, model_name: str, clans:
     metrics = json.loads((run / "metrics.json").read_text())
     path = out / "reps" / f"nucleotide.{model_name}.npz"
     if not path.is_file():
-        model, _ = load_model(run)
+        model, _ = load_run(run)
         layers, curvature = genome_layer_vectors(model, list(data.study["dna"]), range(1, model.num_layers + 1),
                                                  device=device_of(s))  # fmt: skip
         write_reps(path, list(data.study["instance_id"]), layers, curvature)
