@@ -55,6 +55,17 @@ def test_curvature_modes():
     assert len({id(b.manifold) for b in per_block.blocks}) == 3
 
 
+@pytest.mark.parametrize("name", ["cnn", "hcnn-s", "hcnn-m"])
+def test_the_declared_geometry_is_that_of_every_layer(name):
+    """config.GENOME_GEOMETRY, which reports read, says what ``layer_manifold`` gives for every layer."""
+    from biostrata.config import GENOME_GEOMETRY
+    from biostrata.geometry.lorentz import Lorentz
+
+    model = build_model(name, 20, 2, channels=4, hidden=8)
+    kinds = {type(model.layer_manifold(i)) for i in range(model.num_layers + 1)}
+    assert kinds == ({type(None)} if GENOME_GEOMETRY[name] == "euclidean" else {Lorentz})
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

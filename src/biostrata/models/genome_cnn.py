@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biostrata.config import GENOME_MODELS, LEGACY_RADIUS_CLIP
+from biostrata.config import GENOME_GEOMETRY, GENOME_MODELS, LEGACY_RADIUS_CLIP
 from biostrata.data.alphabet import ALPHABET
 from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz
@@ -299,7 +299,7 @@ def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module
     model keeps its arguments as ``model.architecture``: what ``save_pretrained`` writes."""
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    if name == "cnn":
+    if GENOME_GEOMETRY[name] == "euclidean":
         kwargs = {k: v for k, v in kwargs.items() if k not in HYPERBOLIC_ONLY}
         model = EuclideanCNN(length, num_classes, **kwargs)
     else:
@@ -362,7 +362,8 @@ def model_from_saved(blob: object, where: str) -> nn.Module:
         )
     try:
         arch = dict(blob["architecture"])
-        if arch["name"] != "cnn":  # written before the clip was an argument: trained with the stricter one
+        # a hyperbolic model written before the clip was an argument: trained with the stricter one
+        if GENOME_GEOMETRY.get(arch["name"]) != "euclidean":
             arch.setdefault("bn_max_radius", LEGACY_RADIUS_CLIP)
         return _built(arch, blob["state_dict"], where)
     except (KeyError, TypeError) as err:
