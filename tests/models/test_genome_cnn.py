@@ -49,10 +49,12 @@ def test_parameter_counts_match_the_paper():
 
 
 def test_curvature_modes():
-    assert len(HyperbolicCNN(30, 2, curvature="shared").manifolds) == 1
-    per_block = HyperbolicCNN(30, 2, curvature="per_block", blocks=3)
+    assert len(HyperbolicCNN(30, 2, curvature_mode="shared").manifolds) == 1
+    per_block = HyperbolicCNN(30, 2, curvature_mode="per_block", blocks=3)
     assert len(per_block.manifolds) == 4
     assert len({id(b.manifold) for b in per_block.blocks}) == 3
+    with pytest.raises(InputError, match="curvature_mode must be 'shared' or 'per_block'"):
+        HyperbolicCNN(30, 2, curvature_mode="per_layer")
 
 
 @pytest.mark.parametrize("name", ["cnn", "hcnn-s", "hcnn-m"])
@@ -115,7 +117,7 @@ def test_hcnn_m_hands_each_block_to_the_next_curvature_through_the_origin():
     import geoopt
 
     torch.manual_seed(1)
-    model = HyperbolicCNN(10, 2, channels=5, hidden=7, curvature="per_block").double()
+    model = HyperbolicCNN(10, 2, channels=5, hidden=7, curvature_mode="per_block").double()
     with torch.no_grad():
         for m, curv in zip(model.manifolds, (1.0, 0.5, 2.0, 0.8)):
             m.k.fill_(1 / curv)
