@@ -42,6 +42,19 @@ def test_clip_radius_function_warns_and_equals_the_manifold_method():
     assert torch.allclose(clip_radius(s, m.kk, 1.5), m.clip_radius(s, 1.5))
 
 
+def test_hyperbolic_cnn_curvature_keyword_is_now_curvature_mode():
+    from biostrata.models import HyperbolicCNN
+
+    torch.manual_seed(0)
+    new = HyperbolicCNN(20, 2, curvature_mode="per_block", channels=4, hidden=8)
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match=r"HyperbolicCNN\(curvature_mode=...\)"):
+        old = HyperbolicCNN(20, 2, curvature="per_block", channels=4, hidden=8)
+    assert old.curvature_mode == "per_block" and old.architecture == new.architecture
+    assert old.architecture["name"] == "hcnn-m" and "curvature" not in old.architecture
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values(), strict=True))
+
+
 def test_protein_lm_forward_layers_is_embed():
     from biostrata.models.protein_lm import small_protein_lm
 

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from biostrata.analysis.hyperbolicity import (
     CALIBRATION,
@@ -72,6 +73,18 @@ def test_calibration_orders_the_spaces():
     assert delta_exact(again).delta == pytest.approx(rows["hyperbolic-2d"]["delta"])
     with pytest.raises(InputError, match="unknown calibration space"):
         calibration_distances("torus", 10)
+
+
+def test_hyperbolic_calibration_points_are_those_of_the_numpy_formula_they_replace():
+    """exp_o of the wrapped normal is now geometry's: the distances of the NumPy formula written here
+    before, to float64 rounding."""
+    n, seed = 60, 0
+    rng = np.random.default_rng([seed, list(CALIBRATION).index("hyperbolic-2d")])
+    v = 2.0 * rng.standard_normal((n, 2))
+    r = np.linalg.norm(v, axis=1, keepdims=True)
+    points = np.concatenate([np.cosh(r), np.sinh(r) * v / np.where(r > 0, r, 1.0)], axis=1)
+    before = pairwise_distances(points, metric="lorentz", curvature=1.0)
+    torch.testing.assert_close(calibration_distances("hyperbolic-2d", n, seed), before, rtol=1e-13, atol=1e-13)
 
 
 def test_tree_metric_is_a_tree_path_metric():

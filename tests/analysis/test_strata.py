@@ -37,6 +37,25 @@ def test_lorentz_points_lie_on_the_unit_hyperboloid_and_scale_distances() -> Non
     assert np.isfinite(lorentz_points(np.zeros((2, 3)), 1.0)).all()
 
 
+def test_lorentz_points_are_those_of_the_numpy_formula_they_replace() -> None:
+    """exp_o is now geometry's (torch, float64): the points of the NumPy formula written here before, to
+    float64 rounding (NumPy's and torch's sinh and sums round differently in the last bit)."""
+
+    def before(tangent: np.ndarray, curvature: float) -> np.ndarray:
+        v = np.asarray(tangent, dtype=np.float64) * np.sqrt(curvature)
+        r = np.linalg.norm(v, axis=1, keepdims=True)
+        scale = np.sinh(r) / np.maximum(r, 1e-300)
+        return np.concatenate([np.cosh(r), v * np.where(r > 0, scale, 1.0)], axis=1)
+
+    rng = np.random.default_rng(3)
+    for curvature in (0.37, 1.0, 2.5):
+        for scale in (0.0, 1e-9, 1e-3, 0.5, 3.0, 10.0):
+            v = rng.standard_normal((200, 7)) * scale
+            x = lorentz_points(v, curvature)
+            assert x.dtype == np.float64
+            np.testing.assert_allclose(x, before(v, curvature), rtol=1e-13, atol=0)
+
+
 def test_delta_table_measures_hyperbolic_rows_on_the_hyperboloid_too() -> None:
     rng = np.random.default_rng(1)
     reps = {"a/x/0": rng.standard_normal((60, 4)), "a/y/1": rng.standard_normal((60, 2))}

@@ -89,3 +89,24 @@ def test_errors_name_the_row():
         pairwise_distances(good, metric="lorentz", curvature=-1.0)
     with pytest.raises(InputError, match="2-d array"):
         pairwise_distances(np.zeros(3))
+
+
+def test_gram_forms_agree_with_the_exact_distances_and_stay_finite_at_equal_points():
+    from biostrata.geometry.distances import euclidean_gram_distances, lorentz_gram_distances
+
+    torch.manual_seed(0)
+    x, y = torch.randn(7, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    assert torch.allclose(euclidean_gram_distances(x, y), pairwise_distances(x, y), rtol=1e-12)
+    # batched on the left, as the heads call them: [..., d] x [m, d] -> [..., m]
+    assert torch.equal(euclidean_gram_distances(x.view(7, 1, 5), y)[:, 0], euclidean_gram_distances(x, y))
+    m = Lorentz(0.5)
+    px, py = m.lift(x, dim=-1).double(), m.lift(y, dim=-1).double()
+    exact = pairwise_distances(px, py, metric="lorentz", curvature=0.5)
+    assert torch.allclose(lorentz_gram_distances(px, py, m.kk.double()), exact, rtol=1e-9)
+    assert torch.equal(m.gram_distances(px, py), lorentz_gram_distances(px, py, m.kk))
+    # equal points: the floors keep sqrt and arccosh inside their domains (distances ~ sqrt(eps), not 0)
+    at = x[:2].clone().requires_grad_(True)
+    flat, curved = euclidean_gram_distances(at, x[:2]), lorentz_gram_distances(m.lift(at, dim=-1), px[:2], m.kk)
+    (flat.sum() + curved.sum()).backward()
+    assert torch.isfinite(at.grad).all()
+    assert euclidean_gram_distances(x[:1], x[:1]).item() < 1e-5 and lorentz_gram_distances(px[:1], px[:1], m.kk) < 1e-3

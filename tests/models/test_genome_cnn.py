@@ -49,10 +49,23 @@ def test_parameter_counts_match_the_paper():
 
 
 def test_curvature_modes():
-    assert len(HyperbolicCNN(30, 2, curvature="shared").manifolds) == 1
-    per_block = HyperbolicCNN(30, 2, curvature="per_block", blocks=3)
+    assert len(HyperbolicCNN(30, 2, curvature_mode="shared").manifolds) == 1
+    per_block = HyperbolicCNN(30, 2, curvature_mode="per_block", blocks=3)
     assert len(per_block.manifolds) == 4
     assert len({id(b.manifold) for b in per_block.blocks}) == 3
+    with pytest.raises(InputError, match="curvature_mode must be 'shared' or 'per_block'"):
+        HyperbolicCNN(30, 2, curvature_mode="per_layer")
+
+
+@pytest.mark.parametrize("name", ["cnn", "hcnn-s", "hcnn-m"])
+def test_the_declared_geometry_is_that_of_every_layer(name):
+    """config.GENOME_GEOMETRY, which reports read, says what ``layer_manifold`` gives for every layer."""
+    from biostrata.config import GENOME_GEOMETRY
+    from biostrata.geometry.lorentz import Lorentz
+
+    model = build_model(name, 20, 2, channels=4, hidden=8)
+    kinds = {type(model.layer_manifold(i)) for i in range(model.num_layers + 1)}
+    assert kinds == ({type(None)} if GENOME_GEOMETRY[name] == "euclidean" else {Lorentz})
 
 
 @pytest.mark.parametrize(
@@ -104,7 +117,7 @@ def test_hcnn_m_hands_each_block_to_the_next_curvature_through_the_origin():
     import geoopt
 
     torch.manual_seed(1)
-    model = HyperbolicCNN(10, 2, channels=5, hidden=7, curvature="per_block").double()
+    model = HyperbolicCNN(10, 2, channels=5, hidden=7, curvature_mode="per_block").double()
     with torch.no_grad():
         for m, curv in zip(model.manifolds, (1.0, 0.5, 2.0, 0.8)):
             m.k.fill_(1 / curv)

@@ -355,6 +355,33 @@ def test_distance_logits_are_negative_geodesic_distances_float64(curvature: floa
     assert torch.isfinite(at.grad).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_distance_logits_and_gradients_are_those_of_the_inline_form(dtype) -> None:
+    """The logits now come from geometry (``manifold.gram_distances``): the same numbers, to the bit, as the
+    formula the layer had written inline, and the same gradients, the learnable curvature's included."""
+    from biostrata.nn.lorentz import LorentzDistanceLogits
+
+    torch.manual_seed(0)
+    m = Lorentz(0.7, learnable=True)
+    head = LorentzDistanceLogits(3, 5, m, tau=0.7, init_std=1.0).to(dtype)
+    with torch.no_grad():
+        head.bias.copy_(torch.randn(5))
+    x = m.lift(torch.randn(2, 4, 3, dtype=dtype), dim=-1)
+
+    def before(head, x):  # the forward of earlier releases
+        k = head.manifold.kk
+        p = head.manifold.lift(head.prototypes.space, dim=-1)
+        inner = x[..., 1:] @ p[:, 1:].T - x[..., :1] * p[:, 0]
+        ratio = (-inner / k).clamp_min(1 + 1e-7)
+        return -torch.sqrt(k) * torch.acosh(ratio) / head.tau + head.bias
+
+    got, ref = head(x), before(head, x)
+    assert got.dtype == dtype and torch.equal(got, ref)
+    params = [m.k, *head.parameters()]
+    grads = [torch.autograd.grad(out.square().sum(), params, retain_graph=True) for out in (got, ref)]
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+
 @pytest.mark.parametrize("curvature", [0.5, 2.0])
 def test_tangent_embedding_reads_log_map_freezes_rows_and_writes_tangents(curvature: float) -> None:
     from biostrata.nn.lorentz import LorentzTangentEmbedding

@@ -50,7 +50,9 @@ def test_strata_order_follows_the_strata_not_the_rows() -> None:
 
 
 def test_hyperbolic_models_are_named_lorentz_or_hcnn() -> None:
-    assert [is_hyperbolic(m) for m in ("hcnn-s", "domain-lorentz", "cnn", "esm", "domain-euclidean")] == [
+    with pytest.warns(DeprecationWarning):  # a guess from names, kept for one release; the plots no longer use it
+        guesses = [is_hyperbolic(m) for m in ("hcnn-s", "domain-lorentz", "cnn", "esm", "domain-euclidean")]
+    assert guesses == [
         True,
         True,
         False,
@@ -66,6 +68,25 @@ def test_plot_delta_with_a_missing_stratum_and_calibration(tmp_path: Path) -> No
     plot_delta(frame, tmp_path / "delta.png", calibration)
     plot_delta(frame, tmp_path / "plain.png")
     assert _is_png(tmp_path / "delta.png") and _is_png(tmp_path / "plain.png")
+
+
+def test_plot_delta_dashes_the_models_its_frame_marks_hyperbolic() -> None:
+    """Hyperbolicity comes from the frame's ``hyperbolic`` column (the study sets it from the layers'
+    curvatures), not from the model's name: without the column every line is solid."""
+    import matplotlib.pyplot as plt
+
+    from biostrata.report.strata import _draw_delta_panel
+
+    frame = _delta_frame(["nucleotide"])
+    for marks, dashed in ((None, set()), ({"cnn"}, {"cnn"}), ({"hcnn-s"}, {"hcnn-s"})):
+        part = frame if marks is None else frame.assign(hyperbolic=frame["model"].isin(marks))
+        fig, ax = plt.subplots()
+        try:
+            _draw_delta_panel(ax, part, ["cnn", "hcnn-s"])
+            styles = {bars.get_label(): bars.lines[0].get_linestyle() for bars in ax.containers}
+        finally:
+            plt.close(fig)
+        assert styles == {m: "--" if m in dashed else "-" for m in ("cnn", "hcnn-s")}
 
 
 def test_plot_delta_rejects_bad_frames(tmp_path: Path) -> None:

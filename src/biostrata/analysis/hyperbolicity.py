@@ -25,6 +25,7 @@ from biostrata.compat import moved
 from biostrata.errors import InputError
 from biostrata.geometry.delta import DeltaResult, delta_exact, delta_fixed_base, delta_sampled
 from biostrata.geometry.distances import METRICS, as_points, pairwise_distances
+from biostrata.geometry.lorentz import Lorentz
 
 __getattr__ = moved(__name__, {"load_array": "biostrata.analysis.representations"})
 
@@ -139,10 +140,8 @@ def calibration_distances(space: str, n: int, seed: int = 0) -> torch.Tensor:
         return pairwise_distances(rng.standard_normal((n, 128)))
     if space == "sphere":
         return pairwise_distances(rng.standard_normal((n, 3)), metric="cosine")
-    v = 2.0 * rng.standard_normal((n, 2))
-    r = np.linalg.norm(v, axis=1, keepdims=True)
-    space_part = np.sinh(r) * v / np.where(r > 0, r, 1.0)
-    return pairwise_distances(np.concatenate([np.cosh(r), space_part], axis=1), metric="lorentz", curvature=1.0)
+    points = Lorentz(1.0).expmap0_point(torch.from_numpy(2.0 * rng.standard_normal((n, 2))), dim=1)
+    return pairwise_distances(points, metric="lorentz", curvature=1.0)
 
 
 def calibrate(

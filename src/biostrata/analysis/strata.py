@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from biostrata.errors import InputError
+from biostrata.geometry.lorentz import Lorentz
 
 __all__ = ["genome_layer_vectors", "lorentz_points", "delta_table", "calibration_table", "probe_summary"]
 
@@ -48,7 +49,7 @@ def genome_layer_vectors(
     for _, pooled in dna_states(model, sequences, ids, truncate=True, batch_size=batch_size, device=device):
         for i, v in pooled.items():
             if (m := manifolds[i]) is not None:
-                v = m.logmap0_space(torch.as_tensor(v, device=m.kk.device)[:, 1:], dim=1).cpu().numpy()
+                v = m.logmap0_space(torch.as_tensor(v, device=m.curvature.device)[:, 1:], dim=1).cpu().numpy()
             parts[i].append(v.astype(np.float64))
     out = {i: np.concatenate(p) if p else np.zeros((0, 0)) for i, p in parts.items()}
     bad = [i for i, x in out.items() if not np.isfinite(x).all()]
@@ -63,13 +64,11 @@ def genome_layer_vectors(
 def lorentz_points(tangent: np.ndarray, curvature: float) -> np.ndarray:
     """Points ``[n, 1 + d]`` on the unit hyperboloid (curvature -1) whose distances are those of ``exp_o(v)``
     on the hyperboloid of curvature -K (``curvature`` = K, <x,x>_L = -1/K) times ``sqrt(K)``:
-    x = exp_o(sqrt(K) v) at K = 1, i.e. x_s = sinh(r) v / |v|, x_0 = cosh(r), r = sqrt(K) |v|. Relative
-    delta, a ratio of distances, is the same on both."""
+    x = exp_o(sqrt(K) v) at K = 1, i.e. x_s = sinh(r) v / |v|, x_0 = cosh(r), r = sqrt(K) |v| (in float64,
+    by :meth:`~biostrata.geometry.lorentz.Lorentz.expmap0_point`). Relative delta, a ratio of distances, is
+    the same on both."""
     v = np.asarray(tangent, dtype=np.float64) * np.sqrt(curvature)
-    r = np.linalg.norm(v, axis=1, keepdims=True)
-    # sinh(r)/r -> 1 at r = 0: the floor keeps 0/0 out for a point at the origin
-    scale = np.sinh(r) / np.maximum(r, 1e-300)
-    return np.concatenate([np.cosh(r), v * np.where(r > 0, scale, 1.0)], axis=1)
+    return Lorentz(1.0).expmap0_point(torch.from_numpy(v), dim=1).numpy()
 
 
 def delta_table(

@@ -9,6 +9,7 @@ override the file. The settings used are saved beside every result.
 
 from biostrata.config.genome import (
     ACCELERATORS,
+    GENOME_GEOMETRY,
     GENOME_MODELS,
     LEGACY_RADIUS_CLIP,
     MAX_SEED,
@@ -23,7 +24,7 @@ from biostrata.config.sequences import ANNOTATE_CHOICES, AnnotateSettings, Cross
 from biostrata.config.strata import DOMAIN_VARIANTS, STRATA_PARTS, StrataSettings
 
 __all__ = [
-    "ACCELERATORS", "ANNOTATE_CHOICES", "DOMAIN_VARIANTS", "GENOME_MODELS", "LEGACY_RADIUS_CLIP", "MAX_SEED", "PRECISIONS", "SIMULATE_CHOICES",
+    "ACCELERATORS", "ANNOTATE_CHOICES", "DOMAIN_VARIANTS", "GENOME_GEOMETRY", "GENOME_MODELS", "LEGACY_RADIUS_CLIP", "MAX_SEED", "PRECISIONS", "SIMULATE_CHOICES",
     "AnnotateSettings", "ConditionsSettings", "CrossGranularitySettings", "DemoSettings", "PretrainSettings",
     "SimulateSettings", "STRATA_PARTS", "StrataSettings", "TrainConfig",
 ]  # fmt: skip

@@ -10,9 +10,11 @@ from typing import Any
 
 from biostrata.settings import Settings, field_help, read_yaml
 
-# The genome classifiers a TrainConfig can name; models.genome_cnn.MODELS says how each is built.
-
-GENOME_MODELS = ("cnn", "hcnn-s", "hcnn-m")
+# The genome classifiers a TrainConfig can name, with the geometry of their layers (what a built model's
+# ``layer_manifold`` gives: None for euclidean, a Lorentz manifold for lorentz; a test checks the two agree).
+# models.genome_cnn.MODELS says how each is built; reports read the geometry here, not from the names.
+GENOME_GEOMETRY = {"cnn": "euclidean", "hcnn-s": "lorentz", "hcnn-m": "lorentz"}
+GENOME_MODELS = tuple(GENOME_GEOMETRY)
 # What a TrainConfig passes to Lightning: its precisions (the short forms are its older names) and accelerators.
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "bf16", "16", "64")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -104,7 +106,7 @@ class TrainConfig(Settings):
 
     def validate(self) -> None:
         # the Lorentz layers count time + space, so their widths need 2 at least
-        width = 1 if self.model == "cnn" else 2
+        width = 1 if GENOME_GEOMETRY.get(self.model) == "euclidean" else 2
         self.require(
             [
                 (self.model in GENOME_MODELS, "model", f"one of {', '.join(GENOME_MODELS)}"),

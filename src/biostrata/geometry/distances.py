@@ -1,7 +1,8 @@
-"""Pairwise distances between points, in float64, for the metrics the delta tools accept.
+"""Every distance between points: in float64 for measurement, and in matrix-product form for training.
 
-Every formula below is written so that close points keep their precision (no ``arccos`` or
-``arccosh`` near 1):
+:func:`pairwise_distances` checks its points and computes in float64, for the metrics the delta
+tools accept. Every formula of it is written so that close points keep their precision (no ``arccos``
+or ``arccosh`` near 1, no expanded squares):
 
 - ``euclidean``: ``|x - y|``.
 - ``cosine``: the angle between x and y, ``arccos(x.y / (|x| |y|))`` in ``[0, pi]``, computed as
@@ -15,6 +16,16 @@ Every formula below is written so that close points keep their precision (no ``a
 - ``poincare``: points in the ball ``K |x|^2 < 1``,
   ``cosh(sqrt(K) d) = 1 + 2 K |x - y|^2 / ((1 - K |x|^2) (1 - K |y|^2))``, computed as
   ``(2 / sqrt K) asinh(sqrt(K |x - y|^2 / ((1 - K |x|^2) (1 - K |y|^2))))``.
+
+The training heads (:mod:`biostrata.nn.distance`, :mod:`biostrata.nn.lorentz`) score a batch against a
+few learned points in the model's dtype, differentiably, and use the Gram forms, one matrix product
+each: :func:`euclidean_gram_distances`, ``sqrt(|x|^2 - 2 x.y + |y|^2)``, and
+:func:`lorentz_gram_distances`, ``sqrt(k) arccosh(-<x, y>_L / k)`` on ``<x, x>_L = -k`` (``k = 1/K``,
+the manifold's own parameter, see :class:`~biostrata.geometry.lorentz.Lorentz`). They lose digits for
+close points (the expanded square, or ``arccosh`` near 1: an absolute error of about ``eps |x| |y|``
+on the square, ``sqrt(eps)`` on the distance of equal points), so they are not for measurement; each
+floors its argument just inside the domain (``sqrt`` at 0, ``arccosh`` at 1), where rounding would
+otherwise give NaN or an infinite gradient.
 """
 
 from __future__ import annotations
@@ -58,6 +69,26 @@ def _check_curvature(curvature: float) -> float:
 def _euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``|x_i - y_j|`` from coordinate differences (not the Gram-matrix shortcut, which loses digits)."""
     return torch.cdist(x.unsqueeze(0), y.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist").squeeze(0)
+
+
+def euclidean_gram_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``|x_i - y_j|`` ``[..., m]`` of points ``x [..., d]`` and ``y [m, d]``, by the Gram form
+    ``sqrt(max(|x|^2 - 2 x.y + |y|^2, 1e-12))`` (see the module docstring: for training, not measurement)."""
+    square = (x * x).sum(-1, keepdim=True) - 2 * x @ y.T + (y * y).sum(-1)
+    # |x - y|^2 >= 0, but the expanded form can round below 0 for near-equal points, and the gradient
+    # of sqrt is infinite at 0: floor it just above 0
+    return torch.sqrt(square.clamp_min(1e-12))
+
+
+def lorentz_gram_distances(x: torch.Tensor, y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Geodesic distances ``[..., m]`` of points ``x [..., 1 + d]`` and ``y [m, 1 + d]`` (time first) on
+    ``<x, x>_L = -k`` (curvature ``-1/k``), by the inner-product form as in geoopt,
+    ``d(x, y) = sqrt(k) arccosh(max(-<x, y>_L / k, 1 + 1e-7))`` (see the module docstring: for training)."""
+    inner = x[..., 1:] @ y[:, 1:].T - x[..., :1] * y[:, 0]  # <x, y>_L
+    # -<x, y>/k >= 1 on the manifold, but float rounding can go below 1 for near-equal points,
+    # where arccosh is undefined and its gradient infinite: floor it just above 1
+    ratio = (-inner / k).clamp_min(1 + 1e-7)
+    return torch.sqrt(k) * torch.acosh(ratio)
 
 
 def _unit_rows(x: torch.Tensor, name: str) -> torch.Tensor:

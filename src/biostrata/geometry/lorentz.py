@@ -8,7 +8,10 @@ Tensors are laid out channel-first, (B, 1 + C, ...) with the time coordinate at 
 
 The operations are methods of the manifold (``manifold.lift(space)``, ``manifold.centroid(x, dims)``,
 ``manifold.carry(space, to=other)``), which use its clamped k; the module-level functions below
-are the same maths with k passed explicitly, for kernels and float64 checks.
+are the same maths with k passed explicitly, for kernels and float64 checks. k stays inside this
+package: what the library takes and gives is the curvature magnitude K (``Lorentz(curvature)``,
+``manifold.curvature``). NumPy callers convert (``torch.from_numpy`` in float64, ``.numpy()`` back),
+so that every Lorentz formula is written here once; distances are in :mod:`biostrata.geometry.distances`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import geoopt
 import torch
 
 from biostrata.errors import InputError
+from biostrata.geometry.distances import lorentz_gram_distances
 
 K_MIN = 1e-4  # smallest k used in formulas: a learnable k is clamped here, never to 0 or below
 
@@ -64,6 +68,11 @@ class Lorentz(geoopt.Lorentz):
         """Space part of exp_o(v) for a tangent vector (0, v_s) at the origin."""
         return expmap0_space(v, self.kk, dim)
 
+    def expmap0_point(self, v: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        """The point exp_o(v), time first along ``dim``, of a tangent vector (0, v_s) at the origin: the
+        space part of ``expmap0_space``, lifted."""
+        return self.lift(self.expmap0_space(v, dim), dim)
+
     def logmap0_space(self, x: torch.Tensor, dim: int = 0) -> torch.Tensor:
         """Space part of log_o(x); its time part is 0."""
         return logmap0_space(x, self.kk, dim)
@@ -72,6 +81,11 @@ class Lorentz(geoopt.Lorentz):
         """Space parts of exp_o^{to}(log_o^{self}(x)): points moved to the hyperboloid ``to``
         through the tangent space at the origin; the identity when ``to`` is this manifold."""
         return space if to is self else change_curvature_space(space, self.kk, to.kk, dim)
+
+    def gram_distances(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Geodesic distances ``[..., m]`` of points x ``[..., 1 + d]`` and y ``[m, 1 + d]``, time first, by
+        the inner-product form of the training heads (see ``geometry.distances.lorentz_gram_distances``)."""
+        return lorentz_gram_distances(x, y, self.kk)
 
     def clip_radius(self, space: torch.Tensor, radius: float, dim: int = 1) -> torch.Tensor:
         """Points farther than ``radius`` (in units of sqrt(k)) from the origin pulled back (see ``clip_radius``)."""

@@ -25,6 +25,7 @@ Which reference each choice follows (rrkhan/HGE @f76ee3e, with HyperbolicCV @fe1
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biostrata.config import GENOME_MODELS, LEGACY_RADIUS_CLIP
+from biostrata.config import GENOME_GEOMETRY, GENOME_MODELS, LEGACY_RADIUS_CLIP
 from biostrata.data.alphabet import ALPHABET
 from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz
@@ -193,17 +194,19 @@ class _LorentzBlock(nn.Module):
 
 
 class HyperbolicCNN(GenomeCNN, nn.Module):
-    """The Lorentz twin (HCNN). ``curvature="shared"`` (HCNN-S): one learnable curvature;
-    ``"per_block"`` (HCNN-M): one per residual block plus one for the head. ``embed`` returns each
-    layer's points, time first, on the hyperboloid ``layer_manifold`` names. ``bn_max_radius``: the
-    batch norms' clip of the rescaled radius (``nn.lorentz.LorentzBatchNorm1d``; the default 10 is the
-    reference's cap, 5 the stricter clip of earlier versions)."""
+    """The Lorentz twin (HCNN). ``curvature_mode="shared"`` (HCNN-S): one learnable curvature;
+    ``"per_block"`` (HCNN-M): one per residual block plus one for the head, each starting at the
+    curvature magnitude K = ``init_curvature``. ``embed`` returns each layer's points, time first, on the
+    hyperboloid ``layer_manifold`` names. ``bn_max_radius``: the batch norms' clip of the rescaled radius
+    (``nn.lorentz.LorentzBatchNorm1d``; the default 10 is the reference's cap, 5 the stricter clip of
+    earlier versions). The mode's earlier keyword ``curvature=`` works for one more release, with a
+    DeprecationWarning."""
 
     def __init__(
         self,
         length: int,
         num_classes: int,
-        curvature: Literal["shared", "per_block"] = "shared",
+        curvature_mode: Literal["shared", "per_block"] = "shared",
         init_curvature: float = 1.0,
         learn_curvature: bool = True,
         bn_max_radius: float = REFERENCE_RADIUS_CLIP,
@@ -211,17 +214,25 @@ class HyperbolicCNN(GenomeCNN, nn.Module):
     ) -> None:
         """``skeleton``: keywords of :class:`Skeleton`."""
         super().__init__()
+        if "curvature" in skeleton:  # the mode's name before this release
+            warnings.warn(
+                "HyperbolicCNN(curvature=...) is now HyperbolicCNN(curvature_mode=...); the old keyword goes in "
+                "the next release",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            curvature_mode = skeleton.pop("curvature")
         s = Skeleton(**skeleton)
         _check(length, num_classes, s.pool)
-        if curvature not in ("shared", "per_block"):
-            raise InputError(f"curvature must be 'shared' or 'per_block', got {curvature!r}")
-        self.length, self.pool, self.curvature_mode = length, s.pool, curvature
+        if curvature_mode not in ("shared", "per_block"):
+            raise InputError(f"curvature_mode must be 'shared' or 'per_block', got {curvature_mode!r}")
+        self.length, self.pool, self.curvature_mode = length, s.pool, curvature_mode
         self.architecture = {
-            "name": "hcnn-s" if curvature == "shared" else "hcnn-m", "length": length, "num_classes": num_classes,
-            "init_curvature": init_curvature, "learn_curvature": learn_curvature, "bn_max_radius": bn_max_radius,
-            **skeleton,
+            "name": "hcnn-s" if curvature_mode == "shared" else "hcnn-m", "length": length,
+            "num_classes": num_classes, "init_curvature": init_curvature, "learn_curvature": learn_curvature,
+            "bn_max_radius": bn_max_radius, **skeleton,
         }  # fmt: skip
-        n_manifolds = 1 if curvature == "shared" else s.blocks + 1
+        n_manifolds = 1 if curvature_mode == "shared" else s.blocks + 1
         self.manifolds = nn.ModuleList(Lorentz(init_curvature, learn_curvature) for _ in range(n_manifolds))
         space = s.channels - 1
         self.blocks = nn.ModuleList(
@@ -290,8 +301,8 @@ class HyperbolicCNN(GenomeCNN, nn.Module):
 
 # arguments of the Lorentz twin alone, dropped when a cnn is built from the same keywords
 HYPERBOLIC_ONLY = ("init_curvature", "learn_curvature", "bn_max_radius")
-# how each of the names a TrainConfig accepts is built
-MODELS = dict(zip(GENOME_MODELS, ({}, {"curvature": "shared"}, {"curvature": "per_block"}), strict=True))
+# how each of the names a TrainConfig accepts is built: its geometry (config.GENOME_GEOMETRY) picks the twin
+MODELS = dict(zip(GENOME_MODELS, ({}, {"curvature_mode": "shared"}, {"curvature_mode": "per_block"}), strict=True))
 
 
 def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module:
@@ -299,7 +310,7 @@ def build_model(name: str, length: int, num_classes: int, **kwargs) -> nn.Module
     model keeps its arguments as ``model.architecture``: what ``save_pretrained`` writes."""
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    if name == "cnn":
+    if GENOME_GEOMETRY[name] == "euclidean":
         kwargs = {k: v for k, v in kwargs.items() if k not in HYPERBOLIC_ONLY}
         model = EuclideanCNN(length, num_classes, **kwargs)
     else:
@@ -362,7 +373,8 @@ def model_from_saved(blob: object, where: str) -> nn.Module:
         )
     try:
         arch = dict(blob["architecture"])
-        if arch["name"] != "cnn":  # written before the clip was an argument: trained with the stricter one
+        # a hyperbolic model written before the clip was an argument: trained with the stricter one
+        if GENOME_GEOMETRY.get(arch["name"]) != "euclidean":
             arch.setdefault("bn_max_radius", LEGACY_RADIUS_CLIP)
         return _built(arch, blob["state_dict"], where)
     except (KeyError, TypeError) as err:

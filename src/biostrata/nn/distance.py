@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from biostrata.errors import InputError
+from biostrata.geometry.distances import euclidean_gram_distances
 
 
 class EuclideanDistanceHead(nn.Module):
@@ -19,7 +20,8 @@ class EuclideanDistanceHead(nn.Module):
 
     W starts as N(0, sigma^2) with sigma = init_radius / sqrt(dim in_features) and b = 0 (a LayerNorm
     output starts at |u| ~ ``init_radius``), the points p_c as N(0, 1/dim) (|p_c| ~ 1), as in
-    :class:`~biostrata.nn.lorentz.LorentzDistanceHead` at curvature 1."""
+    :class:`~biostrata.nn.lorentz.LorentzDistanceHead` at curvature 1. Distances by the Gram form
+    (:func:`~biostrata.geometry.distances.euclidean_gram_distances`), as the Lorentz head's."""
 
     def __init__(self, in_features: int, num_classes: int, dim: int | None = None, tau: float = 1.0,
                  init_radius: float = 0.5) -> None:  # fmt: skip
@@ -36,9 +38,4 @@ class EuclideanDistanceHead(nn.Module):
         self.register_buffer("tau", torch.tensor(float(tau)))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        u = self.linear(h)
-        p = self.prototypes
-        square = (u * u).sum(-1, keepdim=True) - 2 * u @ p.T + (p * p).sum(-1)
-        # |u - p|^2 >= 0, but the expanded form can round below 0 for near-equal points, and the gradient
-        # of sqrt is infinite at 0: floor it just above 0
-        return -torch.sqrt(square.clamp_min(1e-12)) / self.tau + self.bias
+        return -euclidean_gram_distances(self.linear(h), self.prototypes) / self.tau + self.bias

@@ -8,6 +8,11 @@ written out by hand, forwards and backwards, and so is the per-position scalar a
 them (square roots, asinh, sinh, the clamps), whose autograd graph cost as much as the
 full-size passes. The results equal the plain autograd path (``fused=False``) to float32
 rounding; tests check both against each other and against ``torch.autograd.gradcheck``.
+
+These kernels are the layers' internals (:mod:`biostrata.nn.lorentz` calls them with its manifold's
+``kk``): their ``k`` is the hyperboloid's <x,x>_L = -k, k = 1/K, as inside :mod:`biostrata.geometry`,
+a tensor so that its gradient (a learned curvature's) is written out too. What users call takes the
+manifold, or the curvature magnitude K.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ class LorentzBatchNorm1d(_SpaceLayer):
         m = self.momentum
         if self.warm_start:  # max(momentum, 1/n) as a tensor: no device-to-host copy per step
             m = (1.0 / self.num_batches_tracked.to(spread.dtype)).clamp_min(self.momentum)
-        running = self.manifold.lift(self.manifold.expmap0_space(self.running_mean[1:]), dim=0)
+        running = self.manifold.expmap0_point(self.running_mean[1:], dim=0)
         pair = torch.stack([(1 - m) * running, m * self.manifold.lift(mu_s, dim=0)]) * 2  # weights (1 - m, m)
         self.running_mean[1:] = self.manifold.logmap0_space(self.manifold.centroid(pair, (0,))[1:])
         self.running_var.mul_(1 - m).add_(m * spread)
@@ -288,7 +288,8 @@ class LorentzEmbedding(nn.Module):
 
 class LorentzDistanceLogits(nn.Module):  # maps points to logits, so it has no ``space``
     """Logits as negative geodesic distances to one learned point p_c per class (space parts learned as
-    in :class:`LorentzEmbedding`), with geoopt's distance on <x,x>_L = -k:
+    in :class:`LorentzEmbedding`), with geoopt's distance on <x,x>_L = -k (the manifold's
+    ``gram_distances``, :func:`~biostrata.geometry.distances.lorentz_gram_distances`):
 
         d(x, p) = sqrt(k) arccosh(-<x, p>_L / k),    logit_c(x) = -d(x, p_c) / tau + b_c
 
@@ -305,13 +306,8 @@ class LorentzDistanceLogits(nn.Module):  # maps points to logits, so it has no `
         self.bias = nn.Parameter(torch.zeros(num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.manifold.kk
         p = self.manifold.lift(self.prototypes.space, dim=-1)  # [C, 1 + dim]
-        inner = x[..., 1:] @ p[:, 1:].T - x[..., :1] * p[:, 0]  # <x, p>_L
-        # -<x, p>/k >= 1 on the manifold, but float rounding can go below 1 for near-equal points,
-        # where arccosh is undefined and its gradient infinite: floor it just above 1
-        ratio = (-inner / k).clamp_min(1 + 1e-7)
-        return -torch.sqrt(k) * torch.acosh(ratio) / self.tau + self.bias
+        return -self.manifold.gram_distances(x, p) / self.tau + self.bias
 
 
 class LorentzTangentEmbedding(LorentzEmbedding):
@@ -400,7 +396,7 @@ class LorentzDistanceHead(nn.Module):
     def points(self, h: torch.Tensor) -> torch.Tensor:
         # clip: see HEAD_MAX_RADIUS (far out, float32 distances are noise)
         u = clip_norm(self.linear(h), self.max_radius * torch.sqrt(self.manifold.kk), dim=-1)
-        return self.manifold.lift(self.manifold.expmap0_space(u, dim=-1), dim=-1)
+        return self.manifold.expmap0_point(u, dim=-1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.logits(self.points(h))

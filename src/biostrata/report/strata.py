@@ -26,7 +26,6 @@ from biostrata.report.figures import COLORS, figure
 __all__ = [
     "STRATA",
     "strata_order",
-    "is_hyperbolic",
     "split_label",
     "top_categories",
     "present_metrics",
@@ -69,26 +68,35 @@ def strata_order(strata: pd.DataFrame | Sequence[str]) -> list[str]:
 
 
 def is_hyperbolic(model: str) -> bool:
-    """Whether ``model`` names a hyperbolic model: it contains "lorentz" or starts with "hcnn"."""
+    """Deprecated (goes in the next release): a guess from the name, "lorentz" in it or "hcnn" first.
+    The pictures now take hyperbolicity from the data: ``plot_delta`` from the frame's ``hyperbolic``
+    column (the strata study sets it from the layers' curvatures), ``plot_widths`` from ``geometry``."""
+    warnings.warn(
+        "biostrata.report.strata.is_hyperbolic guesses from a name and goes in the next release; give plot_delta "
+        "a 'hyperbolic' column (from the layers' curvatures, model.layer_manifold(i))",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     name = model.lower()
     return "lorentz" in name or name.startswith("hcnn")
 
 
-def _model_style(model: str, index: int) -> dict:
+def _model_style(model: str, index: int, hyperbolic: bool) -> dict:
     """Colour, line style and marker of ``model`` (the ``index``-th model of its picture): the house
     colour where there is one, else the ``index``-th of tab10; hyperbolic models dashed with squares."""
     import matplotlib
 
     color = COLORS.get(model, matplotlib.colormaps["tab10"](index % 10))
-    if is_hyperbolic(model):
+    if hyperbolic:
         return {"color": color, "linestyle": "--", "marker": "s"}
     return {"color": color, "linestyle": "-", "marker": "o"}
 
 
 def plot_delta(frame: pd.DataFrame, path: str | Path, calibration: Mapping[str, float] | None = None) -> None:
     """Relative Gromov delta ``2δ/diam`` per layer: one panel per stratum (``strata_order``, shared y
-    axis), one line per model with ``relative_delta_std`` as error bars (hyperbolic models dashed).
-    ``frame`` has one row per (stratum, model, layer). ``calibration`` maps a reference name (e.g.
+    axis), one line per model with ``relative_delta_std`` as error bars. ``frame`` has one row per
+    (stratum, model, layer); an optional bool column ``hyperbolic`` marks the models drawn dashed (without
+    it, none is). ``calibration`` maps a reference name (e.g.
     "tree", "sphere") to its relative delta, drawn as a dotted line labelled at the right edge."""
     _require_columns(frame, ["stratum", "model", "layer", "relative_delta", "relative_delta_std"], "frame")
     if frame.duplicated(["stratum", "model", "layer"]).any():
@@ -115,8 +123,9 @@ def _draw_delta_panel(ax, part: pd.DataFrame, models: Sequence[str]) -> None:
     for model, rows in part.groupby("model", sort=False):
         rows = rows.sort_values("layer")
         yerr = rows["relative_delta_std"].to_numpy(dtype=float)
+        hyperbolic = "hyperbolic" in rows and bool(rows["hyperbolic"].any())
         ax.errorbar(rows["layer"], rows["relative_delta"], yerr=np.nan_to_num(yerr), capsize=2, markersize=4,
-                    label=model, **_model_style(str(model), models.index(model)))  # fmt: skip
+                    label=model, **_model_style(str(model), models.index(model), hyperbolic))  # fmt: skip
     ax.set_xlabel("layer")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small")
@@ -312,7 +321,8 @@ def _draw_width_panel(ax, frame: pd.DataFrame, metric: str, widths: Sequence[int
     for i, geometry in enumerate(geometries):
         part = stats.loc[geometry].sort_index()
         yerr = np.vstack([part["mean"] - part["min"], part["max"] - part["mean"]])
-        style = _model_style(str(geometry), i) | {"color": _GEOMETRY_COLORS.get(geometry, f"C{i}")}
+        hyperbolic = geometry != "euclidean"
+        style = _model_style(str(geometry), i, hyperbolic) | {"color": _GEOMETRY_COLORS.get(geometry, f"C{i}")}
         ax.errorbar(part.index, part["mean"], yerr=yerr, capsize=3, markersize=4, label=geometry, **style)
     ax.set_xscale("log", base=2)
     ax.set_xticks(widths, [str(w) for w in widths])

@@ -17,13 +17,15 @@ import numpy as np
 import pandas as pd
 
 from biostrata.compat import moved
+from biostrata.config import GENOME_GEOMETRY
 from biostrata.data.benchmarks import SUITES
 from biostrata.errors import InputError
 from biostrata.report.published import PUBLISHED
 from biostrata.train.sweep import read_records
 
-EUCLIDEAN = ("cnn",)
-HYPERBOLIC = ("hcnn-s", "hcnn-m")
+# the genome models of each geometry, as the models declare it (config.GENOME_GEOMETRY), in registry order
+EUCLIDEAN = tuple(m for m, geometry in GENOME_GEOMETRY.items() if geometry == "euclidean")
+HYPERBOLIC = tuple(m for m, geometry in GENOME_GEOMETRY.items() if geometry != "euclidean")
 MODEL_ORDER = EUCLIDEAN + HYPERBOLIC
 WIN = "hyperbolic >= euclidean"
 SEED_WINS = "hyperbolic wins (seeds)"

@@ -123,7 +123,7 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
         with clock("widths"):
             width_table = widths(out, s, data, plan) if "widths" not in s.skip else pd.DataFrame()
         with clock("pictures"):
-            plot_delta(_delta_frame(deltas), out / "delta.png",
+            plot_delta(_delta_frame(deltas, reps.curvatures), out / "delta.png",
                        dict(zip(calibration["space"], calibration["relative_delta"])))  # fmt: skip
             plot_strata_cka(cka, out / "cka.png")
             if len(width_table):
@@ -147,9 +147,12 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
     return tables
 
 
-def _delta_frame(deltas: pd.DataFrame) -> pd.DataFrame:
-    """The delta table in the plot's terms: stratum, model (``+lorentz`` when measured on the hyperboloid), layer."""
+def _delta_frame(deltas: pd.DataFrame, curvatures: dict[str, float]) -> pd.DataFrame:
+    """The delta table in the plot's terms: stratum, model (``+lorentz`` when measured on the hyperboloid), layer,
+    and ``hyperbolic``: whether a representation of the model, in any stratum, has a curvature (its layer's
+    ``layer_manifold``, or a lorentz domain LM's table), keyed ``stratum/model/layer``."""
     parts = deltas["name"].str.split("/", expand=True)
+    hyperbolic = {name.split("/")[1] for name in curvatures}
     return pd.DataFrame({"stratum": parts[0], "model": parts[1] + deltas["metric"].map({"euclidean": "", "lorentz": " (lorentz metric)"}),
                          "layer": parts[2].astype(int), "relative_delta": deltas["relative_delta"],
-                         "relative_delta_std": deltas["relative_delta_std"]})  # fmt: skip
+                         "relative_delta_std": deltas["relative_delta_std"], "hyperbolic": parts[1].isin(hyperbolic)})  # fmt: skip
