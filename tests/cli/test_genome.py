@@ -96,6 +96,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "empty").mkdir()
     (root / "conditions").mkdir()
     (root / "conditions" / "settings.json").write_text(json.dumps(asdict(ConditionsSettings(epochs=99))))
+    # representation files for delta
+    rng = np.random.default_rng(0)
+    np.savez(root / "fewids.npz", ids=np.array(["a", "b"]), x=rng.normal(size=(5, 3)))
+    np.savez(root / "idsonly.npz", ids=np.array(["a", "b"]))
+    np.save(root / "one.npy", np.zeros((1, 3)))
+    np.savez(root / "layers.npz", h=rng.normal(size=(6, 3, 2)), y=np.arange(6))
     torch.set_num_threads(1)
     train(TrainConfig(model="cnn", channels=4, hidden=8, blocks=1, kernel_size=3, epochs=1, progress=False),
           read_gue_dir(root / "ok"), root / "model")  # fmt: skip
@@ -227,6 +233,17 @@ CASES = [
     ("delta --curvature -1", ["delta", "--calibrate", "10", "--curvature", "-1"],
      r"--curvature -1\.0: give K > 0 \(the space has curvature -K\)"),
     ("delta --kmer 9", ["delta", "--model", "{root}/model", "--data", "{root}/ok", "--kmer", "9"], r"--kmer 9: give 8 or less"),
+    # delta INPUT
+    ("delta fewer ids than rows", ["delta", "{root}/fewids.npz", "--metric", "euclidean"],
+     r"fewids\.npz: 2 ids for 5 rows; give one id per row \(the 'ids' array\), or none"),
+    ("delta an .npz of ids only", ["delta", "{root}/idsonly.npz"],
+     r"idsonly\.npz: holds only 'ids' \(2 of them\) and no array of representations; save the arrays beside"),
+    ("delta one point", ["delta", "{root}/one.npy", "--metric", "euclidean"],
+     r"one\.npy: 1 point; the Gromov delta needs at least 2 \(its relative delta, 2 delta / diameter, is 0/0"),
+    ("delta several arrays", ["delta", "{root}/layers.npz"],
+     r"layers\.npz: holds 4 arrays \(h\.0, h\.1, h\.2, y\); choose one with --key \(e\.g\. --key h\.0\)"),
+    ("delta a 1-d array", ["delta", "{root}/layers.npz", "--key", "y"],
+     r"layers\.npz: array 'y' has shape \(6,\); expected a 2-d array .*: choose a 2-d one with --key \(h\.0, h\.1, h\.2\)"),
     # study conditions
     ("conditions --seeds 1 1", ["study", "conditions", "--out", "{root}/out/c", "--seeds", "1", "1"],
      r"seeds=\[1, 1\] \(--seeds\) is invalid; expected one value or more, each once"),
@@ -364,3 +381,28 @@ def test_ctrl_c_keeps_finished_seeds_and_a_rerun_completes(tiny_task, tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "cnn seed 0: finished already" in rerun.stdout and "cnn seed 1: test MCC" in rerun.stdout
     assert (out / "seed1" / "metrics.json").is_file()
+
+
+def test_delta_of_a_model_draws_the_same_sequences_from_the_same_rows_in_any_order(files, tmp_path, capsys):
+    """`delta --model --data` samples --points sequences from the split's sequences in sorted order: the same
+    numbers with the rows of test.csv shuffled."""
+    data = Path(files["root"]) / "ok"
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for split in ("train", "dev", "test"):
+        header, *rows = (data / f"{split}.csv").read_text().splitlines()
+        np.random.default_rng(1).shuffle(rows)
+        (mixed / f"{split}.csv").write_text("\n".join([header, *rows]) + "\n")
+    results = []
+    for folder in (data, mixed):
+        argv = ["delta", "--model", f"{files['root']}/model", "--data", str(folder), "--points", "10", "--json"]
+        assert main(argv) == 0
+        rows = json.loads(capsys.readouterr().out)
+        results.append([{k: v for k, v in r.items() if k not in ("seconds", "witness")} for r in rows])
+    assert results[0] == results[1]
+
+
+def test_the_advice_on_an_array_of_layers_works(files, capsys):
+    """A 3-d array [points, layers, coordinates] is one array per layer: --key h.1 picks layer 1."""
+    assert main(["delta", f"{files['root']}/layers.npz", "--key", "h.1", "--metric", "euclidean", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 6

@@ -5,6 +5,7 @@ traceback or a silent wrong number. The table below is the one in docs/reliabili
 from __future__ import annotations
 
 import datetime
+import json
 import random
 import re
 from pathlib import Path
@@ -44,6 +45,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     np.savez(root / "const.npz", ids=np.array(ids), L0=np.ones((N, 4)), L1=x)
     np.savez(root / "three.npz", ids=np.array(ids[2:5]), M=rng.normal(size=(3, 4)))
     np.savez(root / "one.npz", ids=np.array([ids[0], "other"]), M=rng.normal(size=(2, 4)))
+    np.savez(root / "fewids.npz", ids=np.array(ids[:2]), M=x)
     (root / "empty.npy").write_bytes(b"")
     (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{'ab'[k]}\n" for i, k in zip(ids, y)))
     rare = ["c" if i < 2 else "ab"[i % 2] for i in range(N)]
@@ -118,6 +120,8 @@ CASES = [
     ("cka --knn >= rows", ["cka", "{feats_npz}", "--knn", "40"], r"knn=40 \(--knn\)"),
     ("cka ids joined with no ids", ["cka", "{feats_npz}", "{noid_npy}"],
      r"feats\.npz has row ids and .*noid\.npy has none"),
+    ("cka fewer ids than rows", ["cka", "{fewids_npz}"], r"fewids\.npz: 2 ids for 40 rows; give one id per row"),
+    ("probe fewer ids than rows", [*PROBE, "--features", "{fewids_npz}"], r"fewids\.npz: 2 ids for 40 rows"),
     ("cka NaN values", ["cka", "{nan_npz}"], r"nan\.npz: layer 'L0' has 2 NaN or infinite"),
     ("cka text file as .pt", ["cka", "{text_pt}"], r"text\.pt: not a PyTorch file .*expected a family table"),
     ("embed text file as --model", [*EMBED, "--model", "{text_pt}"],
@@ -242,3 +246,77 @@ def test_cluster_embeddings_take_the_token_budget_and_dtype(files: dict[str, str
         assert low.array("mean").dtype == np.float16 and ref.array("mean").dtype == np.float32
         assert low.per_token("B4").dtype == np.float16 and low.per_token("B4").shape == (2, 7, 8)
         np.testing.assert_allclose(low.array("mean", ids=ref.ids), ref.array("mean"), atol=2e-3, rtol=2e-3)
+
+
+def shuffled(path: str, out: Path, seed: int = 1) -> str:
+    """A copy of a representation (.npz, .npy) or label (.csv) file with its rows in another order."""
+    rng = np.random.default_rng(seed)
+    out = out / f"shuffled_{Path(path).name}"
+    if out.suffix == ".csv":
+        pd.read_csv(path, dtype=str).sample(frac=1, random_state=seed).to_csv(out, index=False)
+    elif out.suffix == ".npy":
+        x = np.load(path)
+        np.save(out, x[rng.permutation(len(x))])
+    else:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        order = rng.permutation(len(arrays["ids"]))
+        np.savez(out, **{k: v[order] for k, v in arrays.items()})
+    return str(out)
+
+
+def test_every_analysis_gives_the_same_numbers_for_the_same_rows_in_any_order(
+    files: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """probe (also fusing two files, --fusion projection), cka (one file, two, --against) and delta (exact,
+    sampled; points with ids and without) on the same rows with every input file's rows shuffled: the same
+    numbers. Rows are joined by id and read in sorted order; folds and samples are drawn from that order."""
+    rng = np.random.default_rng(2)
+    ids = [f"s{i}" for i in range(N)]
+    other = tmp_path / "other.npz"
+    np.savez(other, ids=np.array(ids[::-1]), M=rng.normal(size=(N, 3)))
+    probe = ["probe", "--label-column", "label", "--folds", "3", "--seeds", "0", "1", "--bootstrap", "20"]
+    delta = ["delta", "--metric", "euclidean", "--json"]
+    commands = {
+        "probe": [*probe, "--features", "{feats}:L0", "{other}", "--labels", "{labels}"],
+        "probe fusion": [*probe, "--features", "{feats}:L0", "{other}", "--fusion", "projection", "--labels",
+                         "{labels}", "--probe", "mlp"],
+        "probe all layers": [*probe, "--features", "{feats}", "--all-layers", "--labels", "{labels}"],
+        "probe rows in label order": [*probe, "--features", "{noid}", "--rows-in-label-order", "--labels", "{labels}"],
+        "cka": ["cka", "{feats}", "{other}", "--kernel", "rbf"],
+        "cka one file": ["cka", "{feats}"],
+        "cka against": ["cka", "{feats}", "--layers", "L0", "--against", "{other}"],
+        "delta exact": [*delta, "{feats}", "--key", "L0"],
+        "delta sampled": [*delta, "{feats}", "--key", "L0", "--method", "sampled", "--samples", "12", "--repeats", "4"],
+        "delta sampled, no ids": [*delta, "{noid}", "--method", "sampled", "--samples", "12", "--repeats", "4"],
+    }  # fmt: skip
+
+    def numbers(argv: list[str], inputs: dict[str, str], run: str) -> list:
+        argv = [a.format(**inputs) for a in argv]
+        out = tmp_path / run
+        if argv[0] == "probe":
+            argv += ["--out", str(out)]
+        elif argv[0] == "cka":
+            argv += ["--out", f"{out}.csv"]
+        assert main(argv) == 0, capsys.readouterr().err
+        printed = capsys.readouterr().out
+        if argv[0] == "probe":
+            return [pd.read_csv(out / name).drop(columns="features") for name in ("summary.csv", "folds.csv")]
+        if argv[0] == "cka":
+            return [pd.read_csv(f"{out}.csv").drop(columns="input", errors="ignore")]
+        result = json.loads(printed)
+        return [{k: v for k, v in result.items() if k not in ("input", "seconds", "witness")}]
+
+    given = {"feats": files["feats_npz"], "other": str(other), "labels": files["labels_csv"], "noid": files["noid_npy"]}
+    # --rows-in-label-order: the label rows shuffled like the feature rows
+    mixed = {name: shuffled(path, tmp_path) for name, path in given.items()}
+    order = np.random.default_rng(1).permutation(N)
+    pd.read_csv(files["labels_csv"], dtype=str).iloc[order].to_csv(tmp_path / "labels_like_noid.csv", index=False)
+    for name, argv in commands.items():
+        inputs = mixed | ({"labels": str(tmp_path / "labels_like_noid.csv")} if "label order" in name else {})
+        first, again = numbers(argv, given, f"{name} a"), numbers(argv, inputs, f"{name} b")
+        for a, b in zip(first, again):
+            if isinstance(a, pd.DataFrame):
+                pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
+            else:
+                assert a == b, name
