@@ -96,6 +96,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "empty").mkdir()
     (root / "conditions").mkdir()
     (root / "conditions" / "settings.json").write_text(json.dumps(asdict(ConditionsSettings(epochs=99))))
+    # the runs of --seeds 1 2 (started), and a finished demo
+    for k in (1, 2):
+        (root / "seeds" / f"seed{k}").mkdir(parents=True)
+        TrainConfig(model="cnn", seed=k).to_yaml(root / "seeds" / f"seed{k}" / "config.yaml")
+    (root / "demo_done").mkdir()
+    (root / "demo_done" / "summary.csv").write_text("model,test_mcc\n")
     # representation files for delta
     rng = np.random.default_rng(0)
     np.savez(root / "fewids.npz", ids=np.array(["a", "b"]), x=rng.normal(size=(5, 3)))
@@ -113,6 +119,7 @@ def fill(argv: list[str], files: dict[str, str]) -> list[str]:
 
 
 GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+PROC = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc file system here")
 TRAIN = ["train", "--data", "{root}/ok", "--out", "{root}/out/train", *TINY]
 
 # (id, argv, regex that the last line of stderr matches after 'biostrata: error: '[, a mark])
@@ -144,6 +151,14 @@ CASES = [
     ("train resume, other settings", ["train", "--data", "{root}/ok", "--out", "{root}/resume", "--model", "cnn",
      "--seeds", "0", "1", *TINY], r"resume/seed0 holds a finished run made with other settings \(.*epochs: 7 there, "
      r"1 now.*\); .*pass --overwrite"),
+    ("train one run beside --seeds runs", ["train", "--data", "{root}/ok", "--out", "{root}/seeds", "--seed", "5",
+     *TINY], r"--out .*seeds: holds the runs of --seeds \(seed1/, seed2/\); one run is not written beside them: "
+     r"give --seeds 5 to add seed5/, or another --out"),
+    ("train --seeds beside one run", ["train", "--data", "{root}/ok", "--out", "{root}/model", "--seeds", "1", *TINY],
+     r"--out .*model: holds one run \(config\.yaml\); the seed<k>/ runs of --seeds are not written beside it"),
+    ("train --out under /proc", ["train", "--data", "{root}/ok", "--out", "/proc/biostrata/run", *TINY],
+     r"--out /proc/biostrata/run: cannot (make the folder /proc/biostrata|write in /proc) \(.*\); choose another place",
+     PROC),
     # train: option values
     ("train --model foo", [*TRAIN, "--model", "foo"], r"model='foo' \(--model\) is invalid; expected one of cnn"),
     ("train --precision bad", [*TRAIN, "--precision", "bad"], r"precision='bad' \(--precision\) is invalid"),
@@ -206,6 +221,10 @@ CASES = [
      r"delta_points=2 \(--delta-points\) is invalid; expected at least 4"),
     ("demo --epochs 0", ["demo", "--out", "{root}/out/d", "--epochs", "0"], r"epochs=0 \(--epochs\) is invalid"),
     ("demo --seed -1", ["demo", "--out", "{root}/out/d", "--seed", "-1"], r"seed=-1 \(--seed\) is invalid"),
+    ("demo finished --out", ["demo", "--out", "{root}/demo_done"],
+     r"--out .*demo_done: the run finished already \(summary\.csv written\); pass --overwrite to run it again"),
+    ("simulate --out under /proc", ["simulate", "--out", "/proc/biostrata/x"],
+     r"--out /proc/biostrata/x: cannot (make the folder /proc/biostrata|write in /proc) ", PROC),
     # report
     ("report folder without records", ["report", "{root}/empty"], r"empty: no record\.json found"),
     ("report damaged record", ["report", "{root}/corrupt"], r"x/record\.json: not a valid record"),
@@ -406,3 +425,16 @@ def test_the_advice_on_an_array_of_layers_works(files, capsys):
     """A 3-d array [points, layers, coordinates] is one array per layer: --key h.1 picks layer 1."""
     assert main(["delta", f"{files['root']}/layers.npz", "--key", "h.1", "--metric", "euclidean", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 6
+
+
+def test_one_run_and_seed_runs_never_share_a_folder(files, tmp_path, capsys):
+    """`train --seed 5` into a folder of seed<k>/ runs is refused (see the table); the advice, --seeds 5, adds
+    seed5/ beside them and trains no other seed."""
+    out = tmp_path / "seeds"
+    for k in (1, 2):
+        (out / f"seed{k}").mkdir(parents=True)
+        TrainConfig(model="cnn", seed=k).to_yaml(out / f"seed{k}" / "config.yaml")
+    argv = ["train", "--data", f"{files['root']}/ok", "--out", str(out), "--model", "cnn", "--seeds", "5", *TINY]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed1", "seed2", "seed5"]
+    assert (out / "seed5" / "metrics.json").is_file() and not (out / "seed1" / "metrics.json").exists()

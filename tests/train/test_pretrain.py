@@ -334,6 +334,9 @@ def test_cli_lorentz_domain_lm(tmp_path: Path, files: dict[str, Path], capsys: p
     base = ["pretrain", "--corpus", str(files["corpus"]), "--pfam", str(files["clans"]), "--preset", "small",
             "--d-embed", "8", "--epochs", "1", "--batch-size", "8", "--accelerator", "cpu", "--no-progress"]  # fmt: skip
     assert main([*base, "--out", str(out), "--geometry", "lorentz", "--curvature", "0.5"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", str(out)]) == 2  # finished (metrics.json): refused, unless --overwrite
+    assert "the run finished already (metrics.json written); pass --overwrite to pre-train" in capsys.readouterr().err
     model = DomainLM.load(out)
     assert model.geometry == "lorentz" and model.config["curvature"] == 0.5 and model.config["d_embed"] == 8
     assert json.loads((out / "metrics.json").read_text())["config"]["geometry"] == "lorentz"
