@@ -48,6 +48,15 @@ def test_annotate_a_genbank_file_with_one_real_hmm(tmp_path: Path, capsys: pytes
         ),
         ({"m.fa": ">a\nACGTACGT\n>b\nMKVLW\n"}, ["{m.fa}"], r"m.fa: mixes nucleotide and protein records"),
         ({"f.gbk": ">a\nACGTACGT\n"}, ["{f.gbk}"], r"f.gbk: not a GenBank file gb-io can read \(.*\); give GenBank"),
+        (
+            {
+                "past.gbk": "LOCUS       rec1 12 bp    DNA     linear   BCT 01-JAN-2020\nFEATURES             Location/"
+                'Qualifiers\n     CDS             1..30\n                     /locus_tag="g1"\nORIGIN\n        1 '
+                "atggctgctt gg\n//\n"
+            },
+            ["{past.gbk}"],
+            r"past.gbk: record 'rec1', CDS g1: location .* ends at base 30, past the end of the record \(12 bp\)",
+        ),  # fmt: skip
     ],
 )
 def test_bad_input_is_one_line_with_exit_2(tmp_path, capsys, files, args, message) -> None:
