@@ -67,6 +67,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "empty.fa").write_text("")
     (root / "empty_corpus.txt").write_text("\n\n")
     (root / "tiny.txt").write_text("B1 NRP PF00001 PF00002\n")
+    (root / "empties.csv").write_text("cluster_id,label,domain_tokens\nB1,NRP,PF00001 PF00002\nB2,NRP,\nB3,PKS,\n")
+    (root / "clans.tsv").write_text("PF99999\t\t\tOther\tnot a family of the corpora\n")
     (root / "clusters.txt").write_text("".join(f"B{i} NRP {' '.join(r.choices(PFAM, k=3 + i))}\n" for i in range(5)))
     torch.manual_seed(0)
     DomainLM(DomainVocabulary(PFAM), d_embed=8, d_model=8, n_layers=2, kernel_size=3, r=2).save_sequence_models(
@@ -145,6 +147,9 @@ CASES = [
     ("embed empty FASTA", [*EMBED, "--model", "{plm_pt}", "--input", "{empty_fa}"], r"empty\.fa: no FASTA records"),
     ("embed a mistyped --model path", [*EMBED, "--model", "{root}/no/such/esm"],
      r"--model \S*/no/such/esm: no such file or folder; a model is a transformers folder \(config\.json"),
+    ("embed a file with --backend transformers", [*EMBED, "--model", "{plm_pt}", "--backend", "transformers"],
+     r"--model \S*plm\.pt: a file, not a transformers folder \(config\.json, .*\); give such a folder, or a "
+     r"fair-esm \.pt file with --backend fair-esm or auto"),
     ("embed --half with --precision", [*EMBED, "--model", "{plm_pt}", "--half", "--precision", "fp32"],
      r"--half and --precision: --half is the old name of --precision fp16; give --precision only"),
     ("embed --half on the CPU", [*EMBED, "--model", "{plm_pt}", "--device", "cpu", "--half"],
@@ -166,6 +171,12 @@ CASES = [
      r"empty_corpus\.txt: no clusters read as a domain list"),
     ("pretrain corpus too small to split", [*PRETRAIN, "--corpus", "{tiny_txt}"],
      r"tiny\.txt: its 1 cluster\(s\) split into 0 for training and 1 for validation"),
+    ("pretrain corpus too small, the reader's warnings in the error", [*PRETRAIN, "--corpus", "{empties_csv}"],
+     r"empties\.csv: its 1 cluster\(s\) split into 0 for training .* \(reading it met 2 x empty-cluster, first: "
+     r"\S*empties\.csv:3: empty-cluster: 'B2' has no domains; skipped\)"),
+    ("pretrain no family known", [*PRETRAIN, "--corpus", "{clusters_txt}", "--pfam", "{clans_tsv}"],
+     r"clusters\.txt: none of its \d+ domains \(e\.g\. 'PF000\d\d'\) is a family of the Pfam table \S*clans\.tsv; "
+     r"check the corpus and --format, and --pfam"),
     ("pretrain one protein", [*PRETRAIN, "--level", "protein", "--corpus", "{one_fa}"],
      r"1 protein sequence\(s\) split .* into 0 for training and 1 for validation"),
     ("pretrain text file as --init-table", [*PRETRAIN, "--corpus", "{tiny_txt}", "--arm", "finetune", "--init-table",
