@@ -438,3 +438,23 @@ def test_one_run_and_seed_runs_never_share_a_folder(files, tmp_path, capsys):
     assert main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == ["seed1", "seed2", "seed5"]
     assert (out / "seed5" / "metrics.json").is_file() and not (out / "seed1" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("module", ["biostrata.cli.genome", "biostrata.config"])
+def test_ctrl_c_while_the_command_starts_exits_130_quietly(module):
+    """SIGINT while `biostrata` imports its subcommands (biostrata.cli.genome) or builds its parser
+    (biostrata.config): exit 130, one line, no KeyboardInterrupt traceback."""
+    code = (
+        "import os, signal, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == {module!r}:\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = ['biostrata', 'train', '--help']\n"
+        "from biostrata.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    assert (run.returncode, run.stderr, run.stdout) == (130, "biostrata: interrupted\n", "")

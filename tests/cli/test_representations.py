@@ -66,6 +66,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "dup.fa").write_text(">a\nACDE\n>a\nACDF\n")
     (root / "empty.fa").write_text("")
     (root / "empty_corpus.txt").write_text("\n\n")
+    for name in ("binary.txt", "binary.fa", "binary.tsv"):
+        (root / name).write_bytes(bytes(range(256)) * 4)
     (root / "tiny.txt").write_text("B1 NRP PF00001 PF00002\n")
     (root / "empties.csv").write_text("cluster_id,label,domain_tokens\nB1,NRP,PF00001 PF00002\nB2,NRP,\nB3,PKS,\n")
     (root / "clans.tsv").write_text("PF99999\t\t\tOther\tnot a family of the corpora\n")
@@ -177,6 +179,13 @@ CASES = [
     ("pretrain no family known", [*PRETRAIN, "--corpus", "{clusters_txt}", "--pfam", "{clans_tsv}"],
      r"clusters\.txt: none of its \d+ domains \(e\.g\. 'PF000\d\d'\) is a family of the Pfam table \S*clans\.tsv; "
      r"check the corpus and --format, and --pfam"),
+    ("pretrain a binary corpus", [*PRETRAIN, "--corpus", "{binary_txt}"],
+     r"binary\.txt: not a text file; give a domain list \(\.txt\), an accession CSV or a BiGCARP CSV"),
+    ("pretrain a binary FASTA", [*PRETRAIN, "--level", "protein", "--corpus", "{binary_fa}"],
+     r"binary\.fa: not a text file; give a FASTA file of proteins, plain or gzip-compressed"),
+    ("pretrain a binary domain table", [*PRETRAIN, "--level", "protein", "--corpus", "{binary_tsv}"],
+     r"binary\.tsv: not a text file; give a tab-separated domain table \(\.tsv\)"),
+    ("embed a binary FASTA", [*EMBED, "--model", "{plm_pt}", "--input", "{binary_fa}"], r"binary\.fa: not a text file"),
     ("pretrain one protein", [*PRETRAIN, "--level", "protein", "--corpus", "{one_fa}"],
      r"1 protein sequence\(s\) split .* into 0 for training and 1 for validation"),
     ("pretrain text file as --init-table", [*PRETRAIN, "--corpus", "{tiny_txt}", "--arm", "finetune", "--init-table",

@@ -251,16 +251,19 @@ def read_clusters(
     ``auto`` picks ``pfamid`` for a CSV with a ``domain_tokens`` column, ``bigcarp`` for a CSV with a
     ``domains`` column, and ``domain-list`` otherwise.
     """
+    from biostrata.data.genome import text_only
+
     path = Path(path)
     _require_file(path, "cluster corpus")
     table = PfamTable.read(pfam) if isinstance(pfam, (str, Path)) else pfam
-    if fmt == "auto":
-        header = [h.strip() for h in _csv_header(path)]
-        fmt = "pfamid" if "domain_tokens" in header else "bigcarp" if "domains" in header else "domain-list"
-    readers = {"domain-list": read_domain_list, "pfamid": read_pfamid_csv, "bigcarp": read_bigcarp_csv}
-    if fmt not in readers:
-        raise InputError(f"fmt={fmt!r}: choose one of auto, {', '.join(readers)}")
-    return readers[fmt](path, table, strict)
+    with text_only(path, "a domain list (.txt), an accession CSV or a BiGCARP CSV"):
+        if fmt == "auto":
+            header = [h.strip() for h in _csv_header(path)]
+            fmt = "pfamid" if "domain_tokens" in header else "bigcarp" if "domains" in header else "domain-list"
+        readers = {"domain-list": read_domain_list, "pfamid": read_pfamid_csv, "bigcarp": read_bigcarp_csv}
+        if fmt not in readers:
+            raise InputError(f"fmt={fmt!r}: choose one of auto, {', '.join(readers)}")
+        return readers[fmt](path, table, strict)
 
 
 # -- product classes -------------------------------------------------------------------------------
