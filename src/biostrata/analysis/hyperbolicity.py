@@ -111,7 +111,8 @@ def rows_in_order(
     equal points); a distance matrix without ids as it is (its rows and columns permuted together). The
     delta's samples and witness then do not depend on the order of the rows. ``order`` is None (``x`` as
     it is) when ``x`` is not 2-d."""
-    if np.ndim(x) != 2:
+    x = x if isinstance(x, torch.Tensor) else np.asarray(x)
+    if x.ndim != 2:
         return x, None
     if ids is not None:
         order = np.argsort(np.asarray(ids), kind="stable")

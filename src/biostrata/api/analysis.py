@@ -68,7 +68,8 @@ def delta(
         array or torch tensor), or a file holding one (``.npy``, ``.npz``, ``.h5`` embedding store,
         ``.csv``). Rows are read in the order of their sorted ids (a file's), points without ids in the
         order of their values, so that the same rows in any order give the same result (``witness`` and
-        ``base`` number the rows as given); a distance matrix without ids is read as it is. Give exactly one of ``x``, ``calibrate``, or ``model`` with ``data``.
+        ``base`` number the rows as given); a distance matrix without ids is read as it is. Give exactly
+        one of ``x``, ``calibrate``, or ``model`` with ``data``.
     metric : {"precomputed", "euclidean", "cosine", "lorentz", "poincare"}
         ``precomputed``: ``x`` is a distance matrix; else the distance between rows of ``x``.
     curvature : float
@@ -143,8 +144,8 @@ def delta(
         options["base"] = [int(at[b]) if 0 <= b < len(at) else b for b in np.atleast_1d(base).tolist()]
     if np.ndim(x) and len(x) < 2:
         raise InputError(
-            f"{source}: {len(x)} point; the Gromov delta needs at least 2 (its relative delta, 2 delta / diameter, "
-            "is 0/0 for one); give more points"
+            f"{source}: {len(x)} point{'' if len(x) == 1 else 's'}; the Gromov delta needs at least 2 (its relative "
+            "delta, 2 delta / diameter, is 0/0 for one); give more points"
         )
     out = hyp.gromov_delta(x, metric=metric, curvature=curvature, **options).to_dict()
     if order is not None:  # numbers of the rows as given, not as read

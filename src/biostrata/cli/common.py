@@ -5,6 +5,7 @@ helpers their ``_run_*`` functions call. Loads no torch, Lightning or pandas (``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
 import tempfile
@@ -124,7 +125,7 @@ def _check_creatable(where: str, folder: Path) -> None:
         raise InputError(f"{where}: cannot {doing} ({err.strerror or err}); choose another place") from None
     finally:
         for p in made:
-            if p.is_dir():
+            with contextlib.suppress(OSError):  # not made, or no longer empty
                 p.rmdir()
 
 
