@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/biostrata demo --out demo_out
+	$(BIN)/biostrata demo --out demo_out --overwrite
 
 LINTED := src tests benchmarks
 

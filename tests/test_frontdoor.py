@@ -7,6 +7,7 @@ import inspect
 import json
 import subprocess
 import sys
+from unittest.mock import ANY
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,8 @@ def test_delta_in_memory_equals_the_command(tmp_path, capsys) -> None:
     for key in ("delta", "relative_delta", "diameter", "witness", "histogram"):
         assert got[key] == printed[key], key
     assert biostrata.delta(str(tmp_path / "x.npy"), metric="euclidean")["delta"] == got["delta"]
+    sampled = dict(metric="euclidean", method="sampled", samples=6, repeats=3)
+    assert biostrata.delta(x[::-1], **sampled) == biostrata.delta(x, **sampled) | {"seconds": ANY}  # any row order
     with pytest.raises(InputError, match="curvature=0"):
         biostrata.delta(x, metric="lorentz", curvature=0)
 
@@ -95,7 +98,7 @@ def test_probe_in_memory_equals_files(tmp_path) -> None:
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 15)
     X = rng.standard_normal((30, 4)) + y[:, None]
-    ids = [f"s{i}" for i in range(30)]
+    ids = [f"s{i:02d}" for i in range(30)]  # files are read in the order of their sorted ids: this one
     summary, folds = biostrata.probe(X, y, cs=(1.0,), folds=3, seeds=(0, 1), bootstrap=0)
     assert len(folds) == 6 and summary.loc[0, "auroc_macro"] > 0.7
     np.savez(tmp_path / "f.npz", x=X, ids=np.array(ids))

@@ -28,6 +28,9 @@ def test_annotate_a_genbank_file_with_one_real_hmm(tmp_path: Path, capsys: pytes
         "BGC0000015.1,,PF00005 PF00005,\"['PF00005', 'PF00005']\"",
     ]
     assert json.loads((tmp_path / "a" / "annotation.json").read_text())["Z"] == 16712
+    assert main(argv) == 2  # finished: refused
+    assert "the run finished already (annotation.json written); pass --overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
 
 
 @pytest.mark.parametrize(
@@ -47,6 +50,15 @@ def test_annotate_a_genbank_file_with_one_real_hmm(tmp_path: Path, capsys: pytes
         ),
         ({"m.fa": ">a\nACGTACGT\n>b\nMKVLW\n"}, ["{m.fa}"], r"m.fa: mixes nucleotide and protein records"),
         ({"f.gbk": ">a\nACGTACGT\n"}, ["{f.gbk}"], r"f.gbk: not a GenBank file gb-io can read \(.*\); give GenBank"),
+        (
+            {
+                "past.gbk": "LOCUS       rec1 12 bp    DNA     linear   BCT 01-JAN-2020\nFEATURES             Location/"
+                'Qualifiers\n     CDS             1..30\n                     /locus_tag="g1"\nORIGIN\n        1 '
+                "atggctgctt gg\n//\n"
+            },
+            ["{past.gbk}"],
+            r"past.gbk: record 'rec1', CDS g1: location .* ends at base 30, past the end of the record \(12 bp\)",
+        ),  # fmt: skip
     ],
 )
 def test_bad_input_is_one_line_with_exit_2(tmp_path, capsys, files, args, message) -> None:
@@ -63,6 +75,21 @@ def test_bad_input_is_one_line_with_exit_2(tmp_path, capsys, files, args, messag
     assert len(err) == 1 and err[0].startswith("biostrata: error:")
     assert re.search(message, err[0]), err[0]
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_a_finished_annotation_is_refused_without_overwrite(tmp_path, capsys) -> None:
+    """annotation.json, written last, marks a finished --out: annotate refuses it at once (before the HMMs are
+    read), unless --overwrite."""
+    (tmp_path / "p.faa").write_text(">a\nMKV\n")
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "annotation.json").write_text("{}")
+    assert main(["annotate", str(tmp_path / "p.faa"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"biostrata: error: --out {tmp_path / 'o'}: the run finished already (annotation.json written); pass "
+        "--overwrite to annotate again, or give another --out"
+    ]
+    assert (tmp_path / "o" / "annotation.json").read_text() == "{}"
 
 
 def _needs_default_hmms() -> None:

@@ -96,6 +96,18 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "empty").mkdir()
     (root / "conditions").mkdir()
     (root / "conditions" / "settings.json").write_text(json.dumps(asdict(ConditionsSettings(epochs=99))))
+    # the runs of --seeds 1 2 (started), and a finished demo
+    for k in (1, 2):
+        (root / "seeds" / f"seed{k}").mkdir(parents=True)
+        TrainConfig(model="cnn", seed=k).to_yaml(root / "seeds" / f"seed{k}" / "config.yaml")
+    (root / "demo_done").mkdir()
+    (root / "demo_done" / "summary.csv").write_text("model,test_mcc\n")
+    # representation files for delta
+    rng = np.random.default_rng(0)
+    np.savez(root / "fewids.npz", ids=np.array(["a", "b"]), x=rng.normal(size=(5, 3)))
+    np.savez(root / "idsonly.npz", ids=np.array(["a", "b"]))
+    np.save(root / "one.npy", np.zeros((1, 3)))
+    np.savez(root / "layers.npz", h=rng.normal(size=(6, 3, 2)), y=np.arange(6))
     torch.set_num_threads(1)
     train(TrainConfig(model="cnn", channels=4, hidden=8, blocks=1, kernel_size=3, epochs=1, progress=False),
           read_gue_dir(root / "ok"), root / "model")  # fmt: skip
@@ -107,6 +119,7 @@ def fill(argv: list[str], files: dict[str, str]) -> list[str]:
 
 
 GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+PROC = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc file system here")
 TRAIN = ["train", "--data", "{root}/ok", "--out", "{root}/out/train", *TINY]
 
 # (id, argv, regex that the last line of stderr matches after 'biostrata: error: '[, a mark])
@@ -138,6 +151,14 @@ CASES = [
     ("train resume, other settings", ["train", "--data", "{root}/ok", "--out", "{root}/resume", "--model", "cnn",
      "--seeds", "0", "1", *TINY], r"resume/seed0 holds a finished run made with other settings \(.*epochs: 7 there, "
      r"1 now.*\); .*pass --overwrite"),
+    ("train one run beside --seeds runs", ["train", "--data", "{root}/ok", "--out", "{root}/seeds", "--seed", "5",
+     *TINY], r"--out .*seeds: holds the runs of --seeds \(seed1/, seed2/\); one run is not written beside them: "
+     r"give --seeds 5 to add seed5/, or another --out"),
+    ("train --seeds beside one run", ["train", "--data", "{root}/ok", "--out", "{root}/model", "--seeds", "1", *TINY],
+     r"--out .*model: holds one run \(config\.yaml\); the seed<k>/ runs of --seeds are not written beside it"),
+    ("train --out under /proc", ["train", "--data", "{root}/ok", "--out", "/proc/biostrata/run", *TINY],
+     r"--out /proc/biostrata/run: cannot (make the folder /proc/biostrata|write in /proc) \(.*\); choose another place",
+     PROC),
     # train: option values
     ("train --model foo", [*TRAIN, "--model", "foo"], r"model='foo' \(--model\) is invalid; expected one of cnn"),
     ("train --precision bad", [*TRAIN, "--precision", "bad"], r"precision='bad' \(--precision\) is invalid"),
@@ -200,6 +221,10 @@ CASES = [
      r"delta_points=2 \(--delta-points\) is invalid; expected at least 4"),
     ("demo --epochs 0", ["demo", "--out", "{root}/out/d", "--epochs", "0"], r"epochs=0 \(--epochs\) is invalid"),
     ("demo --seed -1", ["demo", "--out", "{root}/out/d", "--seed", "-1"], r"seed=-1 \(--seed\) is invalid"),
+    ("demo finished --out", ["demo", "--out", "{root}/demo_done"],
+     r"--out .*demo_done: the run finished already \(summary\.csv written\); pass --overwrite to run it again"),
+    ("simulate --out under /proc", ["simulate", "--out", "/proc/biostrata/x"],
+     r"--out /proc/biostrata/x: cannot (make the folder /proc/biostrata|write in /proc) ", PROC),
     # report
     ("report folder without records", ["report", "{root}/empty"], r"empty: no record\.json found"),
     ("report damaged record", ["report", "{root}/corrupt"], r"x/record\.json: not a valid record"),
@@ -227,6 +252,17 @@ CASES = [
     ("delta --curvature -1", ["delta", "--calibrate", "10", "--curvature", "-1"],
      r"--curvature -1\.0: give K > 0 \(the space has curvature -K\)"),
     ("delta --kmer 9", ["delta", "--model", "{root}/model", "--data", "{root}/ok", "--kmer", "9"], r"--kmer 9: give 8 or less"),
+    # delta INPUT
+    ("delta fewer ids than rows", ["delta", "{root}/fewids.npz", "--metric", "euclidean"],
+     r"fewids\.npz: 2 ids for 5 rows; give one id per row \(the 'ids' array\), or none"),
+    ("delta an .npz of ids only", ["delta", "{root}/idsonly.npz"],
+     r"idsonly\.npz: holds only 'ids' \(2 of them\) and no array of representations; save the arrays beside"),
+    ("delta one point", ["delta", "{root}/one.npy", "--metric", "euclidean"],
+     r"one\.npy: 1 point; the Gromov delta needs at least 2 \(its relative delta, 2 delta / diameter, is 0/0"),
+    ("delta several arrays", ["delta", "{root}/layers.npz"],
+     r"layers\.npz: holds 4 arrays \(h\.0, h\.1, h\.2, y\); choose one with --key \(e\.g\. --key h\.0\)"),
+    ("delta a 1-d array", ["delta", "{root}/layers.npz", "--key", "y"],
+     r"layers\.npz: array 'y' has shape \(6,\); expected a 2-d array .*: choose a 2-d one with --key \(h\.0, h\.1, h\.2\)"),
     # study conditions
     ("conditions --seeds 1 1", ["study", "conditions", "--out", "{root}/out/c", "--seeds", "1", "1"],
      r"seeds=\[1, 1\] \(--seeds\) is invalid; expected one value or more, each once"),
@@ -364,3 +400,61 @@ def test_ctrl_c_keeps_finished_seeds_and_a_rerun_completes(tiny_task, tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "cnn seed 0: finished already" in rerun.stdout and "cnn seed 1: test MCC" in rerun.stdout
     assert (out / "seed1" / "metrics.json").is_file()
+
+
+def test_delta_of_a_model_draws_the_same_sequences_from_the_same_rows_in_any_order(files, tmp_path, capsys):
+    """`delta --model --data` samples --points sequences from the split's sequences in sorted order: the same
+    numbers with the rows of test.csv shuffled."""
+    data = Path(files["root"]) / "ok"
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for split in ("train", "dev", "test"):
+        header, *rows = (data / f"{split}.csv").read_text().splitlines()
+        np.random.default_rng(1).shuffle(rows)
+        (mixed / f"{split}.csv").write_text("\n".join([header, *rows]) + "\n")
+    results = []
+    for folder in (data, mixed):
+        argv = ["delta", "--model", f"{files['root']}/model", "--data", str(folder), "--points", "10", "--json"]
+        assert main(argv) == 0
+        rows = json.loads(capsys.readouterr().out)
+        results.append([{k: v for k, v in r.items() if k not in ("seconds", "witness")} for r in rows])
+    assert results[0] == results[1]
+
+
+def test_the_advice_on_an_array_of_layers_works(files, capsys):
+    """A 3-d array [points, layers, coordinates] is one array per layer: --key h.1 picks layer 1."""
+    assert main(["delta", f"{files['root']}/layers.npz", "--key", "h.1", "--metric", "euclidean", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 6
+
+
+def test_one_run_and_seed_runs_never_share_a_folder(files, tmp_path, capsys):
+    """`train --seed 5` into a folder of seed<k>/ runs is refused (see the table); the advice, --seeds 5, adds
+    seed5/ beside them and trains no other seed."""
+    out = tmp_path / "seeds"
+    for k in (1, 2):
+        (out / f"seed{k}").mkdir(parents=True)
+        TrainConfig(model="cnn", seed=k).to_yaml(out / f"seed{k}" / "config.yaml")
+    argv = ["train", "--data", f"{files['root']}/ok", "--out", str(out), "--model", "cnn", "--seeds", "5", *TINY]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed1", "seed2", "seed5"]
+    assert (out / "seed5" / "metrics.json").is_file() and not (out / "seed1" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("module", ["biostrata.cli.genome", "biostrata.config"])
+def test_ctrl_c_while_the_command_starts_exits_130_quietly(module):
+    """SIGINT while `biostrata` imports its subcommands (biostrata.cli.genome) or builds its parser
+    (biostrata.config): exit 130, one line, no KeyboardInterrupt traceback."""
+    code = (
+        "import os, signal, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == {module!r}:\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = ['biostrata', 'train', '--help']\n"
+        "from biostrata.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    assert (run.returncode, run.stderr, run.stdout) == (130, "biostrata: interrupted\n", "")

@@ -5,6 +5,7 @@ traceback or a silent wrong number. The table below is the one in docs/reliabili
 from __future__ import annotations
 
 import datetime
+import json
 import random
 import re
 from pathlib import Path
@@ -44,6 +45,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     np.savez(root / "const.npz", ids=np.array(ids), L0=np.ones((N, 4)), L1=x)
     np.savez(root / "three.npz", ids=np.array(ids[2:5]), M=rng.normal(size=(3, 4)))
     np.savez(root / "one.npz", ids=np.array([ids[0], "other"]), M=rng.normal(size=(2, 4)))
+    np.savez(root / "fewids.npz", ids=np.array(ids[:2]), M=x)
     (root / "empty.npy").write_bytes(b"")
     (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{'ab'[k]}\n" for i, k in zip(ids, y)))
     rare = ["c" if i < 2 else "ab"[i % 2] for i in range(N)]
@@ -64,7 +66,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "dup.fa").write_text(">a\nACDE\n>a\nACDF\n")
     (root / "empty.fa").write_text("")
     (root / "empty_corpus.txt").write_text("\n\n")
+    for name in ("binary.txt", "binary.fa", "binary.tsv"):
+        (root / name).write_bytes(bytes(range(256)) * 4)
     (root / "tiny.txt").write_text("B1 NRP PF00001 PF00002\n")
+    (root / "empties.csv").write_text("cluster_id,label,domain_tokens\nB1,NRP,PF00001 PF00002\nB2,NRP,\nB3,PKS,\n")
+    (root / "clans.tsv").write_text("PF99999\t\t\tOther\tnot a family of the corpora\n")
     (root / "clusters.txt").write_text("".join(f"B{i} NRP {' '.join(r.choices(PFAM, k=3 + i))}\n" for i in range(5)))
     torch.manual_seed(0)
     DomainLM(DomainVocabulary(PFAM), d_embed=8, d_model=8, n_layers=2, kernel_size=3, r=2).save_sequence_models(
@@ -118,6 +124,8 @@ CASES = [
     ("cka --knn >= rows", ["cka", "{feats_npz}", "--knn", "40"], r"knn=40 \(--knn\)"),
     ("cka ids joined with no ids", ["cka", "{feats_npz}", "{noid_npy}"],
      r"feats\.npz has row ids and .*noid\.npy has none"),
+    ("cka fewer ids than rows", ["cka", "{fewids_npz}"], r"fewids\.npz: 2 ids for 40 rows; give one id per row"),
+    ("probe fewer ids than rows", [*PROBE, "--features", "{fewids_npz}"], r"fewids\.npz: 2 ids for 40 rows"),
     ("cka NaN values", ["cka", "{nan_npz}"], r"nan\.npz: layer 'L0' has 2 NaN or infinite"),
     ("cka text file as .pt", ["cka", "{text_pt}"], r"text\.pt: not a PyTorch file .*expected a family table"),
     ("embed text file as --model", [*EMBED, "--model", "{text_pt}"],
@@ -141,6 +149,9 @@ CASES = [
     ("embed empty FASTA", [*EMBED, "--model", "{plm_pt}", "--input", "{empty_fa}"], r"empty\.fa: no FASTA records"),
     ("embed a mistyped --model path", [*EMBED, "--model", "{root}/no/such/esm"],
      r"--model \S*/no/such/esm: no such file or folder; a model is a transformers folder \(config\.json"),
+    ("embed a file with --backend transformers", [*EMBED, "--model", "{plm_pt}", "--backend", "transformers"],
+     r"--model \S*plm\.pt: a file, not a transformers folder \(config\.json, .*\); give such a folder, or a "
+     r"fair-esm \.pt file with --backend fair-esm or auto"),
     ("embed --half with --precision", [*EMBED, "--model", "{plm_pt}", "--half", "--precision", "fp32"],
      r"--half and --precision: --half is the old name of --precision fp16; give --precision only"),
     ("embed --half on the CPU", [*EMBED, "--model", "{plm_pt}", "--device", "cpu", "--half"],
@@ -162,6 +173,19 @@ CASES = [
      r"empty_corpus\.txt: no clusters read as a domain list"),
     ("pretrain corpus too small to split", [*PRETRAIN, "--corpus", "{tiny_txt}"],
      r"tiny\.txt: its 1 cluster\(s\) split into 0 for training and 1 for validation"),
+    ("pretrain corpus too small, the reader's warnings in the error", [*PRETRAIN, "--corpus", "{empties_csv}"],
+     r"empties\.csv: its 1 cluster\(s\) split into 0 for training .* \(reading it met 2 x empty-cluster, first: "
+     r"\S*empties\.csv:3: empty-cluster: 'B2' has no domains; skipped\)"),
+    ("pretrain no family known", [*PRETRAIN, "--corpus", "{clusters_txt}", "--pfam", "{clans_tsv}"],
+     r"clusters\.txt: none of its \d+ domains \(e\.g\. 'PF000\d\d'\) is a family of the Pfam table \S*clans\.tsv; "
+     r"check the corpus and --format, and --pfam"),
+    ("pretrain a binary corpus", [*PRETRAIN, "--corpus", "{binary_txt}"],
+     r"binary\.txt: not a text file; give a domain list \(\.txt\), an accession CSV or a BiGCARP CSV"),
+    ("pretrain a binary FASTA", [*PRETRAIN, "--level", "protein", "--corpus", "{binary_fa}"],
+     r"binary\.fa: not a text file; give a FASTA file of proteins, plain or gzip-compressed"),
+    ("pretrain a binary domain table", [*PRETRAIN, "--level", "protein", "--corpus", "{binary_tsv}"],
+     r"binary\.tsv: not a text file; give a tab-separated domain table \(\.tsv\)"),
+    ("embed a binary FASTA", [*EMBED, "--model", "{plm_pt}", "--input", "{binary_fa}"], r"binary\.fa: not a text file"),
     ("pretrain one protein", [*PRETRAIN, "--level", "protein", "--corpus", "{one_fa}"],
      r"1 protein sequence\(s\) split .* into 0 for training and 1 for validation"),
     ("pretrain text file as --init-table", [*PRETRAIN, "--corpus", "{tiny_txt}", "--arm", "finetune", "--init-table",
@@ -262,3 +286,77 @@ def test_embed_of_a_domain_table_says_how_its_rows_became_segments(files: dict[s
     assert "; 1 rows have a reading frame that was not checked (frame_evidence ambiguous or mismatch)" in out
     with EmbeddingStore(tmp_path / "d.h5") as store:
         assert len(store) == 3 and not any(i.startswith("B2|g2|P2|0-30") for i in store.ids)
+
+
+def shuffled(path: str, out: Path, seed: int = 1) -> str:
+    """A copy of a representation (.npz, .npy) or label (.csv) file with its rows in another order."""
+    rng = np.random.default_rng(seed)
+    out = out / f"shuffled_{Path(path).name}"
+    if out.suffix == ".csv":
+        pd.read_csv(path, dtype=str).sample(frac=1, random_state=seed).to_csv(out, index=False)
+    elif out.suffix == ".npy":
+        x = np.load(path)
+        np.save(out, x[rng.permutation(len(x))])
+    else:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        order = rng.permutation(len(arrays["ids"]))
+        np.savez(out, **{k: v[order] for k, v in arrays.items()})
+    return str(out)
+
+
+def test_every_analysis_gives_the_same_numbers_for_the_same_rows_in_any_order(
+    files: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """probe (also fusing two files, --fusion projection), cka (one file, two, --against) and delta (exact,
+    sampled; points with ids and without) on the same rows with every input file's rows shuffled: the same
+    numbers. Rows are joined by id and read in sorted order; folds and samples are drawn from that order."""
+    rng = np.random.default_rng(2)
+    ids = [f"s{i}" for i in range(N)]
+    other = tmp_path / "other.npz"
+    np.savez(other, ids=np.array(ids[::-1]), M=rng.normal(size=(N, 3)))
+    probe = ["probe", "--label-column", "label", "--folds", "3", "--seeds", "0", "1", "--bootstrap", "20"]
+    delta = ["delta", "--metric", "euclidean", "--json"]
+    commands = {
+        "probe": [*probe, "--features", "{feats}:L0", "{other}", "--labels", "{labels}"],
+        "probe fusion": [*probe, "--features", "{feats}:L0", "{other}", "--fusion", "projection", "--labels",
+                         "{labels}", "--probe", "mlp"],
+        "probe all layers": [*probe, "--features", "{feats}", "--all-layers", "--labels", "{labels}"],
+        "probe rows in label order": [*probe, "--features", "{noid}", "--rows-in-label-order", "--labels", "{labels}"],
+        "cka": ["cka", "{feats}", "{other}", "--kernel", "rbf"],
+        "cka one file": ["cka", "{feats}"],
+        "cka against": ["cka", "{feats}", "--layers", "L0", "--against", "{other}"],
+        "delta exact": [*delta, "{feats}", "--key", "L0"],
+        "delta sampled": [*delta, "{feats}", "--key", "L0", "--method", "sampled", "--samples", "12", "--repeats", "4"],
+        "delta sampled, no ids": [*delta, "{noid}", "--method", "sampled", "--samples", "12", "--repeats", "4"],
+    }  # fmt: skip
+
+    def numbers(argv: list[str], inputs: dict[str, str], run: str) -> list:
+        argv = [a.format(**inputs) for a in argv]
+        out = tmp_path / run
+        if argv[0] == "probe":
+            argv += ["--out", str(out)]
+        elif argv[0] == "cka":
+            argv += ["--out", f"{out}.csv"]
+        assert main(argv) == 0, capsys.readouterr().err
+        printed = capsys.readouterr().out
+        if argv[0] == "probe":
+            return [pd.read_csv(out / name).drop(columns="features") for name in ("summary.csv", "folds.csv")]
+        if argv[0] == "cka":
+            return [pd.read_csv(f"{out}.csv").drop(columns="input", errors="ignore")]
+        result = json.loads(printed)
+        return [{k: v for k, v in result.items() if k not in ("input", "seconds", "witness")}]
+
+    given = {"feats": files["feats_npz"], "other": str(other), "labels": files["labels_csv"], "noid": files["noid_npy"]}
+    # --rows-in-label-order: the label rows shuffled like the feature rows
+    mixed = {name: shuffled(path, tmp_path) for name, path in given.items()}
+    order = np.random.default_rng(1).permutation(N)
+    pd.read_csv(files["labels_csv"], dtype=str).iloc[order].to_csv(tmp_path / "labels_like_noid.csv", index=False)
+    for name, argv in commands.items():
+        inputs = mixed | ({"labels": str(tmp_path / "labels_like_noid.csv")} if "label order" in name else {})
+        first, again = numbers(argv, given, f"{name} a"), numbers(argv, inputs, f"{name} b")
+        for a, b in zip(first, again):
+            if isinstance(a, pd.DataFrame):
+                pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
+            else:
+                assert a == b, name

@@ -137,6 +137,12 @@ def test_unreadable_genbank_and_bad_qualifiers_are_input_errors(tmp_path: Path) 
         (tmp_path / "t.gbk").write_text(_genbank(body, _cds("1..18", '/locus_tag="g1"', qualifier)))
         with pytest.raises(InputError, match=message):
             read_records(tmp_path / "t.gbk")
+    # past the 60 bp: refused, with /translation or without
+    for location in ("1..90", "complement(50..300)", "join(1..9,55..61)"):
+        (tmp_path / "t.gbk").write_text(_genbank(body, _cds(location, '/locus_tag="g1"', '/translation="MAAWK"')))
+        with pytest.raises(InputError, match=r"t.gbk: record 'rec1', CDS g1: location .* ends at base \d+, past the "
+                           r"end of the record \(60 bp\); fix the location"):  # fmt: skip
+            read_records(tmp_path / "t.gbk")
     # gzip is told by the bytes, whatever the name
     (tmp_path / "z.gbk").write_bytes(gzip.compress(_genbank(body, _cds("1..18", "/codon_start=1")).encode()))
     assert [g.protein for g in read_records(tmp_path / "z.gbk")[0].cds] == ["MAAWK"]

@@ -131,7 +131,10 @@ def test_bad_checkpoints(tmp_path: Path, vocab: DomainVocabulary) -> None:
     with pytest.raises(InputError, match="do not fit"):
         DomainLM.load(path)
     path.write_text("not a checkpoint\n")
-    with pytest.raises(InputError, match=r"not a PyTorch file .* expected a model folder of `biostrata pretrain`, a sequence-models BiGCARP checkpoint") as err:
+    with pytest.raises(
+        InputError,
+        match=r"not a PyTorch file .* expected a model folder of `biostrata pretrain`, a sequence-models BiGCARP checkpoint",
+    ) as err:
         DomainLM.load(path)
     assert "trust" not in str(err.value)
 

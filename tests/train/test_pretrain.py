@@ -335,6 +335,9 @@ def test_cli_lorentz_domain_lm(tmp_path: Path, files: dict[str, Path], capsys: p
             "--d-embed", "8", "--epochs", "1", "--batch-size", "8", "--accelerator", "cpu", "--no-progress"]  # fmt: skip
     sizes = ["--d-model", "12", "--n-layers", "2"]  # the architecture of the strata study's small domain LMs
     assert main([*base, "--out", str(out), "--geometry", "lorentz", "--curvature", "0.5", *sizes]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", str(out)]) == 2  # finished (metrics.json): refused, unless --overwrite
+    assert "the run finished already (metrics.json written); pass --overwrite to pre-train" in capsys.readouterr().err
     model = DomainLM.load(out)
     assert model.geometry == "lorentz" and model.config["curvature"] == 0.5 and model.config["d_embed"] == 8
     assert model.config["d_model"] == 12 and model.num_layers == 2

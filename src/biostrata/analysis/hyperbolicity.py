@@ -104,6 +104,30 @@ def gromov_delta(
     return delta_exact(d, device=device, threads=threads, progress=progress)
 
 
+def rows_in_order(
+    x: np.ndarray | torch.Tensor, ids: Sequence[str] | None = None, metric: str = "precomputed"
+) -> tuple[np.ndarray | torch.Tensor, np.ndarray | None]:
+    """``x`` with its rows in one order whatever the order given, and that order (row ``i`` is row
+    ``order[i]`` of ``x``): sorted ``ids``; without ids, points sorted by their values (equal rows are
+    equal points); a distance matrix without ids as it is (its rows and columns permuted together). The
+    delta's samples and witness then do not depend on the order of the rows. ``order`` is None (``x`` as
+    it is) when ``x`` is not 2-d."""
+    x = x if isinstance(x, torch.Tensor) else np.asarray(x)
+    if x.ndim != 2:
+        return x, None
+    if ids is not None:
+        order = np.argsort(np.asarray(ids), kind="stable")
+    elif metric != "precomputed" and x.shape[1]:  # rows as byte strings
+        rows = np.ascontiguousarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
+        order = np.argsort(rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel(), kind="stable")
+    else:
+        return x, np.arange(len(x))
+    take = torch.as_tensor(order, device=x.device) if isinstance(x, torch.Tensor) else order
+    if metric != "precomputed":
+        return x[take], order
+    return (x[take][:, take] if x.shape[0] == x.shape[1] else x), order
+
+
 # -- calibration ---------------------------------------------------------------------------------
 CALIBRATION = {
     "tree": "path metric of a random tree (each node joins a uniform earlier node; edge lengths U(0.1, 1))",
@@ -251,7 +275,8 @@ def dataset_deltas(
     device: str | torch.device | None = None,
     **kwargs,
 ) -> list[dict]:
-    """Delta of ``points`` random sequences of a task's ``split`` (GUE layout: train/dev/test.csv)
+    """Delta of ``points`` random sequences of a task's ``split`` (GUE layout: train/dev/test.csv; drawn
+    with ``seed`` from its sequences in sorted order, so that the order of the file's rows changes nothing)
     as embedded by a trained model (``biostrata train`` output) at ``layer`` (default -1: the head's
     features; see :func:`model_embeddings`), and of two baselines of the same sequences: the flattened
     one-hot encoding and the ``kmer`` spectrum, both Euclidean.
@@ -280,7 +305,8 @@ def dataset_deltas(
         )
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(data), size=min(points, len(data)), replace=False))
-    seqs = [data.sequences[i] for i in pick]
+    rows = sorted(range(len(data)), key=lambda i: (data.sequences[i], int(data.labels[i])))  # any file order
+    seqs = [data.sequences[rows[i]] for i in pick]
     emb, metric, curvature = model_embeddings(model, seqs, layer=layer, truncate=truncate, device=device)
     onehot = encode_batch(seqs, model.length, truncate=truncate).flatten(1).double().numpy()
     reps = [

@@ -25,8 +25,8 @@ __all__ = ["Representations", "read_representations", "read_feature_blocks", "co
 def read_feature_blocks(specs: Sequence[str], pooling: str = "mean") -> tuple[list[str] | None, np.ndarray, list[int]]:
     """Features from ``FILE[:LAYER]`` specs, joined by id and concatenated column-wise (never truncated):
     ``(ids, X [n, sum of widths], widths)``. A file with one layer needs no ``:LAYER``; rows are the ids
-    shared by all files, in the first file's order (files without ids must have the same rows; a file
-    with ids never joins one without). NaN or infinite features are refused, naming the file and layer."""
+    shared by all files, in sorted order (files without ids must have the same rows, paired by position; a
+    file with ids never joins one without). NaN or infinite features are refused, naming the file and layer."""
     blocks: list[Representations] = []
     for spec in specs:
         path, _, layer = spec.rpartition(":") if ":" in Path(spec).name else (spec, "", "")
@@ -38,7 +38,7 @@ def read_feature_blocks(specs: Sequence[str], pooling: str = "mean") -> tuple[li
         blocks.append(reps.select([layer]).finite())
     if not blocks:
         raise InputError("give at least one feature file")
-    first = blocks[0]
+    first = blocks[0].sorted()
     for other in blocks[1:]:
         first, _ = first.align(other)
     aligned = [first] + [b.rows(first.ids) if first.ids is not None else b for b in blocks[1:]]
@@ -57,7 +57,8 @@ def compare_files(
     report: Callable[[str], None] | None = None,
     **cka_options: object,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """CKA (and, with ``knn``, mutual k-NN agreement) of representation files, rows joined by id.
+    """CKA (and, with ``knn``, mutual k-NN agreement) of representation files, rows joined by id, in
+    sorted order (the order of a file's rows changes nothing).
 
     One input: its layer x layer matrix; two: layers of the first x layers of the second; with
     ``against``: one row per (input, layer) with its CKA against the reference's one layer (e.g. a
@@ -74,7 +75,7 @@ def compare_files(
     if against is None:
         if len(reps) > 2:
             raise InputError("give one or two inputs (or a reference, `against`, for a curve over many)")
-        a = reps[0].select(layers).finite()
+        a = reps[0].select(layers).finite().sorted()
         b = reps[1].select(layers_b).finite() if len(reps) == 2 else None
         if b is not None:
             a, b = _join(a, b, need, report)

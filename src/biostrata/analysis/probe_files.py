@@ -82,9 +82,10 @@ def probe_files(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cross-validate ``probe`` on features from files (``FILE[:LAYER]``, joined by id and concatenated;
     see :func:`~biostrata.analysis.layers.read_feature_blocks`) against the labels of
-    :func:`read_labels`; rows are the ids present in both. Features without ids are refused unless
-    ``rows_in_label_order`` says that their row ``i`` is the example of label row ``i`` (then the counts
-    must agree). ``all_layers`` probes each layer of the one file separately; ``fusion="projection"``
+    :func:`read_labels`; rows are the ids present in both, in sorted order, so that the folds (drawn from
+    that order with each seed) and every number do not depend on the order of any file's rows. Features
+    without ids are refused unless ``rows_in_label_order`` says that their row ``i`` is the example of label
+    row ``i`` (then the counts must agree). ``all_layers`` probes each layer of the one file separately; ``fusion="projection"``
     fuses two files with :class:`~biostrata.analysis.fusion.ProjectionFusion` instead. Returns
     (summary, per-fold) tables."""
     from biostrata.analysis.fusion import ProjectionFusion
@@ -120,7 +121,7 @@ def probe_files(
                         f"{name}: {len(X)} rows for the {len(ids)} label rows of {labels}; with "
                         "--rows-in-label-order there must be one feature row per label row"
                     )
-                feat_rows = rows = np.arange(len(ids))
+                feat_rows = rows = np.argsort(np.asarray(ids), kind="stable")  # folds of sorted ids
             else:
                 shared = [k for k, s in enumerate(feat_ids) if s in index]
                 if not shared:

@@ -3,8 +3,9 @@
 A :class:`Representations` holds one array ``[n, d_layer]`` per layer for the same ``n`` examples,
 and (optionally) the examples' ids. :func:`read_representations` reads:
 
-- ``.npz``: every array but ``ids`` is one layer (named by its key), all with the same rows;
-  an optional ``ids`` array (strings) names the rows;
+- ``.npz``: every array but ``ids`` is one layer (named by its key), all with the same rows, and a
+  3-d array ``[n, L, d]`` named ``k`` is ``L`` layers ``k.0 .. k.<L-1>``; an optional ``ids`` array
+  (strings, one per row) names the rows;
 - ``.npy``: one array ``[n, d]`` (one layer, named ``0``) or ``[n, L, d]`` (layers ``0..L-1``);
 - ``.h5`` / ``.hdf5``: a biostrata embedding store (:mod:`biostrata.data.embedding_store`): the
   ``pooling`` outputs (default ``mean``) of every stored layer, named by layer number, ids from the
@@ -15,7 +16,10 @@ and (optionally) the examples' ids. :func:`read_representations` reads:
   --family-table``: one layer ``table``, ids = Pfam families) or of a domain LM (``biostrata pretrain``, or
   a sequence-models checkpoint; layer ``table`` = its token-table rows of the domains, ids = the domains).
 
-:func:`load_array` gives one 2-d numeric array of such a file (the input of ``biostrata delta``).
+:func:`read_array` gives one 2-d numeric array of such a file with its ids (the input of ``biostrata delta``).
+
+Rows joined by id come in the order of their sorted ids (:meth:`Representations.sorted`,
+:meth:`Representations.align`): an analysis of files never depends on the order of their rows.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 
 from biostrata.errors import DataNotFoundError, InputError
 
-__all__ = ["Representations", "read_representations", "load_array", "SUFFIXES"]
+__all__ = ["Representations", "read_representations", "read_array", "load_array", "SUFFIXES"]
 
 SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".csv", ".tsv", ".txt", ".pt")
 # What a .pt representation file is.
@@ -62,7 +66,10 @@ class Representations:
             raise InputError(f"{self.source}: no rows; give a file with at least one example")
         if self.ids is not None:
             if len(self.ids) != rows.pop():
-                raise InputError(f"{self.source}: {len(self.ids)} ids for {len(next(iter(self.layers.values())))} rows")
+                raise InputError(
+                    f"{self.source}: {len(self.ids)} ids for {len(next(iter(self.layers.values())))} rows; give one "
+                    "id per row (the 'ids' array), or none"
+                )
             if len(set(self.ids)) != len(self.ids):
                 raise InputError(f"{self.source}: ids repeat; every row needs its own id")
 
@@ -107,8 +114,16 @@ class Representations:
         take = np.array([index[s] for s in ids], dtype=np.int64)
         return Representations({k: np.asarray(v)[take] for k, v in self.layers.items()}, list(ids), self.source)
 
+    def sorted(self) -> Representations:
+        """The rows in the order of their sorted ids (as they are without ids): the order in which every
+        analysis of files reads them, so that the order of a file's rows never changes a result."""
+        if self.ids is None or self.ids == sorted(self.ids):
+            return self
+        return self.rows(sorted(self.ids))
+
     def align(self, other: Representations) -> tuple[Representations, Representations]:
-        """Both restricted to the shared ids in this one's order; without ids (both) the same rows."""
+        """Both restricted to the shared ids, in sorted order (see :meth:`sorted`); without ids (both)
+        the same rows, paired by position."""
         if (self.ids is None) != (other.ids is None):
             with_ids, without = (self, other) if other.ids is None else (other, self)
             raise InputError(
@@ -122,8 +137,7 @@ class Representations:
                     "to join them; give ids (an 'ids' array in the .npz) or the same rows"
                 )
             return self, other
-        theirs = set(other.ids)
-        shared = [s for s in self.ids if s in theirs]
+        shared = sorted(set(self.ids) & set(other.ids))
         if not shared:
             raise InputError(f"{self.source} and {other.source} share no ids")
         return self.rows(shared), other.rows(shared)
@@ -151,12 +165,17 @@ def _read_layers(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[
         try:
             with np.load(path, allow_pickle=False) as data:
                 ids = [str(s) for s in data["ids"]] if "ids" in data.files else None
-                return {k: np.asarray(data[k]) for k in data.files if k != "ids"}, ids
+                arrays = {k: np.asarray(data[k]) for k in data.files if k != "ids"}
         except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
             raise InputError(f"{path}: not a numpy .npz archive of plain arrays ({err})") from None
+        if not arrays:
+            raise InputError(
+                f"{path}: holds only 'ids' ({len(ids or [])} of them) and no array of representations; save the "
+                "arrays beside the ids, e.g. np.savez(path, ids=ids, x=points)"
+            )
+        return {name: x for key, a in arrays.items() for name, x in _layers_of(a, f"{key}.").items()}, ids
     if suffix == ".npy":
-        x = _npy(path)
-        return ({str(i): x[:, i] for i in range(x.shape[1])} if x.ndim == 3 else {"0": x}), None
+        return _layers_of(_npy(path)), None
     if suffix in (".h5", ".hdf5"):
         return _hdf5(path, pooling)
     if suffix in (".csv", ".tsv", ".txt"):
@@ -167,17 +186,28 @@ def _read_layers(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[
     raise InputError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
 
 
-def load_array(path: str | Path, key: str | None = None, layer: int | None = None) -> np.ndarray:
-    """One numeric 2-d array of a representation file: the layer named ``key`` (an ``.npz`` array, an
+def _layers_of(x: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
+    """An array as layers: ``[n, L, d]`` as ``L`` layers ``<prefix>0 .. <prefix><L-1>``; any other one as
+    it is, named ``prefix`` without its dot (``0`` when there is none)."""
+    if x.ndim == 3:
+        return {f"{prefix}{i}": x[:, i] for i in range(x.shape[1])}
+    return {prefix.removesuffix(".") or "0": x}
+
+
+def read_array(path: str | Path, key: str | None = None, layer: int | None = None) -> Representations:
+    """One numeric 2-d array of a representation file, with the file's row ids if it has them (as many as
+    rows, each once): the layer named ``key`` (an ``.npz`` array, or one layer ``key.i`` of a 3-d one; an
     HDF5 dataset path; the only one when ``key`` is None), or, of an embedding store, stored ``layer``
-    (default the last) of pooling ``key`` (default ``mean``)."""
+    (default the last) of pooling ``key`` (default ``mean``). Returns it as the one layer of a
+    :class:`Representations`."""
     path = Path(path)
     store = path.suffix.lower() in (".h5", ".hdf5") and path.is_file() and _is_store(path)
     if layer is not None and not store:
         raise InputError(f"{path}: --layer applies to biostrata embedding stores; use --key to pick an array")
-    layers, _ = _read_layers(path, (key or "mean") if store else "mean")
+    layers, ids = _read_layers(path, (key or "mean") if store else "mean")
     names = list(layers)
     what = "dataset" if path.suffix.lower() in (".h5", ".hdf5") else "array"
+    flat = [n for n in names if np.ndim(layers[n]) == 2]
     if store:
         name = names[-1] if layer is None else str(layer)
         if name not in layers:
@@ -187,17 +217,30 @@ def load_array(path: str | Path, key: str | None = None, layer: int | None = Non
             raise InputError(f"{path}: no {what} named {key!r}; it holds {', '.join(names) or 'nothing'}")
         name = key
     elif len(names) != 1:
-        raise InputError(f"{path}: holds {len(names)} {what}s ({', '.join(names)}); choose one with --key")
+        raise InputError(
+            f"{path}: holds {len(names)} {what}s ({', '.join(names)}); choose one with --key (e.g. --key {names[0]})"
+        )
     else:
         name = names[0]
     arr = np.asarray(layers[name])
     if arr.ndim != 2:
+        fix = (
+            f"choose a 2-d one with --key ({', '.join(flat)})"
+            if flat
+            else "save it as one (a 3-d array [points, layers, coordinates] is read as one array per layer)"
+        )
         raise InputError(
-            f"{path}: expected a 2-d array (a distance matrix, or points x coordinates), got shape {arr.shape}"
+            f"{path}: {what} {name!r} has shape {arr.shape}; expected a 2-d array (a distance matrix, or points x "
+            f"coordinates): {fix}"
         )
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise InputError(f"{path}: expected real numbers, got dtype {arr.dtype}")
-    return arr
+    return Representations({name: arr}, ids, str(path))
+
+
+def load_array(path: str | Path, key: str | None = None, layer: int | None = None) -> np.ndarray:
+    """The array of :func:`read_array`, without its ids."""
+    return next(iter(read_array(path, key, layer).layers.values()))
 
 
 def _npy(path: Path) -> np.ndarray:

@@ -64,9 +64,12 @@ def delta(
     Parameters
     ----------
     x : array_like of shape (n, n) or (n, d), or path
-        A distance matrix (``metric="precomputed"``) or ``n`` points of dimension ``d`` (a numpy array
-        or torch tensor), or a file holding one (``.npy``, ``.npz``, ``.h5`` embedding store, ``.csv``).
-        Give exactly one of ``x``, ``calibrate``, or ``model`` with ``data``.
+        A distance matrix (``metric="precomputed"``) or ``n >= 2`` points of dimension ``d`` (a numpy
+        array or torch tensor), or a file holding one (``.npy``, ``.npz``, ``.h5`` embedding store,
+        ``.csv``). Rows are read in the order of their sorted ids (a file's), points without ids in the
+        order of their values, so that the same rows in any order give the same result (``witness`` and
+        ``base`` number the rows as given); a distance matrix without ids is read as it is. Give exactly
+        one of ``x``, ``calibrate``, or ``model`` with ``data``.
     metric : {"precomputed", "euclidean", "cosine", "lorentz", "poincare"}
         ``precomputed``: ``x`` is a distance matrix; else the distance between rows of ``x``.
     curvature : float
@@ -109,8 +112,10 @@ def delta(
         ``triples``). Of ``calibrate``: one such dict per space (with ``space``, ``description``); of
         ``model``: one per representation (with ``representation``, ``metric``, ``curvature``, ``dim``).
     """
+    import numpy as np
+
     from biostrata.analysis import hyperbolicity as hyp
-    from biostrata.analysis.representations import load_array
+    from biostrata.analysis.representations import read_array
     from biostrata.geometry.delta import delta_distribution
 
     if not curvature > 0:
@@ -129,10 +134,25 @@ def delta(
     if model is not None:
         return hyp.dataset_deltas(model, data, split=split, points=points, kmer=kmer, layer=-1 if layer is None else layer,
                                   **options)  # fmt: skip
-    points_or_distances = load_array(x, key, layer) if _is_path(x) else x
-    out = hyp.gromov_delta(points_or_distances, metric=metric, curvature=curvature, **options).to_dict()
+    source, ids = str(x) if _is_path(x) else "x", None
+    if _is_path(x):
+        reps = read_array(x, key, layer)
+        x, ids = next(iter(reps.layers.values())), reps.ids
+    x, order = hyp.rows_in_order(x, ids, metric)  # the same rows in any order, the same result
+    if method == "fixed" and order is not None:  # base points number the rows as given
+        at = np.argsort(order)
+        options["base"] = [int(at[b]) if 0 <= b < len(at) else b for b in np.atleast_1d(base).tolist()]
+    if np.ndim(x) and len(x) < 2:
+        raise InputError(
+            f"{source}: {len(x)} point{'' if len(x) == 1 else 's'}; the Gromov delta needs at least 2 (its relative "
+            "delta, 2 delta / diameter, is 0/0 for one); give more points"
+        )
+    out = hyp.gromov_delta(x, metric=metric, curvature=curvature, **options).to_dict()
+    if order is not None:  # numbers of the rows as given, not as read
+        for name in ("witness", "base_points"):
+            out[name] = None if out.get(name) is None else [int(order[i]) for i in out[name]]
     if histogram is not None:
-        distances = hyp.distances_of(points_or_distances, metric, curvature)
+        distances = hyp.distances_of(x, metric, curvature)
         out["histogram"] = delta_distribution(distances, bins=histogram, bases=histogram_bases, **common).to_dict()
     return out
 

@@ -3,19 +3,61 @@
 The subcommands live in :mod:`.genome`, :mod:`.representations` and :mod:`.studies`, each joining
 the registry of :mod:`.common` with ``@command(...)``; importing them here registers them. Their
 modules load no torch, Lightning or pandas at import time (each ``_run_*`` function imports what it
-needs), so ``biostrata COMMAND --help`` and argument errors are fast.
+needs), so ``biostrata COMMAND --help`` and argument errors are fast. Ctrl-C while the command starts
+(this module's imports, the parser) exits 130 with one line and no traceback: the handler is installed
+before those imports; once the command runs, Ctrl-C is a KeyboardInterrupt that :func:`main` and the
+commands answer.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
+import signal
 import sys
-from collections.abc import Sequence
 
-from biostrata import __version__
-from biostrata.cli import annotate, genome, representations, studies  # noqa: F401  (registers their subcommands)
-from biostrata.cli.common import COMMANDS, check_paths, check_threads
-from biostrata.errors import BiostrataError
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """SIGINT while `biostrata` runs. Inside an import (this module's, the parser's, torch's in a command):
+    exit 130 at once, in one line; an exception raised there can surface wrapped in another one
+    ("RuntimeError: Error calling __set_name__") or abort in C++ code. Anywhere else: a KeyboardInterrupt,
+    as Python's own handler raises, which :func:`main` and the commands answer (what was kept, how to
+    resume)."""
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith("importlib._bootstrap"):  # type: ignore[attr-defined]
+            sys.stderr.write("biostrata: interrupted\n")
+            sys.stderr.flush()
+            os._exit(130)
+        frame = frame.f_back  # type: ignore[attr-defined]
+    raise KeyboardInterrupt
+
+
+def _hold_interrupts() -> object:
+    """Install :func:`_on_interrupt` for SIGINT where Python's own handler is (not where SIGINT is ignored,
+    nor outside the main thread); return the handler to restore, or None."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    try:
+        return signal.signal(signal.SIGINT, _on_interrupt)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _restore(previous: object) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
+
+
+_starting = _hold_interrupts()  # before the imports below: the `biostrata` command imports this module first
+
+import argparse  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from biostrata import __version__  # noqa: E402
+from biostrata.cli import annotate, genome, representations, studies  # noqa: E402, F401  (registers their subcommands)
+from biostrata.cli.common import COMMANDS, check_paths, check_threads  # noqa: E402
+from biostrata.errors import BiostrataError  # noqa: E402
+
+_restore(_starting)  # whoever imports this module keeps its own handler; main() installs it again
 
 __all__ = ["build_parser", "main"]
 
@@ -55,8 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``biostrata`` with ``argv`` (default: the command line); return the exit status."""
-    args = build_parser().parse_args(argv)
+    held = _hold_interrupts()
     try:
+        return _main(argv)
+    finally:
+        _restore(held)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
         check_paths(args)  # before any work: a wrong path or option fails in a fraction of a second
         check_threads(args)
         if (settings := getattr(args, "settings_class", None)) is not None:

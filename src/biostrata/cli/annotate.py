@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from biostrata.cli.common import add_out, add_settings, command, paths
+from biostrata.cli.common import add_out, add_overwrite, add_settings, command, finished_runs, paths
 
 
 @command("annotate")
@@ -17,7 +17,8 @@ def _annotate(p: argparse.ArgumentParser) -> None:
     the table `embed`, `pretrain --corpus` and `study strata --data` read), clusters.csv (the layout of
     mibig_pfamid.csv, ready for `biostrata pretrain --corpus` and the domain LM), proteins.faa and
     annotation.json (database, sha256, Z, thresholds, tool versions) to --out; annotation.json is written
-    last, and without it the folder is not a finished annotation. A GenBank or nucleotide FASTA record is
+    last, and without it the folder is not a finished annotation (a finished one is refused, unless
+    --overwrite). A GenBank or nucleotide FASTA record is
     one cluster; a protein FASTA (.faa) is one cluster of all its proteins, in file order, named by the
     file (cluster.faa -> cluster). Default HMMs: the Pfam 35.0 subset of the gecco package (2,766
     families); pass --hmm Pfam-A.hmm.gz for full Pfam.
@@ -30,12 +31,16 @@ def _annotate(p: argparse.ArgumentParser) -> None:
         "cluster per file; .gz ok",
     )  # fmt: skip
     add_out(p, help="output folder")
+    add_overwrite(p, "annotate again, replacing a finished annotation in --out")
     add_settings(p, AnnotateSettings, "annotation options")
     paths(p, inputs="file", hmm="file", clans="file")
     p.set_defaults(run=_run_annotate)
 
 
 def _run_annotate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    finished_runs(args.out, {"annotation": Path(args.out)}, "annotation.json", args.overwrite, "annotate again")
     from biostrata.api.domains import annotate
 
     record = annotate(args.inputs, settings=args.settings, out=args.out).record

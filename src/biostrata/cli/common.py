@@ -5,12 +5,14 @@ helpers their ``_run_*`` functions call. Loads no torch, Lightning or pandas (``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from biostrata.errors import InputError
 
@@ -102,6 +104,61 @@ def _check_path(flag: str, value: str, kind: str) -> None:
             raise InputError(f"{where}: cannot be created, {parent} is a file")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise InputError(f"{where}: cannot write in {parent} (permission denied); choose another place")
+        _check_creatable(where, path if kind == "out_dir" else path.parent)
+
+
+def _check_creatable(where: str, folder: Path) -> None:
+    """Make ``folder`` (and the missing folders above it) and a file in it, then take them away again:
+    what the system refuses although the permission check passed (a special or read-only file system,
+    such as /proc as root) is said in one line before any work, not as a traceback after it."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    doing = ""
+    try:
+        for p in reversed(made):
+            doing = f"make the folder {p}"
+            p.mkdir()
+        doing = f"write in {folder}"
+        fd, probe = tempfile.mkstemp(prefix=".biostrata-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise InputError(f"{where}: cannot {doing} ({err.strerror or err}); choose another place") from None
+    finally:
+        for p in made:
+            with contextlib.suppress(OSError):  # not made, or no longer empty
+                p.rmdir()
+
+
+Key = TypeVar("Key")
+
+
+def add_overwrite(p: argparse.ArgumentParser, help: str) -> None:
+    """``--overwrite``: replace a finished run in ``--out`` (see :func:`finished_runs`)."""
+    p.add_argument("--overwrite", action="store_true", help=help)
+
+
+def finished_runs(
+    out: str,
+    folders: Mapping[Key, Path],
+    marker: str,
+    overwrite: bool,
+    redo: str,
+    finished: Callable[[Path], object] | None = None,
+) -> dict[Key, object]:
+    """The one output-folder guard of the commands that write run folders (train, pretrain, annotate,
+    demo): the runs of ``folders`` that finished, by ``finished(folder)`` (default: the ``marker`` file,
+    written last, exists; anything but None counts), none with ``overwrite``. When every run has
+    finished, the command is refused, naming ``--out`` and the marker, unless ``--overwrite`` (to
+    ``redo``, e.g. "train again"): it would do nothing but replace them silently."""
+    finished = finished or (lambda folder: True if (folder / marker).is_file() else None)
+    done = {} if overwrite else {k: v for k, folder in folders.items() if (v := finished(folder)) is not None}
+    if folders and len(done) == len(folders):
+        what = f"every seed's run ({', '.join(map(str, folders))})" if len(folders) > 1 else "the run"
+        raise InputError(
+            f"--out {out}: {what} finished already ({marker} written); pass --overwrite to {redo}, or give another "
+            "--out"
+        )
+    return done
 
 
 def add_settings(p: argparse.ArgumentParser, settings: type[Settings], title: str, skip: tuple[str, ...] = ()) -> None:

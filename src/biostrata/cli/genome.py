@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 
 from biostrata.cli.common import (
     add_out,
+    add_overwrite,
     add_settings,
     add_split_options,
     add_threads,
     check_seeds,
     command,
+    finished_runs,
     load_splits,
     paths,
     print_table,
@@ -33,16 +35,21 @@ def _demo(p: argparse.ArgumentParser) -> None:
     """the main job on simulated data: Euclidean vs hyperbolic CNN, test MCC and delta
 
     Simulate DNA evolving along a tree, train the Euclidean CNN and the hyperbolic (Lorentz) CNN, and report
-    their test MCC and the Gromov delta of their embeddings. No download.
+    their test MCC and the Gromov delta of their embeddings. No download. A finished --out (summary.csv
+    written) is refused, unless --overwrite.
     """
     from biostrata.config import DemoSettings
 
     add_out(p, "demo_out")
+    add_overwrite(p, "run the demo again, replacing a finished one in --out")
     add_settings(p, DemoSettings, "demo options")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    finished_runs(args.out, {"demo": Path(args.out)}, "summary.csv", args.overwrite, "run it again")
     from biostrata.demo import run_demo
 
     table = run_demo(args.out, args.settings)
@@ -61,7 +68,7 @@ def _train(p: argparse.ArgumentParser) -> None:
     a run without it did not finish. Labels need not run 0..C-1: the model's classes are the distinct training
     labels in order (class_labels in metrics.json). Running the command again trains the seeds that did not
     finish and skips those that did (with the same settings); with every seed finished it refuses, unless
-    --overwrite.
+    --overwrite. A folder holds one run (--seed) or the seed<k>/ runs of --seeds, never both.
     """
     from biostrata.api import default
     from biostrata.api.genome import train
@@ -70,7 +77,7 @@ def _train(p: argparse.ArgumentParser) -> None:
     add_split_options(p)
     add_out(p, default(train, "out"))
     p.add_argument("--seeds", type=int, nargs="+", help="train once per seed, in OUT/seed<k>; overrides --seed")
-    p.add_argument("--overwrite", action="store_true", help="train every seed again, replacing finished runs in --out")
+    add_overwrite(p, "train every seed again, replacing finished runs in --out")
     add_threads(p)
     add_settings(p, TrainConfig, "training options (defaults from the HGE paper)")
     p.set_defaults(run=_run_train)
@@ -83,13 +90,8 @@ def _run_train(args: argparse.Namespace) -> int:
     seeds = args.seeds or [cfg.seed]
     check_seeds("--seeds", seeds)
     folders = {seed: Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out) for seed in seeds}
-    done = {} if args.overwrite else {s: m for s, folder in folders.items() if (m := _finished(folder)) is not None}
-    if done and len(done) == len(seeds):
-        what = f"every seed's run ({', '.join(map(str, seeds))})" if args.seeds else "the run"
-        raise InputError(
-            f"--out {args.out}: {what} finished already (metrics.json written); pass --overwrite to train again, "
-            "or give another --out"
-        )
+    _check_layout(Path(args.out), bool(args.seeds), seeds)
+    done = finished_runs(args.out, folders, "metrics.json", args.overwrite, "train again", _finished)
     import numpy as np  # only now: a refused command answers at once
 
     from biostrata.api.genome import train
@@ -151,6 +153,32 @@ def _finished(folder: Path) -> dict | None:
     except (OSError, ValueError):
         return None  # unreadable: the run is trained again
     return metrics if isinstance(metrics, dict) and "test_mcc" in metrics else None
+
+
+def _check_layout(out: Path, seeds: bool, wanted: list[int]) -> None:
+    """A folder holds one run (``--seed``) or the ``seed<k>/`` runs of ``--seeds``, never both: refuse the
+    other kind into it, with or without --overwrite (it would replace nothing, only mix them)."""
+    import re
+
+    if not out.is_dir():
+        return
+    runs = sorted(int(m[1]) for p in out.iterdir() if (m := re.fullmatch(r"seed(\d+)", p.name)) and _started(p))
+    if not seeds and runs:
+        listed = ", ".join(f"seed{k}/" for k in runs)
+        raise InputError(
+            f"--out {out}: holds the runs of --seeds ({listed}); one run is not written beside them: give "
+            f"--seeds {wanted[0]} to add seed{wanted[0]}/, or another --out"
+        )
+    if seeds and _started(out):
+        raise InputError(
+            f"--out {out}: holds one run (config.yaml); the seed<k>/ runs of --seeds are not written beside it: "
+            "give another --out"
+        )
+
+
+def _started(folder: Path) -> bool:
+    """Whether ``folder`` holds a training run, finished or not (its config.yaml is written first)."""
+    return (folder / "config.yaml").is_file()
 
 
 def _check_resumable(folder: Path, cfg: TrainConfig, splits: Splits) -> None:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from biostrata.cli.common import (
     add_out,
+    add_overwrite,
     add_settings,
     add_threads,
     command,
+    finished_runs,
     paths,
     print_table,
     set_torch_threads,
@@ -28,7 +30,8 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
     frozen; --geometry lorentz puts its token table and output layer on the hyperboloid. --level protein: a
     small ESM-2 on protein sequences. Writes the model (config.json, model.safetensors; --out is a model folder that
     `biostrata embed --model` and biostrata.load read), metrics.json (validation masked-token accuracy and
-    perplexity), checkpoints/ and logs/ in --out.
+    perplexity), checkpoints/ and logs/ in --out. metrics.json is written last: a finished --out is refused,
+    unless --overwrite (or --resume, which continues an interrupted run).
     """
     from biostrata.config import PretrainSettings
 
@@ -57,6 +60,7 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
         help="domain level: also export the model to this .pt in sequence-models' layout, which BiGCARP's own code "
         "reads (a euclidean model with the linear head)",
     )
+    add_overwrite(p, "pre-train again, replacing a finished run in --out")
     add_threads(p, "torch CPU threads (1 is fastest on a busy shared machine)")
     add_settings(p, PretrainSettings, "pre-training options")
     paths(p, corpus="file", pfam="file", init_table="any", export_sequence_models="out_file")
@@ -64,14 +68,15 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:
+    s = args.settings
+    if s.level == "protein" and args.export_sequence_models:
+        raise InputError("--export-sequence-models: a domain-level model only; drop it with --level protein")
+    finished_runs(args.out, {"run": Path(args.out)}, "metrics.json", args.overwrite or s.resume, "pre-train again")
     from biostrata.train import pretrain as pt
 
     set_torch_threads(args.threads)
-    s = args.settings
     shared = ("epochs", "batch_size", "lr", "seed", "val_fraction", "max_length", "accelerator", "progress", "resume")
     common = {name: getattr(s, name) for name in shared} | {"devices": s.devices_arg}
-    if s.level == "protein" and args.export_sequence_models:
-        raise InputError("--export-sequence-models: a domain-level model only; drop it with --level protein")
     if s.level == "protein":
         from biostrata.data.proteins import read_proteins
         from biostrata.models.protein_lm import small_protein_lm

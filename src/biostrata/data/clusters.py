@@ -269,19 +269,22 @@ def read_clusters(
     CSV with a ``domain_tokens`` column, ``bigcarp`` for a CSV with a ``domains`` column, and
     ``domain-list`` otherwise.
     """
+    from biostrata.data.genome import text_only
+
     path = Path(path)
     _require_file(path, "cluster corpus")
     table = PfamTable.read(pfam) if isinstance(pfam, (str, Path)) else pfam
-    if fmt == "auto":
-        header = [h.strip() for h in _csv_header(path)]
-        tabbed = header[0].split("\t") if len(header) == 1 else []
-        fmt = ("domain-table" if "pfam_id" in tabbed else "pfamid" if "domain_tokens" in header else
-               "bigcarp" if "domains" in header else "domain-list")  # fmt: skip
-    readers = {"domain-list": read_domain_list, "pfamid": read_pfamid_csv, "bigcarp": read_bigcarp_csv,
-               "domain-table": read_domain_table}  # fmt: skip
-    if fmt not in readers:
-        raise InputError(f"fmt={fmt!r}: choose one of auto, {', '.join(readers)}")
-    return readers[fmt](path, table, strict)
+    with text_only(path, "a domain list (.txt), an accession CSV, a BiGCARP CSV or a domain table (.tsv)"):
+        if fmt == "auto":
+            header = [h.strip() for h in _csv_header(path)]
+            tabbed = header[0].split("\t") if len(header) == 1 else []
+            fmt = ("domain-table" if "pfam_id" in tabbed else "pfamid" if "domain_tokens" in header else
+                   "bigcarp" if "domains" in header else "domain-list")  # fmt: skip
+        readers = {"domain-list": read_domain_list, "pfamid": read_pfamid_csv, "bigcarp": read_bigcarp_csv,
+                   "domain-table": read_domain_table}  # fmt: skip
+        if fmt not in readers:
+            raise InputError(f"fmt={fmt!r}: choose one of auto, {', '.join(readers)}")
+        return readers[fmt](path, table, strict)
 
 
 # -- product classes -------------------------------------------------------------------------------

@@ -190,6 +190,11 @@ def _cds_gene(path: Path, record: str, seq: str, feature, k: int) -> Gene | None
             f"{where}: location {feature.location!r} is not on this record; give a CDS located on its own record"
         ) from None
     start, end = min(a for a, _, _ in leaves), max(b for _, b, _ in leaves)
+    if end > len(seq):
+        raise InputError(
+            f"{where}: location {feature.location!r} ends at base {end}, past the end of the record "
+            f"({len(seq)} bp); fix the location"
+        )
     strand = -1 if all(minus for _, _, minus in leaves) else 1
     protein = _qualifier(feature, "translation")
     if protein is None and any(q.key == "pseudo" for q in feature.qualifiers):

@@ -112,16 +112,15 @@ def read_labelled(path: str | Path) -> SequenceSet:
         raise DataNotFoundError(f"{path}: no such file; expected a CSV with header 'sequence,label' or a FASTA file")
     fasta = path.suffix.lower() in FASTA_SUFFIXES or "".join(path.suffixes[-2:]).lower() in _GZ_FASTA
     try:
-        with open_text(path) as handle:
+        with (
+            text_only(path, "a CSV (sequence,label) or FASTA file, plain or gzip-compressed"),
+            open_text(path) as handle,
+        ):
             if fasta:
                 seqs, labels, lines = _read_fasta(handle, path)
                 meta = {}
             else:
                 seqs, labels, lines, meta = _read_csv(handle, path)
-    except UnicodeDecodeError:
-        raise InputError(
-            f"{path}: not a text file; give a CSV (sequence,label) or FASTA file, plain or gzip-compressed"
-        ) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise InputError(f"{path}: a damaged gzip file ({err}); compress it again, or give it uncompressed") from None
     if not seqs:
@@ -141,6 +140,16 @@ def is_gzip(path: str | Path) -> bool:
 def open_bytes(path: str | Path) -> BinaryIO:
     """``path`` opened for reading bytes, decompressed when it is gzip (:func:`is_gzip`)."""
     return gzip.open(path, "rb") if is_gzip(path) else Path(path).open("rb")
+
+
+@contextmanager
+def text_only(path: str | Path, expected: str) -> Iterator[None]:
+    """Refuse a file that is not UTF-8 text (a binary file given where text is read), naming it and the
+    ``expected`` kind of file, instead of the UnicodeDecodeError that reading it raises in the block."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file; give {expected}") from None
 
 
 @contextmanager

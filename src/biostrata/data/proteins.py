@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from biostrata.data.genome import open_text
+from biostrata.data.genome import open_text, text_only
 from biostrata.errors import DataNotFoundError, InputError
 
 __all__ = [
@@ -73,7 +73,7 @@ def iter_fasta(path: str | Path) -> Iterator[ProteinRecord]:
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"FASTA file not found: {path}")
-    with open_text(path) as handle:  # plain or gzip, as the genome readers take them
+    with text_only(path, "a FASTA file of proteins, plain or gzip-compressed"), open_text(path) as handle:
         name, start, chunks = None, 0, []
         for lineno, line in enumerate(handle, 1):
             line = line.strip()
@@ -115,7 +115,7 @@ def domain_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"domain table not found: {path}")
-    with open(path, encoding="utf-8", newline="") as handle:
+    with text_only(path, "a tab-separated domain table (.tsv)"), open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
         header = reader.fieldnames or []
         names = {c: next((n for n in options if n in header), None) for c, options in DOMAIN_TABLE_COLUMNS.items()}

@@ -168,18 +168,23 @@ def load_transformers_esm(
 ) -> TransformersESM:
     """Load ``EsmModel`` from a local directory or a hub name (module docstring); ``max_residues``
     defaults to the value saved with the model (:meth:`TransformersESM.save_pretrained`), else 1022 (the
-    length ESM-2 was trained on). A path that does not exist is refused (:func:`check_model_path`).
-    transformers' bars show with ``progress``; a weight of ``EsmModel`` that the files lack is an error."""
-    EsmModel = require("transformers").EsmModel
-    cached_file = require("transformers.utils").cached_file
-
+    length ESM-2 was trained on). A path that does not exist, or a file, is refused (:func:`check_model_path`),
+    never looked up on the hub. transformers' bars show with ``progress``; a weight of ``EsmModel`` that the
+    files lack is an error."""
     path = check_model_path(name_or_dir)
+    if path.is_file():  # a local file is never a hub name
+        raise InputError(
+            f"--model {name_or_dir}: a file, not a transformers folder (config.json, model.safetensors or "
+            "pytorch_model.bin, vocab.txt); give such a folder, or a fair-esm .pt file with --backend fair-esm or auto"
+        )
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"{path}: no config.json; give a transformers model directory (config.json, weights)")
         source, name = str(path), path.name
     else:
         source, name = hub_name(str(name_or_dir)), str(name_or_dir).rstrip("/").split("/")[-1]
+    EsmModel = require("transformers").EsmModel
+    cached_file = require("transformers.utils").cached_file
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     options = {"add_pooling_layer": False, "output_loading_info": True}
     with transformers_output(progress):

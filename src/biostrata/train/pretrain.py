@@ -139,6 +139,13 @@ def pretrain_domain_lm(
     if (arm == "random") != (family_table is None):
         raise InputError(f"arm={arm!r} {'needs' if arm != 'random' else 'takes no'} family table")
     out_dir = Path(out_dir)
+    counts = corpus.domain_counts()
+    if pfam is not None and counts and not any(d in pfam for d in counts):
+        raise InputError(
+            f"{corpus.source}: none of its {len(counts)} domains (e.g. {next(iter(counts))!r}) is a family of the Pfam "
+            f"table {pfam.source}; check the corpus and --format, and --pfam (or leave --pfam out to train on the "
+            "tokens as written)"
+        )
     vocab = DomainVocabulary.from_corpus(corpus, class_tokens=class_token, gene_separator=separators)
     if family_table is not None and projection == "learned":
         if sizes.get("d_embed", family_table.dim) != family_table.dim:
@@ -159,9 +166,11 @@ def pretrain_domain_lm(
             if all(c.split for c in corpus)
             else f"with val_fraction={val_fraction} (--val-fraction), identical domain lists kept together"
         )
+        met = "; ".join(corpus.summary().splitlines()[1:])  # the reader's warnings: often the cause
         raise InputError(
             f"{corpus.source}: its {len(corpus)} cluster(s) split into {len(train_idx)} for training and "
             f"{len(val_idx)} for validation ({how}); pre-training needs both, so give more clusters"
+            + (f" (reading it met {met})" if met else "")
         )
     encode = [vocab.encode(c, class_token=class_token, separators=separators) for c in corpus]
     settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)  # for the fit and its record
