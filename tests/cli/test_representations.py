@@ -180,7 +180,7 @@ CASES = [
      r"clusters\.txt: none of its \d+ domains \(e\.g\. 'PF000\d\d'\) is a family of the Pfam table \S*clans\.tsv; "
      r"check the corpus and --format, and --pfam"),
     ("pretrain a binary corpus", [*PRETRAIN, "--corpus", "{binary_txt}"],
-     r"binary\.txt: not a text file; give a domain list \(\.txt\), an accession CSV or a BiGCARP CSV"),
+     r"binary\.txt: not a text file; give a domain list \(\.txt\), an accession CSV, a BiGCARP CSV or a domain table"),
     ("pretrain a binary FASTA", [*PRETRAIN, "--level", "protein", "--corpus", "{binary_fa}"],
      r"binary\.fa: not a text file; give a FASTA file of proteins, plain or gzip-compressed"),
     ("pretrain a binary domain table", [*PRETRAIN, "--level", "protein", "--corpus", "{binary_tsv}"],
