@@ -1,4 +1,6 @@
 import json
+import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -211,8 +213,81 @@ def test_cli_errors(tmp_path, points, capsys):
     assert "--model and --data go together" in capsys.readouterr().err
     assert main(["delta", "--model", "m.pt", "--data", str(tmp_path)]) == 2
     assert "--model m.pt: no such file or folder" in capsys.readouterr().err
-    assert main(["delta", str(tmp_path / "p.npy")]) == 2
-    assert "for points pass a metric" in capsys.readouterr().err
+
+
+def test_the_default_metric_follows_what_the_file_holds(tmp_path, points, capsys):
+    """#23: points are measured as points without --metric: a non-square array and an embedding store
+    (Euclidean), a square array stays a distance matrix; the metric used is in the result."""
+    import biostrata
+    from biostrata.data.embedding_store import EmbeddingStore
+
+    np.save(tmp_path / "p.npy", points)
+    assert main(["delta", str(tmp_path / "p.npy"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    want = biostrata.delta(points, metric="euclidean")
+    assert printed["metric"] == "euclidean" and printed["delta"] == pytest.approx(want["delta"], abs=0)
+    square = pairwise_distances(torch.as_tensor(points), metric="euclidean").numpy()
+    assert biostrata.delta(square)["metric"] == "precomputed"
+    assert biostrata.delta(square)["delta"] == pytest.approx(want["delta"], rel=1e-12)
+    ids = [f"s{i}" for i in range(len(points))]
+    with EmbeddingStore.create(tmp_path / "e.h5", "m", [0], points.shape[1]) as store:
+        store.append(ids, [1] * len(ids), {"mean": points[:, None, :].astype(np.float32)})
+    assert main(["delta", str(tmp_path / "e.h5")]) == 0
+    assert "euclidean" in capsys.readouterr().out.splitlines()[1]  # the table's metric column
+
+
+def test_a_lorentz_domain_lm_table_is_measured_on_its_hyperboloid(tmp_path, capsys):
+    """#23: delta of a Lorentz domain LM (model folder or .pt) reads the table's points, at the model's
+    curvature, not the tangent vectors that failed 'not on the upper hyperboloid'; another metric reads them."""
+    import biostrata
+    from biostrata.data.clusters import DomainVocabulary
+    from biostrata.models.domain_lm import DomainLM
+
+    torch.manual_seed(0)
+    vocab = DomainVocabulary([f"PF{i:05d}" for i in range(1, 9)])
+    model = DomainLM(vocab, d_embed=4, d_model=4, n_layers=1, r=1, geometry="lorentz", curvature=0.5).eval()
+    model.save_pretrained(tmp_path / "lm")
+    model.save_sequence_models(tmp_path / "lm.pt")
+    points = model.table_points().detach().double()[vocab.domain_slice]
+    want = biostrata.delta(points.numpy(), metric="lorentz", curvature=0.5)
+    for path in (tmp_path / "lm", tmp_path / "lm.pt"):
+        got = biostrata.delta(path)
+        assert (got["metric"], got["curvature"], got["n"]) == ("lorentz", 0.5, 8)
+        assert got["delta"] == pytest.approx(want["delta"], rel=1e-12)
+        assert main(["delta", str(path), "--metric", "lorentz"]) == 0
+        assert "lorentz" in capsys.readouterr().out
+    tangent = biostrata.delta(tmp_path / "lm", metric="euclidean")
+    flat = model.table.weight.detach().double()[vocab.domain_slice].numpy()
+    assert tangent["delta"] == pytest.approx(biostrata.delta(flat, metric="euclidean")["delta"], rel=1e-12)
+    with pytest.raises(InputError, match=r"lm: its table lies on the hyperboloid of curvature K = 0\.5, not 2"):
+        biostrata.delta(tmp_path / "lm", curvature=2.0)
+
+
+def test_a_long_exact_delta_warns_first_with_its_cost(tmp_path, points, capsys, monkeypatch):
+    """#23: an exact delta past EXACT_NOTICE points warns before it starts, with a bound from one timed base
+    point and the sampled method named; the command prints it as one line."""
+    import biostrata
+    import biostrata.api.analysis as api
+
+    monkeypatch.setattr(api, "EXACT_NOTICE", 10)
+    with pytest.warns(
+        api.DeltaCostWarning, match=r"exact delta over 40 points: one base point took .* method='sampled'"
+    ):
+        biostrata.delta(points, metric="euclidean")
+    np.save(tmp_path / "p.npy", points)
+
+    def show(message, category, filename, lineno, file=None, line=None):  # Python's own, which pytest replaces
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    monkeypatch.setattr(warnings, "showwarning", show)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["delta", str(tmp_path / "p.npy")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("biostrata: warning: exact delta over 40 points")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        biostrata.delta(points, metric="euclidean", method="sampled", samples=12, repeats=2)  # no warning
 
 
 @pytest.mark.parametrize("name", ["cnn", "hcnn-m"])

@@ -232,6 +232,20 @@ def test_probe_joins_labels_by_id_not_by_row(files: dict[str, str], tmp_path: Pa
     assert "rows have no ids" in capsys.readouterr().err
 
 
+def test_probe_says_how_it_joined_the_rows(files: dict[str, str], tmp_path: Path, capsys) -> None:
+    """#23: probe reports its join as cka does: rows joined by id, rows each side lost (or paired by position)."""
+    labels = tmp_path / "some.csv"
+    labels.write_text("id,label\n" + "".join(f"s{i},{i % 2}\n" for i in range(30)) + "x1,0\nx2,1\n")
+    argv = ["probe", "--label-column", "label", "--folds", "3", "--seeds", "0", "--bootstrap", "0"]
+    assert main([*argv, "--features", f"{files['feats_npz']}:L0", "--labels", str(labels)]) == 0
+    out = capsys.readouterr().out
+    assert f"feats.npz:L0: joined 30 rows by id with {labels}: the features lost 10 of 40, the labels 2 of 32" in out
+    assert main([*argv, "--features", files["noid_npy"], "--labels", files["labels_csv"], "--rows-in-label-order"]) == 0
+    assert (
+        f"noid.npy: 40 rows paired with the label rows of {files['labels_csv']} by position" in capsys.readouterr().out
+    )
+
+
 def test_cka_says_how_many_rows_it_joined(files: dict[str, str], capsys: pytest.CaptureFixture) -> None:
     assert main(["cka", files["feats_npz"], files["three_npz"]]) == 0
     out = capsys.readouterr().out

@@ -39,14 +39,14 @@ def _check_method(method: str) -> None:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def _check_metric(metric: str) -> None:
+def check_metric(metric: str) -> None:
     if metric not in INPUT_METRICS:
         raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(INPUT_METRICS)}")
 
 
 def distances_of(data: np.ndarray | torch.Tensor, metric: str = "precomputed", curvature: float = 1.0) -> torch.Tensor:
     """The distance matrix of ``data``: itself for ``precomputed``, else of its rows as points."""
-    _check_metric(metric)
+    check_metric(metric)
     if metric == "precomputed":
         shape = tuple(data.shape)
         if len(shape) != 2 or shape[0] != shape[1]:
@@ -77,7 +77,7 @@ def gromov_delta(
     ``exact``, ``fixed`` (base point(s) ``base``) or ``sampled`` (``samples`` points x ``bases``
     base points x ``repeats``, seeded by ``seed``)."""
     _check_method(method)
-    _check_metric(metric)
+    check_metric(metric)
     if method == "sampled":
         if metric == "precomputed":
             source, n = distances_of(data), None
@@ -341,6 +341,8 @@ def format_rows(rows: Sequence[dict], first: str) -> str:
             return f"{v:.4g}" if math.isfinite(v) else str(v)
         return "" if v is None else str(v)
 
+    if any("metric" in r for r in rows):  # the geometry measured in (a default may have chosen it)
+        cols.insert(1, "metric")
     rel_sd = [r.get("relative_delta_std") for r in rows]
     if any(v is not None for v in rel_sd):
         cols.insert(5, "relative_delta_std")

@@ -7,7 +7,7 @@ by id.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,13 +79,15 @@ def probe_files(
     threads: int = 1,
     progress: bool = True,
     rows_in_label_order: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cross-validate ``probe`` on features from files (``FILE[:LAYER]``, joined by id and concatenated;
     see :func:`~biostrata.analysis.layers.read_feature_blocks`) against the labels of
     :func:`read_labels`; rows are the ids present in both, in sorted order, so that the folds (drawn from
     that order with each seed) and every number do not depend on the order of any file's rows. Features
     without ids are refused unless ``rows_in_label_order`` says that their row ``i`` is the example of label
-    row ``i`` (then the counts must agree). ``all_layers`` probes each layer of the one file separately; ``fusion="projection"``
+    row ``i`` (then the counts must agree); ``report``, if given, gets one line per feature set saying how its
+    rows were joined to the labels. ``all_layers`` probes each layer of the one file separately; ``fusion="projection"``
     fuses two files with :class:`~biostrata.analysis.fusion.ProjectionFusion` instead. Returns
     (summary, per-fold) tables."""
     from biostrata.analysis.fusion import ProjectionFusion
@@ -122,6 +124,7 @@ def probe_files(
                         "--rows-in-label-order there must be one feature row per label row"
                     )
                 feat_rows = rows = np.argsort(np.asarray(ids), kind="stable")  # folds of sorted ids
+                joined = f"{name}: {len(X)} rows paired with the label rows of {labels} by position"
             else:
                 shared = [k for k, s in enumerate(feat_ids) if s in index]
                 if not shared:
@@ -130,6 +133,12 @@ def probe_files(
                         f"ids of {labels} (e.g. {ids[0]!r}); check the files, or the id column (--id-column)"
                     )
                 feat_rows, rows = np.array(shared), np.array([index[feat_ids[k]] for k in shared])
+                joined = (
+                    f"{name}: joined {len(shared)} rows by id with {labels}: the features lost "
+                    f"{len(feat_ids) - len(shared)} of {len(feat_ids)}, the labels {len(ids) - len(shared)} of {len(ids)}"
+                )
+            if report is not None:
+                report(joined)
             est = probe
             if fusion == "projection":
                 if len(widths) != 2:

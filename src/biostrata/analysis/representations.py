@@ -33,7 +33,15 @@ import numpy as np
 
 from biostrata.errors import DataNotFoundError, InputError
 
-__all__ = ["Representations", "read_representations", "read_array", "load_array", "SUFFIXES"]
+__all__ = [
+    "Representations",
+    "read_representations",
+    "holds_points",
+    "lorentz_table",
+    "read_array",
+    "load_array",
+    "SUFFIXES",
+]
 
 SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".csv", ".tsv", ".txt", ".pt")
 # What a .pt representation file is.
@@ -312,6 +320,41 @@ def _read_pt(path: Path) -> Representations:
     if isinstance(data, dict) and "model_state_dict" in data:
         return _table_of(DomainLM.from_checkpoint(data, str(path)), path)
     raise InputError(f"{path}: a torch file, but neither kind this reads; expected {PT_FILE}")
+
+
+def holds_points(path: str | Path) -> bool:
+    """Whether a representation file holds points by its nature (never a distance matrix): a biostrata
+    embedding store, or a model's table (a model folder, a ``.pt`` file)."""
+    from biostrata.models.pretrained import is_pretrained
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    return is_pretrained(path) or suffix == ".pt" or (suffix in (".h5", ".hdf5") and path.is_file() and _is_store(path))
+
+
+def lorentz_table(path: str | Path) -> tuple[np.ndarray, list[str], float] | None:
+    """The token table of a Lorentz domain LM file (a model folder or a ``.pt`` checkpoint) as points on its
+    hyperboloid ``<x, x>_L = -1/K``, time first, ``float64 [domains, 1 + d_embed]``, with the domains as ids
+    and ``K``; None for any other file. (Its ``table`` layer, what :func:`read_representations` gives, holds
+    the tangent vectors ``log_o(x)`` that the model's body reads.)"""
+    from biostrata.models.domain_lm import DomainLM
+    from biostrata.models.hub import load_torch_file
+    from biostrata.models.pretrained import is_pretrained, load_pretrained, read_config
+
+    path = Path(path)
+    if is_pretrained(path):
+        if read_config(path).get("architecture", {}).get("geometry") != "lorentz":
+            return None
+        model = load_pretrained(path)
+    elif path.suffix.lower() == ".pt" and path.is_file():
+        data = load_torch_file(path, PT_FILE)
+        if not (isinstance(data, dict) and "model_state_dict" in data and data.get("geometry") == "lorentz"):
+            return None
+        model = DomainLM.from_checkpoint(data, str(path))
+    else:
+        return None
+    points = model.table_points().detach().double().numpy()[model.vocab.domain_slice]
+    return points, list(model.vocab.domains), float(model.config["curvature"])
 
 
 def _table_of(model: object, path: Path) -> Representations:

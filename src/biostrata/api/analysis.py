@@ -8,7 +8,7 @@ Imports numpy, torch, pandas and scikit-learn only inside the functions.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +29,8 @@ def _is_path(x: object) -> bool:
 def delta(
     x: Any = None,
     *,
-    metric: str = "precomputed",
-    curvature: float = 1.0,
+    metric: str | None = None,
+    curvature: float | None = None,
     method: str = "exact",
     base: int | Sequence[int] = (0,),
     samples: int = 1500,
@@ -70,10 +70,15 @@ def delta(
         order of their values, so that the same rows in any order give the same result (``witness`` and
         ``base`` number the rows as given); a distance matrix without ids is read as it is. Give exactly
         one of ``x``, ``calibrate``, or ``model`` with ``data``.
-    metric : {"precomputed", "euclidean", "cosine", "lorentz", "poincare"}
-        ``precomputed``: ``x`` is a distance matrix; else the distance between rows of ``x``.
-    curvature : float
-        ``K > 0`` of the ``lorentz`` and ``poincare`` metrics (the space has curvature ``-K``).
+    metric : {"precomputed", "euclidean", "cosine", "lorentz", "poincare"}, optional
+        ``precomputed``: ``x`` is a distance matrix; else the distance between rows of ``x``. Default: the
+        points of an embedding store or of a model's token table under their own geometry (``euclidean``; a
+        Lorentz domain LM's table: ``lorentz`` at its curvature), else ``precomputed`` for a square matrix and
+        ``euclidean`` for any other. The result's ``metric`` and ``curvature`` say which was used.
+    curvature : float, optional
+        ``K > 0`` of the ``lorentz`` and ``poincare`` metrics (the space has curvature ``-K``); default 1, or
+        the curvature of a Lorentz model's table. A Lorentz table is read as its hyperboloid points under
+        ``lorentz`` (or the default), as its tangent vectors ``log_o(x)`` under any other metric.
     method : {"exact", "fixed", "sampled"}
         ``exact``: the maximum over all quadruples (worst case about ``n^4 / 8`` steps); ``fixed``: over
         the base point(s) ``base`` only; ``sampled``: ``repeats`` samples of ``samples`` points and
@@ -103,10 +108,14 @@ def delta(
     device, threads, progress
         Where the computation runs (default: a GPU when torch has one), CPU threads, a progress bar.
 
+    An exact delta over more than :data:`EXACT_NOTICE` points warns first (``DeltaCostWarning``) with the
+    time of one base point here and the bound it gives, since it can take minutes where ``sampled`` takes
+    seconds.
+
     Returns
     -------
     dict or list of dict
-        Of ``x``: ``delta``, ``relative_delta``, ``diameter``, ``method``, ``n``, ``seconds``, ``witness``
+        Of ``x``: ``metric``, ``curvature``, ``delta``, ``relative_delta``, ``diameter``, ``method``, ``n``, ``seconds``, ``witness``
         (the quadruple ``(w, z, x, y)`` attaining ``delta``), the standard deviations of ``sampled``, and
         with ``histogram`` a ``histogram`` dict (``edges`` of length ``bins + 1``, ``counts``, ``mean``,
         ``triples``). Of ``calibrate``: one such dict per space (with ``space``, ``description``); of
@@ -115,10 +124,10 @@ def delta(
     import numpy as np
 
     from biostrata.analysis import hyperbolicity as hyp
-    from biostrata.analysis.representations import read_array
+    from biostrata.analysis.representations import holds_points, lorentz_table, read_array
     from biostrata.geometry.delta import delta_distribution
 
-    if not curvature > 0:
+    if curvature is not None and not curvature > 0:
         raise InputError(f"curvature={curvature}: give K > 0 (the space has curvature -K)")
     if histogram is not None and histogram < 1:
         raise InputError(f"histogram={histogram}: give 1 bin or more (or None: no histogram)")
@@ -131,13 +140,28 @@ def delta(
     options = dict(method=method, base=base, samples=samples, bases=bases, repeats=repeats, **common)
     if calibrate is not None:
         return hyp.calibrate(calibrate, **options)
+    if metric is not None:
+        hyp.check_metric(metric)
     if model is not None:
         return hyp.dataset_deltas(model, data, split=split, points=points, kmer=kmer, layer=-1 if layer is None else layer,
                                   **options)  # fmt: skip
     source, ids = str(x) if _is_path(x) else "x", None
     if _is_path(x):
-        reps = read_array(x, key, layer)
-        x, ids = next(iter(reps.layers.values())), reps.ids
+        table = lorentz_table(x) if metric in (None, "lorentz") else None
+        if table is not None:  # a Lorentz domain LM: its token table's points on the hyperboloid
+            points, ids, own = table
+            if curvature is not None and curvature != own:
+                raise InputError(
+                    f"{source}: its table lies on the hyperboloid of curvature K = {own:g}, not {curvature:g}; "
+                    "leave the curvature out"
+                )
+            x, metric, curvature = points, "lorentz", own
+        else:
+            reps = read_array(x, key, layer)
+            x, ids = next(iter(reps.layers.values())), reps.ids
+            metric = metric or ("euclidean" if holds_points(source) else None)
+    metric = metric or ("precomputed" if np.ndim(x) == 2 and np.shape(x)[0] == np.shape(x)[1] else "euclidean")
+    curvature = 1.0 if curvature is None else curvature
     x, order = hyp.rows_in_order(x, ids, metric)  # the same rows in any order, the same result
     if method == "fixed" and order is not None:  # base points number the rows as given
         at = np.argsort(order)
@@ -147,7 +171,10 @@ def delta(
             f"{source}: {len(x)} point{'' if len(x) == 1 else 's'}; the Gromov delta needs at least 2 (its relative "
             "delta, 2 delta / diameter, is 0/0 for one); give more points"
         )
-    out = hyp.gromov_delta(x, metric=metric, curvature=curvature, **options).to_dict()
+    if method == "exact" and len(x) > EXACT_NOTICE:
+        _warn_exact_cost(x, metric, curvature, device, threads)
+    out = {"metric": metric, "curvature": curvature}
+    out |= hyp.gromov_delta(x, metric=metric, curvature=curvature, **options).to_dict()
     if order is not None:  # numbers of the rows as given, not as read
         for name in ("witness", "base_points"):
             out[name] = None if out.get(name) is None else [int(order[i]) for i in out[name]]
@@ -155,6 +182,38 @@ def delta(
         distances = hyp.distances_of(x, metric, curvature)
         out["histogram"] = delta_distribution(distances, bins=histogram, bases=histogram_bases, **common).to_dict()
     return out
+
+
+#: Points past which an exact delta warns with its cost first (:func:`delta`).
+EXACT_NOTICE = 1000
+
+
+class DeltaCostWarning(UserWarning):
+    """An exact delta that may take minutes."""
+
+
+def _warn_exact_cost(x: Any, metric: str, curvature: float, device: str | None, threads: int | None) -> None:
+    """Time the delta at one base point (a quadratic pass over the pairs) and warn with the bound it gives: the
+    exact maximum visits at most ``n - 1`` base points, each over fewer points than the last, and its pruning
+    skips most of them, so the bound is loose."""
+    import time
+    import warnings
+
+    from biostrata.analysis import hyperbolicity as hyp
+    from biostrata.geometry.delta import delta_fixed_base
+
+    start = time.perf_counter()
+    delta_fixed_base(hyp.distances_of(x, metric, curvature), base=0, device=device, threads=threads)
+    one = time.perf_counter() - start
+    n = len(x)
+    bound = one * (n - 1) / 3  # base i sees the n - 1 - i points after it: the sum of their squares is ~ n^3 / 3
+    warnings.warn(
+        f"exact delta over {n} points: one base point took {one:.2g} s here, so at most about "
+        f"{f'{bound:.0f} s' if bound < 90 else f'{bound / 60:.0f} min'} "
+        f"(pruning usually skips most base points); method='sampled' (--method sampled) estimates it in seconds",
+        DeltaCostWarning,
+        stacklevel=3,
+    )
 
 
 def _layers(x: Any, name: str) -> dict[str, Any]:
@@ -284,6 +343,7 @@ def probe(
     threads: int = 1,
     progress: bool = False,
     out: PathLike | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cross-validate a probe of frozen features for labels: repeated stratified (grouped) k-fold.
 
@@ -321,6 +381,9 @@ def probe(
         A progress bar per feature set.
     out : path, optional
         Folder to write ``summary.csv`` and ``folds.csv`` to.
+    report : callable, optional
+        Files only: gets one line per feature set saying how its rows were joined to the labels (rows joined,
+        rows each side lost; or paired by position).
 
     Returns
     -------
@@ -344,7 +407,7 @@ def probe(
         summary, per_fold = probe_files([str(s) for s in specs], str(labels), estimator, all_layers=all_layers,
                                         fusion=fusion, id_column=id_column, label_column=label_column,
                                         group_column=group_column, n_boot=bootstrap,
-                                        rows_in_label_order=rows_in_label_order, **cv)  # fmt: skip
+                                        rows_in_label_order=rows_in_label_order, report=report, **cv)  # fmt: skip
     elif _is_path(labels) or _is_path(features):
         raise InputError("features, labels: give both in memory or both as files")
     else:

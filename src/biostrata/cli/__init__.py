@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import warnings
 
 
 def _on_interrupt(signum: int, frame: object) -> None:
@@ -98,10 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``biostrata`` with ``argv`` (default: the command line); return the exit status."""
     held = _hold_interrupts()
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line  # a warning reads as an error does, not as Python's file:line and code
     try:
         return _main(argv)
     finally:
+        warnings.formatwarning = shown
         _restore(held)
+
+
+def _one_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    return f"biostrata: warning: {message}\n"
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -377,20 +377,26 @@ def _delta(p: argparse.ArgumentParser) -> None:
 
     How tree-like is a dataset: Gromov delta (four-point; max over base points of min((x|z)_p, (z|y)_p) -
     (x|y)_p) and relative delta 2*delta/diameter (0: a tree; 1: the largest). Give INPUT (.npy, .npz, .h5, .csv:
-    a distance matrix, or points with --metric), or --calibrate N, or --model CHECKPOINT --data TASK_DIR.
+    a distance matrix or points; an embedding store or a model's token table: points under their own geometry),
+    or --calibrate N, or --model CHECKPOINT --data TASK_DIR. An exact delta over more than 1000 points warns
+    first with the time it may take.
     """
     from biostrata.api import default
     from biostrata.api.analysis import delta
 
     d = {name: default(delta, name) for name in ("metric", "curvature", "method", "base", "samples", "bases", "repeats",
                                                  "split", "points", "kmer", "seed")}  # fmt: skip
-    p.add_argument("input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv)")
+    p.add_argument(
+        "input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv), or a model's token table"
+    )
     p.add_argument("--key", help="array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)")
     p.add_argument("--layer", type=int, help="layer of an embedding store, or of --model (default: the last)")
     p.add_argument("--metric", default=d["metric"], choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
-                   help="precomputed: INPUT is a distance matrix (default); else INPUT rows are points")  # fmt: skip
+                   help="precomputed: INPUT is a distance matrix; else INPUT rows are points (default: an embedding "
+                   "store's or a model table's own geometry, else precomputed for a square matrix, euclidean for "
+                   "any other)")  # fmt: skip
     p.add_argument("--curvature", type=float, default=d["curvature"],
-                   help=f"K of the lorentz/poincare metric, curvature -K (default {d['curvature']:g})")  # fmt: skip
+                   help="K of the lorentz/poincare metric, curvature -K (default: 1, or a Lorentz model's own)")  # fmt: skip
     p.add_argument("--method", default=d["method"], choices=("exact", "fixed", "sampled"),
                    help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)")  # fmt: skip
     p.add_argument("--base", type=int, nargs="+", default=list(d["base"]),
@@ -434,7 +440,7 @@ def _run_delta(args: argparse.Namespace) -> int:
             raise InputError(f"{flag} {value}: give {least} or more{why}")
     if args.kmer > 8:
         raise InputError(f"--kmer {args.kmer}: give 8 or less (4^k features per sequence)")
-    if not args.curvature > 0:
+    if args.curvature is not None and not args.curvature > 0:
         raise InputError(f"--curvature {args.curvature}: give K > 0 (the space has curvature -K)")
     modes = [args.input is not None, args.calibrate is not None, args.model is not None or args.data is not None]
     if sum(modes) != 1:
@@ -461,7 +467,7 @@ def _run_delta(args: argparse.Namespace) -> int:
             else format_rows(result, "space" if modes[1] else "representation")
         )
         return 0
-    out = {"input": args.input, "metric": args.metric, **result}
+    out = {"input": args.input, **result}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0

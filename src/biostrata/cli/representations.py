@@ -470,6 +470,7 @@ def _run_probe(args: argparse.Namespace) -> int:
         all_layers=args.all_layers, fusion=args.fusion, id_column=args.id_column, label_column=args.label_column,
         group_column=args.group_column, folds=args.folds, seeds=args.seeds, bootstrap=args.bootstrap,
         threads=args.threads, rows_in_label_order=args.rows_in_label_order, progress=True, out=args.out,
+        report=print,
     )  # fmt: skip
     print_table(table[[c for c in table.columns if not c.startswith("auroc[")]])
     if args.out:
