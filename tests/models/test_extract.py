@@ -357,3 +357,13 @@ def test_the_embed_benchmark_defaults_to_the_library_token_budget() -> None:
         del sys.modules[spec.name]
     assert bench.arguments([]).token_budget == DEFAULT_TOKEN_BUDGET["cpu"]
     assert bench.arguments(["--token-budget", "512"]).token_budget == 512
+
+
+def test_the_bar_says_embed_and_names_the_rank_only_under_several_processes(tmp_path: Path, capfd) -> None:
+    """#23: the bar read 'embed r0' in one process, which means nothing there."""
+    plm, recs = tiny_esm2(), proteins(5)
+    extract_embeddings(plm, recs, tmp_path / "one.h5", token_budget=120, progress=True)
+    err = capfd.readouterr().err
+    assert "embed:" in err and " r0" not in err and "rank" not in err
+    extract_embeddings(plm, recs, tmp_path / "two.h5", token_budget=120, progress=True, rank=1, world_size=2)
+    assert "embed (rank 1 of 2)" in capfd.readouterr().err
