@@ -1,7 +1,18 @@
-import pandas as pd
+import json
 
+import numpy as np
+import pandas as pd
+import pytest
+
+import biostrata
+from biostrata.analysis.hyperbolicity import model_embeddings
 from biostrata.config import DemoSettings
+from biostrata.data.genome import read_gue_dir
 from biostrata.demo import run_demo
+from biostrata.models.genome_cnn import load_model
+
+#: The summary's columns: the model, then from its run's metrics.json, then the delta of its test embeddings.
+METRICS = ("test_mcc", "test_accuracy", "dev_mcc", "best_epoch", "epochs_run", "params", "wall_time_s")
 
 
 def test_small_demo_end_to_end(tmp_path, capsys):
@@ -18,12 +29,26 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     )
     table = run_demo(tmp_path, settings)
     # the test split holds fewer than delta_points sequences: the number actually used is printed
-    test_size = len((tmp_path / "data" / "test.csv").read_text().splitlines()) - 1
+    splits = read_gue_dir(tmp_path / "data")
+    test_size = len(splits.test)
     assert test_size < settings.delta_points
+    assert [len(s) for s in splits] == [192, 24, 24]  # 240 split 80/10/10
     assert f"[3/3] Gromov delta of the test embeddings ({test_size} points)" in capsys.readouterr().out
+    assert list(table.columns) == ["model", *METRICS, "delta", "relative_delta"]
     assert list(table["model"]) == ["cnn", "hcnn-s"]
-    assert table["test_mcc"].between(-1, 1).all()
-    assert (table["delta"] >= 0).all() and table["relative_delta"].between(0, 1).all()
+    for row in table.itertuples():
+        metrics = json.loads((tmp_path / "runs" / row.model / "metrics.json").read_text())
+        assert {k: getattr(row, k) for k in METRICS} == {k: metrics[k] for k in METRICS}, row.model
+        assert (metrics["model"], metrics["seed"], metrics["length"]) == (row.model, settings.seed + 1, settings.length)
+        assert 1 <= row.best_epoch <= row.epochs_run == settings.epochs  # patience (4) outlasts the 2 epochs
+        # the delta of the test embeddings, as the front door computes it from the saved model
+        model, _ = load_model(tmp_path / "runs" / row.model)
+        pick = np.random.default_rng(settings.seed).choice(test_size, size=test_size, replace=False)
+        emb, metric, curvature = model_embeddings(model, [splits.test.sequences[i] for i in pick])
+        assert metric == ("lorentz" if row.model == "hcnn-s" else "euclidean")
+        d = biostrata.delta(emb, metric=metric, curvature=curvature)
+        assert (row.delta, row.relative_delta) == pytest.approx((d["delta"], d["relative_delta"]), rel=1e-6)
+        assert row.delta > 0 and 0 < row.relative_delta <= 1
     for name in (
         "summary.csv",
         "summary.md",
@@ -33,5 +58,14 @@ def test_small_demo_end_to_end(tmp_path, capsys):
         "runs/hcnn-s/model.safetensors",
     ):
         assert (tmp_path / name).is_file(), name
-    assert pd.read_csv(tmp_path / "summary.csv").shape == (2, table.shape[1])
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "summary.csv"), table, check_exact=False, rtol=1e-12)
+    summary = (tmp_path / "summary.md").read_text()
+    assert (
+        "240 simulated sequences of 40 bp, 2 classes (clades of a yule tree, root-to-leaf height 0.5 "
+        "substitutions/site, HKY85), split 80/10/10; up to 2 epochs at lr 0.001, stopped when dev MCC had not "
+        "improved for 4 epochs; model selected on dev by MCC"
+    ) in summary
+    for row in table.itertuples():  # one table row per model, its numbers as summary.csv holds them
+        (line,) = [line for line in summary.splitlines() if line.startswith(f"| {row.model} ")]
+        assert f"{row.test_mcc:.4f}" in line and f"{row.relative_delta:.4f}" in line
     assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -25,9 +25,9 @@ def test_read_csv_and_fasta(tmp_path):
         ("f.csv", "sequence,label\nACGT\n", r"f.csv, line 2: expected at least 2 fields"),
         ("e.csv", "sequence,label\n,1\n", r"e.csv, line 2: empty sequence"),
         ("z.csv", "sequence,label\n", r"z.csv: no sequences found"),
-        ("u.fa", ">s1\nACGT\n", r"u.fa, line 1: no label in FASTA header"),
-        ("v.fa", "ACGT\n>s1|0\nAC\n", r"v.fa, line 1: sequence before the first '>'"),
-        ("w.fa", ">s1|0\n>s2|1\nAC\n", r"w.fa, line 1: record has no sequence"),
+        ("u.fa", ">s1\nACGT\n", r"u.fa:1: no label in FASTA header"),
+        ("v.fa", "ACGT\n>s1|0\nAC\n", r"v.fa:1: sequence before the first '>'"),
+        ("w.fa", ">s1|0\n>s2|1\nAC\n", r"w.fa:1: record has no sequence"),
     ],
 )
 def test_layout_errors_name_file_and_line(tmp_path, name, text, message):

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from biostrata.config import AnnotateSettings
+from biostrata.data.files import is_gzip
 from biostrata.data.genes import Gene
-from biostrata.data.genome import is_gzip
 from biostrata.data.pfam import PfamTable, parse_accession
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.extras import require
@@ -309,15 +309,16 @@ class Annotation:
         ``annotation.json`` to the folder ``out``, each atomically, ``annotation.json`` last, after any
         earlier one is deleted: without it the folder is not a finished annotation (a killed run may leave
         new files beside old ones). Returns ``out``."""
+        from biostrata.data.fasta import write_fasta
         from biostrata.io import atomic_write_json, atomic_write_text
 
         out = Path(out)
-        faa = "".join(f">{p.protein_id} {p.record}:{p.start}-{p.end}({'+' if p.strand > 0 else '-' if p.strand else '.'})"
-                      f"\n{p.sequence}\n" for p in self.proteins.itertuples())  # fmt: skip
         (out / "annotation.json").unlink(missing_ok=True)  # the marker of a finished annotation: gone until the end
         atomic_write_text(out / "domains.tsv", self.domains.to_csv(sep="\t", index=False))
         atomic_write_text(out / "clusters.csv", self.clusters.to_csv(index=False))
-        atomic_write_text(out / "proteins.faa", faa)
+        strand = {1: "+", -1: "-"}
+        write_fasta(out / "proteins.faa", ((p.protein_id, f"{p.record}:{p.start}-{p.end}({strand.get(p.strand, '.')})",
+                                            p.sequence) for p in self.proteins.itertuples()))  # fmt: skip
         atomic_write_json(out / "annotation.json", self.record)
         return out
 

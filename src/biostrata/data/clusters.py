@@ -269,7 +269,7 @@ def read_clusters(
     CSV with a ``domain_tokens`` column, ``bigcarp`` for a CSV with a ``domains`` column, and
     ``domain-list`` otherwise.
     """
-    from biostrata.data.genome import text_only
+    from biostrata.data.files import text_only
 
     path = Path(path)
     _require_file(path, "cluster corpus")

@@ -34,7 +34,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from biostrata.data.genome import open_bytes, open_text
+from biostrata.data.fasta import parse_fasta
+from biostrata.data.files import open_bytes
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.extras import require
 
@@ -109,22 +110,9 @@ def read_records(path: str | Path) -> list[Record]:
 
 
 def _read_fasta(path: Path) -> list[Record]:
-    entries: list[tuple[str, int, list[str]]] = []
-    with open_text(path) as handle:
-        for lineno, line in enumerate(handle, 1):
-            line = line.strip()
-            if line.startswith(">"):
-                fields = line[1:].split()
-                if not fields:
-                    raise InputError(f"{path}:{lineno}: FASTA header without an id")
-                entries.append((fields[0], lineno, []))
-            elif line:
-                if not entries:
-                    raise InputError(f"{path}:{lineno}: sequence before the first '>' header; is this FASTA?")
-                entries[-1][2].append(line)
     kinds, records, proteins = set(), [], []
-    for name, lineno, chunks in entries:
-        seq = "".join(chunks).upper()
+    for name, _, seq, lineno in parse_fasta(path, "a GenBank or FASTA file, plain or gzip-compressed"):
+        seq = seq.upper()
         where = f"{path}:{lineno}: record {name!r}"
         if not seq:
             raise InputError(f"{where} is empty")

@@ -16,20 +16,17 @@ Labels need not run 0..C-1: the classes of a model are the distinct training lab
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import re
 import sys
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TextIO
 
 import numpy as np
 
 from biostrata.data.alphabet import encode
+from biostrata.data.fasta import parse_fasta
+from biostrata.data.files import open_text, text_only
 from biostrata.errors import DataNotFoundError, InputError
 
 SPLITS = ("train", "dev", "test")
@@ -111,52 +108,19 @@ def read_labelled(path: str | Path) -> SequenceSet:
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; expected a CSV with header 'sequence,label' or a FASTA file")
     fasta = path.suffix.lower() in FASTA_SUFFIXES or "".join(path.suffixes[-2:]).lower() in _GZ_FASTA
-    try:
-        with (
-            text_only(path, "a CSV (sequence,label) or FASTA file, plain or gzip-compressed"),
-            open_text(path) as handle,
-        ):
-            if fasta:
-                seqs, labels, lines = _read_fasta(handle, path)
-                meta = {}
-            else:
-                seqs, labels, lines, meta = _read_csv(handle, path)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise InputError(f"{path}: a damaged gzip file ({err}); compress it again, or give it uncompressed") from None
+    if fasta:
+        seqs, labels, lines = _read_fasta(path)
+        meta = {}
+    else:
+        with text_only(path, _EXPECTED), open_text(path) as handle:
+            seqs, labels, lines, meta = _read_csv(handle, path)
     if not seqs:
         raise InputError(f"{path}: no sequences found")
     return SequenceSet(seqs, np.array(labels, dtype=np.int64), str(path), lines, meta)
 
 
 _GZ_FASTA = {s + ".gz" for s in FASTA_SUFFIXES}
-
-
-def is_gzip(path: str | Path) -> bool:
-    """Whether ``path`` is gzip-compressed, told by its first bytes (the magic ``1f 8b``), not its name."""
-    with Path(path).open("rb") as raw:
-        return raw.read(2) == b"\x1f\x8b"
-
-
-def open_bytes(path: str | Path) -> BinaryIO:
-    """``path`` opened for reading bytes, decompressed when it is gzip (:func:`is_gzip`)."""
-    return gzip.open(path, "rb") if is_gzip(path) else Path(path).open("rb")
-
-
-@contextmanager
-def text_only(path: str | Path, expected: str) -> Iterator[None]:
-    """Refuse a file that is not UTF-8 text (a binary file given where text is read), naming it and the
-    ``expected`` kind of file, instead of the UnicodeDecodeError that reading it raises in the block."""
-    try:
-        yield
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file; give {expected}") from None
-
-
-@contextmanager
-def open_text(path: str | Path) -> Iterator[TextIO]:
-    """``path`` as text (UTF-8, a byte-order mark dropped), decompressed when it is gzip (:func:`is_gzip`)."""
-    with open_bytes(path) as binary, io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as handle:
-        yield handle
+_EXPECTED = "a CSV (sequence,label) or FASTA file, plain or gzip-compressed"
 
 
 def _parse_label(text: str, where: str) -> int:
@@ -226,42 +190,25 @@ def _read_csv(handle: TextIO, path: Path) -> tuple[list[str], list[int], list[in
 _LABEL_IN_HEADER = re.compile(r"(?:^|\s)label=(\S+)")
 
 
-def _read_fasta(handle: TextIO, path: Path) -> tuple[list[str], list[int], list[int]]:
+def _read_fasta(path: Path) -> tuple[list[str], list[int], list[int]]:
     seqs: list[str] = []
     labels: list[int] = []
     lines: list[int] = []
-    chunks: list[str] = []
-    header_line = 0
-
-    def close() -> None:
-        if header_line and not chunks:
-            raise InputError(f"{path}, line {header_line}: record has no sequence")
-        if header_line:
-            seqs.append("".join(chunks))
-            lines.append(header_line + 1)
-
-    for lineno, line in enumerate(handle, start=1):
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith(">"):
-            close()
-            chunks, header_line = [], lineno
-            match = _LABEL_IN_HEADER.search(line[1:])
-            if match:
-                text = match.group(1)
-            elif "|" in line:
-                text = line.rsplit("|", 1)[1].strip()
-            else:
-                raise InputError(
-                    f"{path}, line {lineno}: no label in FASTA header; write it as '>id label=K' or '>id|K'"
-                )
-            labels.append(_parse_label(text, f"{path}, line {lineno}"))
-        elif not header_line:
-            raise InputError(f"{path}, line {lineno}: sequence before the first '>' header")
+    for record in parse_fasta(path, _EXPECTED):
+        where = f"{path}:{record.line}"
+        header = f"{record.id} {record.description}"
+        match = _LABEL_IN_HEADER.search(header)
+        if match:
+            text = match.group(1)
+        elif "|" in header:
+            text = header.rsplit("|", 1)[1].strip()
         else:
-            chunks.append(line)
-    close()
+            raise InputError(f"{where}: no label in FASTA header; write it as '>id label=K' or '>id|K'")
+        labels.append(_parse_label(text, where))
+        if not record.sequence:
+            raise InputError(f"{where}: record has no sequence")
+        seqs.append(record.sequence)
+        lines.append(record.line + 1)
     return seqs, labels, lines
 
 

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from biostrata.data.genome import open_text, text_only
+from biostrata.data.fasta import parse_fasta
+from biostrata.data.files import text_only
 from biostrata.errors import DataNotFoundError, InputError
 
 __all__ = [
@@ -73,23 +74,8 @@ def iter_fasta(path: str | Path) -> Iterator[ProteinRecord]:
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"FASTA file not found: {path}")
-    with text_only(path, "a FASTA file of proteins, plain or gzip-compressed"), open_text(path) as handle:
-        name, start, chunks = None, 0, []
-        for lineno, line in enumerate(handle, 1):
-            line = line.strip()
-            if line.startswith(">"):
-                if name is not None:
-                    yield ProteinRecord(name, _clean("".join(chunks), f"{path}:{start}"))
-                fields = line[1:].split()
-                if not fields:
-                    raise InputError(f"{path}:{lineno}: FASTA header without an id")
-                name, start, chunks = fields[0], lineno, []
-            elif line:
-                if name is None:
-                    raise InputError(f"{path}:{lineno}: sequence before the first '>' header; is this FASTA?")
-                chunks.append(line)
-        if name is not None:
-            yield ProteinRecord(name, _clean("".join(chunks), f"{path}:{start}"))
+    for record in parse_fasta(path, "a FASTA file of proteins, plain or gzip-compressed"):
+        yield ProteinRecord(record.id, _clean(record.sequence, f"{path}:{record.line}"))
 
 
 def read_fasta(path: str | Path) -> list[ProteinRecord]:
