@@ -20,6 +20,8 @@ _EXTRACT = "biostrata.models.extract"
         ("biostrata.studies.cross_granularity", "read_segments", "biostrata.data.proteins", "read_domain_segments"),
         ("biostrata.studies.cross_granularity", "PAPER", "biostrata.report.published", "CROSS_GRANULARITY"),
         ("biostrata.train.run", "load_model", "biostrata.train.run", "load_run"),
+        ("biostrata.data.genome", "is_gzip", "biostrata.data.files", None),
+        ("biostrata.data.genome", "open_bytes", "biostrata.data.files", None),
     ],
 )  # fmt: skip
 def test_moved_names_warn_and_resolve_to_the_new_ones(old_module, name, new_module, new_name):
