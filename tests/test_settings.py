@@ -9,10 +9,11 @@ from biostrata.config import (
     DemoSettings,
     PretrainSettings,
     SimulateSettings,
+    StrataSettings,
     TrainConfig,
 )
 from biostrata.errors import InputError
-from biostrata.settings import Settings, field_help
+from biostrata.settings import Settings, field_help, operational
 
 
 @dataclass
@@ -175,3 +176,33 @@ def test_pretraining_defaults_are_the_settings_fields():
         parser = argparse.ArgumentParser()
         PretrainSettings.add_options(parser, "x")
         PretrainSettings.from_args(parser.parse_args(["--arm", "bad"]))
+
+
+@dataclass
+class Resumable(Settings):
+    rate: float = 0.1
+    levels: list[int] = field(default_factory=lambda: [1, 2])
+    progress: bool = field(default=True, metadata=field_help("show progress bars", operational=True))
+
+
+def test_a_run_resumes_with_other_operational_settings_only(tmp_path):
+    import json
+
+    path = tmp_path / "settings.json"
+    Resumable().check_resume(path)  # nothing saved: a new run
+    path.write_text(json.dumps({"rate": 0.1, "levels": [1, 2], "progress": True}))
+    assert operational(Resumable) == {"progress"}
+    Resumable(progress=False).check_resume(path)
+    with pytest.raises(InputError, match="rate: 0.1 there, 0.2 now"):
+        Resumable(rate=0.2).check_resume(path)
+    Resumable(rate=0.2).check_resume(path, per_run=("rate",))  # set per run by the caller
+    assert Resumable(levels=(1, 2)).resume_changes({"rate": 0.1, "levels": (1, 2)}) == []  # compared as saved
+
+
+def test_only_settings_that_do_not_change_results_are_operational():
+    assert operational(TrainConfig) == {"progress", "num_workers"}
+    assert operational(CrossGranularitySettings) == {"progress", "threads", "accelerator"}
+    assert operational(StrataSettings) == {"progress", "threads", "accelerator"}
+    assert operational(ConditionsSettings) == {
+        "shapes", "heights", "depths", "base_shape", "base_height", "base_depth", "seeds"
+    }  # fmt: skip

@@ -1,5 +1,6 @@
-"""Atomic file writes (a killed run leaves either the old file or the new one, never half of one), and
-the wall and CPU time of a run's steps."""
+"""Atomic file writes (a killed run leaves either the old file or the new one, never half of one), the
+cached steps of a study (each done once, its files kept; a killed run resumes at the first step without
+them), and the wall and CPU time of a run's steps."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+P = TypeVar("P", Path, Sequence[Path])
 
 
 def _read_umask() -> int:
@@ -59,6 +63,61 @@ def atomic_write_npz(path: Path, arrays: dict[str, Any]) -> None:
             np.savez(handle, **arrays)
 
     atomic_write(path, write)
+
+
+def ensure(path: P, make: Callable[[], object]) -> P:
+    """``path`` (one file or several), made by ``make()`` first unless every one of them is a file.
+
+    The step is cached by its files: ``make`` writes them itself, each atomically, the one that marks the
+    step finished last (a run folder's ``metrics.json``, an archive after its side files), so a step
+    killed halfway is done again. A step's settings are checked once for the whole folder
+    (:meth:`biostrata.settings.Settings.check_resume`), not per file."""
+    paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    if not all(p.is_file() for p in paths):
+        make()
+    return path
+
+
+def _read(path: Path) -> Any:
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    if path.suffix == ".npz":
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    if path.suffix == ".csv":
+        import pandas as pd
+
+        return pd.read_csv(path)
+    raise ValueError(f"{path}: no reader for {path.suffix!r} files; pass read=")
+
+
+def _write(path: Path, result: Any) -> None:
+    writers = {".json": atomic_write_json, ".npz": atomic_write_npz, ".csv": atomic_write_csv}
+    if path.suffix not in writers:
+        raise ValueError(f"{path}: no writer for {path.suffix!r} files; pass write=")
+    writers[path.suffix](path, result)
+
+
+def cached(
+    path: Path,
+    compute: Callable[[], T],
+    read: Callable[[Path], T] = _read,
+    write: Callable[[Path, T], None] = _write,
+) -> T:
+    """``compute()``'s result, kept in ``path``: read from it when it is a file, else computed, written
+    atomically and returned as computed.
+
+    By default the file kind follows the suffix: ``.json`` (a dict, keys sorted: :func:`atomic_write_json`),
+    ``.npz`` (a dict of arrays: :func:`atomic_write_npz`) or ``.csv`` (a DataFrame without its index);
+    ``read`` and ``write`` replace them (``write`` must write atomically)."""
+    path = Path(path)
+    if path.is_file():
+        return read(path)
+    result = compute()
+    write(path, result)
+    return result
 
 
 class StepClock:

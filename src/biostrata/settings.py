@@ -10,7 +10,10 @@ are any). It gets:
 - ``to_yaml`` (atomic), ``replace``;
 - ``add_options(parser)`` / ``from_args(args)``: ``--config FILE`` and one command-line option per
   field (``--batch-size`` for ``batch_size``; booleans as ``--x / --no-x``), whose values override
-  the file's. A field's help text is its ``metadata["help"]``; the default is added to it.
+  the file's. A field's help text is its ``metadata["help"]``; the default is added to it;
+- ``check_resume``: a run resumes in a folder only with the settings its saved outputs were made with,
+  but for the *operational* fields (``field_help(..., operational=True)``: how the run works, such as
+  progress bars, threads or devices, or which steps it adds, never what a saved step computed).
 Subclasses put their own checks in ``validate``, as ``(ok, field, expected)`` rows for ``require``;
 construction converts and validates. A refused value is named where it came from: ``--epochs`` for a
 command-line option, ``FILE: epochs`` for a key of a config file.
@@ -35,7 +38,7 @@ from biostrata.io import atomic_write_text
 S = TypeVar("S", bound="Settings")
 OPTIONS = "command-line options"  # the source of settings given on the command line only
 
-__all__ = ["SettingError", "Settings", "field_help", "changes"]
+__all__ = ["SettingError", "Settings", "field_help", "changes", "operational"]
 
 
 class SettingError(InputError):
@@ -62,9 +65,17 @@ def changes(then: dict, now: dict, ignore: Collection[str] = ()) -> list[str]:
     return [f"{k}: {then.get(k)!r} there, {now.get(k)!r} now" for k in keys]
 
 
-def field_help(text: str) -> dict:
-    """``metadata`` of a field with this help text: ``field(default=..., metadata=field_help("..."))``."""
-    return {"help": text}
+def field_help(text: str, operational: bool = False) -> dict:
+    """``metadata`` of a field with this help text: ``field(default=..., metadata=field_help("..."))``;
+    ``operational``: the field does not change the results a run saves, so a run resumes with another value
+    of it (see :func:`operational`)."""
+    return {"help": text, "operational": True} if operational else {"help": text}
+
+
+def operational(settings: Any) -> frozenset[str]:
+    """The names of the fields of the dataclass (or dataclass type) ``settings`` marked operational in their
+    metadata (``field_help(..., operational=True)``): those a resumed run may change."""
+    return frozenset(f.name for f in dataclasses.fields(settings) if f.metadata.get("operational"))
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -184,9 +195,17 @@ class Settings:
     def to_yaml(self, path: str | Path) -> None:
         atomic_write_text(Path(path), yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
 
-    def check_resume(self, path: str | Path, ignore: Collection[str] = ()) -> None:
+    def resume_changes(self, then: dict[str, Any], per_run: Collection[str] = ()) -> list[str]:
+        """:func:`changes` from the saved fields ``then`` to these settings in the fields that make a run's
+        results: all but the operational ones and ``per_run`` (fields the caller sets per run itself)."""
+        import json
+
+        then, now = (json.loads(json.dumps(d, default=str)) for d in (then, dataclasses.asdict(self)))  # as saved
+        return changes(then, now, operational(self) | set(per_run))
+
+    def check_resume(self, path: str | Path, per_run: Collection[str] = ()) -> None:
         """Refuse to resume a run whose saved settings (``path``, a JSON file of the fields; absent: a
-        new run) differ from these in a field not in ``ignore``: its outputs were made with those."""
+        new run) differ from these (see :meth:`resume_changes`): its outputs were made with those."""
         import json
 
         path = Path(path)
@@ -196,8 +215,7 @@ class Settings:
             then = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise InputError(f"{path}: not valid JSON ({err}); give another --out, or delete the folder") from None
-        now = json.loads(json.dumps(dataclasses.asdict(self)))  # as saved: tuples become lists
-        diff = changes(then, now, ignore)
+        diff = self.resume_changes(then, per_run)
         if diff:
             raise InputError(
                 f"{path.parent} holds results made with other settings ({'; '.join(diff)}); resume with the same "

@@ -139,10 +139,6 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-# Settings a resumed `train` may change: they do not change a run's numbers (the seed is per run).
-_RESUME_FREE = ("seed", "progress", "num_workers")
-
-
 def _finished(folder: Path) -> dict | None:
     """The metrics of the finished run in ``folder`` (its metrics.json, written last), or None."""
     import json
@@ -186,13 +182,8 @@ def _check_resumable(folder: Path, cfg: TrainConfig, splits: Splits) -> None:
     settings, or data of another length or other labels."""
     import dataclasses
 
-    from biostrata.settings import changes
-
-    diff = changes(
-        dataclasses.asdict(type(cfg).from_saved(folder / "config.yaml")),
-        dataclasses.asdict(cfg),
-        _RESUME_FREE,
-    )
+    # the seed is set per run; the operational settings (TrainConfig's metadata) do not change its numbers
+    diff = cfg.resume_changes(dataclasses.asdict(type(cfg).from_saved(folder / "config.yaml")), per_run=("seed",))
     metrics = _finished(folder) or {}
     data = {"length": cfg.length or splits.max_length, "class_labels": splits.labels}
     diff += [f"data {k}: {metrics[k]!r} there, {v!r} now" for k, v in data.items() if metrics.get(k, v) != v]

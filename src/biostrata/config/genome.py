@@ -87,8 +87,8 @@ class TrainConfig(Settings):
     )
     accelerator: str = field(default="auto", metadata=field_help("Lightning accelerator: auto, cpu, gpu"))
     devices: str = field(default="auto", metadata=field_help("Lightning devices: auto or a number"))
-    num_workers: int = field(default=0, metadata=field_help("data-loader worker processes"))
-    progress: bool = field(default=True, metadata=field_help("show progress bars"))
+    num_workers: int = field(default=0, metadata=field_help("data-loader worker processes", operational=True))
+    progress: bool = field(default=True, metadata=field_help("show progress bars", operational=True))
 
     @staticmethod
     def saved_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -193,17 +193,28 @@ class DemoSettings(Settings):
 class ConditionsSettings(Settings):
     """The base condition, the levels of each factor, and the size of each run."""
 
-    shapes: list[str] = field(default_factory=lambda: ["balanced", "yule", "caterpillar"])
-    heights: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
-    depths: list[int] = field(default_factory=lambda: [2, 8, 32])
-    base_shape: str = "yule"
-    base_height: float = 1.0
-    base_depth: int = 8
+    # The factor levels, the base and the seeds choose which datasets and runs a folder holds (each in its own
+    # folder, named by its condition and seed), not what a saved one holds: a folder resumes with others.
+    shapes: list[str] = field(
+        default_factory=lambda: ["balanced", "yule", "caterpillar"],
+        metadata=field_help("tree shapes of the shape factor", operational=True),
+    )
+    heights: list[float] = field(
+        default_factory=lambda: [0.5, 1.0, 2.0],
+        metadata=field_help("root-to-leaf substitutions per site of the height factor", operational=True),
+    )
+    depths: list[int] = field(
+        default_factory=lambda: [2, 8, 32],
+        metadata=field_help("clades dealt into the two classes, of the depth factor", operational=True),
+    )
+    base_shape: str = field(default="yule", metadata=field_help("tree shape of the base condition", operational=True))
+    base_height: float = field(default=1.0, metadata=field_help("height of the base condition", operational=True))
+    base_depth: int = field(default=8, metadata=field_help("depth of the base condition", operational=True))
     leaves: int = field(default=2000, metadata=field_help("sequences per dataset"))
     length: int = field(default=100, metadata=field_help("sequence length"))
     epochs: int = field(default=10, metadata=field_help("epochs per run"))
     lr: float = field(default=1e-3, metadata=field_help("learning rate"))
-    seeds: list[int] = field(default_factory=lambda: [1, 2], metadata=field_help("training seeds"))
+    seeds: list[int] = field(default_factory=lambda: [1, 2], metadata=field_help("training seeds", operational=True))
     delta_points: int = field(default=400, metadata=field_help("test embeddings in the Gromov delta"))
 
     def validate(self) -> None:

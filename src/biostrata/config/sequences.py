@@ -146,11 +146,12 @@ class CrossGranularitySettings(ProteinLMSettings):
     clan_tokens_per_family: int = 2
     clan_Cs: list[float] = field(default_factory=lambda: [0.1, 1.0])
     clan_seeds: list[int] = field(default_factory=lambda: [0])
-    threads: int = field(default=1, metadata=field_help("CPU threads"))
+    threads: int = field(default=1, metadata=field_help("CPU threads", operational=True))
     accelerator: str = field(
-        default="auto", metadata=field_help("auto (a GPU when present), cpu or gpu: pre-training and corpus passes")
+        default="auto",
+        metadata=field_help("auto (a GPU when present), cpu or gpu: pre-training and corpus passes", operational=True),
     )
-    progress: bool = field(default=True, metadata=field_help("show progress bars"))
+    progress: bool = field(default=True, metadata=field_help("show progress bars", operational=True))
 
     def validate(self) -> None:
         arms = bool(self.arms) and set(self.arms) <= {"random", "finetune", "frozen"}

@@ -88,9 +88,11 @@ class StrataSettings(ProteinLMSettings):
     )
     probe_C: float = field(default=1.0, metadata=field_help("inverse L2 strength of the linear probes"))
     umap_neighbors: int = 15
-    threads: int = field(default=1, metadata=field_help("CPU threads"))
-    accelerator: str = field(default="auto", metadata=field_help("auto (a GPU when present), cpu or gpu"))
-    progress: bool = field(default=True, metadata=field_help("show progress bars"))
+    threads: int = field(default=1, metadata=field_help("CPU threads", operational=True))
+    accelerator: str = field(
+        default="auto", metadata=field_help("auto (a GPU when present), cpu or gpu", operational=True)
+    )
+    progress: bool = field(default=True, metadata=field_help("show progress bars", operational=True))
 
     def validate(self) -> None:
         from biostrata.config.genome import GENOME_MODELS

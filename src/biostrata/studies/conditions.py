@@ -10,14 +10,14 @@ measured.
 Output folder: ``settings.json``, ``data/<condition>/`` (GUE layout), ``runs/<condition>/<model>/seed<k>/``
 (one training run each; a run whose metrics.json exists is skipped, so the sweep resumes),
 ``conditions.csv`` (one row per run), ``conditions.md`` (means and spreads per condition) and
-``conditions.png``. A folder resumes only with the settings that make its data and runs (``RUN_KEYS``);
-the factor levels and seeds may change, adding or leaving out runs.
+``conditions.png``. A folder resumes only with the settings that make its data and runs; the factor
+levels and seeds (operational fields of :class:`ConditionsSettings`) may change, adding or leaving out runs.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +28,10 @@ from biostrata.analysis.hyperbolicity import embedding_delta
 from biostrata.config import ConditionsSettings, TrainConfig
 from biostrata.data.genome import read_gue_dir
 from biostrata.data.simulate import simulate_dataset, write_gue
-from biostrata.io import atomic_write_text
+from biostrata.io import atomic_write_text, cached, ensure
 from biostrata.report.plots import plot_conditions
 
 MODELS = ("cnn", "hcnn-s")
-# The settings every dataset, run and delta of a folder is made with.
-RUN_KEYS = ("leaves", "length", "epochs", "lr", "delta_points")
 
 
 def condition_name(c: dict) -> str:
@@ -42,8 +40,6 @@ def condition_name(c: dict) -> str:
 
 def run_conditions(out: str | Path, s: ConditionsSettings | None = None, progress: bool = True) -> pd.DataFrame:
     """Run (or resume) the sweep into ``out``; return one row per (condition, model, seed)."""
-    from biostrata.train.run import train
-
     s = s or ConditionsSettings()
     out = Path(out)
     check_resumable(out, s)
@@ -51,28 +47,7 @@ def run_conditions(out: str | Path, s: ConditionsSettings | None = None, progres
     rows = []
     plan = [(c, m, seed) for c in s.conditions() for m in MODELS for seed in s.seeds]
     for c, model, seed in tqdm(plan, desc="conditions study", disable=not progress):
-        name = condition_name(c)
-        data_dir = out / "data" / name
-        if not (data_dir / "test.csv").is_file():
-            ds = simulate_dataset(
-                s.leaves, s.length, tree=c["shape"], height=c["height"], n_classes=2, n_clades=c["depth"], seed=0,
-                fixed_length=True,
-            )  # fmt: skip
-            write_gue(ds, data_dir)
-        run_dir = out / "runs" / name / model / f"seed{seed}"
-        metrics_file = run_dir / "metrics.json"
-        if not metrics_file.is_file():
-            cfg = TrainConfig(
-                model=model, length=s.length, epochs=s.epochs, lr=s.lr, milestones=[], seed=seed, progress=False
-            )
-            train(cfg, read_gue_dir(data_dir), run_dir)
-        metrics = json.loads(metrics_file.read_text())
-        delta_file = run_dir / "delta.json"
-        if not delta_file.is_file():
-            test = read_gue_dir(data_dir).test.sequences
-            d = embedding_delta(run_dir, test, s.delta_points, seed)
-            atomic_write_text(delta_file, json.dumps({k: d[k] for k in ("delta", "relative_delta")}))
-        d = json.loads(delta_file.read_text())
+        metrics, d = run_one(out, s, c, model, seed)
         rows.append(
             {**{k: c[k] for k in ("factor", "shape", "height", "depth")}, "model": model, "seed": seed,
              "test_mcc": metrics["test_mcc"], "relative_delta": d["relative_delta"]}
@@ -84,9 +59,40 @@ def run_conditions(out: str | Path, s: ConditionsSettings | None = None, progres
     return table
 
 
+def run_one(out: Path, s: ConditionsSettings, c: dict, model: str, seed: int) -> tuple[dict, dict]:
+    """The metrics and delta of one (condition, model, seed), each step skipped when its file exists: the
+    dataset (``data/<condition>/``), the run (its ``metrics.json``), the delta (``delta.json``)."""
+    from biostrata.train.run import train
+
+    name = condition_name(c)
+    data_dir = out / "data" / name
+    run_dir = out / "runs" / name / model / f"seed{seed}"
+
+    def simulate() -> None:
+        ds = simulate_dataset(
+            s.leaves, s.length, tree=c["shape"], height=c["height"], n_classes=2, n_clades=c["depth"], seed=0,
+            fixed_length=True,
+        )  # fmt: skip
+        write_gue(ds, data_dir)
+
+    def fit() -> None:
+        cfg = TrainConfig(
+            model=model, length=s.length, epochs=s.epochs, lr=s.lr, milestones=[], seed=seed, progress=False
+        )
+        train(cfg, read_gue_dir(data_dir), run_dir)
+
+    def delta() -> dict:
+        d = embedding_delta(run_dir, read_gue_dir(data_dir).test.sequences, s.delta_points, seed)
+        return {k: d[k] for k in ("delta", "relative_delta")}
+
+    ensure(data_dir / "test.csv", simulate)
+    metrics = json.loads(ensure(run_dir / "metrics.json", fit).read_text())
+    return metrics, cached(run_dir / "delta.json", delta, write=lambda path, d: atomic_write_text(path, json.dumps(d)))
+
+
 def check_resumable(out: Path, s: ConditionsSettings) -> None:
     """Refuse to resume in ``out`` with settings other than those its data and runs were made with."""
-    s.check_resume(out / "settings.json", ignore=[f.name for f in fields(s) if f.name not in RUN_KEYS])
+    s.check_resume(out / "settings.json")
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

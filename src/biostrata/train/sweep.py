@@ -38,7 +38,6 @@ from biostrata.data.benchmarks import Suite, Task, check_data, input_length, loa
 from biostrata.errors import BiostrataError, InputError
 from biostrata.io import atomic_write_json
 from biostrata.provenance import code_version
-from biostrata.settings import changes
 
 RECORD_NAME = "record.json"
 RECORD_KEYS = (
@@ -47,8 +46,6 @@ RECORD_KEYS = (
 )  # fmt: skip
 # Set per run by the sweep (metric: model selection on the task's metric of record).
 PER_RUN_KEYS = ("model", "seed", "length", "metric")
-# Config keys that do not change results, so a sweep may resume with other values.
-OPERATIONAL_KEYS = ("progress", "num_workers")
 
 # train_fn(cfg, splits, out_dir) -> metrics, with keys test_<metric>, params, best_epoch.
 TrainFn = Callable[[Any, Any, Path], dict]
@@ -227,8 +224,6 @@ class Sweep:
 
     def _check_done(self, done: Iterable[Run]) -> None:
         """Finished records must come from the same base config and dev split as this sweep."""
-        skip = PER_RUN_KEYS + OPERATIONAL_KEYS
-        now = _config_dict(self.config)
         # A key added to the config after a record was written counts as its default there, unless the
         # config class says which value runs had before the key existed (TrainConfig.saved_values).
         defaults = _defaults(self.config)
@@ -236,7 +231,7 @@ class Sweep:
         for run in done:
             path = run.record_path(self.out)
             record = read_record(path)
-            diff = changes({**defaults, **saved(record["config"])}, now, skip)
+            diff = self.config.resume_changes({**defaults, **saved(record["config"])}, PER_RUN_KEYS)
             if record["data"].get("dev_split") != self._dev_split():
                 diff.append(f"dev split: {record['data'].get('dev_split')!r} there, {self._dev_split()!r} now")
             if diff:

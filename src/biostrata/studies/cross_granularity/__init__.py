@@ -38,7 +38,7 @@ import pandas as pd
 from biostrata.compat import moved
 from biostrata.config import CrossGranularitySettings
 from biostrata.errors import InputError
-from biostrata.io import StepClock, atomic_write_json, atomic_write_npz, atomic_write_text
+from biostrata.io import StepClock, atomic_write_json, atomic_write_npz, atomic_write_text, ensure
 from biostrata.report.cross_granularity import plot_checkpoints, plot_layers, plot_probes, summary_markdown
 from biostrata.studies.cross_granularity.passes import analyse_arm, checkpoint_curves, geometry, plan_analyses
 from biostrata.studies.cross_granularity.probes import clan_probes, product_class_probes
@@ -64,8 +64,8 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
     # before any work, not after hours of training
     s.require_files(("corpus", "pfam", "classes", "domains"), ", or --data DIR (a folder with bgc/ and pfam/)")
     out = Path(out)
-    # every cached step depends on the settings; how the work runs does not
-    s.check_resume(out / "settings.json", ignore=("progress", "threads", "accelerator"))
+    # every cached step depends on the settings; how the work runs (the operational ones) does not
+    s.check_resume(out / "settings.json")
     atomic_write_json(out / "settings.json", asdict(s))
     clock = StepClock(out / "timings.jsonl")
     with cpu_threads(s.threads):
@@ -81,8 +81,8 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
             segvec = segment_vectors(store, data, plm.num_layers)
             bgcs = sorted(segvec)
             protein = {"ids": np.array(bgcs), "protein": np.stack([segvec[b].mean(0) for b in bgcs])}
-            if not (out / "features" / "protein.npz").is_file():
-                atomic_write_npz(out / "features" / "protein.npz", protein)
+            path = out / "features" / "protein.npz"
+            ensure(path, lambda: atomic_write_npz(path, protein))
             plan = plan_analyses(s, data, segvec, set(table.families))
             if not plan.probe_ids:
                 raise InputError(

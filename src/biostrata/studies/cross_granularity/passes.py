@@ -17,7 +17,7 @@ from biostrata.analysis.cka import LinearCKA, cka
 from biostrata.analysis.fusion import align_domains
 from biostrata.config import CrossGranularitySettings
 from biostrata.errors import InputError
-from biostrata.io import atomic_write_json, atomic_write_npz, atomic_write_text
+from biostrata.io import atomic_write_json, atomic_write_npz, cached, ensure
 from biostrata.models.extract import token_states
 from biostrata.studies.cross_granularity.steps import Inputs, device_of
 
@@ -85,71 +85,76 @@ def analyse_arm(out: Path, s: CrossGranularitySettings, data: Inputs, plan: Plan
 
     feat_file, token_file = out / "features" / f"{arm}.npz", out / "features" / f"{arm}.tokens.npz"
     result_file = out / "analysis" / f"{arm}.json"
-    if feat_file.is_file() and token_file.is_file() and result_file.is_file():
-        with np.load(feat_file, allow_pickle=False) as f, np.load(token_file, allow_pickle=False) as t:
-            features = {("ids" if k == "ids" else f"pooled_{k}"): f[k] for k in f.files}
-            features.update({k: t[k] for k in t.files})
-        return features, json.loads(result_file.read_text())
-    model = DomainLM.from_pretrained(out / "arms" / arm)
-    corpus = list(data.corpus)
-    layers = list(range(model.num_layers + 1))
-    encoded = [model.vocab.encode(c) for c in corpus]
-    states_of = token_states(model, encoded, layers, device=device_of(s))
-    pooled = {layer: np.zeros((len(corpus), model.config["d_embed" if layer == 0 else "d_model"])) for layer in layers}
-    clan = {layer: {} for layer in layers}
-    probe_row = {b: k for k, b in enumerate(plan.probe_ids)}
-    aligned_domain = {layer: np.zeros((len(plan.probe_ids), pooled[layer].shape[1])) for layer in layers}
-    layer_cka = LinearCKA([pooled[layer].shape[1] for layer in layers])
-    pdim = next(iter(segvec.values())).shape[1]
-    cross_cka = LinearCKA([pdim] + [pooled[layer].shape[1] for layer in layers])
-    for i, states in tqdm(states_of, total=len(corpus), desc=f"{arm}: pass", disable=not s.progress):
-        for layer in layers:
-            pooled[layer][i] = states[layer].mean(0)
-        if i in plan.cka_tokens:
-            layer_cka.update(*[states[layer][plan.cka_tokens[i]] for layer in layers])
-        if i in plan.clan_tokens:
+
+    def run_pass() -> None:  # the result, written last, marks a finished pass
+        model = DomainLM.from_pretrained(out / "arms" / arm)
+        corpus = list(data.corpus)
+        layers = list(range(model.num_layers + 1))
+        encoded = [model.vocab.encode(c) for c in corpus]
+        states_of = token_states(model, encoded, layers, device=device_of(s))
+        pooled = {
+            layer: np.zeros((len(corpus), model.config["d_embed" if layer == 0 else "d_model"])) for layer in layers
+        }
+        clan = {layer: {} for layer in layers}
+        probe_row = {b: k for k, b in enumerate(plan.probe_ids)}
+        aligned_domain = {layer: np.zeros((len(plan.probe_ids), pooled[layer].shape[1])) for layer in layers}
+        layer_cka = LinearCKA([pooled[layer].shape[1] for layer in layers])
+        pdim = next(iter(segvec.values())).shape[1]
+        cross_cka = LinearCKA([pdim] + [pooled[layer].shape[1] for layer in layers])
+        for i, states in tqdm(states_of, total=len(corpus), desc=f"{arm}: pass", disable=not s.progress):
             for layer in layers:
-                clan[layer][i] = states[layer][plan.clan_tokens[i]]
-        bgc = corpus[i].id
-        if bgc in probe_row:
-            p = plan.pairs[bgc]
-            for layer in layers:
-                aligned_domain[layer][probe_row[bgc]] = states[layer][p[:, 0]].mean(0)
-            cross_cka.update(segvec[bgc][p[:, 1]], *[states[layer][p[:, 0]] for layer in layers])
-    features = {f"pooled_L{layer}": pooled[layer] for layer in layers}
-    features.update({f"aligned_L{layer}": aligned_domain[layer] for layer in layers})
-    features.update({f"clan_L{layer}": np.concatenate([clan[layer][i] for i in sorted(clan[layer])]) if clan[layer]
-                     else np.zeros((0, pooled[layer].shape[1])) for layer in layers})  # fmt: skip
-    features["ids"] = np.array([c.id for c in corpus])
-    names = [f"L{layer}" for layer in layers]
-    debiased = layer_cka.n >= 4
-    result = {
-        "layers": names,
-        "layer_cka": layer_cka.matrix().tolist(),
-        "layer_cka_debiased": layer_cka.matrix(True).tolist() if debiased else None,
-        "tokens": layer_cka.n,
-        "protein_vs_layer_cka": cross_cka.matrix()[0, 1:].tolist(),
-        "aligned_positions": cross_cka.n,
-    }
-    # per-BGC means (ids + one array per layer: a file `biostrata probe` and `biostrata cka` read), and the rest
-    per_bgc = {k.removeprefix("pooled_"): v for k, v in features.items() if k == "ids" or k.startswith("pooled_")}
-    tokens = {k: v for k, v in features.items() if k != "ids" and not k.startswith("pooled_")}
-    atomic_write_npz(feat_file, per_bgc)
-    atomic_write_npz(token_file, tokens)
-    atomic_write_json(result_file, result)
-    return features, result
+                pooled[layer][i] = states[layer].mean(0)
+            if i in plan.cka_tokens:
+                layer_cka.update(*[states[layer][plan.cka_tokens[i]] for layer in layers])
+            if i in plan.clan_tokens:
+                for layer in layers:
+                    clan[layer][i] = states[layer][plan.clan_tokens[i]]
+            bgc = corpus[i].id
+            if bgc in probe_row:
+                p = plan.pairs[bgc]
+                for layer in layers:
+                    aligned_domain[layer][probe_row[bgc]] = states[layer][p[:, 0]].mean(0)
+                cross_cka.update(segvec[bgc][p[:, 1]], *[states[layer][p[:, 0]] for layer in layers])
+        features = {f"pooled_L{layer}": pooled[layer] for layer in layers}
+        features.update({f"aligned_L{layer}": aligned_domain[layer] for layer in layers})
+        features.update({f"clan_L{layer}": np.concatenate([clan[layer][i] for i in sorted(clan[layer])]) if clan[layer]
+                         else np.zeros((0, pooled[layer].shape[1])) for layer in layers})  # fmt: skip
+        features["ids"] = np.array([c.id for c in corpus])
+        names = [f"L{layer}" for layer in layers]
+        debiased = layer_cka.n >= 4
+        result = {
+            "layers": names,
+            "layer_cka": layer_cka.matrix().tolist(),
+            "layer_cka_debiased": layer_cka.matrix(True).tolist() if debiased else None,
+            "tokens": layer_cka.n,
+            "protein_vs_layer_cka": cross_cka.matrix()[0, 1:].tolist(),
+            "aligned_positions": cross_cka.n,
+        }
+        # per-BGC means (ids + one array per layer: a file `biostrata probe` and `biostrata cka` read), and the rest
+        per_bgc = {k.removeprefix("pooled_"): v for k, v in features.items() if k == "ids" or k.startswith("pooled_")}
+        tokens = {k: v for k, v in features.items() if k != "ids" and not k.startswith("pooled_")}
+        atomic_write_npz(feat_file, per_bgc)
+        atomic_write_npz(token_file, tokens)
+        atomic_write_json(result_file, result)
+
+    ensure((feat_file, token_file, result_file), run_pass)
+    with np.load(feat_file, allow_pickle=False) as f, np.load(token_file, allow_pickle=False) as t:
+        features = {("ids" if k == "ids" else f"pooled_{k}"): f[k] for k in f.files}
+        features.update({k: t[k] for k in t.files})
+    return features, json.loads(result_file.read_text())
 
 
-@torch.inference_mode()
 def checkpoint_curves(out: Path, s: CrossGranularitySettings, data: Inputs, plan: Plan, table) -> pd.DataFrame:
     """Per arm and epoch: CKA(table, table at epoch 0), CKA(table, family vectors) over the families
     with vectors, and CKA(per-family mean last-layer state, family vectors) over those seen in the
     sampled clusters."""
+    return cached(out / "analysis" / "checkpoints.csv", lambda: _checkpoint_curves(out, s, data, plan, table))
+
+
+@torch.inference_mode()
+def _checkpoint_curves(out: Path, s: CrossGranularitySettings, data: Inputs, plan: Plan, table) -> pd.DataFrame:
     from biostrata.models.domain_lm import DomainLM
 
-    path = out / "analysis" / "checkpoints.csv"
-    if path.is_file():
-        return pd.read_csv(path)
     corpus = [data.corpus[i] for i in plan.checkpoint_clusters]
     rows = []
     for arm in s.arms:
@@ -181,20 +186,20 @@ def checkpoint_curves(out: Path, s: CrossGranularitySettings, data: Inputs, plan
                 "table_vs_init": cka(weights, init), "table_vs_protein": cka(weights, vectors),
                 "last_vs_protein": cka(means, vectors[seen.numpy()]), "families_seen": int(seen.sum()),
             })  # fmt: skip
-    frame = pd.DataFrame(rows)
-    atomic_write_text(path, frame.to_csv(index=False))
-    return frame
+    return pd.DataFrame(rows)
 
 
 def geometry(out: Path, s: CrossGranularitySettings, plan: Plan, feats: dict[str, dict],
               segvec: dict[str, np.ndarray]) -> pd.DataFrame:  # fmt: skip
     """Per arm and layer, on the probe BGCs: mutual k-NN agreement with the protein-level features,
     linear CKA with them, and the relative Gromov delta of the layer's BGC features."""
+    return cached(out / "analysis" / "geometry.csv", lambda: _geometry(s, plan, feats, segvec))
+
+
+def _geometry(s: CrossGranularitySettings, plan: Plan, feats: dict[str, dict],
+              segvec: dict[str, np.ndarray]) -> pd.DataFrame:  # fmt: skip
     from biostrata.analysis.layers import geometry_against
 
-    path = out / "analysis" / "geometry.csv"
-    if path.is_file():
-        return pd.read_csv(path)
     protein = np.stack([segvec[b].mean(0) for b in plan.probe_ids])
     geometry = lambda layers: geometry_against(protein, layers, s.knn, s.delta_samples, s.delta_repeats, s.seed)  # noqa: E731
     frames = [geometry({"protein": protein}).assign(arm="-")]
@@ -206,6 +211,5 @@ def geometry(out: Path, s: CrossGranularitySettings, plan: Plan, feats: dict[str
         )
     frame = pd.concat(frames, ignore_index=True).rename(
         columns={"knn_with_reference": "knn_with_protein", "cka_with_reference": "cka_with_protein"}
-    )[["arm", "layer", "knn_with_protein", "cka_with_protein", "relative_delta"]]
-    atomic_write_text(path, frame.to_csv(index=False))
-    return frame
+    )
+    return frame[["arm", "layer", "knn_with_protein", "cka_with_protein", "relative_delta"]]

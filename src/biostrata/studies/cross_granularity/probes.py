@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from biostrata.analysis.fusion import ProjectionFusion
 from biostrata.analysis.probes import LinearProbe, MLPProbe, cross_validate
 from biostrata.config import CrossGranularitySettings
-from biostrata.io import atomic_write_text
+from biostrata.io import atomic_write_csv, atomic_write_text, cached
 from biostrata.studies.cross_granularity.passes import Plan
 from biostrata.studies.cross_granularity.steps import Inputs
 
@@ -22,13 +22,14 @@ from biostrata.studies.cross_granularity.steps import Inputs
 def cached_probe(path: Path, estimator, X: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[str] | None,
            s: CrossGranularitySettings, meta: dict, seeds: Sequence[int]) -> dict:  # fmt: skip
     """Cross-validate one feature set (skipped when ``path`` exists); per-fold rows go beside it."""
-    if path.is_file():
-        return json.loads(path.read_text())
-    res = cross_validate(estimator, X, y, groups, s.folds, seeds, names, desc=meta["features"], progress=s.progress)
-    summary = {**meta, **res.summary(n_boot=s.n_boot), "dim": int(X.shape[1])}
-    atomic_write_text(path.with_suffix(".folds.csv"), res.folds.assign(features=meta["features"]).to_csv(index=False))
-    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")  # key order kept: the table's column order
-    return summary
+
+    def compute() -> dict:
+        res = cross_validate(estimator, X, y, groups, s.folds, seeds, names, desc=meta["features"], progress=s.progress)
+        atomic_write_csv(path.with_suffix(".folds.csv"), res.folds.assign(features=meta["features"]))
+        return {**meta, **res.summary(n_boot=s.n_boot), "dim": int(X.shape[1])}
+
+    # key order kept: the table's column order
+    return cached(path, compute, write=lambda p, summary: atomic_write_text(p, json.dumps(summary, indent=2) + "\n"))
 
 
 def product_class_probes(out: Path, s: CrossGranularitySettings, data: Inputs, plan: Plan,

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from biostrata.config import CrossGranularitySettings
+from biostrata.io import ensure
 
 
 def device_of(s: CrossGranularitySettings) -> str | None:
@@ -58,11 +59,13 @@ def protein_model(out: Path, s: CrossGranularitySettings, data: Inputs):
     if s.protein_model:  # a published ESM: no pre-training here
         return load_protein_lm(s.protein_model)
     run = out / "protein"
-    if not (run / "metrics.json").is_file():
+
+    def fit() -> None:
         plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
         pretrain_protein_lm(plm, data.records, run, epochs=s.protein_epochs, max_length=s.protein_max_length,
                             **_training(s))  # fmt: skip
-    return load_protein_lm(run)
+
+    return load_protein_lm(ensure(run / "metrics.json", fit).parent)
 
 
 def family_table(out: Path, s: CrossGranularitySettings, data: Inputs, plm) -> tuple:
@@ -71,11 +74,14 @@ def family_table(out: Path, s: CrossGranularitySettings, data: Inputs, plm) -> t
     from biostrata.models.init_table import FamilyTable, family_table_from_store
 
     store, fam = out / "proteins.h5", out / "families"
-    if not (fam / "config.json").is_file():
+
+    def make() -> None:
         extract_embeddings(
             plm, data.records, store, layers=[-1], device=device_of(s), precision="fp32", progress=s.progress
         )
         family_table_from_store(store, family_members(data.records), plm.num_layers).save_pretrained(fam)
+
+    ensure(fam / "config.json", make)
     return store, FamilyTable.from_pretrained(fam)
 
 
@@ -83,11 +89,10 @@ def pretrain_arm(out: Path, s: CrossGranularitySettings, data: Inputs, arm: str,
     from biostrata.train.pretrain import pretrain_domain_lm
 
     run = out / "arms" / arm
-    if not (run / "metrics.json").is_file():
-        pretrain_domain_lm(data.corpus, run, preset=s.preset, arm=arm, family_table=None if arm == "random" else table,
-                           pfam=data.pfam, epochs=s.domain_epochs, snapshots=True, **_training(s),
-                           **{**s.domain_sizes, "d_embed": table.dim})  # fmt: skip
-    return json.loads((run / "metrics.json").read_text())
+    return json.loads(ensure(run / "metrics.json", lambda: pretrain_domain_lm(
+        data.corpus, run, preset=s.preset, arm=arm, family_table=None if arm == "random" else table, pfam=data.pfam,
+        epochs=s.domain_epochs, snapshots=True, **_training(s), **{**s.domain_sizes, "d_embed": table.dim},
+    )).read_text())  # fmt: skip
 
 
 def segment_vectors(store: Path, data: Inputs, layer: int) -> dict[str, np.ndarray]:

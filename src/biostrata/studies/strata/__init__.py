@@ -52,9 +52,6 @@ from biostrata.threads import cpu_threads
 
 __all__ = ["StrataSettings", "run_strata"]
 
-#: Settings that change how the work runs, not what it computes.
-RUN_ONLY = ("progress", "threads", "accelerator")
-
 
 def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd.DataFrame]:
     """Run (or resume) the study into ``out``; returns its tables (see module docstring)."""
@@ -70,7 +67,7 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
     s.require_files(("domains", "corpus", *(k for k in ("pfam", "classes") if getattr(s, k))),
                     ", or --data DIR (a folder with bgc/ and pfam/, or a `biostrata annotate` output)")  # fmt: skip
     out = Path(out)
-    s.check_resume(out / "settings.json", ignore=RUN_ONLY)
+    s.check_resume(out / "settings.json")
     atomic_write_json(out / "settings.json", asdict(s))
     clock = StepClock(out / "timings.jsonl")
     facts: dict = {"code_version": code_version()}

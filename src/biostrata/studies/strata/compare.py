@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from biostrata.config import StrataSettings
 from biostrata.errors import InputError
-from biostrata.io import atomic_write_json
+from biostrata.io import cached
 from biostrata.studies.strata.steps import NO_CLANS, Inputs, run_name, table_curvature
 
 
@@ -122,14 +122,6 @@ def group_means(x: np.ndarray, keys: Sequence[str], groups: Sequence[str]) -> np
     return means[[index[b] for b in groups]]
 
 
-def _cached(path: Path, compute) -> dict:
-    if path.is_file():
-        return json.loads(path.read_text())
-    result = compute()
-    atomic_write_json(path, result)
-    return result
-
-
 def probes(out: Path, s: StrataSettings, data: Inputs, plan: Plan, reps: Reps) -> pd.DataFrame:
     """Clan probe (per instance) and product-class probe (per cluster, the instances' mean) of every
     representation: one row per representation, ``clan_*`` and ``product_*`` metrics with spread over seeds
@@ -140,10 +132,10 @@ def probes(out: Path, s: StrataSettings, data: Inputs, plan: Plan, reps: Reps) -
     rows = []
     for name, x in tqdm(reps.arrays.items(), desc="probes", unit="rep", disable=not s.progress):
         file = name.replace("/", ".") + ".json"
-        clan = _cached(out / "probes" / "clan" / file,
+        clan = cached(out / "probes" / "clan" / file,
                        lambda x=x: probe_summary(x[plan.clan_rows], plan.clan_labels, plan.clan_groups, **options)
                        ) if len(plan.clan_rows) else {}  # fmt: skip
-        product = _cached(out / "probes" / "product_class" / file,
+        product = cached(out / "probes" / "product_class" / file,
                           lambda x=x: probe_summary(group_means(x, data.study["bgc_id"], plan.clusters), plan.product,
                                                     plan.product_groups, **options)) if plan.clusters else {}  # fmt: skip
         # keys sorted: a cached result (JSON, sorted) and a fresh one give the same columns
@@ -193,7 +185,7 @@ def widths(out: Path, s: StrataSettings, data: Inputs, plan: Plan) -> pd.DataFra
                     return result
 
                 test = json.loads((run / "test.json").read_text())
-                result = _cached(run / "evaluation.json", evaluate)
+                result = cached(run / "evaluation.json", evaluate)
                 rows.append({"geometry": geometry, "width": width, "seed": seed, "test_acc": test["acc"],
                              "test_ppl": test["ppl"], **{k: result[k] for k in sorted(result)}})  # fmt: skip
     return pd.DataFrame(rows)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from biostrata.config import DOMAIN_VARIANTS, StrataSettings, TrainConfig
 from biostrata.errors import InputError
-from biostrata.io import atomic_write_json, atomic_write_npz
+from biostrata.io import atomic_write_json, atomic_write_npz, cached, ensure
 
 
 @dataclass
@@ -94,10 +94,9 @@ def kmer_reps(out: Path, s: StrataSettings, data: Inputs) -> Path:
     from biostrata.analysis.hyperbolicity import kmer_spectrum
 
     path = out / "reps" / "nucleotide.kmer.npz"
-    if not path.is_file():  # "layer" k: the spectrum of k-mers
-        dna = list(data.study["dna"])
-        write_reps(path, list(data.study["instance_id"]), {k: kmer_spectrum(dna, k) for k in s.kmers}, {})
-    return path
+    dna = list(data.study["dna"])  # "layer" k: the spectrum of k-mers
+    return ensure(path, lambda: write_reps(path, list(data.study["instance_id"]),
+                                           {k: kmer_spectrum(dna, k) for k in s.kmers}, {}))  # fmt: skip
 
 
 def cnn_config(s: StrataSettings, model: str) -> TrainConfig:
@@ -113,17 +112,20 @@ def cnn_reps(out: Path, s: StrataSettings, data: Inputs, model_name: str, clans:
     from biostrata.train.run import load_run, train
 
     run = out / "nucleotide" / model_name
-    if not (run / "metrics.json").is_file():
+
+    def fit() -> None:
         splits = clan_dna_splits(data.instances, data.split_of, clans, s.domains, exclude=data.probe_families)
         train(cnn_config(s, model_name), splits, run)
-    metrics = json.loads((run / "metrics.json").read_text())
-    path = out / "reps" / f"nucleotide.{model_name}.npz"
-    if not path.is_file():
+
+    def represent() -> None:
         model, _ = load_run(run)
         layers, curvature = genome_layer_vectors(model, list(data.study["dna"]), range(1, model.num_layers + 1),
                                                  device=device_of(s))  # fmt: skip
         write_reps(path, list(data.study["instance_id"]), layers, curvature)
-    return path, metrics
+
+    metrics = json.loads(ensure(run / "metrics.json", fit).read_text())
+    path = out / "reps" / f"nucleotide.{model_name}.npz"
+    return ensure(path, represent), metrics
 
 
 # -------------------------------------------------------------------------------------------- amino acid
@@ -137,22 +139,19 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
     from biostrata.train.pretrain import pretrain_protein_lm
 
     run = out / "protein"
-    if s.protein_model:
-        plm, metrics = load_protein_lm(s.protein_model), {"model": s.protein_model}
-    else:
-        if not (run / "metrics.json").is_file():
-            checked = data.instances[data.instances["frame_evidence"].isin(["hmm", "unique"])]
-            split = checked["bgc_id"].map(data.split_of)
-            records = {name: [ProteinRecord(f"{f}|{k}", p, f) for k, (f, p) in
-                              enumerate(sorted(set(zip(part["family"], part["protein"]))))]
-                       for name, part in (("train", checked[split == "train"]), ("valid", checked[split == "valid"]))}  # fmt: skip
-            plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
-            pretrain_protein_lm(plm, records["train"], run, valid=records["valid"], epochs=s.protein_epochs,
-                                max_length=s.protein_max_length, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
-                                accelerator=s.accelerator, devices=1, progress=s.progress)  # fmt: skip
-        plm, metrics = load_protein_lm(run), json.loads((run / "metrics.json").read_text())
-    path = out / "reps" / "protein.esm.npz"
-    if not path.is_file():
+
+    def fit() -> None:
+        checked = data.instances[data.instances["frame_evidence"].isin(["hmm", "unique"])]
+        split = checked["bgc_id"].map(data.split_of)
+        records = {name: [ProteinRecord(f"{f}|{k}", p, f) for k, (f, p) in
+                          enumerate(sorted(set(zip(part["family"], part["protein"]))))]
+                   for name, part in (("train", checked[split == "train"]), ("valid", checked[split == "valid"]))}  # fmt: skip
+        plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
+        pretrain_protein_lm(plm, records["train"], run, valid=records["valid"], epochs=s.protein_epochs,
+                            max_length=s.protein_max_length, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
+                            accelerator=s.accelerator, devices=1, progress=s.progress)  # fmt: skip
+
+    def represent() -> None:
         sequences = sorted(set(data.study["protein"]))
         layers = list(range(plm.num_layers + 1))
         device, _, budget = check_options(None, device=device_of(s), special=sum(plm.special_tokens))
@@ -164,7 +163,14 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
         pick = [index[q] for q in data.study["protein"]]
         means = {i: np.stack(rows[i])[pick] for i in layers}
         write_reps(path, list(data.study["instance_id"]), means, {})
-    return path, metrics
+
+    if s.protein_model:
+        plm, metrics = load_protein_lm(s.protein_model), {"model": s.protein_model}
+    else:
+        metrics = json.loads(ensure(run / "metrics.json", fit).read_text())
+        plm = load_protein_lm(run)
+    path = out / "reps" / "protein.esm.npz"
+    return ensure(path, represent), metrics
 
 
 # -------------------------------------------------------------------------------------------- domain
@@ -202,19 +208,20 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, variant: str, width: 
     model_options = dict(DOMAIN_VARIANTS[variant])
     if model_options["geometry"] == "lorentz":
         model_options["curvature"] = s.curvature
-    if not (run / "metrics.json").is_file():
-        pretrain_domain_lm(domain_corpora(data)[0], run, preset="small", pfam=data.pfam, epochs=s.domain_epochs, batch_size=s.batch_size,
-                           lr=s.lr, seed=seed, accelerator=s.accelerator, devices=1, progress=s.progress,
-                           d_embed=width, d_model=width, n_layers=s.domain_layers, **model_options)  # fmt: skip
+    ensure(run / "metrics.json", lambda: pretrain_domain_lm(
+        domain_corpora(data)[0], run, preset="small", pfam=data.pfam, epochs=s.domain_epochs, batch_size=s.batch_size,
+        lr=s.lr, seed=seed, accelerator=s.accelerator, devices=1, progress=s.progress, d_embed=width, d_model=width,
+        n_layers=s.domain_layers, **model_options))  # fmt: skip
     model = DomainLM.from_pretrained(run)
     device, _, budget = check_options(None, device=device_of(s), special=sum(model.special_tokens))
-    if not (run / "test.json").is_file():
+
+    def test() -> dict:
         encoded = [model.vocab.encode(c) for c in domain_corpora(data)[1] if len(c)]
         result = evaluate_masked_lm(model, encoded, domain_masking_scheme(model.vocab), batch_size=s.batch_size,
                                     seed=s.seed, device=device)  # fmt: skip
-        result |= {"clusters": len(encoded), "code_version": code_version()}
-        atomic_write_json(run / "test.json", result)
-    if not (run / "states.npz").is_file():
+        return result | {"clusters": len(encoded), "code_version": code_version()}
+
+    def states() -> None:
         study = data.study
         clusters = {c.id: c for c in data.corpus}
         wanted = sorted(set(study["bgc_id"]))
@@ -232,6 +239,9 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, variant: str, width: 
             arrays[f"I{i}"] = np.stack([per_cluster[r][i][p] for r, p in zip(rows, positions)]).astype(np.float32)
             arrays[f"C{i}"] = np.stack([per_cluster[k][i].mean(0) for k in range(len(wanted))]).astype(np.float32)
         atomic_write_npz(run / "states.npz", arrays)
+
+    cached(run / "test.json", test)
+    ensure(run / "states.npz", states)
     return run
 
 
@@ -241,7 +251,8 @@ def domain_reps(out: Path, s: StrataSettings, data: Inputs, variant: str) -> tup
     run = domain_run(out, s, data, variant, s.width, s.domain_seeds[0])
     config = json.loads((run / "metrics.json").read_text())["config"]
     paths = out / "reps" / f"domain.{variant}.npz", out / "reps" / f"cluster.{variant}.npz"
-    if not all(p.is_file() for p in paths):
+
+    def write() -> None:
         with np.load(run / "states.npz") as z:
             layers = sorted(int(k[1:]) for k in z.files if k.startswith("I"))
             ids = list(z["ids"])
@@ -249,4 +260,5 @@ def domain_reps(out: Path, s: StrataSettings, data: Inputs, variant: str) -> tup
             row = {b: k for k, b in enumerate(z["clusters"])}
             pick = [row[b] for b in data.study["bgc_id"]]
             write_reps(paths[1], ids, {i: z[f"C{i}"][pick] for i in layers}, {})
-    return paths
+
+    return ensure(paths, write)
