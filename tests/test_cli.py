@@ -97,3 +97,11 @@ def test_every_subcommand_has_a_one_line_help_and_a_description():
 
     for name, cmd in COMMANDS.items():
         assert cmd.help and "\n" not in cmd.help and cmd.description, name
+
+
+def test_the_help_names_the_files_train_writes():
+    """The doc walk of #23 found train's help naming model.pt, which train no longer writes."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    text = " ".join(sub.choices["train"].format_help().split())
+    assert "config.json, model.safetensors" in text and "model.pt" not in text
+    assert "the run folder of `biostrata train`" in " ".join(sub.choices["delta"].format_help().split())

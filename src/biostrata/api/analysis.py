@@ -133,7 +133,7 @@ def delta(
         raise InputError(f"histogram={histogram}: give 1 bin or more (or None: no histogram)")
     modes = [x is not None, calibrate is not None, model is not None or data is not None]
     if sum(modes) != 1:
-        raise InputError("give exactly one of: x, calibrate=N, or model=CHECKPOINT with data=TASK_DIR")
+        raise InputError("give exactly one of: x, calibrate=N, or model=RUN with data=TASK_DIR")
     if modes[2] and not (model and data):
         raise InputError("model and data go together: a trained model and the task folder to embed")
     common = dict(device=device, threads=threads, seed=seed, progress=progress)

@@ -64,8 +64,9 @@ def _train(p: argparse.ArgumentParser) -> None:
     """train a Euclidean or hyperbolic genome CNN
 
     Train on the train split, keep the epoch with the best validation metric (dev only), evaluate it once on
-    test. Writes config.yaml, model.pt and metrics.json per seed under --out; metrics.json is written last, so
-    a run without it did not finish. Labels need not run 0..C-1: the model's classes are the distinct training
+    test. Writes config.yaml, the model (config.json, model.safetensors: the run folder is a model folder that
+    biostrata.load and --model read), curve.csv, test_curve.csv and metrics.json per seed under --out;
+    metrics.json is written last, so a run without it did not finish. Labels need not run 0..C-1: the model's classes are the distinct training
     labels in order (class_labels in metrics.json). Running the command again trains the seeds that did not
     finish and skips those that did (with the same settings); with every seed finished it refuses, unless
     --overwrite. A folder holds one run (--seed) or the seed<k>/ runs of --seeds, never both.
@@ -369,7 +370,7 @@ def _delta(p: argparse.ArgumentParser) -> None:
     How tree-like is a dataset: Gromov delta (four-point; max over base points of min((x|z)_p, (z|y)_p) -
     (x|y)_p) and relative delta 2*delta/diameter (0: a tree; 1: the largest). Give INPUT (.npy, .npz, .h5, .csv:
     a distance matrix or points; an embedding store or a model's token table: points under their own geometry),
-    or --calibrate N, or --model CHECKPOINT --data TASK_DIR. An exact delta over more than 1000 points warns
+    or --calibrate N, or --model RUN --data TASK_DIR. An exact delta over more than 1000 points warns
     first with the time it may take.
     """
     from biostrata.api import default
@@ -402,7 +403,9 @@ def _delta(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--calibrate", type=int, metavar="N", help="relative delta of N points in reference spaces (tree, plane, ...)"
     )
-    p.add_argument("--model", metavar="CHECKPOINT", help="model.pt (or run folder) from `biostrata train`")
+    p.add_argument(
+        "--model", metavar="RUN", help="the run folder of `biostrata train` (or a model.pt of earlier versions)"
+    )
     p.add_argument("--data", metavar="TASK_DIR", help="with --model: task folder with train/dev/test.csv")
     p.add_argument("--split", default=d["split"], choices=("train", "dev", "test"),
                    help=f"with --model: split (default {d['split']})")  # fmt: skip
@@ -435,7 +438,7 @@ def _run_delta(args: argparse.Namespace) -> int:
         raise InputError(f"--curvature {args.curvature}: give K > 0 (the space has curvature -K)")
     modes = [args.input is not None, args.calibrate is not None, args.model is not None or args.data is not None]
     if sum(modes) != 1:
-        raise InputError("give exactly one of: INPUT, --calibrate N, or --model CHECKPOINT --data TASK_DIR")
+        raise InputError("give exactly one of: INPUT, --calibrate N, or --model RUN --data TASK_DIR")
     if modes[2] and not (args.model and args.data):
         raise InputError("--model and --data go together: a trained model and the task folder to embed")
 

@@ -130,7 +130,7 @@ def _embed(p: argparse.ArgumentParser) -> None:
     as bigcarp_random):
     per layer the mean over each cluster's domains, and with --pooling per_token the state of every domain;
     domains outside the model's vocabulary are counted and reported. DNA (--input a CSV sequence,label;
-    --model a `biostrata train` run folder or its model.pt): per layer the mean over its own positions (a hyperbolic
+    --model a `biostrata train` run folder, or a model.pt of earlier versions): per layer the mean over its own positions (a hyperbolic
     layer: the Lorentz centroid), keyed by row number (0, 1, ...).
     """
     p.add_argument(
