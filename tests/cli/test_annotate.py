@@ -132,7 +132,7 @@ def test_from_genbank_to_cluster_embeddings_and_cka(tmp_path: Path, capsys: pyte
 
 
 @needs_data
-def test_the_strata_study_runs_on_an_annotation(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_the_strata_study_runs_on_an_annotation(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:
     """annotate -> study strata --data: every domain instance (DNA, protein, family, cluster) comes from the
     annotation, the clans from the table annotate was given; no product classes: that probe alone is skipped,
     and the run says so (tiny widths, 1 epoch, CPU)."""
@@ -141,8 +141,10 @@ def test_the_strata_study_runs_on_an_annotation(tmp_path: Path, capsys: pytest.C
     _needs_default_hmms()
     ann, run = tmp_path / "ann", tmp_path / "run"
     argv = ["annotate", *map(str, sorted((DATA / "genomes").glob("*.gbk"))), "--out", str(ann), "--clans",
-            str(DATA / "pfam" / "Pfam-A.clans.tsv"), "--no-progress"]  # fmt: skip
+            "Pfam-A.clans.tsv", "--no-progress"]  # fmt: skip
+    monkeypatch.chdir(DATA / "pfam")  # --clans relative to where annotate runs
     assert main(argv) == 0
+    monkeypatch.chdir(tmp_path)  # and the study runs elsewhere
     # the domain table is a corpus too (pretrain --corpus), the same clusters as clusters.csv
     corpus = [(c.id, c.domains) for c in read_clusters(ann / "clusters.csv")]
     assert [(c.id, c.domains) for c in read_clusters(ann / "domains.tsv")] == corpus and len(corpus) == 3
@@ -159,7 +161,8 @@ def test_the_strata_study_runs_on_an_annotation(tmp_path: Path, capsys: pytest.C
     assert "skipped clan probe" not in skipped and set(skipped) <= {"skipped cnn", "skipped product-class probe"}
     settings = json.loads((run / "settings.json").read_text())
     assert (settings["domains"], settings["corpus"]) == (str(ann / "domains.tsv"), str(ann / "clusters.csv"))
-    assert settings["pfam"] == str(DATA / "pfam" / "Pfam-A.clans.tsv") and settings["classes"] == ""
+    # annotate records the clans table's absolute path, so --data finds it from any folder
+    assert settings["pfam"] == str((DATA / "pfam" / "Pfam-A.clans.tsv").resolve()) and settings["classes"] == ""
     facts = json.loads((run / "facts.json").read_text())
     assert facts["instances"] == json.loads((ann / "annotation.json").read_text())["domains"] and facts["clusters"] == 3
     assert facts["clan_probe_clans"] >= 2

@@ -356,8 +356,11 @@ def annotate(inputs: Sequence[str | Path], settings: AnnotateSettings | None = N
                             columns=["cluster_id", "label", "domain_tokens", "tokens"])  # fmt: skip
     proteins = pd.DataFrame([(g.id, g.record, g.start, g.end, g.strand, g.protein) for g in genes],
                             columns=list(PROTEIN_COLUMNS), dtype=object)  # fmt: skip
+    settings = dataclasses.asdict(s)
+    if s.clans:  # absolute, so that `study strata --data` finds it from any folder
+        settings["clans"] = str(Path(s.clans).resolve())
     record = {
-        "inputs": [str(p) for p in inputs], "settings": dataclasses.asdict(s), "database": hmm_info(hmm_path, len(hmms)),
+        "inputs": [str(p) for p in inputs], "settings": settings, "database": hmm_info(hmm_path, len(hmms)),
         "Z": s.Z or len(hmms), "tools": {name: md.version(name) for name in ("pyhmmer", "pyrodigal", "gb-io")},
         "code_version": code_version(), "records": len(records), "proteins": len(genes), "domains": len(hits),
         "clusters_with_domains": len(clusters),
