@@ -85,7 +85,7 @@ def test_load_array_formats(tmp_path, points):
     with pytest.raises(InputError, match="unsupported file type '.json'"):
         load_array(tmp_path / "x.json")
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,oops\n")
-    with pytest.raises(InputError, match="line 3, column 2: 'oops' is not a number"):
+    with pytest.raises(InputError, match=":3: column 2: 'oops' is not a number"):
         load_array(tmp_path / "bad.csv")
     np.save(tmp_path / "flat.npy", points[:, 0])
     with pytest.raises(InputError, match="expected a 2-d array"):

@@ -115,7 +115,7 @@ def test_gue_data_that_disagrees_with_the_registry_is_an_error(tmp_path):
     with pytest.raises(InputError, match=r"train.csv: labels 0, 1, 2, but gue task 'tf/0' has labels 0..1"):
         load_task(SUITES["gue"].task("tf/0"), SUITES["gue"], tmp_path)
     write_gue_task(tmp_path / "gue" / "tf" / "1", length=102)
-    with pytest.raises(InputError, match=r"train.csv, line 2: sequence of length 102 .* at most 101 bp"):
+    with pytest.raises(InputError, match=r"train.csv:2: sequence of length 102 .* at most 101 bp"):
         load_task(SUITES["gue"].task("tf/1"), SUITES["gue"], tmp_path)
 
 
@@ -232,13 +232,13 @@ def test_csv_columns_are_found_by_name_and_the_others_kept(tmp_path):
     assert part.sequences == ["ACGT", "GGCC"] and part.labels.tolist() == [0, 1]
     assert part.meta == {"biotype": ["NA", "LINE/L1"]}
     path.write_text("seq,biotype\nACGT,NA\n")
-    with pytest.raises(InputError, match=r"x.csv, line 1: expected a header with a sequence column .* 'label'"):
+    with pytest.raises(InputError, match=r"x.csv:1: expected a header with a sequence column .* 'label'"):
         read_labelled(path)
     path.write_text("seq,label,note,note\nACGT,0,a,b\n")
-    with pytest.raises(InputError, match=r"x.csv, line 1: column 'note' appears more than once"):
+    with pytest.raises(InputError, match=r"x.csv:1: column 'note' appears more than once"):
         read_labelled(path)
     path.write_text("sequence,label,biotype\nACGT\n")
-    with pytest.raises(InputError, match=r"x.csv, line 2: expected at least 2 fields, found 1"):
+    with pytest.raises(InputError, match=r"x.csv:2: expected at least 2 fields, found 1"):
         read_labelled(path)
 
 

@@ -19,11 +19,11 @@ def test_read_csv_and_fasta(tmp_path):
 @pytest.mark.parametrize(
     "name, text, message",
     [
-        ("h.csv", "seq,lab\nACGT,0\n", r"h.csv, line 1: expected a header with a sequence column"),
-        ("l.csv", "sequence,label\nACGT,0\nACGT,x\n", r"l.csv, line 3: label 'x' is not an integer"),
-        ("n.csv", "sequence,label\nACGT,-1\n", r"n.csv, line 2: label -1 is negative"),
-        ("f.csv", "sequence,label\nACGT\n", r"f.csv, line 2: expected at least 2 fields"),
-        ("e.csv", "sequence,label\n,1\n", r"e.csv, line 2: empty sequence"),
+        ("h.csv", "seq,lab\nACGT,0\n", r"h.csv:1: expected a header with a sequence column"),
+        ("l.csv", "sequence,label\nACGT,0\nACGT,x\n", r"l.csv:3: label 'x' is not an integer"),
+        ("n.csv", "sequence,label\nACGT,-1\n", r"n.csv:2: label -1 is negative"),
+        ("f.csv", "sequence,label\nACGT\n", r"f.csv:2: expected at least 2 fields"),
+        ("e.csv", "sequence,label\n,1\n", r"e.csv:2: empty sequence"),
         ("z.csv", "sequence,label\n", r"z.csv: no sequences found"),
         ("u.fa", ">s1\nACGT\n", r"u.fa:1: no label in FASTA header"),
         ("v.fa", "ACGT\n>s1|0\nAC\n", r"v.fa:1: sequence before the first '>'"),
@@ -42,7 +42,7 @@ def test_gue_dir_and_missing_files(tmp_path):
     # the test split never shapes the model: length from train and dev, classes from train
     assert splits.num_classes == 2 and splits.max_length == 3
     write(tmp_path / "test.csv", "sequence,label\nA,1\nACGTA,2\n")
-    with pytest.raises(InputError, match=r"test.csv, line 3: label 2 does not occur in the training split"):
+    with pytest.raises(InputError, match=r"test.csv:3: label 2 does not occur in the training split"):
         _ = read_gue_dir(tmp_path).num_classes
     (tmp_path / "dev.csv").unlink()
     with pytest.raises(DataNotFoundError, match="missing dev.csv"):
@@ -53,7 +53,7 @@ def test_gue_dir_and_missing_files(tmp_path):
 
 def test_encoding_error_names_file_and_line(tmp_path):
     s = read_labelled(write(tmp_path / "t.csv", "sequence,label\nACGT,0\nACJT,1\n"))
-    with pytest.raises(InputError, match=r"invalid character 'J' at position 3 \(.*t.csv, line 3\)"):
+    with pytest.raises(InputError, match=r"invalid character 'J' at position 3 \(.*t.csv:3\)"):
         EncodedSequences(s, 4)
     ok = EncodedSequences(read_labelled(write(tmp_path / "o.csv", "sequence,label\nACGTAC,0\n")), 4, truncate=True)
     assert ok[0][0].tolist() == [0, 1, 2, 3]
@@ -94,7 +94,7 @@ def test_labels_are_the_distinct_training_labels(tmp_path):
     assert splits.labels == [0, 5] and splits.num_classes == 2
     assert EncodedSequences(splits.train, 5, labels=splits.labels).labels.tolist() == [1, 0, 1]
     write(tmp_path / "dev.csv", "sequence,label\nAC,1\n")
-    with pytest.raises(InputError, match=r"dev.csv, line 2: label 1 does not occur .* \(labels 0, 5\)"):
+    with pytest.raises(InputError, match=r"dev.csv:2: label 1 does not occur .* \(labels 0, 5\)"):
         _ = read_gue_dir(tmp_path).labels
 
 

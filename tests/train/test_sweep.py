@@ -139,7 +139,7 @@ def test_failed_run_leaves_no_record_and_the_others_go_on(tmp_path):
     bad = data / "a" / "test.csv"
     bad.write_text(bad.read_text().replace("\nAAAA", "\nAXAA", 1))
     with pytest.raises(
-        BiostrataError, match=r"(?s)2 of 4 run\(s\) failed.*a cnn seed 1: .*invalid character 'X'.*test.csv, line 2"
+        BiostrataError, match=r"(?s)2 of 4 run\(s\) failed.*a cnn seed 1: .*invalid character 'X'.*test.csv:2"
     ):
         make_sweep(data, tmp_path / "out").run(progress=False)
     assert sorted(record_set(tmp_path / "out")) == [("b", "cnn", 1), ("b", "cnn", 2)]

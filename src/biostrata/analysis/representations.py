@@ -303,9 +303,7 @@ def _table(path: Path) -> np.ndarray:
     bad = np.argwhere(values.isna().to_numpy())
     if len(bad):
         r, c = bad[0]
-        raise InputError(
-            f"{path}: line {df.index[r] + 1}, column {df.columns[c] + 1}: {df.iat[r, c]!r} is not a number"
-        )
+        raise InputError(f"{path}:{df.index[r] + 1}: column {df.columns[c] + 1}: {df.iat[r, c]!r} is not a number")
     return values.to_numpy(dtype=np.float64)
 
 

@@ -33,7 +33,7 @@ _LOOKUP[ord("U")] = _LOOKUP[ord("u")] = ALPHABET.index("T")
 def encode(seq: str, length: int, *, truncate: bool = False, where: str = "") -> np.ndarray:
     """Indices into ``ALPHABET`` of shape (length,), right-padded with ``PAD``.
 
-    ``where`` (e.g. ``"train.csv, line 12"``) is put in error messages.
+    ``where`` (e.g. ``"train.csv:12"``) is put in error messages.
     """
     at = f" ({where})" if where else ""
     if len(seq) > length:

@@ -51,8 +51,9 @@ class SequenceSet:
 
     def where(self, i: int) -> str:
         """Where sequence ``i`` came from, for error messages."""
-        at = f"line {self.lines[i]}" if self.lines else f"sequence {i + 1}"
-        return f"{self.source}, {at}" if self.source else at
+        if self.lines:  # path:line, the one format of every reader's errors
+            return f"{self.source}:{self.lines[i]}" if self.source else f"line {self.lines[i]}"
+        return f"{self.source}: sequence {i + 1}" if self.source else f"sequence {i + 1}"
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -144,7 +145,7 @@ def _csv_columns(header: list[str] | None, path: Path) -> tuple[int, int, dict[s
     seq = next((names.index(n) for n in SEQUENCE_COLUMNS if n in names), None)
     if seq is None or "label" not in names:
         raise InputError(
-            f"{path}, line 1: expected a header with a sequence column ('sequence' or 'seq') and a 'label' column "
+            f"{path}:1: expected a header with a sequence column ('sequence' or 'seq') and a 'label' column "
             f"(GUE: 'sequence,label'; TEB: 'seq,label,biotype'), found {header!r}"
         )
     label = names.index("label")
@@ -152,7 +153,7 @@ def _csv_columns(header: list[str] | None, path: Path) -> tuple[int, int, dict[s
     names_seen = [h for h, _ in others]
     twice = [h for h in names_seen if names_seen.count(h) > 1]
     if twice:
-        raise InputError(f"{path}, line 1: column {twice[0]!r} appears more than once; give each column its own name")
+        raise InputError(f"{path}:1: column {twice[0]!r} appears more than once; give each column its own name")
     extra = dict(others)
     return seq, label, extra
 
@@ -170,7 +171,7 @@ def _read_csv(handle: TextIO, path: Path) -> tuple[list[str], list[int], list[in
         for row in rows:
             if not row:
                 continue
-            where = f"{path}, line {rows.line_num}"
+            where = f"{path}:{rows.line_num}"
             if len(row) < width:
                 raise InputError(f"{where}: expected at least {width} fields, found {len(row)}")
             seq = row[seq_col].strip()
@@ -182,7 +183,7 @@ def _read_csv(handle: TextIO, path: Path) -> tuple[list[str], list[int], list[in
             for name, i in extra.items():
                 meta[name].append(row[i].strip() if i < len(row) else "")
     except csv.Error as err:
-        raise InputError(f"{path}, line {rows.line_num}: not readable as CSV ({err})") from None
+        raise InputError(f"{path}:{rows.line_num}: not readable as CSV ({err})") from None
     finally:
         csv.field_size_limit(limit)
     return seqs, labels, lines, meta
