@@ -171,15 +171,17 @@ def delta(
             f"{source}: {len(x)} point{'' if len(x) == 1 else 's'}; the Gromov delta needs at least 2 (its relative "
             "delta, 2 delta / diameter, is 0/0 for one); give more points"
         )
+    # the distance matrix, computed once for what needs all of it (sampled alone measures its samples only)
+    distances = None if method == "sampled" and histogram is None else hyp.distances_of(x, metric, curvature)
     if method == "exact" and len(x) > EXACT_NOTICE:
-        _warn_exact_cost(x, metric, curvature, device, threads)
+        _warn_exact_cost(distances, device, threads)
+    measured = (x, metric) if method == "sampled" else (distances, "precomputed")
     out = {"metric": metric, "curvature": curvature}
-    out |= hyp.gromov_delta(x, metric=metric, curvature=curvature, **options).to_dict()
+    out |= hyp.gromov_delta(measured[0], metric=measured[1], curvature=curvature, **options).to_dict()
     if order is not None:  # numbers of the rows as given, not as read
         for name in ("witness", "base_points"):
             out[name] = None if out.get(name) is None else [int(order[i]) for i in out[name]]
     if histogram is not None:
-        distances = hyp.distances_of(x, metric, curvature)
         out["histogram"] = delta_distribution(distances, bins=histogram, bases=histogram_bases, **common).to_dict()
     return out
 
@@ -192,20 +194,19 @@ class DeltaCostWarning(UserWarning):
     """An exact delta that may take minutes."""
 
 
-def _warn_exact_cost(x: Any, metric: str, curvature: float, device: str | None, threads: int | None) -> None:
-    """Time the delta at one base point (a quadratic pass over the pairs) and warn with the bound it gives: the
-    exact maximum visits at most ``n - 1`` base points, each over fewer points than the last, and its pruning
-    skips most of them, so the bound is loose."""
+def _warn_exact_cost(distances: Any, device: str | None, threads: int | None) -> None:
+    """Time the delta at one base point of the distance matrix (a quadratic pass over the pairs) and warn
+    with the bound it gives: the exact maximum visits at most ``n - 1`` base points, each over fewer points
+    than the last, and its pruning skips most of them, so the bound is loose."""
     import time
     import warnings
 
-    from biostrata.analysis import hyperbolicity as hyp
     from biostrata.geometry.delta import delta_fixed_base
 
     start = time.perf_counter()
-    delta_fixed_base(hyp.distances_of(x, metric, curvature), base=0, device=device, threads=threads)
+    delta_fixed_base(distances, base=0, device=device, threads=threads)
     one = time.perf_counter() - start
-    n = len(x)
+    n = len(distances)
     bound = one * (n - 1) / 3  # base i sees the n - 1 - i points after it: the sum of their squares is ~ n^3 / 3
     warnings.warn(
         f"exact delta over {n} points: one base point took {one:.2g} s here, so at most about "
