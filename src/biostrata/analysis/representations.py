@@ -159,10 +159,10 @@ def read_representations(path: str | Path, pooling: str = "mean") -> Representat
 
 def _read_layers(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
     """The arrays of a file, by name, and its row ids if it has them (not checked against each other)."""
-    from biostrata.models.pretrained import is_pretrained, load_pretrained
+    from biostrata.models.pretrained import is_pretrained
 
     if is_pretrained(path):
-        reps = _table_of(load_pretrained(path), path)
+        reps = _table_of(_model_of(path), path)
         return reps.layers, reps.ids
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; give one of {', '.join(SUFFIXES)}")
@@ -189,7 +189,7 @@ def _read_layers(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[
     if suffix in (".csv", ".tsv", ".txt"):
         return {"0": _table(path)}, None
     if suffix == ".pt":
-        reps = _read_pt(path)
+        reps = _table_of(_model_of(path), path)
         return reps.layers, reps.ids
     raise InputError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
 
@@ -307,16 +307,23 @@ def _table(path: Path) -> np.ndarray:
     return values.to_numpy(dtype=np.float64)
 
 
-def _read_pt(path: Path) -> Representations:
+def _model_of(path: Path) -> object | None:
+    """The family table or domain LM of a model folder (``save_pretrained``) or a ``.pt`` file, read once;
+    None for any other file."""
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.hub import load_torch_file
     from biostrata.models.init_table import FamilyTable
+    from biostrata.models.pretrained import is_pretrained, load_pretrained
 
+    if is_pretrained(path):
+        return load_pretrained(path)
+    if path.suffix.lower() != ".pt" or not path.is_file():
+        return None
     data = load_torch_file(path, PT_FILE)
     if isinstance(data, dict) and "vectors" in data and "families" in data:
-        return _table_of(FamilyTable.from_saved(data, str(path)), path)
+        return FamilyTable.from_saved(data, str(path))
     if isinstance(data, dict) and "model_state_dict" in data:
-        return _table_of(DomainLM.from_checkpoint(data, str(path)), path)
+        return DomainLM.from_checkpoint(data, str(path))
     raise InputError(f"{path}: a torch file, but neither kind this reads; expected {PT_FILE}")
 
 
@@ -336,20 +343,13 @@ def lorentz_table(path: str | Path) -> tuple[np.ndarray, list[str], float] | Non
     and ``K``; None for any other file. (Its ``table`` layer, what :func:`read_representations` gives, holds
     the tangent vectors ``log_o(x)`` that the model's body reads.)"""
     from biostrata.models.domain_lm import DomainLM
-    from biostrata.models.hub import load_torch_file
-    from biostrata.models.pretrained import is_pretrained, load_pretrained, read_config
+    from biostrata.models.pretrained import is_pretrained, read_config
 
     path = Path(path)
-    if is_pretrained(path):
-        if read_config(path).get("architecture", {}).get("geometry") != "lorentz":
-            return None
-        model = load_pretrained(path)
-    elif path.suffix.lower() == ".pt" and path.is_file():
-        data = load_torch_file(path, PT_FILE)
-        if not (isinstance(data, dict) and "model_state_dict" in data and data.get("geometry") == "lorentz"):
-            return None
-        model = DomainLM.from_checkpoint(data, str(path))
-    else:
+    if is_pretrained(path) and read_config(path).get("architecture", {}).get("geometry") != "lorentz":
+        return None  # told by its config, without loading the model
+    model = _model_of(path)
+    if not (isinstance(model, DomainLM) and model.geometry == "lorentz"):
         return None
     points = model.table_points().detach().double().numpy()[model.vocab.domain_slice]
     return points, list(model.vocab.domains), float(model.config["curvature"])
