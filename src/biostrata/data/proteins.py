@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from biostrata.data.fasta import parse_fasta
-from biostrata.data.files import text_only
+from biostrata.data.files import open_text, text_only
 from biostrata.errors import DataNotFoundError, InputError
 
 __all__ = [
@@ -101,7 +101,7 @@ def domain_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"domain table not found: {path}")
-    with text_only(path, "a tab-separated domain table (.tsv)"), open(path, encoding="utf-8", newline="") as handle:
+    with text_only(path, "a tab-separated domain table (.tsv)"), open_text(path) as handle:
         reader = csv.DictReader(handle, delimiter="\t")
         header = reader.fieldnames or []
         names = {c: next((n for n in options if n in header), None) for c, options in DOMAIN_TABLE_COLUMNS.items()}
