@@ -17,3 +17,13 @@ class DataNotFoundError(BiostrataError, FileNotFoundError):
 
 class NumericalError(BiostrataError, FloatingPointError):
     """A run produced NaN or infinity. The message says where; no metric is reported."""
+
+
+class ParameterError(InputError):
+    """A refused value of a library function's parameter. ``param`` is the parameter's name, so that the
+    command layer, which alone knows its options, can name the option too (``--token-budget`` for
+    ``token_budget``); the message itself names the parameter, never a command-line flag."""
+
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        super().__init__(message)
