@@ -31,8 +31,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from biostrata.data.annotate import default_hmm_path, read_hmms, search_domains  # noqa: E402
-from biostrata.data.genes import Record, genes_of, read_records  # noqa: E402
+from biostrata.data.annotation.annotate import default_hmm_path, read_hmms, search_domains  # noqa: E402
+from biostrata.data.annotation.genes import Record, genes_of, read_records  # noqa: E402
 
 
 def package_file(package: str, relative: str) -> Path:

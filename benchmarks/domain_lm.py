@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from biostrata.data.clusters import Cluster, ClusterCorpus, DomainVocabulary, read_clusters
+from biostrata.data.clusters.corpus import Cluster, ClusterCorpus, DomainVocabulary, read_clusters
 from biostrata.models.domain_lm import DomainLM
 from biostrata.train.masking import MLMCollator
 from biostrata.train.pretrain import domain_masking_scheme

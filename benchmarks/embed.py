@@ -54,9 +54,9 @@ import torch
 
 import biostrata
 from biostrata.cli import main as command
-from biostrata.data.clusters import DomainVocabulary, read_domain_list
+from biostrata.data.clusters.corpus import DomainVocabulary, read_domain_list
+from biostrata.data.clusters.proteins import ProteinRecord, read_domain_proteins
 from biostrata.data.embedding_store import EmbeddingStore
-from biostrata.data.proteins import ProteinRecord, read_domain_proteins
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.esm_hf import from_fair_esm
 from biostrata.models.extract import DEFAULT_TOKEN_BUDGET, embed_batch, extract_embeddings, plan_batches

@@ -32,7 +32,7 @@ import biostrata  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads OpenMP:
 import torch
 
 from biostrata.config import TrainConfig
-from biostrata.data.alphabet import one_hot
+from biostrata.data.dna.alphabet import one_hot
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.models import build_model
 from biostrata.nn.lorentz import LorentzBatchNorm1d, LorentzConv1d

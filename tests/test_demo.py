@@ -7,7 +7,7 @@ import pytest
 import biostrata
 from biostrata.analysis.hyperbolicity import model_embeddings
 from biostrata.config import DemoSettings
-from biostrata.data.genome import read_gue_dir
+from biostrata.data.dna.genome import read_gue_dir
 from biostrata.demo import run_demo
 from biostrata.models.genome_cnn import load_model
 

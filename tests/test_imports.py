@@ -109,7 +109,7 @@ def test_reading_data_and_writing_reports_need_no_torch():
     import sys
 
     code = (
-        "import sys, biostrata.cli, biostrata.report.summary, biostrata.report.compare, biostrata.data.benchmarks; "
+        "import sys, biostrata.cli, biostrata.report.summary, biostrata.report.compare, biostrata.data.dna.benchmarks; "
         "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

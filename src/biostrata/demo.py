@@ -19,7 +19,7 @@ import torch
 
 from biostrata.analysis.hyperbolicity import embedding_delta
 from biostrata.config import DemoSettings, TrainConfig
-from biostrata.data.simulate import simulate_dataset, write_gue
+from biostrata.data.simulation.simulate import simulate_dataset, write_gue
 from biostrata.io import atomic_write_text
 from biostrata.report.plots import plot_demo
 from biostrata.threads import set_cpu_threads

@@ -110,7 +110,7 @@ def test_kmer_spectrum():
 @pytest.mark.parametrize("model", ["cnn", "hcnn-s"])
 def test_dataset_deltas_of_a_trained_model(tiny_task, tmp_path, model, tiny, capsys):
     from biostrata.config import TrainConfig
-    from biostrata.data.genome import read_gue_dir
+    from biostrata.data.dna.genome import read_gue_dir
     from biostrata.train.run import train
 
     train(TrainConfig(model=model, **{**tiny, "epochs": 1}), read_gue_dir(tiny_task), tmp_path / "run")
@@ -148,7 +148,7 @@ def test_the_model_runs_on_the_device_asked_for(tiny_task, tmp_path, monkeypatch
     import torch
 
     from biostrata.analysis.hyperbolicity import embedding_delta
-    from biostrata.data.genome import read_gue_dir
+    from biostrata.data.dna.genome import read_gue_dir
     from biostrata.models import build_model
 
     torch.manual_seed(0)
@@ -240,7 +240,7 @@ def test_a_lorentz_domain_lm_table_is_measured_on_its_hyperboloid(tmp_path, caps
     """#23: delta of a Lorentz domain LM (model folder or .pt) reads the table's points, at the model's
     curvature, not the tangent vectors that failed 'not on the upper hyperboloid'; another metric reads them."""
     import biostrata
-    from biostrata.data.clusters import DomainVocabulary
+    from biostrata.data.clusters.corpus import DomainVocabulary
     from biostrata.models.domain_lm import DomainLM
 
     torch.manual_seed(0)

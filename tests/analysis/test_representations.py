@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from biostrata.analysis.representations import load_array, read_representations
-from biostrata.data.clusters import DomainVocabulary
+from biostrata.data.clusters.corpus import DomainVocabulary
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.models.domain_lm import DomainLM

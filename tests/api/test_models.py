@@ -13,7 +13,7 @@ import torch
 
 import biostrata
 from biostrata.cli import main
-from biostrata.data.clusters import DomainVocabulary
+from biostrata.data.clusters.corpus import DomainVocabulary
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.errors import InputError
 from biostrata.models.domain_lm import DomainLM

@@ -94,7 +94,7 @@ def test_a_finished_annotation_is_refused_without_overwrite(tmp_path, capsys) ->
 
 def _needs_default_hmms() -> None:
     """Skip unless the default Pfam HMMs (the gecco package) are installed."""
-    from biostrata.data.annotate import default_hmm_path
+    from biostrata.data.annotation.annotate import default_hmm_path
     from biostrata.errors import DataNotFoundError
 
     try:
@@ -136,7 +136,7 @@ def test_the_strata_study_runs_on_an_annotation(tmp_path: Path, capsys: pytest.C
     """annotate -> study strata --data: every domain instance (DNA, protein, family, cluster) comes from the
     annotation, the clans from the table annotate was given; no product classes: that probe alone is skipped,
     and the run says so (tiny widths, 1 epoch, CPU)."""
-    from biostrata.data.clusters import read_clusters
+    from biostrata.data.clusters.corpus import read_clusters
 
     _needs_default_hmms()
     ann, run = tmp_path / "ann", tmp_path / "run"

@@ -49,7 +49,7 @@ def write_task(folder: Path, labels=(0, 1), test_labels=None, length: int = 20, 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Small good and bad inputs, written once for every case."""
-    from biostrata.data.genome import read_gue_dir
+    from biostrata.data.dna.genome import read_gue_dir
     from biostrata.train.run import train
 
     root = tmp_path_factory.mktemp("genome")
@@ -310,8 +310,8 @@ def test_a_refused_command_loads_no_torch():
 
 def test_labels_need_not_run_from_zero(tmp_path, capsys):
     """Labels {0, 5} make a two-class model; the mapping is printed and saved, and the saved model is right."""
-    from biostrata.data.alphabet import one_hot
-    from biostrata.data.genome import EncodedSequences, read_gue_dir
+    from biostrata.data.dna.alphabet import one_hot
+    from biostrata.data.dna.genome import EncodedSequences, read_gue_dir
     from biostrata.train.run import load_run
 
     data = write_task(tmp_path / "data", labels=(0, 5))
@@ -332,7 +332,7 @@ def test_labels_need_not_run_from_zero(tmp_path, capsys):
 
 def test_gzip_and_genome_long_records_are_read(tmp_path, capsys):
     """gzip-compressed CSV and FASTA, and a 200,000-bp record (over Python csv's default field limit)."""
-    from biostrata.data.genome import read_gue_dir, read_labelled
+    from biostrata.data.dna.genome import read_gue_dir, read_labelled
 
     data = write_task(tmp_path / "gz")
     long = "ACGT" * 50_000

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from biostrata.cli import main
-from biostrata.data.clusters import DomainVocabulary
+from biostrata.data.clusters.corpus import DomainVocabulary
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.models.domain_lm import DomainLM
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from biostrata.data.pfam import PfamTable
+from biostrata.data.clusters.pfam import PfamTable
 
 CLANS = (
     "PF00005\tCL0023\tP-loop_NTPase\tABC_tran\tABC transporter\n"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from biostrata.data.annotation.genes import read_records
+from biostrata.data.clusters.proteins import read_fasta
+from biostrata.data.dna.genome import read_labelled
 from biostrata.data.fasta import FastaRecord, parse_fasta, write_fasta
-from biostrata.data.genes import read_records
-from biostrata.data.genome import read_labelled
-from biostrata.data.proteins import read_fasta
 from biostrata.errors import InputError
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sequence_models.convolutional import ByteNetLM
 
-from biostrata.data.clusters import Cluster, DomainVocabulary
+from biostrata.data.clusters.corpus import Cluster, DomainVocabulary
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.models.domain_lm import PRESETS, DomainLM
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from biostrata.data.clusters.proteins import ProteinRecord
 from biostrata.data.embedding_store import EmbeddingStore
-from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.models.esm_hf import MAX_RESIDUES_KEY, TransformersESM, from_fair_esm, hub_name, transformers_output
 from biostrata.models.extract import extract_embeddings
@@ -26,7 +26,7 @@ def proteins() -> list[ProteinRecord]:
     longer than the 60-residue window used below."""
     rng = random.Random(0)
     if REAL.is_file():
-        from biostrata.data.proteins import read_domain_proteins
+        from biostrata.data.clusters.proteins import read_domain_proteins
 
         records = read_domain_proteins(REAL)
         short = [r for r in records if 20 <= len(r.sequence) <= 58]

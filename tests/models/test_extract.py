@@ -12,8 +12,8 @@ import torch
 from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 
+from biostrata.data.clusters.proteins import ProteinRecord
 from biostrata.data.embedding_store import EmbeddingStore, merge_stores
-from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import InputError
 from biostrata.models.extract import check_options, extract_embeddings, plan_batches, window_starts
 from biostrata.models.protein_lm import FairESM, ProteinLM
@@ -195,7 +195,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 _PEAK_RSS = """
 import random, resource, sys, torch
-from biostrata.data.proteins import ProteinRecord
+from biostrata.data.clusters.proteins import ProteinRecord
 from biostrata.models.extract import extract_embeddings
 from biostrata.models.protein_lm import small_protein_lm
 torch.set_num_threads(1)
@@ -232,7 +232,7 @@ def test_100k_sequences_stream_to_disk(tmp_path: Path) -> None:
 
 def test_token_states_of_a_domain_lm_equal_one_cluster_at_a_time() -> None:
     """Packing by token budget (padding, length order) changes no state at a cluster's own positions."""
-    from biostrata.data.clusters import DomainVocabulary
+    from biostrata.data.clusters.corpus import DomainVocabulary
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.extract import token_states
 
@@ -284,7 +284,7 @@ def test_bad_options_are_refused_before_the_store_is_created(tmp_path: Path) -> 
 def test_cluster_embeddings_of_a_domain_lm(tmp_path: Path) -> None:
     """Per-cluster means and per-domain states equal a forward pass of each cluster alone; a rerun
     resumes; unknown families are counted; layers of two widths are refused."""
-    from biostrata.data.clusters import Cluster, DomainVocabulary
+    from biostrata.data.clusters.corpus import Cluster, DomainVocabulary
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.extract import extract_cluster_embeddings
 
@@ -317,7 +317,7 @@ def test_cluster_embeddings_budget_and_stored_dtype(tmp_path: Path, monkeypatch:
     """The token budget defaults to the device's (as for proteins), a bad one is refused by name, and
     ``dtype`` is the store's."""
     import biostrata.models.extract as extract
-    from biostrata.data.clusters import Cluster, DomainVocabulary
+    from biostrata.data.clusters.corpus import Cluster, DomainVocabulary
     from biostrata.models.domain_lm import DomainLM
 
     vocab = DomainVocabulary([f"PF{i:05d}" for i in range(1, 11)])

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from biostrata.data.alphabet import encode_batch
+from biostrata.data.dna.alphabet import encode_batch
 from biostrata.errors import InputError
 from biostrata.geometry.lorentz import lift, minkowski_inner
 from biostrata.models import EuclideanCNN, HyperbolicCNN, build_model

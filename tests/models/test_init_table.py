@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from biostrata.data.clusters import DomainVocabulary
+from biostrata.data.clusters.corpus import DomainVocabulary
 from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.errors import InputError
 from biostrata.models.domain_lm import DomainLM

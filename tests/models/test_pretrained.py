@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import biostrata
-from biostrata.data.alphabet import encode_batch
-from biostrata.data.clusters import Cluster, DomainVocabulary
+from biostrata.data.clusters.corpus import Cluster, DomainVocabulary
+from biostrata.data.dna.alphabet import encode_batch
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.genome_cnn import GenomeCNN, build_model

@@ -73,7 +73,7 @@ def test_fused_equals_autograd_in_float32_layer(training):
 def test_fused_model_trains_like_the_autograd_one():
     """Ten Riemannian Adam steps of hcnn-s with fused and with autograd batch norms stay together."""
     from biostrata.config import TrainConfig
-    from biostrata.data.alphabet import one_hot
+    from biostrata.data.dna.alphabet import one_hot
     from biostrata.train.module import parameter_groups
     from biostrata.train.optim import RiemannianAdam
 

@@ -10,7 +10,7 @@ import torch
 
 from biostrata.cli import main
 from biostrata.config import TrainConfig
-from biostrata.data.benchmarks import custom_suite
+from biostrata.data.dna.benchmarks import custom_suite
 from biostrata.errors import InputError
 from biostrata.report.selection import selection_runs, selection_table, wins, write_selection
 from biostrata.train.sweep import RECORD_KEYS, Sweep

@@ -127,7 +127,7 @@ def test_study_end_to_end_and_resume(tmp_path: Path) -> None:
 
 
 def test_one_split_for_every_model_and_clan_probe_families_no_cnn_sees(tmp_path: Path) -> None:
-    from biostrata.data.strata import clan_classes, clan_dna_splits
+    from biostrata.data.clusters.domains import clan_classes, clan_dna_splits
     from biostrata.studies.strata.compare import plan_analyses
     from biostrata.studies.strata.steps import domain_corpora, load_inputs
 

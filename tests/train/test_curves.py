@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from biostrata.config import TrainConfig
-from biostrata.data.genome import SequenceSet, Splits, read_gue_dir
+from biostrata.data.dna.genome import SequenceSet, Splits, read_gue_dir
 from biostrata.train.curves import clip_summary, read_curve
 from biostrata.train.run import train
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from biostrata.cli import main
-from biostrata.data.clusters import Cluster, ClusterCorpus, read_clusters
+from biostrata.data.clusters.corpus import Cluster, ClusterCorpus, read_clusters
+from biostrata.data.clusters.pfam import PfamTable
 from biostrata.data.embedding_store import EmbeddingStore
-from biostrata.data.pfam import PfamTable
 from biostrata.errors import InputError
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.init_table import FamilyTable
@@ -246,7 +246,7 @@ def test_cli_end_to_end(tmp_path: Path, files: dict[str, Path], capsys: pytest.C
 def test_epoch_snapshots(tmp_path: Path, files: dict[str, Path]) -> None:
     pfam = PfamTable.read(files["clans"])
     corpus = read_clusters(files["corpus"], pfam)
-    from biostrata.data.clusters import DomainVocabulary
+    from biostrata.data.clusters.corpus import DomainVocabulary
 
     torch.manual_seed(0)  # pretrain_domain_lm seeds the same way before building the model
     init = DomainLM.from_preset("small", DomainVocabulary.from_corpus(corpus), d_embed=8, d_model=8, n_layers=1, r=1)
@@ -275,7 +275,7 @@ def test_epoch_snapshots(tmp_path: Path, files: dict[str, Path]) -> None:
 
 def test_corpora_too_small_to_split_name_the_counts(tmp_path: Path) -> None:
     from biostrata.config import PretrainSettings
-    from biostrata.data.proteins import ProteinRecord
+    from biostrata.data.clusters.proteins import ProteinRecord
     from biostrata.models.protein_lm import small_protein_lm
     from biostrata.train.pretrain import pretrain_protein_lm
 

@@ -5,7 +5,7 @@ import torch
 import yaml
 
 from biostrata.config import TrainConfig
-from biostrata.data.genome import EncodedSequences, read_gue_dir
+from biostrata.data.dna.genome import EncodedSequences, read_gue_dir
 from biostrata.errors import InputError, NumericalError
 from biostrata.train.module import GenomeClassifier, parameter_groups
 from biostrata.train.run import load_run, train
@@ -36,7 +36,7 @@ def test_train_writes_config_metrics_and_a_loadable_model(tiny_task, tmp_path, m
     # the saved model reproduces the reported test accuracy
     test = EncodedSequences(splits.test, 20)
     with torch.no_grad():
-        from biostrata.data.alphabet import one_hot
+        from biostrata.data.dna.alphabet import one_hot
 
         pred = loaded(one_hot(test.indices.long())).argmax(1)
     acc = (pred == test.labels).float().mean().item()
@@ -214,7 +214,7 @@ def test_ctrl_c_caught_by_lightning_comes_back_out_and_writes_no_metrics(tiny_ta
 
 
 def test_splits_that_cannot_train_a_classifier_are_refused(tiny_task, tmp_path, tiny):
-    from biostrata.data.genome import SequenceSet, Splits
+    from biostrata.data.dna.genome import SequenceSet, Splits
 
     splits = read_gue_dir(tiny_task)
     one = SequenceSet(splits.train.sequences, [1] * len(splits.train), "one.csv")

@@ -12,7 +12,7 @@ import torch
 
 from biostrata.cli import main
 from biostrata.config import TrainConfig
-from biostrata.data.benchmarks import custom_suite
+from biostrata.data.dna.benchmarks import custom_suite
 from biostrata.errors import BiostrataError, InputError
 from biostrata.train.run import train
 from biostrata.train.sweep import RECORD_KEYS, Run, Sweep, read_records

@@ -29,7 +29,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
 from biostrata.analysis.probes import ProbeBase
-from biostrata.data.strata import align_occurrences
+from biostrata.data.clusters.domains import align_occurrences
 from biostrata.errors import InputError
 
 __all__ = [

@@ -191,7 +191,7 @@ def calibrate(
 def kmer_spectrum(sequences: Sequence[str], k: int = 4) -> np.ndarray:
     """(N, 4^k) k-mer frequencies over ACGT of each sequence (k-mers with N or padding skipped;
     a sequence with none gets a zero row)."""
-    from biostrata.data.alphabet import ALPHABET, encode
+    from biostrata.data.dna.alphabet import ALPHABET, encode
 
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= 8:
         raise InputError(f"k-mer size must be an integer in 1..8, got {k!r}")
@@ -285,8 +285,8 @@ def dataset_deltas(
     fields of :class:`DeltaResult`. ``device`` (default: a GPU when present, else the CPU) runs both
     the model and the delta; ``kwargs`` go to :func:`gromov_delta`.
     """
-    from biostrata.data.alphabet import encode_batch
-    from biostrata.data.genome import read_gue_dir
+    from biostrata.data.dna.alphabet import encode_batch
+    from biostrata.data.dna.genome import read_gue_dir
     from biostrata.models.genome_cnn import load_model
 
     _check_method(method)

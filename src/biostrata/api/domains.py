@@ -15,7 +15,7 @@ from biostrata.errors import InputError
 
 if TYPE_CHECKING:
     from biostrata.config import AnnotateSettings
-    from biostrata.data.annotate import Annotation
+    from biostrata.data.annotation.annotate import Annotation
 
 __all__ = ["annotate"]
 
@@ -57,7 +57,7 @@ def annotate(
         ``sequence``), ``record`` (what ``annotation.json`` holds) and ``write(folder)``.
     """
     from biostrata.config import AnnotateSettings
-    from biostrata.data.annotate import annotate as find_domains
+    from biostrata.data.annotation.annotate import annotate as find_domains
 
     if settings is not None and not isinstance(settings, AnnotateSettings):
         raise InputError(f"settings: got {type(settings).__name__}; give an AnnotateSettings (or options)")

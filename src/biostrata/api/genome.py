@@ -15,8 +15,8 @@ from biostrata.errors import InputError
 
 if TYPE_CHECKING:
     from biostrata.config import TrainConfig
-    from biostrata.data.genome import Splits
-    from biostrata.data.simulate import SimulatedDataset
+    from biostrata.data.dna.genome import Splits
+    from biostrata.data.simulation.simulate import SimulatedDataset
 
 __all__ = ["simulate", "train"]
 
@@ -33,7 +33,7 @@ def simulate(*, out: PathLike | None = None, **options: Any) -> SimulatedDataset
         Folder to write the dataset to in the GUE layout: ``train.csv``, ``dev.csv``, ``test.csv``
         (header ``sequence,label``), ``tree.nwk``, ``leaves.csv`` and ``simulation.yaml``.
     **options
-        The keywords of :func:`biostrata.data.simulate.simulate_dataset`, with the defaults of
+        The keywords of :func:`biostrata.data.simulation.simulate.simulate_dataset`, with the defaults of
         :class:`biostrata.config.SimulateSettings`: ``n_leaves`` (5000), ``length`` (200), ``tree``
         (``yule``), ``height`` (1.0 substitutions per site, root to leaf), ``model`` (``hky85``),
         ``label`` (``clade`` or ``motif``), ``n_classes`` (2), ``fractions`` ((0.8, 0.1, 0.1)), ``seed``
@@ -44,11 +44,11 @@ def simulate(*, out: PathLike | None = None, **options: Any) -> SimulatedDataset
     SimulatedDataset
         ``sequences`` (list of ``n_leaves`` str), ``labels`` (int array of shape (n_leaves,)),
         ``clades``, ``rows`` (the row indices of each split), ``tree``; ``to_splits()`` gives the
-        :class:`~biostrata.data.genome.Splits` that :func:`train` takes.
+        :class:`~biostrata.data.dna.genome.Splits` that :func:`train` takes.
     """
     import inspect
 
-    from biostrata.data.simulate import simulate_dataset, write_gue
+    from biostrata.data.simulation.simulate import simulate_dataset, write_gue
 
     known = inspect.signature(simulate_dataset).parameters
     unknown = [name for name in options if name not in known]
@@ -61,10 +61,10 @@ def simulate(*, out: PathLike | None = None, **options: Any) -> SimulatedDataset
 
 
 def read_task(data: Splits | PathLike | Sequence[PathLike]) -> Splits:
-    """The train, dev and test sets of ``data``: :class:`~biostrata.data.genome.Splits` as they are, a
+    """The train, dev and test sets of ``data``: :class:`~biostrata.data.dna.genome.Splits` as they are, a
     GUE-layout folder (``train.csv``, ``dev.csv``, ``test.csv``), or three files (train, dev, test: CSV
     ``sequence,label`` or FASTA with ``label=K`` in the headers)."""
-    from biostrata.data.genome import Splits, read_gue_dir, read_labelled
+    from biostrata.data.dna.genome import Splits, read_gue_dir, read_labelled
 
     if isinstance(data, Splits):
         return data

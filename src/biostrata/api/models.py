@@ -16,8 +16,8 @@ from biostrata.errors import InputError
 if TYPE_CHECKING:
     import numpy as np
 
-    from biostrata.data.clusters import Cluster
-    from biostrata.data.pfam import PfamTable
+    from biostrata.data.clusters.corpus import Cluster
+    from biostrata.data.clusters.pfam import PfamTable
 
 __all__ = ["load", "embed"]
 
@@ -75,7 +75,7 @@ def load(
         a protein LM (``FairESM`` or ``TransformersESM``), each with ``num_layers`` and
         ``embed(x, layers) -> dict[int, Tensor]``; or a ``FamilyTable`` (one vector per Pfam family).
     """
-    from biostrata.data.pfam import PfamTable
+    from biostrata.data.clusters.pfam import PfamTable
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.pretrained import is_pretrained, load_pretrained
     from biostrata.models.protein_lm import load_protein_lm
@@ -232,7 +232,7 @@ def _nonempty(items: Sequence, what: str) -> Sequence:
 
 def _embed_proteins(model: Any, inputs: Any, layers: Sequence[int], pooling: str | Sequence[str],
                     out: PathLike | None, options: dict) -> Any:  # fmt: skip
-    from biostrata.data.proteins import ProteinRecord, read_proteins
+    from biostrata.data.clusters.proteins import ProteinRecord, read_proteins
     from biostrata.models.arrays import embed_proteins
     from biostrata.models.extract import extract_embeddings
 
@@ -248,7 +248,7 @@ def _embed_proteins(model: Any, inputs: Any, layers: Sequence[int], pooling: str
 
 def _clusters(inputs: Any) -> list[Cluster]:
     """Domain sentences from a file or from lists / strings of Pfam tokens (ids ``0..n-1``)."""
-    from biostrata.data.clusters import Cluster, read_clusters
+    from biostrata.data.clusters.corpus import Cluster, read_clusters
 
     if isinstance(inputs, (str, os.PathLike)):  # a domain table (.tsv) too: read_clusters tells it by its header
         return list(read_clusters(inputs))
@@ -278,7 +278,7 @@ def _embed_clusters(model: Any, inputs: Any, layers: Sequence[int], pooling: str
 
 def _embed_dna(model: Any, inputs: Any, layers: Sequence[int], pooling: str | Sequence[str],
                out: PathLike | None, options: dict) -> Any:  # fmt: skip
-    from biostrata.data.genome import read_labelled
+    from biostrata.data.dna.genome import read_labelled
     from biostrata.models.arrays import embed_dna
     from biostrata.models.extract import extract_dna_embeddings
 

@@ -226,7 +226,7 @@ def add_split_options(p: argparse.ArgumentParser) -> None:
 
 def load_splits(args: argparse.Namespace):
     """Splits from ``--data DIR`` (GUE layout) or ``--train/--dev/--test`` files."""
-    from biostrata.data.genome import Splits, read_gue_dir, read_labelled
+    from biostrata.data.dna.genome import Splits, read_gue_dir, read_labelled
 
     files = (args.train, args.dev, args.test)
     if args.data and any(files):

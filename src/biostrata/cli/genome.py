@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from biostrata.config import TrainConfig
-    from biostrata.data.genome import Splits
+    from biostrata.data.dna.genome import Splits
 
 
 @command("demo")
@@ -283,7 +283,7 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    from biostrata.data.benchmarks import data_root, resolve_suite, select_tasks
+    from biostrata.data.dna.benchmarks import data_root, resolve_suite, select_tasks
     from biostrata.train.sweep import Sweep
 
     check_seeds("--seeds", args.seeds)

@@ -78,14 +78,14 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     shared = ("epochs", "batch_size", "lr", "seed", "val_fraction", "max_length", "accelerator", "progress", "resume")
     common = {name: getattr(s, name) for name in shared} | {"devices": s.devices_arg}
     if s.level == "protein":
-        from biostrata.data.proteins import read_proteins
+        from biostrata.data.clusters.proteins import read_proteins
         from biostrata.models.protein_lm import small_protein_lm
 
         plm = small_protein_lm(s.protein_layers, s.protein_dim, s.protein_heads, seed=s.seed)
         result = pt.pretrain_protein_lm(plm, read_proteins(args.corpus), args.out, **common)
     else:
-        from biostrata.data.clusters import read_clusters
-        from biostrata.data.pfam import PfamTable
+        from biostrata.data.clusters.corpus import read_clusters
+        from biostrata.data.clusters.pfam import PfamTable
         from biostrata.models.init_table import FamilyTable
 
         pfam = PfamTable.read(args.pfam) if args.pfam else None
@@ -240,7 +240,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     if suffix in (".csv", ".txt"):
         return _embed_table(args)
     _precision_of_half(args)
-    from biostrata.data.proteins import family_members, read_domain_proteins, read_fasta
+    from biostrata.data.clusters.proteins import family_members, read_domain_proteins, read_fasta
     from biostrata.models.extract import check_options, extract_embeddings
     from biostrata.models.init_table import family_table_from_store
     from biostrata.models.protein_interface import ProteinLM
@@ -321,7 +321,7 @@ def _embed_dna(args: argparse.Namespace, model) -> int:
 
 def _embed_clusters(args: argparse.Namespace, model) -> int:
     """``biostrata embed`` of gene clusters with a domain LM."""
-    from biostrata.data.clusters import read_clusters
+    from biostrata.data.clusters.corpus import read_clusters
     from biostrata.models.extract import extract_cluster_embeddings
 
     corpus = read_clusters(args.input)

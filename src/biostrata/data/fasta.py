@@ -4,8 +4,8 @@ A record is a ``>id description`` header line (the id is the text up to the firs
 description the rest) followed by its sequence lines, joined with their surrounding whitespace removed;
 blank lines are skipped. Files are read plain or gzip-compressed (told by the first bytes). The tokenizer
 checks only the layout; each reader checks its own alphabet and labels (proteins:
-:func:`biostrata.data.proteins.read_fasta`; labelled DNA: :func:`biostrata.data.genome.read_labelled`;
-genomes and gene clusters: :func:`biostrata.data.genes.read_records`). Errors read ``path:line: message``.
+:func:`biostrata.data.clusters.proteins.read_fasta`; labelled DNA: :func:`biostrata.data.dna.genome.read_labelled`;
+genomes and gene clusters: :func:`biostrata.data.annotation.genes.read_records`). Errors read ``path:line: message``.
 """
 
 from __future__ import annotations

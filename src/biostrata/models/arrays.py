@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from biostrata.data.clusters import Cluster
+from biostrata.data.clusters.corpus import Cluster
 from biostrata.errors import InputError
 from biostrata.models.extract import (
     Embedded,

@@ -52,8 +52,8 @@ import torch.nn.functional as F
 from sequence_models.convolutional import ByteNetLM
 from torch import nn
 
-from biostrata.data.clusters import DomainVocabulary
-from biostrata.data.pfam import PfamTable
+from biostrata.data.clusters.corpus import DomainVocabulary
+from biostrata.data.clusters.pfam import PfamTable
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.io import atomic_write

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from biostrata.data.clusters.proteins import ProteinRecord
 from biostrata.data.embedding_store import EmbeddingStore
-from biostrata.data.proteins import ProteinRecord
 from biostrata.errors import InputError
 from biostrata.models.batching import (
     DEFAULT_TOKEN_BUDGET,
@@ -133,7 +133,7 @@ def dna_states(
     """
     from tqdm.auto import tqdm
 
-    from biostrata.data.alphabet import encode_batch
+    from biostrata.data.dna.alphabet import encode_batch
 
     if pooling not in DNA_POOLINGS:
         raise InputError(f"pooling={pooling!r} (--pooling): a genome CNN pools by {', '.join(DNA_POOLINGS)}")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from biostrata.config import GENOME_GEOMETRY, GENOME_MODELS, LEGACY_RADIUS_CLIP
-from biostrata.data.alphabet import ALPHABET
+from biostrata.data.dna.alphabet import ALPHABET
 from biostrata.errors import InputError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.models.layerwise import resolve_layers

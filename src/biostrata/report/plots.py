@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from biostrata.data.benchmarks import SUITES
+from biostrata.data.dna.benchmarks import SUITES
 from biostrata.report.figures import COLORS, figure
 from biostrata.report.tables import metric_note, models_in, published_in
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from biostrata.compat import moved
 from biostrata.config import GENOME_GEOMETRY
-from biostrata.data.benchmarks import SUITES
+from biostrata.data.dna.benchmarks import SUITES
 from biostrata.errors import InputError
 from biostrata.report.published import PUBLISHED
 from biostrata.train.sweep import read_records

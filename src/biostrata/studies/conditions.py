@@ -1,6 +1,6 @@
 """When does a hyperbolic model help? A sweep over the conditions that generated the data.
 
-Each condition simulates a dataset (biostrata.data.simulate) with one factor changed from a base:
+Each condition simulates a dataset (biostrata.data.simulation.simulate) with one factor changed from a base:
 tree ``shape`` (balanced, yule, caterpillar: increasingly unbalanced), substitution ``height``
 (root-to-leaf substitutions per site: the rate), and label ``depth`` (number of clades dealt into
 two classes: more clades = labels set deeper in the tree). On each dataset the Euclidean and the
@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from biostrata.analysis.hyperbolicity import embedding_delta
 from biostrata.config import ConditionsSettings, TrainConfig
-from biostrata.data.genome import read_gue_dir
-from biostrata.data.simulate import simulate_dataset, write_gue
+from biostrata.data.dna.genome import read_gue_dir
+from biostrata.data.simulation.simulate import simulate_dataset, write_gue
 from biostrata.io import atomic_write_text, cached, ensure
 from biostrata.report.plots import plot_conditions
 

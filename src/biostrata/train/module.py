@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from geoopt import ManifoldParameter
 
 from biostrata.config import TrainConfig
-from biostrata.data.alphabet import one_hot
+from biostrata.data.dna.alphabet import one_hot
 from biostrata.errors import NumericalError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.models import build_model

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from biostrata.config import PretrainSettings as _D  # the keyword defaults below are its fields
-from biostrata.data.clusters import ClusterCorpus, DomainVocabulary
-from biostrata.data.pfam import PfamTable
-from biostrata.data.proteins import CANONICAL_AMINO_ACIDS, ProteinRecord
+from biostrata.data.clusters.corpus import ClusterCorpus, DomainVocabulary
+from biostrata.data.clusters.pfam import PfamTable
+from biostrata.data.clusters.proteins import CANONICAL_AMINO_ACIDS, ProteinRecord
 from biostrata.errors import InputError
 from biostrata.io import atomic_write_json
 from biostrata.models.domain_lm import DomainLM

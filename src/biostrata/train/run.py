@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from biostrata.compat import moved
 from biostrata.config import TrainConfig
-from biostrata.data.genome import SPLITS, EncodedSequences, Splits
+from biostrata.data.dna.genome import SPLITS, EncodedSequences, Splits
 from biostrata.errors import InputError, NumericalError
 from biostrata.io import atomic_write_json
 from biostrata.models.genome_cnn import load_model as load_genome_model

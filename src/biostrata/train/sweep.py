@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from biostrata.data.benchmarks import Suite, Task, check_data, input_length, load_task, missing_files, task_files
+from biostrata.data.dna.benchmarks import Suite, Task, check_data, input_length, load_task, missing_files, task_files
 from biostrata.errors import BiostrataError, InputError
 from biostrata.io import atomic_write_json
 from biostrata.provenance import code_version

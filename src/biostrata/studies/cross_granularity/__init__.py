@@ -53,7 +53,7 @@ from biostrata.threads import cpu_threads
 
 __all__ = ["CrossGranularitySettings", "run_cross_granularity"]
 
-__getattr__ = moved(__name__, {"read_segments": "biostrata.data.proteins:read_domain_segments",
+__getattr__ = moved(__name__, {"read_segments": "biostrata.data.clusters.proteins:read_domain_segments",
                                "PAPER": "biostrata.report.published:CROSS_GRANULARITY"})  # fmt: skip
 
 

@@ -32,9 +32,9 @@ class Inputs:
 
 
 def load_inputs(s: CrossGranularitySettings) -> Inputs:
-    from biostrata.data.clusters import read_classes, read_clusters
-    from biostrata.data.pfam import PfamTable
-    from biostrata.data.proteins import read_domain_proteins, read_domain_segments
+    from biostrata.data.clusters.corpus import read_classes, read_clusters
+    from biostrata.data.clusters.pfam import PfamTable
+    from biostrata.data.clusters.proteins import read_domain_proteins, read_domain_segments
 
     pfam = PfamTable.read(s.pfam)
     return Inputs(pfam, read_clusters(s.corpus, pfam), read_domain_proteins(s.domains),
@@ -69,7 +69,7 @@ def protein_model(out: Path, s: CrossGranularitySettings, data: Inputs):
 
 
 def family_table(out: Path, s: CrossGranularitySettings, data: Inputs, plm) -> tuple:
-    from biostrata.data.proteins import family_members
+    from biostrata.data.clusters.proteins import family_members
     from biostrata.models.extract import extract_embeddings
     from biostrata.models.init_table import FamilyTable, family_table_from_store
 
@@ -96,7 +96,7 @@ def pretrain_arm(out: Path, s: CrossGranularitySettings, data: Inputs, arm: str,
 
 
 def segment_vectors(store: Path, data: Inputs, layer: int) -> dict[str, np.ndarray]:
-    """BGC -> ``[segments, dim]`` protein embeddings of its domain hits, in :func:`~biostrata.data.proteins.read_domain_segments` order
+    """BGC -> ``[segments, dim]`` protein embeddings of its domain hits, in :func:`~biostrata.data.clusters.proteins.read_domain_segments` order
     (a segment is embedded once, by its (family, sequence), however often it occurs)."""
     from biostrata.data.embedding_store import EmbeddingStore
 

@@ -2,7 +2,7 @@
 as DNA, protein segment, domain token in its cluster, and cluster; representations of each stratum layer by
 layer, in Euclidean and hyperbolic geometry, compared by Gromov delta, CKA and probes.
 
-Instances (:func:`biostrata.data.strata.read_instances`) are keyed by id; the study keeps those seen at
+Instances (:func:`biostrata.data.clusters.domains.read_instances`) are keyed by id; the study keeps those seen at
 every stratum (a token of the corpus, a reading frame checked by the HMM or unique). Without a Pfam clans
 table (or with fewer than two clans to learn) the clan-trained CNNs and the clan probe are skipped, without
 product classes (an annotation has none) the product-class probe; ``skipped.csv`` (and ``strata.md``) says
@@ -56,10 +56,10 @@ __all__ = ["StrataSettings", "run_strata"]
 def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd.DataFrame]:
     """Run (or resume) the study into ``out``; returns its tables (see module docstring)."""
     from biostrata.analysis.cka import cka_matrix
-    from biostrata.analysis.strata import calibration_table, delta_table
-    from biostrata.data.strata import clan_classes, clan_dna_splits
+    from biostrata.data.clusters.domains import clan_classes, clan_dna_splits
     from biostrata.provenance import code_version
     from biostrata.report.strata import plot_delta, plot_strata_cka, plot_umap, plot_widths, summary_markdown
+    from biostrata.studies.strata.measures import calibration_table, delta_table
     from biostrata.train.run import check_splits
 
     s = s or StrataSettings()

@@ -126,7 +126,7 @@ def probes(out: Path, s: StrataSettings, data: Inputs, plan: Plan, reps: Reps) -
     """Clan probe (per instance) and product-class probe (per cluster, the instances' mean) of every
     representation: one row per representation, ``clan_*`` and ``product_*`` metrics with spread over seeds
     (none of a probe in ``plan.skipped``)."""
-    from biostrata.analysis.strata import probe_summary
+    from biostrata.studies.strata.measures import probe_summary
 
     options = dict(folds=s.folds, seeds=s.probe_seeds, C=s.probe_C)
     rows = []
@@ -150,7 +150,7 @@ def widths(out: Path, s: StrataSettings, data: Inputs, plan: Plan) -> pd.DataFra
     seeds in both geometries): validation and test masked-token accuracy and perplexity, clan
     (``clan_probe``: macro AUROC; ``clan_probe_f1``) and product-class probes (macro AUROC) of the last
     layer, and the relative delta of each layer (``delta_L<i>``; ``_lorentz``: on the hyperboloid)."""
-    from biostrata.analysis.strata import delta_table, probe_summary
+    from biostrata.studies.strata.measures import delta_table, probe_summary
 
     options = dict(folds=s.folds, seeds=s.probe_seeds, C=s.probe_C)
     rows = []

@@ -23,7 +23,7 @@ from biostrata.io import atomic_write_json, atomic_write_npz, cached, ensure
 
 @dataclass
 class Inputs:
-    """The study's inputs. ``instances``: every domain instance (:func:`~biostrata.data.strata.read_instances`);
+    """The study's inputs. ``instances``: every domain instance (:func:`~biostrata.data.clusters.domains.read_instances`);
     ``study``: those seen at every stratum (a corpus token, a checked reading frame), in a fixed order;
     ``split_of``: cluster id -> train/valid/test; ``group_of``: cluster id -> its split group (identical
     domain lists, or a shared DNA or protein sequence); ``classes``: product classes (multi-hot, by cluster
@@ -45,9 +45,9 @@ NO_CLANS = "no Pfam clans table (--pfam; `biostrata annotate --clans` records on
 
 
 def load_inputs(s: StrataSettings) -> Inputs:
-    from biostrata.data.clusters import read_classes, read_clusters
-    from biostrata.data.pfam import PfamTable
-    from biostrata.data.strata import cluster_groups, deal_groups, probe_families, read_instances
+    from biostrata.data.clusters.corpus import read_classes, read_clusters
+    from biostrata.data.clusters.domains import cluster_groups, deal_groups, probe_families, read_instances
+    from biostrata.data.clusters.pfam import PfamTable
 
     pfam = PfamTable.read(s.pfam) if s.pfam else None
     corpus = read_clusters(s.corpus, pfam)
@@ -107,8 +107,8 @@ def cnn_config(s: StrataSettings, model: str) -> TrainConfig:
 
 
 def cnn_reps(out: Path, s: StrataSettings, data: Inputs, model_name: str, clans: list[str]) -> tuple[Path, dict]:
-    from biostrata.analysis.strata import genome_layer_vectors
-    from biostrata.data.strata import clan_dna_splits
+    from biostrata.data.clusters.domains import clan_dna_splits
+    from biostrata.studies.strata.measures import genome_layer_vectors
     from biostrata.train.run import load_run, train
 
     run = out / "nucleotide" / model_name
@@ -133,7 +133,7 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
     """A protein LM (given, or a small ESM-2 trained on the checked segments of the training clusters, its
     best epoch chosen on those of the validation clusters) and the residue mean of each layer for every
     study instance."""
-    from biostrata.data.proteins import ProteinRecord
+    from biostrata.data.clusters.proteins import ProteinRecord
     from biostrata.models.extract import check_options, token_states
     from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
     from biostrata.train.pretrain import pretrain_protein_lm
@@ -183,7 +183,7 @@ def domain_corpora(data: Inputs) -> tuple:
     ``test`` clusters (never seen by a domain LM, its vocabulary included)."""
     from dataclasses import replace
 
-    from biostrata.data.clusters import ClusterCorpus
+    from biostrata.data.clusters.corpus import ClusterCorpus
 
     marked = [replace(c, split=data.split_of.get(c.id, "train")) for c in data.corpus]
     fit = ClusterCorpus([c for c in marked if c.split != "test"], data.corpus.source)

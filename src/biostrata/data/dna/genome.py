@@ -25,7 +25,7 @@ from typing import TextIO
 import numpy as np
 
 from biostrata.compat import moved
-from biostrata.data.alphabet import encode
+from biostrata.data.dna.alphabet import encode
 from biostrata.data.fasta import parse_fasta
 from biostrata.data.files import open_text, text_only
 from biostrata.errors import DataNotFoundError, InputError

@@ -1,4 +1,4 @@
-"""Tests of biostrata.data.genes: records from GenBank and FASTA, CDS genes, predicted genes."""
+"""Tests of biostrata.data.annotation.genes: records from GenBank and FASTA, CDS genes, predicted genes."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from biostrata.data.genes import genes_of, read_records, translate
-from biostrata.data.proteins import read_fasta
+from biostrata.data.annotation.genes import genes_of, read_records, translate
+from biostrata.data.clusters.proteins import read_fasta
 from biostrata.errors import InputError
 
-GENOMES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "genomes"
+GENOMES = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "genomes"
 needs_genomes = pytest.mark.skipif(not GENOMES.is_dir(), reason="real data folder ../shared/data/genomes is absent")
 
 

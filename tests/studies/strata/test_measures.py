@@ -1,4 +1,4 @@
-"""Tests of biostrata.analysis.strata: representations compared across strata."""
+"""Tests of biostrata.studies.strata.measures: representations compared across strata."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from biostrata.analysis.strata import (
+from biostrata.errors import InputError
+from biostrata.studies.strata.measures import (
     calibration_table,
     delta_table,
     genome_layer_vectors,
     lorentz_points,
     probe_summary,
 )
-from biostrata.errors import InputError
 
 
 def test_lorentz_points_lie_on_the_unit_hyperboloid_and_scale_distances() -> None:
@@ -116,7 +116,7 @@ def test_group_means_per_key_in_the_order_asked() -> None:
 
 @pytest.mark.parametrize("name", ["cnn", "hcnn-s"])
 def test_genome_layer_vectors_pool_each_sequences_own_positions(name: str) -> None:
-    from biostrata.data.alphabet import encode_batch
+    from biostrata.data.dna.alphabet import encode_batch
     from biostrata.models.genome_cnn import build_model
 
     torch.manual_seed(0)

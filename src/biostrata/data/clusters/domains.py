@@ -1,12 +1,12 @@
 """The same Pfam domain instances seen at the strata of biological organization.
 
 A domain table (``mibig_domains.tsv``, or the ``domains.tsv`` of ``biostrata annotate``: the one reader
-:func:`biostrata.data.proteins.domain_rows` takes both) holds, for each Pfam domain hit of a cluster, the
+:func:`biostrata.data.clusters.proteins.domain_rows` takes both) holds, for each Pfam domain hit of a cluster, the
 domain's DNA (in gene orientation), its protein segment (``frame_evidence``: how its reading frame was chosen;
 ``hmm`` and ``unique`` are checked, anything else is not) and its family. :func:`read_instances` makes one row
 per distinct hit (a repeated row counts once), keyed by ``instance_id`` =
 ``<bgc_id>|<gene_id>|<protein_accession>|<dna_start>-<dna_end>|<family>`` (the record ids of
-:func:`biostrata.data.proteins.read_domain_proteins`), so that every stratum can be joined by id:
+:func:`biostrata.data.clusters.proteins.read_domain_proteins`), so that every stratum can be joined by id:
 
 - nucleotide: ``dna``; amino acid: ``protein`` (and ``frame_evidence``);
 - domain: ``family`` (accession without version), its ``clan`` (Pfam clans table, "" when none), and
@@ -14,7 +14,7 @@ per distinct hit (a repeated row counts once), keyed by ``instance_id`` =
   (the k-th occurrence of a family in the cluster paired with its k-th token; -1 when not paired);
 - cluster: ``bgc_id``, ``product_class`` (``biosynthetic_class``; "" in annotate's table), and
   ``hit_index``, the hit's position among its cluster's hits (by gene, start, end, family: the ``locus`` of
-  :func:`~biostrata.data.proteins.domain_rows`).
+  :func:`~biostrata.data.clusters.proteins.domain_rows`).
 
 Rows are sorted by cluster and ``hit_index`` whatever the order of the file's lines (but for proteins
 without coordinates in annotate's table, which keep the file's order).
@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from biostrata.data.clusters import ClusterCorpus
-from biostrata.data.genome import SequenceSet, Splits
-from biostrata.data.pfam import PfamTable
-from biostrata.data.proteins import domain_rows, hit_key
+from biostrata.data.clusters.corpus import ClusterCorpus
+from biostrata.data.clusters.pfam import PfamTable
+from biostrata.data.clusters.proteins import domain_rows, hit_key
+from biostrata.data.dna.genome import SequenceSet, Splits
 from biostrata.errors import InputError
 
 __all__ = [

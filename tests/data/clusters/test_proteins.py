@@ -1,4 +1,4 @@
-"""Tests of biostrata.data.proteins: FASTA and per-domain protein tables."""
+"""Tests of biostrata.data.clusters.proteins: FASTA and per-domain protein tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from biostrata.data.proteins import (
+from biostrata.data.clusters.proteins import (
     family_members,
     read_domain_proteins,
     read_domain_segments,
@@ -15,7 +15,7 @@ from biostrata.data.proteins import (
 )
 from biostrata.errors import DataNotFoundError, InputError
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "bgc").is_dir(), reason="real data folder ../shared/data is absent")
 
 HEADER = "bgc_id\tpfam_id\tgene_id\tprotein_accession\tdna_start\tdna_end\tframe\tdna_sequence\tprotein_sequence\n"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from biostrata.data.evolution import (
+from biostrata.data.simulation.evolution import (
     GTR,
     HKY85,
     JC69,
@@ -12,7 +12,7 @@ from biostrata.data.evolution import (
     gamma_rates,
     make_model,
 )
-from biostrata.data.trees import Tree, balanced_tree, parse_newick, yule_tree
+from biostrata.data.simulation.trees import Tree, balanced_tree, parse_newick, yule_tree
 from biostrata.errors import InputError
 
 MODELS = [JC69(), K80(3.0), HKY85(4.0, (0.1, 0.2, 0.3, 0.4)), GTR([1, 2, 0.5, 0.7, 3, 1], (0.4, 0.1, 0.2, 0.3))]

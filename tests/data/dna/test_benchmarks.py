@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from biostrata.data.benchmarks import (
+from biostrata.data.dna.benchmarks import (
     SUITES,
     custom_suite,
     data_root,
@@ -15,10 +15,10 @@ from biostrata.data.benchmarks import (
     select_tasks,
     stratified_split,
 )
-from biostrata.data.genome import SequenceSet, read_labelled
+from biostrata.data.dna.genome import SequenceSet, read_labelled
 from biostrata.errors import DataNotFoundError, InputError
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def write_csv(path: Path, rows: list[tuple[str, int]]) -> None:
@@ -209,7 +209,7 @@ def test_teb_layout(tmp_path):
         load_task(SUITES["teb"].task("dna_cmc"), SUITES["teb"], tmp_path)
 
 
-SHARED_TEB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "teb"
+SHARED_TEB = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "teb"
 
 
 @pytest.mark.skipif(not SHARED_TEB.is_dir(), reason="real data folder ../shared/data/teb is absent")

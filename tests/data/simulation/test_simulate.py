@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from biostrata.cli import main
-from biostrata.data.genome import read_gue_dir
-from biostrata.data.simulate import SPLITS, simulate_dataset, write_gue
-from biostrata.data.trees import parse_newick
+from biostrata.data.dna.genome import read_gue_dir
+from biostrata.data.simulation.simulate import SPLITS, simulate_dataset, write_gue
+from biostrata.data.simulation.trees import parse_newick
 from biostrata.errors import InputError
 
 SMALL = dict(n_leaves=80, length=60, height=0.5)
@@ -194,9 +194,9 @@ def test_simulation_defaults_are_the_settings_fields():
     import inspect
 
     from biostrata.config import SIMULATE_CHOICES, SimulateSettings
-    from biostrata.data.evolution import MODELS
-    from biostrata.data.simulate import LABELS
-    from biostrata.data.trees import SHAPES
+    from biostrata.data.simulation.evolution import MODELS
+    from biostrata.data.simulation.simulate import LABELS
+    from biostrata.data.simulation.trees import SHAPES
 
     keywords = SimulateSettings().keywords()
     params = inspect.signature(simulate_dataset).parameters

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from biostrata.data.trees import (
+from biostrata.data.simulation.trees import (
     SHAPES,
     Tree,
     balanced_tree,

@@ -1,6 +1,6 @@
 import pytest
 
-from biostrata.data.genome import EncodedSequences, read_gue_dir, read_labelled
+from biostrata.data.dna.genome import EncodedSequences, read_gue_dir, read_labelled
 from biostrata.errors import DataNotFoundError, InputError
 
 
@@ -79,7 +79,7 @@ def test_a_record_longer_than_the_csv_field_limit_is_read(tmp_path):
     import subprocess
     import sys
 
-    code = "import csv, biostrata.data.genome; print(csv.field_size_limit())"
+    code = "import csv, biostrata.data.dna.genome; print(csv.field_size_limit())"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "131072\n"
     before = csv.field_size_limit()
     s = read_labelled(write(tmp_path / "g.csv", "sequence,label\n" + "ACGT" * 50_000 + ",1\nAC,0\n"))

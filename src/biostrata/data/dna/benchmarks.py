@@ -14,7 +14,7 @@ A custom suite is any folder holding ``{train,dev,test}.{csv,fa,fasta,fna,fas}``
 ``.gz`` (FASTA headers carry ``label=K``), or a folder of such folders (one task each); a folder
 holding some of the three files but not all is an error.
 
-Every loader returns a :class:`biostrata.data.genome.Splits`.
+Every loader returns a :class:`biostrata.data.dna.genome.Splits`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biostrata.data.genome import (
+from biostrata.data.dna.genome import (
     SEQUENCE_SUFFIXES,
     SPLITS,
     SequenceSet,

@@ -1,4 +1,4 @@
-"""Tests of biostrata.data.strata: domain instances at every stratum, joined by instance id."""
+"""Tests of biostrata.data.clusters.domains: domain instances at every stratum, joined by instance id."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from biostrata.data.clusters import Cluster, ClusterCorpus
-from biostrata.data.pfam import PfamFamily, PfamTable
-from biostrata.data.strata import INSTANCE_COLUMNS, align_occurrences, read_instances
+from biostrata.data.clusters.corpus import Cluster, ClusterCorpus
+from biostrata.data.clusters.domains import INSTANCE_COLUMNS, align_occurrences, read_instances
+from biostrata.data.clusters.pfam import PfamFamily, PfamTable
 from biostrata.errors import InputError
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 HEADER = "bgc_id\tpfam_id\tgene_id\tprotein_accession\tdna_start\tdna_end\tframe\tdna_sequence\tprotein_sequence\t" \
          "biosynthetic_class\tmolecule\tframe_evidence"  # fmt: skip
 ROWS = [
@@ -63,7 +63,7 @@ def test_a_table_without_dna_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not (DATA / "bgc").is_dir(), reason="real data folder ../shared/data is absent")
 def test_real_instances() -> None:
-    from biostrata.data.clusters import read_clusters
+    from biostrata.data.clusters.corpus import read_clusters
 
     pfam = PfamTable.read(DATA / "pfam" / "Pfam-A.clans.tsv")
     t = read_instances(DATA / "bgc" / "mibig_domains.tsv", read_clusters(DATA / "bgc" / "mibig_pfamid.csv", pfam), pfam)
@@ -79,7 +79,7 @@ def _corpus(n: int = 60) -> ClusterCorpus:
 
 
 def test_assign_splits_keeps_duplicates_together_and_ignores_input_order() -> None:
-    from biostrata.data.strata import assign_splits
+    from biostrata.data.clusters.domains import assign_splits
 
     corpus = _corpus()
     extra = ["X1", "X2", "X3"]  # clusters of the instances that the corpus lacks
@@ -95,14 +95,14 @@ def test_assign_splits_keeps_duplicates_together_and_ignores_input_order() -> No
 
 @pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.9, 0.2, 0.1), (0.0, 0.5, 0.5), (1.2, -0.1, -0.1)])
 def test_assign_splits_refuses_bad_shares(fractions) -> None:
-    from biostrata.data.strata import assign_splits
+    from biostrata.data.clusters.domains import assign_splits
 
     with pytest.raises(InputError, match="three shares"):
         assign_splits(_corpus(), (), fractions)
 
 
 def test_clan_classes_come_from_training_clusters_only() -> None:
-    from biostrata.data.strata import clan_classes, clan_dna_splits
+    from biostrata.data.clusters.domains import clan_classes, clan_dna_splits
 
     rows = [("T1", "CL1")] * 5 + [("T1", "CL2")] * 3 + [("T2", "CL3")] * 2 + [("T2", "")] * 4 + [("V1", "CL4")] * 9
     rows += [("V1", "CL1")] + [("S1", "CL2"), ("S1", "CL4")]
@@ -121,7 +121,7 @@ def test_clan_classes_come_from_training_clusters_only() -> None:
 
 
 def test_clusters_sharing_a_sequence_form_one_group() -> None:
-    from biostrata.data.strata import assign_splits, cluster_groups
+    from biostrata.data.clusters.domains import assign_splits, cluster_groups
 
     corpus = ClusterCorpus([Cluster("A", ("PF1",)), Cluster("B", ("PF1",)), Cluster("C", ("PF2",)),
                             Cluster("D", ("PF3",)), Cluster("E", ("PF4",))])  # fmt: skip
@@ -136,7 +136,7 @@ def test_clusters_sharing_a_sequence_form_one_group() -> None:
 
 
 def test_probe_families_are_held_out_per_clan_and_left_out_of_clan_training() -> None:
-    from biostrata.data.strata import clan_classes, clan_dna_splits, probe_families
+    from biostrata.data.clusters.domains import clan_classes, clan_dna_splits, probe_families
 
     rows = [(f"B{i % 7}", f"PF{c}{f}", f"CL{c}") for c in range(3) for f in range(3 + 4 * c) for i in range(4)]
     inst = pd.DataFrame(rows, columns=["bgc_id", "family", "clan"]).assign(dna="ACGT")

@@ -9,7 +9,7 @@ Labels (``label=``):
   classes that are unions of clades ("label depth").
 - ``"motif"``: the same cut and classes; class 0 is background, and class ``c >= 1`` has a random
   motif of ``motif_length`` bases planted at a uniform position at the root of each of its clades
-  and conserved in every descendant (see :mod:`biostrata.data.evolution`).
+  and conserved in every descendant (see :mod:`biostrata.data.simulation.evolution`).
 
 Randomness: one ``numpy.random.SeedSequence(seed)`` is split into independent streams for the
 tree, the motifs, the evolution and the split, so the same seed gives the same files byte for byte,
@@ -43,13 +43,13 @@ import yaml
 from biostrata import __version__
 from biostrata.config import SIMULATE_CHOICES
 from biostrata.config import SimulateSettings as _D  # the keyword defaults of simulate_dataset are its fields
-from biostrata.data.evolution import decode_bases, evolve, make_model
-from biostrata.data.trees import Tree, make_tree
+from biostrata.data.simulation.evolution import decode_bases, evolve, make_model
+from biostrata.data.simulation.trees import Tree, make_tree
 from biostrata.errors import InputError
 from biostrata.io import atomic_write_text
 
 if TYPE_CHECKING:
-    from biostrata.data.genome import Splits
+    from biostrata.data.dna.genome import Splits
 
 LABELS = SIMULATE_CHOICES["label"]
 SPLITS = ("train", "dev", "test")
@@ -86,8 +86,8 @@ class SimulatedDataset:
         }
 
     def to_splits(self) -> Splits:
-        """The dataset as :class:`biostrata.data.genome.Splits` (what training reads)."""
-        from biostrata.data.genome import SequenceSet, Splits
+        """The dataset as :class:`biostrata.data.dna.genome.Splits` (what training reads)."""
+        from biostrata.data.dna.genome import SequenceSet, Splits
 
         sets = [
             SequenceSet([self.sequences[i] for i in self.rows[name]], self.labels[self.rows[name]], f"simulated {name}")
@@ -129,7 +129,7 @@ def simulate_dataset(
     substitutions per site), sequences of ``length`` bases evolved along it, labels and a split.
 
     See the module notes for the label modes, the split and ``fixed_length``; tree shapes are in
-    :mod:`biostrata.data.trees`, models and indels in :mod:`biostrata.data.evolution`.
+    :mod:`biostrata.data.simulation.trees`, models and indels in :mod:`biostrata.data.simulation.evolution`.
     """
     parameters = {
         "n_leaves": int(n_leaves), "length": int(length), "tree": tree, "height": float(height),

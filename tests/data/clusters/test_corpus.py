@@ -1,4 +1,4 @@
-"""Tests of biostrata.data.clusters: BGC readers, classes, vocabulary (fixture ``pfam``: conftest.py)."""
+"""Tests of biostrata.data.clusters.corpus: BGC readers, classes, vocabulary (fixture ``pfam``: conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from biostrata.data.clusters import Cluster, DomainVocabulary, class_matrix, read_classes, read_clusters
-from biostrata.data.pfam import PfamTable
+from biostrata.data.clusters.corpus import Cluster, DomainVocabulary, class_matrix, read_classes, read_clusters
+from biostrata.data.clusters.pfam import PfamTable
 from biostrata.errors import InputError
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "bgc").is_dir(), reason="real data folder ../shared/data is absent")
 
 
@@ -195,7 +195,7 @@ def test_a_corpus_without_clusters_names_the_file(tmp_path: Path) -> None:
 
 def test_accession_csv_with_protein_separators(tmp_path) -> None:
     """``biostrata annotate --separators`` writes [SEP] between proteins: they become gene indices."""
-    from biostrata.data.clusters import read_pfamid_csv
+    from biostrata.data.clusters.corpus import read_pfamid_csv
 
     path = tmp_path / "clusters.csv"
     path.write_text("cluster_id,label,domain_tokens\nc1,,PF00001 PF00002 [SEP] PF00003\nc2,NRP,PF00004\n")

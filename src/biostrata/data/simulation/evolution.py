@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.special import gammainc, gammaincinv
 
-from biostrata.data.trees import Tree
+from biostrata.data.simulation.trees import Tree
 from biostrata.errors import InputError
 
 BASES = "ACGT"

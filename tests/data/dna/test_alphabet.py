@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from biostrata.data.alphabet import ALPHABET, PAD, encode, encode_batch, one_hot
+from biostrata.data.dna.alphabet import ALPHABET, PAD, encode, encode_batch, one_hot
 from biostrata.errors import InputError
 
 

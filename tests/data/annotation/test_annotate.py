@@ -1,4 +1,4 @@
-"""Tests of biostrata.data.annotate: Pfam domains with pyhmmer, overlaps, outputs."""
+"""Tests of biostrata.data.annotation.annotate: Pfam domains with pyhmmer, overlaps, outputs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from biostrata.data.annotate import (
+from biostrata.data.annotation.annotate import (
     DomainHit,
     annotate_files,
     cluster_rows,
@@ -19,13 +19,13 @@ from biostrata.data.annotate import (
     resolve_overlaps,
     search_domains,
 )
-from biostrata.data.clusters import read_clusters
-from biostrata.data.genes import Gene, genes_of, read_records
-from biostrata.data.pfam import PfamFamily, PfamTable
-from biostrata.data.proteins import read_fasta
+from biostrata.data.annotation.genes import Gene, genes_of, read_records
+from biostrata.data.clusters.corpus import read_clusters
+from biostrata.data.clusters.pfam import PfamFamily, PfamTable
+from biostrata.data.clusters.proteins import read_fasta
 from biostrata.errors import DataNotFoundError, InputError
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "genomes").is_dir(), reason="real data folder ../shared/data is absent")
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -232,13 +232,13 @@ def test_annotation_json_is_written_last(tmp_path: Path, motifs: dict[str, str],
 
 
 def test_the_database_is_checked_before_genes(tmp_path: Path, motifs: dict[str, str], monkeypatch) -> None:
-    import biostrata.data.genes
+    import biostrata.data.annotation.genes
     from biostrata.config import AnnotateSettings
 
     def no_genes(*args, **kwargs):
         raise AssertionError("genes_of ran before the database was checked")
 
-    monkeypatch.setattr(biostrata.data.genes, "genes_of", no_genes)
+    monkeypatch.setattr(biostrata.data.annotation.genes, "genes_of", no_genes)
     (tmp_path / "n.fna").write_text(">c1\nACGTACGTAC\n")
     (tmp_path / "x.hmm").write_text("not an HMM\n")
     with pytest.raises(InputError, match=r"x.hmm: not a HMMER3 profile file"):
@@ -257,7 +257,7 @@ def test_the_database_is_checked_before_genes(tmp_path: Path, motifs: dict[str, 
 def test_domain_rows_give_each_domain_its_dna_and_protein() -> None:
     """The envelope on the protein and its codons on the gene's coding sequence; the frame is checked by
     translating the gene (a /translation that differs: mismatch; no DNA: no evidence)."""
-    from biostrata.data.annotate import domain_rows
+    from biostrata.data.annotation.annotate import domain_rows
 
     genes = [Gene("r", "g", 10, 25, -1, "MKVWL", "ATGAAAGTGTGGCTGTAA"), Gene("r", "h", 30, 45, 1, "MKVWL", "ATGAAATAA"),
              Gene("p", "q", 0, 0, 0, "MKVWL")]  # fmt: skip
@@ -271,7 +271,7 @@ def test_domain_rows_give_each_domain_its_dna_and_protein() -> None:
 def test_a_genbank_annotation_holds_each_domain_dna_in_gene_orientation(tmp_path: Path) -> None:
     """The real record: both PF00005 hits (genes on the minus strand) with DNA that translates to their segment."""
     from biostrata.config import AnnotateSettings
-    from biostrata.data.genes import translate
+    from biostrata.data.annotation.genes import translate
 
     settings = AnnotateSettings(hmm=str(DATA / "pfam" / "Pfam-A.PF00005.hmm"), cutoff="evalue", Z=16712, cpus=1,
                                 progress=False)  # fmt: skip
@@ -305,7 +305,7 @@ def test_pf00005_under_deepbgc_rule_gives_the_expected_two_hits() -> None:
 def test_default_database_against_deepbgc_annotation() -> None:
     """DeepBGC's rule with Pfam 31's Z on the families the subset holds: precision and recall >= 0.95,
     and the hits in the same gene order."""
-    from biostrata.data.annotate import read_hmms
+    from biostrata.data.annotation.annotate import read_hmms
 
     genes = genes_of(read_records(DATA / "genomes" / "BGC0000015.gbk"))
     families = {str(h.accession).split(".")[0] for h in read_hmms(default_hmm_path())}
@@ -324,9 +324,9 @@ def test_default_database_against_deepbgc_annotation() -> None:
 def test_the_deepbgc_comparison_in_the_docs_is_what_the_code_gives() -> None:
     """docs/annotate.md: per rule, the rows domains.tsv gets, the (protein, family) pairs, those shared with
     DeepBGC, precision and recall (the docs once called pairs hits, where the table has rows)."""
-    from biostrata.data.annotate import read_hmms
+    from biostrata.data.annotation.annotate import read_hmms
 
-    text = (Path(__file__).resolve().parents[2] / "docs" / "annotate.md").read_text()
+    text = (Path(__file__).resolve().parents[3] / "docs" / "annotate.md").read_text()
     documented = [
         [float(x) for x in re.findall(r"\| ([\d.]+)", line)]
         for line in text.splitlines()

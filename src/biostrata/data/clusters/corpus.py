@@ -10,12 +10,12 @@ Files read (every reader reports problems with ``path:line``):
   (``cluster_id``, ``bgc_id``, ``sequence_id``, ``id`` or ``name``), a class column (``function``,
   ``label`` or ``class``) and a ``split`` column (``train``/``valid``/``test``).
 - Domain table (``.tsv`` with a ``pfam_id`` column: ``biostrata annotate``'s ``domains.tsv`` or the MIBiG
-  layout, read by :func:`biostrata.data.proteins.read_domain_segments`): a cluster's domains in the order of
+  layout, read by :func:`biostrata.data.clusters.proteins.read_domain_segments`): a cluster's domains in the order of
   its hits along the record.
 - Class table (``mibig3_classes.csv``): ``sequence_id,<class 1>,...,<class C>`` with 0/1 entries.
 
 Domains are stored as Pfam accessions without version (``PF00005``) when a Pfam table
-(:class:`~biostrata.data.pfam.PfamTable`) is given; names and versioned accessions are mapped through it. A
+(:class:`~biostrata.data.clusters.pfam.PfamTable`) is given; names and versioned accessions are mapped through it. A
 token the table does not know is kept as written and encoded as ``UNK``. Unknown domains, empty clusters,
 duplicate ids and malformed lines are collected in ``ClusterCorpus.issues``; with ``strict=True`` the first
 one raises ``InputError``.
@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from biostrata.compat import moved
-from biostrata.data.pfam import PfamTable, parse_accession
+from biostrata.data.clusters.pfam import PfamTable, parse_accession
 from biostrata.errors import DataNotFoundError, InputError
 
 __all__ = [
@@ -248,7 +248,7 @@ def read_bigcarp_csv(path: str | Path, pfam: PfamTable | None = None, strict: bo
 
 def read_domain_table(path: str | Path, pfam: PfamTable | None = None, strict: bool = False) -> ClusterCorpus:
     """Read the clusters of a domain table (one Pfam hit per row; see the module docstring)."""
-    from biostrata.data.proteins import read_domain_segments
+    from biostrata.data.clusters.proteins import read_domain_segments
 
     reader = _Reader(path, "domain table", pfam, strict)
     for cid, hits in read_domain_segments(reader.path).items():
@@ -471,4 +471,4 @@ class DomainVocabulary:
         return vocab
 
 
-__getattr__ = moved(__name__, {"PfamFamily": "biostrata.data.pfam"})  # PfamTable, used here, is imported
+__getattr__ = moved(__name__, {"PfamFamily": "biostrata.data.clusters.pfam"})  # PfamTable, used here, is imported

@@ -1,4 +1,4 @@
-"""Tests of biostrata.data.pfam: the Pfam clans table and its lookups (fixture ``pfam``: conftest.py)."""
+"""Tests of biostrata.data.clusters.pfam: the Pfam clans table and its lookups (fixture ``pfam``: conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from biostrata.data.pfam import PfamTable, parse_accession
+from biostrata.data.clusters.pfam import PfamTable, parse_accession
 from biostrata.errors import DataNotFoundError, InputError
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 
 
 def test_parse_accession() -> None:
@@ -45,11 +45,11 @@ def test_pfam_table_errors(tmp_path: Path, pfam: PfamTable) -> None:
 
 
 def test_old_import_path_warns() -> None:
-    import biostrata.data.clusters as clusters
-    from biostrata.data import pfam
+    import biostrata.data.clusters.corpus as clusters
+    from biostrata.data.clusters import pfam
 
     assert clusters.PfamTable is pfam.PfamTable
-    with pytest.warns(DeprecationWarning, match=r"biostrata\.data\.pfam\.PfamFamily"):
+    with pytest.warns(DeprecationWarning, match=r"biostrata\.data\.clusters\.pfam\.PfamFamily"):
         assert clusters.PfamFamily is pfam.PfamFamily
 
 

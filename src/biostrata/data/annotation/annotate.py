@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from biostrata.config import AnnotateSettings
+from biostrata.data.annotation.genes import Gene
+from biostrata.data.clusters.pfam import PfamTable, parse_accession
 from biostrata.data.files import is_gzip
-from biostrata.data.genes import Gene
-from biostrata.data.pfam import PfamTable, parse_accession
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.extras import require
 
@@ -250,7 +250,7 @@ def domain_rows(genes: Sequence[Gene], hits: Sequence[DomainHit]) -> list[dict]:
     bases; ``frame_evidence`` is ``hmm`` when the gene's DNA translates to its protein (the frame is the gene
     call's, the one the HMM hit), ``mismatch`` when it does not (a ``/translation`` that differs), and empty
     without DNA (a protein input)."""
-    from biostrata.data.genes import translate
+    from biostrata.data.annotation.genes import translate
 
     evidence: dict[int, str] = {}
     rows = []
@@ -335,7 +335,7 @@ def annotate(inputs: Sequence[str | Path], settings: AnnotateSettings | None = N
 
     import pandas as pd
 
-    from biostrata.data.genes import first_repeat, genes_of, read_records
+    from biostrata.data.annotation.genes import first_repeat, genes_of, read_records
     from biostrata.provenance import code_version
 
     s = settings or AnnotateSettings()

@@ -1,0 +1,1 @@
+"""Annotation: genes of genomes and gene clusters (GenBank, FASTA, pyrodigal) and their Pfam domains (pyhmmer)."""

@@ -1,0 +1,1 @@
+"""DNA: the alphabet and one-hot encoding, labelled DNA sets and their files, benchmark suites and their loaders."""
