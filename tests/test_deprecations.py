@@ -13,15 +13,22 @@ _EXTRACT = "biostrata.models.extract"
         ("biostrata.analysis.probes", "read_labels", "biostrata.analysis.probe_files", None),
         ("biostrata.analysis.probes", "probe_files", "biostrata.analysis.probe_files", None),
         ("biostrata.analysis.cka", "plot_cka_heatmap", "biostrata.report.plots", None),
-        ("biostrata.data.clusters.corpus", "PfamFamily", "biostrata.data.clusters.pfam", None),
+        ("biostrata.data.clusters", "PfamFamily", "biostrata.data.clusters.pfam", None),
         ("biostrata.analysis.hyperbolicity", "load_array", "biostrata.analysis.representations", None),
         *[("biostrata.models.protein_lm", n, _EXTRACT, None)
           for n in ("extract_embeddings", "plan_batches", "window_starts", "embed_batch", "shard_path")],
         ("biostrata.studies.cross_granularity", "read_segments", "biostrata.data.clusters.proteins", "read_domain_segments"),
         ("biostrata.studies.cross_granularity", "PAPER", "biostrata.report.published", "CROSS_GRANULARITY"),
         ("biostrata.train.run", "load_model", "biostrata.train.run", "load_run"),
-        ("biostrata.data.dna.genome", "is_gzip", "biostrata.data.files", None),
-        ("biostrata.data.dna.genome", "open_bytes", "biostrata.data.files", None),
+        ("biostrata.data.genome", "is_gzip", "biostrata.data.files", None),
+        ("biostrata.data.genome", "open_bytes", "biostrata.data.files", None),
+        # data/ split by subject (#25): the module paths the docs and the changelog gave
+        ("biostrata.data.genome", "read_gue_dir", "biostrata.data.dna.genome", None),
+        ("biostrata.data.alphabet", "encode_batch", "biostrata.data.dna.alphabet", None),
+        ("biostrata.data.clusters", "ClusterCorpus", "biostrata.data.clusters.corpus", None),
+        ("biostrata.data.clusters", "PfamTable", "biostrata.data.clusters.pfam", None),
+        ("biostrata.data.pfam", "PfamFamily", "biostrata.data.clusters.pfam", None),
+        ("biostrata.data.proteins", "read_domain_segments", "biostrata.data.clusters.proteins", None),
     ],
 )  # fmt: skip
 def test_moved_names_warn_and_resolve_to_the_new_ones(old_module, name, new_module, new_name):

@@ -44,15 +44,6 @@ def test_pfam_table_errors(tmp_path: Path, pfam: PfamTable) -> None:
         PfamTable.read(empty)
 
 
-def test_old_import_path_warns() -> None:
-    import biostrata.data.clusters.corpus as clusters
-    from biostrata.data.clusters import pfam
-
-    assert clusters.PfamTable is pfam.PfamTable
-    with pytest.warns(DeprecationWarning, match=r"biostrata\.data\.clusters\.pfam\.PfamFamily"):
-        assert clusters.PfamFamily is pfam.PfamFamily
-
-
 @pytest.mark.skipif(not (DATA / "pfam").is_dir(), reason="real data folder ../shared/data is absent")
 def test_real_pfam_table() -> None:
     pfam = PfamTable.read(DATA / "pfam" / "Pfam-A.clans.tsv")

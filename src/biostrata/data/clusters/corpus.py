@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from biostrata.compat import moved
 from biostrata.data.clusters.pfam import PfamTable, parse_accession
 from biostrata.errors import DataNotFoundError, InputError
 
@@ -469,6 +468,3 @@ class DomainVocabulary:
                 "domains); this vocabulary layout is not supported"
             )
         return vocab
-
-
-__getattr__ = moved(__name__, {"PfamFamily": "biostrata.data.clusters.pfam"})  # PfamTable, used here, is imported

@@ -24,7 +24,6 @@ from typing import TextIO
 
 import numpy as np
 
-from biostrata.compat import moved
 from biostrata.data.dna.alphabet import encode
 from biostrata.data.fasta import parse_fasta
 from biostrata.data.files import open_text, text_only
@@ -265,7 +264,3 @@ class EncodedSequences:
 
     def __getitem__(self, i: int) -> tuple:
         return self.indices[i], self.labels[i]
-
-
-# the file helpers moved to biostrata.data.files (open_text and text_only are imported above, and stay here)
-__getattr__ = moved(__name__, {"is_gzip": "biostrata.data.files", "open_bytes": "biostrata.data.files"})
