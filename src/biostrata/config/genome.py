@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from biostrata.config.precision import PRECISIONS
 from biostrata.settings import Settings, defaults_from, field_help, read_yaml
 
 # The genome classifiers a TrainConfig can name, with the geometry of their layers (what a built model's
@@ -15,8 +16,7 @@ from biostrata.settings import Settings, defaults_from, field_help, read_yaml
 # models.genome_cnn.MODELS says how each is built; reports read the geometry here, not from the names.
 GENOME_GEOMETRY = {"cnn": "euclidean", "hcnn-s": "lorentz", "hcnn-m": "lorentz"}
 GENOME_MODELS = tuple(GENOME_GEOMETRY)
-# What a TrainConfig passes to Lightning: its precisions (the short forms are its older names) and accelerators.
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "bf16", "16", "64")
+# What a TrainConfig passes to Lightning: its accelerators (its precisions: config.precision.PRECISIONS).
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 # The batch norms' radius clip of runs and model files made before bn_max_radius existed (their saved
 # configs and architectures lack the field): they were trained with it, not with today's default.

@@ -40,7 +40,7 @@ from biostrata.config import AnnotateSettings
 from biostrata.data.files import is_gzip
 from biostrata.data.genes import Gene
 from biostrata.data.pfam import PfamTable, parse_accession
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.extras import require
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def default_hmm_path() -> Path:
     if path is None or not path.is_file():
         raise DataNotFoundError(
             "no Pfam HMMs given and the default (the Pfam 35.0 subset in the gecco package) is not installed: "
-            "run `pip install --no-deps gecco` (make installs it), or pass --hmm Pfam-A.hmm.gz (full Pfam, from "
+            "run `pip install --no-deps gecco` (make installs it), or give hmm=Pfam-A.hmm.gz (full Pfam, from "
             "the Pfam/InterPro FTP site)"
         )
     return path
@@ -98,7 +98,7 @@ def read_hmms(path: str | Path) -> list:
 
     path = Path(path)
     if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such file; give profile HMMs (--hmm: a .hmm, .hmm.gz or .h3m file)")
+        raise DataNotFoundError(f"{path}: no such file; give profile HMMs (hmm: a .hmm, .hmm.gz or .h3m file)")
     try:
         if is_gzip(path):  # pyhmmer reads a .gz path only through an external `gzip -dc`: decompress here
             with gzip.open(path, "rb") as raw, HMMFile(raw) as hmms:
@@ -117,7 +117,7 @@ def check_gathering(hmms: Sequence, where: str | Path) -> None:
     """Raise an InputError when an HMM of ``hmms`` (read from ``where``) lacks gathering cut-offs."""
     missing = [_text(h.name) for h in hmms if h.cutoffs.gathering_available() is False]
     if missing:
-        raise InputError(f"{where}: {len(missing)} HMMs (e.g. {missing[0]}) have no GA cut-offs; use --cutoff evalue")
+        raise InputError(f"{where}: {len(missing)} HMMs (e.g. {missing[0]}) have no GA cut-offs; use cutoff='evalue'")
 
 
 def hmm_info(path: str | Path, hmms: int) -> dict:
@@ -165,7 +165,7 @@ def search_domains(
     if overlaps not in OVERLAPS:
         raise InputError(f"overlaps={overlaps!r}: choose one of {', '.join(OVERLAPS)}")
     if overlaps == "clan" and pfam is None:
-        raise InputError("overlaps=clan needs the Pfam clans table (--clans Pfam-A.clans.tsv)")
+        raise ParameterError("clans", "overlaps='clan' needs the Pfam clans table (clans=Pfam-A.clans.tsv)")
     if not evalue > 0 or (Z is not None and not Z > 0):
         raise InputError(f"evalue={evalue}, Z={Z}: both must be positive")
     if hmms is None or isinstance(hmms, (str, os.PathLike)):

@@ -44,7 +44,7 @@ from biostrata import __version__
 from biostrata.config import SIMULATE_CHOICES
 from biostrata.data.evolution import decode_bases, evolve, make_model
 from biostrata.data.trees import Tree, make_tree
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ def write_gue(dataset: SimulatedDataset, out: str | Path) -> Path:
     """Write the dataset in the GUE layout plus its tree and parameters (see the module notes); returns ``out``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InputError(f"{out} exists and is not a folder; give --out a folder path")
+        raise ParameterError("out", f"out={str(out)!r}: exists and is not a folder; give a folder path")
     out.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         idx = dataset.rows[name]

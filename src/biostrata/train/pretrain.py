@@ -142,8 +142,8 @@ def pretrain_domain_lm(
     if pfam is not None and counts and not any(d in pfam for d in counts):
         raise InputError(
             f"{corpus.source}: none of its {len(counts)} domains (e.g. {next(iter(counts))!r}) is a family of the Pfam "
-            f"table {pfam.source}; check the corpus and --format, and --pfam (or leave --pfam out to train on the "
-            "tokens as written)"
+            f"table {pfam.source}; check the corpus (and the layout it was read in) and pfam (or give no pfam to train on "
+            "the tokens as written)"
         )
     vocab = DomainVocabulary.from_corpus(corpus, class_tokens=class_token, gene_separator=separators)
     if family_table is not None and projection == "learned":
@@ -163,7 +163,7 @@ def pretrain_domain_lm(
         how = (
             "by its split column"
             if all(c.split for c in corpus)
-            else f"with val_fraction={val_fraction} (--val-fraction), identical domain lists kept together"
+            else f"with val_fraction={val_fraction}, identical domain lists kept together"
         )
         met = "; ".join(corpus.summary().splitlines()[1:])  # the reader's warnings: often the cause
         raise InputError(
@@ -218,7 +218,7 @@ def pretrain_protein_lm(
         random.Random(seed).shuffle(order)
         n_val = max(1, round(val_fraction * len(order)))
         records, valid = [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
-        how = f"split with val_fraction={val_fraction} (--val-fraction)"
+        how = f"split with val_fraction={val_fraction}"
     else:
         how = "given split"
     if not records or not valid:
