@@ -189,7 +189,7 @@ def check_data(tasks: Sequence[Task], suite: Suite, root: str | Path) -> None:
         where = f"; get it from {suite.source}" if suite.source else ""
         raise DataNotFoundError(
             f"{suite.title} data not found under {suite_dir(suite, root)}; missing {'; '.join(lines)}. "
-            f"Point data_dir (or {DATA_ENV}) at the folder holding {suite.folder}/{where}. "
+            f"Point --data-dir (or {DATA_ENV}) at the folder holding {suite.folder}/{where}. "
             "`biostrata benchmark --dry-run` lists which tasks have data."
         )
 
