@@ -4,7 +4,10 @@ Stages, lowest first (../shared/DESIGN.md): the base modules (errors, io, proven
 package itself), data and geometry, nn, models, train, analysis, report, studies (and the demo),
 cli and api (the front door's functions). Every ``import biostrata...`` counts, at module level or inside a function. (A module's
 ``__getattr__`` that keeps a moved name working for one release loads the new module with
-importlib when the old name is used; that is not an import statement and is not counted.)
+importlib when the old name is used; that is not an import statement and is not counted.) The settings in
+config/ read the defaults of the functions they configure from those functions' source text
+(``settings.defaults_from``), which imports nothing; tests/test_settings.py checks what they read against the
+imported functions.
 """
 
 from __future__ import annotations

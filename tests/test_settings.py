@@ -161,7 +161,7 @@ def test_train_config_refuses_values_that_cannot_train(changes, message):
 
 
 def test_pretraining_defaults_are_the_settings_fields():
-    """No default written twice: the keyword defaults of train.pretrain are PretrainSettings's."""
+    """No default written twice: PretrainSettings takes the keyword defaults of train.pretrain."""
     import dataclasses
     import inspect
 
@@ -176,6 +176,51 @@ def test_pretraining_defaults_are_the_settings_fields():
         parser = argparse.ArgumentParser()
         PretrainSettings.add_options(parser, "x")
         PretrainSettings.from_args(parser.parse_args(["--arm", "bad"]))
+
+
+@pytest.mark.parametrize("cls", [PretrainSettings, SimulateSettings])
+def test_settings_read_their_defaults_from_the_functions_they_configure(cls):
+    """Each field declared without a default has the default of its function's parameter, as the imported
+    function's signature gives it (the settings read it from the source, without importing the function)."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert cls.__defaults_from__
+    for name, (target, param) in cls.__defaults_from__.items():
+        module, _, qualname = target.partition(":")
+        fn = importlib.import_module(module)
+        for part in qualname.split("."):
+            fn = getattr(fn, part)
+        default = inspect.signature(fn).parameters[param].default
+        f = fields[name]
+        got = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        assert got == default, (cls.__name__, name, target)
+
+
+def test_defaults_from_refuses_a_field_without_a_default_anywhere(tmp_path, monkeypatch):
+    from biostrata.settings import defaults_from, signature_defaults
+
+    assert signature_defaults("biostrata.settings:field_help") == {"operational": False}
+    assert signature_defaults("biostrata.settings:Settings.add_options") == {"skip": ()}
+    with pytest.raises(TypeError, match=r"Odd.level: no default, and none of biostrata.settings:field_help has level="):
+
+        @dataclass
+        @defaults_from("biostrata.settings:field_help")
+        class Odd(Settings):
+            level: int
+
+    with pytest.raises(LookupError, match=r"settings.py: no nothing"):
+        signature_defaults("biostrata.settings:nothing")
+    import ast
+
+    import biostrata.settings
+
+    code = "def f(a, b=1, *, c=max(1, 2)):\n    pass\n"
+    monkeypatch.setattr(biostrata.settings, "_source", lambda module: (tmp_path / "m.py", ast.parse(code)))
+    with pytest.raises(ValueError, match=r"m.py:1: the default of f's c is not a literal"):
+        signature_defaults("biostrata.m:f")
 
 
 @dataclass

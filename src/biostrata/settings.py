@@ -11,6 +11,9 @@ are any). It gets:
 - ``add_options(parser)`` / ``from_args(args)``: ``--config FILE`` and one command-line option per
   field (``--batch-size`` for ``batch_size``; booleans as ``--x / --no-x``), whose values override
   the file's. A field's help text is its ``metadata["help"]``; the default is added to it;
+- its defaults from the function it configures (``@defaults_from("biostrata.module:function")``): a
+  field declared without a default takes that of the function's parameter of the same name, read from
+  the function's signature in its source file (no import: the settings of a torch function load no torch);
 - ``check_resume``: a run resumes in a folder only with the settings its saved outputs were made with,
   but for the *operational* fields (``field_help(..., operational=True)``: how the run works, such as
   progress bars, threads or devices, or which steps it adds, never what a saved step computed).
@@ -22,11 +25,14 @@ command-line option, ``FILE: epochs`` for a key of a config file.
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
 import dataclasses
+import functools
 import math
 import types
 import typing
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,7 +44,7 @@ from biostrata.io import atomic_write_text
 S = TypeVar("S", bound="Settings")
 OPTIONS = "command-line options"  # the source of settings given on the command line only
 
-__all__ = ["SettingError", "Settings", "field_help", "changes", "operational"]
+__all__ = ["SettingError", "Settings", "field_help", "changes", "operational", "defaults_from", "signature_defaults"]
 
 
 class SettingError(InputError):
@@ -76,6 +82,88 @@ def operational(settings: Any) -> frozenset[str]:
     """The names of the fields of the dataclass (or dataclass type) ``settings`` marked operational in their
     metadata (``field_help(..., operational=True)``): those a resumed run may change."""
     return frozenset(f.name for f in dataclasses.fields(settings) if f.metadata.get("operational"))
+
+
+@functools.cache
+def _source(module: str) -> tuple[Path, ast.Module]:
+    """The path and syntax tree of the biostrata module ``module`` (dotted), read without importing it."""
+    top, *parts = module.split(".")
+    base = Path(__file__).parent.joinpath(*parts)
+    path = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+    if top != "biostrata" or not path.is_file():
+        raise LookupError(f"{module}: not a module of biostrata (no {path})")
+    return path, ast.parse(path.read_text(), str(path))
+
+
+def signature_defaults(target: str) -> dict[str, Any]:
+    """``{parameter: default}`` of the function ``target`` (``"biostrata.module:function"`` or
+    ``"biostrata.module:Class.method"``), read from its signature in the module's source without importing the
+    module (so that settings read the defaults of a function of torch without loading torch). Each default must
+    be a literal (a number, string, bool, None, or a tuple, list or dict of those)."""
+    module, _, name = target.partition(":")
+    path, node = _source(module)
+    for part in name.split("."):
+        defs = (n for n in node.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part)
+        found = next(defs, None)
+        if found is None:
+            raise LookupError(f"{path}: no {name} (a settings class reads its defaults from {target}; update it)")
+        node = found
+    if not isinstance(node, ast.FunctionDef):
+        raise LookupError(f"{path}:{node.lineno}: {name} is not a function")
+    args = node.args
+    positional = [*args.posonlyargs, *args.args]
+    pairs = [
+        *zip(positional[len(positional) - len(args.defaults) :], args.defaults),
+        *zip(args.kwonlyargs, args.kw_defaults),
+    ]
+    defaults = {}
+    for arg, default in pairs:
+        if default is None:  # a keyword-only parameter without a default
+            continue
+        try:
+            defaults[arg.arg] = ast.literal_eval(default)
+        except ValueError:
+            raise ValueError(
+                f"{path}:{default.lineno}: the default of {name}'s {arg.arg} is not a literal; settings read it from "
+                "there, so write the value itself"
+            ) from None
+    return defaults
+
+
+def defaults_from(*targets: str, **renamed: str) -> Callable[[type[S]], type[S]]:
+    """Class decorator, under ``@dataclass``: each field declared without a default (``x: int`` or
+    ``x: int = field(metadata=...)``) takes the default of the parameter ``x`` (``renamed[x]`` where the
+    function calls it otherwise) of the first of ``targets`` that has it (:func:`signature_defaults`). So a default
+    is written once, in the signature of the function the settings configure; a list is copied for each instance.
+    The fields read are recorded in ``__defaults_from__``: ``{field: (target, parameter)}``."""
+
+    def decorate(cls: type[S]) -> type[S]:
+        found: dict[str, tuple[str, Any]] = {}
+        for target in reversed(targets):
+            found |= {param: (target, value) for param, value in signature_defaults(target).items()}
+        read = {}
+        for name in cls.__dict__.get("__annotations__", {}):
+            declared = cls.__dict__.get(name, dataclasses.field())
+            if not isinstance(declared, dataclasses.Field) or not _no_default(declared):
+                continue  # a default of its own
+            param = renamed.get(name, name)
+            if param not in found:
+                raise TypeError(f"{cls.__name__}.{name}: no default, and none of {', '.join(targets)} has {param}=")
+            target, value = found[param]
+            if isinstance(value, (list, dict)):
+                declared.default_factory = functools.partial(copy.deepcopy, value)
+            else:
+                declared.default = value
+            setattr(cls, name, declared)
+            read[name] = (target, param)
+        cls.__defaults_from__ = read  # type: ignore[attr-defined]
+        return cls
+
+    return decorate
+
+
+def _no_default(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:

@@ -159,6 +159,6 @@ def test_undefined_cka_is_refused_not_nan(xy) -> None:
         cka_matrix({"x": x[:1]})
     with pytest.raises(InputError, match="debiased CKA needs at least 4"):
         cka_matrix({"x": x[:3], "y": y[:3]}, debiased=True)
-    with pytest.raises(InputError, match="--batch-size"):
+    with pytest.raises(InputError, match=r"^batch_size=0: must be at least 1$"):
         cka_matrix({"x": x}, batch_size=0)
     assert is_constant(np.ones((9000, 2))) and not is_constant(np.eye(9000, 2))

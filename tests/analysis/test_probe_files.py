@@ -45,5 +45,5 @@ def test_features_without_ids_need_rows_in_label_order(tmp_path: Path) -> None:
         probe_files(*args, **kw)
     summary, _ = probe_files(*args, rows_in_label_order=True, **kw)
     assert summary["n"].tolist() == [20]
-    with pytest.raises(InputError, match=r"\(--seeds\)"):
+    with pytest.raises(InputError, match=r"seeds=\[1, 1\]: 1 is given twice"):
         probe_files(*args, **{**kw, "seeds": [1, 1]})

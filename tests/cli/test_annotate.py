@@ -156,7 +156,7 @@ def test_the_strata_study_runs_on_an_annotation(tmp_path: Path, capsys: pytest.C
             "--no-progress"]  # fmt: skip
     assert main(["study", "strata", "--data", str(ann), "--out", str(run), *tiny]) == 0
     out = capsys.readouterr().out
-    assert "skipped product-class probe: no product classes (--classes; an annotation has none)" in out, out
+    assert "skipped product-class probe: no product classes (classes; an annotation has none)" in out, out
     skipped = dict(line.split(": ", 1) for line in out.splitlines() if line.startswith("skipped "))
     assert "skipped clan probe" not in skipped and set(skipped) <= {"skipped cnn", "skipped product-class probe"}
     settings = json.loads((run / "settings.json").read_text())

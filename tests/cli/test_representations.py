@@ -178,7 +178,7 @@ CASES = [
      r"\S*empties\.csv:3: empty-cluster: 'B2' has no domains; skipped\)"),
     ("pretrain no family known", [*PRETRAIN, "--corpus", "{clusters_txt}", "--pfam", "{clans_tsv}"],
      r"clusters\.txt: none of its \d+ domains \(e\.g\. 'PF000\d\d'\) is a family of the Pfam table \S*clans\.tsv; "
-     r"check the corpus and --format, and --pfam"),
+     r"check the corpus \(and the layout it was read in\) and pfam"),
     ("pretrain a binary corpus", [*PRETRAIN, "--corpus", "{binary_txt}"],
      r"binary\.txt: not a text file; give a domain list \(\.txt\), an accession CSV, a BiGCARP CSV or a domain table"),
     ("pretrain a binary FASTA", [*PRETRAIN, "--level", "protein", "--corpus", "{binary_fa}"],

@@ -70,7 +70,7 @@ def test_merge(tmp_path: Path) -> None:
 
 
 def test_repeated_layers_or_poolings_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"poolings=\['mean', 'mean'\] \(--pooling\)"):
+    with pytest.raises(InputError, match=r"poolings=\['mean', 'mean'\]: choose from"):
         EmbeddingStore.create(tmp_path / "a.h5", "m", [0], 3, ["mean", "mean"])
     with pytest.raises(InputError, match=r"layers=\[1, 1\]: a layer repeats"):
         EmbeddingStore.create(tmp_path / "a.h5", "m", [1, 1], 3)

@@ -14,7 +14,7 @@ from esm.model.esm2 import ESM2
 
 from biostrata.data.clusters.proteins import ProteinRecord
 from biostrata.data.embedding_store import EmbeddingStore, merge_stores
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.models.extract import check_options, extract_embeddings, plan_batches, window_starts
 from biostrata.models.protein_lm import FairESM, ProteinLM
 
@@ -265,17 +265,21 @@ def test_batches_by_count_and_budget() -> None:
 def test_bad_options_are_refused_before_the_store_is_created(tmp_path: Path) -> None:
     plm, recs, out = tiny_esm2(max_residues=10), proteins(3), tmp_path / "s.h5"
     for kwargs, message in [
-        ({"token_budget": 2}, r"token_budget=2 \(--token-budget\): must be at least 3"),
-        ({"long": "window", "overlap": 10}, r"overlap=10 \(--overlap\): must be in \[0, 10\)"),
-        ({"layers": [2, -1]}, r"layers=\[2, -1\] \(--layers\): layer 2 is named twice"),
-        ({"layers": [5]}, r"\(--layers\): layer 5 does not exist"),
-        ({"device": "cpu", "precision": "fp16"}, r"\(--precision\): float16 needs a GPU"),
-        ({"precision": "fp64"}, r"precision='fp64' \(--precision\): choose one of fp32, bf16, fp16"),
-        ({"device": "gpu"}, r"device='gpu' \(--device\)"),
-        ({"poolings": ["mean", "mean"]}, r"\(--pooling\): .* each once"),
+        ({"token_budget": 2}, r"^token_budget=2: must be at least 3"),
+        ({"long": "window", "overlap": 10}, r"^overlap=10: must be in \[0, 10\)"),
+        ({"layers": [2, -1]}, r"^layers=\[2, -1\]: layer 2 is named twice"),
+        ({"layers": [5]}, r"^layers=\[5\]: layer 5 does not exist"),
+        ({"device": "cpu", "precision": "fp16"}, r"^precision='fp16': float16 needs a GPU"),
+        (
+            {"precision": "fp64"},
+            r"^precision='fp64': choose one of 32-true, bf16-mixed, 16-mixed, 32, bf16, 16, fp32, fp16$",
+        ),
+        ({"device": "gpu"}, r"^device='gpu': not a torch device"),
+        ({"poolings": ["mean", "mean"]}, r"^poolings=\['mean', 'mean'\]: .* each once"),
     ]:
-        with pytest.raises(InputError, match=message):
+        with pytest.raises(ParameterError, match=message) as err:
             extract_embeddings(plm, recs, out, progress=False, **kwargs)
+        assert message.startswith(f"^{err.value.param}="), (err.value.param, message)
         assert not out.exists(), kwargs
     assert check_options(3, "truncate", overlap=50, max_residues=10, device="cpu") == (torch.device("cpu"), "fp32", 3)
     assert check_options(None, device="cpu")[2] == 1024  # the CPU's default token budget
@@ -337,7 +341,7 @@ def test_cluster_embeddings_budget_and_stored_dtype(tmp_path: Path, monkeypatch:
     with EmbeddingStore(tmp_path / "a.h5") as a, EmbeddingStore(tmp_path / "b.h5") as b:
         assert a.array().dtype == np.float32 and b.array().dtype == np.float16
         np.testing.assert_allclose(b.array(ids=a.ids), a.array(), atol=2e-3, rtol=2e-3)
-    with pytest.raises(InputError, match=r"token_budget=0 \(--token-budget\): must be at least 1"):
+    with pytest.raises(InputError, match=r"token_budget=0: must be at least 1"):
         extract.extract_cluster_embeddings(model, clusters, tmp_path / "c.h5", token_budget=0, progress=False)
     assert not (tmp_path / "c.h5").exists()
 

@@ -116,5 +116,5 @@ def test_only_a_real_checkpoint_gets_the_advice_to_trust_it(tmp_path: Path) -> N
         load_torch_file(tmp_path / "pickle.pt", "a table")
     torch.save({"x": torch.ones(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     assert torch.equal(load_torch_file(tmp_path / "legacy.pt", "a table")["x"], torch.ones(2))
-    with pytest.raises(InputError, match=r"max_residues=0 \(--max-residues\)"):
+    with pytest.raises(InputError, match=r"max_residues=0: must be at least 1"):
         load_protein_lm(tmp_path / "legacy.pt", max_residues=0)

@@ -177,8 +177,8 @@ def test_without_clans_and_classes_the_run_says_what_it_skipped(tmp_path: Path, 
     tables = run_strata(out, tiny_settings(files).replace(skip=["protein", "widths"], domain_variants=["euclidean"]))
     skipped = dict(zip(tables["skipped"]["part"], tables["skipped"]["reason"]))
     assert set(skipped) == {"protein", "widths", "cnn", "clan probe", "product-class probe"}
-    assert skipped["cnn"] == skipped["clan probe"] and "no Pfam clans table (--pfam;" in skipped["cnn"]
-    assert skipped["product-class probe"].startswith("no product classes (--classes")
+    assert skipped["cnn"] == skipped["clan probe"] and "no Pfam clans table (pfam;" in skipped["cnn"]
+    assert skipped["product-class probe"].startswith("no product classes (classes")
     assert {n.split("/")[1] for n in tables["probes"]["name"]} == {"kmer", "euclidean"}
     assert list(tables["probes"].columns) == ["name"] and len(tables["delta"]) and len(tables["cka"])
     page = (out / "strata.md").read_text()

@@ -64,11 +64,11 @@ def test_plan_is_task_major_with_one_folder_per_run(tmp_path):
     ]
     assert len(sweep.runs) == 8
     assert Run("data", "a", "cnn", 3).record_path(tmp_path / "out") == tmp_path / "out/data/a/cnn/seed3/record.json"
-    with pytest.raises(InputError, match=r"--models: repeated value"):
+    with pytest.raises(InputError, match=r"^models: repeated value"):
         make_sweep(tmp_path / "data", tmp_path / "out", models=("cnn", "cnn"))
-    with pytest.raises(InputError, match=r"--models 'cnn2'.*one of cnn, hcnn-s, hcnn-m"):
+    with pytest.raises(InputError, match=r"^models: 'cnn2'.*one of cnn, hcnn-s, hcnn-m"):
         make_sweep(tmp_path / "data", tmp_path / "out", models=("cnn2",))
-    with pytest.raises(InputError, match=r"--seeds: give at least one"):
+    with pytest.raises(InputError, match=r"^seeds: give at least one"):
         make_sweep(tmp_path / "data", tmp_path / "out", seeds=())
 
 

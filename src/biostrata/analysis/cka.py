@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from biostrata.compat import moved
-from biostrata.errors import InputError, NumericalError
+from biostrata.errors import InputError, NumericalError, ParameterError
 from biostrata.geometry.distances import as_points
 
 __all__ = [
@@ -301,10 +301,10 @@ def cka_matrix(
     _check_kernel(kernel)
     if not reps_a:
         raise InputError("cka_matrix: no representations given")
-    if batch_size < 1 or not sigma_frac > 0:
-        raise InputError(
-            f"batch_size={batch_size} (--batch-size) must be at least 1 and sigma_frac={sigma_frac} (--sigma-frac) > 0"
-        )
+    if batch_size < 1:
+        raise ParameterError("batch_size", f"batch_size={batch_size}: must be at least 1")
+    if not sigma_frac > 0:
+        raise ParameterError("sigma_frac", f"sigma_frac={sigma_frac}: must be > 0")
     names_a = list(reps_a)
     names_b = list(reps_b) if reps_b is not None else names_a
     arrays = list(reps_a.values()) + (list(reps_b.values()) if reps_b is not None else [])

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from biostrata.compat import moved
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.geometry.delta import DeltaResult, delta_exact, delta_fixed_base, delta_sampled
 from biostrata.geometry.distances import METRICS, as_points, pairwise_distances
 from biostrata.geometry.lorentz import Lorentz
@@ -291,9 +291,9 @@ def dataset_deltas(
 
     _check_method(method)
     if split not in ("train", "dev", "test"):
-        raise InputError(f"split={split!r} (--split): use train, dev or test")
+        raise ParameterError("split", f"split={split!r}: use train, dev or test")
     if not isinstance(points, (int, np.integer)) or points < 4:
-        raise InputError(f"points={points!r} (--points): give 4 or more (the four-point condition)")
+        raise ParameterError("points", f"points={points!r}: give 4 or more (the four-point condition)")
     model, saved = load_model(checkpoint)
     truncate = bool(saved.get("training", {}).get("truncate", False))
     data = getattr(read_gue_dir(task_dir), split)
@@ -301,7 +301,7 @@ def dataset_deltas(
     if not truncate and len(data.sequences[longest]) > model.length:
         raise InputError(
             f"{data.where(longest)}: a sequence of {len(data.sequences[longest])} bp, but the model in {checkpoint} "
-            f"takes sequences of at most {model.length} bp; give --data the task folder the model was trained on"
+            f"takes sequences of at most {model.length} bp; give the task folder the model was trained on"
         )
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(data), size=min(points, len(data)), replace=False))

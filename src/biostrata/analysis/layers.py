@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from biostrata.analysis.representations import Representations, read_representations
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 __all__ = ["Representations", "read_representations", "read_feature_blocks", "compare_files", "delta_per_layer",
            "geometry_against"]  # fmt: skip
@@ -79,20 +79,20 @@ def compare_files(
         b = reps[1].select(layers_b).finite() if len(reps) == 2 else None
         if b is not None:
             a, b = _join(a, b, need, report)
-        _check_comparable(a, "--layers", need, knn)
+        _check_comparable(a, "layers", need, knn)
         if b is not None:
-            _check_comparable(b, "--layers-b", need, knn)
+            _check_comparable(b, "layers_b", need, knn)
         other = None if b is None else b.layers
         table = cka_matrix(a.layers, other, **cka_options)  # type: ignore[arg-type]
         return table, (mutual_knn_matrix(a.layers, other, k=knn) if knn is not None else None)
     ref = read_representations(against, pooling).select([ref_layer] if ref_layer else None).finite()
     if len(ref.layers) != 1:
-        raise InputError(f"{against} has layers {list(ref.layers)}; pick one (ref_layer, CLI --ref-layer)")
+        raise InputError(f"{against} has layers {list(ref.layers)}; pick one (ref_layer)")
     rows, knn_rows = [], []
     for path, r in zip(inputs, reps):
         a, b = _join(r.select(layers).finite(), ref, need, report)
-        _check_comparable(a, "--layers", need, knn)
-        _check_comparable(b, "--ref-layer", need, knn)
+        _check_comparable(a, "layers", need, knn)
+        _check_comparable(b, "ref_layer", need, knn)
         m = cka_matrix(a.layers, b.layers, **cka_options)  # type: ignore[arg-type]
         rows += [{"input": path, "layer": name, "rows": len(a), "cka": float(m.loc[name].iloc[0])} for name in m.index]
         if knn is not None:
@@ -123,8 +123,9 @@ def _join(
     return left, right
 
 
-def _check_comparable(r: Representations, flag: str, need: int, knn: int | None) -> None:
-    """Refuse fewer than ``need`` rows, a constant layer (CKA undefined) and ``knn`` outside 1..rows-1."""
+def _check_comparable(r: Representations, param: str, need: int, knn: int | None) -> None:
+    """Refuse fewer than ``need`` rows, a constant layer (CKA undefined; ``param`` picks the layers) and ``knn``
+    outside 1..rows-1."""
     from biostrata.analysis.cka import is_constant
 
     n = len(r)
@@ -132,12 +133,13 @@ def _check_comparable(r: Representations, flag: str, need: int, knn: int | None)
         raise InputError(f"{r.source}: {n} row(s); the CKA needs at least {need}{' (debiased)' if need > 2 else ''}")
     for name, x in r.layers.items():
         if is_constant(x):
-            raise InputError(
+            raise ParameterError(
+                param,
                 f"{r.source}: layer {name!r} is constant over the {n} rows compared (every row the same), so its "
-                f"CKA is undefined; leave it out ({flag})"
+                f"CKA is undefined; leave it out ({param})",
             )
     if knn is not None and not 1 <= knn < n:
-        raise InputError(f"knn={knn} (--knn): must be between 1 and the number of rows compared minus 1 ({n - 1})")
+        raise ParameterError("knn", f"knn={knn}: must be between 1 and the number of rows compared minus 1 ({n - 1})")
 
 
 def delta_per_layer(

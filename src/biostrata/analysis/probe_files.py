@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from biostrata.analysis.probes import cross_validate
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 
 __all__ = ["read_labels", "probe_files"]
 
@@ -42,9 +42,9 @@ def read_labels(
     if table.empty:
         raise InputError(f"{path}: a header ({','.join(table.columns)}) but no rows; give one row per example")
     id_column = id_column or table.columns[0]
-    for name, col in (("--id-column", id_column), ("--label-column", label_column), ("--group-column", group_column)):
+    for name, col in (("id_column", id_column), ("label_column", label_column), ("group_column", group_column)):
         if col is not None and col not in table.columns:
-            raise InputError(f"{path}: no column {col!r} ({name}); columns are {list(table.columns)}")
+            raise ParameterError(name, f"{path}: no column {col!r} ({name}); columns are {list(table.columns)}")
     if table[id_column].duplicated().any():
         raise InputError(f"{path}: id {table[id_column][table[id_column].duplicated()].iloc[0]!r} appears twice")
     ids = table[id_column].tolist()
@@ -59,7 +59,7 @@ def read_labels(
     bad = [(c, i) for c in cols for i in np.flatnonzero(~table[c].isin(["0", "1"]))[:1]]
     if bad or not cols:
         where = f"{path}:{bad[0][1] + 2}: column {bad[0][0]!r} is not 0/1" if bad else f"{path}: no class columns"
-        raise InputError(f"{where}; give --label-column for a single label column, or 0/1 columns for multi-label")
+        raise InputError(f"{where}; give label_column for a single label column, or 0/1 columns for multi-label")
     return ids, table[cols].to_numpy(dtype=np.int64), cols, groups
 
 
@@ -101,7 +101,7 @@ def probe_files(
     ids, y, names, groups = read_labels(labels, id_column, label_column, group_column)
     if all_layers:
         if len(features) != 1:
-            raise InputError("all_layers (--all-layers) takes one features file")
+            raise ParameterError("all_layers", "all_layers takes one features file")
         specs = [[f"{features[0]}:{layer}"] for layer in read_representations(features[0]).layers]
     else:
         specs = [list(features)]
@@ -113,15 +113,16 @@ def probe_files(
             feat_ids, X, widths = read_feature_blocks(spec)
             if feat_ids is None:
                 if not rows_in_label_order:
-                    raise InputError(
+                    raise ParameterError(
+                        "rows_in_label_order",
                         f"{name}: rows have no ids, so they cannot be joined to the ids of {labels}; save the "
-                        "features with ids (an 'ids' array in an .npz, or an .h5 store), or pass "
-                        "--rows-in-label-order (rows_in_label_order=True) if row i is the example of label row i"
+                        "features with ids (an 'ids' array in an .npz, or an .h5 store), or give "
+                        "rows_in_label_order=True if row i is the example of label row i",
                     )
                 if len(X) != len(ids):
                     raise InputError(
                         f"{name}: {len(X)} rows for the {len(ids)} label rows of {labels}; with "
-                        "--rows-in-label-order there must be one feature row per label row"
+                        "rows_in_label_order there must be one feature row per label row"
                     )
                 feat_rows = rows = np.argsort(np.asarray(ids), kind="stable")  # folds of sorted ids
                 joined = f"{name}: {len(X)} rows paired with the label rows of {labels} by position"
@@ -130,7 +131,7 @@ def probe_files(
                 if not shared:
                     raise InputError(
                         f"{name}: none of its {len(feat_ids)} ids (e.g. {feat_ids[0]!r}) is among the {len(ids)} "
-                        f"ids of {labels} (e.g. {ids[0]!r}); check the files, or the id column (--id-column)"
+                        f"ids of {labels} (e.g. {ids[0]!r}); check the files, or the id column (id_column)"
                     )
                 feat_rows, rows = np.array(shared), np.array([index[feat_ids[k]] for k in shared])
                 joined = (
@@ -142,7 +143,7 @@ def probe_files(
             est = probe
             if fusion == "projection":
                 if len(widths) != 2:
-                    raise InputError("fusion='projection' (--fusion projection) needs exactly two feature files")
+                    raise ParameterError("fusion", "fusion='projection' needs exactly two feature files")
                 est = ProjectionFusion(split=widths[0])
             res = cross_validate(
                 est, X[feat_rows], y[rows], None if groups is None else groups[rows], n_splits, seeds,

@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from biostrata.analysis.splits import TASKS, encode_labels, label_indicator, make_splits, task_of
 from biostrata.compat import moved
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 __all__ = ["auroc", "probe_metrics", "ProbeBase", "LinearProbe", "MLPProbe", "ProbeResult", "cross_validate",
            "check_cv_options", "bootstrap_ci"]  # fmt: skip
@@ -185,13 +185,14 @@ class LinearProbe(ProbeBase):
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> LinearProbe:
         X, codes = self._prepare(X, y)
         if not len(self.Cs) or min(self.Cs) <= 0:
-            raise InputError(f"Cs={list(self.Cs)} (--cs): give one or more values of C, each > 0")
+            raise ParameterError("Cs", f"Cs={list(self.Cs)}: give one or more values of C, each > 0")
         scores = {}
         if len(self.Cs) > 1:
             if len(X) < self.inner_splits:
-                raise InputError(
+                raise ParameterError(
+                    "Cs",
                     f"{len(X)} training rows cannot fill the {self.inner_splits} inner folds that choose C; "
-                    "give one C (--cs) or more examples"
+                    "give one C (Cs) or more examples",
                 )
             splits = make_splits(codes, self.inner_splits, self.random_state, groups)
             for C in self.Cs:
@@ -238,9 +239,9 @@ class MLPProbe(ProbeBase):
         from sklearn.neural_network import MLPClassifier
 
         if not len(self.hidden_layer_sizes) or min(self.hidden_layer_sizes) < 1:
-            raise InputError(
-                f"hidden_layer_sizes={list(self.hidden_layer_sizes)} (--hidden): give one or more layer widths, "
-                "each at least 1"
+            raise ParameterError(
+                "hidden_layer_sizes",
+                f"hidden_layer_sizes={list(self.hidden_layer_sizes)}: give one or more layer widths, each at least 1",
             )
         mlp = MLPClassifier(
             tuple(self.hidden_layer_sizes),
@@ -361,17 +362,18 @@ def check_cv_options(n_splits: int = 5, seeds: Sequence[int] = (0,), n_boot: int
     """Refuse cross-validation options that cannot give a sound number: fewer than 2 folds, no seed or a
     repeated one (it would count the same folds twice), a negative number of bootstrap resamples."""
     if n_splits < 2:
-        raise InputError(f"n_splits={n_splits} (--folds): cross-validation needs at least 2 folds")
+        raise ParameterError("n_splits", f"n_splits={n_splits}: cross-validation needs at least 2 folds")
     if not len(seeds):
-        raise InputError("seeds (--seeds): give at least one seed")
+        raise ParameterError("seeds", "seeds=[]: give at least one seed")
     repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
     if repeated:
-        raise InputError(
-            f"seeds={list(seeds)} (--seeds): {repeated[0]} is given twice; a repeated seed repeats the same folds "
-            "and would count them twice"
+        raise ParameterError(
+            "seeds",
+            f"seeds={list(seeds)}: {repeated[0]} is given twice; a repeated seed repeats the same folds and would "
+            "count them twice",
         )
     if n_boot < 0:
-        raise InputError(f"n_boot={n_boot} (--bootstrap): must be >= 0 (0: no interval)")
+        raise ParameterError("n_boot", f"n_boot={n_boot}: must be >= 0 (0: no interval)")
 
 
 def _check_class_sizes(
@@ -380,10 +382,10 @@ def _check_class_sizes(
     """Every class must be able to reach every test fold: at least ``n_splits`` examples (with groups:
     groups) with it and, multi-label, as many without it. Otherwise some folds test without it and
     their AUROC, MCC and F1 silently leave it out or score it 0."""
-    unit = "group(s) (--group-column)" if groups is not None else "example(s)"
+    unit = "group(s)" if groups is not None else "example(s)"
     units = len(np.unique(groups)) if groups is not None else len(codes)
     if n_splits > units:
-        raise InputError(f"n_splits={n_splits} (--folds): more folds than the {units} {unit}")
+        raise ParameterError("n_splits", f"n_splits={n_splits}: more folds than the {units} {unit}")
     onehot = label_indicator(codes, len(names))
     outcomes = (1, 0) if task == "multilabel" else (1,)
     for c, name in enumerate(names):
@@ -395,9 +397,10 @@ def _check_class_sizes(
             verb = ("is in" if groups is not None else "has") if outcome else "is absent from only"
             where = f"{verb} {count} {unit}"
             fix = f"use at most {count} folds, or leave the class out" if count >= 2 else "leave the class out"
-            raise InputError(
-                f"class {name!r} {where}, fewer than the {n_splits} folds (--folds): some test folds would lack "
-                f"it; {fix}"
+            raise ParameterError(
+                "n_splits",
+                f"class {name!r} {where}, fewer than the {n_splits} folds (n_splits): some test folds would lack "
+                f"it; {fix}",
             )
 
 

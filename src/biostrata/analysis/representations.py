@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 
 __all__ = [
     "Representations",
@@ -211,7 +211,7 @@ def read_array(path: str | Path, key: str | None = None, layer: int | None = Non
     path = Path(path)
     store = path.suffix.lower() in (".h5", ".hdf5") and path.is_file() and _is_store(path)
     if layer is not None and not store:
-        raise InputError(f"{path}: --layer applies to biostrata embedding stores; use --key to pick an array")
+        raise ParameterError("layer", f"{path}: layer applies to biostrata embedding stores; use key to pick an array")
     layers, ids = _read_layers(path, (key or "mean") if store else "mean")
     names = list(layers)
     what = "dataset" if path.suffix.lower() in (".h5", ".hdf5") else "array"
@@ -225,15 +225,15 @@ def read_array(path: str | Path, key: str | None = None, layer: int | None = Non
             raise InputError(f"{path}: no {what} named {key!r}; it holds {', '.join(names) or 'nothing'}")
         name = key
     elif len(names) != 1:
-        raise InputError(
-            f"{path}: holds {len(names)} {what}s ({', '.join(names)}); choose one with --key (e.g. --key {names[0]})"
+        raise ParameterError(
+            "key", f"{path}: holds {len(names)} {what}s ({', '.join(names)}); choose one with key (e.g. {names[0]!r})"
         )
     else:
         name = names[0]
     arr = np.asarray(layers[name])
     if arr.ndim != 2:
         fix = (
-            f"choose a 2-d one with --key ({', '.join(flat)})"
+            f"choose a 2-d one with key ({', '.join(flat)})"
             if flat
             else "save it as one (a 3-d array [points, layers, coordinates] is read as one array per layer)"
         )

@@ -211,7 +211,7 @@ def _warn_exact_cost(distances: Any, device: str | None, threads: int | None) ->
     warnings.warn(
         f"exact delta over {n} points: one base point took {one:.2g} s here, so at most about "
         f"{f'{bound:.0f} s' if bound < 90 else f'{bound / 60:.0f} min'} "
-        f"(pruning usually skips most base points); method='sampled' (--method sampled) estimates it in seconds",
+        f"(pruning usually skips most base points); method='sampled' estimates it in seconds",
         DeltaCostWarning,
         stacklevel=3,
     )

@@ -33,8 +33,8 @@ def simulate(*, out: PathLike | None = None, **options: Any) -> SimulatedDataset
         Folder to write the dataset to in the GUE layout: ``train.csv``, ``dev.csv``, ``test.csv``
         (header ``sequence,label``), ``tree.nwk``, ``leaves.csv`` and ``simulation.yaml``.
     **options
-        The keywords of :func:`biostrata.data.simulation.simulate.simulate_dataset`, with the defaults of
-        :class:`biostrata.config.SimulateSettings`: ``n_leaves`` (5000), ``length`` (200), ``tree``
+        The keywords of :func:`biostrata.data.simulation.simulate.simulate_dataset`, with its defaults:
+        ``n_leaves`` (5000), ``length`` (200), ``tree``
         (``yule``), ``height`` (1.0 substitutions per site, root to leaf), ``model`` (``hky85``),
         ``label`` (``clade`` or ``motif``), ``n_classes`` (2), ``fractions`` ((0.8, 0.1, 0.1)), ``seed``
         (0) and the rest; the same seed gives the same dataset.

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -204,7 +204,7 @@ def embed(
     if isinstance(model, (EuclideanCNN, HyperbolicCNN)):
         if token_budget is not None:
             if token_budget < 1:
-                raise InputError(f"token_budget={token_budget} (--token-budget): must be at least 1")
+                raise ParameterError("token_budget", f"token_budget={token_budget}: must be at least 1")
             batch_size = max(1, token_budget // model.length)
         options = dict(truncate=truncate, batch_size=batch_size, device=device, progress=progress)
         return _embed_dna(model, inputs, layers, pooling, out, {**options, **stored})

@@ -13,13 +13,13 @@ from biostrata.config.genome import (
     GENOME_MODELS,
     LEGACY_RADIUS_CLIP,
     MAX_SEED,
-    PRECISIONS,
     SIMULATE_CHOICES,
     ConditionsSettings,
     DemoSettings,
     SimulateSettings,
     TrainConfig,
 )
+from biostrata.config.precision import PRECISIONS
 from biostrata.config.sequences import ANNOTATE_CHOICES, AnnotateSettings, CrossGranularitySettings, PretrainSettings
 from biostrata.config.strata import DOMAIN_VARIANTS, STRATA_PARTS, StrataSettings
 

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from biostrata.settings import Settings, field_help, read_yaml
+from biostrata.config.precision import PRECISIONS
+from biostrata.settings import Settings, defaults_from, field_help, read_yaml
 
 # The genome classifiers a TrainConfig can name, with the geometry of their layers (what a built model's
 # ``layer_manifold`` gives: None for euclidean, a Lorentz manifold for lorentz; a test checks the two agree).
 # models.genome_cnn.MODELS says how each is built; reports read the geometry here, not from the names.
 GENOME_GEOMETRY = {"cnn": "euclidean", "hcnn-s": "lorentz", "hcnn-m": "lorentz"}
 GENOME_MODELS = tuple(GENOME_GEOMETRY)
-# What a TrainConfig passes to Lightning: its precisions (the short forms are its older names) and accelerators.
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "bf16", "16", "64")
+# What a TrainConfig passes to Lightning: its accelerators (its precisions: config.precision.PRECISIONS).
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 # The batch norms' radius clip of runs and model files made before bn_max_radius existed (their saved
 # configs and architectures lack the field): they were trained with it, not with today's default.
@@ -177,7 +177,7 @@ class DemoSettings(Settings):
                 (self.leaves >= 2, "leaves", "at least 2"),
                 (self.length >= 1, "length", "at least 1"),
                 (self.classes >= 2, "classes", "at least 2"),
-                (self.classes <= self.leaves, "classes", f"at most --leaves ({self.leaves}): one clade each"),
+                (self.classes <= self.leaves, "classes", f"at most leaves ({self.leaves}): one clade each"),
                 (self.tree in SIMULATE_CHOICES["tree"], "tree", f"one of {_one_of('tree')}"),
                 (self.height > 0, "height", "> 0"),
                 (self.epochs >= 1, "epochs", "at least 1"),
@@ -250,12 +250,17 @@ class ConditionsSettings(Settings):
 
 
 # The choices of SimulateSettings. This module imports nothing from biostrata.data; the same names are
-# trees.SHAPES, evolution.MODELS and simulate.LABELS there (tests/data/test_simulate.py checks they agree).
+# trees.SHAPES, evolution.MODELS and simulate.LABELS there (tests/data/simulation/test_simulate.py checks they agree).
 SIMULATE_CHOICES = {
     "tree": ("yule", "birth-death", "balanced", "caterpillar"),
     "model": ("jc69", "k80", "hky85"),
     "label": ("clade", "motif"),
 }
+
+
+#: The function a SimulateSettings configures, and the fields it names otherwise.
+SIMULATE_DATASET = "biostrata.data.simulation.simulate:simulate_dataset"
+_RENAMED = {"leaves": "n_leaves", "classes": "n_classes", "clades": "n_clades"}
 
 
 def _one_of(name: str) -> str:
@@ -267,47 +272,39 @@ def _fractions_ok(fractions: list[float]) -> bool:
 
 
 @dataclass
+@defaults_from(SIMULATE_DATASET, **_RENAMED)
 class SimulateSettings(Settings):
-    """A labelled DNA dataset simulated along a tree (``biostrata simulate``). The keyword defaults of
-    ``biostrata.data.simulate.simulate_dataset`` are these fields (``leaves``, ``classes`` and ``clades``
-    are its ``n_leaves``, ``n_classes`` and ``n_clades``); numbers are checked there."""
+    """A labelled DNA dataset simulated along a tree (``biostrata simulate``): the keywords of
+    ``biostrata.data.simulation.simulate.simulate_dataset``, whose defaults they take (``leaves``, ``classes`` and
+    ``clades`` are its ``n_leaves``, ``n_classes`` and ``n_clades``); numbers are checked there."""
 
-    leaves: int = field(default=5000, metadata=field_help("number of leaves = sequences"))
-    length: int = field(default=200, metadata=field_help("root sequence length in bases"))
-    tree: str = field(default="yule", metadata=field_help(f"tree shape: {_one_of('tree')}"))
-    height: float = field(default=1.0, metadata=field_help("root-to-leaf distance in substitutions per site"))
-    birth: float = field(default=1.0, metadata=field_help("birth rate of --tree birth-death"))
-    death: float = field(default=0.5, metadata=field_help("death rate of --tree birth-death, <= birth"))
-    model: str = field(default="hky85", metadata=field_help(f"substitution model: {_one_of('model')}"))
-    kappa: float | None = field(
-        default=None, metadata=field_help("transition/transversion ratio of k80 and hky85; unset: 2.0")
-    )
+    leaves: int = field(metadata=field_help("number of leaves = sequences"))
+    length: int = field(metadata=field_help("root sequence length in bases"))
+    tree: str = field(metadata=field_help(f"tree shape: {_one_of('tree')}"))
+    height: float = field(metadata=field_help("root-to-leaf distance in substitutions per site"))
+    birth: float = field(metadata=field_help("birth rate of tree birth-death"))
+    death: float = field(metadata=field_help("death rate of tree birth-death, <= birth"))
+    model: str = field(metadata=field_help(f"substitution model: {_one_of('model')}"))
+    kappa: float | None = field(metadata=field_help("transition/transversion ratio of k80 and hky85; unset: 2.0"))
     freqs: list[float] | None = field(
-        default=None,
-        metadata=field_help("base frequencies of hky85: 4 numbers (A C G T) summing to 1; unset: 0.3 0.2 0.2 0.3"),
+        metadata=field_help("base frequencies of hky85: 4 numbers (A C G T) summing to 1; unset: 0.3 0.2 0.2 0.3")
     )
     gamma: float | None = field(
-        default=None, metadata=field_help("shape (alpha) of gamma-distributed site rates; unset: equal rates")
+        metadata=field_help("shape (alpha) of gamma-distributed site rates; unset: equal rates")
     )
-    categories: int = field(default=4, metadata=field_help("discrete gamma rate categories"))
-    indel_rate: float = field(default=0.0, metadata=field_help("indel events per site per substitution unit"))
-    indel_length: float = field(default=2.0, metadata=field_help("mean indel length, geometric"))
-    fixed_length: bool = field(
-        default=False, metadata=field_help("cut or pad (random bases) every sequence to --length")
-    )
-    root: str | None = field(default=None, metadata=field_help("root sequence (ACGT); overrides --length"))
-    label: str = field(
-        default="clade", metadata=field_help(f"class = clade of the tree, or a planted motif: {_one_of('label')}")
-    )
-    classes: int = field(default=2, metadata=field_help("number of classes"))
+    categories: int = field(metadata=field_help("discrete gamma rate categories"))
+    indel_rate: float = field(metadata=field_help("indel events per site per substitution unit"))
+    indel_length: float = field(metadata=field_help("mean indel length, geometric"))
+    fixed_length: bool = field(metadata=field_help("cut or pad (random bases) every sequence to the length"))
+    root: str | None = field(metadata=field_help("root sequence (ACGT); overrides the length"))
+    label: str = field(metadata=field_help(f"class = clade of the tree, or a planted motif: {_one_of('label')}"))
+    classes: int = field(metadata=field_help("number of classes"))
     clades: int | None = field(
-        default=None, metadata=field_help("clades to cut the tree into, dealt to the classes; unset: --classes")
+        metadata=field_help("clades to cut the tree into, dealt to the classes; unset: the number of classes")
     )
-    motif_length: int = field(default=8, metadata=field_help("motif length for --label motif"))
-    fractions: list[float] = field(
-        default=(0.8, 0.1, 0.1), metadata=field_help("split fractions: 3 numbers (train dev test) summing to 1")
-    )
-    seed: int = field(default=0, metadata=field_help("random seed (the same seed gives the same files)"))
+    motif_length: int = field(metadata=field_help("motif length for label motif"))
+    fractions: list[float] = field(metadata=field_help("split fractions: 3 numbers (train dev test) summing to 1"))
+    seed: int = field(metadata=field_help("random seed (the same seed gives the same files)"))
 
     def validate(self) -> None:
         clades = self.clades or self.classes
@@ -326,13 +323,13 @@ class SimulateSettings(Settings):
                 # the other numbers are checked by simulate_dataset, under these names; these three it calls n_*
                 (self.leaves >= 2, "leaves", "at least 2"),
                 (self.classes >= 2, "classes", "at least 2"),
-                (self.clades is None or self.clades >= self.classes, "clades", "at least --classes, or unset"),
+                (self.clades is None or self.clades >= self.classes, "clades", "at least classes, or unset"),
                 (clades <= self.leaves, "leaves", f"at least the number of clades ({clades})"),
             ]
         )
 
     def keywords(self) -> dict[str, Any]:
-        """These settings as the keyword arguments of ``biostrata.data.simulate.simulate_dataset``."""
+        """These settings as the keyword arguments of ``biostrata.data.simulation.simulate.simulate_dataset``."""
         return {_RENAMED.get(k, k): v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
@@ -345,7 +342,5 @@ class SimulateSettings(Settings):
         return values
 
 
-# The settings whose simulate_dataset arguments have other names.
-_RENAMED = {"leaves": "n_leaves", "classes": "n_classes", "clades": "n_clades"}
-#: The ``format`` entry of ``simulation.yaml`` (``biostrata.data.simulate.write_gue``).
+#: The ``format`` entry of ``simulation.yaml`` (``biostrata.data.simulation.simulate.write_gue``).
 SIMULATION_FORMAT = "biostrata simulated dataset"

@@ -4,20 +4,29 @@ and genome annotation (see :mod:`biostrata.settings`). Loads no torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from biostrata.errors import InputError
-from biostrata.settings import Settings, field_help
+from biostrata.settings import Settings, defaults_from, field_help
+
+#: The functions a PretrainSettings configures: pre-training (the domain level), its loop (how a run goes), the
+#: domain LM (geometry) and the small protein LM (the protein level); the fields take their defaults.
+PRETRAINING = (
+    "biostrata.train.pretrain:pretrain_domain_lm",
+    "biostrata.train.masked_lm:fit_masked_lm",
+    "biostrata.models.domain_lm:DomainLM.__init__",
+    "biostrata.models.protein_lm:small_protein_lm",
+)
 
 
 @dataclass
+@defaults_from(*PRETRAINING, protein_layers="num_layers", protein_dim="embed_dim", protein_heads="attention_heads")
 class PretrainSettings(Settings):
     """Masked-token pre-training (``biostrata pretrain``): the domain LM (BiGCARP) in one arm, or a
-    small protein LM. The keyword defaults of ``train.pretrain`` are these fields."""
+    small protein LM. Defaults: those of the functions of :data:`PRETRAINING`."""
 
     level: str = field(default="domain", metadata=field_help("domain (BiGCARP over Pfam domains) or protein"))
-    preset: str = field(
-        default="bigcarp", metadata=field_help("domain LM size: bigcarp (~34M parameters) or small (CPU)")
-    )
+    preset: str = field(metadata=field_help("domain LM size: bigcarp (~34M parameters) or small (CPU)"))
     d_embed: int | None = field(
         default=None, metadata=field_help("token-table width; unset: the preset's, or the family vectors' width")
     )
@@ -28,38 +37,30 @@ class PretrainSettings(Settings):
     n_layers: int | None = field(
         default=None, metadata=field_help("domain level: residual blocks; unset: the preset's (bigcarp 32, small 8)")
     )
-    arm: str = field(
-        default="random", metadata=field_help("random, finetune or frozen (the last two need --init-table)")
-    )
-    projection: str = field(
-        default="learned", metadata=field_help("learned: table as wide as the family vectors; pca: fixed projection")
-    )
+    arm: str = field(metadata=field_help("random, finetune or frozen (the last two need a family table)"))
+    projection: str = field(metadata=field_help("learned: table as wide as the family vectors; pca: fixed projection"))
     geometry: str = field(
-        default="euclidean",
         metadata=field_help("domain level: euclidean, or lorentz (token table and output layer on the hyperboloid)"),
     )
     curvature: float = field(
-        default=1.0, metadata=field_help("--geometry lorentz: curvature magnitude K (the hyperboloid has curvature -K)")
+        metadata=field_help("geometry lorentz: curvature magnitude K (the hyperboloid has curvature -K)")
     )
-    class_token: bool = field(default=False, metadata=field_help("prefix each BGC with its class token"))
-    separators: bool = field(default=False, metadata=field_help("[SEP] token between genes (domain-name lists)"))
-    protein_layers: int = field(default=4, metadata=field_help("protein level: transformer layers"))
-    protein_dim: int = field(default=64, metadata=field_help("protein level: embedding width"))
-    protein_heads: int = field(default=4, metadata=field_help("protein level: attention heads"))
-    epochs: int = field(default=10, metadata=field_help("training epochs"))
-    batch_size: int = field(default=32, metadata=field_help("batch size"))
-    lr: float = field(default=1e-3, metadata=field_help("learning rate"))
-    val_fraction: float = field(default=0.1, metadata=field_help("share held out for validation"))
-    max_length: int | None = field(
-        default=512, metadata=field_help("crop longer sequences (a random window in training)")
-    )
-    seed: int = field(default=0, metadata=field_help("seed of the split, the model and the masking"))
-    accelerator: str = field(default="auto", metadata=field_help("Lightning accelerator: auto, cpu, gpu"))
-    devices: str = field(default="auto", metadata=field_help("Lightning devices: auto or a number"))
-    progress: bool = field(default=True, metadata=field_help("show progress bars"))
-    resume: bool = field(default=False, metadata=field_help("continue from OUT/checkpoints/last.ckpt"))
+    class_token: bool = field(metadata=field_help("prefix each BGC with its class token"))
+    separators: bool = field(metadata=field_help("[SEP] token between genes (domain-name lists)"))
+    protein_layers: int = field(metadata=field_help("protein level: transformer layers"))
+    protein_dim: int = field(metadata=field_help("protein level: embedding width"))
+    protein_heads: int = field(metadata=field_help("protein level: attention heads"))
+    epochs: int = field(metadata=field_help("training epochs"))
+    batch_size: int = field(metadata=field_help("batch size"))
+    lr: float = field(metadata=field_help("learning rate"))
+    val_fraction: float = field(metadata=field_help("share held out for validation"))
+    max_length: int | None = field(metadata=field_help("crop longer sequences (a random window in training)"))
+    seed: int = field(metadata=field_help("seed of the split, the model and the masking"))
+    accelerator: str = field(metadata=field_help("Lightning accelerator: auto, cpu, gpu"))
+    devices: str = field(metadata=field_help("Lightning devices: auto or a number"))
+    progress: bool = field(metadata=field_help("show progress bars"))
+    resume: bool = field(metadata=field_help("continue from OUT/checkpoints/last.ckpt"))
     snapshots: bool = field(
-        default=False,
         metadata=field_help("domain level: keep the weights at the start and after every epoch in OUT/snapshots/"),
     )
 
@@ -97,6 +98,22 @@ class PretrainSettings(Settings):
         return int(self.devices) if self.devices.isdigit() else self.devices
 
 
+#: Where the studies find their data by default (a study's ``data`` folder replaces the root), and the files there.
+DATA_ROOT = "../shared/data"
+DATA_FILES = {
+    "domain_list": "bgc/mibig_domain_list.txt",
+    "pfamid": "bgc/mibig_pfamid.csv",
+    "domains": "bgc/mibig_domains.tsv",
+    "classes": "bgc/mibig3_classes.csv",
+    "pfam": "pfam/Pfam-A.clans.tsv",
+}
+
+
+def data_file(name: str, help: str) -> Any:
+    """A field of the path of a data file: by default ``DATA_ROOT/DATA_FILES[name]``, with this help text."""
+    return field(default=f"{DATA_ROOT}/{DATA_FILES[name]}", metadata=field_help(help))
+
+
 @dataclass
 class ProteinLMSettings(Settings):
     """The protein LM of a study: a given ESM (transformers name or directory, fair-esm .pt), else a small
@@ -117,12 +134,10 @@ class ProteinLMSettings(Settings):
 class CrossGranularitySettings(ProteinLMSettings):
     """Inputs, model sizes, and the size of every analysis (defaults: a CPU run in under 30 minutes)."""
 
-    corpus: str = field(default="../shared/data/bgc/mibig_domain_list.txt", metadata=field_help("BGC domain lists"))
-    pfam: str = field(default="../shared/data/pfam/Pfam-A.clans.tsv", metadata=field_help("Pfam clans table"))
-    classes: str = field(default="../shared/data/bgc/mibig3_classes.csv", metadata=field_help("MIBiG product classes"))
-    domains: str = field(
-        default="../shared/data/bgc/mibig_domains.tsv", metadata=field_help("per-domain protein table")
-    )
+    corpus: str = data_file("domain_list", "BGC domain lists")
+    pfam: str = data_file("pfam", "Pfam clans table")
+    classes: str = data_file("classes", "MIBiG product classes")
+    domains: str = data_file("domains", "per-domain protein table")
     # domain LM
     preset: str = "small"
     domain_sizes: dict = field(default_factory=dict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from biostrata.config.sequences import ProteinLMSettings
+from biostrata.config.sequences import ProteinLMSettings, data_file
 from biostrata.settings import field_help
 
 #: What a strata study can leave out (``skip``): each a stratum's model(s), or the width comparison.
@@ -24,21 +24,13 @@ class StrataSettings(ProteinLMSettings):
     """The same MIBiG domain instances as DNA, protein segment, domain token in its cluster, and cluster
     (the amino-acid stratum's protein LM: :class:`ProteinLMSettings`)."""
 
-    domains: str = field(
-        default="../shared/data/bgc/mibig_domains.tsv",
-        metadata=field_help("domain table with DNA and protein (mibig_domains.tsv, or annotate's domains.tsv)"),
+    domains: str = data_file(
+        "domains", "domain table with DNA and protein (mibig_domains.tsv, or annotate's domains.tsv)"
     )
-    corpus: str = field(
-        default="../shared/data/bgc/mibig_pfamid.csv",
-        metadata=field_help("BGC corpus of Pfam accessions (or annotate's clusters.csv)"),
-    )
-    pfam: str = field(
-        default="../shared/data/pfam/Pfam-A.clans.tsv",
-        metadata=field_help("Pfam clans table ('': none; the CNNs and the clan probe are then skipped)"),
-    )
-    classes: str = field(
-        default="../shared/data/bgc/mibig3_classes.csv",
-        metadata=field_help("product classes, multi-hot ('': none; the product-class probe is then skipped)"),
+    corpus: str = data_file("pfamid", "BGC corpus of Pfam accessions (or annotate's clusters.csv)")
+    pfam: str = data_file("pfam", "Pfam clans table ('': none; the CNNs and the clan probe are then skipped)")
+    classes: str = data_file(
+        "classes", "product classes, multi-hot ('': none; the product-class probe is then skipped)"
     )
     split: list[float] = field(
         default_factory=lambda: [0.8, 0.1, 0.1],

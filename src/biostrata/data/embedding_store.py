@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 
 __all__ = ["EmbeddingStore", "merge_stores", "POOLINGS"]
 
@@ -67,7 +67,7 @@ class EmbeddingStore:
         """Open ``path`` for appending; a new file is laid out, an existing one must match."""
         bad = [p for p in poolings if p not in POOLINGS]
         if bad or not poolings or len(set(poolings)) != len(poolings):
-            raise InputError(f"poolings={list(poolings)} (--pooling): choose from {list(POOLINGS)}, each once")
+            raise ParameterError("poolings", f"poolings={list(poolings)}: choose from {list(POOLINGS)}, each once")
         if len(set(layers)) != len(layers):
             raise InputError(f"layers={list(layers)}: a layer repeats; give each once")
         if dtype not in ("float32", "float16"):

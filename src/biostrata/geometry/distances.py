@@ -117,7 +117,7 @@ def lorentz_space(x: torch.Tensor, curvature: float, *, name: str = "points") ->
         raise InputError(
             f"{name}: row {i} is not on the upper hyperboloid <x,x>_L = -1/K with K = {curvature:g} "
             f"(x_0 = {t[i].item():.6g}, <x,x>_L = {inner[i].item():.6g}); points must have the time coordinate "
-            "first; check --curvature (the model's K) or the point format"
+            "first; check the curvature (the model's K) or the point format"
         )
     return s
 
@@ -165,7 +165,7 @@ def pairwise_distances(
                 i = int(bad[0])
                 raise InputError(
                     f"{name}: row {i} lies outside the Poincare ball of curvature -{k:g} "
-                    f"(K |x|^2 = {r2[i].item():.6g} >= 1); check --curvature"
+                    f"(K |x|^2 = {r2[i].item():.6g} >= 1); check the curvature K"
                 )
             if same:
                 break

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from biostrata.data.clusters.corpus import Cluster
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.models.extract import (
     Embedded,
     check_options,
@@ -34,7 +34,7 @@ Layers = dict[int, np.ndarray | list[np.ndarray]]
 
 def _check_pooling(pooling: str, allowed: Sequence[str], model: str) -> None:
     if pooling not in allowed:
-        raise InputError(f"pooling={pooling!r} (--pooling): {model} pools by {', '.join(allowed)}")
+        raise ParameterError("pooling", f"pooling={pooling!r}: {model} pools by {', '.join(allowed)}")
 
 
 def _gather(n: int, layer_ids: Sequence[int], pooling: str, chunks: Iterable[list[Embedded]]) -> Layers:

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from biostrata.errors import InputError
+from biostrata.config import PRECISIONS as CONFIG_PRECISIONS
+from biostrata.errors import InputError, ParameterError
 
 __all__ = ["plan_batches", "count_batches", "default_device", "check_options", "forward_batches", "window_starts",
            "merge_windows", "cut_segments", "PRECISIONS", "DEFAULT_TOKEN_BUDGET"]  # fmt: skip
@@ -52,15 +53,17 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
     try:
         device = torch.device(device)
     except RuntimeError:
-        raise InputError(f"device={str(device)!r} (--device): not a torch device; use cpu, cuda or cuda:N") from None
+        raise ParameterError("device", f"device={str(device)!r}: not a torch device; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device={str(device)!r} (--device): no GPU is available here; use cpu")
+        raise ParameterError("device", f"device={str(device)!r}: no GPU is available here; use cpu")
     return device
 
 
-#: Numeric precisions of an extraction: float32, or float32 weights under bfloat16 / float16 autocast.
-PRECISIONS = ("fp32", "bf16", "fp16")
-_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The autocast of each precision an extraction runs in (by Lightning's name): none for float32, or bfloat16 /
+# float16 over the float32 weights.
+_AUTOCAST = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+#: The names of those precisions (config.PRECISIONS: the one vocabulary, which maps each name to Lightning's).
+PRECISIONS = tuple(name for name, meaning in CONFIG_PRECISIONS.items() if meaning in _AUTOCAST)
 #: Token budget by device type when none is given: on 2 CPU threads 1,024 padded tokens a batch beat 4,096
 #: (docs/benchmarks.md); a GPU wants large batches (not measured here).
 DEFAULT_TOKEN_BUDGET = {"cpu": 1024, "cuda": 16384}
@@ -76,23 +79,23 @@ def check_options(
     special: int = 2,
 ) -> tuple[torch.device, str, int]:
     """The device, precision and token budget of an extraction (see :func:`extract_embeddings`), after
-    refusing options that cannot work, each named (CLI option in parentheses). ``precision`` None: fp16
+    refusing options that cannot work, each named (:class:`~biostrata.errors.ParameterError`). ``precision`` None: fp16
     on a GPU, fp32 on the CPU; ``token_budget`` None: :data:`DEFAULT_TOKEN_BUDGET` of the device.
     ``max_residues`` None: not known yet (the model's); ``special``: the tokens each item gets around
     its own (ESM: 2)."""
     if long not in ("truncate", "window"):
-        raise InputError(f"long={long!r} (--long): use 'truncate' or 'window'")
+        raise ParameterError("long", f"long={long!r}: use 'truncate' or 'window'")
     device = default_device(device)
     token_budget = DEFAULT_TOKEN_BUDGET.get(device.type, 4096) if token_budget is None else token_budget
     if token_budget < special + 1:
-        raise InputError(
-            f"token_budget={token_budget} (--token-budget): must be at least {special + 1}, one residue and the "
-            f"{special} special tokens"
+        raise ParameterError(
+            "token_budget",
+            f"token_budget={token_budget}: must be at least {special + 1}, one residue and the {special} special tokens",
         )
     if long == "window" and max_residues is not None and not 0 <= overlap < max_residues:
-        raise InputError(
-            f"overlap={overlap} (--overlap): must be in [0, {max_residues}), shorter than the windows of "
-            f"max_residues={max_residues} (--max-residues)"
+        raise ParameterError(
+            "overlap",
+            f"overlap={overlap}: must be in [0, {max_residues}), shorter than the windows of max_residues={max_residues}",
         )
     return device, _precision(precision, device), token_budget
 
@@ -101,10 +104,10 @@ def _precision(precision: str | None, device: torch.device) -> str:
     """``precision`` checked for ``device``; None: fp16 on a GPU, fp32 on the CPU."""
     precision = ("fp16" if device.type == "cuda" else "fp32") if precision is None else precision
     if precision not in PRECISIONS:
-        raise InputError(f"precision={precision!r} (--precision): choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise InputError(
-            f"precision='fp16' (--precision): float16 needs a GPU, and the device is {device}; use bf16 or fp32"
+        raise ParameterError("precision", f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if CONFIG_PRECISIONS[precision] == "16-mixed" and device.type != "cuda":
+        raise ParameterError(
+            "precision", f"precision={precision!r}: float16 needs a GPU, and the device is {device}; use bf16 or fp32"
         )
     return precision
 
@@ -128,7 +131,7 @@ def forward_batches(
     precision = _precision(precision, device)
     collate = collate or model.tokenize
     model.to(device).eval()
-    dtype = _AUTOCAST[precision]
+    dtype = _AUTOCAST[CONFIG_PRECISIONS[precision]]
     for batch in batches:
         x = collate([items[i] for i in batch]).to(device)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):

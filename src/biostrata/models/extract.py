@@ -34,7 +34,7 @@ import torch
 
 from biostrata.data.clusters.proteins import ProteinRecord
 from biostrata.data.embedding_store import EmbeddingStore
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.models.batching import (
     DEFAULT_TOKEN_BUDGET,
     PRECISIONS,
@@ -136,7 +136,7 @@ def dna_states(
     from biostrata.data.dna.alphabet import encode_batch
 
     if pooling not in DNA_POOLINGS:
-        raise InputError(f"pooling={pooling!r} (--pooling): a genome CNN pools by {', '.join(DNA_POOLINGS)}")
+        raise ParameterError("pooling", f"pooling={pooling!r}: a genome CNN pools by {', '.join(DNA_POOLINGS)}")
     batches = count_batches(len(sequences), batch_size)
     collate = lambda seqs: encode_batch(seqs, model.length, truncate=truncate)  # noqa: E731
     with torch.inference_mode(), tqdm(total=len(sequences), unit="seq", disable=not progress, desc="embed") as bar:
@@ -188,10 +188,10 @@ def checked_layers(model: torch.nn.Module, layers: Sequence[int]) -> list[int]:
     try:
         ids = resolve_layers(layers, model.num_layers)
     except InputError as err:
-        raise InputError(f"layers={list(layers)} (--layers): {err}") from None
+        raise ParameterError("layers", f"layers={list(layers)}: {err}") from None
     if len(set(ids)) != len(ids):
         twice = next(i for k, i in enumerate(ids) if i in ids[:k])
-        raise InputError(f"layers={list(layers)} (--layers): layer {twice} is named twice; give each layer once")
+        raise ParameterError("layers", f"layers={list(layers)}: layer {twice} is named twice; give each layer once")
     return ids
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from biostrata.compat import moved
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.extras import require
 from biostrata.io import atomic_write
 from biostrata.models.esm_hf import check_model_path, load_transformers_esm
@@ -142,9 +142,9 @@ def load_protein_lm(
     (:func:`~biostrata.models.esm_hf.check_model_path`). ``progress``: transformers' loading bars.
     """
     if backend not in BACKENDS:
-        raise InputError(f"backend={backend!r} (--backend): choose one of {', '.join(BACKENDS)}")
+        raise ParameterError("backend", f"backend={backend!r}: choose one of {', '.join(BACKENDS)}")
     if max_residues is not None and max_residues < 1:
-        raise InputError(f"max_residues={max_residues} (--max-residues): must be at least 1")
+        raise ParameterError("max_residues", f"max_residues={max_residues}: must be at least 1")
     path = check_model_path(name_or_path)
     if is_pretrained(path):  # a folder of save_pretrained, of either backend
         model = load_pretrained(path)

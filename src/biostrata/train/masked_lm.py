@@ -27,7 +27,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics import SumMetric
 
-from biostrata.config import PretrainSettings as _D  # the keyword defaults below are its fields
 from biostrata.errors import InputError, NumericalError
 from biostrata.models.pretrained import is_pretrained
 from biostrata.train.masking import MaskingScheme, MLMCollator
@@ -166,17 +165,17 @@ def fit_masked_lm(
     scheme: MaskingScheme,
     out_dir: str | Path,
     *,
-    epochs: int = _D.epochs,
-    batch_size: int = _D.batch_size,
-    lr: float = _D.lr,
-    seed: int = _D.seed,
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
     max_length: int | None = None,
     keep_first: int = 0,
     keep_last: int = 0,
-    accelerator: str = _D.accelerator,
-    devices: int | str = _D.devices,
-    progress: bool = _D.progress,
-    resume: bool = _D.resume,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    progress: bool = True,
+    resume: bool = False,
     val_repeats: int = 4,
     snapshot: Callable[[Path], None] | None = None,
 ) -> dict:

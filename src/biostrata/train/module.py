@@ -117,7 +117,7 @@ class GenomeClassifier(pl.LightningModule):
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}, "
                 f"first non-finite in {where} "
                 f"(model {self.cfg.model}, lr {self.cfg.lr}, precision {self.cfg.precision}); no metric is "
-                "reported. Try a lower learning rate (--lr), float32 precision, or another seed."
+                "reported. Try a lower learning rate (lr), float32 precision, or another seed."
             )
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
         return loss

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from biostrata.config import PretrainSettings as _D  # the keyword defaults below are its fields
 from biostrata.data.clusters.corpus import ClusterCorpus, DomainVocabulary
 from biostrata.data.clusters.pfam import PfamTable
 from biostrata.data.clusters.proteins import CANONICAL_AMINO_ACIDS, ProteinRecord
@@ -108,20 +107,20 @@ def pretrain_domain_lm(
     corpus: ClusterCorpus,
     out_dir: str | Path,
     *,
-    preset: str = _D.preset,
-    arm: str = _D.arm,
+    preset: str = "bigcarp",
+    arm: str = "random",
     family_table: FamilyTable | None = None,
-    projection: str = _D.projection,
+    projection: str = "learned",
     pfam: PfamTable | None = None,
-    class_token: bool = _D.class_token,
-    separators: bool = _D.separators,
-    val_fraction: float = _D.val_fraction,
-    max_length: int | None = _D.max_length,
-    epochs: int = _D.epochs,
-    batch_size: int = _D.batch_size,
-    lr: float = _D.lr,
-    seed: int = _D.seed,
-    snapshots: bool = _D.snapshots,
+    class_token: bool = False,
+    separators: bool = False,
+    val_fraction: float = 0.1,
+    max_length: int | None = 512,
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    snapshots: bool = False,
     **options: Any,
 ) -> dict:
     """Pre-train the domain LM in one arm: ``random`` table, or initialized from ``family_table``
@@ -143,8 +142,8 @@ def pretrain_domain_lm(
     if pfam is not None and counts and not any(d in pfam for d in counts):
         raise InputError(
             f"{corpus.source}: none of its {len(counts)} domains (e.g. {next(iter(counts))!r}) is a family of the Pfam "
-            f"table {pfam.source}; check the corpus and --format, and --pfam (or leave --pfam out to train on the "
-            "tokens as written)"
+            f"table {pfam.source}; check the corpus (and the layout it was read in) and pfam (or give no pfam to train on "
+            "the tokens as written)"
         )
     vocab = DomainVocabulary.from_corpus(corpus, class_tokens=class_token, gene_separator=separators)
     if family_table is not None and projection == "learned":
@@ -164,7 +163,7 @@ def pretrain_domain_lm(
         how = (
             "by its split column"
             if all(c.split for c in corpus)
-            else f"with val_fraction={val_fraction} (--val-fraction), identical domain lists kept together"
+            else f"with val_fraction={val_fraction}, identical domain lists kept together"
         )
         met = "; ".join(corpus.summary().splitlines()[1:])  # the reader's warnings: often the cause
         raise InputError(
@@ -199,12 +198,12 @@ def pretrain_protein_lm(
     records: Sequence[ProteinRecord],
     out_dir: str | Path,
     *,
-    val_fraction: float = _D.val_fraction,
-    max_length: int | None = _D.max_length,
+    val_fraction: float = 0.1,
+    max_length: int | None = 512,
     epochs: int = 5,  # a protein LM here is a small helper model, not the object of study
-    batch_size: int = _D.batch_size,
-    lr: float = _D.lr,
-    seed: int = _D.seed,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
     valid: Sequence[ProteinRecord] | None = None,
     **run: Any,
 ) -> dict:
@@ -219,7 +218,7 @@ def pretrain_protein_lm(
         random.Random(seed).shuffle(order)
         n_val = max(1, round(val_fraction * len(order)))
         records, valid = [records[i] for i in order[n_val:]], [records[i] for i in order[:n_val]]
-        how = f"split with val_fraction={val_fraction} (--val-fraction)"
+        how = f"split with val_fraction={val_fraction}"
     else:
         how = "given split"
     if not records or not valid:

@@ -35,7 +35,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from biostrata.compat import moved
-from biostrata.config import TrainConfig
+from biostrata.config import PRECISIONS, TrainConfig
 from biostrata.data.dna.genome import SPLITS, EncodedSequences, Splits
 from biostrata.errors import InputError, NumericalError
 from biostrata.io import atomic_write_json
@@ -68,7 +68,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
     if cfg.pool == "flatten" and head > MAX_HEAD_WEIGHTS:
         raise InputError(
             f"{splits.train.source}: sequences of {length} bp make a flatten head of {head:,} weights, too many "
-            "to train; use --pool mean, or cut the sequences with --length N --truncate"
+            "to train; use pool='mean', or cut the sequences with length=N and truncate"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").unlink(missing_ok=True)  # from here on, the run is not finished
@@ -93,7 +93,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
     # one device unless asked: "auto" would start one process per GPU (DDP)
     trainer = make_trainer(out_dir, epochs=cfg.epochs, batches_per_epoch=len(loaders["train"]), callbacks=callbacks,
                            accelerator=cfg.accelerator, devices=1 if cfg.devices == "auto" else cfg.devices,
-                           precision=cfg.precision, progress=cfg.progress, log_version="")  # fmt: skip
+                           precision=PRECISIONS[cfg.precision], progress=cfg.progress, log_version="")  # fmt: skip
     with warnings.catch_warnings(), interruptible(trainer):
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*exists and is not empty.*")
@@ -127,7 +127,7 @@ def train(cfg: TrainConfig, splits: Splits, out_dir: str | Path, callbacks: list
     if nonfinite:
         raise NumericalError(
             f"{', '.join(nonfinite)} of the run in {out_dir} came out NaN or infinite; no metric is reported. "
-            "Try a lower learning rate (--lr), float32 precision, or another seed."
+            "Try a lower learning rate (lr), float32 precision, or another seed."
         )
     module.model.save_pretrained(out_dir, class_labels=labels, training=asdict(cfg))
     shutil.rmtree(ckpt_dir, ignore_errors=True)

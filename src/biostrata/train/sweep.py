@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from biostrata.data.dna.benchmarks import Suite, Task, check_data, input_length, load_task, missing_files, task_files
-from biostrata.errors import BiostrataError, InputError
+from biostrata.errors import BiostrataError, InputError, ParameterError
 from biostrata.io import atomic_write_json
 from biostrata.provenance import code_version
 
@@ -156,15 +156,11 @@ class Sweep:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        for what, items in (
-            ("--models", self.models),
-            ("--seeds", self.seeds),
-            ("--tasks", [t.name for t in self.tasks]),
-        ):
+        for what, items in (("models", self.models), ("seeds", self.seeds), ("tasks", [t.name for t in self.tasks])):
             if not items:
-                raise InputError(f"{what}: give at least one")
+                raise ParameterError(what, f"{what}: give at least one")
             if len(set(items)) != len(items):
-                raise InputError(f"{what}: repeated value in {', '.join(map(str, items))}")
+                raise ParameterError(what, f"{what}: repeated value in {', '.join(map(str, items))}")
         if not dataclasses.is_dataclass(self.config):
             raise InputError(f"config must be a dataclass such as TrainConfig, got {type(self.config).__name__}")
         unknown = [k for k in PER_RUN_KEYS if not hasattr(self.config, k)]
@@ -174,7 +170,7 @@ class Sweep:
             try:
                 dataclasses.replace(self.config, model=model)
             except InputError as err:
-                raise InputError(f"--models {model!r}: {err}") from None
+                raise ParameterError("models", f"models: {model!r}: {err}") from None
         self.runs = [
             Run(self.suite.name, t.name, m, int(s)) for t in self.tasks for m in self.models for s in self.seeds
         ]
@@ -237,7 +233,7 @@ class Sweep:
             if diff:
                 raise InputError(
                     f"{path} was made with other settings ({'; '.join(diff)}); resume with the same settings, "
-                    "or give another --out"
+                    "or give another out folder"
                 )
 
     def _dev_split(self) -> dict | None:
@@ -270,7 +266,7 @@ class Sweep:
         elif backend == "ray":
             results = self._run_ray(todo, train_fn, version, progress, address, cpus_per_run, gpus_per_run)
         else:
-            raise InputError(f"--backend {backend!r}: use 'local' or 'ray'")
+            raise ParameterError("backend", f"backend={backend!r}: use 'local' or 'ray'")
         records, failures = results
         if failures:
             text = "\n".join(f"  {run}: {err}" for run, err in failures)
@@ -359,7 +355,7 @@ class Sweep:
         try:
             import ray
         except ImportError:
-            raise InputError("--backend ray needs Ray: pip install 'biostrata[ray]'") from None
+            raise ParameterError("backend", "backend='ray' needs Ray: pip install 'biostrata[ray]'") from None
         from tqdm.auto import tqdm
 
         started = not ray.is_initialized()

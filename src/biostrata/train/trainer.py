@@ -20,13 +20,13 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.loggers import CSVLogger
 
-from biostrata.errors import InputError
+from biostrata.errors import ParameterError
 
 __all__ = ["check_accelerator", "interruptible", "make_trainer", "quiet_lightning"]
 
 
 def check_accelerator(accelerator: str) -> None:
-    """Refuse an ``--accelerator`` that torch cannot use on this machine (``auto`` and ``cpu`` always work)."""
+    """Refuse an ``accelerator`` that torch cannot use on this machine (``auto`` and ``cpu`` always work)."""
     missing = {
         "gpu": not torch.cuda.is_available(),
         "cuda": not torch.cuda.is_available(),
@@ -34,7 +34,9 @@ def check_accelerator(accelerator: str) -> None:
     }
     if missing.get(accelerator, False):
         kind = "MPS device" if accelerator == "mps" else "GPU"
-        raise InputError(f"--accelerator {accelerator}: torch sees no {kind} here; use --accelerator cpu or auto")
+        raise ParameterError(
+            "accelerator", f"accelerator={accelerator!r}: torch sees no {kind} here; use 'cpu' or 'auto'"
+        )
 
 
 @contextmanager

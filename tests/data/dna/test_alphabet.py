@@ -21,7 +21,9 @@ def test_invalid_character_names_where_and_what():
 
 
 def test_too_long_is_an_error_unless_truncating():
-    with pytest.raises(InputError, match=r"length 5 is longer than the model length 3 \(f.csv, line 2\).*--truncate"):
+    with pytest.raises(
+        InputError, match=r"length 5 is longer than the model length 3 \(f.csv, line 2\); raise the length or truncate"
+    ):
         encode("ACGTA", 3, where="f.csv, line 2")
     assert encode("ACGTA", 3, truncate=True).tolist() == [0, 1, 2]
 

@@ -80,7 +80,7 @@ def test_data_root_from_argument_then_environment(monkeypatch, tmp_path):
     assert data_root(tmp_path / "arg") == tmp_path / "arg"
     assert data_root(None) == tmp_path / "env"
     monkeypatch.delenv("BIOSTRATA_DATA")
-    with pytest.raises(InputError, match=r"--data-dir.*BIOSTRATA_DATA"):
+    with pytest.raises(InputError, match=r"give data_dir=DIR or set BIOSTRATA_DATA"):
         data_root(None)
 
 
@@ -270,7 +270,7 @@ def test_custom_suite_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError, match=r"no task folder found"):
         custom_suite(tmp_path / "empty")
-    with pytest.raises(InputError, match=r"--suite 'nope': not one of gue, gb, teb"):
+    with pytest.raises(InputError, match=r"suite 'nope': not one of gue, gb, teb"):
         resolve_suite("nope")
 
 

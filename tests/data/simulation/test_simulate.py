@@ -188,7 +188,7 @@ def test_cli_simulate_bad_choice_names_the_option(tmp_path, capsys, argv, option
 
 
 def test_simulation_defaults_are_the_settings_fields():
-    """No default written twice: the keyword defaults of simulate_dataset are SimulateSettings's, and its
+    """No default written twice: SimulateSettings takes the keyword defaults of simulate_dataset, and its
     choices are the names the simulation knows."""
     import dataclasses
     import inspect

@@ -40,7 +40,7 @@ from biostrata.config import AnnotateSettings
 from biostrata.data.annotation.genes import Gene
 from biostrata.data.clusters.pfam import PfamTable, parse_accession
 from biostrata.data.files import is_gzip
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.extras import require
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def check_gathering(hmms: Sequence, where: str | Path) -> None:
     """Raise an InputError when an HMM of ``hmms`` (read from ``where``) lacks gathering cut-offs."""
     missing = [_text(h.name) for h in hmms if h.cutoffs.gathering_available() is False]
     if missing:
-        raise InputError(f"{where}: {len(missing)} HMMs (e.g. {missing[0]}) have no GA cut-offs; use --cutoff evalue")
+        raise InputError(f"{where}: {len(missing)} HMMs (e.g. {missing[0]}) have no GA cut-offs; use cutoff='evalue'")
 
 
 def hmm_info(path: str | Path, hmms: int) -> dict:
@@ -165,7 +165,7 @@ def search_domains(
     if overlaps not in OVERLAPS:
         raise InputError(f"overlaps={overlaps!r}: choose one of {', '.join(OVERLAPS)}")
     if overlaps == "clan" and pfam is None:
-        raise InputError("overlaps=clan needs the Pfam clans table (--clans Pfam-A.clans.tsv)")
+        raise ParameterError("clans", "overlaps='clan' needs the Pfam clans table (clans=Pfam-A.clans.tsv)")
     if not evalue > 0 or (Z is not None and not Z > 0):
         raise InputError(f"evalue={evalue}, Z={Z}: both must be positive")
     if hmms is None or isinstance(hmms, (str, os.PathLike)):

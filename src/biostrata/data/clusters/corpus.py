@@ -163,7 +163,9 @@ class _Reader:
         corpus = ClusterCorpus(self.clusters, str(self.path), self.issues)
         if not self.clusters:  # an empty corpus is an error, with the problems met if any
             why = f" ({'; '.join(corpus.summary().splitlines()[1:])})" if self.issues else ""
-            raise InputError(f"{self.path}: no clusters read as a {self.what}{why}; check the file (and --format)")
+            raise InputError(
+                f"{self.path}: no clusters read as a {self.what}{why}; check the file (and the layout it is read in)"
+            )
         if self.issues:
             warnings.warn(corpus.summary() + "\n(see ClusterCorpus.issues for every location)", stacklevel=3)
         return corpus

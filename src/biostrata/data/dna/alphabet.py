@@ -40,7 +40,7 @@ def encode(seq: str, length: int, *, truncate: bool = False, where: str = "") ->
         if not truncate:
             raise InputError(
                 f"sequence of length {len(seq)} is longer than the model length {length}{at}; "
-                "raise --length or pass --truncate to cut sequences to the model length"
+                "raise the length or truncate (cut sequences to the model length)"
             )
         seq = seq[:length]
     try:

@@ -36,7 +36,7 @@ from biostrata.data.dna.genome import (
     read_labelled,
     split_file,
 )
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 
 DATA_ENV = "BIOSTRATA_DATA"
 
@@ -147,7 +147,9 @@ def data_root(data_dir: str | Path | None = None) -> Path:
     if data_dir is None:
         data_dir = os.environ.get(DATA_ENV) or None
     if data_dir is None:
-        raise InputError(f"no data folder: pass --data-dir DIR or set {DATA_ENV}=DIR (DIR holds gue/, teb/, ...)")
+        raise ParameterError(
+            "data_dir", f"no data folder: give data_dir=DIR or set {DATA_ENV}=DIR (DIR holds gue/, teb/, ...)"
+        )
     return Path(data_dir).expanduser()
 
 
@@ -207,11 +209,13 @@ def select_tasks(suite: Suite, names: Sequence[str] | None = None) -> list[Task]
         if not hits:
             hits = [v for v in valid if v.rsplit("/", 1)[-1] == name]
             if len(hits) > 1:
-                raise InputError(f"--tasks {name!r} is ambiguous in {suite.title}: it names {', '.join(hits)}")
+                raise ParameterError(
+                    "names", f"task {name!r} is ambiguous in {suite.title}: it names {', '.join(hits)}"
+                )
         if not hits:
             close = difflib.get_close_matches(name, valid, n=3)
             hint = f"did you mean {', '.join(close)}?" if close else f"tasks are: {', '.join(valid)}"
-            raise InputError(f"--tasks: {suite.title} has no task {name!r}; {hint}")
+            raise ParameterError("names", f"{suite.title} has no task {name!r}; {hint}")
         chosen.update(hits)
     return [t for t in suite.tasks if t.name in chosen]
 
@@ -223,9 +227,10 @@ def resolve_suite(name_or_path: str | Path) -> Suite:
         return SUITES[key]
     path = Path(key).expanduser()
     if not path.is_dir():
-        raise InputError(
-            f"--suite {key!r}: not one of {', '.join(SUITES)} and not a folder; give a suite name or a folder "
-            "holding train/dev/test files (CSV 'sequence,label' or labelled FASTA)"
+        raise ParameterError(
+            "name_or_path",
+            f"suite {key!r}: not one of {', '.join(SUITES)} and not a folder; give a suite name or a folder "
+            "holding train/dev/test files (CSV 'sequence,label' or labelled FASTA)",
         )
     return custom_suite(path)
 

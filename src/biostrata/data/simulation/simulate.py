@@ -42,10 +42,9 @@ import yaml
 
 from biostrata import __version__
 from biostrata.config import SIMULATE_CHOICES
-from biostrata.config import SimulateSettings as _D  # the keyword defaults of simulate_dataset are its fields
 from biostrata.data.simulation.evolution import decode_bases, evolve, make_model
 from biostrata.data.simulation.trees import Tree, make_tree
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -102,28 +101,28 @@ def _check(name: str, ok: bool, want: str, value) -> None:
 
 
 def simulate_dataset(
-    n_leaves: int = _D.leaves,
-    length: int = _D.length,
+    n_leaves: int = 5000,
+    length: int = 200,
     *,
-    tree: str = _D.tree,
-    height: float = _D.height,
-    birth: float = _D.birth,
-    death: float = _D.death,
-    model: str = _D.model,
-    kappa: float | None = _D.kappa,
-    freqs: Sequence[float] | None = _D.freqs,
-    gamma: float | None = _D.gamma,
-    categories: int = _D.categories,
-    indel_rate: float = _D.indel_rate,
-    indel_length: float = _D.indel_length,
-    root: str | None = _D.root,
-    label: str = _D.label,
-    n_classes: int = _D.classes,
-    n_clades: int | None = _D.clades,
-    motif_length: int = _D.motif_length,
-    fractions: Sequence[float] = _D.fractions,
-    fixed_length: bool = _D.fixed_length,
-    seed: int = _D.seed,
+    tree: str = "yule",
+    height: float = 1.0,
+    birth: float = 1.0,
+    death: float = 0.5,
+    model: str = "hky85",
+    kappa: float | None = None,
+    freqs: Sequence[float] | None = None,
+    gamma: float | None = None,
+    categories: int = 4,
+    indel_rate: float = 0.0,
+    indel_length: float = 2.0,
+    root: str | None = None,
+    label: str = "clade",
+    n_classes: int = 2,
+    n_clades: int | None = None,
+    motif_length: int = 8,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    fixed_length: bool = False,
+    seed: int = 0,
 ) -> SimulatedDataset:
     """Simulate a labelled dataset: a ``tree`` of ``n_leaves`` leaves (root-to-leaf ``height``
     substitutions per site), sequences of ``length`` bases evolved along it, labels and a split.
@@ -236,7 +235,7 @@ def write_gue(dataset: SimulatedDataset, out: str | Path) -> Path:
     """Write the dataset in the GUE layout plus its tree and parameters (see the module notes); returns ``out``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InputError(f"{out} exists and is not a folder; give --out a folder path")
+        raise ParameterError("out", f"out={str(out)!r}: exists and is not a folder; give a folder path")
     out.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         idx = dataset.rows[name]

@@ -75,13 +75,13 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
         with clock("inputs"):
             data = load_inputs(s)
             clans = clan_classes(data.instances, data.split_of, s.clan_min_count, s.clan_classes, data.probe_families)
-        skipped = {part: "asked (--skip)" for part in s.skip}
+        skipped = {part: "asked (skip)" for part in s.skip}
         if "cnn" not in skipped:  # the CNNs need two clan classes or more in every split
             try:
                 check_splits(clan_dna_splits(data.instances, data.split_of, clans, s.domains, data.probe_families))
             except InputError as err:
                 skipped["cnn"] = NO_CLANS if data.pfam is None else (
-                    f"{err} (the classes: the clans with --clan-min-count {s.clan_min_count} training instances, "
+                    f"{err} (the classes: the clans with clan_min_count={s.clan_min_count} training instances, "
                     "the clan probe's families left out); lower it or give more data")  # fmt: skip
         paths = []
         with clock("nucleotide"):

@@ -76,8 +76,8 @@ def plan_analyses(s: StrataSettings, data: Inputs) -> Plan:
     if held["clan"].nunique() < 2:
         rows = rows[:0]
         skipped["clan probe"] = NO_CLANS if data.pfam is None else (
-            f"fewer than two clans have {max(s.clan_min_families, s.folds)} families (--clan-min-families, at least "
-            "--folds) among the study's instances; lower them or give more data")  # fmt: skip
+            f"fewer than two clans have {max(s.clan_min_families, s.folds)} families (clan_min_families, at least "
+            "folds) among the study's instances; lower them or give more data")  # fmt: skip
     # product-class probe: the clusters with a class; folds are grouped by domain list, so a class needs a
     # group in every fold
     classes = data.classes if data.classes is not None else pd.DataFrame(index=pd.Index([], dtype=str))
@@ -90,8 +90,8 @@ def plan_analyses(s: StrataSettings, data: Inputs) -> Plan:
     if product.shape[1] < 2:
         keep[:] = False
         skipped["product-class probe"] = (
-            "no product classes (--classes; an annotation has none)" if data.classes is None else
-            f"fewer than two product classes occur in {s.folds} distinct clusters (--folds); give more data")  # fmt: skip
+            "no product classes (classes; an annotation has none)" if data.classes is None else
+            f"fewer than two product classes occur in {s.folds} distinct clusters (folds); give more data")  # fmt: skip
     clusters = [b for b, k in zip(labelled, keep) if k]
     return Plan(sample, rows, study.loc[rows, "clan"].to_numpy(), study.loc[rows, "family"].to_numpy(), clusters,
                 product.to_numpy()[keep].astype(np.int64), groups[keep], skipped)  # fmt: skip
