@@ -223,6 +223,27 @@ def test_defaults_from_refuses_a_field_without_a_default_anywhere(tmp_path, monk
         signature_defaults("biostrata.m:f")
 
 
+def test_vocabularies_are_read_from_the_modules_that_use_them(tmp_path, monkeypatch):
+    """Settings check allowed values against the library's own constants, read from source without importing."""
+    import ast
+
+    import biostrata.settings
+    from biostrata.config import sequences
+    from biostrata.models.domain_lm import GEOMETRIES, PRESETS
+    from biostrata.models.init_table import ARMS, PROJECTIONS
+    from biostrata.settings import source_constant
+
+    assert (sequences.ARMS, sequences.PROJECTIONS, sequences.GEOMETRIES) == (ARMS, PROJECTIONS, GEOMETRIES)
+    assert sequences.PRESETS == tuple(PRESETS) and source_constant("biostrata.models.domain_lm:PRESETS") == PRESETS
+    with pytest.raises(LookupError, match=r"domain_lm.py: no constant NOPE"):
+        source_constant("biostrata.models.domain_lm:NOPE")
+    code = "A = 1\nB: tuple = tuple(range(3))\n"
+    monkeypatch.setattr(biostrata.settings, "_source", lambda module: (tmp_path / "m.py", ast.parse(code)))
+    assert source_constant("biostrata.m:A") == 1
+    with pytest.raises(ValueError, match=r"m.py:2: B is not a literal"):
+        source_constant("biostrata.m:B")
+
+
 @dataclass
 class Resumable(Settings):
     rate: float = 0.1

@@ -44,7 +44,16 @@ from biostrata.io import atomic_write_text
 S = TypeVar("S", bound="Settings")
 OPTIONS = "command-line options"  # the source of settings given on the command line only
 
-__all__ = ["SettingError", "Settings", "field_help", "changes", "operational", "defaults_from", "signature_defaults"]
+__all__ = [
+    "SettingError",
+    "Settings",
+    "field_help",
+    "changes",
+    "operational",
+    "source_constant",
+    "defaults_from",
+    "signature_defaults",
+]
 
 
 class SettingError(InputError):
@@ -128,6 +137,29 @@ def signature_defaults(target: str) -> dict[str, Any]:
                 "there, so write the value itself"
             ) from None
     return defaults
+
+
+def source_constant(target: str) -> Any:
+    """The value of the module-level constant ``target`` (``"biostrata.module:NAME"``, a literal such as
+    ``NAME = ("a", "b")``), read from the module's source without importing it, as :func:`signature_defaults`
+    reads defaults: so a vocabulary (allowed values) is written once, in the module that uses it, and settings
+    check against it before torch loads."""
+    module, _, name = target.partition(":")
+    path, tree = _source(module)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            value = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
+            value = node.value
+        else:
+            continue
+        try:
+            return ast.literal_eval(value)
+        except ValueError:
+            raise ValueError(
+                f"{path}:{node.lineno}: {name} is not a literal; settings read it from there, so write the value itself"
+            ) from None
+    raise LookupError(f"{path}: no constant {name} (settings read it from {target}; update it)")
 
 
 def defaults_from(*targets: str, **renamed: str) -> Callable[[type[S]], type[S]]:

@@ -351,7 +351,7 @@ def test_cli_lorentz_domain_lm(tmp_path: Path, files: dict[str, Path], capsys: p
         ),
         (
             ["--geometry", "poincare"],
-            r"geometry='poincare' \(--geometry\) is invalid; expected 'euclidean' or 'lorentz'",
+            r"geometry='poincare' \(--geometry\) is invalid; expected one of 'euclidean', 'lorentz'",
         ),
         (["--geometry", "lorentz", "--curvature", "0"], r"curvature=0\.0 \(--curvature\) is invalid; expected > 0"),
         (["--curvature", "2"], r"curvature=2\.0 \(--curvature\) is invalid; expected 1 unless geometry is lorentz"),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from biostrata.config.precision import PRECISIONS
-from biostrata.settings import Settings, defaults_from, field_help, read_yaml
+from biostrata.settings import Settings, defaults_from, field_help, read_yaml, source_constant
 
 # The genome classifiers a TrainConfig can name, with the geometry of their layers (what a built model's
 # ``layer_manifold`` gives: None for euclidean, a Lorentz manifold for lorentz; a test checks the two agree).
@@ -249,12 +249,12 @@ class ConditionsSettings(Settings):
         return out
 
 
-# The choices of SimulateSettings. This module imports nothing from biostrata.data; the same names are
-# trees.SHAPES, evolution.MODELS and simulate.LABELS there (tests/data/simulation/test_simulate.py checks they agree).
+#: The choices of SimulateSettings, read from the simulator's modules' source (written there once; this module
+#: imports nothing from biostrata.data).
 SIMULATE_CHOICES = {
-    "tree": ("yule", "birth-death", "balanced", "caterpillar"),
-    "model": ("jc69", "k80", "hky85"),
-    "label": ("clade", "motif"),
+    "tree": source_constant("biostrata.data.simulation.trees:SHAPES"),
+    "model": source_constant("biostrata.data.simulation.evolution:MODELS"),
+    "label": source_constant("biostrata.data.simulation.simulate:LABELS"),
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from biostrata.errors import InputError
-from biostrata.settings import Settings, defaults_from, field_help
+from biostrata.settings import Settings, defaults_from, field_help, source_constant
 
 #: The functions a PretrainSettings configures: pre-training (the domain level), its loop (how a run goes), the
 #: domain LM (geometry) and the small protein LM (the protein level); the fields take their defaults.
@@ -17,6 +17,15 @@ PRETRAINING = (
     "biostrata.models.domain_lm:DomainLM.__init__",
     "biostrata.models.protein_lm:small_protein_lm",
 )
+#: The values the domain level allows, read from the modules that use them (written there once).
+ARMS = source_constant("biostrata.models.init_table:ARMS")
+PROJECTIONS = source_constant("biostrata.models.init_table:PROJECTIONS")
+PRESETS = tuple(source_constant("biostrata.models.domain_lm:PRESETS"))
+GEOMETRIES = source_constant("biostrata.models.domain_lm:GEOMETRIES")
+
+
+def _one_of(values: tuple[str, ...]) -> str:
+    return ", ".join(map(repr, values))
 
 
 @dataclass
@@ -67,16 +76,16 @@ class PretrainSettings(Settings):
     def validate(self) -> None:
         checks = [
             (self.level in ("domain", "protein"), "level", "'domain' or 'protein'"),
-            (self.arm in ("random", "finetune", "frozen"), "arm", "'random', 'finetune' or 'frozen'"),
-            (self.projection in ("learned", "pca"), "projection", "'learned' or 'pca'"),
-            (self.preset in ("bigcarp", "small"), "preset", "'bigcarp' or 'small'"),
+            (self.arm in ARMS, "arm", f"one of {_one_of(ARMS)}"),
+            (self.projection in PROJECTIONS, "projection", f"one of {_one_of(PROJECTIONS)}"),
+            (self.preset in PRESETS, "preset", f"one of {_one_of(PRESETS)}"),
             (0 < self.val_fraction < 1, "val_fraction", "in (0, 1)"),
             (self.lr > 0, "lr", "> 0"),
             (self.max_length is None or self.max_length >= 1, "max_length", "at least 1, or unset"),
             (self.d_embed is None or self.d_embed >= 1, "d_embed", "at least 1, or unset"),
             (self.d_model is None or self.d_model >= 1, "d_model", "at least 1, or unset"),
             (self.n_layers is None or self.n_layers >= 1, "n_layers", "at least 1, or unset"),
-            (self.geometry in ("euclidean", "lorentz"), "geometry", "'euclidean' or 'lorentz'"),
+            (self.geometry in GEOMETRIES, "geometry", f"one of {_one_of(GEOMETRIES)}"),
             (self.curvature > 0, "curvature", "> 0"),
             (self.geometry == "lorentz" or self.curvature == 1.0, "curvature", "1 unless geometry is lorentz"),
         ]

@@ -67,8 +67,24 @@ __all__ = ["DomainLM", "RowFrozenEmbedding", "PRESETS", "BIGCARP_URL", "GEOMETRI
 
 #: Architectures: BiGCARP's published size, and a small one that trains on a CPU in minutes.
 PRESETS: dict[str, dict] = {
-    "bigcarp": dict(d_embed=1280, d_model=256, n_layers=32, kernel_size=3, r=128, slim=True, activation="gelu"),
-    "small": dict(d_embed=128, d_model=128, n_layers=8, kernel_size=3, r=8, slim=True, activation="gelu"),
+    "bigcarp": {
+        "d_embed": 1280,
+        "d_model": 256,
+        "n_layers": 32,
+        "kernel_size": 3,
+        "r": 128,
+        "slim": True,
+        "activation": "gelu",
+    },
+    "small": {
+        "d_embed": 128,
+        "d_model": 128,
+        "n_layers": 8,
+        "kernel_size": 3,
+        "r": 8,
+        "slim": True,
+        "activation": "gelu",
+    },
 }
 #: Where sequence-models downloads the published BiGCARP checkpoints (``<name>.pt``).
 BIGCARP_URL = "https://zenodo.org/record/6857704/files/"

@@ -228,7 +228,8 @@ class HyperbolicCNN(GenomeCNN, nn.Module):
             raise InputError(f"curvature_mode must be 'shared' or 'per_block', got {curvature_mode!r}")
         self.length, self.pool, self.curvature_mode = length, s.pool, curvature_mode
         self.architecture = {
-            "name": "hcnn-s" if curvature_mode == "shared" else "hcnn-m", "length": length,
+            "name": next(name for name, kw in MODELS.items() if kw.get("curvature_mode") == curvature_mode),
+            "length": length,
             "num_classes": num_classes, "init_curvature": init_curvature, "learn_curvature": learn_curvature,
             "bn_max_radius": bn_max_radius, **skeleton,
         }  # fmt: skip

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from biostrata.data.embedding_store import EmbeddingStore
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.hub import load_torch_file
 from biostrata.models.pretrained import Pretrained, is_pretrained
@@ -47,6 +47,8 @@ __all__ = ["FamilyTable", "InitReport", "family_table_from_store", "initialize_t
 
 #: The three arms of the study: random table, initialized and fine-tuned, initialized and frozen.
 ARMS = ("random", "finetune", "frozen")
+#: How family vectors of another width reach the token table: a learned linear map, or PCA.
+PROJECTIONS = ("learned", "pca")
 
 
 @dataclass
@@ -162,8 +164,8 @@ def initialize_token_table(
     model: DomainLM, table: FamilyTable, projection: str = "learned", freeze: bool = False
 ) -> InitReport:
     """Write family vectors into the domain rows of ``model``'s token table (see module docstring)."""
-    if projection not in ("learned", "pca"):
-        raise InputError(f"projection={projection!r}: use 'learned' or 'pca'")
+    if projection not in PROJECTIONS:
+        raise ParameterError("projection", f"projection={projection!r}: use one of {', '.join(PROJECTIONS)}")
     d_embed = model.config["d_embed"]
     if projection == "learned" and table.dim != d_embed:
         raise InputError(

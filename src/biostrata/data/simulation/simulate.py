@@ -41,7 +41,6 @@ import numpy as np
 import yaml
 
 from biostrata import __version__
-from biostrata.config import SIMULATE_CHOICES
 from biostrata.data.simulation.evolution import decode_bases, evolve, make_model
 from biostrata.data.simulation.trees import Tree, make_tree
 from biostrata.errors import InputError, ParameterError
@@ -50,7 +49,7 @@ from biostrata.io import atomic_write_text
 if TYPE_CHECKING:
     from biostrata.data.dna.genome import Splits
 
-LABELS = SIMULATE_CHOICES["label"]
+LABELS = ("clade", "motif")  # how leaves get their class: by clade, or by a planted motif
 SPLITS = ("train", "dev", "test")
 
 
