@@ -8,19 +8,18 @@ import sys
 from typing import TYPE_CHECKING
 
 from biostrata.cli.common import (
-    add_out,
-    add_overwrite,
-    add_settings,
-    add_split_options,
-    add_threads,
+    SPLIT_OPTIONS,
     check_seeds,
     command,
     finished_runs,
     load_splits,
-    paths,
+    out_option,
+    overwrite_option,
     print_table,
     set_torch_threads,
+    threads_option,
 )
+from biostrata.cli.options import Option, add_options, add_settings
 from biostrata.errors import InputError
 
 if TYPE_CHECKING:
@@ -40,8 +39,8 @@ def _demo(p: argparse.ArgumentParser) -> None:
     """
     from biostrata.config import DemoSettings
 
-    add_out(p, "demo_out")
-    add_overwrite(p, "run the demo again, replacing a finished one in --out")
+    add_options(p, None, out_option(default="demo_out"),
+                overwrite_option("run the demo again, replacing a finished one in --out"))  # fmt: skip
     add_settings(p, DemoSettings, "demo options")
     p.set_defaults(run=_run_demo)
 
@@ -71,15 +70,14 @@ def _train(p: argparse.ArgumentParser) -> None:
     finish and skips those that did (with the same settings); with every seed finished it refuses, unless
     --overwrite. A folder holds one run (--seed) or the seed<k>/ runs of --seeds, never both.
     """
-    from biostrata.api import default
     from biostrata.api.genome import train
     from biostrata.config import TrainConfig
 
-    add_split_options(p)
-    add_out(p, default(train, "out"))
-    p.add_argument("--seeds", type=int, nargs="+", help="train once per seed, in OUT/seed<k>; overrides --seed")
-    add_overwrite(p, "train every seed again, replacing finished runs in --out")
-    add_threads(p)
+    add_options(
+        p, train, *SPLIT_OPTIONS, Option("out", "output folder", path="out_dir"),
+        Option("seeds", "train once per seed, in OUT/seed<k>; overrides --seed", type=int, nargs="+"),
+        overwrite_option("train every seed again, replacing finished runs in --out"), threads_option(),
+    )  # fmt: skip
     add_settings(p, TrainConfig, "training options (defaults from the HGE paper)")
     p.set_defaults(run=_run_train)
 
@@ -206,7 +204,7 @@ def _simulate(p: argparse.ArgumentParser) -> None:
     """
     from biostrata.config import SimulateSettings
 
-    add_out(p, help="output folder (created if missing; its files are replaced)")
+    add_options(p, None, out_option("output folder (created if missing; its files are replaced)"))
     add_settings(p, SimulateSettings, "simulation options")
     p.set_defaults(run=_run_simulate)
 
@@ -232,50 +230,30 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
     (Genomic Benchmarks, 9), teb (7), or a folder of task folders holding train, dev and test files (CSV
     'sequence,label' or FASTA with 'label=K' in the headers). Summarize with `biostrata report OUT`.
     """
-    from biostrata.config import TrainConfig
-    from biostrata.train.sweep import PER_RUN_KEYS
+    from biostrata.config import GENOME_MODELS, TrainConfig
+    from biostrata.train.sweep import PER_RUN_KEYS, Sweep
 
-    p.add_argument("--suite", required=True, help="gue, gb, teb, or the path of a folder of task folders")
-    p.add_argument(
-        "--tasks",
-        nargs="+",
-        metavar="TASK",
-        help="task names (tf/0), groups (tf) or last parts (prom_core_all); default: all",
-    )
-    p.add_argument(
-        "--models",
-        nargs="+",
-        default=["cnn,hcnn-s,hcnn-m"],
-        help="models, comma- or space-separated (default cnn,hcnn-s,hcnn-m)",
-    )
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="training seeds (default 1 2 3)")
-    add_out(p, help="sweep folder for the records (created if missing)")
-    p.add_argument("--data-dir", help="data root holding gue/, genomic_benchmarks/, teb/ (default: $BIOSTRATA_DATA)")
-    p.add_argument(
-        "--dev-fraction",
-        type=float,
-        default=0.1,
-        help="Genomic Benchmarks: share of train held out as dev, per class (default 0.1)",
-    )
-    p.add_argument("--split-seed", type=int, default=0, help="Genomic Benchmarks: seed of that dev split (default 0)")
-    p.add_argument(
-        "--backend",
-        choices=("local", "ray"),
-        default="local",
-        help="local: in this process (default); ray: one Ray task per run",
-    )
-    p.add_argument(
-        "--address", help="Ray cluster address, e.g. auto or ray://host:10001 (default: start a local Ray instance)"
-    )
-    p.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs per run (default 1)")
-    p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)")
-    add_threads(p, "local backend: CPU threads for torch (default: all cores; 1 when two sweeps share 2 cores)")
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print the plan (each run and whether it is done), make the checks of a real run, and stop",
-    )
-    paths(p, data_dir="dir")
+    add_options(
+        p, Sweep,
+        Option("suite", "gue, gb, teb, or the path of a folder of task folders", type=str, required=True),
+        Option("tasks", "task names (tf/0), groups (tf) or last parts (prom_core_all); default: all", type=str,
+               nargs="+", metavar="TASK"),
+        Option("models", "models, comma- or space-separated", default=list(GENOME_MODELS)),
+        Option("seeds", "training seeds", default=[1, 2, 3]),
+        out_option("sweep folder for the records (created if missing)"),
+        Option("data_dir", "data root holding gue/, genomic_benchmarks/, teb/ (default: $BIOSTRATA_DATA)", type=str,
+               path="dir"),
+        Option("dev_fraction", "Genomic Benchmarks: share of train held out as dev, per class"),
+        Option("split_seed", "Genomic Benchmarks: seed of that dev split"),
+        Option("backend", "local: in this process; ray: one Ray task per run", of=Sweep.run, choices=("local", "ray")),
+        Option("address", "Ray cluster address, e.g. auto or ray://host:10001 (default: start a local Ray instance)",
+               of=Sweep.run),
+        Option("cpus_per_run", "Ray: CPUs per run", of=Sweep.run),
+        Option("gpus_per_run", "Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)", of=Sweep.run),
+        threads_option("local backend: CPU threads for torch (default: all cores; 1 when two sweeps share 2 cores)"),
+        Option("dry_run", "print the plan (each run and whether it is done), make the checks of a real run, and stop",
+               default=False),
+    )  # fmt: skip
     add_settings(
         p, TrainConfig, f"training options of every run ({', '.join(PER_RUN_KEYS)} are set per run)", skip=PER_RUN_KEYS
     )
@@ -336,10 +314,14 @@ def _report(p: argparse.ArgumentParser) -> None:
     model and seed, the test metric at the epoch chosen on validation (ours), on test (the reference code's rule)
     and at the last epoch, hyperbolic >= Euclidean under each rule, and what selecting on test adds.
     """
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="the --out folder(s) of `biostrata benchmark`")
-    p.add_argument("--out", help="folder for the report files (default: DIR; required with several DIRs)")
-    p.add_argument("--selection", action="store_true", help="report the epoch-selection rules instead (default: off)")
-    paths(p, dirs="dir", out="out_dir")
+    add_options(
+        p, None,
+        Option("dirs", "the --out folder(s) of `biostrata benchmark`", type=str, positional=True, nargs="+",
+               metavar="DIR", path="dir"),
+        Option("out", "folder for the report files (default: DIR; required with several DIRs)", type=str,
+               path="out_dir"),
+        Option("selection", "report the epoch-selection rules instead", default=False),
+    )  # fmt: skip
     p.set_defaults(run=_run_report)
 
 
@@ -373,53 +355,39 @@ def _delta(p: argparse.ArgumentParser) -> None:
     or --calibrate N, or --model RUN --data TASK_DIR. An exact delta over more than 1000 points warns
     first with the time it may take.
     """
-    from biostrata.api import default
     from biostrata.api.analysis import delta
 
-    d = {name: default(delta, name) for name in ("metric", "curvature", "method", "base", "samples", "bases", "repeats",
-                                                 "split", "points", "kmer", "seed")}  # fmt: skip
-    p.add_argument(
-        "input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv), or a model's token table"
-    )
-    p.add_argument("--key", help="array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)")
-    p.add_argument("--layer", type=int, help="layer of an embedding store, or of --model (default: the last)")
-    p.add_argument("--metric", default=d["metric"], choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
-                   help="precomputed: INPUT is a distance matrix; else INPUT rows are points (default: an embedding "
-                   "store's or a model table's own geometry, else precomputed for a square matrix, euclidean for "
-                   "any other)")  # fmt: skip
-    p.add_argument("--curvature", type=float, default=d["curvature"],
-                   help="K of the lorentz/poincare metric, curvature -K (default: 1, or a Lorentz model's own)")  # fmt: skip
-    p.add_argument("--method", default=d["method"], choices=("exact", "fixed", "sampled"),
-                   help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)")  # fmt: skip
-    p.add_argument("--base", type=int, nargs="+", default=list(d["base"]),
-                   help=f"fixed: base point index(es) (default {' '.join(map(str, d['base']))})")  # fmt: skip
-    for name, text in (("samples", "points per sample"), ("bases", "base points per sample"),
-                       ("repeats", "number of samples")):  # fmt: skip
-        p.add_argument(f"--{name}", type=int, default=d[name], help=f"sampled: {text} (default {d[name]})")
-    p.add_argument("--histogram", type=int, metavar="BINS", help="also the distribution of relative delta over triples")
-    p.add_argument(
-        "--histogram-bases", type=int, metavar="B", help="histogram over B random base points (default: all)"
-    )
-    p.add_argument(
-        "--calibrate", type=int, metavar="N", help="relative delta of N points in reference spaces (tree, plane, ...)"
-    )
-    p.add_argument(
-        "--model", metavar="RUN", help="the run folder of `biostrata train` (or a model.pt of earlier versions)"
-    )
-    p.add_argument("--data", metavar="TASK_DIR", help="with --model: task folder with train/dev/test.csv")
-    p.add_argument("--split", default=d["split"], choices=("train", "dev", "test"),
-                   help=f"with --model: split (default {d['split']})")  # fmt: skip
-    p.add_argument("--points", type=int, default=d["points"],
-                   help=f"with --model: sequences to sample (default {d['points']})")  # fmt: skip
-    p.add_argument("--kmer", type=int, default=d["kmer"],
-                   help=f"with --model: k of the k-mer spectrum baseline (default {d['kmer']})")  # fmt: skip
-    p.add_argument("--seed", type=int, default=d["seed"], help=f"random seed (default {d['seed']})")
-    p.add_argument("--device", help="cpu or cuda[:i] (default: cuda when torch has a GPU)")
-    add_threads(p, "CPU worker threads (default: torch's thread count)")
-    p.add_argument(
-        "--json", action="store_true", help="print JSON (fields delta, relative_delta, diameter, method, n, ...)"
-    )
-    paths(p, input="file", model="any", data="dir")
+    with_model = "with --model: "
+    add_options(
+        p, delta,
+        Option("input", "distance matrix or points (.npy, .npz, .h5, .csv), or a model's token table", param="x",
+               positional=True, nargs="?", path="file"),
+        Option("key", "array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)"),
+        Option("layer", "layer of an embedding store, or of --model (default: the last)"),
+        Option("metric", "precomputed: INPUT is a distance matrix; else INPUT rows are points (default: an embedding "
+               "store's or a model table's own geometry, else precomputed for a square matrix, euclidean for any "
+               "other)", choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare")),
+        Option("curvature", "K of the lorentz/poincare metric, curvature -K (default: 1, or a Lorentz model's own)"),
+        Option("method", "exact (worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)",
+               choices=("exact", "fixed", "sampled")),
+        Option("base", "fixed: base point index(es)"),
+        Option("samples", "sampled: points per sample"),
+        Option("bases", "sampled: base points per sample"),
+        Option("repeats", "sampled: number of samples"),
+        Option("histogram", "also the distribution of relative delta over triples", metavar="BINS"),
+        Option("histogram_bases", "histogram over B random base points (default: all)", metavar="B"),
+        Option("calibrate", "relative delta of N points in reference spaces (tree, plane, ...)", metavar="N"),
+        Option("model", "the run folder of `biostrata train` (or a model.pt of earlier versions)", metavar="RUN",
+               path="any"),
+        Option("data", f"{with_model}task folder with train/dev/test.csv", metavar="TASK_DIR", path="dir"),
+        Option("split", f"{with_model}split", choices=("train", "dev", "test")),
+        Option("points", f"{with_model}sequences to sample"),
+        Option("kmer", f"{with_model}k of the k-mer spectrum baseline"),
+        Option("seed", "random seed"),
+        Option("device", "cpu or cuda[:i] (default: cuda when torch has a GPU)"),
+        Option("threads", "CPU worker threads (default: torch's thread count)"),
+        Option("json", "print JSON (fields delta, relative_delta, diameter, method, n, ...)", default=False),
+    )  # fmt: skip
     p.set_defaults(run=_run_delta)
 
 
