@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from biostrata.cli.common import command, finished_runs, out_option, overwrite_option, paths
-from biostrata.cli.options import Option, add_options, add_settings
+from biostrata.cli.common import command, finished_runs, out_option, overwrite_option
+from biostrata.cli.options import Option, add_options, add_settings, paths
 
 
 @command("annotate")

@@ -48,23 +48,8 @@ def command(name: str) -> Callable[[AddOptions], AddOptions]:
     return register
 
 
-# What a path option names, checked by :func:`check_paths` before a command does any work.
-PATH_KINDS = ("file", "dir", "any", "spec", "out_dir", "out_file")
-
-
-def paths(p: argparse.ArgumentParser, **kinds: str) -> None:
-    """Declare options of ``p`` that name paths, by destination: ``file`` (a model folder of
-    ``save_pretrained`` counts as one), ``dir`` or ``any`` (must exist), ``spec`` (``FILE[:LAYER]``: the file must exist), ``out_dir`` or ``out_file`` (must be
-    creatable: not the wrong kind of thing already, inside a writable folder)."""
-    unknown = {k for k in kinds.values() if k not in PATH_KINDS}
-    assert not unknown, unknown  # a programming error, not a user's
-    label = {a.dest: a.option_strings[0] if a.option_strings else (a.metavar or a.dest.upper()) for a in p._actions}
-    declared = {dest: (kind, label[dest]) for dest, kind in kinds.items()}
-    p.set_defaults(path_kinds={**(p.get_default("path_kinds") or {}), **declared})
-
-
 def check_paths(args: argparse.Namespace) -> None:
-    """Check every path option declared with :func:`paths`; the first bad one raises an ``InputError``
+    """Check every path option declared with :func:`.options.paths`; the first bad one raises an ``InputError``
     that names the option and the path."""
     for dest, (kind, flag) in (getattr(args, "path_kinds", None) or {}).items():
         values = getattr(args, dest, None)

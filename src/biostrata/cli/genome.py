@@ -25,9 +25,6 @@ from biostrata.errors import InputError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from biostrata.config import TrainConfig
-    from biostrata.data.genome import Splits
-
 
 @command("demo")
 def _demo(p: argparse.ArgumentParser) -> None:
@@ -83,71 +80,63 @@ def _train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    """Train one run (--seed, in OUT) or one per seed (--seeds, in OUT/seed<k>): a sweep of one task and one
+    model (train.sweep.SeedRuns), which skips the finished runs."""
     from pathlib import Path
+
+    from biostrata.train.sweep import SeedRuns, finished_metrics
 
     cfg = args.settings
     seeds = args.seeds or [cfg.seed]
     check_seeds("--seeds", seeds)
-    folders = {seed: Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out) for seed in seeds}
     _check_layout(Path(args.out), bool(args.seeds), seeds)
-    done = finished_runs(args.out, folders, "metrics.json", args.overwrite, "train again", _finished)
+    runs = SeedRuns.of(cfg, seeds, args.out, lambda: load_splits(args), one_run=not args.seeds,
+                       overwrite=args.overwrite)  # fmt: skip
+    folders = {run.seed: runs.folder(run) for run in runs.runs}
+    done = finished_runs(args.out, folders, "metrics.json", args.overwrite, "train again", finished_metrics)
     import numpy as np  # only now: a refused command answers at once
 
-    from biostrata.api.genome import train
     from biostrata.train.run import check_splits
 
     set_torch_threads(args.threads)
-    splits = load_splits(args)
-    labels = check_splits(splits)
-    for seed in done:
-        _check_resumable(folders[seed], cfg, splits)
+    labels = check_splits(runs.splits)
+    runs.check()  # the finished runs were made as these would be: refused before any is reported or trained
     if labels != list(range(len(labels))):
         classes, given = ", ".join(map(str, range(len(labels)))), ", ".join(map(str, labels))
         print(f"labels are not 0..{len(labels) - 1}: the model's classes {classes} are labels {given} (class_labels)")
-    results, finished = [], list(done)
-    for seed, out in folders.items():
-        if seed in done:
-            results.append(done[seed])
-            print(
-                f"{cfg.model} seed {seed}: finished already in {out} (test MCC {done[seed]['test_mcc']:.4f}); skipped"
-            )
-            continue
-        try:
-            metrics = train(splits, cfg.replace(seed=seed), out=out)
-        except KeyboardInterrupt:
-            print(
-                f"biostrata: interrupted: seed {seed} did not finish (no metrics.json in {out})"
-                + (f"; finished and kept: seed {', '.join(map(str, finished))}" if finished else "")
-                + ". Run the same command again to resume: it skips finished seeds and trains the others.",
-                file=sys.stderr,
-            )
-            return 130
-        results.append(metrics)
-        finished.append(seed)
+    for seed, metrics in done.items():
+        print(f"{cfg.model} seed {seed}: finished already in {folders[seed]} (test MCC {metrics['test_mcc']:.4f}); "
+              "skipped")  # fmt: skip
+
+    trained = {}
+
+    def report(run, metrics: dict) -> None:
+        trained[run.seed] = metrics
         print(
-            f"{cfg.model} seed {seed}: test MCC {metrics['test_mcc']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
+            f"{cfg.model} seed {run.seed}: test MCC {metrics['test_mcc']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
             f"F1 {metrics['test_f1']:.4f} (best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, dev "
-            f"{cfg.metric} {metrics['dev_' + cfg.metric]:.4f}); wrote {out}"
+            f"{cfg.metric} {metrics['dev_' + cfg.metric]:.4f}); wrote {folders[run.seed]}"
         )
         if metrics["stopped_early"]:
             print(f"  stopped early after {metrics['epochs_run']} of {cfg.epochs} epochs: no better dev {cfg.metric} "
                   f"in {cfg.patience} epochs (--patience)")  # fmt: skip
-    if len(results) > 1:
-        mcc = np.array([m["test_mcc"] for m in results])
+
+    try:
+        runs.run(progress=False, report=report)
+    except KeyboardInterrupt:
+        finished = [*done, *trained]
+        seed = next(seed for seed in seeds if seed not in finished)
+        print(
+            f"biostrata: interrupted: seed {seed} did not finish (no metrics.json in {folders[seed]})"
+            + (f"; finished and kept: seed {', '.join(map(str, finished))}" if finished else "")
+            + ". Run the same command again to resume: it skips finished seeds and trains the others.",
+            file=sys.stderr,
+        )
+        return 130
+    if len(seeds) > 1:
+        mcc = np.array([{**done, **trained}[seed]["test_mcc"] for seed in seeds])
         print(f"{cfg.model}: test MCC {mcc.mean():.4f} +- {mcc.std(ddof=1):.4f} over seeds {seeds}")
     return 0
-
-
-def _finished(folder: Path) -> dict | None:
-    """The metrics of the finished run in ``folder`` (its metrics.json, written last), or None."""
-    import json
-
-    path = folder / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
-        return None  # unreadable: the run is trained again
-    return metrics if isinstance(metrics, dict) and "test_mcc" in metrics else None
 
 
 def _check_layout(out: Path, seeds: bool, wanted: list[int]) -> None:
@@ -174,23 +163,6 @@ def _check_layout(out: Path, seeds: bool, wanted: list[int]) -> None:
 def _started(folder: Path) -> bool:
     """Whether ``folder`` holds a training run, finished or not (its config.yaml is written first)."""
     return (folder / "config.yaml").is_file()
-
-
-def _check_resumable(folder: Path, cfg: TrainConfig, splits: Splits) -> None:
-    """Refuse to skip the finished run in ``folder`` when this command would train it otherwise: other
-    settings, or data of another length or other labels."""
-    import dataclasses
-
-    # the seed is set per run; the operational settings (TrainConfig's metadata) do not change its numbers
-    diff = cfg.resume_changes(dataclasses.asdict(type(cfg).from_saved(folder / "config.yaml")), per_run=("seed",))
-    metrics = _finished(folder) or {}
-    data = {"length": cfg.length or splits.max_length, "class_labels": splits.labels}
-    diff += [f"data {k}: {metrics[k]!r} there, {v!r} now" for k, v in data.items() if metrics.get(k, v) != v]
-    if diff:
-        raise InputError(
-            f"{folder} holds a finished run made with other settings ({'; '.join(diff)}); resume with the same "
-            "settings and data, pass --overwrite to train every seed again, or give another --out"
-        )
 
 
 @command("simulate")

@@ -38,7 +38,7 @@ from biostrata.settings import SettingError
 if TYPE_CHECKING:
     from biostrata.settings import Settings
 
-__all__ = ["Option", "add_options", "add_settings", "flag_of", "named"]
+__all__ = ["PATH_KINDS", "Option", "add_options", "add_settings", "flag_of", "named", "paths"]
 
 
 class _Unset:
@@ -55,7 +55,7 @@ class Option:
     and names the option (``--name-with-dashes``, or a positional argument); ``param`` is the parameter of the
     function that takes it, where it is named otherwise (``trust_checkpoint`` for ``load(trusted=...)``), and
     ``of`` that function where it is not the one the command calls. An option that gives a ``default`` or a
-    ``type`` is the command's own: it has no parameter. ``path`` is a kind of :data:`.common.PATH_KINDS`: the
+    ``type`` is the command's own: it has no parameter. ``path`` is a kind of :data:`PATH_KINDS`: the
     path is checked before the command does any work."""
 
     name: str
@@ -92,8 +92,6 @@ def add_options(
 ) -> None:
     """Add ``options`` to ``parser`` (in an argument group ``title``, if given), each a parameter of
     ``function`` (or of its ``of``) unless it is the command's own; record their flags and paths."""
-    from biostrata.cli.common import paths
-
     group = parser.add_argument_group(title) if title else parser
     flags = {}
     for option in options:
@@ -111,6 +109,21 @@ def add_options(
         flags[option.param or option.name] = option.label
     parser.set_defaults(flags={**(parser.get_default("flags") or {}), **flags})
     paths(parser, **{o.name: o.path for o in options if o.path})
+
+
+# What a path option names, checked by :func:`.common.check_paths` before a command does any work.
+PATH_KINDS = ("file", "dir", "any", "spec", "out_dir", "out_file")
+
+
+def paths(p: argparse.ArgumentParser, **kinds: str) -> None:
+    """Declare options of ``p`` that name paths, by destination: ``file`` (a model folder of
+    ``save_pretrained`` counts as one), ``dir`` or ``any`` (must exist), ``spec`` (``FILE[:LAYER]``: the file must exist), ``out_dir`` or ``out_file`` (must be
+    creatable: not the wrong kind of thing already, inside a writable folder)."""
+    unknown = {k for k in kinds.values() if k not in PATH_KINDS}
+    assert not unknown, unknown  # a programming error, not a user's
+    label = {a.dest: a.option_strings[0] if a.option_strings else (a.metavar or a.dest.upper()) for a in p._actions}
+    declared = {dest: (kind, label[dest]) for dest, kind in kinds.items()}
+    p.set_defaults(path_kinds={**(p.get_default("path_kinds") or {}), **declared})
 
 
 def _kind(option: Option, function: Callable | None) -> tuple[type, bool, Any]:
