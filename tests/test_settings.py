@@ -3,6 +3,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from biostrata.cli.options import add_settings
 from biostrata.config import (
     ConditionsSettings,
     CrossGranularitySettings,
@@ -69,7 +70,7 @@ def test_construction_and_replace_convert_and_validate():
 
 def test_options_generated_from_the_fields_and_overriding_the_file(tmp_path):
     parser = argparse.ArgumentParser()
-    Example.add_options(parser, "example options")
+    add_settings(parser, Example, "example options")
     text = parser.format_help()
     assert "--no-flag" in text and "stop after this many (default: None)" in text and "(default: 1 2)" in text
     path = tmp_path / "c.yaml"
@@ -125,7 +126,7 @@ def test_checks_name_the_file_too(tmp_path):
 def test_a_refused_value_is_named_where_it_came_from(tmp_path):
     """A command-line option as --key, a config file's key with the file; the command line wins over the file."""
     parser = argparse.ArgumentParser()
-    TrainConfig.add_options(parser, "training")
+    add_settings(parser, TrainConfig, "training")
     path = tmp_path / "train.yaml"
     path.write_text("epochs: 0\nlr: 1e-3\n")
     with pytest.raises(InputError, match=r"^batch_size=0 \(--batch-size\) is invalid; expected at least 1$"):
@@ -174,7 +175,7 @@ def test_pretraining_defaults_are_the_settings_fields():
                 assert p.default == defaults[name], (fn.__name__, name)
     with pytest.raises(InputError, match=r"arm='bad' \(--arm\) is invalid"):
         parser = argparse.ArgumentParser()
-        PretrainSettings.add_options(parser, "x")
+        add_settings(parser, PretrainSettings, "x")
         PretrainSettings.from_args(parser.parse_args(["--arm", "bad"]))
 
 
@@ -203,7 +204,7 @@ def test_defaults_from_refuses_a_field_without_a_default_anywhere(tmp_path, monk
     from biostrata.settings import defaults_from, signature_defaults
 
     assert signature_defaults("biostrata.settings:field_help") == {"operational": False}
-    assert signature_defaults("biostrata.settings:Settings.add_options") == {"skip": ()}
+    assert signature_defaults("biostrata.settings:Settings.require_files") == {"hint": ""}
     with pytest.raises(TypeError, match=r"Odd.level: no default, and none of biostrata.settings:field_help has level="):
 
         @dataclass

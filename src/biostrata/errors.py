@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
 
 class BiostrataError(Exception):
     """Base class of every error biostrata raises on purpose."""
@@ -27,3 +31,22 @@ class ParameterError(InputError):
     def __init__(self, param: str, message: str) -> None:
         self.param = param
         super().__init__(message)
+
+    def renamed(self, names: Mapping[str, str]) -> ParameterError:
+        """This error as the caller, whose parameters ``names`` renames (``{"n_splits": "folds"}``), would
+        raise it: its ``param`` and every whole-word mention of a renamed parameter in the message renamed."""
+        pattern = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, names)) + r")(?![\w./-])")
+        return ParameterError(names.get(self.param, self.param), pattern.sub(lambda m: names[m.group(1)], str(self)))
+
+
+@contextmanager
+def parameters_named(names: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, a :class:`ParameterError` raised by a callee about one of the parameters ``names``
+    renames is raised again under the caller's parameter names (:meth:`ParameterError.renamed`): a function
+    that passes its ``folds`` on as ``n_splits`` reports an error of ``n_splits`` as one of ``folds``."""
+    try:
+        yield
+    except ParameterError as err:
+        if err.param not in names:
+            raise
+        raise err.renamed(names) from None

@@ -8,9 +8,9 @@ are any). It gets:
   number for a list field becomes a one-item list); a wrong value is an error that names the key,
   the file and what is expected;
 - ``to_yaml`` (atomic), ``replace``;
-- ``add_options(parser)`` / ``from_args(args)``: ``--config FILE`` and one command-line option per
-  field (``--batch-size`` for ``batch_size``; booleans as ``--x / --no-x``), whose values override
-  the file's. A field's help text is its ``metadata["help"]``; the default is added to it;
+- ``from_args(args)``: the settings of ``--config FILE`` overridden by the command-line options, one per
+  field, that :func:`biostrata.cli.options.add_settings` makes (``--batch-size`` for ``batch_size``; booleans
+  as ``--x / --no-x``). A field's help text is its ``metadata["help"]``; the default is added to it;
 - its defaults from the function it configures (``@defaults_from("biostrata.module:function")``): a
   field declared without a default takes that of the function's parameter of the same name, read from
   the function's signature in its source file (no import: the settings of a torch function load no torch);
@@ -18,8 +18,8 @@ are any). It gets:
   but for the *operational* fields (``field_help(..., operational=True)``: how the run works, such as
   progress bars, threads or devices, or which steps it adds, never what a saved step computed).
 Subclasses put their own checks in ``validate``, as ``(ok, field, expected)`` rows for ``require``;
-construction converts and validates. A refused value is named where it came from: ``--epochs`` for a
-command-line option, ``FILE: epochs`` for a key of a config file.
+construction converts and validates. A refused value is named where it came from: its option (``--epochs``)
+for a command-line option, ``FILE: epochs`` for a key of a config file.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ import functools
 import math
 import types
 import typing
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.io import atomic_write_text
 
 S = TypeVar("S", bound="Settings")
@@ -56,21 +56,17 @@ __all__ = [
 ]
 
 
-class SettingError(InputError):
-    """A setting whose value is refused by a check of ``validate``: ``key`` names the field."""
+class SettingError(ParameterError):
+    """A setting whose value is refused by a check of ``validate``: ``key`` (its ``param``) names the field."""
 
     def __init__(self, key: str, value: Any, expected: str) -> None:
         self.key, self.value, self.expected = key, value, expected
-        super().__init__(f"{key}={value!r} is invalid; expected {expected}")
+        super().__init__(key, f"{key}={value!r} is invalid; expected {expected}")
 
-    def named(self, option: bool) -> str:
-        """The message with the command-line option (``--key``) named too when ``option``."""
-        flag = f" ({_flag(self.key)})" if option else ""
-        return f"{self.key}={self.value!r}{flag} is invalid; expected {self.expected}"
-
-
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
+    def named(self, flag: str | None) -> str:
+        """The message with the field's command-line option (``flag``) named too, if given."""
+        option = f" ({flag})" if flag else ""
+        return f"{self.key}={self.value!r}{option} is invalid; expected {self.expected}"
 
 
 def changes(then: dict, now: dict, ignore: Collection[str] = ()) -> list[str]:
@@ -254,14 +250,6 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
-
-
 class Settings:
     """Base of the settings dataclasses (see the module docstring)."""
 
@@ -281,22 +269,25 @@ class Settings:
                 raise SettingError(key, getattr(self, key), expected)
 
     @classmethod
-    def from_dict(cls: type[S], values: dict[str, Any], source: str | None = None, options: Collection[str] = ()) -> S:
-        """Settings of ``values`` read from ``source`` (a file name; default: the class name); the keys in
-        ``options`` were given as command-line options, and an error names them as such (``--key``)."""
+    def from_dict(
+        cls: type[S], values: dict[str, Any], source: str | None = None, options: Mapping[str, str] | None = None
+    ) -> S:
+        """Settings of ``values`` read from ``source`` (a file name; default: the class name); the keys of
+        ``options`` were given as command-line options, and an error names them by their option (the value)."""
+        options = options or {}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         source = source or cls.__name__
         if unknown:
             raise InputError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
         hints = typing.get_type_hints(cls)
-        converted = {
-            k: _convert(v, hints[k], _flag(k) if k in options else f"{source}: {k}") for k, v in values.items()
-        }
+        converted = {k: _convert(v, hints[k], options.get(k, f"{source}: {k}")) for k, v in values.items()}
         try:
             return cls(**converted)
         except SettingError as err:  # a check in validate(): say where the value came from
-            raise InputError(err.named(True) if err.key in options else f"{source}: {err.named(False)}") from None
+            raise InputError(
+                err.named(options[err.key]) if err.key in options else f"{source}: {err.named(None)}"
+            ) from None
         except InputError as err:  # a check that does not say which field
             if str(err).startswith(source):
                 raise
@@ -356,36 +347,16 @@ class Settings:
         return type(self).from_dict({**dataclasses.asdict(self), **changes})
 
     @classmethod
-    def add_options(cls, parser: argparse.ArgumentParser, title: str, skip: tuple[str, ...] = ()) -> None:
-        """``--config FILE`` and one option per field (but ``skip``), all defaulting to "not given"."""
-        hints = typing.get_type_hints(cls)
-        group = parser.add_argument_group(f"{title} (override --config)")
-        group.add_argument("--config", help="YAML file of these options; options given here override it")
-        for f in dataclasses.fields(cls):
-            if f.name in skip:
-                continue
-            flag = _flag(f.name)
-            default = _default(f)
-            text = f"{f.metadata['help']} " if "help" in f.metadata else ""
-            text += f"(default: {' '.join(map(str, default)) if isinstance(default, list) else default})"
-            tp, _ = _unwrap_optional(hints[f.name])
-            if tp is bool:
-                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
-            elif typing.get_origin(tp) is list:
-                (item,) = typing.get_args(tp)
-                group.add_argument(flag, dest=f.name, type=item, nargs="*", default=None, help=text)
-            else:
-                group.add_argument(flag, dest=f.name, type=tp, default=None, help=text)
-
-    @classmethod
     def from_args(cls: type[S], args: argparse.Namespace) -> S:
-        """The settings of ``--config`` (or the defaults) with the options given on the command line."""
+        """The settings of ``--config`` (or the defaults) with the options given on the command line (their
+        flags in ``args.flags``, as :func:`biostrata.cli.options.add_settings` records them)."""
         path = getattr(args, "config", None)
         values = cls.file_values(read_yaml(Path(path))) if path else {}
         changes = {
             f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None
         }
-        return cls.from_dict({**values, **changes}, str(path) if path else OPTIONS, changes)
+        options = {name: args.flags[name] for name in changes}
+        return cls.from_dict({**values, **changes}, str(path) if path else OPTIONS, options)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

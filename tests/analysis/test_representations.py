@@ -75,7 +75,7 @@ def test_load_array_formats(tmp_path, points):
         ("plain.tsv", None),
     ]:
         assert np.allclose(load_array(tmp_path / name, key), points, rtol=0, atol=1e-15), name
-    with pytest.raises(InputError, match="holds 2 arrays \\(emb, other\\); choose one with key \\(e.g. 'emb'\\)"):
+    with pytest.raises(InputError, match="key: .* holds 2 arrays \\(emb, other\\); choose one \\(e.g. key='emb'\\)"):
         load_array(tmp_path / "two.npz")
     with pytest.raises(InputError, match="no dataset named 'c'; it holds a, b"):
         load_array(tmp_path / "two.h5", "c")

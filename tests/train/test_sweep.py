@@ -242,3 +242,42 @@ def test_ray_backend_runs_the_same_sweep(tmp_path):
         assert record["config"] == on_local[key]["config"]
         assert record["metrics"]["test_mcc"] == pytest.approx(on_local[key]["metrics"]["test_mcc"])
         assert (Run("data", *key).folder(tmp_path / "ray") / "train" / "model.safetensors").is_file()
+
+
+def test_seed_runs_write_the_layout_of_train_and_skip_finished_seeds(tmp_path):
+    """The sweep of `biostrata train --seeds`: OUT/seed<k>/ holds the run's files and its metrics.json is the
+    record (no record.json, no train/ folder); a finished seed is skipped; one run (--seed) trains into OUT."""
+    from biostrata.data.genome import read_gue_dir
+    from biostrata.train.sweep import SeedRuns
+
+    data = write_tasks(tmp_path / "data", tasks=("a",))
+    calls, reported = [], []
+
+    def counted(cfg, splits, out_dir):
+        calls.append(cfg.seed)
+        return train(cfg, splits, out_dir)
+
+    def runs(**kwargs):
+        return SeedRuns.of(TrainConfig(model="cnn", **TINY), [1, 2], tmp_path / "out", lambda: read_gue_dir(data / "a"),
+                           **kwargs)  # fmt: skip
+
+    metrics = runs().run(train_fn=counted, progress=False, report=lambda run, m: reported.append(run.seed))
+    assert calls == reported == [1, 2] and [m["test_mcc"] for m in metrics] == [
+        json.loads((tmp_path / "out" / f"seed{k}" / "metrics.json").read_text())["test_mcc"] for k in (1, 2)
+    ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["seed1", "seed2"]
+    assert (tmp_path / "out" / "seed1" / "model.safetensors").is_file() and not list(
+        (tmp_path / "out").rglob("record.json")
+    )
+    (tmp_path / "out" / "seed2" / "metrics.json").unlink()
+    assert [st for _, st in runs().status()] == ["done", "to run"]
+    runs().run(train_fn=counted, progress=False)
+    assert calls == [1, 2, 2]
+    assert [st for _, st in runs(overwrite=True).status()] == ["to run", "to run"]
+    with pytest.raises(InputError, match=r"seed1 holds a finished run made with other settings \(epochs: 1 there, 2 "):
+        SeedRuns.of(TrainConfig(model="cnn", **TINY | {"epochs": 2}), [1], tmp_path / "out",
+                    lambda: read_gue_dir(data / "a")).run(progress=False)  # fmt: skip
+    one = SeedRuns.of(TrainConfig(model="cnn", seed=7, **TINY), [7], tmp_path / "one", lambda: read_gue_dir(data / "a"),
+                      one_run=True)  # fmt: skip
+    one.run(progress=False)
+    assert (tmp_path / "one" / "metrics.json").is_file() and one.folder(one.runs[0]) == tmp_path / "one"

@@ -136,7 +136,7 @@ def _check_comparable(r: Representations, param: str, need: int, knn: int | None
             raise ParameterError(
                 param,
                 f"{r.source}: layer {name!r} is constant over the {n} rows compared (every row the same), so its "
-                f"CKA is undefined; leave it out ({param})",
+                "CKA is undefined; leave it out",
             )
     if knn is not None and not 1 <= knn < n:
         raise ParameterError("knn", f"knn={knn}: must be between 1 and the number of rows compared minus 1 ({n - 1})")

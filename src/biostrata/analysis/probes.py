@@ -399,7 +399,7 @@ def _check_class_sizes(
             fix = f"use at most {count} folds, or leave the class out" if count >= 2 else "leave the class out"
             raise ParameterError(
                 "n_splits",
-                f"class {name!r} {where}, fewer than the {n_splits} folds (n_splits): some test folds would lack "
+                f"n_splits: class {name!r} {where}, fewer than the {n_splits} folds: some test folds would lack "
                 f"it; {fix}",
             )
 

@@ -226,7 +226,7 @@ def read_array(path: str | Path, key: str | None = None, layer: int | None = Non
         name = key
     elif len(names) != 1:
         raise ParameterError(
-            "key", f"{path}: holds {len(names)} {what}s ({', '.join(names)}); choose one with key (e.g. {names[0]!r})"
+            "key", f"key: {path} holds {len(names)} {what}s ({', '.join(names)}); choose one (e.g. key={names[0]!r})"
         )
     else:
         name = names[0]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from biostrata.errors import InputError
+from biostrata.errors import InputError, parameters_named
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -399,24 +399,29 @@ def probe(
 
     if probe not in ("linear", "mlp"):
         raise InputError(f"probe={probe!r}: choose 'linear' or 'mlp'")
-    estimator = LinearProbe(Cs=tuple(cs)) if probe == "linear" else MLPProbe(tuple(hidden), one_vs_rest=one_vs_rest)
-    cv = dict(n_splits=folds, seeds=list(seeds), threads=threads, progress=progress)
-    specs = [features] if _is_path(features) else features
-    if _is_path(labels) and isinstance(specs, (list, tuple)) and all(_is_path(s) for s in specs):
-        from biostrata.analysis.probe_files import probe_files
+    with parameters_named(_PROBE_PARAMETERS):  # the estimators' and cross-validation's names for ours
+        estimator = LinearProbe(Cs=tuple(cs)) if probe == "linear" else MLPProbe(tuple(hidden), one_vs_rest=one_vs_rest)
+        cv = dict(n_splits=folds, seeds=list(seeds), threads=threads, progress=progress)
+        specs = [features] if _is_path(features) else features
+        if _is_path(labels) and isinstance(specs, (list, tuple)) and all(_is_path(s) for s in specs):
+            from biostrata.analysis.probe_files import probe_files
 
-        summary, per_fold = probe_files([str(s) for s in specs], str(labels), estimator, all_layers=all_layers,
-                                        fusion=fusion, id_column=id_column, label_column=label_column,
-                                        group_column=group_column, n_boot=bootstrap,
-                                        rows_in_label_order=rows_in_label_order, report=report, **cv)  # fmt: skip
-    elif _is_path(labels) or _is_path(features):
-        raise InputError("features, labels: give both in memory or both as files")
-    else:
-        summary, per_fold = _probe_arrays(estimator, features, labels, groups, bootstrap, **cv)
+            summary, per_fold = probe_files([str(s) for s in specs], str(labels), estimator, all_layers=all_layers,
+                                            fusion=fusion, id_column=id_column, label_column=label_column,
+                                            group_column=group_column, n_boot=bootstrap,
+                                            rows_in_label_order=rows_in_label_order, report=report, **cv)  # fmt: skip
+        elif _is_path(labels) or _is_path(features):
+            raise InputError("features, labels: give both in memory or both as files")
+        else:
+            summary, per_fold = _probe_arrays(estimator, features, labels, groups, bootstrap, **cv)
     if out is not None:
         write_csv(Path(out) / "summary.csv", summary)
         write_csv(Path(out) / "folds.csv", per_fold)
     return summary, per_fold
+
+
+#: probe's parameters as the estimators and cross-validation name them, for their errors.
+_PROBE_PARAMETERS = {"n_splits": "folds", "n_boot": "bootstrap", "Cs": "cs", "hidden_layer_sizes": "hidden"}
 
 
 def _probe_arrays(estimator: Any, features: Any, labels: Any, groups: Any, n_boot: int, *, n_splits: int,

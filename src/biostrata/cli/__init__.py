@@ -56,7 +56,8 @@ from collections.abc import Sequence  # noqa: E402
 from biostrata import __version__  # noqa: E402
 from biostrata.cli import annotate, genome, representations, studies  # noqa: E402, F401  (registers their subcommands)
 from biostrata.cli.common import COMMANDS, check_paths, check_threads  # noqa: E402
-from biostrata.errors import BiostrataError  # noqa: E402
+from biostrata.cli.options import named  # noqa: E402
+from biostrata.errors import BiostrataError, ParameterError  # noqa: E402
 
 _restore(_starting)  # whoever imports this module keeps its own handler; main() installs it again
 
@@ -75,7 +76,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if not action.option_strings or default in (None, False, argparse.SUPPRESS) or "default" in text:
+        unset = default is None or default is False or default is argparse.SUPPRESS  # not 0: a default worth showing
+        if not action.option_strings or unset or "default" in text:
             return text
         value = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         return f"{text} (default: {str(value).replace('%', '%%')})"
@@ -113,6 +115,7 @@ def _one_line(message: Warning | str, category: type[Warning], *_: object, **__:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    args = argparse.Namespace()
     try:
         args = build_parser().parse_args(argv)
         check_paths(args)  # before any work: a wrong path or option fails in a fraction of a second
@@ -120,6 +123,9 @@ def _main(argv: Sequence[str] | None) -> int:
         if (settings := getattr(args, "settings_class", None)) is not None:
             args.settings = settings.from_args(args)  # checked here, before torch and Lightning load
         return int(args.run(args) or 0)
+    except ParameterError as err:  # named by the library's parameter: name the command's option too
+        print(f"biostrata: error: {named(err, getattr(args, 'flags', {}))}", file=sys.stderr)
+        return 2
     except BiostrataError as err:
         print(f"biostrata: error: {err}", file=sys.stderr)
         return 2

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from biostrata.cli.common import add_out, add_overwrite, add_settings, command, finished_runs, paths
+from biostrata.cli.common import command, finished_runs, out_option, overwrite_option
+from biostrata.cli.options import Option, add_options, add_settings, paths
 
 
 @command("annotate")
@@ -23,17 +24,17 @@ def _annotate(p: argparse.ArgumentParser) -> None:
     file (cluster.faa -> cluster). Default HMMs: the Pfam 35.0 subset of the gecco package (2,766
     families); pass --hmm Pfam-A.hmm.gz for full Pfam.
     """
+    from biostrata.api.domains import annotate
     from biostrata.config import AnnotateSettings
 
-    p.add_argument(
-        "inputs", nargs="+", metavar="INPUT",
-        help="GenBank (.gbk/.gb/.gbff) or nucleotide FASTA: a cluster per record; protein FASTA (.faa): one "
-        "cluster per file; .gz ok",
+    add_options(
+        p, annotate,
+        Option("inputs", "GenBank (.gbk/.gb/.gbff) or nucleotide FASTA: a cluster per record; protein FASTA (.faa): "
+               "one cluster per file; .gz ok", positional=True, nargs="+", metavar="INPUT", path="file"),
+        out_option(), overwrite_option("annotate again, replacing a finished annotation in --out"),
     )  # fmt: skip
-    add_out(p, help="output folder")
-    add_overwrite(p, "annotate again, replacing a finished annotation in --out")
     add_settings(p, AnnotateSettings, "annotation options")
-    paths(p, inputs="file", hmm="file", clans="file")
+    paths(p, hmm="file", clans="file")
     p.set_defaults(run=_run_annotate)
 
 

@@ -12,12 +12,10 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
+from biostrata.cli.options import Option
 from biostrata.errors import InputError
-
-if TYPE_CHECKING:
-    from biostrata.settings import Settings
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
 
@@ -50,23 +48,8 @@ def command(name: str) -> Callable[[AddOptions], AddOptions]:
     return register
 
 
-# What a path option names, checked by :func:`check_paths` before a command does any work.
-PATH_KINDS = ("file", "dir", "any", "spec", "out_dir", "out_file")
-
-
-def paths(p: argparse.ArgumentParser, **kinds: str) -> None:
-    """Declare options of ``p`` that name paths, by destination: ``file`` (a model folder of
-    ``save_pretrained`` counts as one), ``dir`` or ``any`` (must exist), ``spec`` (``FILE[:LAYER]``: the file must exist), ``out_dir`` or ``out_file`` (must be
-    creatable: not the wrong kind of thing already, inside a writable folder)."""
-    unknown = {k for k in kinds.values() if k not in PATH_KINDS}
-    assert not unknown, unknown  # a programming error, not a user's
-    label = {a.dest: a.option_strings[0] if a.option_strings else (a.metavar or a.dest.upper()) for a in p._actions}
-    declared = {dest: (kind, label[dest]) for dest, kind in kinds.items()}
-    p.set_defaults(path_kinds={**(p.get_default("path_kinds") or {}), **declared})
-
-
 def check_paths(args: argparse.Namespace) -> None:
-    """Check every path option declared with :func:`paths`; the first bad one raises an ``InputError``
+    """Check every path option declared with :func:`.options.paths`; the first bad one raises an ``InputError``
     that names the option and the path."""
     for dest, (kind, flag) in (getattr(args, "path_kinds", None) or {}).items():
         values = getattr(args, dest, None)
@@ -132,9 +115,9 @@ def _check_creatable(where: str, folder: Path) -> None:
 Key = TypeVar("Key")
 
 
-def add_overwrite(p: argparse.ArgumentParser, help: str) -> None:
+def overwrite_option(help: str) -> Option:
     """``--overwrite``: replace a finished run in ``--out`` (see :func:`finished_runs`)."""
-    p.add_argument("--overwrite", action="store_true", help=help)
+    return Option("overwrite", help, default=False)
 
 
 def finished_runs(
@@ -161,29 +144,14 @@ def finished_runs(
     return done
 
 
-def add_settings(p: argparse.ArgumentParser, settings: type[Settings], title: str, skip: tuple[str, ...] = ()) -> None:
-    """The options of a settings class (``--config FILE`` and one per field but ``skip``; see
-    :mod:`biostrata.settings`). :func:`biostrata.cli.main` reads them into ``args.settings`` before the
-    command runs, so a bad option or config file is reported before torch loads."""
-    settings.add_options(p, title, skip=skip)
-    p.set_defaults(settings_class=settings)
-    paths(p, config="file")
+def out_option(help: str = "output folder", default: str | None = None, path: str = "out_dir") -> Option:
+    """``--out``, the command's own: with a ``default``, else required; checked as a ``path`` of that kind."""
+    return Option("out", help, default=default, type=str, required=default is None, path=path)
 
 
-def add_out(p: argparse.ArgumentParser, default: str | None = None, help: str = "output folder") -> None:
-    """``--out``: with a ``default`` (named in the help), else required."""
-    if default is None:
-        p.add_argument("--out", required=True, help=help)
-    else:
-        p.add_argument("--out", default=default, help=f"{help} (default: {default})")
-    paths(p, out="out_dir")
-
-
-def add_threads(
-    p: argparse.ArgumentParser, help: str = "CPU threads for torch (default: torch's choice, all cores)"
-) -> None:
+def threads_option(help: str = "CPU threads for torch (default: torch's choice, all cores)") -> Option:
     """``--threads``, checked by :func:`check_threads` and applied by :func:`set_torch_threads`."""
-    p.add_argument("--threads", type=int, help=help)
+    return Option("threads", help, type=int)
 
 
 def check_threads(args: argparse.Namespace) -> None:
@@ -212,16 +180,13 @@ def set_torch_threads(threads: int | None) -> None:
     set_cpu_threads(threads)
 
 
-def add_split_options(p: argparse.ArgumentParser) -> None:
-    """``--data DIR`` or ``--train/--dev/--test`` files, read by :func:`load_splits`."""
-    p.add_argument("--data", help="GUE-layout folder with train.csv, dev.csv, test.csv (header sequence,label)")
-    for name, text in (
-        ("train", "training set: CSV (sequence,label) or FASTA with 'label=K' in headers"),
-        ("dev", "validation set, used for model selection only"),
-        ("test", "test set, evaluated once with the selected model"),
-    ):
-        p.add_argument(f"--{name}", help=text)
-    paths(p, data="dir", train="file", dev="file", test="file")
+#: ``--data DIR`` or ``--train/--dev/--test`` files, read by :func:`load_splits`.
+SPLIT_OPTIONS = (
+    Option("data", "GUE-layout folder with train.csv, dev.csv, test.csv (header sequence,label)", type=str, path="dir"),
+    Option("train", "training set: CSV (sequence,label) or FASTA with 'label=K' in headers", type=str, path="file"),
+    Option("dev", "validation set, used for model selection only", type=str, path="file"),
+    Option("test", "test set, evaluated once with the selected model", type=str, path="file"),
+)
 
 
 def load_splits(args: argparse.Namespace):

@@ -8,26 +8,22 @@ import sys
 from typing import TYPE_CHECKING
 
 from biostrata.cli.common import (
-    add_out,
-    add_overwrite,
-    add_settings,
-    add_split_options,
-    add_threads,
+    SPLIT_OPTIONS,
     check_seeds,
     command,
     finished_runs,
     load_splits,
-    paths,
+    out_option,
+    overwrite_option,
     print_table,
     set_torch_threads,
+    threads_option,
 )
-from biostrata.errors import InputError
+from biostrata.cli.options import Option, add_options, add_settings
+from biostrata.errors import InputError, parameters_named
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from biostrata.config import TrainConfig
-    from biostrata.data.dna.genome import Splits
 
 
 @command("demo")
@@ -40,8 +36,8 @@ def _demo(p: argparse.ArgumentParser) -> None:
     """
     from biostrata.config import DemoSettings
 
-    add_out(p, "demo_out")
-    add_overwrite(p, "run the demo again, replacing a finished one in --out")
+    add_options(p, None, out_option(default="demo_out"),
+                overwrite_option("run the demo again, replacing a finished one in --out"))  # fmt: skip
     add_settings(p, DemoSettings, "demo options")
     p.set_defaults(run=_run_demo)
 
@@ -71,85 +67,76 @@ def _train(p: argparse.ArgumentParser) -> None:
     finish and skips those that did (with the same settings); with every seed finished it refuses, unless
     --overwrite. A folder holds one run (--seed) or the seed<k>/ runs of --seeds, never both.
     """
-    from biostrata.api import default
     from biostrata.api.genome import train
     from biostrata.config import TrainConfig
 
-    add_split_options(p)
-    add_out(p, default(train, "out"))
-    p.add_argument("--seeds", type=int, nargs="+", help="train once per seed, in OUT/seed<k>; overrides --seed")
-    add_overwrite(p, "train every seed again, replacing finished runs in --out")
-    add_threads(p)
+    add_options(
+        p, train, *SPLIT_OPTIONS, Option("out", "output folder", path="out_dir"),
+        Option("seeds", "train once per seed, in OUT/seed<k>; overrides --seed", type=int, nargs="+"),
+        overwrite_option("train every seed again, replacing finished runs in --out"), threads_option(),
+    )  # fmt: skip
     add_settings(p, TrainConfig, "training options (defaults from the HGE paper)")
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    """Train one run (--seed, in OUT) or one per seed (--seeds, in OUT/seed<k>): a sweep of one task and one
+    model (train.sweep.SeedRuns), which skips the finished runs."""
     from pathlib import Path
+
+    from biostrata.train.sweep import SeedRuns, finished_metrics
 
     cfg = args.settings
     seeds = args.seeds or [cfg.seed]
     check_seeds("--seeds", seeds)
-    folders = {seed: Path(args.out) / f"seed{seed}" if args.seeds else Path(args.out) for seed in seeds}
     _check_layout(Path(args.out), bool(args.seeds), seeds)
-    done = finished_runs(args.out, folders, "metrics.json", args.overwrite, "train again", _finished)
+    runs = SeedRuns.of(cfg, seeds, args.out, lambda: load_splits(args), one_run=not args.seeds,
+                       overwrite=args.overwrite)  # fmt: skip
+    folders = {run.seed: runs.folder(run) for run in runs.runs}
+    done = finished_runs(args.out, folders, "metrics.json", args.overwrite, "train again", finished_metrics)
     import numpy as np  # only now: a refused command answers at once
 
-    from biostrata.api.genome import train
     from biostrata.train.run import check_splits
 
     set_torch_threads(args.threads)
-    splits = load_splits(args)
-    labels = check_splits(splits)
-    for seed in done:
-        _check_resumable(folders[seed], cfg, splits)
+    labels = check_splits(runs.splits)
+    runs.check()  # the finished runs were made as these would be: refused before any is reported or trained
     if labels != list(range(len(labels))):
         classes, given = ", ".join(map(str, range(len(labels)))), ", ".join(map(str, labels))
         print(f"labels are not 0..{len(labels) - 1}: the model's classes {classes} are labels {given} (class_labels)")
-    results, finished = [], list(done)
-    for seed, out in folders.items():
-        if seed in done:
-            results.append(done[seed])
-            print(
-                f"{cfg.model} seed {seed}: finished already in {out} (test MCC {done[seed]['test_mcc']:.4f}); skipped"
-            )
-            continue
-        try:
-            metrics = train(splits, cfg.replace(seed=seed), out=out)
-        except KeyboardInterrupt:
-            print(
-                f"biostrata: interrupted: seed {seed} did not finish (no metrics.json in {out})"
-                + (f"; finished and kept: seed {', '.join(map(str, finished))}" if finished else "")
-                + ". Run the same command again to resume: it skips finished seeds and trains the others.",
-                file=sys.stderr,
-            )
-            return 130
-        results.append(metrics)
-        finished.append(seed)
+    for seed, metrics in done.items():
+        print(f"{cfg.model} seed {seed}: finished already in {folders[seed]} (test MCC {metrics['test_mcc']:.4f}); "
+              "skipped")  # fmt: skip
+
+    trained = {}
+
+    def report(run, metrics: dict) -> None:
+        trained[run.seed] = metrics
         print(
-            f"{cfg.model} seed {seed}: test MCC {metrics['test_mcc']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
+            f"{cfg.model} seed {run.seed}: test MCC {metrics['test_mcc']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
             f"F1 {metrics['test_f1']:.4f} (best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, dev "
-            f"{cfg.metric} {metrics['dev_' + cfg.metric]:.4f}); wrote {out}"
+            f"{cfg.metric} {metrics['dev_' + cfg.metric]:.4f}); wrote {folders[run.seed]}"
         )
         if metrics["stopped_early"]:
             print(f"  stopped early after {metrics['epochs_run']} of {cfg.epochs} epochs: no better dev {cfg.metric} "
                   f"in {cfg.patience} epochs (--patience)")  # fmt: skip
-    if len(results) > 1:
-        mcc = np.array([m["test_mcc"] for m in results])
+
+    try:
+        runs.run(progress=False, report=report)
+    except KeyboardInterrupt:
+        finished = [*done, *trained]
+        seed = next(seed for seed in seeds if seed not in finished)
+        print(
+            f"biostrata: interrupted: seed {seed} did not finish (no metrics.json in {folders[seed]})"
+            + (f"; finished and kept: seed {', '.join(map(str, finished))}" if finished else "")
+            + ". Run the same command again to resume: it skips finished seeds and trains the others.",
+            file=sys.stderr,
+        )
+        return 130
+    if len(seeds) > 1:
+        mcc = np.array([{**done, **trained}[seed]["test_mcc"] for seed in seeds])
         print(f"{cfg.model}: test MCC {mcc.mean():.4f} +- {mcc.std(ddof=1):.4f} over seeds {seeds}")
     return 0
-
-
-def _finished(folder: Path) -> dict | None:
-    """The metrics of the finished run in ``folder`` (its metrics.json, written last), or None."""
-    import json
-
-    path = folder / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
-        return None  # unreadable: the run is trained again
-    return metrics if isinstance(metrics, dict) and "test_mcc" in metrics else None
 
 
 def _check_layout(out: Path, seeds: bool, wanted: list[int]) -> None:
@@ -178,23 +165,6 @@ def _started(folder: Path) -> bool:
     return (folder / "config.yaml").is_file()
 
 
-def _check_resumable(folder: Path, cfg: TrainConfig, splits: Splits) -> None:
-    """Refuse to skip the finished run in ``folder`` when this command would train it otherwise: other
-    settings, or data of another length or other labels."""
-    import dataclasses
-
-    # the seed is set per run; the operational settings (TrainConfig's metadata) do not change its numbers
-    diff = cfg.resume_changes(dataclasses.asdict(type(cfg).from_saved(folder / "config.yaml")), per_run=("seed",))
-    metrics = _finished(folder) or {}
-    data = {"length": cfg.length or splits.max_length, "class_labels": splits.labels}
-    diff += [f"data {k}: {metrics[k]!r} there, {v!r} now" for k, v in data.items() if metrics.get(k, v) != v]
-    if diff:
-        raise InputError(
-            f"{folder} holds a finished run made with other settings ({'; '.join(diff)}); resume with the same "
-            "settings and data, pass --overwrite to train every seed again, or give another --out"
-        )
-
-
 @command("simulate")
 def _simulate(p: argparse.ArgumentParser) -> None:
     """simulate a labelled DNA dataset along a tree (GUE layout)
@@ -206,7 +176,7 @@ def _simulate(p: argparse.ArgumentParser) -> None:
     """
     from biostrata.config import SimulateSettings
 
-    add_out(p, help="output folder (created if missing; its files are replaced)")
+    add_options(p, None, out_option("output folder (created if missing; its files are replaced)"))
     add_settings(p, SimulateSettings, "simulation options")
     p.set_defaults(run=_run_simulate)
 
@@ -232,50 +202,30 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
     (Genomic Benchmarks, 9), teb (7), or a folder of task folders holding train, dev and test files (CSV
     'sequence,label' or FASTA with 'label=K' in the headers). Summarize with `biostrata report OUT`.
     """
-    from biostrata.config import TrainConfig
-    from biostrata.train.sweep import PER_RUN_KEYS
+    from biostrata.config import GENOME_MODELS, TrainConfig
+    from biostrata.train.sweep import PER_RUN_KEYS, Sweep
 
-    p.add_argument("--suite", required=True, help="gue, gb, teb, or the path of a folder of task folders")
-    p.add_argument(
-        "--tasks",
-        nargs="+",
-        metavar="TASK",
-        help="task names (tf/0), groups (tf) or last parts (prom_core_all); default: all",
-    )
-    p.add_argument(
-        "--models",
-        nargs="+",
-        default=["cnn,hcnn-s,hcnn-m"],
-        help="models, comma- or space-separated (default cnn,hcnn-s,hcnn-m)",
-    )
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="training seeds (default 1 2 3)")
-    add_out(p, help="sweep folder for the records (created if missing)")
-    p.add_argument("--data-dir", help="data root holding gue/, genomic_benchmarks/, teb/ (default: $BIOSTRATA_DATA)")
-    p.add_argument(
-        "--dev-fraction",
-        type=float,
-        default=0.1,
-        help="Genomic Benchmarks: share of train held out as dev, per class (default 0.1)",
-    )
-    p.add_argument("--split-seed", type=int, default=0, help="Genomic Benchmarks: seed of that dev split (default 0)")
-    p.add_argument(
-        "--backend",
-        choices=("local", "ray"),
-        default="local",
-        help="local: in this process (default); ray: one Ray task per run",
-    )
-    p.add_argument(
-        "--address", help="Ray cluster address, e.g. auto or ray://host:10001 (default: start a local Ray instance)"
-    )
-    p.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs per run (default 1)")
-    p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)")
-    add_threads(p, "local backend: CPU threads for torch (default: all cores; 1 when two sweeps share 2 cores)")
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print the plan (each run and whether it is done), make the checks of a real run, and stop",
-    )
-    paths(p, data_dir="dir")
+    add_options(
+        p, Sweep,
+        Option("suite", "gue, gb, teb, or the path of a folder of task folders", type=str, required=True),
+        Option("tasks", "task names (tf/0), groups (tf) or last parts (prom_core_all); default: all", type=str,
+               nargs="+", metavar="TASK"),
+        Option("models", "models, comma- or space-separated", default=list(GENOME_MODELS)),
+        Option("seeds", "training seeds", default=[1, 2, 3]),
+        out_option("sweep folder for the records (created if missing)"),
+        Option("data_dir", "data root holding gue/, genomic_benchmarks/, teb/ (default: $BIOSTRATA_DATA)", type=str,
+               path="dir"),
+        Option("dev_fraction", "Genomic Benchmarks: share of train held out as dev, per class"),
+        Option("split_seed", "Genomic Benchmarks: seed of that dev split"),
+        Option("backend", "local: in this process; ray: one Ray task per run", of=Sweep.run, choices=("local", "ray")),
+        Option("address", "Ray cluster address, e.g. auto or ray://host:10001 (default: start a local Ray instance)",
+               of=Sweep.run),
+        Option("cpus_per_run", "Ray: CPUs per run", of=Sweep.run),
+        Option("gpus_per_run", "Ray: GPUs per run (default: 1 if the cluster has GPUs, else 0)", of=Sweep.run),
+        threads_option("local backend: CPU threads for torch (default: all cores; 1 when two sweeps share 2 cores)"),
+        Option("dry_run", "print the plan (each run and whether it is done), make the checks of a real run, and stop",
+               default=False),
+    )  # fmt: skip
     add_settings(
         p, TrainConfig, f"training options of every run ({', '.join(PER_RUN_KEYS)} are set per run)", skip=PER_RUN_KEYS
     )
@@ -290,10 +240,12 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     set_torch_threads(args.threads)
     if not 0 < args.dev_fraction < 1:
         raise InputError(f"--dev-fraction {args.dev_fraction}: give a share strictly between 0 and 1, e.g. 0.1")
-    suite = resolve_suite(args.suite)
+    with parameters_named({"name_or_path": "suite", "names": "tasks"}):  # the readers' names for the options
+        suite = resolve_suite(args.suite)
+        tasks = select_tasks(suite, args.tasks)
     sweep = Sweep(
         suite,
-        select_tasks(suite, args.tasks),
+        tasks,
         [m for item in args.models for m in item.replace(",", " ").split()],
         args.seeds,
         args.out,
@@ -336,10 +288,14 @@ def _report(p: argparse.ArgumentParser) -> None:
     model and seed, the test metric at the epoch chosen on validation (ours), on test (the reference code's rule)
     and at the last epoch, hyperbolic >= Euclidean under each rule, and what selecting on test adds.
     """
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="the --out folder(s) of `biostrata benchmark`")
-    p.add_argument("--out", help="folder for the report files (default: DIR; required with several DIRs)")
-    p.add_argument("--selection", action="store_true", help="report the epoch-selection rules instead (default: off)")
-    paths(p, dirs="dir", out="out_dir")
+    add_options(
+        p, None,
+        Option("dirs", "the --out folder(s) of `biostrata benchmark`", type=str, positional=True, nargs="+",
+               metavar="DIR", path="dir"),
+        Option("out", "folder for the report files (default: DIR; required with several DIRs)", type=str,
+               path="out_dir"),
+        Option("selection", "report the epoch-selection rules instead", default=False),
+    )  # fmt: skip
     p.set_defaults(run=_run_report)
 
 
@@ -373,53 +329,39 @@ def _delta(p: argparse.ArgumentParser) -> None:
     or --calibrate N, or --model RUN --data TASK_DIR. An exact delta over more than 1000 points warns
     first with the time it may take.
     """
-    from biostrata.api import default
     from biostrata.api.analysis import delta
 
-    d = {name: default(delta, name) for name in ("metric", "curvature", "method", "base", "samples", "bases", "repeats",
-                                                 "split", "points", "kmer", "seed")}  # fmt: skip
-    p.add_argument(
-        "input", nargs="?", help="distance matrix or points (.npy, .npz, .h5, .csv), or a model's token table"
-    )
-    p.add_argument("--key", help="array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)")
-    p.add_argument("--layer", type=int, help="layer of an embedding store, or of --model (default: the last)")
-    p.add_argument("--metric", default=d["metric"], choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare"),
-                   help="precomputed: INPUT is a distance matrix; else INPUT rows are points (default: an embedding "
-                   "store's or a model table's own geometry, else precomputed for a square matrix, euclidean for "
-                   "any other)")  # fmt: skip
-    p.add_argument("--curvature", type=float, default=d["curvature"],
-                   help="K of the lorentz/poincare metric, curvature -K (default: 1, or a Lorentz model's own)")  # fmt: skip
-    p.add_argument("--method", default=d["method"], choices=("exact", "fixed", "sampled"),
-                   help="exact (default; worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)")  # fmt: skip
-    p.add_argument("--base", type=int, nargs="+", default=list(d["base"]),
-                   help=f"fixed: base point index(es) (default {' '.join(map(str, d['base']))})")  # fmt: skip
-    for name, text in (("samples", "points per sample"), ("bases", "base points per sample"),
-                       ("repeats", "number of samples")):  # fmt: skip
-        p.add_argument(f"--{name}", type=int, default=d[name], help=f"sampled: {text} (default {d[name]})")
-    p.add_argument("--histogram", type=int, metavar="BINS", help="also the distribution of relative delta over triples")
-    p.add_argument(
-        "--histogram-bases", type=int, metavar="B", help="histogram over B random base points (default: all)"
-    )
-    p.add_argument(
-        "--calibrate", type=int, metavar="N", help="relative delta of N points in reference spaces (tree, plane, ...)"
-    )
-    p.add_argument(
-        "--model", metavar="RUN", help="the run folder of `biostrata train` (or a model.pt of earlier versions)"
-    )
-    p.add_argument("--data", metavar="TASK_DIR", help="with --model: task folder with train/dev/test.csv")
-    p.add_argument("--split", default=d["split"], choices=("train", "dev", "test"),
-                   help=f"with --model: split (default {d['split']})")  # fmt: skip
-    p.add_argument("--points", type=int, default=d["points"],
-                   help=f"with --model: sequences to sample (default {d['points']})")  # fmt: skip
-    p.add_argument("--kmer", type=int, default=d["kmer"],
-                   help=f"with --model: k of the k-mer spectrum baseline (default {d['kmer']})")  # fmt: skip
-    p.add_argument("--seed", type=int, default=d["seed"], help=f"random seed (default {d['seed']})")
-    p.add_argument("--device", help="cpu or cuda[:i] (default: cuda when torch has a GPU)")
-    add_threads(p, "CPU worker threads (default: torch's thread count)")
-    p.add_argument(
-        "--json", action="store_true", help="print JSON (fields delta, relative_delta, diameter, method, n, ...)"
-    )
-    paths(p, input="file", model="any", data="dir")
+    with_model = "with --model: "
+    add_options(
+        p, delta,
+        Option("input", "distance matrix or points (.npy, .npz, .h5, .csv), or a model's token table", param="x",
+               positional=True, nargs="?", path="file"),
+        Option("key", "array in a .npz, dataset in an .h5 (pooling in a biostrata embedding store)"),
+        Option("layer", "layer of an embedding store, or of --model (default: the last)"),
+        Option("metric", "precomputed: INPUT is a distance matrix; else INPUT rows are points (default: an embedding "
+               "store's or a model table's own geometry, else precomputed for a square matrix, euclidean for any "
+               "other)", choices=("precomputed", "euclidean", "cosine", "lorentz", "poincare")),
+        Option("curvature", "K of the lorentz/poincare metric, curvature -K (default: 1, or a Lorentz model's own)"),
+        Option("method", "exact (worst case ~n^4/8 steps), fixed (base points), sampled (mean +- sd)",
+               choices=("exact", "fixed", "sampled")),
+        Option("base", "fixed: base point index(es)"),
+        Option("samples", "sampled: points per sample"),
+        Option("bases", "sampled: base points per sample"),
+        Option("repeats", "sampled: number of samples"),
+        Option("histogram", "also the distribution of relative delta over triples", metavar="BINS"),
+        Option("histogram_bases", "histogram over B random base points (default: all)", metavar="B"),
+        Option("calibrate", "relative delta of N points in reference spaces (tree, plane, ...)", metavar="N"),
+        Option("model", "the run folder of `biostrata train` (or a model.pt of earlier versions)", metavar="RUN",
+               path="any"),
+        Option("data", f"{with_model}task folder with train/dev/test.csv", metavar="TASK_DIR", path="dir"),
+        Option("split", f"{with_model}split", choices=("train", "dev", "test")),
+        Option("points", f"{with_model}sequences to sample"),
+        Option("kmer", f"{with_model}k of the k-mer spectrum baseline"),
+        Option("seed", "random seed"),
+        Option("device", "cpu or cuda[:i] (default: cuda when torch has a GPU)"),
+        Option("threads", "CPU worker threads (default: torch's thread count)"),
+        Option("json", "print JSON (fields delta, relative_delta, diameter, method, n, ...)", default=False),
+    )  # fmt: skip
     p.set_defaults(run=_run_delta)
 
 

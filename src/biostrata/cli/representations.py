@@ -8,16 +8,15 @@ import sys
 from pathlib import Path
 
 from biostrata.cli.common import (
-    add_out,
-    add_overwrite,
-    add_settings,
-    add_threads,
     command,
     finished_runs,
-    paths,
+    out_option,
+    overwrite_option,
     print_table,
     set_torch_threads,
+    threads_option,
 )
+from biostrata.cli.options import Option, add_options, add_settings
 from biostrata.errors import InputError
 
 
@@ -35,35 +34,26 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
     """
     from biostrata.config import PretrainSettings
 
-    p.add_argument(
-        "--corpus",
-        required=True,
-        help="domain level: domain-name list, accession CSV, BiGCARP CSV or a domain table (.tsv: annotate's "
-        "domains.tsv or mibig_domains.tsv); protein level: FASTA or a domain table (its domains' protein segments)",
-    )
-    add_out(p)
-    p.add_argument("--pfam", help="Pfam-A.clans.tsv, to map domain names and accessions (recommended)")
-    p.add_argument(
-        "--format",
-        default="auto",
-        choices=("auto", "domain-list", "pfamid", "bigcarp", "domain-table"),
-        help="domain level: layout of --corpus; auto tells it by the file's columns",
-    )
-    p.add_argument("--strict", action="store_true", help="stop at the first unknown domain or malformed line")
-    p.add_argument(
-        "--init-table",
-        help="family table (its folder, or a .pt of earlier versions) from `biostrata embed --family-table`",
-    )
-    p.add_argument(
-        "--export-sequence-models",
-        metavar="FILE",
-        help="domain level: also export the model to this .pt in sequence-models' layout, which BiGCARP's own code "
-        "reads (a euclidean model with the linear head)",
-    )
-    add_overwrite(p, "pre-train again, replacing a finished run in --out")
-    add_threads(p, "torch CPU threads (1 is fastest on a busy shared machine)")
+    add_options(
+        p, None,
+        Option("corpus", "domain level: domain-name list, accession CSV, BiGCARP CSV or a domain table (.tsv: "
+               "annotate's domains.tsv or mibig_domains.tsv); protein level: FASTA or a domain table (its domains' "
+               "protein segments)", type=str, required=True, path="file"),
+        out_option(),
+        Option("pfam", "Pfam-A.clans.tsv, to map domain names and accessions (recommended)", type=str, path="file"),
+        # the corpus reader's (data.clusters.read_clusters) own defaults: its module loads torch, too slow for --help
+        Option("format", "domain level: layout of --corpus; auto tells it by the file's columns", default="auto",
+               choices=("auto", "domain-list", "pfamid", "bigcarp", "domain-table")),
+        Option("strict", "stop at the first unknown domain or malformed line", default=False),
+        Option("init_table", "family table (its folder, or a .pt of earlier versions) from `biostrata embed "
+               "--family-table`", type=str, path="any"),
+        Option("export_sequence_models", "domain level: also export the model to this .pt in sequence-models' "
+               "layout, which BiGCARP's own code reads (a euclidean model with the linear head)", type=str,
+               metavar="FILE", path="out_file"),
+        overwrite_option("pre-train again, replacing a finished run in --out"),
+        threads_option("torch CPU threads (1 is fastest on a busy shared machine)"),
+    )  # fmt: skip
     add_settings(p, PretrainSettings, "pre-training options")
-    paths(p, corpus="file", pfam="file", init_table="any", export_sequence_models="out_file")
     p.set_defaults(run=_run_pretrain)
 
 
@@ -133,65 +123,43 @@ def _embed(p: argparse.ArgumentParser) -> None:
     --model a `biostrata train` run folder, or a model.pt of earlier versions): per layer the mean over its own positions (a hyperbolic
     layer: the Lorentz centroid), keyed by row number (0, 1, ...).
     """
-    p.add_argument(
-        "--model",
-        help="proteins: a Hugging Face ESM name (facebook/esm2_t6_8M_UR50D, _t12_35M, _t30_150M, _t33_650M, _t36_3B, "
-        "_t48_15B; facebook/esm1b_t33_650M_UR50S; the facebook/ prefix may be left out), a local transformers "
-        "directory (config.json + model.safetensors + vocab.txt: the way to load offline), or a fair-esm .pt file; "
-        "gene clusters: a BiGCARP / `biostrata pretrain` checkpoint",
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", "transformers", "fair-esm"),
-        help="auto (default): .pt files with fair-esm, directories and names with transformers; fair-esm with a "
-        "name loads fair-esm's own download (esm2_t33_650M_UR50D.pt in $TORCH_HOME/hub/checkpoints)",
-    )
-    p.add_argument(
-        "--input",
-        help="FASTA or domain table (.tsv): proteins; clusters .csv, domain list .txt or domain table (.tsv, "
-        "with a domain LM): gene clusters",
-    )
-    add_out(p, help="HDF5 store to write (or to merge into, with --merge)")
-    p.add_argument("--layers", type=int, nargs="+", default=[-1], help="layers (0 = token embedding; -1 = last)")
-    p.add_argument(
-        "--pooling",
-        nargs="+",
-        default=["mean"],
-        choices=("mean", "bos", "per_token"),
-        help="outputs kept per layer: the mean over the item's own positions, the <cls> state (proteins), every position",
-    )
-    p.add_argument(
-        "--token-budget", type=int, help="padded tokens per batch (default: 1024 on the CPU, 16384 on a GPU)"
-    )
-    p.add_argument(
-        "--long",
-        default="truncate",
-        choices=("truncate", "window"),
-        help="proteins over --max-residues: keep the first residues, or cover with overlapping windows",
-    )
-    p.add_argument("--max-residues", type=int, help="model length limit (default: saved with the model, else 1022)")
-    p.add_argument("--overlap", type=int, default=128, help="residues shared by consecutive windows")
-    p.add_argument("--device", help="default: cuda:$LOCAL_RANK if a GPU is present, else cpu")
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        help="fp32, or bf16/fp16 autocast (fp16: GPU only); default fp16 on a GPU, fp32 on the CPU "
-        "(the drift of each against fp32 is in docs/benchmarks.md)",
-    )
-    p.add_argument(  # the old name of --precision fp16 / fp32, for one release
-        "--half", action=argparse.BooleanOptionalAction, default=None, help=argparse.SUPPRESS
-    )
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored precision")
-    p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of a local .pt file")
-    p.add_argument(
-        "--family-table", help="also write per-family mean vectors in this folder (a model folder; needs a .tsv input)"
-    )
-    p.add_argument("--table-layer", type=int, help="layer of the family vectors (default: last of --layers)")
-    p.add_argument("--merge", nargs="+", metavar="STORE", help="only merge these per-rank stores into --out")
-    add_threads(p, "torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    paths(p, input="file", out="out_file", family_table="out_dir", merge="file")
+    from biostrata.api.models import embed, load
+
+    add_options(
+        p, embed,
+        Option("model", "proteins: a Hugging Face ESM name (facebook/esm2_t6_8M_UR50D, _t12_35M, _t30_150M, _t33_650M, "
+               "_t36_3B, _t48_15B; facebook/esm1b_t33_650M_UR50S; the facebook/ prefix may be left out), a local "
+               "transformers directory (config.json + model.safetensors + vocab.txt: the way to load offline), or a "
+               "fair-esm .pt file; gene clusters: a BiGCARP / `biostrata pretrain` checkpoint"),
+        Option("backend", "auto: .pt files with fair-esm, directories and names with transformers; fair-esm with a "
+               "name loads fair-esm's own download (esm2_t33_650M_UR50D.pt in $TORCH_HOME/hub/checkpoints)", of=load,
+               choices=("auto", "transformers", "fair-esm")),
+        Option("input", "FASTA or domain table (.tsv): proteins; clusters .csv, domain list .txt or domain table "
+               "(.tsv, with a domain LM): gene clusters", param="inputs", path="file"),
+        Option("out", "HDF5 store to write (or to merge into, with --merge)", required=True, path="out_file"),
+        Option("layers", "layers (0 = token embedding; -1 = last)"),
+        Option("pooling", "outputs kept per layer: the mean over the item's own positions, the <cls> state "
+               "(proteins), every position", choices=("mean", "bos", "per_token")),
+        Option("token_budget", "padded tokens per batch (default: 1024 on the CPU, 16384 on a GPU)"),
+        Option("long", "proteins over --max-residues: keep the first residues, or cover with overlapping windows",
+               choices=("truncate", "window")),
+        Option("max_residues", "model length limit (default: saved with the model, else 1022)", of=load),
+        Option("overlap", "residues shared by consecutive windows"),
+        Option("device", "default: cuda:$LOCAL_RANK if a GPU is present, else cpu"),
+        Option("precision", "fp32, or bf16/fp16 autocast (fp16: GPU only); default fp16 on a GPU, fp32 on the CPU "
+               "(the drift of each against fp32 is in docs/benchmarks.md)", choices=("fp32", "bf16", "fp16")),
+        # the old name of --precision fp16 / fp32, for one release
+        Option("half", argparse.SUPPRESS, type=bool),
+        Option("dtype", "stored precision", choices=("float32", "float16")),
+        Option("trust_checkpoint", "allow full unpickling of a local .pt file", param="trusted", of=load),
+        Option("family_table", "also write per-family mean vectors in this folder (a model folder; needs a .tsv "
+               "input)", type=str, path="out_dir"),
+        Option("table_layer", "layer of the family vectors (default: last of --layers)", type=int),
+        Option("merge", "only merge these per-rank stores into --out", type=str, nargs="+", metavar="STORE",
+               path="file"),
+        threads_option("torch CPU threads"),
+        Option("no_progress", "no progress bar", default=False),
+    )  # fmt: skip
     p.set_defaults(run=_run_embed, protein_only={name: p.get_default(name) for name in _PROTEIN_ONLY})
 
 
@@ -345,32 +313,25 @@ def _cka(p: argparse.ArgumentParser) -> None:
     store, .pt family table or domain-LM checkpoint (its token table). Refused: a layer constant over the rows
     (its CKA is undefined), fewer than 2 shared rows (4 with --debiased).
     """
-    from biostrata.api import default
     from biostrata.api.analysis import cka
 
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="representation files")
-    p.add_argument("--against", metavar="REF", help="reference representation (its one layer, or --ref-layer)")
-    p.add_argument("--ref-layer", help="layer of REF to compare with")
-    p.add_argument("--layers", nargs="+", help="layers of the (first) input to use (default: all)")
-    p.add_argument("--layers-b", nargs="+", help="layers of the second input (default: all)")
-    p.add_argument("--kernel", default=default(cka, "kernel"), choices=("linear", "rbf"), help="CKA kernel")
-    p.add_argument("--debiased", action="store_true", help="unbiased HSIC (near 0 for independent features)")
-    p.add_argument(
-        "--sigma-frac",
-        type=float,
-        default=default(cka, "sigma_frac"),
-        help="RBF bandwidth as a fraction of the median distance",
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=default(cka, "batch_size"), help="rows per minibatch of the linear CKA"
-    )
-    p.add_argument(
-        "--pooling", default=default(cka, "pooling"), choices=("mean", "bos"), help="pooled output read from .h5 stores"
-    )
-    p.add_argument("--knn", type=int, metavar="K", help="also the mutual K-nearest-neighbour agreement")
-    p.add_argument("--out", help="CSV to write (with --knn, also OUT with .knn.csv)")
-    p.add_argument("--heatmap", help="PNG heatmap of the matrix")
-    paths(p, inputs="file", against="file", out="out_file", heatmap="out_file")
+    add_options(
+        p, cka,
+        Option("inputs", "representation files", param="a", positional=True, nargs="+", metavar="INPUT",
+               path="file"),
+        Option("against", "reference representation (its one layer, or --ref-layer)", metavar="REF", path="file"),
+        Option("ref_layer", "layer of REF to compare with"),
+        Option("layers", "layers of the (first) input to use (default: all)"),
+        Option("layers_b", "layers of the second input (default: all)"),
+        Option("kernel", "CKA kernel", choices=("linear", "rbf")),
+        Option("debiased", "unbiased HSIC (near 0 for independent features)"),
+        Option("sigma_frac", "RBF bandwidth as a fraction of the median distance"),
+        Option("batch_size", "rows per minibatch of the linear CKA"),
+        Option("pooling", "pooled output read from .h5 stores", choices=("mean", "bos")),
+        Option("knn", "also the mutual K-nearest-neighbour agreement", metavar="K"),
+        Option("out", "CSV to write (with --knn, also OUT with .knn.csv)", path="out_file"),
+        Option("heatmap", "PNG heatmap of the matrix", type=str, path="out_file"),
+    )  # fmt: skip
     p.set_defaults(run=_run_cka)
 
 
@@ -409,56 +370,31 @@ def _probe(p: argparse.ArgumentParser) -> None:
     --group-column keeps groups out of straddling train and test. Every class needs at least --folds examples
     (groups).
     """
-    from biostrata.api import default
     from biostrata.api.analysis import probe
 
-    p.add_argument(
-        "--features",
-        nargs="+",
-        required=True,
-        metavar="FILE[:LAYER]",
-        help="representation files; several are joined by id and concatenated (see --fusion)",
-    )
-    p.add_argument("--all-layers", action="store_true", help="probe every layer of the one features file separately")
-    p.add_argument("--labels", required=True, help="CSV of labels (first column: id)")
-    p.add_argument("--id-column", help="id column of the label CSV (default: the first)")
-    p.add_argument(
-        "--rows-in-label-order",
-        action="store_true",
-        help="features without ids (.npy, .csv): row i is the example of label row i (else they are refused)",
-    )
-    p.add_argument("--label-column", help="single label column (binary or multi-class)")
-    p.add_argument("--group-column", help="column of groups that must not straddle train and test")
-    p.add_argument(
-        "--probe", default=default(probe, "probe"), choices=("linear", "mlp"), help="logistic regression, or an MLP"
-    )
-    p.add_argument(
-        "--fusion",
-        default=default(probe, "fusion"),
-        choices=("concat", "projection"),
-        help="two feature files: concatenate, or fuse by a learned gated projection",
-    )
-    p.add_argument(
-        "--cs", type=float, nargs="+", default=list(default(probe, "cs")), help="linear: C values (inner CV)"
-    )
-    p.add_argument(
-        "--hidden", type=int, nargs="+", default=list(default(probe, "hidden")), help="mlp: hidden layer sizes"
-    )
-    p.add_argument("--one-vs-rest", action="store_true", help="mlp, multi-label: one network per class")
-    p.add_argument("--folds", type=int, default=default(probe, "folds"), help="cross-validation folds")
-    p.add_argument(
-        "--seeds", type=int, nargs="+", default=list(default(probe, "seeds")), help="seeds of the fold assignment"
-    )
-    p.add_argument(
-        "--bootstrap",
-        type=int,
-        default=default(probe, "bootstrap"),
-        help="bootstrap resamples for the interval (0: none)",
-    )
-    p.add_argument("--out", help="folder for summary.csv and folds.csv")
-    threads = default(probe, "threads")
-    p.add_argument("--threads", type=int, default=threads, help=f"CPU threads (default: {threads})")
-    paths(p, features="spec", labels="file", out="out_dir")
+    add_options(
+        p, probe,
+        Option("features", "representation files; several are joined by id and concatenated (see --fusion)",
+               nargs="+", required=True, metavar="FILE[:LAYER]", path="spec"),
+        Option("all_layers", "probe every layer of the one features file separately"),
+        Option("labels", "CSV of labels (first column: id)", required=True, path="file"),
+        Option("id_column", "id column of the label CSV (default: the first)"),
+        Option("rows_in_label_order", "features without ids (.npy, .csv): row i is the example of label row i (else "
+               "they are refused)"),
+        Option("label_column", "single label column (binary or multi-class)"),
+        Option("group_column", "column of groups that must not straddle train and test"),
+        Option("probe", "logistic regression, or an MLP", choices=("linear", "mlp")),
+        Option("fusion", "two feature files: concatenate, or fuse by a learned gated projection",
+               choices=("concat", "projection")),
+        Option("cs", "linear: C values (inner CV)"),
+        Option("hidden", "mlp: hidden layer sizes"),
+        Option("one_vs_rest", "mlp, multi-label: one network per class"),
+        Option("folds", "cross-validation folds"),
+        Option("seeds", "seeds of the fold assignment"),
+        Option("bootstrap", "bootstrap resamples for the interval (0: none)"),
+        Option("out", "folder for summary.csv and folds.csv", path="out_dir"),
+        Option("threads", "CPU threads"),
+    )  # fmt: skip
     p.set_defaults(run=_run_probe)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from biostrata.cli.common import add_out, add_settings, add_threads, command, paths, print_table, set_torch_threads
+from biostrata.cli.common import command, out_option, print_table, set_torch_threads, threads_option
+from biostrata.cli.options import Option, add_options, add_settings
 
 
 @command("study")
@@ -17,32 +18,35 @@ def _study(p: argparse.ArgumentParser) -> None:
     from biostrata.config import ConditionsSettings, CrossGranularitySettings, StrataSettings
 
     studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
+    formatter = p.formatter_class  # the help of every option ends with its default
     c = studies.add_parser(
         "conditions",
+        formatter_class=formatter,
         help="hyperbolic - Euclidean MCC and embedding delta against tree shape, rate and label depth",
         description="Simulate datasets under varied generating conditions (one factor at a time around a "
         "base), train the Euclidean and the hyperbolic CNN on each, and plot MCC(hyperbolic) - MCC(Euclidean) "
         "and the Gromov delta of both models' embeddings against each condition. Resumable.",
     )
-    add_out(c, "runs/conditions")
-    add_threads(c, "CPU threads for torch")
+    add_options(c, None, out_option(default="runs/conditions"), threads_option("CPU threads for torch"))
     add_settings(c, ConditionsSettings, "study options")
     c.set_defaults(run=_run_study_conditions)
     g = studies.add_parser(
         "cross-granularity",
+        formatter_class=formatter,
         help="protein LM + domain LM in three initialization arms: CKA over layers and checkpoints, probes, fusion",
         description="Pre-train a small protein LM and the domain LM (random, fine-tuned and frozen protein-derived "
         "table), then measure: CKA of the table against its initialization over epochs, layer x layer CKA per arm, "
         "MIBiG product-class probes on protein-level, per-layer domain-level and combined features, and a Pfam-clan "
         "probe on token-level features. Writes tables, plots and cross_granularity.md in --out. Resumable.",
     )
-    add_out(g, "runs/cross_granularity")
-    g.add_argument("--data", help="folder with bgc/ and pfam/: sets the four input files that are not given one by one")
+    data = "folder with bgc/ and pfam/"
+    add_options(g, None, out_option(default="runs/cross_granularity"),
+                Option("data", f"{data}: sets the four input files that are not given one by one", type=str, path="dir"))  # fmt: skip
     add_settings(g, CrossGranularitySettings, "study options", skip=("domain_sizes",))
-    paths(g, data="dir")
     g.set_defaults(run=_run_study_cross_granularity)
     t = studies.add_parser(
         "strata",
+        formatter_class=formatter,
         help="the same MIBiG domains as DNA, protein, domain token and cluster: delta, CKA and probes per layer, "
         "Euclidean and Lorentz models",
         description="For the domain instances of mibig_domains.tsv (or of an annotation: --data a `biostrata "
@@ -55,14 +59,11 @@ def _study(p: argparse.ArgumentParser) -> None:
         "clan probe are skipped, without product classes the product-class probe; the run says what it skipped. "
         "Resumable; a GPU is used when present.",
     )
-    add_out(t, "runs/strata")
-    t.add_argument(
-        "--data",
-        help="folder with bgc/ and pfam/, or a `biostrata annotate` output (domains.tsv, clusters.csv, and the "
-        "clans table it was given, if any; no product classes): sets the four input files that are not given one by one",
-    )
+    add_options(t, None, out_option(default="runs/strata"), Option(
+        "data", f"{data}, or a `biostrata annotate` output (domains.tsv, clusters.csv, and the clans table it was "
+        "given, if any; no product classes): sets the four input files that are not given one by one", type=str,
+        path="dir"))  # fmt: skip
     add_settings(t, StrataSettings, "study options")
-    paths(t, data="dir")
     t.set_defaults(run=_run_study_strata)
 
 

@@ -19,6 +19,10 @@ folder, split sizes, and for Genomic Benchmarks the fraction and seed of the car
 Backends: ``"local"`` runs in this process, one run after the other; ``"ray"`` sends each run to
 a Ray cluster as one task (``num_gpus=1`` per run when the cluster has GPUs) and writes each
 record here as soon as its run returns.
+
+:class:`SeedRuns` is the sweep of ``biostrata train``: one model on one task, once per seed, in the
+layout of a training run (``OUT/seed<k>/``, or ``OUT`` itself for one run; the run's files there and its
+``metrics.json``, written last, as its record).
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from biostrata.data.dna.benchmarks import Suite, Task, check_data, input_length, load_task, missing_files, task_files
 from biostrata.errors import BiostrataError, InputError, ParameterError
@@ -49,6 +54,8 @@ PER_RUN_KEYS = ("model", "seed", "length", "metric")
 
 # train_fn(cfg, splits, out_dir) -> metrics, with keys test_<metric>, params, best_epoch.
 TrainFn = Callable[[Any, Any, Path], dict]
+# report(run, record): told of each run as it finishes.
+Report = Callable[["Run", dict], None]
 
 
 @dataclass(frozen=True)
@@ -91,10 +98,11 @@ def read_records(out: str | Path) -> list[dict]:
     return [read_record(path) for path in sorted(Path(out).rglob(RECORD_NAME))]
 
 
-def execute_run(run: Run, cfg: Any, splits: Any, train_dir: Path, train_fn: TrainFn) -> dict:
-    """Train one run into a fresh ``train_dir``; return its metrics, wall time and host."""
-    shutil.rmtree(train_dir, ignore_errors=True)
-    train_dir.mkdir(parents=True)
+def execute_run(run: Run, cfg: Any, splits: Any, train_dir: Path, train_fn: TrainFn, fresh: bool = True) -> dict:
+    """Train one run into ``train_dir`` (emptied first if ``fresh``); return its metrics, wall time and host."""
+    if fresh:
+        shutil.rmtree(train_dir, ignore_errors=True)
+    train_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     metrics = train_fn(cfg, splits, train_dir)
     return {
@@ -140,7 +148,8 @@ class Sweep:
 
     ``config`` is the training config every run starts from (a dataclass such as
     ``biostrata.config.TrainConfig``); each run replaces its ``model``, ``seed``, ``length`` and
-    ``metric`` (model selection on the task's metric of record).
+    ``metric`` (model selection on the task's metric of record). With ``overwrite`` finished runs are
+    run again. A run that fails leaves no record and the others go on (``keep_going``).
     """
 
     suite: Suite
@@ -152,7 +161,10 @@ class Sweep:
     data_dir: Path | None = None
     dev_fraction: float = 0.1
     split_seed: int = 0
+    overwrite: bool = False
     runs: list[Run] = field(init=False)
+    keep_going: ClassVar[bool] = True  # a failed run does not stop the others
+    fresh: ClassVar[bool] = True  # a run's training folder is emptied before it trains
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -183,13 +195,22 @@ class Sweep:
     def _root(self) -> Path:
         return Path(self.data_dir) if self.data_dir is not None else Path(".")
 
+    def folder(self, run: Run) -> Path:
+        """The folder of ``run``."""
+        return run.folder(self.out)
+
+    def done(self, run: Run) -> bool:
+        """Whether ``run`` has finished (its record exists) and ``overwrite`` is off."""
+        return not self.overwrite and run.record_path(self.out).is_file()
+
+    def _lacking(self) -> set[str]:
+        """The tasks without their data files."""
+        return {t.name for t in self.tasks if missing_files(t, self.suite, self._root())}
+
     def status(self) -> list[tuple[Run, str]]:
-        """Each run with ``"done"`` (record present), ``"no data"`` or ``"to run"``."""
-        lacking = {t.name for t in self.tasks if missing_files(t, self.suite, self._root())}
-        return [
-            (r, "done" if r.record_path(self.out).is_file() else "no data" if r.task in lacking else "to run")
-            for r in self.runs
-        ]
+        """Each run with ``"done"`` (finished), ``"no data"`` or ``"to run"``."""
+        lacking = self._lacking()
+        return [(r, "done" if self.done(r) else "no data" if r.task in lacking else "to run") for r in self.runs]
 
     def describe(self) -> str:
         """The plan as text: one line per run with its status, then the base config."""
@@ -215,8 +236,11 @@ class Sweep:
         rows = self.status()
         self._check_done(r for r, st in rows if st == "done")
         todo = [r for r, st in rows if st != "done"]
-        check_data([self._task(n) for n in dict.fromkeys(r.task for r in todo)], self.suite, self._root())
+        self._check_data([self._task(n) for n in dict.fromkeys(r.task for r in todo)])
         return todo
+
+    def _check_data(self, tasks: Sequence[Task]) -> None:
+        check_data(tasks, self.suite, self._root())
 
     def _check_done(self, done: Iterable[Run]) -> None:
         """Finished records must come from the same base config and dev split as this sweep."""
@@ -250,21 +274,23 @@ class Sweep:
         cpus_per_run: float = 1,
         gpus_per_run: float | None = None,
         progress: bool = True,
+        report: Report | None = None,
     ) -> list[dict]:
-        """Run every unfinished run; return the records written now.
+        """Run every unfinished run; return the records written now, each also given to ``report`` as its
+        run finishes.
 
         Runs that fail with a ``BiostrataError`` (bad data, NaN) leave no record; the others go
-        on, and the failures are raised together at the end. ``train_fn`` defaults to
-        ``biostrata.train.run.train``.
+        on, and the failures are raised together at the end (without ``keep_going``: the first
+        is raised at once). ``train_fn`` defaults to ``biostrata.train.run.train``.
         """
         if train_fn is None:
             from biostrata.train.run import train as train_fn
         todo = self.check()
         version = code_version()
         if backend == "local":
-            results = self._run_local(todo, train_fn, version, progress)
+            results = self._run_local(todo, train_fn, version, progress, report)
         elif backend == "ray":
-            results = self._run_ray(todo, train_fn, version, progress, address, cpus_per_run, gpus_per_run)
+            results = self._run_ray(todo, train_fn, version, progress, report, address, cpus_per_run, gpus_per_run)
         else:
             raise ParameterError("backend", f"backend={backend!r}: use 'local' or 'ray'")
         records, failures = results
@@ -323,7 +349,18 @@ class Sweep:
             self._task(task_name), self.suite, self._root(), dev_fraction=self.dev_fraction, split_seed=self.split_seed
         )
 
-    def _run_local(self, todo: list[Run], train_fn: TrainFn, version: str, progress: bool):
+    def _train_dir(self, run: Run) -> Path:
+        """Where ``run`` trains (emptied first)."""
+        return self.folder(run) / "train"
+
+    def _finish(self, run: Run, cfg: Any, data: dict, result: dict, version: str, report: Report | None) -> dict:
+        """The record of a finished run, written and reported."""
+        record = self._record(run, cfg, data, result, version)
+        if report is not None:
+            report(run, record)
+        return record
+
+    def _run_local(self, todo: list[Run], train_fn: TrainFn, version: str, progress: bool, report: Report | None):
         from tqdm.auto import tqdm
 
         records: list[dict] = []
@@ -336,9 +373,11 @@ class Sweep:
                 if loaded is None or loaded[0] != run.task:
                     loaded = (run.task, self._load(run.task))
                 cfg, data = self._prepare(run, loaded[1])
-                result = execute_run(run, cfg, loaded[1], run.folder(self.out) / "train", train_fn)
-                records.append(self._record(run, cfg, data, result, version))
+                result = execute_run(run, cfg, loaded[1], self._train_dir(run), train_fn, self.fresh)
+                records.append(self._finish(run, cfg, data, result, version, report))
             except BiostrataError as err:
+                if not self.keep_going:
+                    raise
                 failures.append((run, str(err)))
         return records, failures
 
@@ -348,6 +387,7 @@ class Sweep:
         train_fn: TrainFn,
         version: str,
         progress: bool,
+        report: Report | None,
         address: str | None,
         cpus_per_run: float,
         gpus_per_run: float | None,
@@ -377,14 +417,13 @@ class Sweep:
                 ref = ray.put(splits)
                 for run in (r for r in todo if r.task == task):
                     cfg, data = self._prepare(run, splits)
-                    train_dir = run.folder(self.out) / "train"
-                    pending[remote.remote(run, cfg, ref, train_dir, train_fn)] = (run, cfg, data)
+                    pending[remote.remote(run, cfg, ref, self._train_dir(run), train_fn, self.fresh)] = (run, cfg, data)
             bar = tqdm(total=len(pending), desc=f"sweep {self.suite.name} (ray)", unit="run", disable=not progress)
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 run, cfg, data = pending.pop(ready[0])
                 try:
-                    records.append(self._record(run, cfg, data, ray.get(ready[0]), version))
+                    records.append(self._finish(run, cfg, data, ray.get(ready[0]), version, report))
                 except BiostrataError as err:
                     failures.append((run, str(err)))
                 bar.update()
@@ -393,3 +432,85 @@ class Sweep:
         finally:
             if started:
                 ray.shutdown()
+
+
+def finished_metrics(folder: Path) -> dict | None:
+    """The metrics of the finished training run in ``folder`` (its metrics.json, written last), or None."""
+    path = folder / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None  # unreadable: the run is trained again
+    return metrics if isinstance(metrics, dict) and "test_mcc" in metrics else None
+
+
+@dataclass
+class SeedRuns(Sweep):
+    """The sweep of ``biostrata train``: ``config.model`` on one task, once per seed, in the layout of a
+    training run: ``OUT/seed<k>/`` holds the files of seed k's run (``OUT`` itself, with ``one_run``, for the
+    one seed), and its ``metrics.json``, written last by the training, is the run's record. ``load`` reads the
+    task (once, when a run needs it; :attr:`splits`). Only the seed is set per run; the first run that fails
+    stops the others. Make one with :meth:`of`."""
+
+    load: Callable[[], Any] | None = None
+    one_run: bool = False
+    keep_going: ClassVar[bool] = False
+    fresh: ClassVar[bool] = False  # the training resets what a run writes (OUT itself may hold other files)
+
+    @classmethod
+    def of(
+        cls, config: Any, seeds: Sequence[int], out: str | Path, load: Callable[[], Any], *, one_run: bool = False,
+        overwrite: bool = False,
+    ) -> SeedRuns:  # fmt: skip
+        """The runs of ``config`` with each of ``seeds`` on the task that ``load`` reads, in ``out``."""
+        task = Task("task", "task", None, None, config.metric)
+        suite = Suite("task", "the task", "given", "", "", (task,))
+        return cls(suite, [task], [config.model], list(seeds), Path(out), config, overwrite=overwrite, load=load,
+                   one_run=one_run)  # fmt: skip
+
+    @cached_property
+    def splits(self) -> Any:
+        """The task's splits, read once."""
+        return self.load()
+
+    def folder(self, run: Run) -> Path:
+        return self.out if self.one_run else self.out / f"seed{run.seed}"
+
+    def done(self, run: Run) -> bool:
+        """Whether ``run`` has finished (its metrics.json is read) and ``overwrite`` is off."""
+        return not self.overwrite and finished_metrics(self.folder(run)) is not None
+
+    def _lacking(self) -> set[str]:
+        return set()
+
+    def _check_data(self, tasks: Sequence[Task]) -> None:
+        """The task is read by ``load`` (whose reader checks it) when its first run starts."""
+
+    def _check_done(self, done: Iterable[Run]) -> None:
+        """A finished run is skipped only if this sweep would train it the same way: the settings saved beside it
+        but the seed (``config.yaml``), and data of the same length and labels (``metrics.json``)."""
+        for run in done:
+            folder = self.folder(run)
+            then = dataclasses.asdict(type(self.config).from_saved(folder / "config.yaml"))
+            diff = self.config.resume_changes(then, per_run=("seed",))
+            metrics = finished_metrics(folder) or {}
+            data = {"length": self.config.length or self.splits.max_length, "class_labels": self.splits.labels}
+            diff += [f"data {k}: {metrics[k]!r} there, {v!r} now" for k, v in data.items() if metrics.get(k, v) != v]
+            if diff:
+                raise InputError(
+                    f"{folder} holds a finished run made with other settings ({'; '.join(diff)}); resume with the "
+                    "same settings and data, pass --overwrite to train every seed again, or give another --out"
+                )
+
+    def _load(self, task_name: str) -> Any:
+        return self.splits
+
+    def _prepare(self, run: Run, splits: Any) -> tuple[Any, dict]:
+        return self.config.replace(seed=run.seed), {}
+
+    def _train_dir(self, run: Run) -> Path:
+        return self.folder(run)
+
+    def _record(self, run: Run, cfg: Any, data: dict, result: dict, version: str) -> dict:
+        """The run's metrics.json, which the training wrote."""
+        return result["metrics"]

@@ -270,7 +270,7 @@ def test_custom_suite_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError, match=r"no task folder found"):
         custom_suite(tmp_path / "empty")
-    with pytest.raises(InputError, match=r"suite 'nope': not one of gue, gb, teb"):
+    with pytest.raises(InputError, match=r"name_or_path='nope': not one of gue, gb, teb"):
         resolve_suite("nope")
 
 

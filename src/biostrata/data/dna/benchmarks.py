@@ -210,12 +210,12 @@ def select_tasks(suite: Suite, names: Sequence[str] | None = None) -> list[Task]
             hits = [v for v in valid if v.rsplit("/", 1)[-1] == name]
             if len(hits) > 1:
                 raise ParameterError(
-                    "names", f"task {name!r} is ambiguous in {suite.title}: it names {', '.join(hits)}"
+                    "names", f"names: task {name!r} is ambiguous in {suite.title}: it names {', '.join(hits)}"
                 )
         if not hits:
             close = difflib.get_close_matches(name, valid, n=3)
             hint = f"did you mean {', '.join(close)}?" if close else f"tasks are: {', '.join(valid)}"
-            raise ParameterError("names", f"{suite.title} has no task {name!r}; {hint}")
+            raise ParameterError("names", f"names: {suite.title} has no task {name!r}; {hint}")
         chosen.update(hits)
     return [t for t in suite.tasks if t.name in chosen]
 
@@ -229,7 +229,7 @@ def resolve_suite(name_or_path: str | Path) -> Suite:
     if not path.is_dir():
         raise ParameterError(
             "name_or_path",
-            f"suite {key!r}: not one of {', '.join(SUITES)} and not a folder; give a suite name or a folder "
+            f"name_or_path={key!r}: not one of {', '.join(SUITES)} and not a folder; give a suite name or a folder "
             "holding train/dev/test files (CSV 'sequence,label' or labelled FASTA)",
         )
     return custom_suite(path)
