@@ -46,7 +46,7 @@ def test_annotate_a_genbank_file_with_one_real_hmm(tmp_path: Path, capsys: pytes
         (
             {"p.faa": ">a\nMKV\n"},
             ["{p.faa}", "--overlaps", "clan"],
-            r"overlaps=.clan. \(--overlaps\) is invalid; expected best or keep, or clan with --clans",
+            r"overlaps=.clan. \(--overlaps\) is invalid; expected best or keep, or clan with clans",
         ),
         ({"m.fa": ">a\nACGTACGT\n>b\nMKVLW\n"}, ["{m.fa}"], r"m.fa: mixes nucleotide and protein records"),
         ({"f.gbk": ">a\nACGTACGT\n"}, ["{f.gbk}"], r"f.gbk: not a GenBank file gb-io can read \(.*\); give GenBank"),

@@ -131,7 +131,7 @@ CASES = [
     ("embed text file as --model", [*EMBED, "--model", "{text_pt}"],
      r"text\.pt: not a PyTorch file .*expected a fair-esm \.pt file .* or a hub name"),
     ("embed pickle needing full unpickling", [*EMBED, "--model", "{pickle_pt}"],
-     r"pickle\.pt: needs full unpickling \(it stores a datetime\.date object\); .*--trust-checkpoint"),
+     r"trusted \(--trust-checkpoint\): \S*pickle\.pt: needs full unpickling \(it stores a datetime\.date object\); .*trusted=True"),
     ("embed --token-budget 2", [*EMBED, "--model", "{plm_pt}", "--token-budget", "2"],
      r"token_budget=2 \(--token-budget\): must be at least 3"),
     ("embed --overlap >= --max-residues", [*EMBED, "--model", "{plm_pt}", "--long", "window", "--max-residues", "10",
@@ -148,10 +148,10 @@ CASES = [
      r"dup\.fa: sequence id 'a' appears more than once"),
     ("embed empty FASTA", [*EMBED, "--model", "{plm_pt}", "--input", "{empty_fa}"], r"empty\.fa: no FASTA records"),
     ("embed a mistyped --model path", [*EMBED, "--model", "{root}/no/such/esm"],
-     r"--model \S*/no/such/esm: no such file or folder; a model is a transformers folder \(config\.json"),
+     r"error: \S*/no/such/esm: no such file or folder; a model is a transformers folder \(config\.json"),
     ("embed a file with --backend transformers", [*EMBED, "--model", "{plm_pt}", "--backend", "transformers"],
-     r"--model \S*plm\.pt: a file, not a transformers folder \(config\.json, .*\); give such a folder, or a "
-     r"fair-esm \.pt file with --backend fair-esm or auto"),
+     r"backend \(--backend\): \S*plm\.pt: a file, not a transformers folder \(config\.json, .*\); give such a "
+     r"folder, or a fair-esm \.pt file with backend 'fair-esm' or 'auto'"),
     ("embed --half with --precision", [*EMBED, "--model", "{plm_pt}", "--half", "--precision", "fp32"],
      r"--half and --precision: --half is the old name of --precision fp16; give --precision only"),
     ("embed --half on the CPU", [*EMBED, "--model", "{plm_pt}", "--device", "cpu", "--half"],

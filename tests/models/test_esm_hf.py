@@ -12,7 +12,7 @@ import torch
 
 from biostrata.data.clusters.proteins import ProteinRecord
 from biostrata.data.embedding_store import EmbeddingStore
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.models.esm_hf import MAX_RESIDUES_KEY, TransformersESM, from_fair_esm, hub_name, transformers_output
 from biostrata.models.extract import extract_embeddings
 from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
@@ -153,7 +153,7 @@ def test_a_path_that_does_not_exist_is_not_a_hub_name(tmp_path, monkeypatch, typ
     with pytest.raises(DataNotFoundError) as err:
         load_protein_lm(typo, backend=backend)
     message = str(err.value)
-    assert message.startswith(f"--model {typo}: no such file or folder; a model is a transformers folder (config.json")
+    assert message.startswith(f"{typo}: no such file or folder; a model is a transformers folder (config.json")
     assert "\n" not in message and "hf download" not in message and "cache" not in message
 
 
@@ -162,15 +162,17 @@ def test_a_home_folder_and_an_org_name_with_fair_esm(pair, tmp_path, monkeypatch
     monkeypatch.setenv("HOME", str(tmp_path))
     pair[1].save_pretrained(tmp_path / "esm")
     assert isinstance(load_protein_lm("~/esm"), TransformersESM)  # as --model=~/esm, which no shell expands
-    with pytest.raises(DataNotFoundError, match="--model me/esm: fair-esm .* is a Hugging Face name"):
+    with pytest.raises(ParameterError, match="me/esm: fair-esm .* is a Hugging Face name") as caught:
         load_protein_lm("me/esm", backend="fair-esm")
+    assert caught.value.param == "backend"
 
 
 def test_a_name_without_network_or_cache_says_how_to_load_a_directory(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(
-        DataNotFoundError, match=r"facebook/esm2_t6_8M_UR50D: not in the Hugging Face cache.*pass its path"
+        DataNotFoundError,
+        match=r"facebook/esm2_t6_8M_UR50D: not in the Hugging Face cache.*load that folder by its path",
     ):
         load_protein_lm("esm2_t6_8M_UR50D")
     assert hub_name("esm2_t6_8M_UR50D") == "facebook/esm2_t6_8M_UR50D" and hub_name("me/model") == "me/model"

@@ -109,7 +109,7 @@ def test_only_a_real_checkpoint_gets_the_advice_to_trust_it(tmp_path: Path) -> N
         load_protein_lm(tmp_path / "other.pt")
     torch.save({"x": _Payload()}, tmp_path / "pickle.pt")
     with pytest.raises(
-        InputError, match=r"needs full unpickling \(it stores a .*_Payload object\); .*--trust-checkpoint"
+        InputError, match=r"needs full unpickling \(it stores a .*_Payload object\); .*pass trusted=True"
     ):
         load_protein_lm(tmp_path / "pickle.pt")
     with pytest.raises(InputError, match=r"needs full unpickling .*; expected a table, which loads without"):

@@ -91,15 +91,15 @@ class PretrainSettings(Settings):
         ]
         if self.level == "protein" and (self.d_model or self.n_layers):
             raise InputError(
-                "d_model, n_layers: the domain LM's; at --level protein give --protein-dim, --protein-layers"
+                "d_model, n_layers: the domain LM's; at level protein give protein_dim, protein_layers"
             )
         for name in ("epochs", "batch_size", "protein_layers", "protein_dim", "protein_heads"):
             checks.append((getattr(self, name) >= 1, name, "at least 1"))
         self.require(checks)
         if self.snapshots and self.level == "protein":
-            raise InputError("snapshots: kept at the domain level only; drop --snapshots with --level protein")
+            raise InputError("snapshots: kept at the domain level only; leave snapshots off at level protein")
         if self.geometry != "euclidean" and self.level == "protein":
-            raise InputError("geometry: the protein LM is euclidean only; drop --geometry with --level protein")
+            raise InputError("geometry: the protein LM is euclidean only; leave geometry euclidean at level protein")
 
     @property
     def devices_arg(self) -> int | str:
@@ -215,14 +215,14 @@ class AnnotateSettings(Settings):
     cutoff: str = field(
         default="gathering", metadata=field_help("gathering (Pfam's GA cut-offs) or evalue (DeepBGC's rule)")
     )
-    evalue: float = field(default=0.01, metadata=field_help("--cutoff evalue: the best domain's i-Evalue at most"))
+    evalue: float = field(default=0.01, metadata=field_help("cutoff evalue: the best domain's i-Evalue at most"))
     Z: float | None = field(
         default=None, metadata=field_help("database size for E-values; unset: the number of HMMs (Pfam 31: 16712)")
     )
     overlaps: str = field(
-        default="best", metadata=field_help("overlapping hits on a protein: best, clan (needs --clans) or keep")
+        default="best", metadata=field_help("overlapping hits on a protein: best, clan (needs clans) or keep")
     )
-    clans: str | None = field(default=None, metadata=field_help("Pfam-A.clans.tsv, for --overlaps clan"))
+    clans: str | None = field(default=None, metadata=field_help("Pfam-A.clans.tsv, for overlaps clan"))
     separators: bool = field(default=False, metadata=field_help("[SEP] between proteins in clusters.csv"))
     cpus: int = field(default=0, metadata=field_help("threads of hmmsearch (0: all cores)"))
     progress: bool = field(default=True, metadata=field_help("show progress bars"))
@@ -234,6 +234,6 @@ class AnnotateSettings(Settings):
                 (self.evalue > 0, "evalue", "> 0"),
                 (self.Z is None or self.Z > 0, "Z", "> 0, or unset (the number of HMMs)"),
                 (self.cpus >= 0, "cpus", ">= 0 (0: all cores)"),
-                (self.overlaps != "clan" or bool(self.clans), "overlaps", "best or keep, or clan with --clans Pfam-A.clans.tsv"),
+                (self.overlaps != "clan" or bool(self.clans), "overlaps", "best or keep, or clan with clans (Pfam-A.clans.tsv)"),
             ]
         )  # fmt: skip

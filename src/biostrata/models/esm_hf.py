@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.extras import require
 from biostrata.io import atomic_write_text
 from biostrata.models.pretrained import CONFIG, Pretrained, meta
@@ -124,7 +124,7 @@ def check_model_path(name_or_path: str | Path) -> Path:
         or path.suffix in (".pt", ".pth", ".bin", ".safetensors", ".json", ".ckpt")
     )
     if looks_local:
-        raise DataNotFoundError(f"--model {text}: no such file or folder; {_MODEL_DIR}")
+        raise DataNotFoundError(f"{text}: no such file or folder; {_MODEL_DIR}")
     return path
 
 
@@ -173,9 +173,10 @@ def load_transformers_esm(
     files lack is an error."""
     path = check_model_path(name_or_dir)
     if path.is_file():  # a local file is never a hub name
-        raise InputError(
-            f"--model {name_or_dir}: a file, not a transformers folder (config.json, model.safetensors or "
-            "pytorch_model.bin, vocab.txt); give such a folder, or a fair-esm .pt file with --backend fair-esm or auto"
+        raise ParameterError(
+            "backend",
+            f"{name_or_dir}: a file, not a transformers folder (config.json, model.safetensors or "
+            "pytorch_model.bin, vocab.txt); give such a folder, or a fair-esm .pt file with backend 'fair-esm' or 'auto'",
         )
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -221,7 +222,7 @@ def _not_found(source: str, local: bool) -> str:
     return (
         f"{source}: not in the Hugging Face cache, and the hub cannot be reached; download the model directory "
         f"(config.json, model.safetensors, vocab.txt) on a machine with network, e.g. `hf download {source} "
-        f"--local-dir {source.split('/')[-1]}`, and pass its path to --model"
+        f"--local-dir {source.split('/')[-1]}`, and load that folder by its path"
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 
 __all__ = ["hub_file", "load_torch_file"]
 
@@ -43,7 +43,8 @@ def load_torch_file(path: str | Path, expected: str, trusted: bool = False, trus
     data and ``argparse.Namespace``); full unpickling, which can run code, only if ``trusted``.
 
     Every failure is an ``InputError`` that says the file should be ``expected``; only a real torch file
-    that needs full unpickling gets the advice to trust it (``trust_option``, e.g. ``--trust-checkpoint``;
+    that needs full unpickling gets the advice to trust it (``trust_option``, e.g. ``trusted=True``, as a
+    :class:`~biostrata.errors.ParameterError` of ``trusted``;
     none when the caller cannot)."""
     path = Path(path)
     with open(path, "rb") as handle:
@@ -64,7 +65,8 @@ def load_torch_file(path: str | Path, expected: str, trusted: bool = False, trus
                 if trust_option
                 else f"expected {expected}, which loads without"
             )
-            raise InputError(f"{path}: needs full unpickling ({reason}); {advice}") from None
+            message = f"{path}: needs full unpickling ({reason}); {advice}"
+            raise (ParameterError("trusted", message) if trust_option else InputError(message)) from None
     except Exception as err:  # noqa: BLE001 - a corrupt or foreign file becomes one message
         raise InputError(f"{path}: cannot read ({type(err).__name__}: {err}); expected {expected}") from None
     try:

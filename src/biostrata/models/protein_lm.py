@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from biostrata.compat import moved
-from biostrata.errors import DataNotFoundError, InputError, ParameterError
+from biostrata.errors import InputError, ParameterError
 from biostrata.extras import require
 from biostrata.io import atomic_write
 from biostrata.models.esm_hf import check_model_path, load_transformers_esm
@@ -167,16 +167,17 @@ def _load_fair_esm(path: Path, name: str, trusted: bool, max_residues: int | Non
         )
     if not path.is_file():
         if "/" in name or os.sep in name:  # org/name: a Hugging Face name
-            raise DataNotFoundError(
-                f"--model {name}: fair-esm (--backend fair-esm) takes a .pt file or a bare name such as "
-                "esm2_t33_650M_UR50D; org/name is a Hugging Face name: use --backend auto or transformers"
+            raise ParameterError(
+                "backend",
+                f"{name}: fair-esm (backend='fair-esm') takes a .pt file or a bare name such as "
+                "esm2_t33_650M_UR50D; org/name is a Hugging Face name: use backend 'auto' or 'transformers'",
             )
         path, trusted = hub_file(name, f"{ESM_URL}{name}.pt", "ESM model"), True
     return fair_esm_from_saved(load_torch_file(path, _ESM_FILE, trusted, TRUST), path, trusted, max_residues)
 
 
 #: How to allow full unpickling, for the errors of files that need it.
-TRUST = "--trust-checkpoint (trusted=True; official fair-esm files need it)"
+TRUST = "trusted=True (official fair-esm files need it)"
 
 
 def fair_esm_from_saved(data: object, path: Path, trusted: bool = False, max_residues: int | None = None) -> FairESM:
