@@ -135,7 +135,7 @@ def _check_comparable(r: Representations, param: str, need: int, knn: int | None
         if is_constant(x):
             raise ParameterError(
                 param,
-                f"{r.source}: layer {name!r} is constant over the {n} rows compared (every row the same), so its "
+                f"{param}: {r.source}: layer {name!r} is constant over the {n} rows compared (every row the same), so its "
                 "CKA is undefined; leave it out",
             )
     if knn is not None and not 1 <= knn < n:
