@@ -58,7 +58,9 @@ def test_joins_are_reported_and_refused_when_unsound(tmp_path: Path) -> None:
     np.savez(tmp_path / "b.npz", ids=np.array(ids[7:]), y=rng.normal(size=(3, 2)))
     with pytest.raises(InputError, match=r"joined 3 rows by id: .* lost 7 of 10, .* needs at least 4 shared rows"):
         compare_files([a, b], layers=["x"], debiased=True)
-    with pytest.raises(InputError, match=r"^layers: .*a.npz: layer 'flat' is constant over the 10 rows compared .*; leave it out"):
+    with pytest.raises(
+        InputError, match=r"^layers: .*a.npz: layer 'flat' is constant over the 10 rows compared .*; leave it out"
+    ):
         compare_files([a])
     with pytest.raises(InputError, match=r"knn=10: must be between 1"):
         compare_files([a], layers=["x"], knn=10)

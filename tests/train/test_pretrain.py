@@ -356,7 +356,10 @@ def test_cli_lorentz_domain_lm(tmp_path: Path, files: dict[str, Path], capsys: p
         (["--geometry", "lorentz", "--curvature", "0"], r"curvature=0\.0 \(--curvature\) is invalid; expected > 0"),
         (["--curvature", "2"], r"curvature=2\.0 \(--curvature\) is invalid; expected 1 unless geometry is lorentz"),
         (["--n-layers", "0"], r"n_layers=0 \(--n-layers\) is invalid; expected at least 1, or unset"),
-        (["--level", "protein", "--d-model", "8"], r"d_model, n_layers: the domain LM's; at level protein give protein_dim, protein_layers"),
+        (
+            ["--level", "protein", "--d-model", "8"],
+            r"d_model, n_layers: the domain LM's; at level protein give protein_dim, protein_layers",
+        ),
     ]:
         assert main([*base, "--out", str(tmp_path / "bad"), *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -90,9 +90,7 @@ class PretrainSettings(Settings):
             (self.geometry == "lorentz" or self.curvature == 1.0, "curvature", "1 unless geometry is lorentz"),
         ]
         if self.level == "protein" and (self.d_model or self.n_layers):
-            raise InputError(
-                "d_model, n_layers: the domain LM's; at level protein give protein_dim, protein_layers"
-            )
+            raise InputError("d_model, n_layers: the domain LM's; at level protein give protein_dim, protein_layers")
         for name in ("epochs", "batch_size", "protein_layers", "protein_dim", "protein_heads"):
             checks.append((getattr(self, name) >= 1, name, "at least 1"))
         self.require(checks)
