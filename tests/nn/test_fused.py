@@ -8,38 +8,40 @@ from biostrata.nn.lorentz import LorentzBatchNorm1d, LorentzConv1d
 
 
 def _inputs(dtype, seed=0, shape=(3, 4, 5)):
+    """s, mu_s, beta_s, gamma and a learnable manifold of k = 0.7, all of ``dtype``: gradcheck perturbs
+    ``manifold.k`` in place, so the kernels see each perturbed value through the manifold."""
     g = torch.Generator().manual_seed(seed)
     s = (torch.randn(*shape, generator=g, dtype=dtype) * 0.8 + 0.3).requires_grad_()
     mu_s = (torch.randn(shape[1], generator=g, dtype=dtype) * 0.5).requires_grad_()
     beta_s = (torch.randn(shape[1], generator=g, dtype=dtype) * 0.7).requires_grad_()
-    k = torch.tensor(0.7, dtype=dtype, requires_grad=True)
+    manifold = Lorentz(1 / 0.7, learnable=True).to(dtype)
     gamma = torch.tensor(1.3, dtype=dtype, requires_grad=True)
-    return s, mu_s, beta_s, k, gamma
+    return s, mu_s, beta_s, manifold, gamma
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_hand_written_backward_passes_gradcheck_float64(mode):
     """Train: mu is the batch's nested centroid and the spread the batch's; eval: both given."""
-    s, mu_s, beta_s, k, gamma = _inputs(torch.float64)
+    s, mu_s, beta_s, m, gamma = _inputs(torch.float64)
     spread = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
 
     def fn(s, beta_s, k, gamma, *given):
         mu, spread = given if given else (None, None)
-        return boost_rescale(s, mu, beta_s, k, gamma, spread, 1e-5, 5.0)[0]
+        return boost_rescale(s, mu, beta_s, m, gamma, spread, 1e-5, 5.0)[0]
 
-    args = (s, beta_s, k, gamma) + ((mu_s, spread) if mode == "eval" else ())
+    args = (s, beta_s, m.k, gamma) + ((mu_s, spread) if mode == "eval" else ())
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-7)
 
 
 def test_clipped_radius_gradcheck_float64():
     """With gamma large, r hits the clip for some positions: the clamp's zero gradient is kept."""
-    s, mu_s, beta_s, k, gamma = _inputs(torch.float64, seed=1)
+    s, mu_s, beta_s, m, gamma = _inputs(torch.float64, seed=1)
     gamma = torch.tensor(40.0, dtype=torch.float64, requires_grad=True)
 
     def fn(s, beta_s, k, gamma):
-        return boost_rescale(s, None, beta_s, k, gamma, None, 1e-5, 2.0)[0]
+        return boost_rescale(s, None, beta_s, m, gamma, None, 1e-5, 2.0)[0]
 
-    assert torch.autograd.gradcheck(fn, (s, beta_s, k, gamma), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(fn, (s, beta_s, m.k, gamma), eps=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -9,16 +9,18 @@ them (square roots, asinh, sinh, the clamps), whose autograd graph cost as much 
 full-size passes. The results equal the plain autograd path (``fused=False``) to float32
 rounding; tests check both against each other and against ``torch.autograd.gradcheck``.
 
-These kernels are the layers' internals (:mod:`biostrata.nn.lorentz` calls them with its manifold's
-``kk``): their ``k`` is the hyperboloid's <x,x>_L = -k, k = 1/K, as inside :mod:`biostrata.geometry`,
-a tensor so that its gradient (a learned curvature's) is written out too. What users call takes the
-manifold, or the curvature magnitude K.
+The public functions take the manifold (:class:`biostrata.geometry.lorentz.Lorentz`) and read its
+clamped ``kk`` once; the private kernels under them take that ``k`` (the hyperboloid's
+<x,x>_L = -k, k = 1/K, as inside :mod:`biostrata.geometry`) as a tensor, so that its gradient (a
+learned curvature's) is written out too.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from biostrata.geometry.lorentz import Lorentz
 
 
 # Both as batched matrix products on the (B, C, L) layout as it is: torch.matmul and einsum
@@ -89,7 +91,7 @@ def add_time_term(y: torch.Tensor, w_t: torch.Tensor, t: torch.Tensor, fused: bo
     return _apply(AddTimeTerm, y, w_t, t) if fused else torch.addcmul(y, w_t, t)
 
 
-def boost_coefficient(ss: torch.Tensor, p: torch.Tensor, mu_s: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def _boost_coefficient(ss: torch.Tensor, p: torch.Tensor, mu_s: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """a with B_{mu->o}(x)_s = x_s + a mu_s: a = (mu_s . x_s) / (sqrt(k) (mu_0 + sqrt(k))) - x_0 / sqrt(k),
     from ss = |x_s|^2 and p = mu_s . x_s."""
     sk = torch.sqrt(k)
@@ -97,7 +99,7 @@ def boost_coefficient(ss: torch.Tensor, p: torch.Tensor, mu_s: torch.Tensor, k: 
     return p / (sk * (mu_0 + sk)) - torch.sqrt(k + ss) / sk
 
 
-def nested_centroid(m_s: torch.Tensor, m_0: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def _nested_centroid(m_s: torch.Tensor, m_0: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Space part of centroid_b(centroid_l(x_bl)) from each sequence's coordinate means over its
     positions, m_s (B, C) and m_0 (B, 1); centroid(x) = sqrt(k) m / sqrt(|<m, m>_L|)."""
     sk = torch.sqrt(k)
@@ -108,7 +110,7 @@ def nested_centroid(m_s: torch.Tensor, m_0: torch.Tensor, k: torch.Tensor) -> to
 
 
 def _boost_coefficient_backward(d_a, ss, p, mu_s, k):
-    """Gradients of ``boost_coefficient`` (d_ss, d_p, d_mu_s, d_k) given d_a, written out."""
+    """Gradients of ``_boost_coefficient`` (d_ss, d_p, d_mu_s, d_k) given d_a, written out."""
     sk = torch.sqrt(k)
     mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
     e = sk * (mu_0 + sk)
@@ -175,7 +177,7 @@ def _rescale_backward(d_f, d_g, v, yy, q, beta_s, k, gamma, batch_spread: bool, 
     return d_yy, d_q, d_beta0 * beta_s / beta_0, d_k, d_gamma, d_spread
 
 
-class BoostRescale(torch.autograd.Function):
+class _BoostRescale(torch.autograd.Function):
     """out_s = B_{o->beta}(rescale(B_{mu->o}(x)))_s for space parts s (B, C, L), see
     ``boost_rescale``. Saves s and per-position scalars only."""
 
@@ -185,9 +187,9 @@ class BoostRescale(torch.autograd.Function):
         batch_mu = mu_s is None
         if batch_mu:
             n = s.shape[2]
-            mu_s = nested_centroid(s.sum(2) / n, torch.sqrt(k + ss).sum(2) / n, k)
+            mu_s = _nested_centroid(s.sum(2) / n, torch.sqrt(k + ss).sum(2) / n, k)
         p = _dot(mu_s.unsqueeze(0), s)
-        a = boost_coefficient(ss, p, mu_s, k)
+        a = _boost_coefficient(ss, p, mu_s, k)
         y = torch.addcmul(s, mu_s.view(1, -1, 1), a)
         yy = (y * y).sum(1, keepdim=True)
         q = _dot(beta_s.unsqueeze(0), y)
@@ -231,12 +233,12 @@ class BoostRescale(torch.autograd.Function):
         d_beta_s = d_beta_s + from_g[1] + from_s[1] + mu_s * d_qa
         d_k = d_k1 + d_k2
         vectors, rows = mb.T.expand(s.shape[0], -1, -1), c_mb
-        if ctx.batch_mu:  # mu = nested_centroid(mean_l s, mean_l sqrt(k + ss)): back into s and ss
+        if ctx.batch_mu:  # mu = _nested_centroid(mean_l s, mean_l sqrt(k + ss)): back into s and ss
             n = s.shape[2]
             t = torch.sqrt(k + ss)
             with torch.enable_grad():  # (B, C)-sized, so autograd's cost is small here
                 leaves = [x.detach().requires_grad_() for x in (s.sum(2) / n, t.sum(2) / n, k)]
-                d_ms, d_m0, d_k3 = torch.autograd.grad(nested_centroid(*leaves), leaves, d_mu_s)
+                d_ms, d_m0, d_k3 = torch.autograd.grad(_nested_centroid(*leaves), leaves, d_mu_s)
             d_ss = d_ss + d_m0.unsqueeze(2) / (2 * n * t)
             d_k = d_k + d_k3 + (d_m0.unsqueeze(2) / (2 * n * t)).sum()
             # the mean over positions spreads d_ms / n over every position of its sequence
@@ -257,16 +259,16 @@ def boost_rescale(
     s: torch.Tensor,
     mu_s: torch.Tensor | None,
     beta_s: torch.Tensor,
-    k: torch.Tensor,
+    manifold: Lorentz,
     gamma: torch.Tensor,
     spread: torch.Tensor | None,
     eps: float,
     limit: float,
     fused: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The batch norm's map of space parts s (B, C, L):
+    """The batch norm's map of space parts s (B, C, L) on ``manifold`` (k = 1/K its clamped ``kk``):
 
-        mu  = nested_centroid(mean_l x_bl)      (when ``mu_s`` is None: train mode)
+        mu  = _nested_centroid(mean_l x_bl)      (when ``mu_s`` is None: train mode)
         y_s = x_s + a mu_s                      (B_{mu->o}: boost taking mu to the origin)
         rho = asinh(|y_s| / sqrt(k)),  r = clamp(gamma rho / (spread + eps), +-limit)
         z_s = y_s sinh(r) sqrt(k) / |y_s|,  z_0 = sqrt(k) cosh(r)   (log_o, rescale, exp_o)
@@ -276,13 +278,14 @@ def boost_rescale(
     clipped), ``clipped`` the number of positions whose r the clip moved (a 0-d integer tensor).
     ``fused``: hand-written backward for the full-size passes; False: plain autograd, same formula.
     """
+    k = manifold.kk
     if fused:
-        return _apply(BoostRescale, s, mu_s, beta_s, k, gamma, spread, eps, limit)
+        return _apply(_BoostRescale, s, mu_s, beta_s, k, gamma, spread, eps, limit)
     ss = (s * s).sum(1, keepdim=True)
     if mu_s is None:
-        mu_s = nested_centroid(s.mean(2), torch.sqrt(k + ss).mean(2), k)
+        mu_s = _nested_centroid(s.mean(2), torch.sqrt(k + ss).mean(2), k)
     p = _dot(mu_s.unsqueeze(0), s)
-    y = torch.addcmul(s, mu_s.view(1, -1, 1), boost_coefficient(ss, p, mu_s, k))
+    y = torch.addcmul(s, mu_s.view(1, -1, 1), _boost_coefficient(ss, p, mu_s, k))
     q = _dot(beta_s.unsqueeze(0), y)
     v = _rescale((y * y).sum(1, keepdim=True), q, beta_s, k, gamma, spread, eps, limit)
     out = torch.addcmul(v["f"] * y, beta_s.view(1, -1, 1), v["g"])
