@@ -123,3 +123,82 @@ def test_conv_time_term_gradcheck_and_equals_autograd():
         results.append((out.detach(), s.grad, conv.conv.weight.grad, conv.time_weight.grad, m.k.grad.clone()))
     for a, b in zip(*results):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
+
+
+def _place_at(s: torch.Tensor, mu_s: torch.Tensor, offsets: tuple[float, ...]) -> torch.Tensor:
+    """A copy of s (B, C, L) whose positions 0, 1, ... of every sequence lie at mu_s + offsets[i] along one
+    fixed unit direction."""
+    s = s.detach().clone()
+    direction = torch.linspace(-1, 1, s.shape[1], dtype=s.dtype)
+    for i, offset in enumerate(offsets):
+        s[:, :, i] = mu_s.detach() + offset * direction / direction.norm()
+    return s
+
+
+def _at_batch_centroid(s, m, beta_s, gamma, offsets, rounds=6):
+    """s with positions placed around the batch's own centroid: placing them moves the centroid a little,
+    so place and recompute until it stays (each round shrinks the move by about len(offsets) / L)."""
+    for _ in range(rounds):
+        with torch.no_grad():
+            mu = boost_rescale(s, None, beta_s, m, gamma, None, 1e-5, 10.0, fused=False)[2]
+        s = _place_at(s, mu, offsets)
+    return s
+
+
+NEAR = (0.0, 1e-6, 1e-4, 1e-2)  # distances of placed points from the centroid, in space-part units
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_points_at_and_near_the_centroid_float32(training):
+    """Positions at mu and 1e-6 to 1e-2 from it: the fused path in float32 equals the autograd path within 1e-5
+    (relative to the largest value), outputs and every gradient. Eval mode (mu given): both also within 1e-5
+    of float64 on the same inputs. Train mode: mu is computed, and its float32 rounding (~1e-7 |mu|) turns
+    the direction of y = x - mu at 1e-4 from it by ~1e-3, in both paths alike; only the output is held to
+    float64 there."""
+    g = torch.Generator().manual_seed(4)
+    s0 = torch.randn(20, 31, 50, generator=g, dtype=torch.float64) * 0.7 + 0.4
+    beta0 = torch.linspace(-0.4, 0.3, 31, dtype=torch.float64)
+    mu0 = torch.linspace(0.5, -0.2, 31, dtype=torch.float64)
+    m64 = Lorentz(1 / 0.8).to(torch.float64)
+    gamma0 = torch.tensor(1.4, dtype=torch.float64)
+    s0 = _at_batch_centroid(s0, m64, beta0, gamma0, NEAR) if training else _place_at(s0, mu0, NEAR)
+    # float64 runs on the float32 inputs, so the comparison measures the arithmetic, not the inputs' rounding
+    s0, beta0, mu0, gamma0 = (x.float().double() for x in (s0, beta0, mu0, gamma0))
+    weight = torch.cos(s0)  # a loss whose gradient varies by position
+    results = {}
+    for name, dtype, fused in (("float64", torch.float64, False), ("fused", torch.float32, True),
+                               ("autograd", torch.float32, False)):  # fmt: skip
+        m = Lorentz(1 / 0.8, learnable=True).to(dtype)
+        s, beta, gamma = (x.detach().to(dtype).requires_grad_() for x in (s0, beta0, gamma0))
+        mu = None if training else mu0.detach().to(dtype).requires_grad_()
+        spread = None if training else torch.tensor(1.1, dtype=dtype)
+        out = boost_rescale(s, mu, beta, m, gamma, spread, 1e-5, 10.0, fused)[0]
+        (out * weight.to(dtype)).sum().backward()
+        results[name] = [out.detach(), s.grad, beta.grad, gamma.grad, m.k.grad] + ([] if training else [mu.grad])
+
+    def close(a, b):
+        return torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-5 * float(b.abs().max()))
+
+    assert all(close(a, b) for a, b in zip(results["fused"], results["autograd"]))
+    for name in ("fused", "autograd"):
+        pairs = zip(results[name], results["float64"])
+        assert all(close(a, b) for a, b in (list(pairs)[:1] if training else pairs)), name
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_gradcheck_at_and_near_the_centroid_float64(mode):
+    """gradcheck with positions at the centroid (eval: mu given; f and g are smooth in |y|^2 there) and near
+    it (train: |y| itself, in the batch's spread, has no derivative at y = 0, so only near)."""
+    s, mu_s, beta_s, m, gamma = _inputs(torch.float64, shape=(3, 4, 8))
+    spread = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+    if mode == "train":
+        s = _at_batch_centroid(s, m, beta_s, gamma, (1e-3, 1e-2)).requires_grad_()
+    else:
+        s = _place_at(s, mu_s, (0.0, 1e-5, 1e-3)).requires_grad_()
+
+    def fn(s, beta_s, k, gamma, *given):
+        mu, spread = given if given else (None, None)
+        return boost_rescale(s, mu, beta_s, m, gamma, spread, 1e-5, 5.0)[0]
+
+    args = (s, beta_s, m.k, gamma) + ((mu_s, spread) if mode == "eval" else ())
+    assert torch.autograd.gradcheck(fn, args, eps=1e-7, atol=1e-6)
