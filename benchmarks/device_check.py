@@ -42,9 +42,17 @@ def run(argv: list[str], timeout: float) -> dict:
         done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
         code, text = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as e:
-        code, text = "timeout", (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else str(e.stdout or "")
+        code, text = (
+            "timeout",
+            (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else str(e.stdout or ""),
+        )
     print(text[-3000:], flush=True)
-    return {"argv": argv[1:], "exit": code, "seconds": round(time.perf_counter() - start, 1), "tail": text.splitlines()[-15:]}
+    return {
+        "argv": argv[1:],
+        "exit": code,
+        "seconds": round(time.perf_counter() - start, 1),
+        "tail": text.splitlines()[-15:],
+    }
 
 
 def tests(cpu: bool) -> dict:
@@ -54,7 +62,11 @@ def tests(cpu: bool) -> dict:
 
 def step_time(cpu: bool, precision: str, work: Path) -> dict:
     out = work / f"step_time_{precision}.json"
-    sizes = ["--device", "cpu", "--lengths", "40", "--batch", "8", "--repeats", "1"] if cpu else ["--device", "cuda", "--repeats", "20"]
+    sizes = (
+        ["--device", "cpu", "--lengths", "40", "--batch", "8", "--repeats", "1"]
+        if cpu
+        else ["--device", "cuda", "--repeats", "20"]
+    )
     result = run([sys.executable, "benchmarks/step_time.py", *sizes, "--precision", precision, "--json", str(out)], 240)
     if out.is_file():
         result["result"] = json.loads(out.read_text())
@@ -70,7 +82,11 @@ def esm(cpu: bool, work: Path) -> dict:
     from biostrata.models.esm_hf import from_fair_esm
     from biostrata.models.protein_lm import small_protein_lm
 
-    shape = dict(num_layers=2, embed_dim=32, attention_heads=2) if cpu else dict(num_layers=6, embed_dim=320, attention_heads=20)
+    shape = (
+        dict(num_layers=2, embed_dim=32, attention_heads=2)
+        if cpu
+        else dict(num_layers=6, embed_dim=320, attention_heads=20)
+    )
     hf = from_fair_esm(small_protein_lm(**shape, seed=0))
     folder = work / "esm2_random"
     masked = EsmForMaskedLM(hf.model.config)  # the published folders' class: the loader takes its encoder

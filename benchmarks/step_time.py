@@ -91,19 +91,21 @@ class FullSizeTraffic(TorchDispatchMode):
 
 
 def interleaved(fns: dict[str, Callable[[], None]], repeats: int, sync: Callable[[], None], warmup: int = 2) -> dict:
-    """Median seconds per call of each function, calls interleaved; ``sync`` waits for the device."""
+    """Median seconds per call of each function, calls interleaved, as {name: (wall, cpu)}: wall-clock time
+    (``sync`` waits for the device) and this process's CPU time, which other jobs on a shared machine
+    inflate less (passive OpenMP threads sleep while they wait, so it counts the work)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     sync()
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             sync()
-            times[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[name].append((time.perf_counter() - t, time.process_time() - c))
+    return {k: tuple(statistics.median(x) for x in zip(*v)) for k, v in times.items()}
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
@@ -165,7 +167,9 @@ def _status_kb(field: str) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
-def peak_step_memory(name: str, length: int, batch: int, threads: int, device: str = "cpu", precision: str = "32") -> float:
+def peak_step_memory(
+    name: str, length: int, batch: int, threads: int, device: str = "cpu", precision: str = "32"
+) -> float:
     """MiB: peak memory during one training step (after two warm-up steps). CPU: the resident set over the
     process before the model was built (Linux /proc); CUDA: peak allocated memory. Run in this function's
     own subprocess."""
@@ -191,6 +195,12 @@ def memory_in_subprocess(name: str, length: int, batch: int, threads: int, devic
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     return float(out.stdout.split()[-1]) if out.returncode == 0 and out.stdout.strip() else None
+
+
+def row(what: str, length: int, euclidean: tuple[float, float], lorentz: tuple[float, float], **extra) -> dict:
+    """One line of the table: the (wall, cpu) medians of both sides."""
+    return dict(what=what, length=length, euclidean_s=euclidean[0], lorentz_s=lorentz[0], euclidean_cpu_s=euclidean[1],
+                lorentz_cpu_s=lorentz[1], **extra)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -223,10 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
             args.repeats,
             sync,
         )
-        rows.append(dict(what="full training step", length=length, euclidean_s=t["cnn"], lorentz_s=t["hcnn-s"]))
-        rows.append(
-            dict(what="  same, autograd batch norm", length=length, euclidean_s=t["cnn"], lorentz_s=t["hcnn-s autograd"])
-        )
+        rows.append(row("full training step", length, t["cnn"], t["hcnn-s"]))
+        rows.append(row("  same, autograd batch norm", length, t["cnn"], t["hcnn-s autograd"]))
     m = Lorentz(1.0, learnable=True).to(device)
     g = torch.Generator().manual_seed(0)
     for length in args.lengths:
@@ -244,13 +252,17 @@ def main(argv: list[str] | None = None) -> dict:
         }
         t = interleaved({k: fn for k, (fn, _) in steps.items()}, args.repeats, sync)
         moved = {k: traffic(fn, x) for k, (fn, x) in steps.items()}
-        for what, eu, hy in (("conv k=9", "econv", "conv"), ("batch norm", "ebn", "bn"), ("  same, autograd", "ebn", "bn autograd")):
-            rows.append(dict(what=what, length=length, euclidean_s=t[eu], lorentz_s=t[hy],
-                             euclidean_traffic=moved[eu], lorentz_traffic=moved[hy]))  # fmt: skip
-    print(f"{'what':<30}{'length':>7}{'Euclidean ms':>14}{'Lorentz ms':>12}{'ratio':>8}{'full-size r+w':>16}{'MiB moved':>14}")
+        for what, eu, hy in (
+            ("conv k=9", "econv", "conv"),
+            ("batch norm", "ebn", "bn"),
+            ("  same, autograd", "ebn", "bn autograd"),
+        ):
+            rows.append(row(what, length, t[eu], t[hy], euclidean_traffic=moved[eu], lorentz_traffic=moved[hy]))
+    print(f"{'what':<30}{'length':>7}{'Euclidean ms':>14}{'Lorentz ms':>12}{'ratio':>8}{'cpu ratio':>10}"
+          f"{'full-size r+w':>16}{'MiB moved':>14}")  # fmt: skip
     for r in rows:
         line = f"{r['what']:<30}{r['length']:>7}{r['euclidean_s'] * 1e3:>14.2f}{r['lorentz_s'] * 1e3:>12.2f}"
-        line += f"{r['lorentz_s'] / r['euclidean_s']:>8.2f}"
+        line += f"{r['lorentz_s'] / r['euclidean_s']:>8.2f}{r['lorentz_cpu_s'] / r['euclidean_cpu_s']:>10.2f}"
         if "lorentz_traffic" in r:
             eu, hy = r["euclidean_traffic"], r["lorentz_traffic"]
             passes = f"{eu['reads'] + eu['writes']} / {hy['reads'] + hy['writes']}"
@@ -259,7 +271,9 @@ def main(argv: list[str] | None = None) -> dict:
     memory = []
     print(f"\n{'peak memory of a step (MiB)':<30}{'length':>7}{'cnn':>14}{'hcnn-s':>12}{'ratio':>8}")
     for length in args.lengths:
-        eu, hy = (memory_in_subprocess(n, length, args.batch, args.threads, device, precision) for n in ("cnn", "hcnn-s"))
+        eu, hy = (
+            memory_in_subprocess(n, length, args.batch, args.threads, device, precision) for n in ("cnn", "hcnn-s")
+        )
         memory.append({"length": length, "cnn_mib": eu, "hcnn_s_mib": hy})
         if eu and hy:
             print(f"{'':<30}{length:>7}{eu:>14.0f}{hy:>12.0f}{hy / eu:>8.2f}")

@@ -97,7 +97,8 @@ def _boost_scalars(mu_s: torch.Tensor, beta_s: torch.Tensor, k: torch.Tensor) ->
         mb = (mu_s; beta_s) (2, C),  sk = sqrt(k),  mm = |mu_s|^2,  bm = beta_s . mu_s
         mu_0, beta_0 = sqrt(k + |mu_s|^2), sqrt(k + |beta_s|^2)        (their time coordinates)
         e, d = sk (mu_0 + sk), sk (beta_0 + sk)                         (the boosts' denominators)
-    """
+
+    computed once per call, for the forward and the backward."""
     mb = torch.stack([mu_s, beta_s])
     gram = mb @ mb.T
     sk = torch.sqrt(k)
@@ -147,10 +148,10 @@ def _nested_centroid_backward(d_mu: torch.Tensor, z: dict[str, torch.Tensor], k:
     m_s, m_0, D, c, u_s, u_0, E, h = (z[x] for x in ("m_s", "m_0", "D", "c", "u_s", "u_0", "E", "h"))
     n = m_s.shape[0]
     d_h = (d_mu * u_s).sum()
-    d_E2 = (d_h * h / E.clamp_min(1e-8)).neg_() * (E >= 1e-8)  # 2 d_E
+    d_E2 = (d_h * h / E.clamp_min(1e-8)).neg_() * (E >= 1e-8)  # 2 d_E, with the forward's floor and its zero gradient
     d_us, d_u0 = torch.addcmul(d_mu * h, u_s, d_E2, value=-1), d_E2 * u_0
     d_c = torch.addcmul((m_s * d_us).sum(1, keepdim=True), m_0, d_u0).div_(n)
-    d_D2 = (d_c * c / D.clamp_min(1e-8)).neg_() * (D >= 1e-8)  # 2 d_D
+    d_D2 = (d_c * c / D.clamp_min(1e-8)).neg_() * (D >= 1e-8)  # 2 d_D, likewise
     d_ms = torch.addcmul(c * d_us / n, m_s, d_D2, value=-1)
     d_m0 = torch.addcmul(c * d_u0 / n, m_0, d_D2)
     return d_ms, d_m0, (d_h * h + (d_c * c).sum()) / (k + k)
