@@ -235,13 +235,18 @@ def main(argv: list[str] | None = None) -> dict:
         )
         rows.append(row("full training step", length, t["cnn"], t["hcnn-s"]))
         rows.append(row("  same, autograd batch norm", length, t["cnn"], t["hcnn-s autograd"]))
-    m = Lorentz(1.0, learnable=True).to(device)
     g = torch.Generator().manual_seed(0)
     for length in args.lengths:
+        m = Lorentz(1.0, learnable=True)  # on the CPU until the layers that share it are built, then moved with them
         e = torch.randn(args.batch, 32, length, generator=g).to(device)
         s = torch.randn(args.batch, 31, length, generator=g).to(device)
-        conv, bn = LorentzConv1d(31, 31, 9, m, padding=4).to(device), LorentzBatchNorm1d(31, m).to(device)
-        bn_autograd = LorentzBatchNorm1d(31, m, fused=False).to(device)
+        conv, bn, bn_autograd = (
+            LorentzConv1d(31, 31, 9, m, padding=4),
+            LorentzBatchNorm1d(31, m),
+            LorentzBatchNorm1d(31, m, fused=False),
+        )
+        for layer in (conv, bn, bn_autograd):
+            layer.to(device)
         econv, ebn = torch.nn.Conv1d(32, 32, 9, padding=4).to(device), torch.nn.BatchNorm1d(32).to(device)
         steps = {
             "econv": (layer_step(econv, econv, e, precision), e),

@@ -52,11 +52,12 @@ def test_clipped_radius_gradcheck_float64():
 def test_fused_equals_autograd_in_float32_layer(training, device):
     """The whole layer, output and every gradient, at the model's size (batch 100, 31 channels)."""
     torch.manual_seed(0)
-    m = Lorentz(0.8, learnable=True).to(device)
-    layers = [LorentzBatchNorm1d(31, m, fused=f).to(device) for f in (True, False)]
+    m = Lorentz(0.8, learnable=True)  # on the CPU until the layers that share it are built, then moved with them
+    layers = [LorentzBatchNorm1d(31, m, fused=f) for f in (True, False)]
     with torch.no_grad():
         for bn in layers:
-            bn.beta.copy_(lift(torch.linspace(-0.5, 0.5, 31), m.kk, dim=0))
+            bn.to(device)
+            bn.beta.copy_(lift(torch.linspace(-0.5, 0.5, 31, device=device), m.kk, dim=0))
             bn.gamma.fill_(1.4)
             bn.running_mean[1:] = torch.linspace(0.2, -0.3, 31)
             bn.running_var.fill_(1.7)
