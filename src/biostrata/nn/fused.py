@@ -167,8 +167,8 @@ def _rescale(yy, q, sc, k, gamma, spread, eps, limit) -> dict[str, torch.Tensor]
 
     Returns f, g, spread, the mask of positions the clip moved (``outside``) and the intermediates of
     the backward pass, by name."""
-    # floor: 0/0 at y = 0 (a point at the centroid), where the expanded |y|^2 of the fused path can
-    # also round to a little below 0
+    # floor: 0/0 at y = 0 (a point at the centroid), where the fused path's |y|^2 = xx + alpha (2 px +
+    # alpha |mu|^2) can also round to a little below 0
     u2 = yy.clamp_min(1e-12) / k
     u = torch.sqrt(u2)
     w = torch.sqrt(u2 + 1)  # cosh(rho)
@@ -196,8 +196,9 @@ class _BoostRescale(torch.autograd.Function):
         y = x + alpha mu  (``_boost_offset``);   |y|^2 = xx + alpha (2 px + alpha |mu|^2);   beta . y = bx + alpha (beta . mu)
         out = f y + g beta = f x + (f alpha) mu + g beta          (one pass and a rank-two update)
 
-    Forwards, train mode reads s three times (|s|^2 and the positional means, for mu; x), x three times
-    and writes x and the output; eval mode skips the first two. Saves x (not s) and per-position scalars."""
+    Forwards, train mode reads s three times (|s|^2 and the positional means, for mu; then x) and x three
+    times, 9 full-size reads and 5 writes with the scratch of the squares; eval mode skips the first two
+    (6 and 4). Saves x (not s) and per-position scalars."""
 
     @staticmethod
     def forward(ctx, s, mu_s, beta_s, k, gamma, spread, eps, limit):
