@@ -9,16 +9,18 @@ them (square roots, asinh, sinh, the clamps), whose autograd graph cost as much 
 full-size passes. The results equal the plain autograd path (``fused=False``) to float32
 rounding; tests check both against each other and against ``torch.autograd.gradcheck``.
 
-These kernels are the layers' internals (:mod:`biostrata.nn.lorentz` calls them with its manifold's
-``kk``): their ``k`` is the hyperboloid's <x,x>_L = -k, k = 1/K, as inside :mod:`biostrata.geometry`,
-a tensor so that its gradient (a learned curvature's) is written out too. What users call takes the
-manifold, or the curvature magnitude K.
+The public functions take the manifold (:class:`biostrata.geometry.lorentz.Lorentz`) and read its
+clamped ``kk`` once; the private kernels under them take that ``k`` (the hyperboloid's
+<x,x>_L = -k, k = 1/K, as inside :mod:`biostrata.geometry`) as a tensor, so that its gradient (a
+learned curvature's) is written out too.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from biostrata.geometry.lorentz import Lorentz
 
 
 # Both as batched matrix products on the (B, C, L) layout as it is: torch.matmul and einsum
@@ -89,184 +91,243 @@ def add_time_term(y: torch.Tensor, w_t: torch.Tensor, t: torch.Tensor, fused: bo
     return _apply(AddTimeTerm, y, w_t, t) if fused else torch.addcmul(y, w_t, t)
 
 
-def boost_coefficient(ss: torch.Tensor, p: torch.Tensor, mu_s: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """a with B_{mu->o}(x)_s = x_s + a mu_s: a = (mu_s . x_s) / (sqrt(k) (mu_0 + sqrt(k))) - x_0 / sqrt(k),
-    from ss = |x_s|^2 and p = mu_s . x_s."""
+def _boost_scalars(mu_s: torch.Tensor, beta_s: torch.Tensor, k: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The channel-level scalars of the two boosts, from mu_s and beta_s (C,):
+
+        mb = (mu_s; beta_s) (2, C),  sk = sqrt(k),  mm = |mu_s|^2,  bm = beta_s . mu_s
+        mu_0, beta_0 = sqrt(k + |mu_s|^2), sqrt(k + |beta_s|^2)        (their time coordinates)
+        e, d = sk (mu_0 + sk), sk (beta_0 + sk)                         (the boosts' denominators)
+
+    computed once per call, for the forward and the backward."""
+    mb = torch.stack([mu_s, beta_s])
+    gram = mb @ mb.T
     sk = torch.sqrt(k)
-    mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
-    return p / (sk * (mu_0 + sk)) - torch.sqrt(k + ss) / sk
+    time = torch.sqrt(torch.diagonal(gram) + k)
+    den = sk * (time + sk)
+    return dict(mb=mb, sk=sk, mm=gram[0, 0], bm=gram[0, 1], mu_0=time[0], beta_0=time[1], e=den[0], d=den[1])
 
 
-def nested_centroid(m_s: torch.Tensor, m_0: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Space part of centroid_b(centroid_l(x_bl)) from each sequence's coordinate means over its
-    positions, m_s (B, C) and m_0 (B, 1); centroid(x) = sqrt(k) m / sqrt(|<m, m>_L|)."""
+def _boost_offset(xx: torch.Tensor, px: torch.Tensor, t: torch.Tensor, sc: dict[str, torch.Tensor]) -> torch.Tensor:
+    """alpha with B_{mu->o}(x)_s = x_s + a mu_s = (x_s - mu_s) + alpha mu_s, alpha = a + 1, from the
+    differences to the centroid: xx = |x_s - mu_s|^2, px = mu_s . (x_s - mu_s), the time coordinates
+    t = x_0 and ``_boost_scalars``. With a = (mu_s . x_s) / e - x_0 / sqrt(k), |mu_s|^2 = (mu_0 - sqrt(k))
+    (mu_0 + sqrt(k)) and x_0 - mu_0 = (|x_s|^2 - |mu_s|^2) / (x_0 + mu_0):
+
+        alpha = px / e - (xx + 2 px) / (sqrt(k) (x_0 + mu_0))
+
+    Every term is of the size of x - mu, so alpha, and |y_s|^2 = xx + alpha (2 px + alpha |mu_s|^2), keep
+    their relative precision near the centroid, where a -> -1 and |x_s|^2 + a (2 mu_s . x_s + a |mu_s|^2)
+    would lose all its digits to cancellation (in float32, |y_s| below ~3e-4 |mu_s|)."""
+    return px / sc["e"] - torch.add(xx, px, alpha=2) / (sc["sk"] * (t + sc["mu_0"]))
+
+
+def _nested_centroid(m_s: torch.Tensor, m_0: torch.Tensor, k: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Space part ``mu`` of centroid_b(centroid_l(x_bl)) from each sequence's coordinate means over its
+    positions, m_s (B, C) and m_0 (B, 1); centroid(x) = sqrt(k) m / sqrt(|<m, m>_L|). With
+    D_b = m_0b^2 - |m_sb|^2, c_b = sqrt(k / D_b), u = mean_b(c_b m_b), E = u_0^2 - |u_s|^2, h = sqrt(k / E):
+    mu = h u_s. Returns mu and those intermediates, for ``_nested_centroid_backward``."""
     sk = torch.sqrt(k)
-    # floor: |<m, m>_L| > 0 for a mean of points on the hyperboloid; keeps the root's gradient finite
-    c = sk / torch.sqrt((m_0 * m_0 - (m_s * m_s).sum(1, keepdim=True)).clamp_min(1e-8))
+    # floors: |<m, m>_L| > 0 for a mean of points on the hyperboloid; keep the roots' gradients finite
+    D = m_0 * m_0 - (m_s * m_s).sum(1, keepdim=True)
+    c = sk / torch.sqrt(D.clamp_min(1e-8))
     u_s, u_0 = (m_s * c).mean(0), (m_0 * c).mean()
-    return u_s * (sk / torch.sqrt((u_0 * u_0 - (u_s * u_s).sum()).clamp_min(1e-8)))
+    E = u_0 * u_0 - (u_s * u_s).sum()
+    h = sk / torch.sqrt(E.clamp_min(1e-8))
+    return dict(mu=u_s * h, m_s=m_s, m_0=m_0, D=D, c=c, u_s=u_s, u_0=u_0, E=E, h=h)
 
 
-def _boost_coefficient_backward(d_a, ss, p, mu_s, k):
-    """Gradients of ``boost_coefficient`` (d_ss, d_p, d_mu_s, d_k) given d_a, written out."""
-    sk = torch.sqrt(k)
-    mu_0 = torch.sqrt(k + (mu_s * mu_s).sum())
-    e = sk * (mu_0 + sk)
-    t = torch.sqrt(k + ss)
-    d_p = d_a / e
-    d_ss = d_a / (-2 * sk * t)  # a = ... - t / sk, t = sqrt(k + ss)
-    d_e = -(d_a * p).sum() / (e * e)
-    d_sk = (d_a * t).sum() / k + d_e * (mu_0 + 2 * sk)
-    d_mu0 = d_e * sk
-    d_k = d_ss.sum() + d_mu0 / (2 * mu_0) + d_sk / (2 * sk)  # dt/dk = dt/dss
-    return d_ss, d_p, d_mu0 * mu_s / mu_0, d_k
+def _nested_centroid_backward(d_mu: torch.Tensor, z: dict[str, torch.Tensor], k: torch.Tensor):
+    """Gradients (d_m_s, d_m_0, d_k) of ``_nested_centroid`` given d_mu and its intermediates ``z``:
+
+        d_E = -(d_mu . u_s) h / (2 E),   d_u_s = h d_mu - 2 d_E u_s,   d_u_0 = 2 d_E u_0
+        d_c_b = (m_sb . d_u_s + m_0b d_u_0) / B,   d_D_b = -d_c_b c_b / (2 D_b)
+        d_m_sb = c_b d_u_s / B - 2 d_D_b m_sb,     d_m_0b = c_b d_u_0 / B + 2 d_D_b m_0b
+        d_k = (d_mu . mu + sum_b d_c_b c_b) / (2 k)      (h and the c_b are sqrt(k) times the rest)
+
+    Where a floor acts (D or E below 1e-8) its gradient is 0, as the clamp's."""
+    m_s, m_0, D, c, u_s, u_0, E, h = (z[x] for x in ("m_s", "m_0", "D", "c", "u_s", "u_0", "E", "h"))
+    n = m_s.shape[0]
+    d_h = (d_mu * u_s).sum()
+    d_E2 = (d_h * h / E.clamp_min(1e-8)).neg_() * (E >= 1e-8)  # 2 d_E, with the forward's floor and its zero gradient
+    d_us, d_u0 = torch.addcmul(d_mu * h, u_s, d_E2, value=-1), d_E2 * u_0
+    d_c = torch.addcmul((m_s * d_us).sum(1, keepdim=True), m_0, d_u0).div_(n)
+    d_D2 = (d_c * c / D.clamp_min(1e-8)).neg_() * (D >= 1e-8)  # 2 d_D, likewise
+    d_ms = torch.addcmul(c * d_us / n, m_s, d_D2, value=-1)
+    d_m0 = torch.addcmul(c * d_u0 / n, m_0, d_D2)
+    return d_ms, d_m0, (d_h * h + (d_c * c).sum()) / (k + k)
 
 
-def _rescale(yy, q, beta_s, k, gamma, spread, eps, limit) -> dict[str, torch.Tensor]:
+def _rescale(yy, q, sc, k, gamma, spread, eps, limit) -> dict[str, torch.Tensor]:
     """f, g with out_s = f y_s + g beta_s = B_{o->beta}(exp_o(log_o(y) gamma / (spread + eps)))_s,
-    from yy = |y_s|^2 and q = beta_s . y_s; ``spread`` None: the batch's, sqrt(k) mean(rho).
-    Returns f, g, spread and the intermediates of the backward pass, by name."""
-    sk = torch.sqrt(k)
-    n = torch.sqrt(yy.clamp_min(1e-12))  # floor: 0/0 at y = 0 (a point at the centroid)
-    rho = torch.asinh(n / sk)  # d(x, mu) / sqrt(k)
+    from yy = |y_s|^2, q = beta_s . y_s and ``_boost_scalars``; ``spread`` None: the batch's,
+    sqrt(k) mean(rho). With u = |y_s| / sqrt(k):
+
+        rho = asinh(u),  c = gamma / (spread + eps),  r = clamp(c rho, +-limit)
+        f = sinh(r) / u,  g = f q / d + cosh(r)
+
+    Returns f, g, spread, the mask of positions the clip moved (``outside``) and the intermediates of
+    the backward pass, by name."""
+    # floor: 0/0 at y = 0 (a point at the centroid), where the fused path's |y|^2 = xx + alpha (2 px +
+    # alpha |mu|^2) can also round to a little below 0
+    u2 = yy.clamp_min(1e-12) / k
+    u = torch.sqrt(u2)
+    w = torch.sqrt(u2 + 1)  # cosh(rho)
+    # asinh(u) = log1p(u + u^2 / (1 + sqrt(1 + u^2))): as accurate in float32 (1.6e-7 relative from 1e-8
+    # to 1e3), and a quarter of torch.asinh's time, which is not vectorized on the CPU
+    rho = torch.log1p(torch.addcdiv(u, u2, w + 1))  # d(x, mu) / sqrt(k)
     if spread is None:
-        spread = sk * rho.mean()  # mean_i d(x_i, mu)
+        spread = sc["sk"] * rho.mean()  # mean_i d(x_i, mu)
     c = gamma / (spread + eps)
-    r_raw = c * rho
+    r_raw = rho * c
+    outside = r_raw.detach().abs() > limit
     # clip: |r| <= limit, with beta's radius clipped too, bounds the output radius (see nn.lorentz.MAX_RADIUS)
     r = r_raw.clamp(-limit, limit)
     sh, ch = torch.sinh(r), torch.cosh(r)
-    f = sh * sk / n
-    beta_0 = torch.sqrt(k + (beta_s * beta_s).sum())
-    d = sk * (beta_0 + sk)
-    g = f * q / d + ch  # z_0 / sqrt(k) = cosh(r)
-    return dict(f=f, g=g, spread=spread, n=n, rho=rho, r_raw=r_raw, sh=sh, ch=ch, c=c, beta_0=beta_0, d=d)
+    f = sh / u
+    g = torch.addcmul(ch, f, q / sc["d"])  # z_0 / sqrt(k) = cosh(r)
+    return dict(f=f, g=g, spread=spread, outside=outside, u=u, w=w, rho=rho, sh=sh, ch=ch, c=c)
 
 
-def _rescale_backward(d_f, d_g, v, yy, q, beta_s, k, gamma, batch_spread: bool, limit: float, eps: float):
-    """Gradients of ``_rescale``'s f and g (d_yy, d_q, d_beta_s, d_k, d_gamma, d_spread) given
-    d_f, d_g, written out; ``v`` holds the forward's intermediates."""
-    sk = torch.sqrt(k)
-    n, rho, sh, ch, f, d, beta_0, c, spread = (
-        v[x] for x in ("n", "rho", "sh", "ch", "f", "d", "beta_0", "c", "spread")
-    )
-    df = d_f + d_g * q / d
-    d_q = d_g * f / d
-    d_d = -(d_g * f * q).sum() / (d * d)
-    inside = (v["r_raw"] >= -limit) & (v["r_raw"] <= limit)  # the clamp passes gradients there only
-    d_r = torch.where(inside, df * ch * sk / n + d_g * sh, 0.0)
-    d_n = -df * f / n
-    d_sk = (df * sh / n).sum()
-    d_c = (d_r * rho).sum()
-    d_rho = d_r * c
-    d_gamma = d_c / (spread + eps)
-    d_spread = -d_c * gamma / (spread + eps) ** 2
-    if batch_spread:  # spread = sqrt(k) mean(rho)
-        d_rho = d_rho + d_spread * sk / rho.numel()
-        d_sk = d_sk + d_spread * rho.mean()
-        d_spread = None
-    root = torch.sqrt(k + n * n)  # d asinh(n / sk) / dn = 1 / sqrt(k + n^2)
-    d_n = d_n + d_rho / root
-    d_sk = d_sk - (d_rho * n / root).sum() / sk
-    d_yy = torch.where(yy >= 1e-12, d_n / (2 * n), 0.0)
-    d_sk = d_sk + d_d * (beta_0 + 2 * sk)
-    d_beta0 = d_d * sk
-    d_k = d_beta0 / (2 * beta_0) + d_sk / (2 * sk)
-    return d_yy, d_q, d_beta0 * beta_s / beta_0, d_k, d_gamma, d_spread
+class _BoostRescale(torch.autograd.Function):
+    """out_s = B_{o->beta}(rescale(B_{mu->o}(x)))_s for space parts s (B, C, L), see ``boost_rescale``,
+    from the differences x = s - mu and without forming y:
 
+        x = s - mu;   xx = |x|^2;   px, bx = mu . x, beta . x       (one batched product)
+        y = x + alpha mu  (``_boost_offset``);   |y|^2 = xx + alpha (2 px + alpha |mu|^2);   beta . y = bx + alpha (beta . mu)
+        out = f y + g beta = f x + (f alpha) mu + g beta          (one pass and a rank-two update)
 
-class BoostRescale(torch.autograd.Function):
-    """out_s = B_{o->beta}(rescale(B_{mu->o}(x)))_s for space parts s (B, C, L), see
-    ``boost_rescale``. Saves s and per-position scalars only."""
+    Forwards, train mode reads s three times (|s|^2 and the positional means, for mu; then x) and x three
+    times, 9 full-size reads and 5 writes with the scratch of the squares; eval mode skips the first two
+    (6 and 4). Saves x (not s) and per-position scalars."""
 
     @staticmethod
     def forward(ctx, s, mu_s, beta_s, k, gamma, spread, eps, limit):
-        ss = (s * s).sum(1, keepdim=True)
-        batch_mu = mu_s is None
-        if batch_mu:
-            n = s.shape[2]
-            mu_s = nested_centroid(s.sum(2) / n, torch.sqrt(k + ss).sum(2) / n, k)
-        p = _dot(mu_s.unsqueeze(0), s)
-        a = boost_coefficient(ss, p, mu_s, k)
-        y = torch.addcmul(s, mu_s.view(1, -1, 1), a)
-        yy = (y * y).sum(1, keepdim=True)
-        q = _dot(beta_s.unsqueeze(0), y)
-        v = _rescale(yy, q, beta_s, k, gamma, spread, eps, limit)
-        out = y.mul_(v["f"]).addcmul_(beta_s.view(1, -1, 1), v["g"])
-        ctx.save_for_backward(s, ss, p, a, yy, q, mu_s, beta_s, k, gamma)
-        ctx.v, ctx.eps, ctx.limit, ctx.batch_spread, ctx.batch_mu = v, eps, limit, spread is None, batch_mu
+        out = torch.empty_like(s)  # scratch for squares; becomes the output
+        centroid = t = None
+        if mu_s is None:  # from each sequence's coordinate means; its intermediates are kept for the backward
+            t = torch.sqrt(torch.mul(s, s, out=out).sum(1, keepdim=True) + k)  # time coordinates x_0
+            centroid = _nested_centroid(s.mean(2), t.mean(2), k)
+            mu_s = centroid["mu"]
+        sc = _boost_scalars(mu_s, beta_s, k)
+        mb = sc["mb"]
+        x = s - mu_s.view(1, -1, 1)
+        xx = torch.mul(x, x, out=out).sum(1, keepdim=True)
+        pb = _dot(mb, x)  # (B, 2, L): mu . x, beta . x
+        px = pb[:, :1]
+        if t is None:  # x_0 = sqrt(k + |x + mu|^2) = sqrt(xx + 2 px + mu_0^2)
+            t = torch.sqrt(torch.add(xx, px, alpha=2) + sc["mu_0"] * sc["mu_0"])
+        alpha = _boost_offset(xx, px, t, sc)
+        yy = torch.addcmul(xx, alpha, torch.addcmul(px + px, alpha, sc["mm"]))  # |x + alpha mu|^2
+        q = torch.addcmul(pb[:, 1:], alpha, sc["bm"])  # beta . (x + alpha mu)
+        v = _rescale(yy, q, sc, k, gamma, spread, eps, limit)
+        f, g = v["f"], v["g"]
+        torch.mul(x, f, out=out).baddbmm_(mb.T.expand(s.shape[0], -1, -1), torch.cat([f * alpha, g], 1))
+        ctx.save_for_backward(x, t, xx, px, alpha, yy, q, k, gamma)
+        ctx.v, ctx.sc, ctx.eps, ctx.batch_spread, ctx.centroid = v, sc, eps, spread is None, centroid
         # outputs of their own: ctx keeps v and the input mu_s, and an output kept on ctx is a cycle
         spread_out, mu_out = v["spread"].detach().clone(), mu_s.detach().clone()
-        clipped = _clipped(v["r_raw"], limit)
+        clipped = v["outside"].sum()
         ctx.mark_non_differentiable(spread_out, mu_out, clipped)
         return out, spread_out, mu_out, clipped
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad, _grad_spread, _grad_mu, _grad_clipped):
+        """The chain rule through ``forward`` backwards, each step's derivative in its comment. Reads G
+        four times (mu . G and beta . G in one product, G . x, the positional sums, f G) and x three
+        times, and writes ds once:
+
+            ds = f G + (2 d_xx + d_t / t) x + (d_px + d_t / t) mu + d_q beta  [+ d_m_s / L]
+        """
         # contiguous: a broadcast gradient (of a sum, say) has zero strides, and the batched
         # products below then took a slow path (4x the whole layer's time)
         grad = grad.contiguous()
-        s, ss, p, a, yy, q, mu_s, beta_s, k, gamma = ctx.saved_tensors
-        v = ctx.v
-        f, g = v["f"], v["g"]
-        mb = torch.stack([mu_s, beta_s])
+        x, t, xx, px, alpha, yy, q, k, gamma = ctx.saved_tensors
+        v, sc = ctx.v, ctx.sc
+        u, w, rho, sh, ch, f, g, c = (v[n] for n in ("u", "w", "rho", "sh", "ch", "f", "g", "c"))
+        mb, sk, d, e, mu_0, beta_0 = (sc[n] for n in ("mb", "sk", "d", "e", "mu_0", "beta_0"))
+        k2, sk2 = k + k, sk + sk
         g_mb = _dot(mb, grad)  # (B, 2, L): mu . G, beta . G
         g_mu, g_beta = g_mb[:, :1], g_mb[:, 1:]
-        g_y = (grad * s).sum(1, keepdim=True) + a * g_mu  # G . y, y = s + a mu
-        d_yy, d_q, d_beta_s, d_k2, d_gamma, d_spread = _rescale_backward(
-            g_y, g_beta, v, yy, q, beta_s, k, gamma, ctx.batch_spread, ctx.limit, ctx.eps
-        )
-        mu_mu, beta_mu = (mu_s * mu_s).sum(), (beta_s * mu_s).sum()
-        # a enters out = f (s + a mu), yy = |s + a mu|^2 and q = beta . (s + a mu)
-        d_a = f * g_mu + d_yy * 2 * (p + a * mu_mu) + d_q * beta_mu
-        d_ss, d_p, d_mu_s, d_k1 = _boost_coefficient_backward(d_a, ss, p, mu_s, k)
-        c_s = 2 * d_yy  # weight of s in ds, and of y's through y = s + a mu
-        c_mb = torch.cat([c_s * a + d_p, d_q], 1)  # weights of mu and beta in ds
-        # channel vectors: sums over positions
-        from_g = _sum_positions(torch.cat([f * a, g], 1), grad)  # (2, C)
-        from_s = _sum_positions(torch.cat([d_p + c_s * a, d_q], 1), s)
-        d_qa = (d_q * a).sum()
-        d_mu_s = d_mu_s + from_g[0] + from_s[0] + mu_s * (c_s * a * a).sum() + beta_s * d_qa
-        d_beta_s = d_beta_s + from_g[1] + from_s[1] + mu_s * d_qa
-        d_k = d_k1 + d_k2
-        vectors, rows = mb.T.expand(s.shape[0], -1, -1), c_mb
-        if ctx.batch_mu:  # mu = nested_centroid(mean_l s, mean_l sqrt(k + ss)): back into s and ss
-            n = s.shape[2]
-            t = torch.sqrt(k + ss)
-            with torch.enable_grad():  # (B, C)-sized, so autograd's cost is small here
-                leaves = [x.detach().requires_grad_() for x in (s.sum(2) / n, t.sum(2) / n, k)]
-                d_ms, d_m0, d_k3 = torch.autograd.grad(nested_centroid(*leaves), leaves, d_mu_s)
-            d_ss = d_ss + d_m0.unsqueeze(2) / (2 * n * t)
-            d_k = d_k + d_k3 + (d_m0.unsqueeze(2) / (2 * n * t)).sum()
+        d_s = torch.mul(grad, x)  # scratch for G . x; becomes ds
+        d_f = torch.addcmul(d_s.sum(1, keepdim=True), alpha, g_mu)  # out = f y + g beta: d_f = G . y
+        # g = f q / d + cosh(r)
+        df = torch.addcmul(d_f, g_beta, q / d)
+        d_q = g_beta * (f / d)
+        d_d = -(d_q * q).sum() / d
+        # f = sinh(r) / u, r = clamp(c rho): the clamp passes gradients inside only
+        d_r = torch.addcmul(g_beta * sh, df, ch / u).masked_fill_(v["outside"], 0)
+        d_c = (d_r * rho).sum()
+        d_gamma = d_c / (v["spread"] + ctx.eps)  # c = gamma / (spread + eps)
+        d_spread = -d_gamma * c
+        d_rho = d_r * c
+        d_sk = d_d * (beta_0 + sk2)  # d = sk (beta_0 + sk)
+        d_beta0 = d_d * sk
+        if ctx.batch_spread:  # spread = sk mean(rho)
+            d_rho = d_rho + d_spread * sk / rho.numel()
+            d_sk = d_sk + d_spread * rho.mean()
+            d_spread = None
+        # rho = asinh(u): drho/du = 1 / cosh(rho) = 1 / w; f = sinh(r) / u: explicit df/du = -f / u
+        d_u = torch.addcdiv(d_rho / w, df * f, u, value=-1)
+        # u = sqrt(max(yy, 1e-12) / k): du/dyy = 1 / (2 k u) above the floor, du/dk = -u / (2 k)
+        d_k = -(d_u * u).sum() / k2
+        d_yy = (d_u / (k2 * u)).masked_fill_(yy < 1e-12, 0)
+        # yy = xx + alpha (2 px + alpha mm), q = beta . x + alpha bm, out = f (x + alpha mu) + g beta
+        d_alpha = torch.addcmul(f * g_mu, d_q, sc["bm"]).addcmul_(d_yy, torch.addcmul(px, alpha, sc["mm"]), value=2)
+        d_mm, d_bm = (d_yy * alpha * alpha).sum(), (d_q * alpha).sum()
+        # alpha = px / e - (xx + 2 px) / h, h = sk (t + mu_0), e = sk (mu_0 + sk)
+        h = sk * (t + mu_0)
+        d_ah = d_alpha / h
+        d_xx = d_yy - d_ah
+        d_px = torch.addcmul(d_alpha / e - d_ah - d_ah, alpha, d_yy, value=2)  # with yy's 2 alpha px
+        d_h = d_ah * torch.add(xx, px, alpha=2) / h
+        d_t = d_h * sk
+        d_e = -(d_alpha * px).sum() / (e * e)
+        d_h_sum = d_h.sum()
+        d_sk = d_sk + (d_h * t).sum() + d_h_sum * mu_0 + d_e * (mu_0 + sk2)
+        d_mu0 = d_e * sk + d_h_sum * sk
+        d_k = d_k + d_mu0 / (mu_0 + mu_0) + d_beta0 / (beta_0 + beta_0)  # mu_0 = sqrt(k + mm), beta_0 likewise
+        # channel vectors: sums over positions of out's f alpha G, g G and f G, and of d_px x, d_q x and
+        # 2 d_xx x; the last of each is the sum of ds over positions, which x = s - mu sends to mu
+        rows = torch.cat([d_px, d_q, d_xx + d_xx], 1)
+        sums = _sum_positions(torch.cat([f * alpha, g, f], 1), grad) + _sum_positions(rows, x)
+        # mm, bm, mu_0 = sqrt(k + mm) and beta_0 = sqrt(k + |beta|^2) as functions of mu and beta; the
+        # rank terms of ds summed over positions (mu sum d_px + beta sum d_q) go to mu with a minus
+        pair = torch.stack([d_mm + d_mm + d_mu0 / mu_0, d_bm, d_bm, d_beta0 / beta_0]).view(2, 2)
+        d_mb = torch.addmm(sums[:2], pair, mb)
+        rank = torch.stack([d_px.sum(), d_q.sum()]) @ mb
+        d_mu = d_mb[0] - sums[2] - rank
+        vectors, rows = mb.T.expand(x.shape[0], -1, -1), rows[:, :2]
+        if ctx.centroid is not None:  # mu = _nested_centroid(mean_l s, mean_l t): back into s and t
+            n = x.shape[2]
+            d_ms, d_m0, d_k3 = _nested_centroid_backward(d_mu, ctx.centroid, k)
+            d_t = d_t + d_m0.unsqueeze(2) / n
+            d_k = d_k + d_k3
             # the mean over positions spreads d_ms / n over every position of its sequence
             vectors = torch.cat([vectors, (d_ms / n).unsqueeze(2)], 2)
-            rows = torch.cat([rows, torch.ones_like(a)], 1)
-            d_mu_s = None
-        # ds = f G + 2 (d_yy + d_ss) s + (c_s a + d_p) mu + d_q beta [+ d_ms / n]
-        d_s = torch.bmm(vectors, rows).addcmul_(f, grad).addcmul_(c_s + 2 * d_ss, s)
-        return d_s, d_mu_s, d_beta_s, d_k, d_gamma, d_spread, None, None
-
-
-def _clipped(r_raw: torch.Tensor, limit: float) -> torch.Tensor:
-    """How many positions the radius clip moved (|r| > limit), as a tensor: no device-to-host copy."""
-    return (r_raw.detach().abs() > limit).sum()
+            rows = torch.cat([rows, torch.ones_like(alpha)], 1)
+            d_mu = None
+        d_tt = d_t / t  # t = sqrt(k + |s|^2), s = x + mu: dt/ds = s / t, dt/dk = 1 / (2 t)
+        d_k = d_k + d_tt.sum() / 2 + d_sk / sk2
+        rows[:, :1] += d_tt  # the weight of mu in ds
+        torch.mul(grad, f, out=d_s).addcmul_(torch.add(d_tt, d_xx, alpha=2), x).baddbmm_(vectors, rows)
+        return d_s, d_mu, d_mb[1], d_k, d_gamma, d_spread, None, None
 
 
 def boost_rescale(
     s: torch.Tensor,
     mu_s: torch.Tensor | None,
     beta_s: torch.Tensor,
-    k: torch.Tensor,
+    manifold: Lorentz,
     gamma: torch.Tensor,
     spread: torch.Tensor | None,
     eps: float,
     limit: float,
     fused: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The batch norm's map of space parts s (B, C, L):
+    """The batch norm's map of space parts s (B, C, L) on ``manifold`` (k = 1/K its clamped ``kk``):
 
-        mu  = nested_centroid(mean_l x_bl)      (when ``mu_s`` is None: train mode)
+        mu  = centroid_b(centroid_l(x_bl))      (when ``mu_s`` is None: train mode)
         y_s = x_s + a mu_s                      (B_{mu->o}: boost taking mu to the origin)
         rho = asinh(|y_s| / sqrt(k)),  r = clamp(gamma rho / (spread + eps), +-limit)
         z_s = y_s sinh(r) sqrt(k) / |y_s|,  z_0 = sqrt(k) cosh(r)   (log_o, rescale, exp_o)
@@ -276,14 +337,17 @@ def boost_rescale(
     clipped), ``clipped`` the number of positions whose r the clip moved (a 0-d integer tensor).
     ``fused``: hand-written backward for the full-size passes; False: plain autograd, same formula.
     """
+    k = manifold.kk
     if fused:
-        return _apply(BoostRescale, s, mu_s, beta_s, k, gamma, spread, eps, limit)
-    ss = (s * s).sum(1, keepdim=True)
+        return _apply(_BoostRescale, s, mu_s, beta_s, k, gamma, spread, eps, limit)
+    t = torch.sqrt((s * s).sum(1, keepdim=True) + k)
     if mu_s is None:
-        mu_s = nested_centroid(s.mean(2), torch.sqrt(k + ss).mean(2), k)
-    p = _dot(mu_s.unsqueeze(0), s)
-    y = torch.addcmul(s, mu_s.view(1, -1, 1), boost_coefficient(ss, p, mu_s, k))
+        mu_s = _nested_centroid(s.mean(2), t.mean(2), k)["mu"]
+    sc = _boost_scalars(mu_s, beta_s, k)
+    x = s - mu_s.view(1, -1, 1)
+    alpha = _boost_offset((x * x).sum(1, keepdim=True), _dot(mu_s.unsqueeze(0), x), t, sc)
+    y = torch.addcmul(x, mu_s.view(1, -1, 1), alpha)
     q = _dot(beta_s.unsqueeze(0), y)
-    v = _rescale((y * y).sum(1, keepdim=True), q, beta_s, k, gamma, spread, eps, limit)
+    v = _rescale((y * y).sum(1, keepdim=True), q, sc, k, gamma, spread, eps, limit)
     out = torch.addcmul(v["f"] * y, beta_s.view(1, -1, 1), v["g"])
-    return out, v["spread"], mu_s, _clipped(v["r_raw"], limit)
+    return out, v["spread"], mu_s, v["outside"].sum()

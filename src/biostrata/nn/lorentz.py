@@ -174,11 +174,10 @@ class LorentzBatchNorm1d(_SpaceLayer):
         """Space parts (B, C, L) or (B, C) in, normalized space parts out."""
         if s.dim() == 2:
             return self.space(s.unsqueeze(-1)).squeeze(-1)
-        k = self.manifold.kk
         mu_s = None if self.training else self.manifold.expmap0_space(self.running_mean[1:])
         beta_s = self.manifold.clip_radius(self.beta[1:], MAX_CENTRE_RADIUS, dim=0)
         out, spread, mu_s, clipped = boost_rescale(
-            s, mu_s, beta_s, k, self.gamma, None if self.training else self.running_var,
+            s, mu_s, beta_s, self.manifold, self.gamma, None if self.training else self.running_var,
             self.eps, self.max_radius, self.fused,
         )  # fmt: skip
         if self.training:
