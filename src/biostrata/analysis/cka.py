@@ -122,19 +122,23 @@ def _hsic_from_parts(n: int, kl: float, k1: torch.Tensor, l1: torch.Tensor, dk: 
     return _hsic_from_sums(n, kl, *sums, rows, debiased)
 
 
-def hsic(k: ArrayLike, l: ArrayLike, debiased: bool = False) -> float:
-    """HSIC of two ``n x n`` Gram matrices (biased or debiased; see the module docstring)."""
-    k, l = as_matrix(k, name="K"), as_matrix(l, name="L")
-    n = k.shape[0]
-    if k.shape != (n, n) or l.shape != (n, n):
-        raise InputError(f"K and L must be square and of the same size, got {tuple(k.shape)} and {tuple(l.shape)}")
-    return _hsic_from_parts(n, float((k * l).sum()), k.sum(1), l.sum(1), torch.diagonal(k), torch.diagonal(l), debiased)
+def hsic(gram_x: ArrayLike, gram_y: ArrayLike, debiased: bool = False) -> float:
+    """HSIC of two ``n x n`` Gram matrices K = ``gram_x``, L = ``gram_y`` (biased or debiased; see the module
+    docstring)."""
+    gx, gy = as_matrix(gram_x, name="K"), as_matrix(gram_y, name="L")
+    n = gx.shape[0]
+    if gx.shape != (n, n) or gy.shape != (n, n):
+        raise InputError(f"K and L must be square and of the same size, got {tuple(gx.shape)} and {tuple(gy.shape)}")
+    return _hsic_from_parts(
+        n, float((gx * gy).sum()), gx.sum(1), gy.sum(1), torch.diagonal(gx), torch.diagonal(gy), debiased
+    )
 
 
-def _ratio(kl: float, kk: float, ll: float) -> float:
-    if kk <= 0 or ll <= 0:
+def _ratio(xy: float, xx: float, yy: float) -> float:
+    """CKA from HSIC(K, L) = ``xy``, HSIC(K, K) = ``xx`` and HSIC(L, L) = ``yy``: xy / sqrt(xx yy)."""
+    if xx <= 0 or yy <= 0:
         return float("nan")  # a constant representation (or a debiased self-HSIC <= 0): undefined
-    return kl / float(np.sqrt(kk * ll))
+    return xy / float(np.sqrt(xx * yy))
 
 
 def cka(x: ArrayLike, y: ArrayLike, kernel: str = "linear", debiased: bool = False, sigma_frac: float = 1.0) -> float:
