@@ -9,11 +9,16 @@
 # (6 x 320) built on the spot; `biostrata study strata --accelerator gpu` on a tiny synthetic data set.
 # RESULT defaults to $OUT/device_check.json ($OUT: the folder the GPU machine returns), else ./device_check.json.
 #
-# The GPU machine reaches no network: biostrata must already be installed in the interpreter the script
-# runs, $PYTHON (default .venv/bin/python: a virtual environment carried with the working tree, made
-# with `python -m venv .venv && .venv/bin/pip install -e '.[dev,protein]'` on a machine of the same
-# platform; `pip install -e .` on the GPU machine itself works only where its pip can reach a package index
-# or a wheel folder).
+# The GPU machine reaches no network: the interpreter the script runs, $PYTHON (default .venv/bin/python),
+# must import biostrata and its dependencies. A venv with torch is too large to carry (64 MiB a call). On this
+# workplace's GPU machines python3 already holds torch, lightning, transformers, h5py, pandas, scikit-learn
+# and matplotlib, but not geoopt, sequence-models or fair-esm: carry their wheels (about 250 KB) and run from
+# source (untested on a GPU: none was lent to this project yet):
+#   here:  echo /.whl/ >> .git/info/exclude
+#          python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#            --platform manylinux_2_17_x86_64 -d .whl geoopt sequence-models fair-esm
+#   there (carry .whl):  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#          PYTHON=python3 PYTHONPATH=src:/tmp/site sh benchmarks/device_check.sh
 set -eu
 PYTHON=${PYTHON:-.venv/bin/python}
 CPU=
