@@ -16,7 +16,12 @@ class InputError(BiostrataError, ValueError):
 
 
 class DataNotFoundError(BiostrataError, FileNotFoundError):
-    """A dataset or file is missing. The message names the expected path and where to get it."""
+    """A dataset or file is missing. The message names the expected path and where to get it; ``param``, where
+    one is given, the parameter that points at it (as :class:`ParameterError`'s, for the command's option)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
 
 
 class NumericalError(BiostrataError, FloatingPointError):

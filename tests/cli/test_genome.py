@@ -204,7 +204,7 @@ CASES = [
      "--models", "cnn", "--seeds", "1", "--dry-run"],
      r"seed1/record\.json was made with other settings \(epochs: 99 there, 100 now\)"),
     ("benchmark --dry-run, no data", ["benchmark", "--suite", "gue", "--tasks", "tf/0", "--data-dir", "{root}/empty",
-     "--out", "{root}/out/b", "--dry-run"], r"GUE data not found under .*empty; missing tf/0: .*Point --data-dir"),
+     "--out", "{root}/out/b", "--dry-run"], r"data_dir \(--data-dir\): GUE data not found under .*empty; missing tf/0: .*Point data_dir"),
     # simulate
     ("simulate --leaves 1", ["simulate", "--out", "{root}/out/s", "--leaves", "1"], r"leaves=1 \(--leaves\) is invalid"),
     ("simulate --classes 1", ["simulate", "--out", "{root}/out/s", "--classes", "1"], r"classes=1 \(--classes\) is invalid"),

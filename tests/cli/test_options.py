@@ -98,6 +98,19 @@ def test_a_parameter_error_names_the_option(param, message, expected):
     assert named(ParameterError(param, message), flags) == expected
 
 
+def test_a_missing_file_error_names_the_option_of_its_parameter():
+    from biostrata.errors import DataNotFoundError, InputError
+
+    flags = {"hmm": "--hmm"}
+    missing = DataNotFoundError("hmm: none given, and the default is not installed", param="hmm")
+    assert (
+        isinstance(missing, FileNotFoundError) and str(missing) == "hmm: none given, and the default is not installed"
+    )
+    assert named(missing, flags) == "hmm (--hmm): none given, and the default is not installed"
+    assert named(DataNotFoundError("x.hmm: no such file"), flags) == "x.hmm: no such file"  # no parameter: as it is
+    assert named(InputError("x: bad"), flags) == "x: bad"
+
+
 def test_a_setting_error_names_the_option_after_the_value():
     assert named(SettingError("batch_size", 0, "at least 1"), {"batch_size": "--batch-size"}) == (
         "batch_size=0 (--batch-size) is invalid; expected at least 1"

@@ -57,7 +57,7 @@ from biostrata import __version__  # noqa: E402
 from biostrata.cli import annotate, genome, representations, studies  # noqa: E402, F401  (registers their subcommands)
 from biostrata.cli.common import COMMANDS, check_paths, check_threads  # noqa: E402
 from biostrata.cli.options import named  # noqa: E402
-from biostrata.errors import BiostrataError, ParameterError  # noqa: E402
+from biostrata.errors import BiostrataError  # noqa: E402
 
 _restore(_starting)  # whoever imports this module keeps its own handler; main() installs it again
 
@@ -123,11 +123,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if (settings := getattr(args, "settings_class", None)) is not None:
             args.settings = settings.from_args(args)  # checked here, before torch and Lightning load
         return int(args.run(args) or 0)
-    except ParameterError as err:  # named by the library's parameter: name the command's option too
+    except BiostrataError as err:  # one named by a library parameter names the command's option too
         print(f"biostrata: error: {named(err, getattr(args, 'flags', {}))}", file=sys.stderr)
-        return 2
-    except BiostrataError as err:
-        print(f"biostrata: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("biostrata: interrupted; finished results are kept.", file=sys.stderr)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from biostrata.errors import ParameterError
+from biostrata.errors import BiostrataError
 from biostrata.settings import SettingError
 
 if TYPE_CHECKING:
@@ -197,17 +197,19 @@ def add_settings(
     parser.set_defaults(settings_class=settings)
 
 
-def named(err: ParameterError, flags: Mapping[str, str]) -> str:
-    """The message of ``err`` with the option of its parameter, by the command's ``flags``: ``token_budget=0
+def named(err: BiostrataError, flags: Mapping[str, str]) -> str:
+    """The message of ``err`` with the option of its parameter (a :class:`~biostrata.errors.ParameterError`'s, or the ``param`` a
+    :class:`~biostrata.errors.DataNotFoundError` names), by the command's ``flags``: ``token_budget=0
     (--token-budget): must be at least 1`` for ``token_budget=0: must be at least 1``; a message that does
-    not begin with the parameter gets it in front, with the option."""
-    flag = flags.get(err.param)
+    not begin with the parameter gets it in front, with the option; an error of no parameter is as it is."""
+    param = getattr(err, "param", None)
+    flag = flags.get(param) if param else None
     text = str(err)
     if flag is None:
         return text
     if isinstance(err, SettingError):  # "key=value (--flag) is invalid; expected ..."
         return err.named(flag)
     head, colon, rest = text.partition(": ")
-    if colon and (head == err.param or head.startswith((f"{err.param}=", f"{err.param}["))):
+    if colon and (head == param or head.startswith((f"{param}=", f"{param}["))):
         return f"{head} ({flag}): {rest}"
-    return f"{err.param} ({flag}): {text}"
+    return f"{param} ({flag}): {text}"

@@ -102,7 +102,7 @@ def test_gue_missing_data_names_path_and_source(tmp_path):
         load_task(SUITES["gue"].task("tf/0"), SUITES["gue"], tmp_path)
     text = str(err.value)
     assert f"tf/0: {tmp_path / 'tf' / '0'}/ (no such folder)" in text
-    assert "MAGICS-LAB/DNABERT_2" in text and "--data-dir" in text
+    assert "MAGICS-LAB/DNABERT_2" in text and "Point data_dir" in text and err.value.param == "data_dir"
     write_gue_task(tmp_path / "gue" / "tf" / "0")
     (tmp_path / "gue" / "tf" / "0" / "dev.csv").unlink()
     with pytest.raises(DataNotFoundError) as err:

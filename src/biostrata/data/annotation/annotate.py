@@ -84,9 +84,10 @@ def default_hmm_path() -> Path:
         path = None
     if path is None or not path.is_file():
         raise DataNotFoundError(
-            "no Pfam HMMs given and the default (the Pfam 35.0 subset in the gecco package) is not installed: "
-            "run `pip install --no-deps gecco` (make installs it), or pass --hmm Pfam-A.hmm.gz (full Pfam, from "
-            "the Pfam/InterPro FTP site)"
+            "hmm: none given, and the default (the Pfam 35.0 subset in the gecco package) is not installed: run "
+            "`pip install --no-deps gecco` (make installs it), or give hmm=Pfam-A.hmm.gz (full Pfam, from the "
+            "Pfam/InterPro FTP site)",
+            param="hmm",
         )
     return path
 
@@ -98,7 +99,7 @@ def read_hmms(path: str | Path) -> list:
 
     path = Path(path)
     if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such file; give profile HMMs (--hmm: a .hmm, .hmm.gz or .h3m file)")
+        raise DataNotFoundError(f"{path}: no such file; give profile HMMs (a .hmm, .hmm.gz or .h3m file)")
     try:
         if is_gzip(path):  # pyhmmer reads a .gz path only through an external `gzip -dc`: decompress here
             with gzip.open(path, "rb") as raw, HMMFile(raw) as hmms:

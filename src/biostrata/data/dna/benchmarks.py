@@ -188,9 +188,10 @@ def check_data(tasks: Sequence[Task], suite: Suite, root: str | Path) -> None:
     if lines:
         where = f"; get it from {suite.source}" if suite.source else ""
         raise DataNotFoundError(
-            f"{suite.title} data not found under {suite_dir(suite, root)}; missing {'; '.join(lines)}. "
-            f"Point --data-dir (or {DATA_ENV}) at the folder holding {suite.folder}/{where}. "
-            "`biostrata benchmark --dry-run` lists which tasks have data."
+            f"data_dir: {suite.title} data not found under {suite_dir(suite, root)}; missing {'; '.join(lines)}. "
+            f"Point data_dir (or {DATA_ENV}) at the folder holding {suite.folder}/{where}. "
+            "`biostrata benchmark --dry-run` lists which tasks have data.",
+            param="data_dir",
         )
 
 
