@@ -247,7 +247,7 @@ def test_ray_backend_runs_the_same_sweep(tmp_path):
 def test_seed_runs_write_the_layout_of_train_and_skip_finished_seeds(tmp_path):
     """The sweep of `biostrata train --seeds`: OUT/seed<k>/ holds the run's files and its metrics.json is the
     record (no record.json, no train/ folder); a finished seed is skipped; one run (--seed) trains into OUT."""
-    from biostrata.data.genome import read_gue_dir
+    from biostrata.data.dna.genome import read_gue_dir
     from biostrata.train.sweep import SeedRuns
 
     data = write_tasks(tmp_path / "data", tasks=("a",))
