@@ -161,6 +161,14 @@ def test_train_config_refuses_values_that_cannot_train(changes, message):
         assert TrainConfig(devices=devices).devices == devices
 
 
+def test_the_strata_study_takes_the_accelerators_a_training_takes():
+    from biostrata.config import ACCELERATORS
+
+    assert [StrataSettings(accelerator=a).accelerator for a in ACCELERATORS] == list(ACCELERATORS)
+    with pytest.raises(InputError, match=r"accelerator='tpu' is invalid; expected one of auto, cpu, gpu, cuda, mps"):
+        StrataSettings(accelerator="tpu")
+
+
 def test_pretraining_defaults_are_the_settings_fields():
     """No default written twice: PretrainSettings takes the keyword defaults of train.pretrain."""
     import dataclasses
