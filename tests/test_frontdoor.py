@@ -160,3 +160,11 @@ def test_commands_read_their_defaults_from_the_functions() -> None:
     assert (args.cs, args.hidden, args.seeds) == tuple(
         list(default(biostrata.probe, n)) for n in ("cs", "hidden", "seeds")
     )
+    # pretrain reads the corpus reader's defaults and formats from its source (its module loads torch)
+    from biostrata.data.clusters.corpus import CORPUS_FORMATS, read_clusters
+
+    args = parse(["pretrain", "--corpus", "c.txt", "--out", "o"])
+    assert (args.format, args.strict) == (default(read_clusters, "fmt"), default(read_clusters, "strict"))
+    formats = next(a for a in build_parser()._subparsers._group_actions[0].choices["pretrain"]._actions
+                   if a.dest == "format").choices  # fmt: skip
+    assert tuple(formats) == CORPUS_FORMATS

@@ -5,6 +5,7 @@ import pytest
 
 from biostrata.cli.options import add_settings
 from biostrata.config import (
+    AnnotateSettings,
     ConditionsSettings,
     CrossGranularitySettings,
     DemoSettings,
@@ -13,6 +14,7 @@ from biostrata.config import (
     StrataSettings,
     TrainConfig,
 )
+from biostrata.config.sequences import ProteinLMSettings
 from biostrata.errors import InputError
 from biostrata.settings import Settings, field_help, operational
 
@@ -161,6 +163,14 @@ def test_train_config_refuses_values_that_cannot_train(changes, message):
         assert TrainConfig(devices=devices).devices == devices
 
 
+def test_the_strata_study_takes_the_accelerators_a_training_takes():
+    from biostrata.config import ACCELERATORS
+
+    assert [StrataSettings(accelerator=a).accelerator for a in ACCELERATORS] == list(ACCELERATORS)
+    with pytest.raises(InputError, match=r"accelerator='tpu' is invalid; expected one of auto, cpu, gpu, cuda, mps"):
+        StrataSettings(accelerator="tpu")
+
+
 def test_pretraining_defaults_are_the_settings_fields():
     """No default written twice: PretrainSettings takes the keyword defaults of train.pretrain."""
     import dataclasses
@@ -179,7 +189,11 @@ def test_pretraining_defaults_are_the_settings_fields():
         PretrainSettings.from_args(parser.parse_args(["--arm", "bad"]))
 
 
-@pytest.mark.parametrize("cls", [PretrainSettings, SimulateSettings])
+@pytest.mark.parametrize(
+    "cls",
+    [PretrainSettings, SimulateSettings, TrainConfig, AnnotateSettings, ProteinLMSettings],
+    ids=lambda c: c.__name__,
+)
 def test_settings_read_their_defaults_from_the_functions_they_configure(cls):
     """Each field declared without a default has the default of its function's parameter, as the imported
     function's signature gives it (the settings read it from the source, without importing the function)."""
@@ -224,6 +238,50 @@ def test_defaults_from_refuses_a_field_without_a_default_anywhere(tmp_path, monk
         signature_defaults("biostrata.m:f")
 
 
+def test_signature_defaults_of_a_dataclass_and_of_named_constants(tmp_path, monkeypatch):
+    """A dataclass stands for its constructor (its fields' defaults), and a default may name a module-level constant
+    of its module, or one it imports from another module of biostrata (read there)."""
+    import ast
+    import inspect
+
+    import biostrata.settings
+    from biostrata.models.genome_cnn import HyperbolicCNN, Skeleton
+    from biostrata.settings import signature_defaults, source_constant
+
+    assert signature_defaults("biostrata.models.genome_cnn:Skeleton") == {
+        name: p.default for name, p in inspect.signature(Skeleton).parameters.items()
+    }
+    # bn_max_radius=REFERENCE_RADIUS_CLIP, imported from biostrata.nn.lorentz
+    radius = signature_defaults("biostrata.models.genome_cnn:HyperbolicCNN.__init__")["bn_max_radius"]
+    assert radius == inspect.signature(HyperbolicCNN).parameters["bn_max_radius"].default == 10.0
+    assert source_constant("biostrata.models.genome_cnn:REFERENCE_RADIUS_CLIP") == 10.0
+    sources = {
+        "biostrata.m": "from biostrata.n import B as C\nA = 2\nD = A\nE = E\n"
+        "@dataclass(frozen=True)\nclass K:\n    x: int = A\n    y: str = field(default='y')\n"
+        "    z: list = field(default_factory=list)\n    w: int\n    v: int = f()\n"
+        "class Plain:\n    x: int = 1\n"
+        "@dataclass\nclass Own:\n    x: int = 1\n    def __init__(self, y=3):\n        pass\n"
+        "def f(a=C, b=D, c=A):\n    pass\n",
+        "biostrata.n": "B = (1, 'b')\n",
+    }
+    monkeypatch.setattr(
+        biostrata.settings, "_source", lambda module: (tmp_path / f"{module}.py", ast.parse(sources[module]))
+    )
+    assert signature_defaults("biostrata.m:f") == {"a": (1, "b"), "b": 2, "c": 2}
+    assert source_constant("biostrata.m:C") == (1, "b") and source_constant("biostrata.m:D") == 2
+    with pytest.raises(ValueError, match=r"biostrata.m:E: defined by itself"):
+        source_constant("biostrata.m:E")
+    with pytest.raises(ValueError, match=r"m.py:11: the default of K's v is not a literal"):
+        signature_defaults("biostrata.m:K")
+    sources["biostrata.m"] = sources["biostrata.m"].replace("    v: int = f()\n", "")
+    assert signature_defaults("biostrata.m:K") == {"x": 2, "y": "y"}  # no default, or a factory: left out
+    with pytest.raises(LookupError, match=r"Plain is not a function \(nor a dataclass without an __init__\)"):
+        signature_defaults("biostrata.m:Plain")
+    assert signature_defaults("biostrata.m:Own.__init__") == {"y": 3}
+    with pytest.raises(LookupError, match=r"Own is not a function"):
+        signature_defaults("biostrata.m:Own")
+
+
 def test_vocabularies_are_read_from_the_modules_that_use_them(tmp_path, monkeypatch):
     """Settings check allowed values against the library's own constants, read from source without importing."""
     import ast
@@ -236,6 +294,13 @@ def test_vocabularies_are_read_from_the_modules_that_use_them(tmp_path, monkeypa
 
     assert (sequences.ARMS, sequences.PROJECTIONS, sequences.GEOMETRIES) == (ARMS, PROJECTIONS, GEOMETRIES)
     assert sequences.PRESETS == tuple(PRESETS) and source_constant("biostrata.models.domain_lm:PRESETS") == PRESETS
+    from biostrata.config import ANNOTATE_CHOICES, genome
+    from biostrata.data.annotation.annotate import CUTOFFS, OVERLAPS
+    from biostrata.data.annotation.genes import GENES
+    from biostrata.models.genome_cnn import POOLS
+
+    assert ANNOTATE_CHOICES == {"genes": GENES, "cutoff": CUTOFFS, "overlaps": OVERLAPS}
+    assert genome.POOLS == POOLS
     with pytest.raises(LookupError, match=r"domain_lm.py: no constant NOPE"):
         source_constant("biostrata.models.domain_lm:NOPE")
     code = "A = 1\nB: tuple = tuple(range(3))\n"

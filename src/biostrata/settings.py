@@ -103,8 +103,10 @@ def _source(module: str) -> tuple[Path, ast.Module]:
 def signature_defaults(target: str) -> dict[str, Any]:
     """``{parameter: default}`` of the function ``target`` (``"biostrata.module:function"`` or
     ``"biostrata.module:Class.method"``), read from its signature in the module's source without importing the
-    module (so that settings read the defaults of a function of torch without loading torch). Each default must
-    be a literal (a number, string, bool, None, or a tuple, list or dict of those)."""
+    module (so that settings read the defaults of a function of torch without loading torch). A ``@dataclass``
+    without an ``__init__`` of its own stands for its constructor: its fields' defaults (``x: int = 3``). Each
+    default must be a literal (a number, string, bool, None, or a tuple, list or dict of those) or the name of a
+    module-level constant that is one (:func:`source_constant`, which follows ``from biostrata... import``)."""
     module, _, name = target.partition(":")
     path, node = _source(module)
     for part in name.split("."):
@@ -113,33 +115,77 @@ def signature_defaults(target: str) -> dict[str, Any]:
         if found is None:
             raise LookupError(f"{path}: no {name} (a settings class reads its defaults from {target}; update it)")
         node = found
+    if isinstance(node, ast.ClassDef) and _is_dataclass(node):
+        return _field_defaults(node, module, path, name)
     if not isinstance(node, ast.FunctionDef):
-        raise LookupError(f"{path}:{node.lineno}: {name} is not a function")
+        raise LookupError(f"{path}:{node.lineno}: {name} is not a function (nor a dataclass without an __init__)")
     args = node.args
     positional = [*args.posonlyargs, *args.args]
     pairs = [
         *zip(positional[len(positional) - len(args.defaults) :], args.defaults),
         *zip(args.kwonlyargs, args.kw_defaults),
     ]
+    return {
+        arg.arg: _literal(default, module, path, f"the default of {name}'s {arg.arg}")
+        for arg, default in pairs
+        if default is not None  # None: a keyword-only parameter without a default
+    }
+
+
+def _is_dataclass(node: ast.ClassDef) -> bool:
+    """Whether the class ``node`` is decorated ``@dataclass`` (or ``@dataclass(...)``, ``@dataclasses.dataclass``)
+    and defines no ``__init__``: its constructor's parameters are its fields."""
+
+    def name(decorator: ast.expr) -> str | None:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        return target.id if isinstance(target, ast.Name) else target.attr if isinstance(target, ast.Attribute) else None
+
+    own_init = any(isinstance(n, ast.FunctionDef) and n.name == "__init__" for n in node.body)
+    return not own_init and any(name(d) == "dataclass" for d in node.decorator_list)
+
+
+def _field_defaults(node: ast.ClassDef, module: str, path: Path, name: str) -> dict[str, Any]:
+    """``{field: default}`` of the dataclass ``node``: its annotated class attributes with a value, a literal
+    (``x: int = 3``) or ``field(default=...)``; a field without a default, or a ``default_factory``, is left out
+    (fields it inherits too: give the dataclass that declares them)."""
     defaults = {}
-    for arg, default in pairs:
-        if default is None:  # a keyword-only parameter without a default
+    for item in node.body:
+        if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None):
             continue
-        try:
-            defaults[arg.arg] = ast.literal_eval(default)
-        except ValueError:
-            raise ValueError(
-                f"{path}:{default.lineno}: the default of {name}'s {arg.arg} is not a literal; settings read it from "
-                "there, so write the value itself"
-            ) from None
+        value, what = item.value, f"the default of {name}'s {item.target.id}"
+        if isinstance(value, ast.Call) and getattr(value.func, "id", getattr(value.func, "attr", None)) == "field":
+            value = next((k.value for k in value.keywords if k.arg == "default"), None)
+            if value is None:
+                continue
+        defaults[item.target.id] = _literal(value, module, path, what)
     return defaults
+
+
+def _literal(expr: ast.expr, module: str, path: Path, what: str) -> Any:
+    """The value of the expression ``expr`` of ``module`` (at ``path``): a literal, or the name of a module-level
+    constant of ``module`` (:func:`source_constant`); ``what`` names it in the error otherwise."""
+    if isinstance(expr, ast.Name):
+        return source_constant(f"{module}:{expr.id}")
+    try:
+        return ast.literal_eval(expr)
+    except ValueError:
+        raise ValueError(
+            f"{path}:{expr.lineno}: {what} is not a literal; settings read it from there, so write the value itself"
+        ) from None
 
 
 def source_constant(target: str) -> Any:
     """The value of the module-level constant ``target`` (``"biostrata.module:NAME"``, a literal such as
-    ``NAME = ("a", "b")``), read from the module's source without importing it, as :func:`signature_defaults`
-    reads defaults: so a vocabulary (allowed values) is written once, in the module that uses it, and settings
-    check against it before torch loads."""
+    ``NAME = ("a", "b")``, or the name of another such constant), read from the module's source without importing
+    it, as :func:`signature_defaults` reads defaults: so a vocabulary (allowed values) is written once, in the
+    module that uses it, and settings check against it before torch loads. A name the module imports from another
+    module of biostrata (``from biostrata.nn.lorentz import REFERENCE_RADIUS_CLIP``) is read there."""
+    return _constant(target, ())
+
+
+def _constant(target: str, seen: tuple[str, ...]) -> Any:
+    if target in seen:
+        raise ValueError(f"{target}: defined by itself ({' -> '.join([*seen, target])})")
     module, _, name = target.partition(":")
     path, tree = _source(module)
     for node in tree.body:
@@ -147,8 +193,15 @@ def source_constant(target: str) -> Any:
             value = node.value
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
             value = node.value
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "biostrata":
+            imported = next((a.name for a in node.names if (a.asname or a.name) == name), None)
+            if imported is None:
+                continue
+            return _constant(f"{node.module}:{imported}", (*seen, target))
         else:
             continue
+        if isinstance(value, ast.Name):
+            return _constant(f"{module}:{value.id}", (*seen, target))
         try:
             return ast.literal_eval(value)
         except ValueError:

@@ -283,6 +283,9 @@ def test_bad_options_are_refused_before_the_store_is_created(tmp_path: Path) -> 
         assert not out.exists(), kwargs
     assert check_options(3, "truncate", overlap=50, max_residues=10, device="cpu") == (torch.device("cpu"), "fp32", 3)
     assert check_options(None, device="cpu")[2] == 1024  # the CPU's default token budget
+    if not torch.backends.mps.is_available():  # a device torch names but does not see here, as for cuda
+        with pytest.raises(ParameterError, match=r"^device='mps': no MPS device is available here; use cpu"):
+            check_options(None, device="mps")
 
 
 def test_cluster_embeddings_of_a_domain_lm(tmp_path: Path) -> None:

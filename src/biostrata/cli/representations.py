@@ -19,6 +19,10 @@ from biostrata.cli.common import (
 from biostrata.cli.options import Option, add_options, add_settings
 from biostrata.errors import InputError
 
+#: The corpus reader that ``pretrain`` calls (its ``fmt`` and ``strict`` are options) and its formats.
+READ_CLUSTERS = "biostrata.data.clusters.corpus:read_clusters"
+CORPUS_FORMATS = "biostrata.data.clusters.corpus:CORPUS_FORMATS"
+
 
 @command("pretrain")
 def _pretrain(p: argparse.ArgumentParser) -> None:
@@ -33,7 +37,10 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
     unless --overwrite (or --resume, which continues an interrupted run).
     """
     from biostrata.config import PretrainSettings
+    from biostrata.settings import signature_defaults, source_constant
 
+    # the corpus reader's own defaults and formats, read from its source: its module loads torch, too slow for --help
+    reader = signature_defaults(READ_CLUSTERS)
     add_options(
         p, None,
         Option("corpus", "domain level: domain-name list, accession CSV, BiGCARP CSV or a domain table (.tsv: "
@@ -41,10 +48,9 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
                "protein segments)", type=str, required=True, path="file"),
         out_option(),
         Option("pfam", "Pfam-A.clans.tsv, to map domain names and accessions (recommended)", type=str, path="file"),
-        # the corpus reader's (data.clusters.read_clusters) own defaults: its module loads torch, too slow for --help
-        Option("format", "domain level: layout of --corpus; auto tells it by the file's columns", default="auto",
-               choices=("auto", "domain-list", "pfamid", "bigcarp", "domain-table")),
-        Option("strict", "stop at the first unknown domain or malformed line", default=False),
+        Option("format", "domain level: layout of --corpus; auto tells it by the file's columns",
+               default=reader["fmt"], choices=source_constant(CORPUS_FORMATS)),
+        Option("strict", "stop at the first unknown domain or malformed line", default=reader["strict"]),
         Option("init_table", "family table (its folder, or a .pt of earlier versions) from `biostrata embed "
                "--family-table`", type=str, path="any"),
         Option("export_sequence_models", "domain level: also export the model to this .pt in sequence-models' "

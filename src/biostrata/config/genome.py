@@ -25,9 +25,22 @@ LEGACY_RADIUS_CLIP = 5.0
 MAX_SEED = 2**32 - 1
 
 
+#: The functions whose defaults a TrainConfig takes: the genome CNNs' skeleton (both twins), the Lorentz twin's own
+#: arguments, and the Trainer (how a run goes).
+TRAINING = (
+    "biostrata.models.genome_cnn:Skeleton",
+    "biostrata.models.genome_cnn:HyperbolicCNN.__init__",
+    "biostrata.train.trainer:make_trainer",
+)
+#: The heads of the genome CNNs (``pool``), read from the module that builds them.
+POOLS = source_constant("biostrata.models.genome_cnn:POOLS")
+
+
 @dataclass
+@defaults_from(*TRAINING)
 class TrainConfig(Settings):
-    """Training of one genome classifier. Defaults are those of Khan et al. (ICLR 2025)."""
+    """Training of one genome classifier. Defaults are those of Khan et al. (ICLR 2025): the model's are those
+    of the functions of :data:`TRAINING`, the others written here."""
 
     model: str = field(
         default="hcnn-s",
@@ -37,19 +50,17 @@ class TrainConfig(Settings):
         default=None, metadata=field_help("model input length; unset: the longest train or dev sequence")
     )
     truncate: bool = field(default=False, metadata=field_help("cut longer sequences to the length instead of failing"))
-    pool: str = field(default="flatten", metadata=field_help("head: flatten (the paper's) or mean"))
-    channels: int = field(default=32, metadata=field_help("channels per block (Lorentz: time + space dimensions)"))
-    kernel_size: int = field(default=9, metadata=field_help("convolution width"))
-    blocks: int = field(default=3, metadata=field_help("residual blocks"))
-    hidden: int = field(default=528, metadata=field_help("width of the fully connected layer"))
-    init_curvature: float = field(default=1.0, metadata=field_help("starting curvature magnitude K"))
-    learn_curvature: bool = field(default=True, metadata=field_help("learn the curvature"))
+    pool: str = field(metadata=field_help("head: flatten (the paper's) or mean"))
+    channels: int = field(metadata=field_help("channels per block (Lorentz: time + space dimensions)"))
+    kernel_size: int = field(metadata=field_help("convolution width"))
+    blocks: int = field(metadata=field_help("residual blocks"))
+    hidden: int = field(metadata=field_help("width of the fully connected layer"))
+    init_curvature: float = field(metadata=field_help("starting curvature magnitude K"))
+    learn_curvature: bool = field(metadata=field_help("learn the curvature"))
     bn_warm_start: bool = field(
-        default=True,
         metadata=field_help("running batch-norm statistics start from the first batches (off: the reference)"),
     )
     bn_max_radius: float = field(
-        default=10.0,
         metadata=field_help(
             "Lorentz batch norm: clip of a rescaled point's radius, in units of sqrt(1/K) (10: the reference's cap; "
             "5: outputs within 10 of the origin, the stricter clip of model files that do not name one)"
@@ -85,10 +96,10 @@ class TrainConfig(Settings):
     precision: str = field(
         default="32-true", metadata=field_help("Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed (GPU)")
     )
-    accelerator: str = field(default="auto", metadata=field_help("Lightning accelerator: auto, cpu, gpu"))
-    devices: str = field(default="auto", metadata=field_help("Lightning devices: auto or a number"))
+    accelerator: str = field(metadata=field_help("Lightning accelerator: auto, cpu, gpu"))
+    devices: str = field(metadata=field_help("Lightning devices: auto or a number"))
     num_workers: int = field(default=0, metadata=field_help("data-loader worker processes", operational=True))
-    progress: bool = field(default=True, metadata=field_help("show progress bars", operational=True))
+    progress: bool = field(metadata=field_help("show progress bars", operational=True))
 
     @staticmethod
     def saved_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +122,7 @@ class TrainConfig(Settings):
             [
                 (self.model in GENOME_MODELS, "model", f"one of {', '.join(GENOME_MODELS)}"),
                 (self.length is None or self.length >= 1, "length", "a positive integer, or unset"),
-                (self.pool in ("flatten", "mean"), "pool", "'flatten' or 'mean'"),
+                (self.pool in POOLS, "pool", " or ".join(map(repr, POOLS))),
                 (self.channels >= width, "channels", f"at least {width} for {self.model}"),
                 (self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size", "an odd number (1, 3, 5, ...)"),
                 (self.blocks >= 1, "blocks", "at least 1"),

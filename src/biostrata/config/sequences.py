@@ -121,20 +121,32 @@ def data_file(name: str, help: str) -> Any:
     return field(default=f"{DATA_ROOT}/{DATA_FILES[name]}", metadata=field_help(help))
 
 
+#: The functions a ProteinLMSettings configures: the small protein LM (its sizes) and its pre-training (the length).
+PROTEIN_LM = ("biostrata.models.protein_lm:small_protein_lm", "biostrata.train.pretrain:pretrain_protein_lm")
+
+
 @dataclass
+@defaults_from(
+    *PROTEIN_LM,
+    protein_layers="num_layers",
+    protein_dim="embed_dim",
+    protein_heads="attention_heads",
+    protein_max_length="max_length",
+)
 class ProteinLMSettings(Settings):
     """The protein LM of a study: a given ESM (transformers name or directory, fair-esm .pt), else a small
-    ESM-2 trained in the study (its sizes and epochs)."""
+    ESM-2 trained in the study (its sizes and epochs; the defaults of the functions of :data:`PROTEIN_LM` but for
+    the epochs)."""
 
     protein_model: str | None = field(
         default=None,
         metadata=field_help("ESM to use instead of training one: a transformers name or directory, or a .pt file"),
     )
-    protein_layers: int = 4
-    protein_dim: int = 64
-    protein_heads: int = 4
-    protein_epochs: int = field(default=1, metadata=field_help("protein LM epochs"))
-    protein_max_length: int = 512
+    protein_layers: int
+    protein_dim: int
+    protein_heads: int
+    protein_epochs: int = field(default=1, metadata=field_help("protein LM epochs"))  # pre-training's default: 5
+    protein_max_length: int
 
 
 @dataclass
@@ -176,9 +188,9 @@ class CrossGranularitySettings(ProteinLMSettings):
     progress: bool = field(default=True, metadata=field_help("show progress bars", operational=True))
 
     def validate(self) -> None:
-        arms = bool(self.arms) and set(self.arms) <= {"random", "finetune", "frozen"}
+        arms = bool(self.arms) and set(self.arms) <= set(ARMS)
         checks = [
-            (arms, "arms", "one or more of random, finetune, frozen"),
+            (arms, "arms", f"one or more of {', '.join(ARMS)}"),
             (self.folds >= 2, "folds", "at least 2"),
             (self.lr > 0, "lr", "> 0"),
             (self.n_boot >= 0, "n_boot", ">= 0"),
@@ -191,38 +203,41 @@ class CrossGranularitySettings(ProteinLMSettings):
         self.require(checks)
 
 
+#: The functions an AnnotateSettings configures: the genes of the records, their domains, the domain sentences.
+ANNOTATING = (
+    "biostrata.data.annotation.genes:genes_of",
+    "biostrata.data.annotation.annotate:search_domains",
+    "biostrata.data.annotation.annotate:cluster_rows",
+)
+#: The values the annotation allows, read from the modules that use them (written there once).
 ANNOTATE_CHOICES = {
-    "genes": ("auto", "annotated", "predicted"),
-    "cutoff": ("gathering", "evalue"),
-    "overlaps": ("best", "clan", "keep"),
+    "genes": source_constant("biostrata.data.annotation.genes:GENES"),
+    "cutoff": source_constant("biostrata.data.annotation.annotate:CUTOFFS"),
+    "overlaps": source_constant("biostrata.data.annotation.annotate:OVERLAPS"),
 }
 
 
 @dataclass
+@defaults_from(*ANNOTATING, hmm="hmms")
 class AnnotateSettings(Settings):
-    """How ``biostrata annotate`` finds genes and Pfam domains (defaults: Pfam's gathering cut-offs)."""
+    """How ``biostrata annotate`` finds genes and Pfam domains (defaults: those of the functions of
+    :data:`ANNOTATING`, Pfam's gathering cut-offs)."""
 
     genes: str = field(
-        default="auto",
         metadata=field_help("auto (CDS features where a record has them, else pyrodigal), annotated or predicted"),
     )
     hmm: str | None = field(
-        default=None,
         metadata=field_help("profile HMMs (.hmm, .hmm.gz, .h3m); unset: the Pfam 35.0 subset of the gecco package"),
     )
-    cutoff: str = field(
-        default="gathering", metadata=field_help("gathering (Pfam's GA cut-offs) or evalue (DeepBGC's rule)")
-    )
-    evalue: float = field(default=0.01, metadata=field_help("cutoff evalue: the best domain's i-Evalue at most"))
+    cutoff: str = field(metadata=field_help("gathering (Pfam's GA cut-offs) or evalue (DeepBGC's rule)"))
+    evalue: float = field(metadata=field_help("cutoff evalue: the best domain's i-Evalue at most"))
     Z: float | None = field(
-        default=None, metadata=field_help("database size for E-values; unset: the number of HMMs (Pfam 31: 16712)")
+        metadata=field_help("database size for E-values; unset: the number of HMMs (Pfam 31: 16712)")
     )
-    overlaps: str = field(
-        default="best", metadata=field_help("overlapping hits on a protein: best, clan (needs clans) or keep")
-    )
+    overlaps: str = field(metadata=field_help("overlapping hits on a protein: best, clan (needs clans) or keep"))
     clans: str | None = field(default=None, metadata=field_help("Pfam-A.clans.tsv, for overlaps clan"))
-    separators: bool = field(default=False, metadata=field_help("[SEP] between proteins in clusters.csv"))
-    cpus: int = field(default=0, metadata=field_help("threads of hmmsearch (0: all cores)"))
+    separators: bool = field(metadata=field_help("[SEP] between proteins in clusters.csv"))
+    cpus: int = field(metadata=field_help("threads of hmmsearch (0: all cores)"))
     progress: bool = field(default=True, metadata=field_help("show progress bars"))
 
     def validate(self) -> None:

@@ -87,7 +87,7 @@ class StrataSettings(ProteinLMSettings):
     progress: bool = field(default=True, metadata=field_help("show progress bars", operational=True))
 
     def validate(self) -> None:
-        from biostrata.config.genome import GENOME_MODELS
+        from biostrata.config.genome import ACCELERATORS, GENOME_MODELS
 
         checks = [
             (len(self.split) == 3 and min(self.split) >= 0 and self.split[0] > 0 and abs(sum(self.split) - 1) < 1e-9
@@ -111,7 +111,7 @@ class StrataSettings(ProteinLMSettings):
             (0 < self.probe_share <= 1, "probe_share", "in (0, 1]"),
             (self.instances >= 50, "instances", "at least 50"),
             (self.delta_samples >= 4, "delta_samples", "at least 4"),
-            (self.accelerator in ("auto", "cpu", "gpu"), "accelerator", "auto, cpu or gpu"),
+            (self.accelerator in ACCELERATORS, "accelerator", f"one of {', '.join(ACCELERATORS)}"),
         ]  # fmt: skip
         for name in ("dna_length", "cnn_epochs", "cnn_hidden", "clan_classes", "clan_min_count", "protein_layers",
                      "protein_dim", "protein_heads", "protein_epochs", "protein_max_length", "domain_layers",

@@ -56,6 +56,8 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
         raise ParameterError("device", f"device={str(device)!r}: not a torch device; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device", f"device={str(device)!r}: no GPU is available here; use cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ParameterError("device", f"device={str(device)!r}: no MPS device is available here; use cpu")
     return device
 
 

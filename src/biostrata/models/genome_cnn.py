@@ -51,7 +51,8 @@ from biostrata.nn.lorentz import (
     lorentz_mean,
 )
 
-Pool = Literal["flatten", "mean"]
+#: The heads a genome CNN can have (``pool``): ``flatten``, the paper's, or ``mean`` (module docstring).
+POOLS = ("flatten", "mean")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Skeleton:
     kernel_size: int = 9
     blocks: int = 3
     hidden: int = 528
-    pool: Pool = "flatten"
+    pool: str = "flatten"  # one of POOLS
     bn_warm_start: bool = True
 
 
@@ -73,8 +74,8 @@ def _check(length: int, num_classes: int, pool: str) -> None:
         raise InputError(f"length must be >= 1, got {length}")
     if num_classes < 2:
         raise InputError(f"num_classes must be >= 2, got {num_classes}")
-    if pool not in ("flatten", "mean"):
-        raise InputError(f"pool must be 'flatten' or 'mean', got {pool!r}")
+    if pool not in POOLS:
+        raise InputError(f"pool must be {' or '.join(map(repr, POOLS))}, got {pool!r}")
 
 
 class BatchNorm1d(nn.BatchNorm1d):

@@ -39,8 +39,10 @@ from biostrata.data.files import open_bytes
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.extras import require
 
-__all__ = ["Gene", "Record", "read_records", "genes_of", "translate", "GENBANK_SUFFIXES", "SINGLE_MODE_MIN_BP"]
+__all__ = ["Gene", "Record", "read_records", "genes_of", "translate", "GENES", "GENBANK_SUFFIXES", "SINGLE_MODE_MIN_BP"]
 
+#: Where the genes of a record come from (``genes_of(genes=...)``; module docstring).
+GENES = ("auto", "annotated", "predicted")
 GENBANK_SUFFIXES = (".gbk", ".gb", ".gbff", ".genbank")
 #: Total length from which pyrodigal trains on the input itself (below it: metagenomic mode).
 SINGLE_MODE_MIN_BP = 100_000
@@ -262,10 +264,10 @@ def translate(dna: str, table: int = 11, where: str = "") -> str:
 
 
 def genes_of(records: Sequence[Record], genes: str = "auto", progress: bool = False) -> list[Gene]:
-    """The genes of ``records`` (``genes``: ``auto``, ``annotated`` or ``predicted``; module docstring),
+    """The genes of ``records`` (``genes``: one of :data:`GENES`; module docstring),
     records in the order given. ``progress`` shows a bar over the records pyrodigal predicts on."""
-    if genes not in ("auto", "annotated", "predicted"):
-        raise InputError(f"genes={genes!r}: choose auto, annotated or predicted")
+    if genes not in GENES:
+        raise InputError(f"genes={genes!r}: choose {', '.join(GENES[:-1])} or {GENES[-1]}")
     proteins_only = [r for r in records if not r.sequence]
     if proteins_only and genes == "predicted":
         raise InputError(f"{proteins_only[0].source}: proteins, not nucleotides; genes cannot be predicted on them")

@@ -66,10 +66,11 @@ def load_inputs(s: StrataSettings) -> Inputs:
 
 
 def device_of(s: StrataSettings) -> str | None:
-    """Where models run outside Lightning: the CPU or the GPU when asked (no GPU: an error that says so),
-    else a GPU when present (None). Inside Lightning the study trains on one device (``devices=1``): its
-    models train one after another, and ``devices="auto"`` would start one process per GPU (DDP) for each."""
-    return {"cpu": "cpu", "gpu": "cuda"}.get(s.accelerator)
+    """Where models run outside Lightning: the device asked for (cpu; gpu or cuda: the GPU; mps; one torch does not
+    see: an error that says so), else a GPU when present (None). Inside Lightning the study trains on one device
+    (``devices=1``): its models train one after another, and ``devices="auto"`` would start one process per GPU
+    (DDP) for each."""
+    return {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps"}.get(s.accelerator)
 
 
 def write_reps(path: Path, ids: list[str], layers: dict[int, np.ndarray], curvature: dict[int, float | None]) -> None:
