@@ -329,6 +329,23 @@ def test_evaluate_masked_lm_gives_the_best_epochs_validation_numbers(
         evaluate_masked_lm(model, [torch.tensor([model.vocab.index("NRP")])], scheme, batch_size=2, seed=0)
 
 
+def test_cli_resumes_a_pretraining_only_with_its_settings_and_inputs(
+    tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "prot"
+    argv = ["pretrain", "--level", "protein", "--corpus", str(files["table"]), "--out", str(out), "--epochs", "1",
+            "--protein-layers", "1", "--protein-dim", "16", "--protein-heads", "2", "--batch-size", "8",
+            "--accelerator", "cpu", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "pretraining.json").read_text())
+    assert record["settings"]["epochs"] == 1 and record["inputs"]["corpus"] == str(files["table"])
+    capsys.readouterr()
+    assert main([*argv, "--resume", "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} holds a pre-training made with other settings (lr: " in err and "0.5 now" in err
+    assert main([*argv[:-1], "--resume", "--progress"]) == 0  # progress bars do not change results
+
+
 def test_cli_lorentz_domain_lm(tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "hyper"
     base = ["pretrain", "--corpus", str(files["corpus"]), "--pfam", str(files["clans"]), "--preset", "small",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from biostrata.cli.common import (
     command,
@@ -18,6 +19,9 @@ from biostrata.cli.common import (
 )
 from biostrata.cli.options import Option, add_options, add_settings
 from biostrata.errors import InputError
+
+if TYPE_CHECKING:
+    from biostrata.config import PretrainSettings
 
 #: The corpus reader that ``pretrain`` calls (its ``fmt`` and ``strict`` are options) and its formats.
 READ_CLUSTERS = "biostrata.data.clusters.corpus:read_clusters"
@@ -68,6 +72,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     if s.level == "protein" and args.export_sequence_models:
         raise InputError("--export-sequence-models: a domain-level model only; drop it with --level protein")
     finished_runs(args.out, {"run": Path(args.out)}, "metrics.json", args.overwrite or s.resume, "pre-train again")
+    _record_pretraining(Path(args.out), s, {k: getattr(args, k) for k in ("corpus", "pfam", "init_table")})
     from biostrata.train import pretrain as pt
 
     set_torch_threads(args.threads)
@@ -111,6 +116,28 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         f"{best['val_ppl']:.2f} ({best['masked_tokens']} masked tokens); wrote {args.out}"
     )
     return 0
+
+
+def _record_pretraining(out: Path, s: PretrainSettings, inputs: dict[str, object]) -> None:
+    """Keep the settings and inputs of a pre-training in ``OUT/pretraining.json``; ``--resume`` continues a
+    run only with those (but the operational fields), as every resumable run does (``Settings.resume_changes``)."""
+    import dataclasses
+    import json
+
+    from biostrata.io import atomic_write_json
+    from biostrata.provenance import code_version
+    from biostrata.settings import changes
+
+    path, inputs = out / "pretraining.json", {k: None if v is None else str(v) for k, v in inputs.items()}
+    if s.resume and path.is_file():
+        then = json.loads(path.read_text())
+        diff = s.resume_changes(then["settings"]) + changes(then["inputs"], inputs)
+        if diff:
+            raise InputError(
+                f"--out {out} holds a pre-training made with other settings ({'; '.join(diff)}); resume with the "
+                "same settings and inputs, or give another --out"
+            )
+    atomic_write_json(path, {"settings": dataclasses.asdict(s), "inputs": inputs, "code_version": code_version()})
 
 
 @command("embed")

@@ -65,10 +65,10 @@ class PretrainSettings(Settings):
     val_fraction: float = field(metadata=field_help("share held out for validation"))
     max_length: int | None = field(metadata=field_help("crop longer sequences (a random window in training)"))
     seed: int = field(metadata=field_help("seed of the split, the model and the masking"))
-    accelerator: str = field(metadata=field_help("Lightning accelerator: auto, cpu, gpu"))
-    devices: str = field(metadata=field_help("Lightning devices: auto or a number"))
-    progress: bool = field(metadata=field_help("show progress bars"))
-    resume: bool = field(metadata=field_help("continue from OUT/checkpoints/last.ckpt"))
+    accelerator: str = field(metadata=field_help("Lightning accelerator: auto, cpu, gpu", operational=True))
+    devices: str = field(metadata=field_help("Lightning devices: auto or a number", operational=True))
+    progress: bool = field(metadata=field_help("show progress bars", operational=True))
+    resume: bool = field(metadata=field_help("continue from OUT/checkpoints/last.ckpt", operational=True))
     snapshots: bool = field(
         metadata=field_help("domain level: keep the weights at the start and after every epoch in OUT/snapshots/"),
     )
