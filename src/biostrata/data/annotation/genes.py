@@ -36,7 +36,7 @@ from pathlib import Path
 
 from biostrata.data.fasta import parse_fasta
 from biostrata.data.files import open_bytes
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.extras import require
 
 __all__ = ["Gene", "Record", "read_records", "genes_of", "translate", "GENBANK_SUFFIXES", "SINGLE_MODE_MIN_BP"]
@@ -265,7 +265,7 @@ def genes_of(records: Sequence[Record], genes: str = "auto", progress: bool = Fa
     """The genes of ``records`` (``genes``: ``auto``, ``annotated`` or ``predicted``; module docstring),
     records in the order given. ``progress`` shows a bar over the records pyrodigal predicts on."""
     if genes not in ("auto", "annotated", "predicted"):
-        raise InputError(f"genes={genes!r}: choose auto, annotated or predicted")
+        raise ParameterError("genes", f"genes={genes!r}: choose auto, annotated or predicted")
     proteins_only = [r for r in records if not r.sequence]
     if proteins_only and genes == "predicted":
         raise InputError(f"{proteins_only[0].source}: proteins, not nucleotides; genes cannot be predicted on them")
