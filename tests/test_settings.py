@@ -218,7 +218,7 @@ def test_defaults_from_refuses_a_field_without_a_default_anywhere(tmp_path, monk
     from biostrata.settings import defaults_from, signature_defaults
 
     assert signature_defaults("biostrata.settings:field_help") == {"operational": False}
-    assert signature_defaults("biostrata.settings:Settings.require_files") == {"hint": ""}
+    assert signature_defaults("biostrata.settings:Settings.check_resume") == {"per_run": ()}
     with pytest.raises(TypeError, match=r"Odd.level: no default, and none of biostrata.settings:field_help has level="):
 
         @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -55,3 +56,13 @@ def parameters_named(names: Mapping[str, str]) -> Iterator[None]:
         if err.param not in names:
             raise
         raise err.renamed(names) from None
+
+
+def check_count(param: str, value: object, least: int = 1, most: int | None = None, why: str = "") -> None:
+    """Refuse a ``value`` of the parameter ``param`` that is not a whole number of at least ``least`` (and at
+    most ``most``, if given): a :class:`ParameterError` that names it, ``why`` saying why the bounds
+    (``check_count("points", 2, 4, why="the four-point condition")``). Imports nothing: a function checks its
+    counts with it before it loads anything heavy."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not least <= value <= (most or value):
+        bounds = f" from {least} to {most}" if most is not None else f", {least} or more"
+        raise ParameterError(param, f"{param}={value!r}: give a whole number{bounds}" + (f" ({why})" if why else ""))

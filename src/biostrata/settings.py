@@ -368,8 +368,9 @@ class Settings:
         return changes(then, now, operational(self) | set(per_run))
 
     def check_resume(self, path: str | Path, per_run: Collection[str] = ()) -> None:
-        """Refuse to resume a run whose saved settings (``path``, a JSON file of the fields; absent: a
-        new run) differ from these (see :meth:`resume_changes`): its outputs were made with those."""
+        """Refuse to resume a run whose saved settings (``path``, a JSON file of the fields in the run's
+        folder; absent: a new run) differ from these (see :meth:`resume_changes`): its outputs were made with
+        those. The error is one of the caller's ``out``, the folder (:class:`~biostrata.errors.ParameterError`)."""
         import json
 
         path = Path(path)
@@ -378,23 +379,27 @@ class Settings:
         try:
             then = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise InputError(f"{path}: not valid JSON ({err}); give another --out, or delete the folder") from None
+            raise ParameterError(
+                "out",
+                f"out={path.parent}: {path.name} is not valid JSON ({err}); give another out, or delete the folder",
+            ) from None
         diff = self.resume_changes(then, per_run)
         if diff:
-            raise InputError(
-                f"{path.parent} holds results made with other settings ({'; '.join(diff)}); resume with the same "
-                "settings, or give another --out (or delete the folder)"
+            raise ParameterError(
+                "out",
+                f"out={path.parent}: holds results made with other settings ({'; '.join(diff)}); resume with the "
+                "same settings, or give another out (or delete the folder)",
             )
 
-    def require_files(self, names: Sequence[str], hint: str = "") -> None:
-        """Refuse, before any work, a field among ``names`` that is not the path of a file (one line that
-        names the field, its option and the path; ``hint`` says what else the user may give)."""
+    def require_files(self, names: Sequence[str]) -> None:
+        """Refuse, before any work, a field among ``names`` that is not the path of a file: one line that
+        names the field and the path (a :class:`~biostrata.errors.DataNotFoundError` of the field, whose
+        command-line option the command adds)."""
         for name in names:
             path = Path(getattr(self, name))
             if not path.is_file():
                 what = "a folder" if path.is_dir() else "no such file"
-                flag = "--" + name.replace("_", "-")
-                raise DataNotFoundError(f"{name} ({flag}) {path}: {what}; give {flag} FILE{hint}")
+                raise DataNotFoundError(f"{name}: {path}: {what}; give the path of a file", param=name)
 
     def replace(self: S, **changes: Any) -> S:
         return type(self).from_dict({**dataclasses.asdict(self), **changes})

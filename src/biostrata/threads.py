@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from biostrata.errors import InputError
+from biostrata.errors import ParameterError
 
 __all__ = ["cpu_threads", "set_cpu_threads"]
 
 
 def _check(threads: int | None) -> int | None:
     if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
-        raise InputError(f"threads={threads!r}: give a whole number of CPU threads, at least 1")
+        raise ParameterError("threads", f"threads={threads!r}: give a whole number of CPU threads, at least 1")
     return threads
 
 

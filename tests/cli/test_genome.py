@@ -149,8 +149,8 @@ CASES = [
     ("train finished --out again", ["train", "--data", "{root}/ok", "--out", "{root}/finished", *TINY],
      r"--out .*finished: the run finished already \(metrics\.json written\); pass --overwrite"),
     ("train resume, other settings", ["train", "--data", "{root}/ok", "--out", "{root}/resume", "--model", "cnn",
-     "--seeds", "0", "1", *TINY], r"resume/seed0 holds a finished run made with other settings \(.*epochs: 7 there, "
-     r"1 now.*\); .*pass --overwrite"),
+     "--seeds", "0", "1", *TINY], r"out=\S*resume \(--out\): seed0/ holds a finished run made with other settings "
+     r"\(.*epochs: 7 there, 1 now.*\); .*give overwrite=True to train every seed again, or give another out$"),
     ("train one run beside --seeds runs", ["train", "--data", "{root}/ok", "--out", "{root}/seeds", "--seed", "5",
      *TINY], r"--out .*seeds: holds the runs of --seeds \(seed1/, seed2/\); one run is not written beside them: "
      r"give --seeds 5 to add seed5/, or another --out"),
@@ -196,13 +196,13 @@ CASES = [
      r"models \(--models\): 'foo': model='foo' is invalid"),
     ("benchmark --tasks nope", ["benchmark", "--suite", "{root}/ok", "--out", "{root}/out/b", "--tasks", "nope"],
      r"tasks \(--tasks\): ok has no task 'nope'"),
-    ("benchmark --dev-fraction 1", ["benchmark", "--suite", "gb", "--out", "{root}/out/b", "--dev-fraction", "1"],
-     r"--dev-fraction 1\.0: give a share strictly between 0 and 1"),
+    ("benchmark --dev-fraction 1", ["benchmark", "--suite", "gb", "--data-dir", "{root}", "--out", "{root}/out/b",
+     "--dev-fraction", "1"], r"dev_fraction=1\.0 \(--dev-fraction\): give a share strictly between 0 and 1"),
     ("benchmark config epochs: ten", ["benchmark", "--suite", "{root}/ok", "--out", "{root}/out/b", "--config",
      "{root}/ten.yaml"], r"ten\.yaml: epochs: 'ten' is not a whole number"),
     ("benchmark --dry-run, record of other settings", ["benchmark", "--suite", "{root}/ok", "--out", "{root}/sweep",
      "--models", "cnn", "--seeds", "1", "--dry-run"],
-     r"seed1/record\.json was made with other settings \(epochs: 99 there, 100 now\)"),
+     r"out=\S*sweep \(--out\): ok/ok/cnn/seed1/record\.json was made with other settings \(epochs: 99 there, 100 now\)"),
     ("benchmark --dry-run, no data", ["benchmark", "--suite", "gue", "--tasks", "tf/0", "--data-dir", "{root}/empty",
      "--out", "{root}/out/b", "--dry-run"], r"data_dir \(--data-dir\): GUE data not found under .*empty; missing tf/0: .*Point data_dir"),
     # simulate
@@ -245,13 +245,15 @@ CASES = [
     ("delta --model, longer sequences", ["delta", "--model", "{root}/model", "--data", "{root}/long30"],
      r"long30/test\.csv:2: a sequence of 30 bp, but the model in .* takes sequences of at most 20 bp; give the task folder the model was trained on"),
     ("delta --points 2", ["delta", "--model", "{root}/model", "--data", "{root}/ok", "--points", "2"],
-     r"--points 2: give 4 or more"),
+     r"points=2 \(--points\): give a whole number, 4 or more \(the four-point condition\)"),
     ("delta --samples 0", ["delta", "--calibrate", "10", "--method", "sampled", "--samples", "0"],
-     r"--samples 0: give 1 or more"),
-    ("delta --calibrate 2", ["delta", "--calibrate", "2"], r"--calibrate 2: give 4 or more \(the four-point condition\)"),
+     r"samples=0 \(--samples\): give a whole number, 1 or more"),
+    ("delta --calibrate 2", ["delta", "--calibrate", "2"], r"calibrate=2 \(--calibrate\): give a whole number, 4 or more \(the four-point condition\)"),
     ("delta --curvature -1", ["delta", "--calibrate", "10", "--curvature", "-1"],
-     r"--curvature -1\.0: give K > 0 \(the space has curvature -K\)"),
-    ("delta --kmer 9", ["delta", "--model", "{root}/model", "--data", "{root}/ok", "--kmer", "9"], r"--kmer 9: give 8 or less"),
+     r"curvature=-1\.0 \(--curvature\): give K > 0 \(the space has curvature -K\)"),
+    ("delta --kmer 9", ["delta", "--model", "{root}/model", "--data", "{root}/ok", "--kmer", "9"], r"kmer=9 \(--kmer\): give a whole number from 1 to 8 \(the k-mer size"),
+    ("delta --histogram-bases 0", ["delta", "--calibrate", "10", "--histogram", "5", "--histogram-bases", "0"],
+     r"histogram_bases=0 \(--histogram-bases\): give a whole number, 1 or more"),
     # delta INPUT
     ("delta fewer ids than rows", ["delta", "{root}/fewids.npz", "--metric", "euclidean"],
      r"fewids\.npz: 2 ids for 5 rows; give one id per row \(the 'ids' array\), or none"),
@@ -277,7 +279,8 @@ CASES = [
     ("conditions --threads 0", ["study", "conditions", "--out", "{root}/out/c", "--threads", "0"],
      r"--threads 0: give 1 CPU thread or more"),
     ("conditions resume, other settings", ["study", "conditions", "--out", "{root}/conditions"],
-     r"conditions holds results made with other settings \(epochs: 99 there, 10 now\)"),
+     r"out=\S*conditions \(--out\): holds results made with other settings \(epochs: 99 there, 10 now\); resume with "
+     r"the same settings, or give another out"),
 ]  # fmt: skip
 
 

@@ -191,7 +191,7 @@ CASES = [
     ("pretrain text file as --init-table", [*PRETRAIN, "--corpus", "{tiny_txt}", "--arm", "finetune", "--init-table",
      "{text_pt}"], r"text\.pt: not a PyTorch file .*expected a family table"),
     ("study cross-granularity missing --corpus", ["study", "cross-granularity", "--out", "{root}/study", "--corpus",
-     "{root}/nothere.txt"], r"corpus \(--corpus\) .*nothere\.txt: no such file; give --corpus FILE"),
+     "{root}/nothere.txt"], r"corpus \(--corpus\): .*nothere\.txt: no such file; give the path of a file, or --data DIR \(a folder with bgc/ and pfam/\)$"),
 ]  # fmt: skip
 
 

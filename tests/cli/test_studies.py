@@ -46,9 +46,10 @@ def test_strata_data_takes_an_annotation_folder(tmp_path: Path, monkeypatch: pyt
     import json
 
     import biostrata.studies.strata as study
+    from biostrata.studies.strata.steps import NO_CLANS
 
     seen = {}
-    skipped = pd.DataFrame({"part": ["product-class probe"], "reason": ["no product classes"]})
+    skipped = pd.DataFrame({"part": ["product-class probe", "cnn"], "reason": ["no product classes", NO_CLANS]})
     tables = {"widths": pd.DataFrame(), "probes": pd.DataFrame({"name": ["domain/lorentz/1"]}), "skipped": skipped}
     monkeypatch.setattr(study, "run_strata", lambda out, s: seen.update(s=s) or tables)
     ann = tmp_path / "ann"
@@ -59,7 +60,11 @@ def test_strata_data_takes_an_annotation_folder(tmp_path: Path, monkeypatch: pyt
         s = seen["s"]
         assert (s.domains, s.corpus) == (str(ann / "domains.tsv"), str(ann / "clusters.csv"))
         assert (s.pfam, s.classes) == (pfam, "")
-    assert "skipped product-class probe: no product classes" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "skipped product-class probe: no product classes" in out
+    # the library's reason names the field; the command adds how its options give one
+    assert f"skipped cnn: {NO_CLANS}; `biostrata annotate --clans` records one that --data finds" in out
+    assert "--" not in NO_CLANS
 
 
 @pytest.mark.parametrize(

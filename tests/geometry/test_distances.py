@@ -85,7 +85,7 @@ def test_errors_name_the_row():
         pairwise_distances(np.array([[1.0, 0], [0, 1], [0, np.nan]]))
     with pytest.raises(InputError, match="unknown metric 'manhattan'"):
         pairwise_distances(good, metric="manhattan")
-    with pytest.raises(InputError, match="curvature must be a finite number > 0"):
+    with pytest.raises(InputError, match=r"^curvature=-1\.0: must be a finite number > 0"):
         pairwise_distances(good, metric="lorentz", curvature=-1.0)
     with pytest.raises(InputError, match="2-d array"):
         pairwise_distances(np.zeros(3))

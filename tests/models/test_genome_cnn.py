@@ -53,7 +53,7 @@ def test_curvature_modes():
     per_block = HyperbolicCNN(30, 2, curvature_mode="per_block", blocks=3)
     assert len(per_block.manifolds) == 4
     assert len({id(b.manifold) for b in per_block.blocks}) == 3
-    with pytest.raises(InputError, match="curvature_mode must be 'shared' or 'per_block'"):
+    with pytest.raises(InputError, match=r"^curvature_mode='per_layer': use 'shared' or 'per_block'"):
         HyperbolicCNN(30, 2, curvature_mode="per_layer")
 
 
@@ -72,8 +72,8 @@ def test_the_declared_geometry_is_that_of_every_layer(name):
     "kwargs, message",
     [
         ({"name": "resnet"}, "unknown model 'resnet'"),
-        ({"pool": "max"}, "pool must be 'flatten' or 'mean'"),
-        ({"num_classes": 1}, "num_classes must be >= 2"),
+        ({"pool": "max"}, "pool='max': use 'flatten' or 'mean'"),
+        ({"num_classes": 1}, "num_classes=1: must be at least 2"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -125,7 +125,7 @@ def test_three_arms(tmp_path: Path, files: dict[str, Path]) -> None:
     assert torch.equal(frozen.table.weight[rows], table.vectors)  # frozen rows never moved
     assert frozen.frozen_rows.nonzero().flatten().tolist() == sorted(rows)
     assert not torch.equal(tuned.table.weight[rows], table.vectors)
-    with pytest.raises(InputError, match="needs family table"):
+    with pytest.raises(InputError, match="needs a family table"):
         pretrain_domain_lm(corpus, tmp_path / "x", arm="frozen")
 
 

@@ -100,8 +100,11 @@ def test_records_are_complete_and_resume_skips_finished_runs(tmp_path):
 def test_resume_refuses_records_made_with_other_settings(tmp_path):
     data = write_tasks(tmp_path / "data", tasks=("a",))
     make_sweep(data, tmp_path / "out", seeds=(1,)).run(progress=False)
-    with pytest.raises(InputError, match=r"seed1/record.json was made with other settings \(epochs: 1 there, 2 now\)"):
+    with pytest.raises(
+        InputError, match=r"^out=\S*out: \S*/seed1/record.json was made with other settings \(epochs: 1 there, 2 now\)"
+    ) as err:
         make_sweep(data, tmp_path / "out", seeds=(1, 2), epochs=2).run(progress=False)
+    assert err.value.param == "out"
 
 
 def test_resume_reads_a_key_added_later_as_its_default(tmp_path):
@@ -274,9 +277,12 @@ def test_seed_runs_write_the_layout_of_train_and_skip_finished_seeds(tmp_path):
     runs().run(train_fn=counted, progress=False)
     assert calls == [1, 2, 2]
     assert [st for _, st in runs(overwrite=True).status()] == ["to run", "to run"]
-    with pytest.raises(InputError, match=r"seed1 holds a finished run made with other settings \(epochs: 1 there, 2 "):
+    with pytest.raises(
+        InputError, match=r"^out=\S*out: seed1/ holds a finished run made with other settings \(epochs: 1 t"
+    ) as err:
         SeedRuns.of(TrainConfig(model="cnn", **TINY | {"epochs": 2}), [1], tmp_path / "out",
                     lambda: read_gue_dir(data / "a")).run(progress=False)  # fmt: skip
+    assert err.value.param == "out" and "give overwrite=True to train every seed again" in str(err.value)
     one = SeedRuns.of(TrainConfig(model="cnn", seed=7, **TINY), [7], tmp_path / "one", lambda: read_gue_dir(data / "a"),
                       one_run=True)  # fmt: skip
     one.run(progress=False)

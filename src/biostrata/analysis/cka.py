@@ -65,7 +65,7 @@ def as_matrix(x: ArrayLike, *, name: str = "x") -> torch.Tensor:
 
 def _check_kernel(kernel: str) -> None:
     if kernel not in KERNELS:
-        raise InputError(f"kernel={kernel!r}: choose one of {', '.join(KERNELS)}")
+        raise ParameterError("kernel", f"kernel={kernel!r}: choose one of {', '.join(KERNELS)}")
 
 
 def gram_linear(x: ArrayLike) -> torch.Tensor:
@@ -165,7 +165,7 @@ class LinearCKA:
     def __init__(self, dims: Sequence[int]) -> None:
         dims = [int(d) for d in dims]
         if not dims or min(dims) < 1:
-            raise InputError(f"dims={dims}: give the (positive) width of each representation")
+            raise ParameterError("dims", f"dims={dims}: give the (positive) width of each representation")
         self.dims = dims
         self.offsets = np.concatenate([[0], np.cumsum(dims)])
         total, b = int(self.offsets[-1]), len(dims)

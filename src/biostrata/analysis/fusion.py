@@ -30,7 +30,7 @@ from torch import nn
 
 from biostrata.analysis.probes import ProbeBase
 from biostrata.data.clusters.domains import align_occurrences
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 __all__ = [
     "ALIGNMENTS",
@@ -50,7 +50,7 @@ def align_domains(a: Sequence[Hashable], b: Sequence[Hashable], method: str = "o
     ``a[i] == b[j]`` for each row ``(i, j)``, rows in increasing ``i`` (and ``j``, for ``order``), each
     index used at most once."""
     if method not in ALIGNMENTS:
-        raise InputError(f"method={method!r}: choose one of {', '.join(ALIGNMENTS)}")
+        raise ParameterError("method", f"method={method!r}: choose one of {', '.join(ALIGNMENTS)}")
     if method == "occurrence":
         return align_occurrences(a, b)
     # longest common subsequence; row i+1 of the table is a running maximum over row i
@@ -99,7 +99,7 @@ def pool(
     """One row per segment: ``segments[i]`` names the cluster of row ``i``. Returns ``(segment ids
     in order of first appearance, pooled [n_segments, d])``; ``how`` is ``mean`` or ``max``."""
     if how not in ("mean", "max"):
-        raise InputError(f"how={how!r}: choose 'mean' or 'max'")
+        raise ParameterError("how", f"how={how!r}: choose 'mean' or 'max'")
     x = np.asarray(features, dtype=np.float64)
     seg = np.asarray(segments)
     if x.ndim != 2 or len(x) != len(seg):
@@ -175,7 +175,9 @@ class GatedFusionNet(_Gating, ClassifierMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray) -> GatedFusionNet:
         X, y = np.asarray(X, dtype=np.float32), np.asarray(y)
         if not 0 < self.split < X.shape[1]:
-            raise InputError(f"split={self.split}: must lie strictly between 0 and the {X.shape[1]} feature columns")
+            raise ParameterError(
+                "split", f"split={self.split}: must lie strictly between 0 and the {X.shape[1]} feature columns"
+            )
         self.multilabel_ = y.ndim == 2
         self.classes_ = np.arange(y.shape[1]) if self.multilabel_ else np.unique(y)
         target = (

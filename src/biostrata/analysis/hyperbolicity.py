@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from biostrata.compat import moved
-from biostrata.errors import InputError, ParameterError
+from biostrata.errors import InputError, ParameterError, check_count
 from biostrata.geometry.delta import DeltaResult, delta_exact, delta_fixed_base, delta_sampled
 from biostrata.geometry.distances import METRICS, as_points, pairwise_distances
 from biostrata.geometry.lorentz import Lorentz
@@ -36,12 +36,12 @@ INPUT_METRICS = ("precomputed",) + METRICS
 # -- one dataset ---------------------------------------------------------------------------------
 def _check_method(method: str) -> None:
     if method not in METHODS:
-        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ParameterError("method", f"method={method!r}: unknown; choose one of {', '.join(METHODS)}")
 
 
 def check_metric(metric: str) -> None:
     if metric not in INPUT_METRICS:
-        raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(INPUT_METRICS)}")
+        raise ParameterError("metric", f"metric={metric!r}: unknown; choose one of {', '.join(INPUT_METRICS)}")
 
 
 def distances_of(data: np.ndarray | torch.Tensor, metric: str = "precomputed", curvature: float = 1.0) -> torch.Tensor:
@@ -153,8 +153,7 @@ def calibration_distances(space: str, n: int, seed: int = 0) -> torch.Tensor:
     """Distances of ``n`` random points of a calibration ``space`` (keys of ``CALIBRATION``)."""
     if space not in CALIBRATION:
         raise InputError(f"unknown calibration space {space!r}; choose one of {', '.join(CALIBRATION)}")
-    if not isinstance(n, (int, np.integer)) or n < 4:
-        raise InputError(f"calibration size must be an integer >= 4, got {n!r}")
+    check_count("n", n, 4, why="the four-point condition")
     rng = np.random.default_rng([seed, list(CALIBRATION).index(space)])
     if space == "tree":
         return torch.from_numpy(tree_metric(n, rng))
@@ -193,8 +192,7 @@ def kmer_spectrum(sequences: Sequence[str], k: int = 4) -> np.ndarray:
     a sequence with none gets a zero row)."""
     from biostrata.data.dna.alphabet import ALPHABET, encode
 
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= 8:
-        raise InputError(f"k-mer size must be an integer in 1..8, got {k!r}")
+    check_count("k", k, 1, 8, why="the k-mer size; 4^k features per sequence")
     n_sym = len(ALPHABET) - 1  # A, C, G, T; N has the last index
     out = np.zeros((len(sequences), n_sym**k))
     for row, seq in enumerate(sequences):
@@ -292,8 +290,8 @@ def dataset_deltas(
     _check_method(method)
     if split not in ("train", "dev", "test"):
         raise ParameterError("split", f"split={split!r}: use train, dev or test")
-    if not isinstance(points, (int, np.integer)) or points < 4:
-        raise ParameterError("points", f"points={points!r}: give 4 or more (the four-point condition)")
+    check_count("points", points, 4, why="the four-point condition")  # these two before the model loads
+    check_count("kmer", kmer, 1, 8, why="the k-mer size; 4^k features per sequence")
     model, saved = load_model(checkpoint)
     truncate = bool(saved.get("training", {}).get("truncate", False))
     data = getattr(read_gue_dir(task_dir), split)

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from biostrata.analysis.cka import ArrayLike, as_matrix
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 __all__ = ["knn_indices", "mutual_knn", "mutual_knn_matrix", "METRICS"]
 
@@ -30,11 +30,11 @@ METRICS = ("euclidean", "cosine")
 def knn_indices(x: ArrayLike, k: int = 10, metric: str = "euclidean", block: int = 1024) -> np.ndarray:
     """``[n, k]`` indices of each row's ``k`` nearest other rows, nearest first (ties: lower index)."""
     if metric not in METRICS:
-        raise InputError(f"metric={metric!r}: choose one of {', '.join(METRICS)}")
+        raise ParameterError("metric", f"metric={metric!r}: choose one of {', '.join(METRICS)}")
     x = as_matrix(x, name="x")
     n = len(x)
     if not 1 <= k < n:
-        raise InputError(f"k={k}: must be between 1 and n - 1 = {n - 1}")
+        raise ParameterError("k", f"k={k}: must be between 1 and n - 1 = {n - 1}")
     if metric == "cosine":
         norm = x.norm(dim=1, keepdim=True)
         if (norm == 0).any():

@@ -96,7 +96,7 @@ def probe_files(
     from biostrata.threads import cpu_threads
 
     if fusion not in ("concat", "projection"):
-        raise InputError(f"fusion={fusion!r}: choose 'concat' or 'projection'")
+        raise ParameterError("fusion", f"fusion={fusion!r}: choose 'concat' or 'projection'")
     check_cv_options(n_splits, seeds, n_boot)
     ids, y, names, groups = read_labels(labels, id_column, label_column, group_column)
     if all_layers:

@@ -70,7 +70,7 @@ def probe_metrics(
     from sklearn.metrics import f1_score
 
     if task not in TASKS:
-        raise InputError(f"task={task!r}: choose one of {TASKS}")
+        raise ParameterError("task", f"task={task!r}: choose one of {TASKS}")
     want = set(only) if only is not None else {"auroc_macro", "mcc", "f1_macro"}
     y = np.asarray(y)
     out: dict[str, float] = {}
@@ -418,7 +418,7 @@ def bootstrap_ci(
     """Percentile interval of ``metric`` of out-of-fold ``scores`` (one array per seed, averaged over
     seeds in every resample), resampling examples with replacement, or whole groups when given."""
     if not 0 < level < 1:
-        raise InputError(f"level={level}: must be in (0, 1)")
+        raise ParameterError("level", f"level={level}: must be in (0, 1)")
     check_cv_options(n_boot=n_boot)
     rng = np.random.default_rng(seed)
     if groups is None:

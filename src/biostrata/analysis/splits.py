@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 __all__ = ["TASKS", "task_of", "encode_labels", "iterative_stratification", "MultilabelStratifiedKFold", "make_splits"]
 
@@ -88,7 +88,9 @@ def iterative_stratification(
     n_units = int(unit_of.max()) + 1 if n else 0
     if not 2 <= n_splits <= n_units:
         unit = "groups" if groups is not None else "rows"
-        raise InputError(f"n_splits={n_splits}: needs 2 <= n_splits <= {n_units} (the number of {unit})")
+        raise ParameterError(
+            "n_splits", f"n_splits={n_splits}: needs 2 <= n_splits <= {n_units} (the number of {unit})"
+        )
     counts = np.zeros((n_units, y.shape[1]), dtype=np.float64)  # label counts per unit
     np.add.at(counts, unit_of, y)
     sizes = np.bincount(unit_of, minlength=n_units).astype(np.float64)
@@ -150,7 +152,9 @@ def make_splits(
     if groups is not None and len(groups) != len(y):
         raise InputError(f"groups has {len(groups)} entries for {len(y)} examples")
     if not 2 <= n_splits <= len(y):
-        raise InputError(f"n_splits={n_splits}: needs 2 <= n_splits <= {len(y)} (the number of examples)")
+        raise ParameterError(
+            "n_splits", f"n_splits={n_splits}: needs 2 <= n_splits <= {len(y)} (the number of examples)"
+        )
     if task_of(y) == "multilabel":
         splitter = MultilabelStratifiedKFold(n_splits, seed)
     elif groups is None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from biostrata.errors import InputError, parameters_named
+from biostrata.errors import InputError, ParameterError, check_count, parameters_named
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,21 +121,28 @@ def delta(
         ``triples``). Of ``calibrate``: one such dict per space (with ``space``, ``description``); of
         ``model``: one per representation (with ``representation``, ``metric``, ``curvature``, ``dim``).
     """
+    # before anything is imported or read: the functions that take these check them only after the points are
+    # read or embedded (the model's points and kmer: before the model loads)
+    if curvature is not None and not curvature > 0:
+        raise ParameterError("curvature", f"curvature={curvature}: give K > 0 (the space has curvature -K)")
+    for name, count in {"samples": samples, "bases": bases, "repeats": repeats, "histogram": histogram,
+                        "histogram_bases": histogram_bases}.items():  # fmt: skip
+        if count is not None:
+            check_count(name, count)
+    if calibrate is not None:
+        check_count("calibrate", calibrate, 4, why="the four-point condition")
+    modes = [x is not None, calibrate is not None, model is not None or data is not None]
+    if sum(modes) != 1:
+        raise InputError("give exactly one of: x, calibrate=N, or model=RUN with data=TASK_DIR")
+    if modes[2] and not (model and data):
+        raise InputError("model and data go together: a trained model and the task folder to embed")
+
     import numpy as np
 
     from biostrata.analysis import hyperbolicity as hyp
     from biostrata.analysis.representations import holds_points, lorentz_table, read_array
     from biostrata.geometry.delta import delta_distribution
 
-    if curvature is not None and not curvature > 0:
-        raise InputError(f"curvature={curvature}: give K > 0 (the space has curvature -K)")
-    if histogram is not None and histogram < 1:
-        raise InputError(f"histogram={histogram}: give 1 bin or more (or None: no histogram)")
-    modes = [x is not None, calibrate is not None, model is not None or data is not None]
-    if sum(modes) != 1:
-        raise InputError("give exactly one of: x, calibrate=N, or model=RUN with data=TASK_DIR")
-    if modes[2] and not (model and data):
-        raise InputError("model and data go together: a trained model and the task folder to embed")
     common = dict(device=device, threads=threads, seed=seed, progress=progress)
     options = dict(method=method, base=base, samples=samples, bases=bases, repeats=repeats, **common)
     if calibrate is not None:
@@ -398,7 +405,7 @@ def probe(
     from biostrata.io import atomic_write_csv as write_csv
 
     if probe not in ("linear", "mlp"):
-        raise InputError(f"probe={probe!r}: choose 'linear' or 'mlp'")
+        raise ParameterError("probe", f"probe={probe!r}: choose 'linear' or 'mlp'")
     with parameters_named(_PROBE_PARAMETERS):  # the estimators' and cross-validation's names for ours
         estimator = LinearProbe(Cs=tuple(cs)) if probe == "linear" else MLPProbe(tuple(hidden), one_vs_rest=one_vs_rest)
         cv = dict(n_splits=folds, seeds=list(seeds), threads=threads, progress=progress)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 if TYPE_CHECKING:
     from biostrata.config import TrainConfig
@@ -70,7 +70,7 @@ def read_task(data: Splits | PathLike | Sequence[PathLike]) -> Splits:
         return data
     if isinstance(data, (str, os.PathLike)):
         if not Path(data).is_dir():
-            raise InputError(f"data={str(data)!r}: not a folder; give a GUE-layout folder or three files")
+            raise ParameterError("data", f"data={str(data)!r}: not a folder; give a GUE-layout folder or three files")
         return read_gue_dir(data)
     if isinstance(data, Sequence) and len(data) == 3:
         return Splits(*(read_labelled(f) for f in data))

@@ -188,6 +188,7 @@ def embed(
         Layer index (0..num_layers) -> ``float32 [n, D]`` (``per_token``: a list of ``n`` arrays
         ``[length_i, D]``); with ``out``, the path of the store.
     """
+    from biostrata.models.batching import check_token_budget
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.genome_cnn import EuclideanCNN, HyperbolicCNN
     from biostrata.models.protein_interface import ProteinLM
@@ -203,8 +204,7 @@ def embed(
         return _embed_clusters(model, inputs, layers, pooling, out, {**options, **stored})
     if isinstance(model, (EuclideanCNN, HyperbolicCNN)):
         if token_budget is not None:
-            if token_budget < 1:
-                raise ParameterError("token_budget", f"token_budget={token_budget}: must be at least 1")
+            check_token_budget(token_budget)
             batch_size = max(1, token_budget // model.length)
         options = dict(truncate=truncate, batch_size=batch_size, device=device, progress=progress)
         return _embed_dna(model, inputs, layers, pooling, out, {**options, **stored})
@@ -216,7 +216,9 @@ def _single_pooling(pooling: str | Sequence[str]) -> str:
     if isinstance(pooling, str):
         return pooling
     if len(pooling) != 1:
-        raise InputError(f"pooling={list(pooling)}: in memory give one pooling; several go to a store (out=)")
+        raise ParameterError(
+            "pooling", f"pooling={list(pooling)}: in memory give one pooling; several go to a store (out=)"
+        )
     return pooling[0]
 
 
@@ -287,6 +289,8 @@ def _embed_dna(model: Any, inputs: Any, layers: Sequence[int], pooling: str | Se
     if out is None:
         return embed_dna(model, sequences, layers, _single_pooling(pooling), **options)
     if _poolings(pooling) != ["mean"]:
-        raise InputError(f"pooling={pooling!r}: a genome CNN's store keeps the mean; other poolings stay in memory")
+        raise ParameterError(
+            "pooling", f"pooling={pooling!r}: a genome CNN's store keeps the mean; other poolings stay in memory"
+        )
     ids = [str(i) for i in range(len(sequences))]
     return Path(extract_dna_embeddings(model, ids, sequences, out, layers, **options)["path"])

@@ -238,8 +238,6 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
     check_seeds("--seeds", args.seeds)
     set_torch_threads(args.threads)
-    if not 0 < args.dev_fraction < 1:
-        raise InputError(f"--dev-fraction {args.dev_fraction}: give a share strictly between 0 and 1, e.g. 0.1")
     with parameters_named({"name_or_path": "suite", "names": "tasks"}):  # the readers' names for the options
         suite = resolve_suite(args.suite)
         tasks = select_tasks(suite, args.tasks)
@@ -366,28 +364,14 @@ def _delta(p: argparse.ArgumentParser) -> None:
 
 
 def _run_delta(args: argparse.Namespace) -> int:
-    for flag, value, least in (
-        ("--samples", args.samples, 1), ("--bases", args.bases, 1), ("--repeats", args.repeats, 1),
-        ("--histogram", args.histogram, 1), ("--histogram-bases", args.histogram_bases, 1),
-        ("--calibrate", args.calibrate, 4), ("--points", args.points, 4), ("--kmer", args.kmer, 1),
-    ):  # fmt: skip
-        if value is not None and value < least:
-            why = " (the four-point condition)" if least == 4 else ""
-            raise InputError(f"{flag} {value}: give {least} or more{why}")
-    if args.kmer > 8:
-        raise InputError(f"--kmer {args.kmer}: give 8 or less (4^k features per sequence)")
-    if args.curvature is not None and not args.curvature > 0:
-        raise InputError(f"--curvature {args.curvature}: give K > 0 (the space has curvature -K)")
+    # the counts, the k-mer size and the curvature are checked by delta() before any work, named by option
     modes = [args.input is not None, args.calibrate is not None, args.model is not None or args.data is not None]
     if sum(modes) != 1:
         raise InputError("give exactly one of: INPUT, --calibrate N, or --model RUN --data TASK_DIR")
     if modes[2] and not (args.model and args.data):
         raise InputError("--model and --data go together: a trained model and the task folder to embed")
 
-    import json  # only now: a refused command answers at once
-
-    from biostrata.analysis.hyperbolicity import format_rows
-    from biostrata.api.analysis import delta
+    from biostrata.api.analysis import delta  # imports torch only after its checks: a refused value answers at once
 
     result = delta(
         args.input, metric=args.metric, curvature=args.curvature, method=args.method, base=args.base,
@@ -396,6 +380,10 @@ def _run_delta(args: argparse.Namespace) -> int:
         model=args.model, data=args.data, split=args.split, points=args.points, kmer=args.kmer, seed=args.seed,
         device=args.device, threads=args.threads, progress=sys.stderr.isatty(),
     )  # fmt: skip
+    import json
+
+    from biostrata.analysis.hyperbolicity import format_rows
+
     if isinstance(result, list):
         print(
             json.dumps(result, indent=2)

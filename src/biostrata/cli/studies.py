@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from biostrata.cli.common import command, out_option, print_table, set_torch_threads, threads_option
 from biostrata.cli.options import Option, add_options, add_settings
@@ -88,16 +90,19 @@ def _run_study_conditions(args: argparse.Namespace) -> int:
 def _run_study_cross_granularity(args: argparse.Namespace) -> int:
     from biostrata.studies.cross_granularity import run_cross_granularity
 
-    run_cross_granularity(args.out, _with_data(args, "mibig_domain_list.txt"))
+    with _data_hint("a folder with bgc/ and pfam/"):
+        run_cross_granularity(args.out, _with_data(args, "mibig_domain_list.txt"))
     print(f"wrote {args.out}/cross_granularity.md, product_class.csv, clan.csv, cka_*.png, probes.png")
     return 0
 
 
 def _run_study_strata(args: argparse.Namespace) -> int:
     from biostrata.studies.strata import run_strata
+    from biostrata.studies.strata.steps import NO_CLANS
 
     try:
-        tables = run_strata(args.out, _with_data(args, "mibig_pfamid.csv", annotation=True))
+        with _data_hint("a folder with bgc/ and pfam/, or a `biostrata annotate` output"):
+            tables = run_strata(args.out, _with_data(args, "mibig_pfamid.csv", annotation=True))
     except KeyboardInterrupt:
         print(
             f"biostrata: interrupted: finished steps are kept under {args.out}; run the same command again to resume.",
@@ -107,9 +112,29 @@ def _run_study_strata(args: argparse.Namespace) -> int:
     print_table(tables["widths"].groupby(["geometry", "width"])[["test_acc", "test_ppl"]].mean().reset_index()
                 if len(tables["widths"]) else tables["probes"].head(), digits=3)  # fmt: skip
     for r in tables["skipped"].itertuples():
-        print(f"skipped {r.part}: {r.reason}")
+        hint = "; `biostrata annotate --clans` records one that --data finds" if r.reason == NO_CLANS else ""
+        print(f"skipped {r.part}: {r.reason}{hint}")
     print(f"wrote {args.out}/strata.md, delta.csv, cka.csv, probes.csv, widths.csv, skipped.csv and the pictures")
     return 0
+
+
+@contextmanager
+def _data_hint(folder: str) -> Iterator[None]:
+    """Within the block, a missing input file of the four that ``--data DIR`` sets (the library's error
+    names the field; the command adds its option) says that ``--data`` may give it too: ``folder`` says
+    what DIR holds."""
+    from biostrata.errors import DataNotFoundError
+
+    try:
+        yield
+    except DataNotFoundError as err:
+        if err.param not in DATA_FILES:
+            raise
+        raise DataNotFoundError(f"{err}, or --data DIR ({folder})", param=err.param) from None
+
+
+#: The input files of a study that ``--data DIR`` sets (:func:`_with_data`).
+DATA_FILES = ("corpus", "pfam", "classes", "domains")
 
 
 def _with_data(args: argparse.Namespace, corpus: str, annotation: bool = False):

@@ -40,7 +40,7 @@ class EmbeddingStore:
         if not self.path.is_file():
             raise DataNotFoundError(f"embedding store not found: {self.path}")
         if mode not in ("r", "a"):
-            raise InputError(f"mode={mode!r}: use 'r' or 'a'")
+            raise ParameterError("mode", f"mode={mode!r}: use 'r' or 'a'")
         self.file = h5py.File(self.path, mode)
         if self.file.attrs.get("format") != _FORMAT:
             self.file.close()
@@ -69,9 +69,9 @@ class EmbeddingStore:
         if bad or not poolings or len(set(poolings)) != len(poolings):
             raise ParameterError("poolings", f"poolings={list(poolings)}: choose from {list(POOLINGS)}, each once")
         if len(set(layers)) != len(layers):
-            raise InputError(f"layers={list(layers)}: a layer repeats; give each once")
+            raise ParameterError("layers", f"layers={list(layers)}: a layer repeats; give each once")
         if dtype not in ("float32", "float16"):
-            raise InputError(f"dtype={dtype!r}: use 'float32' or 'float16'")
+            raise ParameterError("dtype", f"dtype={dtype!r}: use 'float32' or 'float16'")
         path = Path(path)
         if path.exists():
             store = cls(path, "a")

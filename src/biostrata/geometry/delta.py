@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError, check_count
 from biostrata.threads import cpu_threads
 
 DistanceLike = np.ndarray | torch.Tensor
@@ -150,9 +150,9 @@ def resolve_device(device: DeviceLike) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise InputError(f"device {device!r}: {err}") from None
+        raise ParameterError("device", f"device={device!r}: {err}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r}: this torch has no CUDA GPU; use device='cpu'")
+        raise ParameterError("device", f"device={device!r}: this torch has no CUDA GPU; use device='cpu'")
     return dev
 
 
@@ -162,9 +162,9 @@ def _workers(threads: int | None, device: torch.device) -> Iterator[Executor | N
     if device.type != "cpu":
         yield None
         return
+    if threads is not None:
+        check_count("threads", threads)
     n = torch.get_num_threads() if threads is None else int(threads)
-    if n < 1:
-        raise InputError(f"threads must be >= 1, got {threads}")
     with cpu_threads(1):  # the workers run side by side, each on one thread
         if n == 1:
             yield None
@@ -467,10 +467,10 @@ def _fixed(d: torch.Tensor, bases: Sequence[int], executor: Executor | None) -> 
 def _check_bases(base: int | Sequence[int], n: int) -> tuple[int, ...]:
     bases = (base,) if isinstance(base, (int, np.integer)) else tuple(base)
     if not bases:
-        raise InputError("base: give at least one base point")
+        raise ParameterError("base", "base: give at least one base point")
     for p in bases:
         if not isinstance(p, (int, np.integer)) or not 0 <= p < n:
-            raise InputError(f"base point {p!r} is not an index in [0, {n})")
+            raise ParameterError("base", f"base point {p!r} is not an index in [0, {n})")
     return tuple(int(p) for p in bases)
 
 
@@ -583,8 +583,7 @@ def delta_sampled(
             return full[t][:, t]
 
     for name, v in (("samples", samples), ("bases", bases), ("repeats", repeats)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise InputError(f"{name} must be an integer >= 1, got {v!r}")
+        check_count(name, v)
     m = min(int(samples), n)
     rng = np.random.default_rng(seed)
     deltas, rels, diams = [], [], []
@@ -636,15 +635,14 @@ def delta_distribution(
     """
     from tqdm.auto import tqdm
 
+    check_count("bins", bins)
+    if isinstance(bases, (int, np.integer)):
+        check_count("bases", bases)
     d, diam = _prepare(distances, device)
     n = d.shape[0]
-    if not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise InputError(f"bins must be an integer >= 1, got {bins!r}")
     if bases is None:
         chosen = tuple(range(n))
     elif isinstance(bases, (int, np.integer)):
-        if bases < 1:
-            raise InputError(f"bases must be >= 1, got {bases}")
         chosen = tuple(sorted(np.random.default_rng(seed).choice(n, size=min(int(bases), n), replace=False).tolist()))
     else:
         chosen = _check_bases(bases, n)

@@ -35,7 +35,7 @@ import math
 import numpy as np
 import torch
 
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 METRICS = ("euclidean", "cosine", "lorentz", "poincare")
 _ON_MANIFOLD_RTOL = 1e-3
@@ -60,8 +60,8 @@ def as_points(points: np.ndarray | torch.Tensor, *, name: str = "points") -> tor
 
 def _check_curvature(curvature: float) -> float:
     if not (isinstance(curvature, (int, float)) and math.isfinite(curvature) and curvature > 0):
-        raise InputError(
-            f"curvature must be a finite number > 0 (the magnitude K of the curvature -K), got {curvature!r}"
+        raise ParameterError(
+            "curvature", f"curvature={curvature!r}: must be a finite number > 0 (the magnitude K of the curvature -K)"
         )
     return float(curvature)
 

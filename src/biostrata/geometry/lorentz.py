@@ -21,7 +21,7 @@ import math
 import geoopt
 import torch
 
-from biostrata.errors import InputError
+from biostrata.errors import ParameterError
 from biostrata.geometry.distances import lorentz_gram_distances
 
 K_MIN = 1e-4  # smallest k used in formulas: a learnable k is clamped here, never to 0 or below
@@ -32,7 +32,7 @@ class Lorentz(geoopt.Lorentz):
 
     def __init__(self, curvature: float = 1.0, learnable: bool = False) -> None:
         if curvature <= 0:
-            raise InputError(f"curvature must be > 0 (the magnitude K of -K), got {curvature}")
+            raise ParameterError("curvature", f"curvature={curvature}: must be > 0 (the magnitude K of -K)")
         super().__init__(k=1.0 / curvature, learnable=learnable)
 
     @property

@@ -14,17 +14,24 @@ import numpy as np
 import torch
 
 from biostrata.config import PRECISIONS as CONFIG_PRECISIONS
-from biostrata.errors import InputError, ParameterError
+from biostrata.errors import ParameterError
 
-__all__ = ["plan_batches", "count_batches", "default_device", "check_options", "forward_batches", "window_starts",
-           "merge_windows", "cut_segments", "PRECISIONS", "DEFAULT_TOKEN_BUDGET"]  # fmt: skip
+__all__ = ["check_token_budget", "plan_batches", "count_batches", "default_device", "check_options", "forward_batches",
+           "window_starts", "merge_windows", "cut_segments", "PRECISIONS", "DEFAULT_TOKEN_BUDGET"]  # fmt: skip
+
+
+def check_token_budget(token_budget: int, special: int = 0) -> None:
+    """Refuse a ``token_budget`` that holds no item: one token of its own and the ``special`` tokens each
+    item gets around it (:class:`~biostrata.errors.ParameterError`)."""
+    if token_budget < special + 1:
+        room = f", one residue and the {special} special tokens" if special else ""
+        raise ParameterError("token_budget", f"token_budget={token_budget}: must be at least {special + 1}{room}")
 
 
 def plan_batches(lengths: Sequence[int], token_budget: int, special: int = 0) -> list[list[int]]:
     """Group consecutive items (in the given order; sort them by length first) so that
     ``(max length + special) * count <= token_budget``; an item too long for the budget goes alone."""
-    if token_budget < special + 1:
-        raise InputError(f"token_budget={token_budget}: must be at least {special + 1}")
+    check_token_budget(token_budget, special)
     batches: list[list[int]] = []
     current: list[int] = []
     longest = 0
@@ -42,7 +49,7 @@ def plan_batches(lengths: Sequence[int], token_budget: int, special: int = 0) ->
 def count_batches(n: int, batch_size: int) -> list[list[int]]:
     """``[0..b), [b..2b), ...`` over ``n`` items."""
     if batch_size < 1:
-        raise InputError(f"batch_size={batch_size}: must be at least 1")
+        raise ParameterError("batch_size", f"batch_size={batch_size}: must be at least 1")
     return [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
 
 
@@ -89,11 +96,7 @@ def check_options(
         raise ParameterError("long", f"long={long!r}: use 'truncate' or 'window'")
     device = default_device(device)
     token_budget = DEFAULT_TOKEN_BUDGET.get(device.type, 4096) if token_budget is None else token_budget
-    if token_budget < special + 1:
-        raise ParameterError(
-            "token_budget",
-            f"token_budget={token_budget}: must be at least {special + 1}, one residue and the {special} special tokens",
-        )
+    check_token_budget(token_budget, special)
     if long == "window" and max_residues is not None and not 0 <= overlap < max_residues:
         raise ParameterError(
             "overlap",
@@ -143,7 +146,7 @@ def forward_batches(
 def window_starts(length: int, window: int, overlap: int) -> list[int]:
     """Starts of windows of ``window`` residues, every ``window - overlap``, the last ending at ``length``."""
     if not 0 <= overlap < window:
-        raise InputError(f"overlap={overlap} must be in [0, window={window})")
+        raise ParameterError("overlap", f"overlap={overlap}: must be in [0, window={window})")
     if length <= window:
         return [0]
     starts = list(range(0, length - window, window - overlap))

@@ -54,7 +54,7 @@ from torch import nn
 
 from biostrata.data.clusters.corpus import DomainVocabulary
 from biostrata.data.clusters.pfam import PfamTable
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.io import atomic_write
 from biostrata.models.hub import hub_file, load_torch_file
@@ -155,16 +155,22 @@ class DomainLM(Pretrained, nn.Module):
     ) -> None:
         super().__init__()
         if activation not in ("relu", "gelu"):
-            raise InputError(f"activation={activation!r}: choose 'relu' or 'gelu'")
+            raise ParameterError("activation", f"activation={activation!r}: choose 'relu' or 'gelu'")
         if geometry not in GEOMETRIES:
-            raise InputError(f"geometry={geometry!r}: choose one of {list(GEOMETRIES)}")
+            raise ParameterError("geometry", f"geometry={geometry!r}: choose one of {list(GEOMETRIES)}")
         if not (isinstance(curvature, (int, float)) and math.isfinite(curvature) and curvature > 0):
-            raise InputError(f"curvature={curvature!r}: give the curvature magnitude K, a finite number > 0")
+            raise ParameterError(
+                "curvature", f"curvature={curvature!r}: give the curvature magnitude K, a finite number > 0"
+            )
         if geometry == "euclidean" and curvature != 1.0:
-            raise InputError(f"curvature={curvature}: only a lorentz model has a curvature; give geometry='lorentz'")
+            raise ParameterError(
+                "curvature", f"curvature={curvature}: only a lorentz model has a curvature; give geometry='lorentz'"
+            )
         head = head or ("distance" if geometry == "lorentz" else "linear")
         if head not in HEADS or (geometry == "lorentz" and head != "distance"):
-            raise InputError(f"head={head!r}: choose one of {list(HEADS)} (a lorentz model has the distance head)")
+            raise ParameterError(
+                "head", f"head={head!r}: choose one of {list(HEADS)} (a lorentz model has the distance head)"
+            )
         for name, value in dict(
             d_embed=d_embed, d_model=d_model, n_layers=n_layers, kernel_size=kernel_size, r=r
         ).items():
@@ -215,7 +221,7 @@ class DomainLM(Pretrained, nn.Module):
         """Build ``PRESETS[preset]`` (``bigcarp`` or ``small``) with some sizes overridden, and
         ``geometry`` / ``curvature`` if given."""
         if preset not in PRESETS:
-            raise InputError(f"preset={preset!r}: choose one of {sorted(PRESETS)}")
+            raise ParameterError("preset", f"preset={preset!r}: choose one of {sorted(PRESETS)}")
         unknown = set(overrides) - set(_OPTION_KEYS)
         if unknown:
             raise InputError(f"unknown DomainLM option(s) {sorted(unknown)}; known: {list(_OPTION_KEYS)}")

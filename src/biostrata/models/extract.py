@@ -169,7 +169,7 @@ def _dist_env(rank: int | None, world_size: int | None) -> tuple[int, int]:
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     if not 0 <= rank < world_size:
-        raise InputError(f"rank={rank} must be in [0, world_size={world_size})")
+        raise ParameterError("rank", f"rank={rank}: must be in [0, world_size={world_size})")
     return rank, world_size
 
 

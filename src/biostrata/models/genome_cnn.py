@@ -37,7 +37,7 @@ from torch import nn
 
 from biostrata.config import GENOME_GEOMETRY, GENOME_MODELS, LEGACY_RADIUS_CLIP
 from biostrata.data.dna.alphabet import ALPHABET
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.models.layerwise import resolve_layers
 from biostrata.models.pretrained import CONFIG, Pretrained, is_pretrained
@@ -71,11 +71,11 @@ class Skeleton:
 
 def _check(length: int, num_classes: int, pool: str) -> None:
     if length < 1:
-        raise InputError(f"length must be >= 1, got {length}")
+        raise ParameterError("length", f"length={length}: must be at least 1")
     if num_classes < 2:
-        raise InputError(f"num_classes must be >= 2, got {num_classes}")
+        raise ParameterError("num_classes", f"num_classes={num_classes}: must be at least 2")
     if pool not in POOLS:
-        raise InputError(f"pool must be {' or '.join(map(repr, POOLS))}, got {pool!r}")
+        raise ParameterError("pool", f"pool={pool!r}: use {' or '.join(map(repr, POOLS))}")
 
 
 class BatchNorm1d(nn.BatchNorm1d):
@@ -226,7 +226,7 @@ class HyperbolicCNN(GenomeCNN, nn.Module):
         s = Skeleton(**skeleton)
         _check(length, num_classes, s.pool)
         if curvature_mode not in ("shared", "per_block"):
-            raise InputError(f"curvature_mode must be 'shared' or 'per_block', got {curvature_mode!r}")
+            raise ParameterError("curvature_mode", f"curvature_mode={curvature_mode!r}: use 'shared' or 'per_block'")
         self.length, self.pool, self.curvature_mode = length, s.pool, curvature_mode
         self.architecture = {
             "name": next(name for name, kw in MODELS.items() if kw.get("curvature_mode") == curvature_mode),

@@ -216,7 +216,9 @@ def small_protein_lm(
     ESM2 = require("esm.model.esm2").ESM2
 
     if embed_dim % attention_heads:
-        raise InputError(f"embed_dim={embed_dim} must be a multiple of attention_heads={attention_heads}")
+        raise ParameterError(
+            "embed_dim", f"embed_dim={embed_dim}: must be a multiple of attention_heads={attention_heads}"
+        )
     torch.manual_seed(seed)
     alphabet = Alphabet.from_architecture("ESM-1b")
     model = ESM2(num_layers=num_layers, embed_dim=embed_dim, attention_heads=attention_heads, alphabet=alphabet)

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from biostrata.errors import InputError
+from biostrata.errors import ParameterError
 from biostrata.geometry.distances import euclidean_gram_distances
 
 
@@ -27,7 +27,7 @@ class EuclideanDistanceHead(nn.Module):
                  init_radius: float = 0.5) -> None:  # fmt: skip
         super().__init__()
         if not tau > 0:
-            raise InputError(f"tau={tau}: the temperature must be > 0")
+            raise ParameterError("tau", f"tau={tau}: the temperature must be > 0")
         dim = in_features if dim is None else dim
         self.linear = nn.Linear(in_features, dim)
         with torch.no_grad():

@@ -17,7 +17,7 @@ from geoopt import ManifoldParameter
 from torch import nn
 
 from biostrata.compat import moved
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.geometry.lorentz import Lorentz, clip_norm
 from biostrata.nn.fused import add_time_term, boost_rescale, squared_norm
 
@@ -151,7 +151,7 @@ class LorentzBatchNorm1d(_SpaceLayer):
     ) -> None:
         super().__init__()
         if not max_radius > 0:
-            raise InputError(f"max_radius must be > 0 (a radius in units of sqrt(1/K)), got {max_radius}")
+            raise ParameterError("max_radius", f"max_radius={max_radius}: must be > 0 (a radius in units of sqrt(1/K))")
         self.fused = fused  # hand-written backward of the full-size passes (nn.fused); False: autograd
         self.max_radius = float(max_radius)
         # per mode, (positions the radius clip moved, positions seen) since the last ``clip_counts``; the
@@ -298,7 +298,7 @@ class LorentzDistanceLogits(nn.Module):  # maps points to logits, so it has no `
     def __init__(self, dim: int, num_classes: int, manifold: Lorentz, tau: float = 1.0, init_std: float = 0.1) -> None:
         super().__init__()
         if not tau > 0:
-            raise InputError(f"tau={tau}: the temperature must be > 0")
+            raise ParameterError("tau", f"tau={tau}: the temperature must be > 0")
         self.manifold = manifold
         self.register_buffer("tau", torch.tensor(float(tau)))
         self.prototypes = LorentzEmbedding(num_classes, dim, manifold, init_std=init_std)

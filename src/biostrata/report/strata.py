@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.extras import require
 from biostrata.report.figures import COLORS, figure
 
@@ -233,7 +233,7 @@ def _check_umap_input(vectors: np.ndarray, colourings: Mapping[str, Sequence[str
         if len(labels) != vectors.shape[0]:
             raise InputError(f"colouring {name!r} has {len(labels)} labels for {vectors.shape[0]} vectors")
     if not 0 <= top <= 20:
-        raise InputError(f"top must be between 0 and 20 (the distinct colours of tab20); got {top}")
+        raise ParameterError("top", f"top={top}: must be between 0 and 20 (the distinct colours of tab20)")
     return vectors
 
 

@@ -205,7 +205,7 @@ def sweep_records(sweep_dir: str | Path) -> list[dict]:
     """The records of one sweep folder; an InputError if it is missing or holds none."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
-        raise InputError(f"{sweep_dir}: no such folder; give the --out folder of `biostrata benchmark`")
+        raise InputError(f"{sweep_dir}: no such folder; give a folder of records that `biostrata benchmark` wrote")
     records = read_records(sweep_dir)
     if not records:
         raise InputError(f"{sweep_dir}: no record.json found; run `biostrata benchmark --out {sweep_dir}` first")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 __all__ = ["MaskingScheme", "mask_tokens", "MLMCollator"]
 
@@ -79,7 +79,9 @@ class MLMCollator:
         seed: int = 0,
     ) -> None:
         if max_length is not None and max_length <= keep_first + keep_last:
-            raise InputError(f"max_length={max_length} must exceed the {keep_first + keep_last} kept end tokens")
+            raise ParameterError(
+                "max_length", f"max_length={max_length}: must exceed the {keep_first + keep_last} kept end tokens"
+            )
         self.scheme, self.max_length, self.train = scheme, max_length, train
         self.keep_first, self.keep_last = keep_first, keep_last
         self.generator = torch.Generator().manual_seed(seed)

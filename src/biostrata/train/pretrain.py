@@ -24,7 +24,7 @@ import torch
 from biostrata.data.clusters.corpus import ClusterCorpus, DomainVocabulary
 from biostrata.data.clusters.pfam import PfamTable
 from biostrata.data.clusters.proteins import CANONICAL_AMINO_ACIDS, ProteinRecord
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.io import atomic_write_json
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.init_table import ARMS, FamilyTable, initialize_token_table
@@ -71,7 +71,7 @@ def split_clusters(corpus: ClusterCorpus, val_fraction: float = 0.1, seed: int =
         valid = [i for i, c in enumerate(corpus) if c.split in _VALID_NAMES]
         return train, valid
     if not 0 < val_fraction < 1:
-        raise InputError(f"val_fraction={val_fraction}: must be in (0, 1)")
+        raise ParameterError("val_fraction", f"val_fraction={val_fraction}: must be in (0, 1)")
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(corpus):
         groups.setdefault(c.domains, []).append(i)
@@ -134,9 +134,9 @@ def pretrain_domain_lm(
     run = {k: v for k, v in options.items() if k in RUN_OPTIONS}
     sizes = {k: v for k, v in options.items() if k not in RUN_OPTIONS}
     if arm not in ARMS:
-        raise InputError(f"arm={arm!r}: choose one of {list(ARMS)}")
+        raise ParameterError("arm", f"arm={arm!r}: choose one of {list(ARMS)}")
     if (arm == "random") != (family_table is None):
-        raise InputError(f"arm={arm!r} {'needs' if arm != 'random' else 'takes no'} family table")
+        raise ParameterError("arm", f"arm={arm!r}: {'needs a' if arm != 'random' else 'takes no'} family table")
     out_dir = Path(out_dir)
     counts = corpus.domain_counts()
     if pfam is not None and counts and not any(d in pfam for d in counts):
@@ -213,7 +213,7 @@ def pretrain_protein_lm(
     ``max_length`` counts residues; ``run``: the :data:`RUN_OPTIONS` of :func:`fit_masked_lm`."""
     if valid is None:
         if not 0 < val_fraction < 1:
-            raise InputError(f"val_fraction={val_fraction}: must be in (0, 1)")
+            raise ParameterError("val_fraction", f"val_fraction={val_fraction}: must be in (0, 1)")
         order = list(range(len(records)))
         random.Random(seed).shuffle(order)
         n_val = max(1, round(val_fraction * len(order)))

@@ -39,7 +39,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from biostrata.data.dna.benchmarks import Suite, Task, check_data, input_length, load_task, missing_files, task_files
+from biostrata.data.dna.benchmarks import (
+    Suite,
+    Task,
+    check_data,
+    check_fraction,
+    input_length,
+    load_task,
+    missing_files,
+    task_files,
+)
 from biostrata.errors import BiostrataError, InputError, ParameterError
 from biostrata.io import atomic_write_json
 from biostrata.provenance import code_version
@@ -173,8 +182,11 @@ class Sweep:
                 raise ParameterError(what, f"{what}: give at least one")
             if len(set(items)) != len(items):
                 raise ParameterError(what, f"{what}: repeated value in {', '.join(map(str, items))}")
+        check_fraction(self.dev_fraction, "dev_fraction")  # before any run, of any suite
         if not dataclasses.is_dataclass(self.config):
-            raise InputError(f"config must be a dataclass such as TrainConfig, got {type(self.config).__name__}")
+            raise ParameterError(
+                "config", f"config: give a dataclass such as TrainConfig, not a {type(self.config).__name__}"
+            )
         unknown = [k for k in PER_RUN_KEYS if not hasattr(self.config, k)]
         if unknown:
             raise InputError(f"config has no field(s) {', '.join(unknown)}; the sweep sets them per run")
@@ -255,9 +267,10 @@ class Sweep:
             if record["data"].get("dev_split") != self._dev_split():
                 diff.append(f"dev split: {record['data'].get('dev_split')!r} there, {self._dev_split()!r} now")
             if diff:
-                raise InputError(
-                    f"{path} was made with other settings ({'; '.join(diff)}); resume with the same settings, "
-                    "or give another out folder"
+                raise ParameterError(
+                    "out",
+                    f"out={self.out}: {path.relative_to(self.out)} was made with other settings ({'; '.join(diff)}); "
+                    "resume with the same settings, or give another out",
                 )
 
     def _dev_split(self) -> dict | None:
@@ -497,9 +510,11 @@ class SeedRuns(Sweep):
             data = {"length": self.config.length or self.splits.max_length, "class_labels": self.splits.labels}
             diff += [f"data {k}: {metrics[k]!r} there, {v!r} now" for k, v in data.items() if metrics.get(k, v) != v]
             if diff:
-                raise InputError(
-                    f"{folder} holds a finished run made with other settings ({'; '.join(diff)}); resume with the "
-                    "same settings and data, pass --overwrite to train every seed again, or give another --out"
+                raise ParameterError(
+                    "out",
+                    f"out={self.out}: {'it' if folder == self.out else f'{folder.name}/'} holds a finished run made "
+                    f"with other settings ({'; '.join(diff)}); resume with the same settings and data, give "
+                    "overwrite=True to train every seed again, or give another out",
                 )
 
     def _load(self, task_name: str) -> Any:

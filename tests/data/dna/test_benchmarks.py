@@ -191,8 +191,11 @@ def test_stratified_split_rejects_tiny_classes_and_bad_fractions():
     data = SequenceSet(["A", "C", "G"], np.array([0, 0, 1]), "x.csv")
     with pytest.raises(InputError, match=r"x.csv: class 1 has 1 item"):
         stratified_split(data, 0.5, 0)
-    with pytest.raises(InputError, match=r"between 0 and 1, got 1.0"):
+    with pytest.raises(InputError, match=r"^fraction=1\.0: give a share strictly between 0 and 1"):
         stratified_split(data, 1.0, 0)
+    with pytest.raises(InputError, match=r"^dev_fraction=0: give a share strictly between 0 and 1") as err:
+        read_genomic_benchmark("nothere", dev_fraction=0)  # before the folder is read
+    assert err.value.param == "dev_fraction"
 
 
 # -- TEB -----------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def test_root_sequence_sets_the_length():
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(n_classes=5, n_clades=3), "n_classes=5 is more than n_clades=3"),
+        (dict(n_classes=5, n_clades=3), "n_classes=5: more than n_clades=3"),
         (dict(n_leaves=4, n_classes=2, n_clades=6), "n_clades=6"),
         (dict(n_classes=1), "n_classes"),
         (dict(height=-1.0), "height"),
@@ -145,7 +145,7 @@ def test_cli_simulate(tmp_path, capsys):
     meta = yaml.safe_load((out / "simulation.yaml").read_text())
     assert meta["parameters"]["tree"] == "caterpillar" and meta["model"] == {"model": "k80", "kappa": 3.0}
     assert main(["simulate", "--out", str(out), "--freqs", "0.5", "0.5", "0.5", "0.5"]) == 2
-    assert "freqs must sum to 1" in capsys.readouterr().err
+    assert "freqs=[0.5, 0.5, 0.5, 0.5] (--freqs): must sum to 1" in capsys.readouterr().err
 
 
 def test_cli_simulate_reads_a_config_file_and_command_line_overrides(tmp_path, capsys):

@@ -162,9 +162,9 @@ def search_domains(
     Alphabet, DigitalSequenceBlock, TextSequence = easel.Alphabet, easel.DigitalSequenceBlock, easel.TextSequence
 
     if cutoff not in CUTOFFS:
-        raise InputError(f"cutoff={cutoff!r}: choose one of {', '.join(CUTOFFS)}")
+        raise ParameterError("cutoff", f"cutoff={cutoff!r}: choose one of {', '.join(CUTOFFS)}")
     if overlaps not in OVERLAPS:
-        raise InputError(f"overlaps={overlaps!r}: choose one of {', '.join(OVERLAPS)}")
+        raise ParameterError("overlaps", f"overlaps={overlaps!r}: choose one of {', '.join(OVERLAPS)}")
     if overlaps == "clan" and pfam is None:
         raise ParameterError("clans", "overlaps='clan' needs the Pfam clans table (clans=Pfam-A.clans.tsv)")
     if not evalue > 0 or (Z is not None and not Z > 0):

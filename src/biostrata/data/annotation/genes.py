@@ -36,7 +36,7 @@ from pathlib import Path
 
 from biostrata.data.fasta import parse_fasta
 from biostrata.data.files import open_bytes
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.extras import require
 
 __all__ = ["Gene", "Record", "read_records", "genes_of", "translate", "GENES", "GENBANK_SUFFIXES", "SINGLE_MODE_MIN_BP"]
@@ -267,7 +267,7 @@ def genes_of(records: Sequence[Record], genes: str = "auto", progress: bool = Fa
     """The genes of ``records`` (``genes``: one of :data:`GENES`; module docstring),
     records in the order given. ``progress`` shows a bar over the records pyrodigal predicts on."""
     if genes not in GENES:
-        raise InputError(f"genes={genes!r}: choose {', '.join(GENES[:-1])} or {GENES[-1]}")
+        raise ParameterError("genes", f"genes={genes!r}: choose {', '.join(GENES[:-1])} or {GENES[-1]}")
     proteins_only = [r for r in records if not r.sequence]
     if proteins_only and genes == "predicted":
         raise InputError(f"{proteins_only[0].source}: proteins, not nucleotides; genes cannot be predicted on them")

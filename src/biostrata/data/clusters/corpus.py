@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from biostrata.data.clusters.pfam import PfamTable, parse_accession
-from biostrata.errors import DataNotFoundError, InputError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError
 
 __all__ = [
     "Cluster", "Issue", "ClusterCorpus", "DomainVocabulary", "read_clusters", "read_domain_list", "read_pfamid_csv",
@@ -284,7 +284,7 @@ def read_clusters(
         readers = {"domain-list": read_domain_list, "pfamid": read_pfamid_csv, "bigcarp": read_bigcarp_csv,
                    "domain-table": read_domain_table}  # fmt: skip
         if fmt not in readers:
-            raise InputError(f"fmt={fmt!r}: choose one of auto, {', '.join(readers)}")
+            raise ParameterError("fmt", f"fmt={fmt!r}: choose one of auto, {', '.join(readers)}")
         return readers[fmt](path, table, strict)
 
 
@@ -410,7 +410,7 @@ class DomainVocabulary:
             out.append(self._index[cluster.label])
         if separators:
             if self.sep_idx is None:
-                raise InputError("separators=True needs a vocabulary built with gene_separator=True")
+                raise ParameterError("separators", "separators=True: needs a vocabulary built with gene_separator=True")
             if cluster.genes is None:
                 raise InputError(f"{cluster.where}: the source has no gene separators")
         prev = None

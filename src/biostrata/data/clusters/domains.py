@@ -36,7 +36,7 @@ from biostrata.data.clusters.corpus import ClusterCorpus
 from biostrata.data.clusters.pfam import PfamTable
 from biostrata.data.clusters.proteins import domain_rows, hit_key
 from biostrata.data.dna.genome import SequenceSet, Splits
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 __all__ = [
     "read_instances",
@@ -230,7 +230,7 @@ def probe_families(instances: pd.DataFrame, min_families: int = 5, share: float 
     never sees these families (:func:`clan_dna_splits` with ``exclude``), so the probe asks of every
     representation the same question: does it place unseen families in their clan?"""
     if not 0 < share <= 1:
-        raise InputError(f"share={share}: the share of each clan's families held out must be in (0, 1]")
+        raise ParameterError("share", f"share={share}: the share of each clan's families held out must be in (0, 1]")
     rng = np.random.default_rng([seed, 3])
     families = instances[instances["clan"] != ""].groupby("clan")["family"].unique()
     out: list[str] = []

@@ -347,11 +347,19 @@ def _natural_key(path: Path) -> tuple[int, int | str]:
 
 def read_genomic_benchmark(folder: str | Path, *, dev_fraction: float = 0.1, seed: int = 0) -> Splits:
     """Read a Genomic Benchmarks dataset folder; ``dev`` is a stratified ``dev_fraction`` of train."""
+    check_fraction(dev_fraction, "dev_fraction")  # before the folder is read
     folder = Path(folder)
     train, classes = read_class_folders(folder / "train")
     test, _ = read_class_folders(folder / "test", classes)
     fit, dev = stratified_split(train, dev_fraction, seed)
     return Splits(fit, dev, test)
+
+
+def check_fraction(fraction: float, param: str = "fraction") -> None:
+    """Refuse a dev ``fraction`` that holds out nothing or all (a :class:`~biostrata.errors.ParameterError` of
+    the parameter ``param``)."""
+    if not 0.0 < fraction < 1.0:
+        raise ParameterError(param, f"{param}={fraction}: give a share strictly between 0 and 1, e.g. 0.1")
 
 
 def stratified_split(data: SequenceSet, fraction: float, seed: int) -> tuple[SequenceSet, SequenceSet]:
@@ -360,8 +368,7 @@ def stratified_split(data: SequenceSet, fraction: float, seed: int) -> tuple[Seq
     The draw is a ``numpy.random.default_rng(seed)`` permutation per class, in class order; both
     parts keep the original order. Every class needs at least 2 items.
     """
-    if not 0.0 < fraction < 1.0:
-        raise InputError(f"dev fraction must be strictly between 0 and 1, got {fraction}")
+    check_fraction(fraction)
     rng = np.random.default_rng(seed)
     held = np.zeros(len(data), dtype=bool)
     for label in np.unique(data.labels):

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.special import gammainc, gammaincinv
 
 from biostrata.data.simulation.trees import Tree
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 BASES = "ACGT"
 _CODE = np.full(256, -1, dtype=np.int8)
@@ -56,9 +56,9 @@ def _positive(name: str, value: float) -> float:
 def _frequencies(freqs: Sequence[float]) -> np.ndarray:
     pi = np.asarray(freqs, dtype=np.float64)
     if pi.shape != (4,) or not np.all(np.isfinite(pi)) or np.any(pi <= 0):
-        raise InputError(f"freqs must be 4 positive base frequencies (A C G T), got {list(np.ravel(freqs))}")
+        raise ParameterError("freqs", f"freqs={list(np.ravel(freqs))}: give 4 positive base frequencies (A C G T)")
     if abs(pi.sum() - 1.0) > 1e-6:
-        raise InputError(f"freqs must sum to 1 (A C G T), got sum {pi.sum():.6g}")
+        raise ParameterError("freqs", f"freqs={pi.tolist()}: must sum to 1 (A C G T), not {pi.sum():.6g}")
     return pi / pi.sum()
 
 
@@ -165,7 +165,7 @@ def gamma_rates(alpha: float, categories: int = 4) -> np.ndarray:
     """
     alpha = _positive("gamma (shape alpha)", alpha)
     if int(categories) != categories or categories < 1:
-        raise InputError(f"categories must be an integer >= 1, got {categories}")
+        raise ParameterError("categories", f"categories={categories}: give a whole number, 1 or more")
     k = int(categories)
     bounds = np.append(gammaincinv(alpha, np.arange(k) / k) / alpha, np.inf)
     cdf = gammainc(alpha + 1.0, alpha * bounds)
@@ -209,13 +209,15 @@ def evolve(
     if root is not None:
         root_codes = encode_bases(root, name="root")
         if length is not None and length != root_codes.size:
-            raise InputError(f"length={length} differs from the root sequence's length {root_codes.size}")
+            raise ParameterError(
+                "length", f"length={length}: differs from the root sequence's length {root_codes.size}"
+            )
     elif length is None or int(length) != length or length < 1:
-        raise InputError(f"length must be an integer >= 1, got {length}")
+        raise ParameterError("length", f"length={length}: give a whole number, 1 or more")
     if not (np.isfinite(indel_rate) and indel_rate >= 0):
-        raise InputError(f"indel_rate must be >= 0, got {indel_rate}")
+        raise ParameterError("indel_rate", f"indel_rate={indel_rate}: must be >= 0")
     if indel_rate > 0 and not (np.isfinite(indel_length) and indel_length >= 1):
-        raise InputError(f"indel_length (mean indel length) must be >= 1, got {indel_length}")
+        raise ParameterError("indel_length", f"indel_length={indel_length}: the mean indel length must be >= 1")
     planted = {int(node): encode_bases(m, name=f"motif at node {node}") for node, m in (motifs or {}).items()}
     for node in planted:
         if not 0 <= node < tree.n_nodes:

@@ -148,9 +148,14 @@ def simulate_dataset(
     n_clades = int(n_classes) if n_clades is None else n_clades
     _check("n_clades", int(n_clades) == n_clades and n_clades >= 1, "an integer >= 1", n_clades)
     if n_classes > n_clades:
-        raise InputError(f"n_classes={n_classes} is more than n_clades={n_clades}: each class needs at least one clade")
+        raise ParameterError(
+            "n_classes", f"n_classes={n_classes}: more than n_clades={n_clades}; each class needs at least one clade"
+        )
     if n_clades > n_leaves:
-        raise InputError(f"n_clades={n_clades} (default: n_classes) is more than the tree's n_leaves={n_leaves} clades")
+        raise ParameterError(
+            "n_clades",
+            f"n_clades={n_clades}: more than the tree's n_leaves={n_leaves} clades (n_clades defaults to n_classes)",
+        )
     _check("length", int(length) == length and length >= 1, "an integer >= 1", length)
     if label == "motif":
         _check(

@@ -28,7 +28,7 @@ from functools import cached_property
 
 import numpy as np
 
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 
 SHAPES = ("yule", "birth-death", "balanced", "caterpillar")
 Seed = np.random.Generator | int | None  # what np.random.default_rng takes
@@ -306,9 +306,9 @@ def _add_node(parent: list[int], length: list, names: list[str], up: int) -> int
 # -- builders ---------------------------------------------------------------------------------
 def _check_shape_args(n_leaves: int, height: float) -> None:
     if int(n_leaves) != n_leaves or n_leaves < 2:
-        raise InputError(f"n_leaves must be an integer >= 2, got {n_leaves}")
+        raise ParameterError("n_leaves", f"n_leaves={n_leaves}: give a whole number, 2 or more")
     if not (np.isfinite(height) and height > 0):
-        raise InputError(f"height (root-to-leaf substitutions per site) must be positive, got {height}")
+        raise ParameterError("height", f"height={height}: must be positive (root-to-leaf substitutions per site)")
 
 
 def birth_death_tree(

@@ -62,7 +62,7 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
 
     s = s or CrossGranularitySettings()
     # before any work, not after hours of training
-    s.require_files(("corpus", "pfam", "classes", "domains"), ", or --data DIR (a folder with bgc/ and pfam/)")
+    s.require_files(("corpus", "pfam", "classes", "domains"))
     out = Path(out)
     # every cached step depends on the settings; how the work runs (the operational ones) does not
     s.check_resume(out / "settings.json")

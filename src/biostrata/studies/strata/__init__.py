@@ -64,8 +64,7 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
 
     s = s or StrataSettings()
     # before any work, not after an hour of training (no clans table or class table: parts are skipped)
-    s.require_files(("domains", "corpus", *(k for k in ("pfam", "classes") if getattr(s, k))),
-                    ", or --data DIR (a folder with bgc/ and pfam/, or a `biostrata annotate` output)")  # fmt: skip
+    s.require_files(("domains", "corpus", *(k for k in ("pfam", "classes") if getattr(s, k))))
     out = Path(out)
     s.check_resume(out / "settings.json")
     atomic_write_json(out / "settings.json", asdict(s))

@@ -41,7 +41,7 @@ class Inputs:
 
 
 #: Why the parts that need Pfam clans are skipped when no clans table is given.
-NO_CLANS = "no Pfam clans table (pfam; `biostrata annotate --clans` records one that `biostrata study --data` finds)"
+NO_CLANS = "no Pfam clans table (pfam; an annotation made with one records it)"
 
 
 def load_inputs(s: StrataSettings) -> Inputs:
