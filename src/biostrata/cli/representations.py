@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from biostrata.cli.common import (
     command,
@@ -18,10 +17,8 @@ from biostrata.cli.common import (
     threads_option,
 )
 from biostrata.cli.options import Option, add_options, add_settings
+from biostrata.config import PretrainSettings
 from biostrata.errors import InputError
-
-if TYPE_CHECKING:
-    from biostrata.config import PretrainSettings
 
 #: The corpus reader that ``pretrain`` calls (its ``fmt`` and ``strict`` are options) and its formats.
 READ_CLUSTERS = "biostrata.data.clusters.corpus:read_clusters"
@@ -40,7 +37,6 @@ def _pretrain(p: argparse.ArgumentParser) -> None:
     perplexity), checkpoints/ and logs/ in --out. metrics.json is written last: a finished --out is refused,
     unless --overwrite (or --resume, which continues an interrupted run).
     """
-    from biostrata.config import PretrainSettings
     from biostrata.settings import signature_defaults, source_constant
 
     # the corpus reader's own defaults and formats, read from its source: its module loads torch, too slow for --help
