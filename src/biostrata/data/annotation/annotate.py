@@ -118,7 +118,10 @@ def check_gathering(hmms: Sequence, where: str | Path) -> None:
     """Raise an InputError when an HMM of ``hmms`` (read from ``where``) lacks gathering cut-offs."""
     missing = [_text(h.name) for h in hmms if h.cutoffs.gathering_available() is False]
     if missing:
-        raise InputError(f"{where}: {len(missing)} HMMs (e.g. {missing[0]}) have no GA cut-offs; use cutoff='evalue'")
+        raise ParameterError(
+            "cutoff",
+            f"cutoff='gathering': {where}: {len(missing)} HMMs (e.g. {missing[0]}) have no GA cut-offs; use 'evalue'",
+        )
 
 
 def hmm_info(path: str | Path, hmms: int) -> dict:

@@ -274,8 +274,9 @@ def genes_of(records: Sequence[Record], genes: str = "auto", progress: bool = Fa
     if genes == "annotated":
         bare = [r for r in records if not r.cds]
         if bare:
-            raise InputError(
-                f"{bare[0].source}: record {bare[0].id!r} has no CDS features; use genes='auto' or 'predicted'"
+            raise ParameterError(
+                "genes",
+                f"genes='annotated': {bare[0].source}: record {bare[0].id!r} has no CDS features; use 'auto' or 'predicted'",
             )
     predict = [r for r in records if r.sequence and (genes == "predicted" or (genes == "auto" and not r.cds))]
     predicted = dict(_predict(predict, progress)) if predict else {}
