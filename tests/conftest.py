@@ -1,9 +1,29 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 # Tests use tiny tensors: one thread avoids oversubscription on small CI machines.
 torch.set_num_threads(1)
+
+#: Real public data beside the checkout (../shared/data: GUE, TEB, MIBiG clusters, Pfam, GenBank records). The
+#: default suite never needs it: a test that reads it takes the ``shared_data`` fixture and is marked
+#: ``@pytest.mark.shared_data("genomes", ...)`` with the folders it reads, and is skipped, naming them, without.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("shared_data"):
+        missing = [folder for folder in mark.args if not (SHARED_DATA / folder).exists()]
+        if missing:
+            pytest.skip(f"real data {', '.join(str(SHARED_DATA / f) for f in missing)} absent (../shared/data)")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The folder of real data, ../shared/data (see SHARED_DATA)."""
+    return SHARED_DATA
 
 
 @pytest.fixture

@@ -12,14 +12,11 @@ import pytest
 
 from biostrata.cli import main
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-needs_data = pytest.mark.skipif(not (DATA / "genomes").is_dir(), reason="real data folder ../shared/data is absent")
 
-
-@needs_data
-def test_annotate_a_genbank_file_with_one_real_hmm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    argv = ["annotate", str(DATA / "genomes" / "BGC0000015.gbk"), "--out", str(tmp_path / "a"), "--hmm",
-            str(DATA / "pfam" / "Pfam-A.PF00005.hmm"), "--cutoff", "evalue", "--Z", "16712", "--no-progress"]  # fmt: skip
+@pytest.mark.shared_data("genomes", "pfam")
+def test_annotate_a_genbank_file_with_one_real_hmm(shared_data, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["annotate", str(shared_data / "genomes" / "BGC0000015.gbk"), "--out", str(tmp_path / "a"), "--hmm",
+            str(shared_data / "pfam" / "Pfam-A.PF00005.hmm"), "--cutoff", "evalue", "--Z", "16712", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     assert "2 record(s), 30 proteins, 2 domains" in capsys.readouterr().out
     clusters = (tmp_path / "a" / "clusters.csv").read_text().splitlines()
@@ -103,11 +100,11 @@ def _needs_default_hmms() -> None:
         pytest.skip("the gecco package (default Pfam HMMs) is not installed")
 
 
-@needs_data
-def test_from_genbank_to_cluster_embeddings_and_cka(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.shared_data("genomes", "pfam")
+def test_from_genbank_to_cluster_embeddings_and_cka(shared_data, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The tutorial of docs/annotate.md on a small scale: annotate, pre-train, embed, compare layers."""
     _needs_default_hmms()
-    gbk = [str(DATA / "genomes" / f) for f in ("BGC0000015.gbk", "BGC0001866.gbk")]
+    gbk = [str(shared_data / "genomes" / f) for f in ("BGC0000015.gbk", "BGC0001866.gbk")]
     assert main(["annotate", *gbk, "--out", str(tmp_path / "a"), "--no-progress"]) == 0
     clusters = str(tmp_path / "a" / "clusters.csv")
     argv = ["pretrain", "--corpus", clusters, "--out", str(tmp_path / "lm"), "--epochs", "1", "--preset", "small", "--val-fraction", "0.34",
@@ -131,8 +128,10 @@ def test_from_genbank_to_cluster_embeddings_and_cka(tmp_path: Path, capsys: pyte
         assert sorted(b.ids) == ids and np.array_equal(a.array(ids=ids), b.array(ids=ids))
 
 
-@needs_data
-def test_the_strata_study_runs_on_an_annotation(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+@pytest.mark.shared_data("genomes", "pfam")
+def test_the_strata_study_runs_on_an_annotation(
+    shared_data, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
+) -> None:
     """annotate -> study strata --data: every domain instance (DNA, protein, family, cluster) comes from the
     annotation, the clans from the table annotate was given; no product classes: that probe alone is skipped,
     and the run says so (tiny widths, 1 epoch, CPU)."""
@@ -140,9 +139,9 @@ def test_the_strata_study_runs_on_an_annotation(tmp_path: Path, capsys: pytest.C
 
     _needs_default_hmms()
     ann, run = tmp_path / "ann", tmp_path / "run"
-    argv = ["annotate", *map(str, sorted((DATA / "genomes").glob("*.gbk"))), "--out", str(ann), "--clans",
+    argv = ["annotate", *map(str, sorted((shared_data / "genomes").glob("*.gbk"))), "--out", str(ann), "--clans",
             "Pfam-A.clans.tsv", "--no-progress"]  # fmt: skip
-    monkeypatch.chdir(DATA / "pfam")  # --clans relative to where annotate runs
+    monkeypatch.chdir(shared_data / "pfam")  # --clans relative to where annotate runs
     assert main(argv) == 0
     monkeypatch.chdir(tmp_path)  # and the study runs elsewhere
     # the domain table is a corpus too (pretrain --corpus), the same clusters as clusters.csv
@@ -162,7 +161,7 @@ def test_the_strata_study_runs_on_an_annotation(tmp_path: Path, capsys: pytest.C
     settings = json.loads((run / "settings.json").read_text())
     assert (settings["domains"], settings["corpus"]) == (str(ann / "domains.tsv"), str(ann / "clusters.csv"))
     # annotate records the clans table's absolute path, so --data finds it from any folder
-    assert settings["pfam"] == str((DATA / "pfam" / "Pfam-A.clans.tsv").resolve()) and settings["classes"] == ""
+    assert settings["pfam"] == str((shared_data / "pfam" / "Pfam-A.clans.tsv").resolve()) and settings["classes"] == ""
     facts = json.loads((run / "facts.json").read_text())
     assert facts["instances"] == json.loads((ann / "annotation.json").read_text())["domains"] and facts["clusters"] == 3
     assert facts["clan_probe_clans"] >= 2

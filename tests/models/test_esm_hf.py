@@ -18,17 +18,17 @@ from biostrata.models.extract import extract_embeddings
 from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
 
 pytest.importorskip("transformers")
-REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "bgc" / "mibig_domains.tsv"
 
 
-def proteins() -> list[ProteinRecord]:
+def proteins(shared_data: Path) -> list[ProteinRecord]:
     """Real protein segments when the data folder is there (else random ones), mixed lengths, one
     longer than the 60-residue window used below."""
     rng = random.Random(0)
-    if REAL.is_file():
+    real = shared_data / "bgc" / "mibig_domains.tsv"
+    if real.is_file():
         from biostrata.data.clusters.proteins import read_domain_proteins
 
-        records = read_domain_proteins(REAL)
+        records = read_domain_proteins(real)
         short = [r for r in records if 20 <= len(r.sequence) <= 58]
         long = [r for r in records if 130 <= len(r.sequence) <= 200]
         return rng.sample(short, 7) + rng.sample(long, 1)
@@ -48,10 +48,10 @@ def pair() -> tuple:
     return fair, from_fair_esm(fair)
 
 
-def test_every_layer_agrees_with_fair_esm_in_float32(pair, tmp_path: Path) -> None:
+def test_every_layer_agrees_with_fair_esm_in_float32(pair, tmp_path: Path, shared_data: Path) -> None:
     fair, hf = pair
     assert isinstance(hf, TransformersESM) and hf.num_layers == 3 and hf.embed_dim == 64
-    records = proteins()
+    records = proteins(shared_data)
     assert max(len(r.sequence) for r in records) > fair.max_residues  # windows are exercised
     stores = {}
     for name, plm in (("fair", fair), ("hf", hf)):
@@ -182,9 +182,9 @@ def test_a_name_without_network_or_cache_says_how_to_load_a_directory(tmp_path, 
 
 
 @pytest.mark.parametrize("backend", ["fair", "hf"])
-def test_bf16_on_the_cpu_stays_close_and_fp16_is_refused(pair, tmp_path: Path, backend: str) -> None:
+def test_bf16_on_the_cpu_stays_close_and_fp16_is_refused(pair, tmp_path: Path, backend: str, shared_data: Path) -> None:
     plm = dict(zip(("fair", "hf"), pair))[backend]
-    records = proteins()[:4]
+    records = proteins(shared_data)[:4]
     ref = extract_embeddings(plm, records, tmp_path / "32.h5", layers=[0, -1], progress=False, precision="fp32")
     low = extract_embeddings(plm, records, tmp_path / "16.h5", layers=[0, -1], progress=False, precision="bf16")
     with EmbeddingStore(ref) as a, EmbeddingStore(low) as b:

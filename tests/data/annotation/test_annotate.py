@@ -25,8 +25,6 @@ from biostrata.data.clusters.pfam import PfamFamily, PfamTable
 from biostrata.data.clusters.proteins import read_fasta
 from biostrata.errors import DataNotFoundError, InputError
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
-needs_data = pytest.mark.skipif(not (DATA / "genomes").is_dir(), reason="real data folder ../shared/data is absent")
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
 
@@ -267,15 +265,15 @@ def test_domain_rows_give_each_domain_its_dna_and_protein() -> None:
         (3, 12, "AAAGTGTGG", "KVW", "hmm"), (3, 12, "AAATAA", "KVW", "mismatch"), (3, 12, "", "KVW", "")]  # fmt: skip
 
 
-@needs_data
-def test_a_genbank_annotation_holds_each_domain_dna_in_gene_orientation(tmp_path: Path) -> None:
+@pytest.mark.shared_data("genomes", "pfam")
+def test_a_genbank_annotation_holds_each_domain_dna_in_gene_orientation(shared_data, tmp_path: Path) -> None:
     """The real record: both PF00005 hits (genes on the minus strand) with DNA that translates to their segment."""
     from biostrata.config import AnnotateSettings
     from biostrata.data.annotation.genes import translate
 
-    settings = AnnotateSettings(hmm=str(DATA / "pfam" / "Pfam-A.PF00005.hmm"), cutoff="evalue", Z=16712, cpus=1,
+    settings = AnnotateSettings(hmm=str(shared_data / "pfam" / "Pfam-A.PF00005.hmm"), cutoff="evalue", Z=16712, cpus=1,
                                 progress=False)  # fmt: skip
-    annotate_files([DATA / "genomes" / "BGC0000015.gbk"], tmp_path, settings)
+    annotate_files([shared_data / "genomes" / "BGC0000015.gbk"], tmp_path, settings)
     rows = list(csv.DictReader(open(tmp_path / "domains.tsv"), delimiter="\t"))
     proteins = {r.id: r.sequence for r in read_fasta(tmp_path / "proteins.faa")}
     assert [(r["protein_id"], r["gene_strand"]) for r in rows] == [("AAK73498.1", "-1"), ("AAK73499.1", "-1")]
@@ -286,30 +284,32 @@ def test_a_genbank_annotation_holds_each_domain_dna_in_gene_orientation(tmp_path
         assert (int(r["dna_start"]), int(r["dna_end"])) == (3 * start, 3 * end) and r["frame_evidence"] == "hmm"
 
 
-@needs_data
-def test_pf00005_under_deepbgc_rule_gives_the_expected_two_hits() -> None:
-    genes = genes_of(read_records(DATA / "genomes" / "BGC0000015.gbk"))
+@pytest.mark.shared_data("genomes", "pfam")
+def test_pf00005_under_deepbgc_rule_gives_the_expected_two_hits(shared_data) -> None:
+    genes = genes_of(read_records(shared_data / "genomes" / "BGC0000015.gbk"))
     hits = search_domains(
-        genes, DATA / "pfam" / "Pfam-A.PF00005.hmm", cutoff="evalue", Z=16712, overlaps="keep", cpus=1
+        genes, shared_data / "pfam" / "Pfam-A.PF00005.hmm", cutoff="evalue", Z=16712, overlaps="keep", cpus=1
     )
     expected = [(r["protein_id"], int(r["domain_start"]), int(r["domain_end"]))
-                for r in csv.DictReader(open(DATA / "genomes" / "BGC0000015.pfam.csv")) if r["pfam_id"] == "PF00005"]  # fmt: skip
+                for r in csv.DictReader(open(shared_data / "genomes" / "BGC0000015.pfam.csv")) if r["pfam_id"] == "PF00005"]  # fmt: skip
     assert [(genes[h.gene].id, h.hmm_start, h.hmm_end) for h in hits] == expected == [
         ("AAK73498.1", 1, 137), ("AAK73499.1", 0, 135)]  # fmt: skip
-    minipfam = DATA / "pfam" / "minipfam.hmm"
+    minipfam = shared_data / "pfam" / "minipfam.hmm"
     assert search_domains(genes, minipfam, cpus=1) == search_domains(genes, minipfam, cutoff="evalue", cpus=1) == []
 
 
-@needs_data
+@pytest.mark.shared_data("genomes", "pfam")
 @pytest.mark.skipif(not _gecco_installed(), reason="the gecco package (default Pfam HMMs) is not installed")
-def test_default_database_against_deepbgc_annotation() -> None:
+def test_default_database_against_deepbgc_annotation(shared_data) -> None:
     """DeepBGC's rule with Pfam 31's Z on the families the subset holds: precision and recall >= 0.95,
     and the hits in the same gene order."""
     from biostrata.data.annotation.annotate import read_hmms
 
-    genes = genes_of(read_records(DATA / "genomes" / "BGC0000015.gbk"))
+    genes = genes_of(read_records(shared_data / "genomes" / "BGC0000015.gbk"))
     families = {str(h.accession).split(".")[0] for h in read_hmms(default_hmm_path())}
-    rows = [r for r in csv.DictReader(open(DATA / "genomes" / "BGC0000015.pfam.csv")) if r["pfam_id"] in families]
+    rows = [
+        r for r in csv.DictReader(open(shared_data / "genomes" / "BGC0000015.pfam.csv")) if r["pfam_id"] in families
+    ]
     expected = {(r["protein_id"], r["pfam_id"]) for r in rows}
     hits = search_domains(genes, cutoff="evalue", Z=16712, overlaps="keep", cpus=2)
     found = {(genes[h.gene].id, h.family) for h in hits}
@@ -319,9 +319,9 @@ def test_default_database_against_deepbgc_annotation() -> None:
     assert [p for p in dict.fromkeys(genes[h.gene].id for h in hits)] == [p for p in dict.fromkeys(order)]
 
 
-@needs_data
+@pytest.mark.shared_data("genomes", "pfam")
 @pytest.mark.skipif(not _gecco_installed(), reason="the gecco package (default Pfam HMMs) is not installed")
-def test_the_deepbgc_comparison_in_the_docs_is_what_the_code_gives() -> None:
+def test_the_deepbgc_comparison_in_the_docs_is_what_the_code_gives(shared_data) -> None:
     """docs/annotate.md: per rule, the rows domains.tsv gets, the (protein, family) pairs, those shared with
     DeepBGC, precision and recall (the docs once called pairs hits, where the table has rows)."""
     from biostrata.data.annotation.annotate import read_hmms
@@ -332,9 +332,11 @@ def test_the_deepbgc_comparison_in_the_docs_is_what_the_code_gives() -> None:
         for line in text.splitlines()
         if line.startswith("| `--cutoff")
     ]
-    genes = genes_of(read_records(DATA / "genomes" / "BGC0000015.gbk"))
+    genes = genes_of(read_records(shared_data / "genomes" / "BGC0000015.gbk"))
     families = {str(h.accession).split(".")[0] for h in read_hmms(default_hmm_path())}
-    rows = [r for r in csv.DictReader(open(DATA / "genomes" / "BGC0000015.pfam.csv")) if r["pfam_id"] in families]
+    rows = [
+        r for r in csv.DictReader(open(shared_data / "genomes" / "BGC0000015.pfam.csv")) if r["pfam_id"] in families
+    ]
     expected = {(r["protein_id"], r["pfam_id"]) for r in rows}
     measured = []
     for rule in ({"cutoff": "evalue", "Z": 16712, "overlaps": "keep"}, {"overlaps": "keep"}, {}):

@@ -12,9 +12,6 @@ from biostrata.data.annotation.genes import genes_of, read_records, translate
 from biostrata.data.clusters.proteins import read_fasta
 from biostrata.errors import InputError
 
-GENOMES = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "genomes"
-needs_genomes = pytest.mark.skipif(not GENOMES.is_dir(), reason="real data folder ../shared/data/genomes is absent")
-
 
 def test_translate_tables_1_and_11() -> None:
     assert translate("ATGGCTTGGTAA") == "MAW"  # the stop ends the protein
@@ -159,10 +156,10 @@ def test_prediction_shows_a_bar_over_records(tmp_path: Path, capsys: pytest.Capt
     assert "pyrodigal" not in capsys.readouterr().err
 
 
-@needs_genomes
-def test_cds_of_a_real_record_are_its_translations() -> None:
-    genes = genes_of(read_records(GENOMES / "BGC0000015.gbk"), "annotated")
-    expected = read_fasta(GENOMES / "BGC0000015.protein.fa")
+@pytest.mark.shared_data("genomes")
+def test_cds_of_a_real_record_are_its_translations(shared_data) -> None:
+    genes = genes_of(read_records(shared_data / "genomes" / "BGC0000015.gbk"), "annotated")
+    expected = read_fasta(shared_data / "genomes" / "BGC0000015.protein.fa")
     assert len(genes) == len(expected) == 30
     assert [g.protein for g in genes] == [r.sequence for r in expected]
     # DeepBGC's ids carry 1-based start, end and strand: BGC0000015|c1|4-1824|-|...
@@ -172,12 +169,12 @@ def test_cds_of_a_real_record_are_its_translations() -> None:
     ]
 
 
-@needs_genomes
-def test_pyrodigal_reproduces_the_annotated_proteins() -> None:
+@pytest.mark.shared_data("genomes")
+def test_pyrodigal_reproduces_the_annotated_proteins(shared_data) -> None:
     """BGC0001866's CDS are Prodigal's: the same 23 proteins and strands, the same ends, and every start
     one base before the file's (the file's starts are one base short of Prodigal's, a quirk of the tool
     that wrote it)."""
-    records = read_records(GENOMES / "BGC0001866.gbk")
+    records = read_records(shared_data / "genomes" / "BGC0001866.gbk")
     annotated, predicted = genes_of(records, "annotated"), genes_of(records, "predicted")
     assert len(annotated) == len(predicted) == 23
     assert [(g.protein, g.strand, g.end) for g in annotated] == [(g.protein, g.strand, g.end) for g in predicted]

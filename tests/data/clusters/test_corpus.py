@@ -11,9 +11,6 @@ from biostrata.data.clusters.corpus import Cluster, DomainVocabulary, class_matr
 from biostrata.data.clusters.pfam import PfamTable
 from biostrata.errors import InputError
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
-needs_data = pytest.mark.skipif(not (DATA / "bgc").is_dir(), reason="real data folder ../shared/data is absent")
-
 
 def test_domain_list_genes_and_issues(tmp_path: Path, pfam: PfamTable) -> None:
     path = tmp_path / "list.txt"
@@ -162,11 +159,11 @@ def test_vocabulary_sequence_models_round_trip(pfam: PfamTable) -> None:
         DomainVocabulary.from_sequence_models(gap, pfam_to_domain)
 
 
-@needs_data
-def test_real_mibig_corpus() -> None:
-    pfam = PfamTable.read(DATA / "pfam" / "Pfam-A.clans.tsv")
-    names = read_clusters(DATA / "bgc" / "mibig_domain_list.txt", pfam, strict=True)
-    accs = read_clusters(DATA / "bgc" / "mibig_pfamid.csv", pfam, strict=True)
+@pytest.mark.shared_data("bgc", "pfam")
+def test_real_mibig_corpus(shared_data) -> None:
+    pfam = PfamTable.read(shared_data / "pfam" / "Pfam-A.clans.tsv")
+    names = read_clusters(shared_data / "bgc" / "mibig_domain_list.txt", pfam, strict=True)
+    accs = read_clusters(shared_data / "bgc" / "mibig_pfamid.csv", pfam, strict=True)
     assert len(names) == len(accs) == 2492
     assert all(a.domains == b.domains for a, b in zip(names, accs))
     first = names[0]
@@ -175,7 +172,7 @@ def test_real_mibig_corpus() -> None:
     assert first.genes is not None and first.genes[:3] == (0, 1, 2)
     vocab = DomainVocabulary.from_corpus(names, class_tokens=True)
     assert len(vocab) == 3 + 7 + 1 + 3157
-    classes = read_classes(DATA / "bgc" / "mibig3_classes.csv")
+    classes = read_classes(shared_data / "bgc" / "mibig3_classes.csv")
     y, cls = class_matrix(names, classes)
     assert cls == ["Alkaloid", "NRP", "Other", "Polyketide", "RiPP", "Saccharide", "Terpene"]
     assert y.shape == (2492, 7) and y.sum(1).min() >= 1

@@ -13,7 +13,6 @@ from biostrata.data.clusters.domains import INSTANCE_COLUMNS, align_occurrences,
 from biostrata.data.clusters.pfam import PfamFamily, PfamTable
 from biostrata.errors import InputError
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 HEADER = "bgc_id\tpfam_id\tgene_id\tprotein_accession\tdna_start\tdna_end\tframe\tdna_sequence\tprotein_sequence\t" \
          "biosynthetic_class\tmolecule\tframe_evidence"  # fmt: skip
 ROWS = [
@@ -61,12 +60,14 @@ def test_a_table_without_dna_is_refused(tmp_path: Path) -> None:
         read_instances(tmp_path / "d.tsv")
 
 
-@pytest.mark.skipif(not (DATA / "bgc").is_dir(), reason="real data folder ../shared/data is absent")
-def test_real_instances() -> None:
+@pytest.mark.shared_data("bgc", "pfam")
+def test_real_instances(shared_data) -> None:
     from biostrata.data.clusters.corpus import read_clusters
 
-    pfam = PfamTable.read(DATA / "pfam" / "Pfam-A.clans.tsv")
-    t = read_instances(DATA / "bgc" / "mibig_domains.tsv", read_clusters(DATA / "bgc" / "mibig_pfamid.csv", pfam), pfam)
+    pfam = PfamTable.read(shared_data / "pfam" / "Pfam-A.clans.tsv")
+    t = read_instances(
+        shared_data / "bgc" / "mibig_domains.tsv", read_clusters(shared_data / "bgc" / "mibig_pfamid.csv", pfam), pfam
+    )
     assert len(t) == 23_358 and t["bgc_id"].nunique() == 1_246 and t["instance_id"].is_unique
     assert t["frame_evidence"].value_counts().to_dict() == {"hmm": 8_999, "ambiguous": 8_249, "unique": 6_110}
     assert (t["token_position"] >= 0).sum() == 19_672

@@ -9,8 +9,6 @@ import pytest
 from biostrata.data.clusters.pfam import PfamTable, parse_accession
 from biostrata.errors import DataNotFoundError, InputError
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
-
 
 def test_parse_accession() -> None:
     assert parse_accession("PF00005") == parse_accession("PF00005.27") == "PF00005"
@@ -44,8 +42,8 @@ def test_pfam_table_errors(tmp_path: Path, pfam: PfamTable) -> None:
         PfamTable.read(empty)
 
 
-@pytest.mark.skipif(not (DATA / "pfam").is_dir(), reason="real data folder ../shared/data is absent")
-def test_real_pfam_table() -> None:
-    pfam = PfamTable.read(DATA / "pfam" / "Pfam-A.clans.tsv")
+@pytest.mark.shared_data("pfam")
+def test_real_pfam_table(shared_data) -> None:
+    pfam = PfamTable.read(shared_data / "pfam" / "Pfam-A.clans.tsv")
     assert len(pfam) == 19632
     assert pfam.accession("ABC_tran") == "PF00005" and pfam.clan("PF00005") == "CL0023"

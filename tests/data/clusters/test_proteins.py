@@ -15,9 +15,6 @@ from biostrata.data.clusters.proteins import (
 )
 from biostrata.errors import DataNotFoundError, InputError
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
-needs_data = pytest.mark.skipif(not (DATA / "bgc").is_dir(), reason="real data folder ../shared/data is absent")
-
 HEADER = "bgc_id\tpfam_id\tgene_id\tprotein_accession\tdna_start\tdna_end\tframe\tdna_sequence\tprotein_sequence\n"
 
 
@@ -62,11 +59,11 @@ def test_domain_table(tmp_path: Path) -> None:
         read_domain_proteins(path)
 
 
-@needs_data
-def test_real_protein_files() -> None:
-    fasta = read_fasta(DATA / "genomes" / "BGC0000015.protein.fa")
+@pytest.mark.shared_data("genomes", "bgc")
+def test_real_protein_files(shared_data) -> None:
+    fasta = read_fasta(shared_data / "genomes" / "BGC0000015.protein.fa")
     assert len(fasta) == 30 and fasta[0].id.startswith("BGC0000015|c1|4-1824")
-    recs = read_domain_proteins(DATA / "bgc" / "mibig_domains.tsv")
+    recs = read_domain_proteins(shared_data / "bgc" / "mibig_domains.tsv")
     assert len(recs) == 22240 and len(family_members(recs)) == 1278
 
 

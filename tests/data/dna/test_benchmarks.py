@@ -18,8 +18,6 @@ from biostrata.data.dna.benchmarks import (
 from biostrata.data.dna.genome import SequenceSet, read_labelled
 from biostrata.errors import DataNotFoundError, InputError
 
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-
 
 def write_csv(path: Path, rows: list[tuple[str, int]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,9 +117,9 @@ def test_gue_data_that_disagrees_with_the_registry_is_an_error(tmp_path):
         load_task(SUITES["gue"].task("tf/1"), SUITES["gue"], tmp_path)
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "gue").is_dir(), reason="real GUE data not present at ../shared/data/gue")
-def test_real_gue_task_loads():
-    splits = load_task(SUITES["gue"].task("prom/prom_core_tata"), SUITES["gue"], SHARED_DATA)
+@pytest.mark.shared_data("gue")
+def test_real_gue_task_loads(shared_data):
+    splits = load_task(SUITES["gue"].task("prom/prom_core_tata"), SUITES["gue"], shared_data)
     assert [len(s) for s in splits] == [4904, 613, 613]
     assert splits.num_classes == 2 and splits.max_length == 70
 
@@ -212,13 +210,10 @@ def test_teb_layout(tmp_path):
         load_task(SUITES["teb"].task("dna_cmc"), SUITES["teb"], tmp_path)
 
 
-SHARED_TEB = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "teb"
-
-
-@pytest.mark.skipif(not SHARED_TEB.is_dir(), reason="real data folder ../shared/data/teb is absent")
-def test_teb_reads_the_released_dna_cmc_files():
+@pytest.mark.shared_data("teb")
+def test_teb_reads_the_released_dna_cmc_files(shared_data):
     """The files as released with the paper: header seq,label,biotype, split names valid/test."""
-    splits = load_task(SUITES["teb"].task("dna_cmc"), SUITES["teb"], SHARED_TEB.parent)
+    splits = load_task(SUITES["teb"].task("dna_cmc"), SUITES["teb"], shared_data)
     assert [len(s) for s in splits] == [19912, 1872, 1808]
     assert splits.labels == [0, 1] and splits.max_length <= 200
     # biotype is kept beside each sequence as metadata; label 1 is the element class, 0 background (NA)
