@@ -218,7 +218,7 @@ def test_defaults_from_refuses_a_field_without_a_default_anywhere(tmp_path, monk
     from biostrata.settings import defaults_from, signature_defaults
 
     assert signature_defaults("biostrata.settings:field_help") == {"operational": False}
-    assert signature_defaults("biostrata.settings:Settings.check_resume") == {"per_run": ()}
+    assert signature_defaults("biostrata.settings:Settings.check_resume") == {"per_run": (), "inputs": None}
     with pytest.raises(TypeError, match=r"Odd.level: no default, and none of biostrata.settings:field_help has level="):
 
         @dataclass
@@ -329,6 +329,22 @@ def test_a_run_resumes_with_other_operational_settings_only(tmp_path):
         Resumable(rate=0.2).check_resume(path)
     Resumable(rate=0.2).check_resume(path, per_run=("rate",))  # set per run by the caller
     assert Resumable(levels=(1, 2)).resume_changes({"rate": 0.1, "levels": (1, 2)}) == []  # compared as saved
+
+
+def test_a_recorded_run_resumes_only_with_its_settings_and_inputs(tmp_path):
+    import json
+
+    path = tmp_path / "settings.json"
+    Resumable().record(path, {"corpus": tmp_path / "a.csv", "pfam": None})
+    saved = json.loads(path.read_text())
+    assert saved["inputs"] == {"corpus": str(tmp_path / "a.csv"), "pfam": None} and saved["code_version"]
+    Resumable(progress=False).record(path, {"corpus": tmp_path / "a.csv", "pfam": None})  # operational: resumes
+    with pytest.raises(InputError, match=r"corpus: '.*a\.csv' there, '.*b\.csv' now"):
+        Resumable().record(path, {"corpus": tmp_path / "b.csv", "pfam": None})
+    with pytest.raises(InputError, match="rate: 0.1 there, 0.2 now"):
+        Resumable(rate=0.2).record(path, {"corpus": tmp_path / "a.csv", "pfam": None})
+    Resumable(rate=0.2).record(path, resume=False)  # a new run in the folder: recorded, not checked
+    assert json.loads(path.read_text())["rate"] == 0.2 and "inputs" not in json.loads(path.read_text())
 
 
 def test_only_settings_that_do_not_change_results_are_operational():

@@ -39,7 +39,8 @@ from typing import Any, TypeVar
 import yaml
 
 from biostrata.errors import DataNotFoundError, InputError, ParameterError
-from biostrata.io import atomic_write_text
+from biostrata.io import atomic_write_json, atomic_write_text
+from biostrata.provenance import code_version
 
 S = TypeVar("S", bound="Settings")
 OPTIONS = "command-line options"  # the source of settings given on the command line only
@@ -367,10 +368,14 @@ class Settings:
         then, now = (json.loads(json.dumps(d, default=str)) for d in (then, dataclasses.asdict(self)))  # as saved
         return changes(then, now, operational(self) | set(per_run))
 
-    def check_resume(self, path: str | Path, per_run: Collection[str] = ()) -> None:
+    def check_resume(
+        self, path: str | Path, per_run: Collection[str] = (), inputs: Mapping[str, Any] | None = None
+    ) -> None:
         """Refuse to resume a run whose saved settings (``path``, a JSON file of the fields in the run's
-        folder; absent: a new run) differ from these (see :meth:`resume_changes`): its outputs were made with
-        those. The error is one of the caller's ``out``, the folder (:class:`~biostrata.errors.ParameterError`)."""
+        folder, as :meth:`record` writes it; absent: a new run) differ from these (see :meth:`resume_changes`),
+        or whose saved ``inputs`` (files the run reads that are no field) differ from ``inputs``: its outputs
+        were made with those. The error is one of the caller's ``out``, the folder
+        (:class:`~biostrata.errors.ParameterError`)."""
         import json
 
         path = Path(path)
@@ -383,13 +388,25 @@ class Settings:
                 "out",
                 f"out={path.parent}: {path.name} is not valid JSON ({err}); give another out, or delete the folder",
             ) from None
-        diff = self.resume_changes(then, per_run)
+        then.pop("code_version", None)
+        saved_inputs = then.pop("inputs", {})
+        diff = self.resume_changes(then, per_run) + changes(saved_inputs, dict(inputs or {}))
         if diff:
             raise ParameterError(
                 "out",
                 f"out={path.parent}: holds results made with other settings ({'; '.join(diff)}); resume with the "
                 "same settings, or give another out (or delete the folder)",
             )
+
+    def record(self, path: str | Path, inputs: Mapping[str, Any] | None = None, resume: bool = True) -> None:
+        """Keep these settings (and ``inputs``, as text) in ``path`` (JSON, atomic, with the code version) for a
+        run in that folder, after :meth:`check_resume` when the run ``resume``s there: a run resumes only with
+        the settings and inputs it was started with."""
+        inputs = {k: None if v is None else str(v) for k, v in (inputs or {}).items()}
+        if resume:
+            self.check_resume(path, inputs=inputs)
+        record = {**dataclasses.asdict(self), **({"inputs": inputs} if inputs else {})}
+        atomic_write_json(Path(path), {**record, "code_version": code_version()})
 
     def require_files(self, names: Sequence[str]) -> None:
         """Refuse, before any work, a field among ``names`` that is not the path of a file: one line that

@@ -337,12 +337,12 @@ def test_cli_resumes_a_pretraining_only_with_its_settings_and_inputs(
             "--protein-layers", "1", "--protein-dim", "16", "--protein-heads", "2", "--batch-size", "8",
             "--accelerator", "cpu", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
-    record = json.loads((out / "pretraining.json").read_text())
-    assert record["settings"]["epochs"] == 1 and record["inputs"]["corpus"] == str(files["table"])
+    record = json.loads((out / "settings.json").read_text())
+    assert record["epochs"] == 1 and record["inputs"]["corpus"] == str(files["table"]) and record["code_version"]
     capsys.readouterr()
     assert main([*argv, "--resume", "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert f"--out {out} holds a pre-training made with other settings (lr: " in err and "0.5 now" in err
+    assert f"out={out} (--out): holds results made with other settings (lr: " in err and "0.5 now" in err
     assert main([*argv[:-1], "--resume", "--progress"]) == 0  # progress bars do not change results
 
 

@@ -68,7 +68,10 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     if s.level == "protein" and args.export_sequence_models:
         raise InputError("--export-sequence-models: a domain-level model only; drop it with --level protein")
     finished_runs(args.out, {"run": Path(args.out)}, "metrics.json", args.overwrite or s.resume, "pre-train again")
-    _record_pretraining(Path(args.out), s, {k: getattr(args, k) for k in ("corpus", "pfam", "init_table")})
+    # --resume continues only the pre-training of these settings and inputs
+    s.record(
+        Path(args.out) / "settings.json", {k: getattr(args, k) for k in ("corpus", "pfam", "init_table")}, s.resume
+    )
     from biostrata.train import pretrain as pt
 
     set_torch_threads(args.threads)
@@ -112,28 +115,6 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         f"{best['val_ppl']:.2f} ({best['masked_tokens']} masked tokens); wrote {args.out}"
     )
     return 0
-
-
-def _record_pretraining(out: Path, s: PretrainSettings, inputs: dict[str, object]) -> None:
-    """Keep the settings and inputs of a pre-training in ``OUT/pretraining.json``; ``--resume`` continues a
-    run only with those (but the operational fields), as every resumable run does (``Settings.resume_changes``)."""
-    import dataclasses
-    import json
-
-    from biostrata.io import atomic_write_json
-    from biostrata.provenance import code_version
-    from biostrata.settings import changes
-
-    path, inputs = out / "pretraining.json", {k: None if v is None else str(v) for k, v in inputs.items()}
-    if s.resume and path.is_file():
-        then = json.loads(path.read_text())
-        diff = s.resume_changes(then["settings"]) + changes(then["inputs"], inputs)
-        if diff:
-            raise InputError(
-                f"--out {out} holds a pre-training made with other settings ({'; '.join(diff)}); resume with the "
-                "same settings and inputs, or give another --out"
-            )
-    atomic_write_json(path, {"settings": dataclasses.asdict(s), "inputs": inputs, "code_version": code_version()})
 
 
 @command("embed")

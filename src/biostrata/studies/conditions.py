@@ -17,7 +17,6 @@ levels and seeds (operational fields of :class:`ConditionsSettings`) may change,
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +41,7 @@ def run_conditions(out: str | Path, s: ConditionsSettings | None = None, progres
     """Run (or resume) the sweep into ``out``; return one row per (condition, model, seed)."""
     s = s or ConditionsSettings()
     out = Path(out)
-    check_resumable(out, s)
-    atomic_write_text(out / "settings.json", json.dumps(asdict(s), indent=2))
+    s.record(out / "settings.json")  # a resumed sweep keeps the settings its data and runs were made with
     rows = []
     plan = [(c, m, seed) for c in s.conditions() for m in MODELS for seed in s.seeds]
     for c, model, seed in tqdm(plan, desc="conditions study", disable=not progress):
@@ -88,11 +86,6 @@ def run_one(out: Path, s: ConditionsSettings, c: dict, model: str, seed: int) ->
     ensure(data_dir / "test.csv", simulate)
     metrics = json.loads(ensure(run_dir / "metrics.json", fit).read_text())
     return metrics, cached(run_dir / "delta.json", delta, write=lambda path, d: atomic_write_text(path, json.dumps(d)))
-
-
-def check_resumable(out: Path, s: ConditionsSettings) -> None:
-    """Refuse to resume in ``out`` with settings other than those its data and runs were made with."""
-    s.check_resume(out / "settings.json")
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

@@ -29,7 +29,6 @@ Steps (each writes its outputs under ``out`` and is skipped when they exist, so 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,7 @@ import pandas as pd
 from biostrata.compat import moved
 from biostrata.config import CrossGranularitySettings
 from biostrata.errors import InputError
-from biostrata.io import StepClock, atomic_write_json, atomic_write_npz, atomic_write_text, ensure
+from biostrata.io import StepClock, atomic_write_npz, atomic_write_text, ensure
 from biostrata.report.cross_granularity import plot_checkpoints, plot_layers, plot_probes, summary_markdown
 from biostrata.studies.cross_granularity.passes import analyse_arm, checkpoint_curves, geometry, plan_analyses
 from biostrata.studies.cross_granularity.probes import clan_probes, product_class_probes
@@ -65,8 +64,7 @@ def run_cross_granularity(out: str | Path, s: CrossGranularitySettings | None = 
     s.require_files(("corpus", "pfam", "classes", "domains"))
     out = Path(out)
     # every cached step depends on the settings; how the work runs (the operational ones) does not
-    s.check_resume(out / "settings.json")
-    atomic_write_json(out / "settings.json", asdict(s))
+    s.record(out / "settings.json")
     clock = StepClock(out / "timings.jsonl")
     with cpu_threads(s.threads):
         with clock("inputs"):

@@ -30,7 +30,6 @@ when its files exist (a killed run resumes; ``settings.json`` must match):
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -66,8 +65,7 @@ def run_strata(out: str | Path, s: StrataSettings | None = None) -> dict[str, pd
     # before any work, not after an hour of training (no clans table or class table: parts are skipped)
     s.require_files(("domains", "corpus", *(k for k in ("pfam", "classes") if getattr(s, k))))
     out = Path(out)
-    s.check_resume(out / "settings.json")
-    atomic_write_json(out / "settings.json", asdict(s))
+    s.record(out / "settings.json")
     clock = StepClock(out / "timings.jsonl")
     facts: dict = {"code_version": code_version()}
     with cpu_threads(s.threads):
