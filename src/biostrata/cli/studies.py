@@ -91,7 +91,7 @@ def _run_study_cross_granularity(args: argparse.Namespace) -> int:
     from biostrata.studies.cross_granularity import run_cross_granularity
 
     with _data_hint("a folder with bgc/ and pfam/"):
-        run_cross_granularity(args.out, _with_data(args, "mibig_domain_list.txt"))
+        run_cross_granularity(args.out, _with_data(args))
     print(f"wrote {args.out}/cross_granularity.md, product_class.csv, clan.csv, cka_*.png, probes.png")
     return 0
 
@@ -102,7 +102,7 @@ def _run_study_strata(args: argparse.Namespace) -> int:
 
     try:
         with _data_hint("a folder with bgc/ and pfam/, or a `biostrata annotate` output"):
-            tables = run_strata(args.out, _with_data(args, "mibig_pfamid.csv", annotation=True))
+            tables = run_strata(args.out, _with_data(args, annotation=True))
     except KeyboardInterrupt:
         print(
             f"biostrata: interrupted: finished steps are kept under {args.out}; run the same command again to resume.",
@@ -128,36 +128,35 @@ def _data_hint(folder: str) -> Iterator[None]:
     try:
         yield
     except DataNotFoundError as err:
-        if err.param not in DATA_FILES:
+        if err.param not in STUDY_INPUTS:
             raise
         raise DataNotFoundError(f"{err}, or --data DIR ({folder})", param=err.param) from None
 
 
 #: The input files of a study that ``--data DIR`` sets (:func:`_with_data`).
-DATA_FILES = ("corpus", "pfam", "classes", "domains")
+STUDY_INPUTS = ("corpus", "pfam", "classes", "domains")
 
 
-def _with_data(args: argparse.Namespace, corpus: str, annotation: bool = False):
+def _with_data(args: argparse.Namespace, annotation: bool = False):
     """The settings with ``--data DIR`` filling the four input files left at their defaults (a file given as
-    an option or in --config stays); ``corpus``: the study's corpus file in ``DIR/bgc``. With ``annotation``
+    an option or in --config stays): each default's place under ``config.DATA_ROOT``, under DIR. With ``annotation``
     DIR may also be a ``biostrata annotate`` output (told by its ``annotation.json``): ``domains.tsv``,
     ``clusters.csv``, the clans table recorded in ``annotation.json`` (none: "") and no class table ("")."""
     import json
     from dataclasses import fields
     from pathlib import Path
 
+    from biostrata.config.sequences import DATA_ROOT
+
     settings = args.settings
     if not args.data:
         return settings
     data = Path(args.data)
+    defaults = {f.name: f.default for f in fields(settings)}
     if annotation and (data / "annotation.json").is_file():
         record = json.loads((data / "annotation.json").read_text())
         files = {"corpus": data / "clusters.csv", "pfam": record.get("settings", {}).get("clans") or "",
                  "classes": "", "domains": data / "domains.tsv"}  # fmt: skip
     else:
-        files = {
-            "corpus": data / "bgc" / corpus, "pfam": data / "pfam" / "Pfam-A.clans.tsv",
-            "classes": data / "bgc" / "mibig3_classes.csv", "domains": data / "bgc" / "mibig_domains.tsv",
-        }  # fmt: skip
-    defaults = {f.name: f.default for f in fields(settings)}
+        files = {k: data / Path(defaults[k]).relative_to(DATA_ROOT) for k in STUDY_INPUTS}
     return settings.replace(**{k: str(v) for k, v in files.items() if getattr(settings, k) == defaults[k]})
