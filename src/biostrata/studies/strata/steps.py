@@ -48,12 +48,13 @@ def load_inputs(s: StrataSettings) -> Inputs:
     from biostrata.data.clusters.corpus import read_classes, read_clusters
     from biostrata.data.clusters.domains import cluster_groups, deal_groups, probe_families, read_instances
     from biostrata.data.clusters.pfam import PfamTable
+    from biostrata.data.clusters.proteins import CHECKED_FRAMES
 
     pfam = PfamTable.read(s.pfam) if s.pfam else None
     corpus = read_clusters(s.corpus, pfam)
     instances = read_instances(s.domains, corpus, pfam)
     group_of = cluster_groups(corpus, sorted(instances["bgc_id"].unique()), instances)
-    study = instances[(instances["token_position"] >= 0) & (instances["frame_evidence"].isin(["hmm", "unique"]))]
+    study = instances[(instances["token_position"] >= 0) & (instances["frame_evidence"].isin(CHECKED_FRAMES))]
     if not len(study):
         raise InputError(
             f"{s.domains}: no domain has both a token in the corpus {s.corpus} and a checked reading frame "
@@ -134,7 +135,7 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
     """A protein LM (given, or a small ESM-2 trained on the checked segments of the training clusters, its
     best epoch chosen on those of the validation clusters) and the residue mean of each layer for every
     study instance."""
-    from biostrata.data.clusters.proteins import ProteinRecord
+    from biostrata.data.clusters.proteins import CHECKED_FRAMES, ProteinRecord
     from biostrata.models.extract import check_options, token_states
     from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
     from biostrata.train.pretrain import pretrain_protein_lm
@@ -142,7 +143,7 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
     run = out / "protein"
 
     def fit() -> None:
-        checked = data.instances[data.instances["frame_evidence"].isin(["hmm", "unique"])]
+        checked = data.instances[data.instances["frame_evidence"].isin(CHECKED_FRAMES)]
         split = checked["bgc_id"].map(data.split_of)
         records = {name: [ProteinRecord(f"{f}|{k}", p, f) for k, (f, p) in
                           enumerate(sorted(set(zip(part["family"], part["protein"]))))]
