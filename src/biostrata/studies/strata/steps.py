@@ -19,6 +19,7 @@ import pandas as pd
 from biostrata.config import DOMAIN_VARIANTS, StrataSettings, TrainConfig
 from biostrata.errors import InputError
 from biostrata.io import atomic_write_json, atomic_write_npz, cached, ensure
+from biostrata.studies import device_of
 
 
 @dataclass
@@ -66,12 +67,8 @@ def load_inputs(s: StrataSettings) -> Inputs:
                   group_of, read_classes(s.classes) if s.classes else None, held)  # fmt: skip
 
 
-def device_of(s: StrataSettings) -> str | None:
-    """Where models run outside Lightning: the device asked for (cpu; gpu or cuda: the GPU; mps; one torch does not
-    see: an error that says so), else a GPU when present (None). Inside Lightning the study trains on one device
-    (``devices=1``): its models train one after another, and ``devices="auto"`` would start one process per GPU
-    (DDP) for each."""
-    return {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps"}.get(s.accelerator)
+# Outside Lightning the models run on device_of(s.accelerator). Inside Lightning the study trains on one device
+# (devices=1): its models train one after another, and devices="auto" would start one process per GPU (DDP) for each.
 
 
 def write_reps(path: Path, ids: list[str], layers: dict[int, np.ndarray], curvature: dict[int, float | None]) -> None:
@@ -122,7 +119,7 @@ def cnn_reps(out: Path, s: StrataSettings, data: Inputs, model_name: str, clans:
     def represent() -> None:
         model, _ = load_run(run)
         layers, curvature = genome_layer_vectors(model, list(data.study["dna"]), range(1, model.num_layers + 1),
-                                                 device=device_of(s))  # fmt: skip
+                                                 device=device_of(s.accelerator))  # fmt: skip
         write_reps(path, list(data.study["instance_id"]), layers, curvature)
 
     metrics = json.loads(ensure(run / "metrics.json", fit).read_text())
@@ -156,7 +153,7 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
     def represent() -> None:
         sequences = sorted(set(data.study["protein"]))
         layers = list(range(plm.num_layers + 1))
-        device, _, budget = check_options(None, device=device_of(s), special=sum(plm.special_tokens))
+        device, _, budget = check_options(None, device=device_of(s.accelerator), special=sum(plm.special_tokens))
         rows: dict[int, list] = {i: [None] * len(sequences) for i in layers}
         for k, states in token_states(plm, sequences, layers, token_budget=budget, device=device):
             for i in layers:
@@ -215,7 +212,7 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, variant: str, width: 
         lr=s.lr, seed=seed, accelerator=s.accelerator, devices=1, progress=s.progress, d_embed=width, d_model=width,
         n_layers=s.domain_layers, **model_options))  # fmt: skip
     model = DomainLM.from_pretrained(run)
-    device, _, budget = check_options(None, device=device_of(s), special=sum(model.special_tokens))
+    device, _, budget = check_options(None, device=device_of(s.accelerator), special=sum(model.special_tokens))
 
     def test() -> dict:
         encoded = [model.vocab.encode(c) for c in domain_corpora(data)[1] if len(c)]
