@@ -263,6 +263,24 @@ def test_a_lorentz_domain_lm_table_is_measured_on_its_hyperboloid(tmp_path, caps
         biostrata.delta(tmp_path / "lm", curvature=2.0)
 
 
+def test_delta_of_a_model_file_reads_it_once(tmp_path, monkeypatch):
+    """A Euclidean domain LM's .pt: read once, for its table (not once to see it is not Lorentz, then again)."""
+    import biostrata
+    import biostrata.models.hub as hub
+    from biostrata.data.clusters.corpus import DomainVocabulary
+    from biostrata.models.domain_lm import DomainLM
+
+    torch.manual_seed(0)
+    model = DomainLM(DomainVocabulary([f"PF{i:05d}" for i in range(1, 9)]), d_embed=4, d_model=4, n_layers=1, r=1)
+    model.save_sequence_models(tmp_path / "lm.pt")
+    reads, load = [], hub.load_torch_file
+    monkeypatch.setattr(hub, "load_torch_file", lambda *a, **k: reads.append(a[0]) or load(*a, **k))
+    got = biostrata.delta(tmp_path / "lm.pt")
+    flat = model.table.weight.detach().double()[model.vocab.domain_slice].numpy()
+    assert got["metric"] == "euclidean" and got["delta"] == pytest.approx(biostrata.delta(flat)["delta"], rel=1e-12)
+    assert len(reads) == 1
+
+
 def test_a_long_exact_delta_warns_first_with_its_cost(tmp_path, points, capsys, monkeypatch):
     """#23: an exact delta past EXACT_NOTICE points warns before it starts, with a bound from one timed base
     point and the sampled method named; the command prints it as one line."""

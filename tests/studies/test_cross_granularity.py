@@ -155,3 +155,27 @@ def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
     (out / "settings.json").write_text(json.dumps(settings.replace(domain_epochs=7, progress=True).__dict__))
     with pytest.raises(InputError, match=r"holds results made with other settings \(domain_epochs: 7 there, 2 now\)"):
         run_cross_granularity(out, settings)
+
+
+@pytest.mark.parametrize("accelerator, device", [("cpu", "cpu"), ("gpu", "cuda"), ("cuda", "cuda"), ("mps", "mps"), ("auto", None)])  # fmt: skip
+def test_both_studies_run_their_models_where_the_accelerator_says(accelerator: str, device: str | None) -> None:
+    """One mapping for the two studies: gpu and mps name their device (was None, "a GPU when present", in this
+    study), auto leaves the choice to torch."""
+    from biostrata.studies import device_of
+    from biostrata.studies.cross_granularity import passes, steps
+    from biostrata.studies.strata import steps as strata_steps
+
+    assert device_of(accelerator) == device
+    assert steps.device_of is passes.device_of is strata_steps.device_of is device_of
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_accelerator_gpu_without_a_gpu_is_refused_not_run_on_the_cpu(tmp_path: Path) -> None:
+    """The family vectors' corpus pass with accelerator gpu on a CPU-only machine says there is no GPU."""
+    from biostrata.errors import ParameterError
+    from biostrata.models.protein_lm import small_protein_lm
+    from biostrata.studies.cross_granularity.steps import family_table, load_inputs
+
+    settings = tiny_settings(write_inputs(tmp_path, n=6)).replace(accelerator="gpu")
+    with pytest.raises(ParameterError, match=r"device='cuda': no GPU is available here"):
+        family_table(tmp_path / "study", settings, load_inputs(settings), small_protein_lm(1, 8, 2))

@@ -38,6 +38,7 @@ __all__ = [
     "read_representations",
     "holds_points",
     "lorentz_table",
+    "read_model",
     "read_array",
     "load_array",
     "SUFFIXES",
@@ -157,18 +158,22 @@ def read_representations(path: str | Path, pooling: str = "mean") -> Representat
     return Representations(layers, ids, str(path))
 
 
-def _read_layers(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
-    """The arrays of a file, by name, and its row ids if it has them (not checked against each other)."""
+def _read_layers(
+    path: Path, pooling: str, model: object | None = None
+) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """The arrays of a file, by name, and its row ids if it has them (not checked against each other);
+    ``model``: the file's model (:func:`read_model`) when the caller has read it already."""
     from biostrata.models.pretrained import is_pretrained
 
-    if is_pretrained(path):
-        reps = _table_of(_model_of(path), path)
-        return reps.layers, reps.ids
-    if not path.is_file():
+    folder = is_pretrained(path)
+    if not folder and not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; give one of {', '.join(SUFFIXES)}")
-    if not path.stat().st_size:
+    if not folder and not path.stat().st_size:
         raise InputError(f"{path}: empty file (0 bytes); write the representations again")
     suffix = path.suffix.lower()
+    if folder or suffix == ".pt":
+        reps = _table_of(read_model(path) if model is None else model, path)
+        return reps.layers, reps.ids
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -188,9 +193,6 @@ def _read_layers(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[
         return _hdf5(path, pooling)
     if suffix in (".csv", ".tsv", ".txt"):
         return {"0": _table(path)}, None
-    if suffix == ".pt":
-        reps = _table_of(_model_of(path), path)
-        return reps.layers, reps.ids
     raise InputError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
 
 
@@ -202,17 +204,20 @@ def _layers_of(x: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
     return {prefix.removesuffix(".") or "0": x}
 
 
-def read_array(path: str | Path, key: str | None = None, layer: int | None = None) -> Representations:
+def read_array(
+    path: str | Path, key: str | None = None, layer: int | None = None, *, model: object | None = None
+) -> Representations:
     """One numeric 2-d array of a representation file, with the file's row ids if it has them (as many as
     rows, each once): the layer named ``key`` (an ``.npz`` array, or one layer ``key.i`` of a 3-d one; an
     HDF5 dataset path; the only one when ``key`` is None), or, of an embedding store, stored ``layer``
     (default the last) of pooling ``key`` (default ``mean``). Returns it as the one layer of a
-    :class:`Representations`."""
+    :class:`Representations`. ``model``: the file's model (:func:`read_model`) when read already, not read
+    again."""
     path = Path(path)
     store = path.suffix.lower() in (".h5", ".hdf5") and path.is_file() and _is_store(path)
     if layer is not None and not store:
         raise ParameterError("layer", f"{path}: layer applies to biostrata embedding stores; use key to pick an array")
-    layers, ids = _read_layers(path, (key or "mean") if store else "mean")
+    layers, ids = _read_layers(path, (key or "mean") if store else "mean", model)
     names = list(layers)
     what = "dataset" if path.suffix.lower() in (".h5", ".hdf5") else "array"
     flat = [n for n in names if np.ndim(layers[n]) == 2]
@@ -307,7 +312,7 @@ def _table(path: Path) -> np.ndarray:
     return values.to_numpy(dtype=np.float64)
 
 
-def _model_of(path: Path) -> object | None:
+def read_model(path: str | Path) -> object | None:
     """The family table or domain LM of a model folder (``save_pretrained``) or a ``.pt`` file, read once;
     None for any other file."""
     from biostrata.models.domain_lm import DomainLM
@@ -315,6 +320,7 @@ def _model_of(path: Path) -> object | None:
     from biostrata.models.init_table import FamilyTable
     from biostrata.models.pretrained import is_pretrained, load_pretrained
 
+    path = Path(path)
     if is_pretrained(path):
         return load_pretrained(path)
     if path.suffix.lower() != ".pt" or not path.is_file():
@@ -337,18 +343,19 @@ def holds_points(path: str | Path) -> bool:
     return is_pretrained(path) or suffix == ".pt" or (suffix in (".h5", ".hdf5") and path.is_file() and _is_store(path))
 
 
-def lorentz_table(path: str | Path) -> tuple[np.ndarray, list[str], float] | None:
+def lorentz_table(path: str | Path, model: object | None = None) -> tuple[np.ndarray, list[str], float] | None:
     """The token table of a Lorentz domain LM file (a model folder or a ``.pt`` checkpoint) as points on its
     hyperboloid ``<x, x>_L = -1/K``, time first, ``float64 [domains, 1 + d_embed]``, with the domains as ids
     and ``K``; None for any other file. (Its ``table`` layer, what :func:`read_representations` gives, holds
-    the tangent vectors ``log_o(x)`` that the model's body reads.)"""
+    the tangent vectors ``log_o(x)`` that the model's body reads.) ``model``: the file's model
+    (:func:`read_model`) when read already, not read again."""
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.pretrained import is_pretrained, read_config
 
     path = Path(path)
     if is_pretrained(path) and read_config(path).get("architecture", {}).get("geometry") != "lorentz":
         return None  # told by its config, without loading the model
-    model = _model_of(path)
+    model = read_model(path) if model is None else model
     if not (isinstance(model, DomainLM) and model.geometry == "lorentz"):
         return None
     points = model.table_points().detach().double().numpy()[model.vocab.domain_slice]

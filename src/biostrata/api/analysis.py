@@ -140,7 +140,7 @@ def delta(
     import numpy as np
 
     from biostrata.analysis import hyperbolicity as hyp
-    from biostrata.analysis.representations import holds_points, lorentz_table, read_array
+    from biostrata.analysis.representations import holds_points, lorentz_table, read_array, read_model
     from biostrata.geometry.delta import delta_distribution
 
     common = dict(device=device, threads=threads, seed=seed, progress=progress)
@@ -154,7 +154,10 @@ def delta(
                                   **options)  # fmt: skip
     source, ids = str(x) if _is_path(x) else "x", None
     if _is_path(x):
-        table = lorentz_table(x) if metric in (None, "lorentz") else None
+        # a model file is read once: for its Lorentz table, else for its table of vectors (a model folder
+        # that its config says is not Lorentz is read by read_array alone)
+        model = read_model(x) if metric in (None, "lorentz") and Path(x).suffix.lower() == ".pt" else None
+        table = lorentz_table(x, model) if metric in (None, "lorentz") else None
         if table is not None:  # a Lorentz domain LM: its token table's points on the hyperboloid
             points, ids, own = table
             if curvature is not None and curvature != own:
@@ -164,7 +167,7 @@ def delta(
                 )
             x, metric, curvature = points, "lorentz", own
         else:
-            reps = read_array(x, key, layer)
+            reps = read_array(x, key, layer, model=model)
             x, ids = next(iter(reps.layers.values())), reps.ids
             metric = metric or ("euclidean" if holds_points(source) else None)
     metric = metric or ("precomputed" if np.ndim(x) == 2 and np.shape(x)[0] == np.shape(x)[1] else "euclidean")

@@ -218,14 +218,14 @@ def _run_embed(args: argparse.Namespace) -> int:
     if suffix in (".csv", ".txt"):
         return _embed_table(args)
     _precision_of_half(args)
-    from biostrata.data.clusters.proteins import family_members, read_domain_proteins, read_fasta
+    from biostrata.data.clusters.proteins import family_members, read_proteins
     from biostrata.models.extract import check_options, extract_embeddings
     from biostrata.models.init_table import family_table_from_store
     from biostrata.models.protein_interface import ProteinLM
     from biostrata.models.protein_lm import load_protein_lm
 
     counts: dict = {}
-    records = read_domain_proteins(args.input, counts=counts) if suffix == ".tsv" else read_fasta(args.input)
+    records = read_proteins(args.input, counts=counts)
     members = family_members(records)
     if args.family_table and not members:
         raise InputError(f"--family-table needs records with Pfam families (a .tsv domain table), not {args.input}")

@@ -2,6 +2,6 @@
 
 from biostrata.compat import moved
 
-_NAMES = ("CANONICAL_AMINO_ACIDS", "DOMAIN_TABLE_COLUMNS", "CHECKED_FRAMES", "ProteinRecord", "iter_fasta", "read_fasta",
-          "read_proteins", "domain_rows", "hit_key", "read_domain_proteins", "read_domain_segments", "family_members")  # fmt: skip
+_NAMES = ("CANONICAL_AMINO_ACIDS", "ProteinRecord", "iter_fasta", "read_fasta", "read_proteins", "domain_rows",
+          "hit_key", "read_domain_proteins", "read_domain_segments", "family_members")  # fmt: skip
 __getattr__ = moved(__name__, dict.fromkeys(_NAMES, "biostrata.data.clusters.proteins"))

@@ -25,7 +25,7 @@ _PUBLISHED_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))
 def plot_suite(table: pd.DataFrame, path: str | Path) -> Path:
     """Draw the rows of one suite of ``results_table`` into a PNG at ``path`` (written atomically)."""
     models = [m for m in models_in(table) if table[f"{m} seeds"].sum() > 0]
-    published = [p for p in published_in(table) if table[p].notna().any()]
+    published = published_in(table)
     tasks = list(table["task"])
     x = np.arange(len(tasks))
     width = 0.8 / max(len(models), 1)

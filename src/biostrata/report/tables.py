@@ -106,8 +106,10 @@ def models_in(table: pd.DataFrame) -> list[str]:
 
 
 def published_in(table: pd.DataFrame) -> list[str]:
+    """The columns of published numbers in ``table`` that hold at least one number (a suite's columns are NaN
+    in the rows of another suite)."""
     names = {n for p in PUBLISHED.values() for n in p}
-    return [c for c in table.columns if c in names]
+    return [c for c in table.columns if c in names and table[c].notna().any()]
 
 
 def win_counts(table: pd.DataFrame) -> tuple[int, int]:
@@ -163,7 +165,7 @@ def to_markdown(table: pd.DataFrame) -> str:
         part = table[table["suite"] == suite]
         models = [m for m in models_in(part) if part[f"{m} seeds"].sum() > 0]
         title = SUITES[suite].title if suite in SUITES else suite
-        published = [p for p in published_in(part) if part[p].notna().any()]
+        published = published_in(part)
         out.append(f"## {title}\n\n{metric_note(part)}, mean ± std over seeds.\n")
         head = ["task", *models, "seeds", "params (" + " / ".join(models) + ")", "hyp >= euc", "hyp wins (seeds)"]
         head += published
@@ -194,7 +196,7 @@ def to_markdown(table: pd.DataFrame) -> str:
             if counts:
                 summary.append(f"{kind.capitalize()} (best model) {', '.join(counts)} tasks (published numbers).")
         out.append(" ".join(summary) + "\n")
-    if any(table[p].notna().any() for p in published_in(table)):
+    if published_in(table):
         out.append(
             "Published numbers: Zhou et al., DNABERT-2, ICLR 2024, Table 4 (reference values, not results of this run).\n"
         )

@@ -54,6 +54,10 @@ def test_domain_table(tmp_path: Path) -> None:
     ]
     assert len(read_domain_proteins(path, dedupe=False)) == 3
     assert family_members(recs) == {"PF00005": ["B1|g1|A.1|1-90|PF00005"], "PF00109": ["B2|g1|C.1|5-95|PF00109"]}
+    counts: dict = {}
+    upper = path.rename(tmp_path / "D.TSV")  # the suffix in any case is a domain table; counts as embed prints them
+    assert read_proteins(upper, counts=counts) == recs and counts == {"rows": 3, "merged": 1, "unchecked_frame": 0}
+    path = upper.rename(path)
     path.write_text("bgc_id\tpfam_id\nB1\tPF1\n")
     with pytest.raises(InputError, match="missing column"):
         read_domain_proteins(path)

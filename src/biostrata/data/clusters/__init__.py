@@ -7,7 +7,7 @@ The names of the module that was ``biostrata.data.clusters`` are in :mod:`.corpu
 
 from biostrata.compat import moved
 
-_CORPUS = ("SEP", "CORPUS_FORMATS", "Cluster", "Issue", "ClusterCorpus", "DomainVocabulary", "read_domain_list",
-           "read_pfamid_csv", "read_bigcarp_csv", "read_domain_table", "read_clusters", "read_classes", "class_matrix")  # fmt: skip
+_CORPUS = ("SEP", "Cluster", "Issue", "ClusterCorpus", "DomainVocabulary", "read_domain_list",
+           "read_pfamid_csv", "read_bigcarp_csv", "read_clusters", "read_classes", "class_matrix")  # fmt: skip
 __getattr__ = moved(__name__, dict.fromkeys(_CORPUS, "biostrata.data.clusters.corpus")
                     | dict.fromkeys(("PfamFamily", "PfamTable"), "biostrata.data.clusters.pfam"))  # fmt: skip

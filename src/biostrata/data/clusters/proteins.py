@@ -184,9 +184,12 @@ def read_domain_segments(path: str | Path) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def read_proteins(path: str | Path) -> list[ProteinRecord]:
-    """FASTA, or a domain table when the name ends in ``.tsv``."""
-    return read_domain_proteins(path) if str(path).endswith(".tsv") else read_fasta(path)
+def read_proteins(path: str | Path, counts: dict | None = None) -> list[ProteinRecord]:
+    """FASTA, or a domain table when the name ends in ``.tsv`` (any case; ``counts`` as
+    :func:`read_domain_proteins` fills it, left empty for FASTA)."""
+    if Path(path).suffix.lower() == ".tsv":
+        return read_domain_proteins(path, counts=counts)
+    return read_fasta(path)
 
 
 def family_members(records: list[ProteinRecord]) -> dict[str, list[str]]:

@@ -19,7 +19,8 @@ from biostrata.config import CrossGranularitySettings
 from biostrata.errors import InputError
 from biostrata.io import atomic_write_json, atomic_write_npz, cached, ensure
 from biostrata.models.extract import token_states
-from biostrata.studies.cross_granularity.steps import Inputs, device_of
+from biostrata.studies import device_of
+from biostrata.studies.cross_granularity.steps import Inputs
 
 
 @dataclass
@@ -91,7 +92,7 @@ def analyse_arm(out: Path, s: CrossGranularitySettings, data: Inputs, plan: Plan
         corpus = list(data.corpus)
         layers = list(range(model.num_layers + 1))
         encoded = [model.vocab.encode(c) for c in corpus]
-        states_of = token_states(model, encoded, layers, device=device_of(s))
+        states_of = token_states(model, encoded, layers, device=device_of(s.accelerator))
         pooled = {
             layer: np.zeros((len(corpus), model.config["d_embed" if layer == 0 else "d_model"])) for layer in layers
         }
@@ -175,7 +176,7 @@ def _checkpoint_curves(out: Path, s: CrossGranularitySettings, data: Inputs, pla
             init = weights if init is None else init
             sums = torch.zeros(len(vocab), model.config["d_model"], dtype=torch.float64)
             counts = torch.zeros(len(vocab), dtype=torch.float64)
-            for i, states in token_states(model, encoded, [-1], device=device_of(s)):
+            for i, states in token_states(model, encoded, [-1], device=device_of(s.accelerator)):
                 last = torch.as_tensor(next(iter(states.values())))
                 sums.index_add_(0, encoded[i], last)
                 counts.index_add_(0, encoded[i], torch.ones(len(encoded[i]), dtype=torch.float64))

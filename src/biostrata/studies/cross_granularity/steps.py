@@ -12,11 +12,7 @@ import pandas as pd
 
 from biostrata.config import CrossGranularitySettings
 from biostrata.io import ensure
-
-
-def device_of(s: CrossGranularitySettings) -> str | None:
-    """Where the corpus passes run: the CPU when asked, else a GPU when present (None)."""
-    return "cpu" if s.accelerator == "cpu" else None
+from biostrata.studies import device_of
 
 
 @dataclass
@@ -77,7 +73,13 @@ def family_table(out: Path, s: CrossGranularitySettings, data: Inputs, plm) -> t
 
     def make() -> None:
         extract_embeddings(
-            plm, data.records, store, layers=[-1], device=device_of(s), precision="fp32", progress=s.progress
+            plm,
+            data.records,
+            store,
+            layers=[-1],
+            device=device_of(s.accelerator),
+            precision="fp32",
+            progress=s.progress,
         )
         family_table_from_store(store, family_members(data.records), plm.num_layers).save_pretrained(fam)
 

@@ -19,6 +19,7 @@ import pandas as pd
 from biostrata.config import DOMAIN_VARIANTS, StrataSettings, TrainConfig
 from biostrata.errors import InputError
 from biostrata.io import atomic_write_json, atomic_write_npz, cached, ensure
+from biostrata.studies import device_of
 
 
 @dataclass
@@ -48,12 +49,13 @@ def load_inputs(s: StrataSettings) -> Inputs:
     from biostrata.data.clusters.corpus import read_classes, read_clusters
     from biostrata.data.clusters.domains import cluster_groups, deal_groups, probe_families, read_instances
     from biostrata.data.clusters.pfam import PfamTable
+    from biostrata.data.clusters.proteins import CHECKED_FRAMES
 
     pfam = PfamTable.read(s.pfam) if s.pfam else None
     corpus = read_clusters(s.corpus, pfam)
     instances = read_instances(s.domains, corpus, pfam)
     group_of = cluster_groups(corpus, sorted(instances["bgc_id"].unique()), instances)
-    study = instances[(instances["token_position"] >= 0) & (instances["frame_evidence"].isin(["hmm", "unique"]))]
+    study = instances[(instances["token_position"] >= 0) & (instances["frame_evidence"].isin(CHECKED_FRAMES))]
     if not len(study):
         raise InputError(
             f"{s.domains}: no domain has both a token in the corpus {s.corpus} and a checked reading frame "
@@ -65,12 +67,8 @@ def load_inputs(s: StrataSettings) -> Inputs:
                   group_of, read_classes(s.classes) if s.classes else None, held)  # fmt: skip
 
 
-def device_of(s: StrataSettings) -> str | None:
-    """Where models run outside Lightning: the device asked for (cpu; gpu or cuda: the GPU; mps; one torch does not
-    see: an error that says so), else a GPU when present (None). Inside Lightning the study trains on one device
-    (``devices=1``): its models train one after another, and ``devices="auto"`` would start one process per GPU
-    (DDP) for each."""
-    return {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps"}.get(s.accelerator)
+# Outside Lightning the models run on device_of(s.accelerator). Inside Lightning the study trains on one device
+# (devices=1): its models train one after another, and devices="auto" would start one process per GPU (DDP) for each.
 
 
 def write_reps(path: Path, ids: list[str], layers: dict[int, np.ndarray], curvature: dict[int, float | None]) -> None:
@@ -121,7 +119,7 @@ def cnn_reps(out: Path, s: StrataSettings, data: Inputs, model_name: str, clans:
     def represent() -> None:
         model, _ = load_run(run)
         layers, curvature = genome_layer_vectors(model, list(data.study["dna"]), range(1, model.num_layers + 1),
-                                                 device=device_of(s))  # fmt: skip
+                                                 device=device_of(s.accelerator))  # fmt: skip
         write_reps(path, list(data.study["instance_id"]), layers, curvature)
 
     metrics = json.loads(ensure(run / "metrics.json", fit).read_text())
@@ -134,7 +132,7 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
     """A protein LM (given, or a small ESM-2 trained on the checked segments of the training clusters, its
     best epoch chosen on those of the validation clusters) and the residue mean of each layer for every
     study instance."""
-    from biostrata.data.clusters.proteins import ProteinRecord
+    from biostrata.data.clusters.proteins import CHECKED_FRAMES, ProteinRecord
     from biostrata.models.extract import check_options, token_states
     from biostrata.models.protein_lm import load_protein_lm, small_protein_lm
     from biostrata.train.pretrain import pretrain_protein_lm
@@ -142,7 +140,7 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
     run = out / "protein"
 
     def fit() -> None:
-        checked = data.instances[data.instances["frame_evidence"].isin(["hmm", "unique"])]
+        checked = data.instances[data.instances["frame_evidence"].isin(CHECKED_FRAMES)]
         split = checked["bgc_id"].map(data.split_of)
         records = {name: [ProteinRecord(f"{f}|{k}", p, f) for k, (f, p) in
                           enumerate(sorted(set(zip(part["family"], part["protein"]))))]
@@ -155,7 +153,7 @@ def protein_reps(out: Path, s: StrataSettings, data: Inputs) -> tuple[Path, dict
     def represent() -> None:
         sequences = sorted(set(data.study["protein"]))
         layers = list(range(plm.num_layers + 1))
-        device, _, budget = check_options(None, device=device_of(s), special=sum(plm.special_tokens))
+        device, _, budget = check_options(None, device=device_of(s.accelerator), special=sum(plm.special_tokens))
         rows: dict[int, list] = {i: [None] * len(sequences) for i in layers}
         for k, states in token_states(plm, sequences, layers, token_budget=budget, device=device):
             for i in layers:
@@ -214,7 +212,7 @@ def domain_run(out: Path, s: StrataSettings, data: Inputs, variant: str, width: 
         lr=s.lr, seed=seed, accelerator=s.accelerator, devices=1, progress=s.progress, d_embed=width, d_model=width,
         n_layers=s.domain_layers, **model_options))  # fmt: skip
     model = DomainLM.from_pretrained(run)
-    device, _, budget = check_options(None, device=device_of(s), special=sum(model.special_tokens))
+    device, _, budget = check_options(None, device=device_of(s.accelerator), special=sum(model.special_tokens))
 
     def test() -> dict:
         encoded = [model.vocab.encode(c) for c in domain_corpora(data)[1] if len(c)]
