@@ -159,10 +159,11 @@ def read_representations(path: str | Path, pooling: str = "mean") -> Representat
 
 def _read_layers(path: Path, pooling: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
     """The arrays of a file, by name, and its row ids if it has them (not checked against each other)."""
-    from biostrata.models.pretrained import is_pretrained
+    from biostrata.models.pretrained import load_pretrained, pretrained_config
 
-    if is_pretrained(path):
-        reps = _table_of(_model_of(path), path)
+    config = pretrained_config(path)
+    if config is not None:
+        reps = _table_of(load_pretrained(path, config), path)
         return reps.layers, reps.ids
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; give one of {', '.join(SUFFIXES)}")
@@ -313,10 +314,11 @@ def _model_of(path: Path) -> object | None:
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.hub import load_torch_file
     from biostrata.models.init_table import FamilyTable
-    from biostrata.models.pretrained import is_pretrained, load_pretrained
+    from biostrata.models.pretrained import load_pretrained, pretrained_config
 
-    if is_pretrained(path):
-        return load_pretrained(path)
+    config = pretrained_config(path)
+    if config is not None:
+        return load_pretrained(path, config)
     if path.suffix.lower() != ".pt" or not path.is_file():
         return None
     data = load_torch_file(path, PT_FILE)
@@ -343,12 +345,13 @@ def lorentz_table(path: str | Path) -> tuple[np.ndarray, list[str], float] | Non
     and ``K``; None for any other file. (Its ``table`` layer, what :func:`read_representations` gives, holds
     the tangent vectors ``log_o(x)`` that the model's body reads.)"""
     from biostrata.models.domain_lm import DomainLM
-    from biostrata.models.pretrained import is_pretrained, read_config
+    from biostrata.models.pretrained import load_pretrained, pretrained_config
 
     path = Path(path)
-    if is_pretrained(path) and read_config(path).get("architecture", {}).get("geometry") != "lorentz":
+    config = pretrained_config(path)
+    if config is not None and config.get("architecture", {}).get("geometry") != "lorentz":
         return None  # told by its config, without loading the model
-    model = _model_of(path)
+    model = load_pretrained(path, config) if config is not None else _model_of(path)
     if not (isinstance(model, DomainLM) and model.geometry == "lorentz"):
         return None
     points = model.table_points().detach().double().numpy()[model.vocab.domain_slice]

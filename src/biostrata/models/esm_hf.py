@@ -95,6 +95,10 @@ class TransformersESM(Pretrained, ProteinLM):
     def from_pretrained(cls, directory: str | Path) -> TransformersESM:
         return load_transformers_esm(directory)
 
+    @classmethod
+    def _from_parsed(cls, directory: Path, config: dict) -> TransformersESM:
+        return load_transformers_esm(directory)  # transformers reads its config.json itself
+
 
 def hub_name(name: str) -> str:
     """``facebook/<name>`` for a bare ESM name, the name itself otherwise."""
