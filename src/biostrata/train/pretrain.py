@@ -24,7 +24,7 @@ import torch
 from biostrata.data.clusters.corpus import ClusterCorpus, DomainVocabulary
 from biostrata.data.clusters.pfam import PfamTable
 from biostrata.data.clusters.proteins import CANONICAL_AMINO_ACIDS, ProteinRecord
-from biostrata.errors import InputError, ParameterError
+from biostrata.errors import InputError, ParameterError, check_fraction
 from biostrata.io import atomic_write_json
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.init_table import ARMS, FamilyTable, initialize_token_table
@@ -70,8 +70,7 @@ def split_clusters(corpus: ClusterCorpus, val_fraction: float = 0.1, seed: int =
         train = [i for i, c in enumerate(corpus) if c.split == "train"]
         valid = [i for i, c in enumerate(corpus) if c.split in _VALID_NAMES]
         return train, valid
-    if not 0 < val_fraction < 1:
-        raise ParameterError("val_fraction", f"val_fraction={val_fraction}: must be in (0, 1)")
+    check_fraction(val_fraction, "val_fraction")
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(corpus):
         groups.setdefault(c.domains, []).append(i)
@@ -212,8 +211,7 @@ def pretrain_protein_lm(
     of a study's validation clusters), trained on all of ``records`` and validated on ``valid``.
     ``max_length`` counts residues; ``run``: the :data:`RUN_OPTIONS` of :func:`fit_masked_lm`."""
     if valid is None:
-        if not 0 < val_fraction < 1:
-            raise ParameterError("val_fraction", f"val_fraction={val_fraction}: must be in (0, 1)")
+        check_fraction(val_fraction, "val_fraction")
         order = list(range(len(records)))
         random.Random(seed).shuffle(order)
         n_val = max(1, round(val_fraction * len(order)))

@@ -43,13 +43,12 @@ from biostrata.data.dna.benchmarks import (
     Suite,
     Task,
     check_data,
-    check_fraction,
     input_length,
     load_task,
     missing_files,
     task_files,
 )
-from biostrata.errors import BiostrataError, InputError, ParameterError
+from biostrata.errors import BiostrataError, InputError, ParameterError, check_fraction
 from biostrata.io import atomic_write_json
 from biostrata.provenance import code_version
 
