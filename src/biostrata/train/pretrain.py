@@ -137,14 +137,15 @@ def pretrain_domain_lm(
     if (arm == "random") != (family_table is None):
         raise ParameterError("arm", f"arm={arm!r}: {'needs a' if arm != 'random' else 'takes no'} family table")
     out_dir = Path(out_dir)
-    counts = corpus.domain_counts()
-    if pfam is not None and counts and not any(d in pfam for d in counts):
+    # every domain of the corpus (min_count 1): the one pass over it that the Pfam check needs too
+    vocab = DomainVocabulary.from_corpus(corpus, class_tokens=class_token, gene_separator=separators)
+    if pfam is not None and vocab.domains and not any(d in pfam for d in vocab.domains):
+        first = next(d for c in corpus for d in c.domains)  # the corpus's first, as before (vocab sorts them)
         raise InputError(
-            f"{corpus.source}: none of its {len(counts)} domains (e.g. {next(iter(counts))!r}) is a family of the Pfam "
+            f"{corpus.source}: none of its {len(vocab.domains)} domains (e.g. {first!r}) is a family of the Pfam "
             f"table {pfam.source}; check the corpus (and the layout it was read in) and pfam (or give no pfam to train on "
             "the tokens as written)"
         )
-    vocab = DomainVocabulary.from_corpus(corpus, class_tokens=class_token, gene_separator=separators)
     if family_table is not None and projection == "learned":
         if sizes.get("d_embed", family_table.dim) != family_table.dim:
             raise InputError(
