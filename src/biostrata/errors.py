@@ -66,3 +66,10 @@ def check_count(param: str, value: object, least: int = 1, most: int | None = No
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not least <= value <= (most or value):
         bounds = f" from {least} to {most}" if most is not None else f", {least} or more"
         raise ParameterError(param, f"{param}={value!r}: give a whole number{bounds}" + (f" ({why})" if why else ""))
+
+
+def check_fraction(fraction: float, param: str = "fraction") -> None:
+    """Refuse a ``fraction`` held out (a dev or validation share) that holds out nothing or all: a
+    :class:`ParameterError` of the parameter ``param``."""
+    if not 0.0 < fraction < 1.0:
+        raise ParameterError(param, f"{param}={fraction}: give a share strictly between 0 and 1, e.g. 0.1")

@@ -104,6 +104,29 @@ def test_every_family_round_trips_with_identical_outputs_and_no_pickle(kind, tmp
         assert len(config["curvatures"]) == {"cnn": 0, "hcnn-s": 1, "hcnn-m": 4}[kind]
 
 
+def test_one_load_reads_config_json_once(tmp_path, monkeypatch) -> None:
+    from biostrata.models import pretrained
+    from biostrata.models.genome_cnn import load_model
+
+    genome = _genome("cnn").save_pretrained(tmp_path / "cnn", class_labels=["a", "b", "c"])
+    domain = _domain_lm("euclidean").save_pretrained(tmp_path / "lm")
+    read = pretrained.read_config
+    calls = []
+    monkeypatch.setattr(pretrained, "read_config", lambda d: calls.append(d) or read(d))
+    loads = {
+        "biostrata.load": lambda: biostrata.load(genome),
+        "load_pretrained": lambda: load_pretrained(genome),
+        "from_pretrained": lambda: GenomeCNN.from_pretrained(genome),
+        "load_model": lambda: load_model(genome),
+        "DomainLM.load": lambda: DomainLM.load(domain),
+    }
+    for name, load in loads.items():
+        calls.clear()
+        load()
+        assert len(calls) == 1, name
+    assert load_model(genome)[1]["class_labels"] == ["a", "b", "c"]
+
+
 def test_a_hyperbolic_model_keeps_its_learned_curvatures(tmp_path) -> None:
     model = _genome("hcnn-m")
     with torch.no_grad():

@@ -15,7 +15,7 @@ from biostrata.cli import main
 from biostrata.data.clusters.corpus import Cluster, ClusterCorpus, read_clusters
 from biostrata.data.clusters.pfam import PfamTable
 from biostrata.data.embedding_store import EmbeddingStore
-from biostrata.errors import InputError
+from biostrata.errors import InputError, ParameterError
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.init_table import FamilyTable
 from biostrata.models.protein_lm import load_protein_lm
@@ -287,6 +287,11 @@ def test_corpora_too_small_to_split_name_the_counts(tmp_path: Path) -> None:
         pretrain_domain_lm(given, tmp_path / "g", preset="small", accelerator="cpu", progress=False)
     with pytest.raises(InputError, match=r"1 protein sequence\(s\) split .* into 0 for training and 1"):
         pretrain_protein_lm(small_protein_lm(1, 8, 2), [ProteinRecord("p", "ACDE")], tmp_path / "p", progress=False)
+    share = r"^val_fraction=1\.0: give a share strictly between 0 and 1, e.g\. 0\.1$"  # errors.check_fraction
+    with pytest.raises(ParameterError, match=share):
+        pretrain_protein_lm(small_protein_lm(1, 8, 2), [ProteinRecord("p", "ACDE")], tmp_path / "p", val_fraction=1.0)
+    with pytest.raises(ParameterError, match=share):
+        split_clusters(same, 1.0)
     for field, value in [("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("lr", -1.0), ("val_fraction", 1.0),
                          ("max_length", 0), ("protein_dim", 0)]:  # fmt: skip
         with pytest.raises(InputError, match=rf"{field}=.* is invalid"):

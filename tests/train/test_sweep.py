@@ -247,7 +247,7 @@ def test_ray_backend_runs_the_same_sweep(tmp_path):
         assert (Run("data", *key).folder(tmp_path / "ray") / "train" / "model.safetensors").is_file()
 
 
-def test_seed_runs_write_the_layout_of_train_and_skip_finished_seeds(tmp_path):
+def test_seed_runs_write_the_layout_of_train_and_skip_finished_seeds(tmp_path, monkeypatch):
     """The sweep of `biostrata train --seeds`: OUT/seed<k>/ holds the run's files and its metrics.json is the
     record (no record.json, no train/ folder); a finished seed is skipped; one run (--seed) trains into OUT."""
     from biostrata.data.dna.genome import read_gue_dir
@@ -276,6 +276,15 @@ def test_seed_runs_write_the_layout_of_train_and_skip_finished_seeds(tmp_path):
     assert [st for _, st in runs().status()] == ["done", "to run"]
     runs().run(train_fn=counted, progress=False)
     assert calls == [1, 2, 2]
+    import biostrata.train.sweep as sweep_module
+
+    again, reads, read = runs(), [], sweep_module.finished_metrics
+    monkeypatch.setattr(sweep_module, "finished_metrics", lambda folder: reads.append(folder.name) or read(folder))
+    # each finished run's metrics.json is read once: done() keeps what _check_done compares
+    assert again.check() == [] and reads == ["seed1", "seed2"]
+    monkeypatch.setattr(again, "check", lambda: pytest.fail("a run checked by its caller is checked again"))
+    assert again.run(train_fn=counted, progress=False, todo=[]) == [] and calls == [1, 2, 2]
+    monkeypatch.setattr(sweep_module, "finished_metrics", read)
     assert [st for _, st in runs(overwrite=True).status()] == ["to run", "to run"]
     with pytest.raises(
         InputError, match=r"^out=\S*out: seed1/ holds a finished run made with other settings \(epochs: 1 t"

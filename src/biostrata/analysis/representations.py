@@ -163,15 +163,16 @@ def _read_layers(
 ) -> tuple[dict[str, np.ndarray], list[str] | None]:
     """The arrays of a file, by name, and its row ids if it has them (not checked against each other);
     ``model``: the file's model (:func:`read_model`) when the caller has read it already."""
-    from biostrata.models.pretrained import is_pretrained
+    from biostrata.models.pretrained import load_pretrained, pretrained_config
 
-    folder = is_pretrained(path)
-    if not folder and not path.is_file():
+    if model is None and (config := pretrained_config(path)) is not None:
+        model = load_pretrained(path, config)
+    if model is None and not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; give one of {', '.join(SUFFIXES)}")
-    if not folder and not path.stat().st_size:
+    if model is None and not path.stat().st_size:
         raise InputError(f"{path}: empty file (0 bytes); write the representations again")
     suffix = path.suffix.lower()
-    if folder or suffix == ".pt":
+    if model is not None or suffix == ".pt":
         reps = _table_of(read_model(path) if model is None else model, path)
         return reps.layers, reps.ids
     if suffix == ".npz":
@@ -318,11 +319,12 @@ def read_model(path: str | Path) -> object | None:
     from biostrata.models.domain_lm import DomainLM
     from biostrata.models.hub import load_torch_file
     from biostrata.models.init_table import FamilyTable
-    from biostrata.models.pretrained import is_pretrained, load_pretrained
+    from biostrata.models.pretrained import load_pretrained, pretrained_config
 
     path = Path(path)
-    if is_pretrained(path):
-        return load_pretrained(path)
+    config = pretrained_config(path)
+    if config is not None:
+        return load_pretrained(path, config)
     if path.suffix.lower() != ".pt" or not path.is_file():
         return None
     data = load_torch_file(path, PT_FILE)
@@ -350,12 +352,14 @@ def lorentz_table(path: str | Path, model: object | None = None) -> tuple[np.nda
     the tangent vectors ``log_o(x)`` that the model's body reads.) ``model``: the file's model
     (:func:`read_model`) when read already, not read again."""
     from biostrata.models.domain_lm import DomainLM
-    from biostrata.models.pretrained import is_pretrained, read_config
+    from biostrata.models.pretrained import load_pretrained, pretrained_config
 
     path = Path(path)
-    if is_pretrained(path) and read_config(path).get("architecture", {}).get("geometry") != "lorentz":
+    config = pretrained_config(path)
+    if config is not None and config.get("architecture", {}).get("geometry") != "lorentz":
         return None  # told by its config, without loading the model
-    model = read_model(path) if model is None else model
+    if model is None:
+        model = load_pretrained(path, config) if config is not None else read_model(path)
     if not (isinstance(model, DomainLM) and model.geometry == "lorentz"):
         return None
     points = model.table_points().detach().double().numpy()[model.vocab.domain_slice]

@@ -77,13 +77,14 @@ def load(
     """
     from biostrata.data.clusters.pfam import PfamTable
     from biostrata.models.domain_lm import DomainLM
-    from biostrata.models.pretrained import is_pretrained, load_pretrained
+    from biostrata.models.pretrained import load_pretrained, pretrained_config
     from biostrata.models.protein_lm import load_protein_lm
 
     table = PfamTable.read(pfam) if isinstance(pfam, (str, os.PathLike)) else pfam
     path = Path(path_or_name).expanduser()
-    if is_pretrained(path):
-        model = load_pretrained(path)
+    config = pretrained_config(path)
+    if config is not None:
+        model = load_pretrained(path, config)
         if max_residues is not None and hasattr(model, "max_residues"):
             model.max_residues = max_residues
         return model

@@ -100,7 +100,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     set_torch_threads(args.threads)
     labels = check_splits(runs.splits)
-    runs.check()  # the finished runs were made as these would be: refused before any is reported or trained
+    todo = runs.check()  # the finished runs were made as these would be: refused before any is reported or trained
     if labels != list(range(len(labels))):
         classes, given = ", ".join(map(str, range(len(labels)))), ", ".join(map(str, labels))
         print(f"labels are not 0..{len(labels) - 1}: the model's classes {classes} are labels {given} (class_labels)")
@@ -122,7 +122,7 @@ def _run_train(args: argparse.Namespace) -> int:
                   f"in {cfg.patience} epochs (--patience)")  # fmt: skip
 
     try:
-        runs.run(progress=False, report=report)
+        runs.run(progress=False, report=report, todo=todo)  # checked above: not again
     except KeyboardInterrupt:
         finished = [*done, *trained]
         seed = next(seed for seed in seeds if seed not in finished)

@@ -59,7 +59,7 @@ from biostrata.geometry.lorentz import Lorentz
 from biostrata.io import atomic_write
 from biostrata.models.hub import hub_file, load_torch_file
 from biostrata.models.layerwise import resolve_layers
-from biostrata.models.pretrained import Pretrained, is_pretrained
+from biostrata.models.pretrained import Pretrained, pretrained_config
 from biostrata.nn.distance import EuclideanDistanceHead
 from biostrata.nn.lorentz import LorentzDistanceHead, LorentzTangentEmbedding
 
@@ -409,8 +409,9 @@ class DomainLM(Pretrained, nn.Module):
         cache (``$TORCH_HOME/hub/checkpoints/<name>.pt``), downloading it if it is not there.
         ``pfam`` maps family names the checkpoint's ``pfam_to_domain`` lacks to accessions."""
         path = Path(name_or_path)
-        if is_pretrained(path):
-            return cls.from_pretrained(path)
+        config = pretrained_config(path)
+        if config is not None:
+            return cls._from_parsed(path, config)
         if not path.is_file():
             if path.suffix == ".pt" or os.sep in str(name_or_path):
                 raise DataNotFoundError(f"BiGCARP checkpoint not found: {path}")

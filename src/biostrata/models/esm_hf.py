@@ -72,7 +72,6 @@ class TransformersESM(Pretrained, ProteinLM):
         :data:`MAX_RESIDUES_KEY`, the ``biostrata`` entry of :mod:`biostrata.models.pretrained` and ``extra``
         entries; ``model.safetensors``; ``vocab.txt``), which transformers reads too. Files are written
         beside the folder first and moved in, ``config.json`` last."""
-        import shutil
         import tempfile
 
         directory = Path(directory)
@@ -85,15 +84,17 @@ class TransformersESM(Pretrained, ProteinLM):
                 self.model.save_pretrained(tmp, safe_serialization=True)
             written = sorted(Path(tmp).iterdir(), key=lambda f: f.name == CONFIG)  # config.json last
             atomic_write_text(directory / "vocab.txt", "\n".join(sorted(self.vocab, key=self.vocab.get)) + "\n")
-            for file in written:
-                os.replace(file, directory / file.name) if file.is_file() else shutil.copytree(
-                    file, directory / file.name
-                )
+            for file in written:  # files only: EsmModel.save_pretrained makes no sub-folder (shards are files too)
+                os.replace(file, directory / file.name)
         return directory
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> TransformersESM:
         return load_transformers_esm(directory)
+
+    @classmethod
+    def _from_parsed(cls, directory: Path, config: dict) -> TransformersESM:
+        return load_transformers_esm(directory)  # transformers reads its config.json itself
 
 
 def hub_name(name: str) -> str:

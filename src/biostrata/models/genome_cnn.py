@@ -40,7 +40,7 @@ from biostrata.data.dna.alphabet import ALPHABET
 from biostrata.errors import InputError, ParameterError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.models.layerwise import resolve_layers
-from biostrata.models.pretrained import CONFIG, Pretrained, is_pretrained
+from biostrata.models.pretrained import CONFIG, Pretrained, pretrained_config
 from biostrata.nn.lorentz import (
     REFERENCE_RADIUS_CLIP,
     LorentzBatchNorm1d,
@@ -331,11 +331,10 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     ``save_pretrained`` folder, or from a ``model.pt`` of earlier versions (format /2, read with
     ``weights_only=True``). The dict holds ``architecture`` and, when the writer gave them,
     ``class_labels`` and ``training`` (the TrainConfig as a dict)."""
-    from biostrata.models.pretrained import read_config
-
     path = Path(path)
-    if is_pretrained(path):
-        return GenomeCNN.from_pretrained(path), {k: v for k, v in read_config(path).items() if k != "biostrata"}
+    config = pretrained_config(path)
+    if config is not None:
+        return GenomeCNN._from_parsed(path, config), {k: v for k, v in config.items() if k != "biostrata"}
     if path.is_dir():
         if not (path / "model.pt").is_file():
             raise InputError(f"{path}: neither {CONFIG} nor model.pt; give {_EXPECTED}")

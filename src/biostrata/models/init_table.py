@@ -41,7 +41,7 @@ from biostrata.data.embedding_store import EmbeddingStore
 from biostrata.errors import DataNotFoundError, InputError, ParameterError
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.hub import load_torch_file
-from biostrata.models.pretrained import Pretrained, is_pretrained
+from biostrata.models.pretrained import Pretrained, pretrained_config
 
 __all__ = ["FamilyTable", "InitReport", "family_table_from_store", "initialize_token_table", "ARMS"]
 
@@ -89,8 +89,9 @@ class FamilyTable(Pretrained):
     def load(cls, path: str | Path) -> FamilyTable:
         """A family table from a folder of :meth:`save_pretrained` or a ``.pt`` file of earlier versions."""
         path = Path(path)
-        if is_pretrained(path):
-            return cls.from_pretrained(path)
+        config = pretrained_config(path)
+        if config is not None:
+            return cls._from_parsed(path, config)
         if not path.is_file():
             raise DataNotFoundError(f"family table not found: {path}")
         return cls.from_saved(load_torch_file(path, _WHAT), str(path))

@@ -29,7 +29,16 @@ from typing import Any, ClassVar
 from biostrata.errors import DataNotFoundError, InputError
 from biostrata.io import atomic_write, atomic_write_json
 
-__all__ = ["FORMAT", "CONFIG", "WEIGHTS", "FAMILIES", "Pretrained", "is_pretrained", "load_pretrained"]
+__all__ = [
+    "FORMAT",
+    "CONFIG",
+    "WEIGHTS",
+    "FAMILIES",
+    "Pretrained",
+    "is_pretrained",
+    "pretrained_config",
+    "load_pretrained",
+]
 
 #: The format of ``config.json`` / ``model.safetensors`` this code writes and reads.
 FORMAT = "biostrata-model/1"
@@ -61,9 +70,19 @@ def read_config(directory: str | Path) -> dict:
     return config
 
 
+def pretrained_config(directory: str | Path) -> dict | None:
+    """The ``config.json`` of a folder written by ``save_pretrained`` (one that names a family), None for any
+    other path: :func:`is_pretrained` and the config read once, for a caller that goes on to load the model
+    (:func:`load_pretrained` takes it)."""
+    if not Path(directory).is_dir():
+        return None
+    config = read_config(directory)
+    return config if isinstance(config.get("biostrata"), dict) else None
+
+
 def is_pretrained(directory: str | Path) -> bool:
     """Whether ``directory`` holds a model written by ``save_pretrained`` (its ``config.json`` names a family)."""
-    return Path(directory).is_dir() and isinstance(read_config(directory).get("biostrata"), dict)
+    return pretrained_config(directory) is not None
 
 
 def _family(config: Mapping, where: Path) -> str:
@@ -85,13 +104,16 @@ def _class(family: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def load_pretrained(directory: str | Path) -> Any:
-    """The model (eval mode, on the CPU) of a folder written by ``save_pretrained``, of any family."""
+def load_pretrained(directory: str | Path, config: dict | None = None) -> Any:
+    """The model (eval mode, on the CPU) of a folder written by ``save_pretrained``, of any family.
+    ``config``: the folder's ``config.json`` when the caller has read it (:func:`pretrained_config`), so that
+    one load parses it once; read here otherwise."""
     directory = Path(directory)
-    config = read_config(directory)
+    if config is None:
+        config = read_config(directory)
     if not config:
         raise DataNotFoundError(f"{directory}: no {CONFIG}; give a folder written by save_pretrained")
-    return _class(_family(config, directory / CONFIG)).from_pretrained(directory)
+    return _class(_family(config, directory / CONFIG))._from_parsed(directory, config)
 
 
 def write_weights(path: Path, tensors: Mapping[str, Any]) -> None:
@@ -162,6 +184,11 @@ class Pretrained:
         config = read_config(directory)
         if not config:
             raise DataNotFoundError(f"{directory}: no {CONFIG}; give a folder written by save_pretrained")
+        return cls._from_parsed(directory, config)
+
+    @classmethod
+    def _from_parsed(cls, directory: Path, config: dict) -> Any:
+        """:meth:`from_pretrained` of a folder whose ``config.json`` is read already (``config``, not empty)."""
         where = directory / CONFIG
         family = _family(config, where)
         if family != cls.family:

@@ -26,7 +26,7 @@ from biostrata.extras import require
 from biostrata.io import atomic_write
 from biostrata.models.esm_hf import check_model_path, load_transformers_esm
 from biostrata.models.hub import hub_file, load_torch_file
-from biostrata.models.pretrained import Pretrained, is_pretrained, load_pretrained
+from biostrata.models.pretrained import Pretrained, load_pretrained, pretrained_config
 from biostrata.models.protein_interface import ProteinLM
 
 __all__ = ["ProteinLM", "FairESM", "load_protein_lm", "fair_esm_from_saved", "small_protein_lm", "ESM_URL", "BACKENDS"]
@@ -146,8 +146,9 @@ def load_protein_lm(
     if max_residues is not None and max_residues < 1:
         raise ParameterError("max_residues", f"max_residues={max_residues}: must be at least 1")
     path = check_model_path(name_or_path)
-    if is_pretrained(path):  # a folder of save_pretrained, of either backend
-        model = load_pretrained(path)
+    config = pretrained_config(path)
+    if config is not None:  # a folder of save_pretrained, of either backend
+        model = load_pretrained(path, config)
         if not isinstance(model, ProteinLM):
             raise InputError(f"{path}: holds a {type(model).__name__}, not a protein LM")
         if max_residues is not None:

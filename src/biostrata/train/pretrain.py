@@ -24,7 +24,7 @@ import torch
 from biostrata.data.clusters.corpus import ClusterCorpus, DomainVocabulary
 from biostrata.data.clusters.pfam import PfamTable
 from biostrata.data.clusters.proteins import CANONICAL_AMINO_ACIDS, ProteinRecord
-from biostrata.errors import InputError, ParameterError
+from biostrata.errors import InputError, ParameterError, check_fraction
 from biostrata.io import atomic_write_json
 from biostrata.models.domain_lm import DomainLM
 from biostrata.models.init_table import ARMS, FamilyTable, initialize_token_table
@@ -70,8 +70,7 @@ def split_clusters(corpus: ClusterCorpus, val_fraction: float = 0.1, seed: int =
         train = [i for i, c in enumerate(corpus) if c.split == "train"]
         valid = [i for i, c in enumerate(corpus) if c.split in _VALID_NAMES]
         return train, valid
-    if not 0 < val_fraction < 1:
-        raise ParameterError("val_fraction", f"val_fraction={val_fraction}: must be in (0, 1)")
+    check_fraction(val_fraction, "val_fraction")
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(corpus):
         groups.setdefault(c.domains, []).append(i)
@@ -138,14 +137,15 @@ def pretrain_domain_lm(
     if (arm == "random") != (family_table is None):
         raise ParameterError("arm", f"arm={arm!r}: {'needs a' if arm != 'random' else 'takes no'} family table")
     out_dir = Path(out_dir)
-    counts = corpus.domain_counts()
-    if pfam is not None and counts and not any(d in pfam for d in counts):
+    # every domain of the corpus (min_count 1): the one pass over it that the Pfam check needs too
+    vocab = DomainVocabulary.from_corpus(corpus, class_tokens=class_token, gene_separator=separators)
+    if pfam is not None and vocab.domains and not any(d in pfam for d in vocab.domains):
+        first = next(d for c in corpus for d in c.domains)  # the corpus's first, as before (vocab sorts them)
         raise InputError(
-            f"{corpus.source}: none of its {len(counts)} domains (e.g. {next(iter(counts))!r}) is a family of the Pfam "
+            f"{corpus.source}: none of its {len(vocab.domains)} domains (e.g. {first!r}) is a family of the Pfam "
             f"table {pfam.source}; check the corpus (and the layout it was read in) and pfam (or give no pfam to train on "
             "the tokens as written)"
         )
-    vocab = DomainVocabulary.from_corpus(corpus, class_tokens=class_token, gene_separator=separators)
     if family_table is not None and projection == "learned":
         if sizes.get("d_embed", family_table.dim) != family_table.dim:
             raise InputError(
@@ -212,8 +212,7 @@ def pretrain_protein_lm(
     of a study's validation clusters), trained on all of ``records`` and validated on ``valid``.
     ``max_length`` counts residues; ``run``: the :data:`RUN_OPTIONS` of :func:`fit_masked_lm`."""
     if valid is None:
-        if not 0 < val_fraction < 1:
-            raise ParameterError("val_fraction", f"val_fraction={val_fraction}: must be in (0, 1)")
+        check_fraction(val_fraction, "val_fraction")
         order = list(range(len(records)))
         random.Random(seed).shuffle(order)
         n_val = max(1, round(val_fraction * len(order)))

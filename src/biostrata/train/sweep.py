@@ -43,13 +43,12 @@ from biostrata.data.dna.benchmarks import (
     Suite,
     Task,
     check_data,
-    check_fraction,
     input_length,
     load_task,
     missing_files,
     task_files,
 )
-from biostrata.errors import BiostrataError, InputError, ParameterError
+from biostrata.errors import BiostrataError, InputError, ParameterError, check_fraction
 from biostrata.io import atomic_write_json
 from biostrata.provenance import code_version
 
@@ -288,9 +287,11 @@ class Sweep:
         gpus_per_run: float | None = None,
         progress: bool = True,
         report: Report | None = None,
+        todo: Sequence[Run] | None = None,
     ) -> list[dict]:
         """Run every unfinished run; return the records written now, each also given to ``report`` as its
-        run finishes.
+        run finishes. ``todo``: what :meth:`check` returned, when the caller checked already (so that a
+        command checks once); checked here otherwise.
 
         Runs that fail with a ``BiostrataError`` (bad data, NaN) leave no record; the others go
         on, and the failures are raised together at the end (without ``keep_going``: the first
@@ -298,7 +299,7 @@ class Sweep:
         """
         if train_fn is None:
             from biostrata.train.run import train as train_fn
-        todo = self.check()
+        todo = self.check() if todo is None else list(todo)
         version = code_version()
         if backend == "local":
             results = self._run_local(todo, train_fn, version, progress, report)
@@ -467,6 +468,8 @@ class SeedRuns(Sweep):
 
     load: Callable[[], Any] | None = None
     one_run: bool = False
+    # the metrics.json that done() read of each finished run, which _check_done compares
+    _finished: dict[Run, dict] = field(default_factory=dict, init=False, repr=False, compare=False)
     keep_going: ClassVar[bool] = False
     fresh: ClassVar[bool] = False  # the training resets what a run writes (OUT itself may hold other files)
 
@@ -490,8 +493,14 @@ class SeedRuns(Sweep):
         return self.out if self.one_run else self.out / f"seed{run.seed}"
 
     def done(self, run: Run) -> bool:
-        """Whether ``run`` has finished (its metrics.json is read) and ``overwrite`` is off."""
-        return not self.overwrite and finished_metrics(self.folder(run)) is not None
+        """Whether ``run`` has finished (its metrics.json is read, and kept for ``_check_done``) and ``overwrite``
+        is off."""
+        metrics = None if self.overwrite else finished_metrics(self.folder(run))
+        if metrics is None:
+            self._finished.pop(run, None)
+        else:
+            self._finished[run] = metrics
+        return metrics is not None
 
     def _lacking(self) -> set[str]:
         return set()
@@ -506,7 +515,7 @@ class SeedRuns(Sweep):
             folder = self.folder(run)
             then = dataclasses.asdict(type(self.config).from_saved(folder / "config.yaml"))
             diff = self.config.resume_changes(then, per_run=("seed",))
-            metrics = finished_metrics(folder) or {}
+            metrics = self._finished[run]  # read by done(), which status() asked just before
             data = {"length": self.config.length or self.splits.max_length, "class_labels": self.splits.labels}
             diff += [f"data {k}: {metrics[k]!r} there, {v!r} now" for k, v in data.items() if metrics.get(k, v) != v]
             if diff:

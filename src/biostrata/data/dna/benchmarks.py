@@ -36,7 +36,7 @@ from biostrata.data.dna.genome import (
     read_labelled,
     split_file,
 )
-from biostrata.errors import DataNotFoundError, InputError, ParameterError
+from biostrata.errors import DataNotFoundError, InputError, ParameterError, check_fraction
 
 DATA_ENV = "BIOSTRATA_DATA"
 
@@ -353,13 +353,6 @@ def read_genomic_benchmark(folder: str | Path, *, dev_fraction: float = 0.1, see
     test, _ = read_class_folders(folder / "test", classes)
     fit, dev = stratified_split(train, dev_fraction, seed)
     return Splits(fit, dev, test)
-
-
-def check_fraction(fraction: float, param: str = "fraction") -> None:
-    """Refuse a dev ``fraction`` that holds out nothing or all (a :class:`~biostrata.errors.ParameterError` of
-    the parameter ``param``)."""
-    if not 0.0 < fraction < 1.0:
-        raise ParameterError(param, f"{param}={fraction}: give a share strictly between 0 and 1, e.g. 0.1")
 
 
 def stratified_split(data: SequenceSet, fraction: float, seed: int) -> tuple[SequenceSet, SequenceSet]:
