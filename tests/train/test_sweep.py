@@ -186,8 +186,11 @@ def _wait_for_run_in_progress(out: Path, proc: subprocess.Popen, timeout: float 
         assert proc.poll() is None, (
             "the sweep finished before it could be killed: " + proc.stderr.read().decode()[-2000:]
         )
-        started = {p.parent for p in out.rglob("train") if p.is_dir()}
-        done = {p.parent for p in out.rglob("record.json")}
+        try:
+            started = {p.parent for p in out.rglob("train") if p.is_dir()}
+            done = {p.parent for p in out.rglob("record.json")}
+        except FileNotFoundError:  # --out not made yet, or the command's check that it can be made took it away
+            started = done = set()
         if done and started - done:
             return
         time.sleep(0.005)
