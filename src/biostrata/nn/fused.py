@@ -21,18 +21,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from biostrata.geometry.lorentz import Lorentz
-
-
-# Both as batched matrix products on the (B, C, L) layout as it is: torch.matmul and einsum
-# copied the activations into (B, L, C) first, which cost more than the products.
-def _dot(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(W, C) . (B, C, L) over channels -> (B, W, L)."""
-    return torch.bmm(u.expand(x.shape[0], -1, -1), x)
-
-
-def _sum_positions(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """sum over (b, l) of w[b, i, l] x[b, c, l] -> (W, C)."""
-    return torch.bmm(w, x.transpose(1, 2)).sum(0)
+from biostrata.nn.passes import _dot, passes_for
 
 
 def _apply(fn: type[torch.autograd.Function], *args):
@@ -188,6 +177,112 @@ def _rescale(yy, q, sc, k, gamma, spread, eps, limit) -> dict[str, torch.Tensor]
     return dict(f=f, g=g, spread=spread, outside=outside, u=u, w=w, rho=rho, sh=sh, ch=ch, c=c)
 
 
+def _forward(s, mu_s, beta_s, k, gamma, spread, eps: float, limit: float, passes):
+    """The forward pass of ``_BoostRescale`` with ``passes`` (:mod:`biostrata.nn.passes`): (out, the
+    tensors the backward reads, ``_rescale``'s and ``_boost_scalars``' results, the centroid's
+    intermediates or None, mu_s)."""
+    centroid = t = None
+    if mu_s is None:  # from each sequence's coordinate means; its intermediates are kept for the backward
+        ss, m_s = passes.stats(s)
+        t = torch.sqrt(ss + k)  # time coordinates x_0
+        centroid = _nested_centroid(m_s, t.mean(2), k)
+        mu_s = centroid["mu"]
+    sc = _boost_scalars(mu_s, beta_s, k)
+    mb = sc["mb"]
+    x, shift = passes.center(s, mu_s)
+    xx, pb = passes.dots(None, x, shift, mb)  # |x|^2; (B, 2, L): mu . x, beta . x
+    px = pb[:, :1]
+    if t is None:  # x_0 = sqrt(k + |x + mu|^2) = sqrt(xx + 2 px + mu_0^2)
+        t = torch.sqrt(torch.add(xx, px, alpha=2) + sc["mu_0"] * sc["mu_0"])
+    alpha = _boost_offset(xx, px, t, sc)
+    yy = torch.addcmul(xx, alpha, torch.addcmul(px + px, alpha, sc["mm"]))  # |x + alpha mu|^2
+    q = torch.addcmul(pb[:, 1:], alpha, sc["bm"])  # beta . (x + alpha mu)
+    v = _rescale(yy, q, sc, k, gamma, spread, eps, limit)
+    f, g = v["f"], v["g"]
+    out = passes.combine(None, None, x, shift, f, mb.expand(s.shape[0], -1, -1), torch.cat([f * alpha, g], 1))
+    return out, (x, shift, t, xx, px, alpha, yy, q, k, gamma), v, sc, centroid, mu_s
+
+
+def _backward(grad, saved, v, sc, centroid, eps: float, batch_spread: bool, passes):
+    """The backward pass of ``_BoostRescale``, the chain rule through ``_forward`` backwards, each step's
+    derivative in its comment. Reads G four times (mu . G and beta . G in one product, G . x, the positional
+    sums, f G) and x three times, and writes ds once:
+
+        ds = f G + (2 d_xx + d_t / t) x + (d_px + d_t / t) mu + d_q beta  [+ d_m_s / L]
+    """
+    # contiguous: a broadcast gradient (of a sum, say) has zero strides, and the batched
+    # products below then took a slow path (4x the whole layer's time)
+    grad = grad.contiguous()
+    x, shift, t, xx, px, alpha, yy, q, k, gamma = saved
+    u, w, rho, sh, ch, f, g, c = (v[n] for n in ("u", "w", "rho", "sh", "ch", "f", "g", "c"))
+    mb, sk, d, e, mu_0, beta_0 = (sc[n] for n in ("mb", "sk", "d", "e", "mu_0", "beta_0"))
+    k2, sk2 = k + k, sk + sk
+    gx, g_mb = passes.dots(grad, x, shift, mb)  # G . x; (B, 2, L): mu . G, beta . G
+    g_mu, g_beta = g_mb[:, :1], g_mb[:, 1:]
+    d_f = torch.addcmul(gx, alpha, g_mu)  # out = f y + g beta: d_f = G . y
+    # g = f q / d + cosh(r)
+    df = torch.addcmul(d_f, g_beta, q / d)
+    d_q = g_beta * (f / d)
+    d_d = -(d_q * q).sum() / d
+    # f = sinh(r) / u, r = clamp(c rho): the clamp passes gradients inside only
+    d_r = torch.addcmul(g_beta * sh, df, ch / u).masked_fill_(v["outside"], 0)
+    d_c = (d_r * rho).sum()
+    d_gamma = d_c / (v["spread"] + eps)  # c = gamma / (spread + eps)
+    d_spread = -d_gamma * c
+    d_rho = d_r * c
+    d_sk = d_d * (beta_0 + sk2)  # d = sk (beta_0 + sk)
+    d_beta0 = d_d * sk
+    if batch_spread:  # spread = sk mean(rho)
+        d_rho = d_rho + d_spread * sk / rho.numel()
+        d_sk = d_sk + d_spread * rho.mean()
+        d_spread = None
+    # rho = asinh(u): drho/du = 1 / cosh(rho) = 1 / w; f = sinh(r) / u: explicit df/du = -f / u
+    d_u = torch.addcdiv(d_rho / w, df * f, u, value=-1)
+    # u = sqrt(max(yy, 1e-12) / k): du/dyy = 1 / (2 k u) above the floor, du/dk = -u / (2 k)
+    d_k = -(d_u * u).sum() / k2
+    d_yy = (d_u / (k2 * u)).masked_fill_(yy < 1e-12, 0)
+    # yy = xx + alpha (2 px + alpha mm), q = beta . x + alpha bm, out = f (x + alpha mu) + g beta
+    d_alpha = torch.addcmul(f * g_mu, d_q, sc["bm"]).addcmul_(d_yy, torch.addcmul(px, alpha, sc["mm"]), value=2)
+    d_mm, d_bm = (d_yy * alpha * alpha).sum(), (d_q * alpha).sum()
+    # alpha = px / e - (xx + 2 px) / h, h = sk (t + mu_0), e = sk (mu_0 + sk)
+    h = sk * (t + mu_0)
+    d_ah = d_alpha / h
+    d_xx = d_yy - d_ah
+    d_px = torch.addcmul(d_alpha / e - d_ah - d_ah, alpha, d_yy, value=2)  # with yy's 2 alpha px
+    d_h = d_ah * torch.add(xx, px, alpha=2) / h
+    d_t = d_h * sk
+    d_e = -(d_alpha * px).sum() / (e * e)
+    d_h_sum = d_h.sum()
+    d_sk = d_sk + (d_h * t).sum() + d_h_sum * mu_0 + d_e * (mu_0 + sk2)
+    d_mu0 = d_e * sk + d_h_sum * sk
+    d_k = d_k + d_mu0 / (mu_0 + mu_0) + d_beta0 / (beta_0 + beta_0)  # mu_0 = sqrt(k + mm), beta_0 likewise
+    # channel vectors: sums over positions of out's f alpha G, g G and f G, and of d_px x, d_q x and
+    # 2 d_xx x; the last of each is the sum of ds over positions, which x = s - mu sends to mu
+    rows = torch.cat([d_px, d_q, d_xx + d_xx], 1)
+    sums = passes.sums(grad, torch.cat([f * alpha, g, f], 1), x, shift, rows)
+    # mm, bm, mu_0 = sqrt(k + mm) and beta_0 = sqrt(k + |beta|^2) as functions of mu and beta; the
+    # rank terms of ds summed over positions (mu sum d_px + beta sum d_q) go to mu with a minus
+    pair = torch.stack([d_mm + d_mm + d_mu0 / mu_0, d_bm, d_bm, d_beta0 / beta_0]).view(2, 2)
+    d_mb = torch.addmm(sums[:2], pair, mb)
+    rank = torch.stack([d_px.sum(), d_q.sum()]) @ mb
+    d_mu = d_mb[0] - sums[2] - rank
+    vectors, rows = mb.expand(x.shape[0], -1, -1), rows[:, :2]
+    if centroid is not None:  # mu = _nested_centroid(mean_l s, mean_l t): back into s and t
+        n = x.shape[2]
+        d_ms, d_m0, d_k3 = _nested_centroid_backward(d_mu, centroid, k)
+        d_t = d_t + d_m0.unsqueeze(2) / n
+        d_k = d_k + d_k3
+        # the mean over positions spreads d_ms / n over every position of its sequence
+        vectors = torch.cat([vectors, (d_ms / n).unsqueeze(1)], 1)
+        rows = torch.cat([rows, torch.ones_like(alpha)], 1)
+        d_mu = None
+    d_tt = d_t / t  # t = sqrt(k + |s|^2), s = x + mu: dt/ds = s / t, dt/dk = 1 / (2 t)
+    d_k = d_k + d_tt.sum() / 2 + d_sk / sk2
+    rows[:, :1] += d_tt  # the weight of mu in ds
+    d_s = passes.combine(grad, f, x, shift, torch.add(d_tt, d_xx, alpha=2), vectors, rows)
+    return d_s, d_mu, d_mb[1], d_k, d_gamma, d_spread
+
+
 class _BoostRescale(torch.autograd.Function):
     """out_s = B_{o->beta}(rescale(B_{mu->o}(x)))_s for space parts s (B, C, L), see ``boost_rescale``,
     from the differences x = s - mu and without forming y:
@@ -201,29 +296,12 @@ class _BoostRescale(torch.autograd.Function):
     (6 and 4). Saves x (not s) and per-position scalars."""
 
     @staticmethod
-    def forward(ctx, s, mu_s, beta_s, k, gamma, spread, eps, limit):
-        out = torch.empty_like(s)  # scratch for squares; becomes the output
-        centroid = t = None
-        if mu_s is None:  # from each sequence's coordinate means; its intermediates are kept for the backward
-            t = torch.sqrt(torch.mul(s, s, out=out).sum(1, keepdim=True) + k)  # time coordinates x_0
-            centroid = _nested_centroid(s.mean(2), t.mean(2), k)
-            mu_s = centroid["mu"]
-        sc = _boost_scalars(mu_s, beta_s, k)
-        mb = sc["mb"]
-        x = s - mu_s.view(1, -1, 1)
-        xx = torch.mul(x, x, out=out).sum(1, keepdim=True)
-        pb = _dot(mb, x)  # (B, 2, L): mu . x, beta . x
-        px = pb[:, :1]
-        if t is None:  # x_0 = sqrt(k + |x + mu|^2) = sqrt(xx + 2 px + mu_0^2)
-            t = torch.sqrt(torch.add(xx, px, alpha=2) + sc["mu_0"] * sc["mu_0"])
-        alpha = _boost_offset(xx, px, t, sc)
-        yy = torch.addcmul(xx, alpha, torch.addcmul(px + px, alpha, sc["mm"]))  # |x + alpha mu|^2
-        q = torch.addcmul(pb[:, 1:], alpha, sc["bm"])  # beta . (x + alpha mu)
-        v = _rescale(yy, q, sc, k, gamma, spread, eps, limit)
-        f, g = v["f"], v["g"]
-        torch.mul(x, f, out=out).baddbmm_(mb.T.expand(s.shape[0], -1, -1), torch.cat([f * alpha, g], 1))
-        ctx.save_for_backward(x, t, xx, px, alpha, yy, q, k, gamma)
+    def forward(ctx, s, mu_s, beta_s, k, gamma, spread, eps, limit, native_kernels):
+        passes = passes_for(s, native_kernels)
+        out, saved, v, sc, centroid, mu_s = _forward(s, mu_s, beta_s, k, gamma, spread, eps, limit, passes)
+        ctx.save_for_backward(*saved)
         ctx.v, ctx.sc, ctx.eps, ctx.batch_spread, ctx.centroid = v, sc, eps, spread is None, centroid
+        ctx.passes = passes
         # outputs of their own: ctx keeps v and the input mu_s, and an output kept on ctx is a cycle
         spread_out, mu_out = v["spread"].detach().clone(), mu_s.detach().clone()
         clipped = v["outside"].sum()
@@ -233,85 +311,9 @@ class _BoostRescale(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad, _grad_spread, _grad_mu, _grad_clipped):
-        """The chain rule through ``forward`` backwards, each step's derivative in its comment. Reads G
-        four times (mu . G and beta . G in one product, G . x, the positional sums, f G) and x three
-        times, and writes ds once:
-
-            ds = f G + (2 d_xx + d_t / t) x + (d_px + d_t / t) mu + d_q beta  [+ d_m_s / L]
-        """
-        # contiguous: a broadcast gradient (of a sum, say) has zero strides, and the batched
-        # products below then took a slow path (4x the whole layer's time)
-        grad = grad.contiguous()
-        x, t, xx, px, alpha, yy, q, k, gamma = ctx.saved_tensors
-        v, sc = ctx.v, ctx.sc
-        u, w, rho, sh, ch, f, g, c = (v[n] for n in ("u", "w", "rho", "sh", "ch", "f", "g", "c"))
-        mb, sk, d, e, mu_0, beta_0 = (sc[n] for n in ("mb", "sk", "d", "e", "mu_0", "beta_0"))
-        k2, sk2 = k + k, sk + sk
-        g_mb = _dot(mb, grad)  # (B, 2, L): mu . G, beta . G
-        g_mu, g_beta = g_mb[:, :1], g_mb[:, 1:]
-        d_s = torch.mul(grad, x)  # scratch for G . x; becomes ds
-        d_f = torch.addcmul(d_s.sum(1, keepdim=True), alpha, g_mu)  # out = f y + g beta: d_f = G . y
-        # g = f q / d + cosh(r)
-        df = torch.addcmul(d_f, g_beta, q / d)
-        d_q = g_beta * (f / d)
-        d_d = -(d_q * q).sum() / d
-        # f = sinh(r) / u, r = clamp(c rho): the clamp passes gradients inside only
-        d_r = torch.addcmul(g_beta * sh, df, ch / u).masked_fill_(v["outside"], 0)
-        d_c = (d_r * rho).sum()
-        d_gamma = d_c / (v["spread"] + ctx.eps)  # c = gamma / (spread + eps)
-        d_spread = -d_gamma * c
-        d_rho = d_r * c
-        d_sk = d_d * (beta_0 + sk2)  # d = sk (beta_0 + sk)
-        d_beta0 = d_d * sk
-        if ctx.batch_spread:  # spread = sk mean(rho)
-            d_rho = d_rho + d_spread * sk / rho.numel()
-            d_sk = d_sk + d_spread * rho.mean()
-            d_spread = None
-        # rho = asinh(u): drho/du = 1 / cosh(rho) = 1 / w; f = sinh(r) / u: explicit df/du = -f / u
-        d_u = torch.addcdiv(d_rho / w, df * f, u, value=-1)
-        # u = sqrt(max(yy, 1e-12) / k): du/dyy = 1 / (2 k u) above the floor, du/dk = -u / (2 k)
-        d_k = -(d_u * u).sum() / k2
-        d_yy = (d_u / (k2 * u)).masked_fill_(yy < 1e-12, 0)
-        # yy = xx + alpha (2 px + alpha mm), q = beta . x + alpha bm, out = f (x + alpha mu) + g beta
-        d_alpha = torch.addcmul(f * g_mu, d_q, sc["bm"]).addcmul_(d_yy, torch.addcmul(px, alpha, sc["mm"]), value=2)
-        d_mm, d_bm = (d_yy * alpha * alpha).sum(), (d_q * alpha).sum()
-        # alpha = px / e - (xx + 2 px) / h, h = sk (t + mu_0), e = sk (mu_0 + sk)
-        h = sk * (t + mu_0)
-        d_ah = d_alpha / h
-        d_xx = d_yy - d_ah
-        d_px = torch.addcmul(d_alpha / e - d_ah - d_ah, alpha, d_yy, value=2)  # with yy's 2 alpha px
-        d_h = d_ah * torch.add(xx, px, alpha=2) / h
-        d_t = d_h * sk
-        d_e = -(d_alpha * px).sum() / (e * e)
-        d_h_sum = d_h.sum()
-        d_sk = d_sk + (d_h * t).sum() + d_h_sum * mu_0 + d_e * (mu_0 + sk2)
-        d_mu0 = d_e * sk + d_h_sum * sk
-        d_k = d_k + d_mu0 / (mu_0 + mu_0) + d_beta0 / (beta_0 + beta_0)  # mu_0 = sqrt(k + mm), beta_0 likewise
-        # channel vectors: sums over positions of out's f alpha G, g G and f G, and of d_px x, d_q x and
-        # 2 d_xx x; the last of each is the sum of ds over positions, which x = s - mu sends to mu
-        rows = torch.cat([d_px, d_q, d_xx + d_xx], 1)
-        sums = _sum_positions(torch.cat([f * alpha, g, f], 1), grad) + _sum_positions(rows, x)
-        # mm, bm, mu_0 = sqrt(k + mm) and beta_0 = sqrt(k + |beta|^2) as functions of mu and beta; the
-        # rank terms of ds summed over positions (mu sum d_px + beta sum d_q) go to mu with a minus
-        pair = torch.stack([d_mm + d_mm + d_mu0 / mu_0, d_bm, d_bm, d_beta0 / beta_0]).view(2, 2)
-        d_mb = torch.addmm(sums[:2], pair, mb)
-        rank = torch.stack([d_px.sum(), d_q.sum()]) @ mb
-        d_mu = d_mb[0] - sums[2] - rank
-        vectors, rows = mb.T.expand(x.shape[0], -1, -1), rows[:, :2]
-        if ctx.centroid is not None:  # mu = _nested_centroid(mean_l s, mean_l t): back into s and t
-            n = x.shape[2]
-            d_ms, d_m0, d_k3 = _nested_centroid_backward(d_mu, ctx.centroid, k)
-            d_t = d_t + d_m0.unsqueeze(2) / n
-            d_k = d_k + d_k3
-            # the mean over positions spreads d_ms / n over every position of its sequence
-            vectors = torch.cat([vectors, (d_ms / n).unsqueeze(2)], 2)
-            rows = torch.cat([rows, torch.ones_like(alpha)], 1)
-            d_mu = None
-        d_tt = d_t / t  # t = sqrt(k + |s|^2), s = x + mu: dt/ds = s / t, dt/dk = 1 / (2 t)
-        d_k = d_k + d_tt.sum() / 2 + d_sk / sk2
-        rows[:, :1] += d_tt  # the weight of mu in ds
-        torch.mul(grad, f, out=d_s).addcmul_(torch.add(d_tt, d_xx, alpha=2), x).baddbmm_(vectors, rows)
-        return d_s, d_mu, d_mb[1], d_k, d_gamma, d_spread, None, None
+        saved, v, sc = ctx.saved_tensors, ctx.v, ctx.sc
+        grads = _backward(grad, saved, v, sc, ctx.centroid, ctx.eps, ctx.batch_spread, ctx.passes)
+        return (*grads, None, None, None)
 
 
 def boost_rescale(
@@ -324,6 +326,7 @@ def boost_rescale(
     eps: float,
     limit: float,
     fused: bool = True,
+    native_kernels: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The batch norm's map of space parts s (B, C, L) on ``manifold`` (k = 1/K its clamped ``kk``):
 
@@ -339,7 +342,7 @@ def boost_rescale(
     """
     k = manifold.kk
     if fused:
-        return _apply(_BoostRescale, s, mu_s, beta_s, k, gamma, spread, eps, limit)
+        return _apply(_BoostRescale, s, mu_s, beta_s, k, gamma, spread, eps, limit, native_kernels)
     t = torch.sqrt((s * s).sum(1, keepdim=True) + k)
     if mu_s is None:
         mu_s = _nested_centroid(s.mean(2), t.mean(2), k)["mu"]

@@ -132,7 +132,9 @@ class LorentzBatchNorm1d(_SpaceLayer):
     and in units of sqrt(k) the radius of y is rho = asinh(|y_s| / sqrt(k)) = d(x, mu) / sqrt(k), so
         z_s = y_s sinh(r) sqrt(k) / |y_s|,  z_0 = sqrt(k) cosh(r),  r = gamma rho / (s + eps)
         out_s = z_s + beta_s ((beta_s . z_s) / (sqrt(k) (beta_0 + sqrt(k))) + z_0 / sqrt(k)).
-    The full-size passes run with a hand-written backward (``nn.fused``; ``fused=False``: autograd).
+    The full-size passes run with a hand-written backward (``nn.fused``; ``fused=False``: autograd), on the
+    CPU in biostrata's C++ kernels where they build (``nn.native``; ``native_kernels=False``: torch
+    operations, the same results within float rounding; True: an error where they cannot be used).
     Clamps (not formula changes): r is clipped at ``max_radius`` (default REFERENCE_RADIUS_CLIP = 10,
     the reference's only cap, which it applies inside its exponential map; 5 keeps outputs within
     MAX_RADIUS, see there), and beta's radius at MAX_CENTRE_RADIUS (ours). How often the radius clip
@@ -148,11 +150,14 @@ class LorentzBatchNorm1d(_SpaceLayer):
         warm_start: bool = True,
         fused: bool = True,
         max_radius: float = REFERENCE_RADIUS_CLIP,
+        native_kernels: bool | None = None,
     ) -> None:
         super().__init__()
         if not max_radius > 0:
             raise ParameterError("max_radius", f"max_radius={max_radius}: must be > 0 (a radius in units of sqrt(1/K))")
         self.fused = fused  # hand-written backward of the full-size passes (nn.fused); False: autograd
+        # the fused passes in biostrata's C++ kernels (nn.native): None where they build and the input is on the CPU
+        self.native_kernels = native_kernels
         self.max_radius = float(max_radius)
         # per mode, (positions the radius clip moved, positions seen) since the last ``clip_counts``; the
         # first a tensor on the activations' device (no device-to-host copy per step); not model state
@@ -178,7 +183,7 @@ class LorentzBatchNorm1d(_SpaceLayer):
         beta_s = self.manifold.clip_radius(self.beta[1:], MAX_CENTRE_RADIUS, dim=0)
         out, spread, mu_s, clipped = boost_rescale(
             s, mu_s, beta_s, self.manifold, self.gamma, None if self.training else self.running_var,
-            self.eps, self.max_radius, self.fused,
+            self.eps, self.max_radius, self.fused, self.native_kernels,
         )  # fmt: skip
         if self.training:
             self._update_running(mu_s.detach(), spread.detach())

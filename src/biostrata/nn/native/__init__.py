@@ -1,0 +1,64 @@
+"""biostrata's C++ kernels (``boost.cpp`` beside this file), built on first use with the machine's C++
+compiler by :func:`torch.utils.cpp_extension.load` and kept in torch's extension cache
+(``$TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``), so later processes load them in
+a moment. The first build takes about half a minute.
+
+:func:`kernels` gives the built module, or None where they cannot be built (no compiler, a failed
+build, or ``BIOSTRATA_NATIVE=0`` in the environment); the callers then use torch operations, which
+give the same results more slowly. The reason is warned once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+SOURCE = Path(__file__).with_name("boost.cpp")
+#: set to 0 to use torch operations only (no build)
+SWITCH = "BIOSTRATA_NATIVE"
+
+
+def _isa_flags() -> list[str]:
+    """Vector instructions for the compiler, from what torch found on this CPU: the build is cached per
+    flag set, so a cache shared by machines of different CPUs holds one build each."""
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability.startswith("AVX"):  # AVX2 and AVX512: the AVX2 set is enough for these loops
+        return ["-mavx2", "-mfma"]
+    return []
+
+
+@functools.cache
+def kernels() -> ModuleType | None:
+    """The built kernels, or None (with one warning naming why) where they cannot be built."""
+    if os.environ.get(SWITCH, "1") == "0":
+        return None
+    from torch.utils.cpp_extension import load
+
+    flags = _isa_flags()
+    name = "biostrata_boost" + "".join(f.replace("-m", "_") for f in flags if f != "-mfma")
+    try:
+        return load(
+            name, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp-simd", "-ffp-contract=off", *flags], verbose=False
+        )
+    except Exception as error:  # no compiler, no ninja, a failed build: fall back, do not fail the run
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        warnings.warn(
+            f"biostrata's C++ kernels ({SOURCE.name}) could not be built ({first}); the Lorentz batch norm runs "
+            f"on torch operations, with the same results, more slowly. Install a C++ compiler (g++) to build "
+            f"them, or set {SWITCH}=0 to silence this.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def usable(x) -> bool:
+    """Whether the kernels take tensor ``x``: on the CPU, float32 or float64, and built."""
+    import torch
+
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and kernels() is not None
