@@ -14,7 +14,6 @@ import functools
 import os
 import warnings
 from pathlib import Path
-from types import ModuleType
 
 SOURCE = Path(__file__).with_name("boost.cpp")
 #: set to 0 to use torch operations only (no build)
@@ -33,18 +32,19 @@ def _isa_flags() -> list[str]:
 
 
 @functools.cache
-def kernels() -> ModuleType | None:
-    """The built kernels, or None (with one warning naming why) where they cannot be built."""
+def kernels() -> object | None:
+    """The built kernels as torch operators (``torch.ops.biostrata``), or None (with one warning naming
+    why) where they cannot be built."""
     if os.environ.get(SWITCH, "1") == "0":
         return None
+    import torch
     from torch.utils.cpp_extension import load
 
     flags = _isa_flags()
     name = "biostrata_boost" + "".join(f.replace("-m", "_") for f in flags if f != "-mfma")
     try:
-        return load(
-            name, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp-simd", "-ffp-contract=off", *flags], verbose=False
-        )
+        load(name, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp-simd", *flags], is_python_module=False)
+        return torch.ops.biostrata
     except Exception as error:  # no compiler, no ninja, a failed build: fall back, do not fail the run
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         warnings.warn(

@@ -6,7 +6,8 @@
 // per-position results (B, ., L) stay in cache. x is a centred input, x[b, c, l] = a[b, c, l] - shift[c]
 // (shift empty: no centring), formed on the fly and never stored. Results do not depend on the thread
 // count: each sequence is summed in a fixed order, and sums over sequences are left to the caller.
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/library.h>
 
 #include <ATen/Parallel.h>
 
@@ -153,7 +154,7 @@ at::Tensor positional(const Shape& n, int64_t rows, const at::Tensor& like) {
 
 }  // namespace
 
-std::vector<at::Tensor> stats(const at::Tensor& s_) {
+std::tuple<at::Tensor, at::Tensor> stats(const at::Tensor& s_) {
   const at::Tensor s = s_.contiguous();
   const Shape n = shape_of(s, "s");
   at::Tensor sq = positional(n, 1, s), mean = at::empty({n.B, n.C}, s.options());
@@ -163,7 +164,7 @@ std::vector<at::Tensor> stats(const at::Tensor& s_) {
   return {sq, mean};
 }
 
-std::vector<at::Tensor> dots(const c10::optional<at::Tensor>& g_, const at::Tensor& a_,
+std::tuple<at::Tensor, at::Tensor> dots(const c10::optional<at::Tensor>& g_, const at::Tensor& a_,
                              const c10::optional<at::Tensor>& shift_, const at::Tensor& W_) {
   const at::Tensor a = a_.contiguous(), W = W_.contiguous();
   const Shape n = shape_of(a, "x");
@@ -233,9 +234,18 @@ at::Tensor combine(const c10::optional<at::Tensor>& g_, const c10::optional<at::
   return out;
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("stats", &stats, "sum_c s^2 (B, 1, L) and mean_l s (B, C)");
-  m.def("dots", &dots, "sum_c x^2 or sum_c g x (B, 1, L), and W x or W g (B, 2, L)");
-  m.def("sums", &sums, "sum_l rg g + rx x per sequence (B, 3, C)");
-  m.def("combine", &combine, "p g + q x + V^T R (B, C, L)");
+// Registered as torch operators (torch.ops.biostrata.*), so that the profiler and dispatch-level tools
+// (benchmarks/step_time.py counts the full-size reads and writes of each operator) see them.
+TORCH_LIBRARY(biostrata, m) {
+  m.def("stats(Tensor s) -> (Tensor, Tensor)");  // sum_c s^2 (B, 1, L), mean_l s (B, C)
+  m.def("dots(Tensor? g, Tensor x, Tensor? shift, Tensor w) -> (Tensor, Tensor)");  // x^2 or g x; w x or w g
+  m.def("sums(Tensor g, Tensor rg, Tensor x, Tensor? shift, Tensor rx) -> Tensor");  // (B, 3, C)
+  m.def("combine(Tensor? g, Tensor? p, Tensor x, Tensor? shift, Tensor q, Tensor v, Tensor r) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(biostrata, CPU, m) {
+  m.impl("stats", &stats);
+  m.impl("dots", &dots);
+  m.impl("sums", &sums);
+  m.impl("combine", &combine);
 }
