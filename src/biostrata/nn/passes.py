@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from biostrata.errors import ParameterError
 from biostrata.nn import native
 
 
@@ -96,8 +97,10 @@ def passes_for(s: torch.Tensor, native_kernels: bool | None = None) -> type[Torc
     if native.usable(s):
         return NativePasses
     if native_kernels:
-        raise RuntimeError(
-            f"native_kernels=True: biostrata's C++ kernels take CPU float32/float64 tensors and must build "
-            f"(got a {s.dtype} tensor on {s.device}; built: {native.kernels() is not None})"
+        built = "built" if native.kernels() is not None else "not built (see the warning above)"
+        raise ParameterError(
+            "native_kernels",
+            f"native_kernels=True: biostrata's C++ kernels take float32 or float64 tensors on the CPU, and they are "
+            f"{built}; got {s.dtype} on {s.device}. Give native_kernels=None to use them where they can be.",
         )
     return TorchPasses
