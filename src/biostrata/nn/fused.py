@@ -21,7 +21,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from biostrata.geometry.lorentz import Lorentz
-from biostrata.nn.passes import _dot, passes_for
+from biostrata.nn.passes import TorchPasses, _dot, passes_for
 
 
 def _apply(fn: type[torch.autograd.Function], *args):
@@ -177,10 +177,16 @@ def _rescale(yy, q, sc, k, gamma, spread, eps, limit) -> dict[str, torch.Tensor]
     return dict(f=f, g=g, spread=spread, outside=outside, u=u, w=w, rho=rho, sh=sh, ch=ch, c=c)
 
 
+def _scalars(like: torch.Tensor, *values) -> torch.Tensor:
+    """The scalars a native kernel reads, as one tensor of ``like``'s dtype."""
+    return torch.stack([torch.as_tensor(v, dtype=like.dtype) for v in values])
+
+
 def _forward(s, mu_s, beta_s, k, gamma, spread, eps: float, limit: float, passes):
     """The forward pass of ``_BoostRescale`` with ``passes`` (:mod:`biostrata.nn.passes`): (out, the
     tensors the backward reads, ``_rescale``'s and ``_boost_scalars``' results, the centroid's
-    intermediates or None, mu_s)."""
+    intermediates or None, mu_s). The native passes compute the per-position algebra (``_boost_offset``,
+    ``_rescale``) in their own loops, by the same formulas (``boost.cpp``)."""
     centroid = t = None
     if mu_s is None:  # from each sequence's coordinate means; its intermediates are kept for the backward
         ss, m_s = passes.stats(s)
@@ -190,6 +196,16 @@ def _forward(s, mu_s, beta_s, k, gamma, spread, eps: float, limit: float, passes
     sc = _boost_scalars(mu_s, beta_s, k)
     mb = sc["mb"]
     x, shift = passes.center(s, mu_s)
+    if passes.native:
+        P = passes.centre(x, shift, mb, t, _scalars(s, k, sc["sk"], sc["mm"], sc["bm"], sc["mu_0"], sc["e"]))
+        t, xx, px, alpha, yy, q, u, w, rho = P.split(1, 1)
+        if spread is None:
+            spread = sc["sk"] * rho.mean()  # mean_i d(x_i, mu)
+        c = gamma / (spread + eps)
+        out, Q = passes.rescale(x, shift, mb, P, _scalars(s, c, limit, sc["d"]))
+        _, g, f, sh, ch, inside = Q.split(1, 1)
+        v = dict(f=f, g=g, spread=spread, outside=inside == 0, u=u, w=w, rho=rho, sh=sh, ch=ch, c=c, P=P, Q=Q)
+        return out, (x, shift, t, xx, px, alpha, yy, q, k, gamma), v, sc, centroid, mu_s
     xx, pb = passes.dots(None, x, shift, mb)  # |x|^2; (B, 2, L): mu . x, beta . x
     px = pb[:, :1]
     if t is None:  # x_0 = sqrt(k + |x + mu|^2) = sqrt(xx + 2 px + mu_0^2)
@@ -203,21 +219,15 @@ def _forward(s, mu_s, beta_s, k, gamma, spread, eps: float, limit: float, passes
     return out, (x, shift, t, xx, px, alpha, yy, q, k, gamma), v, sc, centroid, mu_s
 
 
-def _backward(grad, saved, v, sc, centroid, eps: float, batch_spread: bool, passes):
-    """The backward pass of ``_BoostRescale``, the chain rule through ``_forward`` backwards, each step's
-    derivative in its comment. Reads G four times (mu . G and beta . G in one product, G . x, the positional
-    sums, f G) and x three times, and writes ds once:
-
-        ds = f G + (2 d_xx + d_t / t) x + (d_px + d_t / t) mu + d_q beta  [+ d_m_s / L]
-    """
-    # contiguous: a broadcast gradient (of a sum, say) has zero strides, and the batched
-    # products below then took a slow path (4x the whole layer's time)
-    grad = grad.contiguous()
+def _position_grads(grad, saved, v, sc, eps: float, batch_spread: bool) -> dict:
+    """The backward pass through the per-position algebra, in torch operations: from G to the gradients of
+    the channel-level scalars and the per-position rows the passes over the activations need (see
+    ``_backward``; the native kernels grad_positions and grad_rows compute the same)."""
     x, shift, t, xx, px, alpha, yy, q, k, gamma = saved
     u, w, rho, sh, ch, f, g, c = (v[n] for n in ("u", "w", "rho", "sh", "ch", "f", "g", "c"))
-    mb, sk, d, e, mu_0, beta_0 = (sc[n] for n in ("mb", "sk", "d", "e", "mu_0", "beta_0"))
-    k2, sk2 = k + k, sk + sk
-    gx, g_mb = passes.dots(grad, x, shift, mb)  # G . x; (B, 2, L): mu . G, beta . G
+    sk, d, e, mu_0, beta_0 = (sc[n] for n in ("sk", "d", "e", "mu_0", "beta_0"))
+    k2 = k + k
+    gx, g_mb = TorchPasses.dots(grad, x, shift, sc["mb"])  # G . x; (B, 2, L): mu . G, beta . G
     g_mu, g_beta = g_mb[:, :1], g_mb[:, 1:]
     d_f = torch.addcmul(gx, alpha, g_mu)  # out = f y + g beta: d_f = G . y
     # g = f q / d + cosh(r)
@@ -226,47 +236,87 @@ def _backward(grad, saved, v, sc, centroid, eps: float, batch_spread: bool, pass
     d_d = -(d_q * q).sum() / d
     # f = sinh(r) / u, r = clamp(c rho): the clamp passes gradients inside only
     d_r = torch.addcmul(g_beta * sh, df, ch / u).masked_fill_(v["outside"], 0)
-    d_c = (d_r * rho).sum()
-    d_gamma = d_c / (v["spread"] + eps)  # c = gamma / (spread + eps)
-    d_spread = -d_gamma * c
-    d_rho = d_r * c
-    d_sk = d_d * (beta_0 + sk2)  # d = sk (beta_0 + sk)
-    d_beta0 = d_d * sk
-    if batch_spread:  # spread = sk mean(rho)
-        d_rho = d_rho + d_spread * sk / rho.numel()
-        d_sk = d_sk + d_spread * rho.mean()
-        d_spread = None
+    z = _spread_grads(d_d, (d_r * rho).sum(), v, sc, eps, batch_spread)
+    d_rho = d_r * c + z.pop("kappa")
     # rho = asinh(u): drho/du = 1 / cosh(rho) = 1 / w; f = sinh(r) / u: explicit df/du = -f / u
     d_u = torch.addcdiv(d_rho / w, df * f, u, value=-1)
     # u = sqrt(max(yy, 1e-12) / k): du/dyy = 1 / (2 k u) above the floor, du/dk = -u / (2 k)
-    d_k = -(d_u * u).sum() / k2
     d_yy = (d_u / (k2 * u)).masked_fill_(yy < 1e-12, 0)
     # yy = xx + alpha (2 px + alpha mm), q = beta . x + alpha bm, out = f (x + alpha mu) + g beta
     d_alpha = torch.addcmul(f * g_mu, d_q, sc["bm"]).addcmul_(d_yy, torch.addcmul(px, alpha, sc["mm"]), value=2)
-    d_mm, d_bm = (d_yy * alpha * alpha).sum(), (d_q * alpha).sum()
     # alpha = px / e - (xx + 2 px) / h, h = sk (t + mu_0), e = sk (mu_0 + sk)
     h = sk * (t + mu_0)
     d_ah = d_alpha / h
     d_xx = d_yy - d_ah
     d_px = torch.addcmul(d_alpha / e - d_ah - d_ah, alpha, d_yy, value=2)  # with yy's 2 alpha px
     d_h = d_ah * torch.add(xx, px, alpha=2) / h
-    d_t = d_h * sk
-    d_e = -(d_alpha * px).sum() / (e * e)
-    d_h_sum = d_h.sum()
-    d_sk = d_sk + (d_h * t).sum() + d_h_sum * mu_0 + d_e * (mu_0 + sk2)
+    sums = [(d_u * u).sum(), (d_yy * alpha * alpha).sum(), (d_q * alpha).sum(), (d_alpha * px).sum(), d_h.sum(),
+            (d_h * t).sum(), d_px.sum(), d_q.sum()]  # fmt: skip
+    rows, weights = torch.cat([d_px, d_q, d_xx + d_xx], 1), torch.cat([f * alpha, g, f], 1)
+    return dict(z, rows=rows, weights=weights, d_t=d_h * sk, sums=torch.stack(sums))
+
+
+def _spread_grads(d_d, d_c, v, sc, eps: float, batch_spread: bool) -> dict:
+    """The gradients through c = gamma / (spread + eps) and d = sk (beta_0 + sk), from d_d and d_c = sum
+    d_r rho; ``kappa``: what the batch's spread (sk mean(rho)) adds to every position's d_rho."""
+    sk, beta_0 = sc["sk"], sc["beta_0"]
+    d_gamma = d_c / (v["spread"] + eps)
+    d_spread = -d_gamma * v["c"]
+    d_sk = d_d * (beta_0 + sk + sk)
+    kappa = torch.zeros_like(d_c)
+    if batch_spread:  # spread = sk mean(rho)
+        kappa = d_spread * sk / v["rho"].numel()
+        d_sk = d_sk + d_spread * v["rho"].mean()
+        d_spread = None
+    return dict(d_gamma=d_gamma, d_spread=d_spread, d_sk=d_sk, d_beta0=d_d * sk, kappa=kappa)
+
+
+def _native_position_grads(grad, saved, v, sc, eps: float, batch_spread: bool, passes) -> dict:
+    """``_position_grads`` in the native kernels: G . x, mu . G and beta . G in the same pass as the first
+    half of the algebra (grad_positions), the rest in one loop over positions (grad_rows)."""
+    x, shift, k = saved[0], saved[1], saved[8]
+    P, Q, d = v["P"], v["Q"], sc["d"]
+    D, partial = passes.grad_positions(grad, x, shift, sc["mb"], P, Q, _scalars(x, d))
+    s_q, s_r = partial.sum(0)
+    z = _spread_grads(-s_q / d, s_r, v, sc, eps, batch_spread)
+    mm, bm, mu_0, e = sc["mm"], sc["bm"], sc["mu_0"], sc["e"]
+    R, partial = passes.grad_rows(P, Q, D, _scalars(x, v["c"], z.pop("kappa"), k, sc["sk"], mm, bm, mu_0, e))
+    return dict(z, rows=R[:, :3], weights=Q[:, :3], d_t=R[:, 3:4], sums=partial.sum(0))
+
+
+def _backward(grad, saved, v, sc, centroid, eps: float, batch_spread: bool, passes):
+    """The backward pass of ``_BoostRescale``, the chain rule through ``_forward`` backwards, each step's
+    derivative in its comment (in ``_position_grads`` for the per-position algebra). Reads G three times
+    (mu . G, beta . G and G . x in one pass, the positional sums, f G) and x as often, and writes ds once:
+
+        ds = f G + (2 d_xx + d_t / t) x + (d_px + d_t / t) mu + d_q beta  [+ d_m_s / L]
+    """
+    # contiguous: a broadcast gradient (of a sum, say) has zero strides, and the batched
+    # products below then took a slow path (4x the whole layer's time)
+    grad = grad.contiguous()
+    x, shift, t, k = saved[0], saved[1], saved[2], saved[8]
+    if passes.native:
+        z = _native_position_grads(grad, saved, v, sc, eps, batch_spread, passes)
+    else:
+        z = _position_grads(grad, saved, v, sc, eps, batch_spread)
+    mb, sk, e, mu_0, beta_0 = (sc[n] for n in ("mb", "sk", "e", "mu_0", "beta_0"))
+    s_uu, d_mm, d_bm, s_ap, d_h_sum, s_ht, s_px, s_q = z["sums"]
+    d_k = -s_uu / (k + k)  # u = sqrt(yy / k): du/dk = -u / (2 k)
+    d_e = -s_ap / (e * e)
+    d_sk = z["d_sk"] + s_ht + d_h_sum * mu_0 + d_e * (mu_0 + sk + sk)
     d_mu0 = d_e * sk + d_h_sum * sk
-    d_k = d_k + d_mu0 / (mu_0 + mu_0) + d_beta0 / (beta_0 + beta_0)  # mu_0 = sqrt(k + mm), beta_0 likewise
+    d_k = d_k + d_mu0 / (mu_0 + mu_0) + z["d_beta0"] / (beta_0 + beta_0)  # mu_0 = sqrt(k + mm), beta_0 likewise
     # channel vectors: sums over positions of out's f alpha G, g G and f G, and of d_px x, d_q x and
     # 2 d_xx x; the last of each is the sum of ds over positions, which x = s - mu sends to mu
-    rows = torch.cat([d_px, d_q, d_xx + d_xx], 1)
-    sums = passes.sums(grad, torch.cat([f * alpha, g, f], 1), x, shift, rows)
+    rows = z["rows"]
+    sums = passes.sums(grad, z["weights"], x, shift, rows)
     # mm, bm, mu_0 = sqrt(k + mm) and beta_0 = sqrt(k + |beta|^2) as functions of mu and beta; the
     # rank terms of ds summed over positions (mu sum d_px + beta sum d_q) go to mu with a minus
-    pair = torch.stack([d_mm + d_mm + d_mu0 / mu_0, d_bm, d_bm, d_beta0 / beta_0]).view(2, 2)
+    pair = torch.stack([d_mm + d_mm + d_mu0 / mu_0, d_bm, d_bm, z["d_beta0"] / beta_0]).view(2, 2)
     d_mb = torch.addmm(sums[:2], pair, mb)
-    rank = torch.stack([d_px.sum(), d_q.sum()]) @ mb
-    d_mu = d_mb[0] - sums[2] - rank
-    vectors, rows = mb.expand(x.shape[0], -1, -1), rows[:, :2]
+    d_mu = d_mb[0] - sums[2] - torch.stack([s_px, s_q]) @ mb
+    d_t, d_xx2 = z["d_t"], rows[:, 2:3]
+    vectors, rows = mb.expand(x.shape[0], -1, -1), rows[:, :2].clone()
     if centroid is not None:  # mu = _nested_centroid(mean_l s, mean_l t): back into s and t
         n = x.shape[2]
         d_ms, d_m0, d_k3 = _nested_centroid_backward(d_mu, centroid, k)
@@ -274,13 +324,13 @@ def _backward(grad, saved, v, sc, centroid, eps: float, batch_spread: bool, pass
         d_k = d_k + d_k3
         # the mean over positions spreads d_ms / n over every position of its sequence
         vectors = torch.cat([vectors, (d_ms / n).unsqueeze(1)], 1)
-        rows = torch.cat([rows, torch.ones_like(alpha)], 1)
+        rows = torch.cat([rows, torch.ones_like(d_t)], 1)
         d_mu = None
     d_tt = d_t / t  # t = sqrt(k + |s|^2), s = x + mu: dt/ds = s / t, dt/dk = 1 / (2 t)
-    d_k = d_k + d_tt.sum() / 2 + d_sk / sk2
+    d_k = d_k + d_tt.sum() / 2 + d_sk / (sk + sk)
     rows[:, :1] += d_tt  # the weight of mu in ds
-    d_s = passes.combine(grad, f, x, shift, torch.add(d_tt, d_xx, alpha=2), vectors, rows)
-    return d_s, d_mu, d_mb[1], d_k, d_gamma, d_spread
+    d_s = passes.combine(grad, v["f"], x, shift, d_tt + d_xx2, vectors, rows)
+    return d_s, d_mu, d_mb[1], d_k, z["d_gamma"], z["d_spread"]
 
 
 class _BoostRescale(torch.autograd.Function):
@@ -291,9 +341,10 @@ class _BoostRescale(torch.autograd.Function):
         y = x + alpha mu  (``_boost_offset``);   |y|^2 = xx + alpha (2 px + alpha |mu|^2);   beta . y = bx + alpha (beta . mu)
         out = f y + g beta = f x + (f alpha) mu + g beta          (one pass and a rank-two update)
 
-    Forwards, train mode reads s three times (|s|^2 and the positional means, for mu; then x) and x three
-    times, 9 full-size reads and 5 writes with the scratch of the squares; eval mode skips the first two
-    (6 and 4). Saves x (not s) and per-position scalars."""
+    Full-size passes per call, forwards and backwards (``benchmarks/step_time.py`` counts them): with the
+    native kernels (``nn.native``), train mode reads s 6 times (3 forwards) and G 3 times and writes out and
+    ds (11; eval 10, without the positional means); with the torch passes 28 (eval 24). Saves x (native: s and mu) and
+    per-position values."""
 
     @staticmethod
     def forward(ctx, s, mu_s, beta_s, k, gamma, spread, eps, limit, native_kernels):

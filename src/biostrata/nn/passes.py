@@ -1,6 +1,10 @@
 """The full-size passes of the Lorentz batch norm (:mod:`biostrata.nn.fused`), in two implementations
 with one meaning: :class:`TorchPasses` (torch operations, any device) and :class:`NativePasses`
 (biostrata's C++ kernels, :mod:`biostrata.nn.native`, on the CPU: one read of each input per pass).
+Both have ``stats``, ``center``, ``sums`` and ``combine``. Between the passes lies per-position algebra:
+with the torch passes, ``nn.fused`` computes it in torch operations around ``TorchPasses.dots``; the
+native ones fuse it with the passes that feed it (``centre``, ``rescale``, ``grad_positions``,
+``grad_rows``), which is where most of their gain is (a hundred small operations per layer and step).
 
 Tensors are (B, C, L) activations, (B, k, L) per-position rows and (C,) or (k, C) channel vectors. A
 centred input is a pair (x, shift): its values are x - shift[c] (shift None: x itself). The torch
@@ -30,6 +34,8 @@ def _sum_positions(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 class TorchPasses:
     """The passes in torch operations."""
+
+    native = False  # the per-position algebra runs in torch operations between the passes (nn.fused)
 
     @staticmethod
     def stats(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +71,27 @@ class TorchPasses:
 
 
 class NativePasses:
-    """The passes in biostrata's C++ kernels (CPU, float32 and float64)."""
+    """The passes in biostrata's C++ kernels (CPU, float32 and float64), and the per-position algebra of the
+    batch norm fused with them (``centre``, ``rescale``, ``grad_positions``, ``grad_rows``: see ``boost.cpp``
+    and ``nn.fused``)."""
+
+    native = True
+
+    @staticmethod
+    def centre(x, shift, w, t, scalars):
+        return native.kernels().centre(x, shift, w, t, scalars)
+
+    @staticmethod
+    def rescale(x, shift, w, p, scalars):
+        return native.kernels().rescale(x, shift, w, p, scalars)
+
+    @staticmethod
+    def grad_positions(g, x, shift, w, p, q, scalars):
+        return native.kernels().grad_positions(g, x, shift, w, p, q, scalars)
+
+    @staticmethod
+    def grad_rows(p, q, d, scalars):
+        return native.kernels().grad_rows(p, q, d, scalars)
 
     @staticmethod
     def stats(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,10 +100,6 @@ class NativePasses:
     @staticmethod
     def center(s: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return s, mu.contiguous()
-
-    @staticmethod
-    def dots(g, x, shift, w):
-        return tuple(native.kernels().dots(g, x, shift, w))
 
     @staticmethod
     def sums(g, rg, x, shift, rx):

@@ -11,6 +11,7 @@ give the same results more slowly. The reason is warned once per process.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -27,7 +28,8 @@ def _isa_flags() -> list[str]:
 
     capability = torch.backends.cpu.get_cpu_capability()
     if capability.startswith("AVX"):  # AVX2 and AVX512: the AVX2 set is enough for these loops
-        return ["-mavx2", "-mfma"]
+        # ATen's vector types (at::vec, with torch's own SLEEF for sinh, cosh, log1p) in their AVX2 form
+        return ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
     return []
 
 
@@ -41,7 +43,10 @@ def kernels() -> object | None:
     from torch.utils.cpp_extension import load
 
     flags = _isa_flags()
-    name = "biostrata_boost" + "".join(f.replace("-m", "_") for f in flags if f != "-mfma")
+    # the source's hash in the name: a build is never reused for another version of the source, and two
+    # versions (two checkouts, an upgrade) each keep their own instead of rebuilding over each other
+    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:12]
+    name = f"biostrata_boost_{digest}"
     try:
         load(name, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp-simd", *flags], is_python_module=False)
         return torch.ops.biostrata
