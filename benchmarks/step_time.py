@@ -2,21 +2,25 @@
 
 Prints ratios (ours / reference in the same process):
 - full training step (forward, backward, optimizer step as in training, both optimizers
-  multi-tensor; batch 100; ``--lengths``, by default 300 and 1000): ``hcnn-s`` over ``cnn``, and
-  ``hcnn-s`` with the plain-autograd batch norm (``fused=False``) over ``cnn``;
+  multi-tensor; batch 100; ``--lengths``, by default 300 and 1000): ``hcnn-s`` over ``cnn``, with the
+  batch norm's full-size passes in biostrata's C++ kernels where they are built (``nn.native``; on the
+  CPU), in torch operations (``native_kernels=False``), and the plain-autograd batch norm
+  (``fused=False``);
 - layers, forward + backward, 32 channels: LorentzConv1d over nn.Conv1d, LorentzBatchNorm1d (fused
-  and autograd) over nn.BatchNorm1d, each with its full-size traffic: how many times an operation
-  read or wrote a tensor of the activations' size (B, C, L) in one forward and backward, and the
-  bytes those reads and writes move (``FullSizeTraffic``; counted per aten operation, so a native
-  kernel that reads its input twice, as nn.BatchNorm1d's does, counts once);
+  with the C++ kernels where built, fused with torch operations, autograd) over nn.BatchNorm1d, each
+  with its full-size traffic: how many times an operation read or wrote a tensor of the activations'
+  size (B, C, L) in one forward and backward, and the bytes those reads and writes move
+  (``FullSizeTraffic``; counted per operator, aten's and biostrata's C++ kernels (``torch.ops.biostrata``)
+  alike, so a kernel that reads its input twice, as nn.BatchNorm1d's does, counts once);
 - peak memory of a training step (CPU: resident set size over the bare process; CUDA: peak
   allocated memory; weights, gradients, optimizer state, activations), each model in a fresh
   subprocess.
 Timings are interleaved (A, B, A, B, ...) and the median of each is used, so background load hits
-both alike. The thread count and OMP_WAIT_POLICY are printed; biostrata sets OMP_WAIT_POLICY=PASSIVE
-unless it is already set (spin-waiting threads collapse on a shared machine). ``--device cuda`` times
-on the GPU (synchronized), ``--precision bf16-mixed`` runs forward and loss under bf16 autocast, as
-training's ``--precision bf16-mixed`` does.
+both alike. The thread count, OMP_WAIT_POLICY and whether the C++ kernels are in use are printed;
+biostrata sets OMP_WAIT_POLICY=PASSIVE unless it is already set (spin-waiting threads collapse on a
+shared machine). ``--device cuda`` times on the GPU (synchronized; the C++ kernels are for the CPU),
+``--precision bf16-mixed`` runs forward and loss under bf16 autocast, as training's
+``--precision bf16-mixed`` does.
 
     python benchmarks/step_time.py [--threads 2] [--repeats 7] [--lengths 300 1000]
         [--device cpu|cuda] [--precision 32|bf16-mixed] [--json out.json]
@@ -45,6 +49,7 @@ from biostrata.data.dna.alphabet import one_hot
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.models import build_model
 from biostrata.nn.lorentz import LorentzBatchNorm1d, LorentzConv1d
+from biostrata.nn.native import kernels
 from biostrata.train.module import make_optimizer
 
 
@@ -114,13 +119,20 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
 
 
 def train_step(
-    name: str, length: int, batch: int, fused: bool = True, device: str = "cpu", precision: str = "32"
+    name: str,
+    length: int,
+    batch: int,
+    fused: bool = True,
+    device: str = "cpu",
+    precision: str = "32",
+    native: bool | None = None,
 ) -> Callable[[], None]:
-    """One training step of ``name`` with the optimizer training uses."""
+    """One training step of ``name`` with the optimizer training uses; ``fused`` and ``native`` set every
+    LorentzBatchNorm1d's ``fused`` and ``native_kernels``."""
     model = build_model(name, length, 2).to(device)
     for m in model.modules():
         if isinstance(m, LorentzBatchNorm1d):
-            m.fused = fused
+            m.fused, m.native_kernels = fused, native
     opt = make_optimizer(model, TrainConfig(model=name))
     g = torch.Generator().manual_seed(0)
     x = one_hot(torch.randint(0, 5, (batch, length), generator=g)).to(device)
@@ -217,10 +229,13 @@ def main(argv: list[str] | None = None) -> dict:
     device, precision = args.device, args.precision
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     where = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    # the batch norm's passes run in them on the CPU (float32 and float64, also under bf16 autocast)
+    native_kernels = device == "cpu" and kernels() is not None
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, device {where}, "
-        f"precision {precision}, batch {args.batch}, load average {os.getloadavg()[0]:.2f}"
+        f"precision {precision}, batch {args.batch}, native kernels {'in use' if native_kernels else 'not in use'}, "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     rows = []
     for length in args.lengths:
@@ -228,24 +243,27 @@ def main(argv: list[str] | None = None) -> dict:
             {
                 "cnn": train_step("cnn", length, args.batch, device=device, precision=precision),
                 "hcnn-s": train_step("hcnn-s", length, args.batch, device=device, precision=precision),
+                "hcnn-s torch": train_step("hcnn-s", length, args.batch, True, device, precision, native=False),
                 "hcnn-s autograd": train_step("hcnn-s", length, args.batch, False, device, precision),
             },
             args.repeats,
             sync,
         )
         rows.append(row("full training step", length, t["cnn"], t["hcnn-s"]))
+        rows.append(row("  same, torch passes", length, t["cnn"], t["hcnn-s torch"]))
         rows.append(row("  same, autograd batch norm", length, t["cnn"], t["hcnn-s autograd"]))
     g = torch.Generator().manual_seed(0)
     for length in args.lengths:
         m = Lorentz(1.0, learnable=True)  # on the CPU until the layers that share it are built, then moved with them
         e = torch.randn(args.batch, 32, length, generator=g).to(device)
         s = torch.randn(args.batch, 31, length, generator=g).to(device)
-        conv, bn, bn_autograd = (
+        conv, bn, bn_torch, bn_autograd = (
             LorentzConv1d(31, 31, 9, m, padding=4),
             LorentzBatchNorm1d(31, m),
+            LorentzBatchNorm1d(31, m, native_kernels=False),
             LorentzBatchNorm1d(31, m, fused=False),
         )
-        for layer in (conv, bn, bn_autograd):
+        for layer in (conv, bn, bn_torch, bn_autograd):
             layer.to(device)
         econv, ebn = torch.nn.Conv1d(32, 32, 9, padding=4).to(device), torch.nn.BatchNorm1d(32).to(device)
         steps = {
@@ -253,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
             "conv": (layer_step(conv.space, conv, s, precision), s),
             "ebn": (layer_step(ebn, ebn, e, precision), e),
             "bn": (layer_step(bn.space, bn, s, precision), s),
+            "bn torch": (layer_step(bn_torch.space, bn_torch, s, precision), s),
             "bn autograd": (layer_step(bn_autograd.space, bn_autograd, s, precision), s),
         }
         t = interleaved({k: fn for k, (fn, _) in steps.items()}, args.repeats, sync)
@@ -260,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
         for what, eu, hy in (
             ("conv k=9", "econv", "conv"),
             ("batch norm", "ebn", "bn"),
+            ("  same, torch passes", "ebn", "bn torch"),
             ("  same, autograd", "ebn", "bn autograd"),
         ):
             rows.append(row(what, length, t[eu], t[hy], euclidean_traffic=moved[eu], lorentz_traffic=moved[hy]))
@@ -284,7 +304,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{'':<30}{length:>7}{eu:>14.0f}{hy:>12.0f}{hy / eu:>8.2f}")
     setting = {
         "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "device": where,
-        "precision": precision, "batch": args.batch, "torch": torch.__version__, "load_average": os.getloadavg(),
+        "precision": precision, "batch": args.batch, "native_kernels": native_kernels, "torch": torch.__version__,
+        "load_average": os.getloadavg(),
     }  # fmt: skip
     result = {"setting": setting, "times": rows, "memory": memory}
     if args.json:

@@ -1,0 +1,120 @@
+"""biostrata.nn.native: the switch, the fallback when the kernels cannot be built, loading them again in one
+process, and ``passes_for``'s choice between the native and the torch passes."""
+
+import os
+import warnings
+
+import pytest
+import torch
+import torch.utils.cpp_extension
+
+from biostrata.errors import ParameterError
+from biostrata.geometry.lorentz import Lorentz
+from biostrata.nn import native
+from biostrata.nn.lorentz import LorentzBatchNorm1d
+from biostrata.nn.passes import NativePasses, TorchPasses, passes_for
+
+needs_kernels = pytest.mark.skipif(
+    os.environ.get(native.SWITCH) == "0", reason=f"{native.SWITCH}=0: the C++ kernels are switched off"
+)
+
+
+@pytest.fixture
+def fresh():
+    """``native.kernels`` with its cache cleared before the test and again after it, so that the next caller
+    loads the real kernels (what the test made of them, None say, is not kept)."""
+    native.kernels.cache_clear()
+    yield native.kernels
+    native.kernels.cache_clear()
+
+
+@pytest.fixture
+def switched_off(monkeypatch, fresh):
+    monkeypatch.setenv(native.SWITCH, "0")
+    return fresh
+
+
+def _no_build(*args, **kwargs):
+    raise AssertionError(f"torch.utils.cpp_extension.load was called with {native.SWITCH}=0")
+
+
+def test_switched_off_there_are_no_kernels_and_no_build(switched_off, monkeypatch):
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", _no_build)
+    assert switched_off() is None
+    assert not native.usable(torch.zeros(1, 1, 1))
+
+
+def test_a_failed_build_warns_and_gives_no_kernels(fresh, monkeypatch):
+    def load(*args, **kwargs):
+        raise OSError("no compiler")
+
+    monkeypatch.delenv(native.SWITCH, raising=False)
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", load)
+    with pytest.warns(RuntimeWarning) as warned:
+        assert fresh() is None
+    message = str(warned[0].message)
+    assert "boost.cpp" in message and "no compiler" in message and f"{native.SWITCH}=0" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: the failure is kept, and later calls say nothing
+        assert passes_for(torch.zeros(1, 1, 1)) is TorchPasses
+        with pytest.raises(ParameterError, match="not built") as refused:
+            passes_for(torch.zeros(1, 1, 1), native_kernels=True)
+    assert refused.value.param == "native_kernels"
+
+
+@needs_kernels
+def test_loading_the_kernels_again_in_one_process_gives_the_same_operators(fresh):
+    """A second load of the library already loaded (cache cleared) registers nothing twice."""
+    first = fresh()
+    assert first is not None
+    native.kernels.cache_clear()
+    again = native.kernels()
+    assert again is first is torch.ops.biostrata
+    squares, means = again.stats(torch.ones(2, 3, 4))
+    assert torch.equal(squares, torch.full((2, 1, 4), 3.0)) and torch.equal(means, torch.ones(2, 3))
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "dtype, native_kernels, expected",
+    [
+        (torch.float32, None, NativePasses),
+        (torch.float64, None, NativePasses),
+        (torch.float32, True, NativePasses),
+        (torch.float32, False, TorchPasses),
+        (torch.float16, None, TorchPasses),  # the kernels take float32 and float64 only
+        (torch.bfloat16, None, TorchPasses),
+    ],
+)
+def test_passes_for_picks_the_native_passes_where_they_take_the_input(dtype, native_kernels, expected):
+    assert passes_for(torch.zeros(2, 3, 4, dtype=dtype), native_kernels) is expected
+
+
+@needs_kernels
+def test_passes_for_refuses_native_kernels_true_for_an_input_they_do_not_take():
+    with pytest.raises(ParameterError, match="got torch.float16 on cpu") as refused:
+        passes_for(torch.zeros(2, 3, 4, dtype=torch.float16), native_kernels=True)
+    assert refused.value.param == "native_kernels"
+
+
+def test_passes_for_refuses_native_kernels_true_without_kernels(switched_off):
+    with pytest.raises(ParameterError, match="native_kernels=True.*not built") as refused:
+        passes_for(torch.zeros(2, 3, 4), native_kernels=True)
+    assert refused.value.param == "native_kernels"
+    assert passes_for(torch.zeros(2, 3, 4)) is TorchPasses  # None: torch's, without a word
+
+
+@needs_kernels
+def test_the_layer_gives_the_same_output_and_gradient_with_native_and_torch_passes():
+    """Train mode, float32, batch 8 of length 40: the batch's centroid and spread, then the map."""
+    s0 = torch.randn(8, 31, 40, generator=torch.Generator().manual_seed(0)) * 0.7 + 0.2
+    results = []
+    for native_kernels in (False, True):
+        bn = LorentzBatchNorm1d(31, Lorentz(1.0), native_kernels=native_kernels).train()
+        s = s0.clone().requires_grad_()
+        out = bn.space(s)
+        (out * torch.cos(s0)).sum().backward()
+        results.append((out.detach(), s.grad, bn.running_mean.clone()))
+    for torch_passes, native_passes in zip(*results):
+        scale = float(torch_passes.abs().max())
+        assert scale > 0 and float((native_passes - torch_passes).abs().max()) <= 1e-5 * scale
