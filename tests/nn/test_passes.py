@@ -23,8 +23,6 @@ def _case(pass_name: str, g: bool = False, vectors: str = ""):
     input (x, shift) from (s, mu), each implementation's own by default."""
     if pass_name == "stats":
         return lambda P, d, center: P.stats(d["s"])
-    if pass_name == "dots":
-        return lambda P, d, center: P.dots(d["g"] if g else None, *center(d["s"], d["mu"]), d["w"])
     if pass_name == "sums":
         return lambda P, d, center: P.sums(d["g"], d["rg"], *center(d["s"], d["mu"]), d["rx"])
     k = int(vectors[0])
@@ -39,8 +37,6 @@ def _case(pass_name: str, g: bool = False, vectors: str = ""):
 
 CASES = {
     "stats": _case("stats"),
-    "dots": _case("dots"),
-    "dots with g": _case("dots", g=True),
     "sums": _case("sums"),
     **{
         f"combine{' with g' if g else ''}, {vectors}": _case("combine", g, vectors)
@@ -175,14 +171,29 @@ def _bad_calls():
     B, C, L = 2, 3, 5
     s, rows3, q = torch.randn(B, C, L), torch.randn(B, 3, L), torch.randn(B, 1, L)
     w, vectors, rows = torch.randn(2, C), torch.randn(B, 2, C), torch.randn(B, 2, L)
+    six = torch.ones(6)
     calls = {
         "stats of a 2-D tensor": (lambda: NativePasses.stats(s[0]), "s must be (B, C, L)"),
         "stats of float16": (lambda: NativePasses.stats(s.half()), "s must be float32 or float64"),
         "stats of integers": (lambda: NativePasses.stats(s.long()), "s must be float32 or float64"),
-        "dots with W (3, C)": (lambda: NativePasses.dots(None, s, None, torch.randn(3, C)), "W must be (2, C)"),
-        "dots with W (2, C + 1)": (lambda: NativePasses.dots(None, s, None, torch.randn(2, C + 1)), "W must be (2, C)"),
-        "dots with g of another shape": (lambda: NativePasses.dots(s[:, :, :2], s, None, w), "g must have the shape"),
-        "dots with shift of C + 1": (lambda: NativePasses.dots(None, s, torch.randn(C + 1), w), "shift must be"),
+        "centre with W (3, C)": (
+            lambda: NativePasses.centre(s, None, torch.randn(3, C), None, six),
+            "W must be (2, C)",
+        ),
+        "centre with t (B, 1, L + 1)": (
+            lambda: NativePasses.centre(s, None, w, torch.randn(B, 1, L + 1), six),
+            "t must be (B, 1, L)",
+        ),
+        "centre with 5 scalars": (lambda: NativePasses.centre(s, None, w, None, six[:5]), "expected 6 scalars"),
+        "centre with shift of C + 1": (
+            lambda: NativePasses.centre(s, torch.randn(C + 1), w, None, six),
+            "shift must be",
+        ),
+        "centre with W of float64": (lambda: NativePasses.centre(s, None, w.double(), None, six), "W must be Float"),
+        "rescale with P (B, 8, L)": (
+            lambda: NativePasses.rescale(s, None, w, torch.randn(B, 8, L), torch.ones(3)),
+            "P must be (B, 9, L)",
+        ),
         "sums with rows (B, 2, L)": (lambda: NativePasses.sums(s, rows, s, None, rows), "rows must be (B, 3, L)"),
         "sums with g of another shape": (lambda: NativePasses.sums(s[:1], rows3, s, None, rows3), "g must have"),
         "combine with 4 vectors": (
@@ -200,6 +211,10 @@ def _bad_calls():
         "combine with q (B, 1, L + 1)": (
             lambda: NativePasses.combine(None, None, s, None, torch.randn(B, 1, L + 1), vectors, rows),
             "q must be (B, 1, L)",
+        ),
+        "combine with g and no p": (
+            lambda: NativePasses.combine(s, None, s, None, q, vectors, rows),
+            "p must be given with g",
         ),
         "combine with p (B, 1, L + 1)": (
             lambda: NativePasses.combine(s, torch.randn(B, 1, L + 1), s, None, q, vectors, rows),

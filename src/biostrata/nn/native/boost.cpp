@@ -29,6 +29,13 @@ Shape shape_of(const at::Tensor& a, const char* name) {
   return {a.size(0), a.size(1), a.size(2)};
 }
 
+// t as the kernels read it, contiguous, after checking that it has the activations' dtype and device.
+at::Tensor like(const at::Tensor& t, const at::Tensor& a, const char* name) {
+  TORCH_CHECK(t.scalar_type() == a.scalar_type() && t.device() == a.device(), name, " must be ", a.scalar_type(),
+              " on ", a.device(), " as the activations are, got ", t.scalar_type(), " on ", t.device());
+  return t.contiguous();
+}
+
 template <typename T>
 const T* shift_ptr(const c10::optional<at::Tensor>& shift, int64_t C) {
   if (!shift.has_value()) return nullptr;
@@ -322,15 +329,22 @@ at::Tensor positional(const Shape& n, int64_t rows, const at::Tensor& like) {
 
 // Per-position rows (B, k, L) as the kernels read them: each row contiguous, rows of a sequence adjacent,
 // any stride between sequences (a slice of a wider (B, K, L) tensor is taken as it is).
-at::Tensor rows_of(const at::Tensor& r) {
+at::Tensor rows_of(const at::Tensor& r, const at::Tensor& a) {
   TORCH_CHECK(r.dim() == 3, "rows must be (B, k, L), got ", r.sizes());
+  TORCH_CHECK(r.scalar_type() == a.scalar_type() && r.device() == a.device(), "rows must be ", a.scalar_type(),
+              " on ", a.device(), " as the activations are, got ", r.scalar_type());
   return r.stride(2) == 1 && r.stride(1) == r.size(2) ? r : r.contiguous();
+}
+
+c10::optional<at::Tensor> optional_like(const c10::optional<at::Tensor>& t, const at::Tensor& a, const char* name) {
+  if (!t.has_value()) return c10::nullopt;
+  return like(*t, a, name);
 }
 
 // The scalars a kernel reads, from a small tensor (on the CPU, of the activations' dtype), in order.
 template <typename T>
-std::vector<T> scalars_of(const at::Tensor& values, int64_t count) {
-  const at::Tensor v = values.contiguous();
+std::vector<T> scalars_of(const at::Tensor& values, const at::Tensor& a, int64_t count) {
+  const at::Tensor v = like(values, a, "scalars");
   TORCH_CHECK(v.numel() == count, "expected ", count, " scalars, got ", v.numel());
   const T* p = v.data_ptr<T>();
   return std::vector<T>(p, p + count);
@@ -350,12 +364,12 @@ std::tuple<at::Tensor, at::Tensor> stats(const at::Tensor& s_) {
 
 at::Tensor sums(const at::Tensor& g_, const at::Tensor& rg_, const at::Tensor& a_,
                 const c10::optional<at::Tensor>& shift_, const at::Tensor& rx_) {
-  const at::Tensor g = g_.contiguous(), a = a_.contiguous(), rg = rows_of(rg_), rx = rows_of(rx_);
+  const at::Tensor a = a_.contiguous();
   const Shape n = shape_of(a, "x");
+  const at::Tensor g = like(g_, a, "g"), rg = rows_of(rg_, a), rx = rows_of(rx_, a);
+  const c10::optional<at::Tensor> shift = optional_like(shift_, a, "shift");
   TORCH_CHECK(g.sizes() == a.sizes(), "g must have the shape of x");
   TORCH_CHECK(rg.sizes() == at::IntArrayRef({n.B, 3, n.L}) && rx.sizes() == rg.sizes(), "rows must be (B, 3, L)");
-  c10::optional<at::Tensor> shift;
-  if (shift_.has_value()) shift = shift_->contiguous();
   at::Tensor out = at::empty({n.B, 3, n.C}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "sums", [&] {
     sums_impl<scalar_t>(g.data_ptr<scalar_t>(), rg.data_ptr<scalar_t>(), rg.stride(0), a.data_ptr<scalar_t>(),
@@ -368,20 +382,22 @@ at::Tensor sums(const at::Tensor& g_, const at::Tensor& rg_, const at::Tensor& a
 at::Tensor combine(const c10::optional<at::Tensor>& g_, const c10::optional<at::Tensor>& p_, const at::Tensor& a_,
                    const c10::optional<at::Tensor>& shift_, const at::Tensor& q_, const at::Tensor& V_,
                    const at::Tensor& R_) {
-  const at::Tensor a = a_.contiguous(), q = q_.contiguous(), V = V_.contiguous(), R = R_.contiguous();
+  const at::Tensor a = a_.contiguous();
   const Shape n = shape_of(a, "x");
+  const at::Tensor q = like(q_, a, "q"), V = like(V_, a, "V"), R = like(R_, a, "R");
+  const c10::optional<at::Tensor> shift = optional_like(shift_, a, "shift");
+  TORCH_CHECK(V.dim() == 3 && V.size(0) == n.B && V.size(2) == n.C && (V.size(1) == 2 || V.size(1) == 3),
+              "V must be (B, 2 or 3, C), got ", V.sizes());
   const int64_t nv = V.size(1);
-  TORCH_CHECK(V.dim() == 3 && V.size(0) == n.B && V.size(2) == n.C && (nv == 2 || nv == 3), "V must be (B, 2 or 3, C)");
   TORCH_CHECK(R.sizes() == at::IntArrayRef({n.B, nv, n.L}), "R must be (B, V, L)");
   TORCH_CHECK(q.numel() == n.B * n.L, "q must be (B, 1, L)");
   at::Tensor g, p;
   if (g_.has_value()) {
-    g = g_->contiguous();
-    p = p_.value().contiguous();
+    TORCH_CHECK(p_.has_value(), "p must be given with g");
+    g = like(*g_, a, "g");
+    p = like(*p_, a, "p");
     TORCH_CHECK(g.sizes() == a.sizes() && p.numel() == n.B * n.L, "g must have the shape of x, p (B, 1, L)");
   }
-  c10::optional<at::Tensor> shift;
-  if (shift_.has_value()) shift = shift_->contiguous();
   at::Tensor out = at::empty_like(a);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "combine", [&] {
     const scalar_t* gp = g.defined() ? g.data_ptr<scalar_t>() : nullptr;
@@ -400,20 +416,20 @@ at::Tensor combine(const c10::optional<at::Tensor>& g_, const c10::optional<at::
 
 at::Tensor centre(const at::Tensor& s_, const c10::optional<at::Tensor>& shift_, const at::Tensor& W_,
                   const c10::optional<at::Tensor>& t_, const at::Tensor& scalars) {
-  const at::Tensor a = s_.contiguous(), W = W_.contiguous();
+  const at::Tensor a = s_.contiguous();
   const Shape n = shape_of(a, "s");
+  const at::Tensor W = like(W_, a, "W");
   TORCH_CHECK(W.dim() == 2 && W.size(0) == 2 && W.size(1) == n.C, "W must be (2, C)");
-  c10::optional<at::Tensor> shift;
-  if (shift_.has_value()) shift = shift_->contiguous();
+  const c10::optional<at::Tensor> shift = optional_like(shift_, a, "shift");
   at::Tensor t;
   if (t_.has_value()) {
-    t = t_->contiguous();
+    t = like(*t_, a, "t");
     TORCH_CHECK(t.numel() == n.B * n.L, "t must be (B, 1, L)");
   }
   at::Tensor P = positional(n, 9, a);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "centre", [&] {
     centre_impl<scalar_t>(a.data_ptr<scalar_t>(), shift_ptr<scalar_t>(shift, n.C), W.data_ptr<scalar_t>(),
-                          t.defined() ? t.data_ptr<scalar_t>() : nullptr, scalars_of<scalar_t>(scalars, 6),
+                          t.defined() ? t.data_ptr<scalar_t>() : nullptr, scalars_of<scalar_t>(scalars, a, 6),
                           P.data_ptr<scalar_t>(), n);
   });
   return P;
@@ -421,15 +437,16 @@ at::Tensor centre(const at::Tensor& s_, const c10::optional<at::Tensor>& shift_,
 
 std::tuple<at::Tensor, at::Tensor> rescale(const at::Tensor& s_, const c10::optional<at::Tensor>& shift_,
                                            const at::Tensor& W_, const at::Tensor& P_, const at::Tensor& scalars) {
-  const at::Tensor a = s_.contiguous(), W = W_.contiguous(), P = P_.contiguous();
+  const at::Tensor a = s_.contiguous();
   const Shape n = shape_of(a, "s");
+  const at::Tensor W = like(W_, a, "W"), P = like(P_, a, "P");
+  TORCH_CHECK(W.dim() == 2 && W.size(0) == 2 && W.size(1) == n.C, "W must be (2, C)");
   TORCH_CHECK(P.sizes() == at::IntArrayRef({n.B, 9, n.L}), "P must be (B, 9, L)");
-  c10::optional<at::Tensor> shift;
-  if (shift_.has_value()) shift = shift_->contiguous();
+  const c10::optional<at::Tensor> shift = optional_like(shift_, a, "shift");
   at::Tensor out = at::empty_like(a), Q = positional(n, 6, a);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rescale", [&] {
     rescale_impl<scalar_t>(a.data_ptr<scalar_t>(), shift_ptr<scalar_t>(shift, n.C), W.data_ptr<scalar_t>(),
-                           P.data_ptr<scalar_t>(), scalars_of<scalar_t>(scalars, 3), out.data_ptr<scalar_t>(),
+                           P.data_ptr<scalar_t>(), scalars_of<scalar_t>(scalars, a, 3), out.data_ptr<scalar_t>(),
                            Q.data_ptr<scalar_t>(), n);
   });
   return {out, Q};
@@ -439,26 +456,26 @@ std::tuple<at::Tensor, at::Tensor> grad_positions(const at::Tensor& G_, const at
                                                   const c10::optional<at::Tensor>& shift_, const at::Tensor& W_,
                                                   const at::Tensor& P_, const at::Tensor& Q_,
                                                   const at::Tensor& scalars) {
-  const at::Tensor G = G_.contiguous(), a = s_.contiguous(), W = W_.contiguous(), P = P_.contiguous(),
-                   Q = Q_.contiguous();
+  const at::Tensor a = s_.contiguous();
   const Shape n = shape_of(a, "s");
+  const at::Tensor G = like(G_, a, "G"), W = like(W_, a, "W"), P = like(P_, a, "P"), Q = like(Q_, a, "Q");
+  TORCH_CHECK(W.dim() == 2 && W.size(0) == 2 && W.size(1) == n.C, "W must be (2, C)");
   TORCH_CHECK(G.sizes() == a.sizes(), "G must have the shape of s");
   TORCH_CHECK(P.sizes() == at::IntArrayRef({n.B, 9, n.L}) && Q.sizes() == at::IntArrayRef({n.B, 6, n.L}),
               "P must be (B, 9, L) and Q (B, 6, L)");
-  c10::optional<at::Tensor> shift;
-  if (shift_.has_value()) shift = shift_->contiguous();
+  const c10::optional<at::Tensor> shift = optional_like(shift_, a, "shift");
   at::Tensor D = positional(n, 4, a), S = at::empty({n.B, 2}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "grad_positions", [&] {
     grad_positions_impl<scalar_t>(G.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), shift_ptr<scalar_t>(shift, n.C),
                                   W.data_ptr<scalar_t>(), P.data_ptr<scalar_t>(), Q.data_ptr<scalar_t>(),
-                                  scalars_of<scalar_t>(scalars, 1), D.data_ptr<scalar_t>(), S.data_ptr<scalar_t>(), n);
+                                  scalars_of<scalar_t>(scalars, a, 1), D.data_ptr<scalar_t>(), S.data_ptr<scalar_t>(), n);
   });
   return {D, S};
 }
 
 std::tuple<at::Tensor, at::Tensor> grad_rows(const at::Tensor& P_, const at::Tensor& Q_, const at::Tensor& D_,
                                              const at::Tensor& scalars) {
-  const at::Tensor P = P_.contiguous(), Q = Q_.contiguous(), D = D_.contiguous();
+  const at::Tensor P = P_.contiguous(), Q = like(Q_, P, "Q"), D = like(D_, P, "D");
   TORCH_CHECK(P.dim() == 3 && P.size(1) == 9, "P must be (B, 9, L)");
   const Shape n{P.size(0), 1, P.size(2)};
   TORCH_CHECK(Q.sizes() == at::IntArrayRef({n.B, 6, n.L}) && D.sizes() == at::IntArrayRef({n.B, 4, n.L}),
@@ -466,7 +483,7 @@ std::tuple<at::Tensor, at::Tensor> grad_rows(const at::Tensor& P_, const at::Ten
   at::Tensor R = positional(n, 8, P), S = at::empty({n.B, 8}, P.options());
   AT_DISPATCH_FLOATING_TYPES(P.scalar_type(), "grad_rows", [&] {
     grad_rows_impl<scalar_t>(P.data_ptr<scalar_t>(), Q.data_ptr<scalar_t>(), D.data_ptr<scalar_t>(),
-                             scalars_of<scalar_t>(scalars, 8), R.data_ptr<scalar_t>(), S.data_ptr<scalar_t>(), n);
+                             scalars_of<scalar_t>(scalars, P, 8), R.data_ptr<scalar_t>(), S.data_ptr<scalar_t>(), n);
   });
   return {R, S};
 }
