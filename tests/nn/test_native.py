@@ -118,3 +118,31 @@ def test_the_layer_gives_the_same_output_and_gradient_with_native_and_torch_pass
     for torch_passes, native_passes in zip(*results):
         scale = float(torch_passes.abs().max())
         assert scale > 0 and float((native_passes - torch_passes).abs().max()) <= 1e-5 * scale
+
+
+def test_a_machine_without_a_compiler_trains_on_torch_operations_after_one_warning(tmp_path):
+    """A real failed build, in a fresh process: the compiler named by CXX does not exist and the extension
+    folder is empty, so torch's builder fails. The warning says so once, names the compiler's complaint, and
+    a training step of a batch norm still runs (on the torch passes)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from biostrata.geometry.lorentz import Lorentz\n"
+        "from biostrata.nn.lorentz import LorentzBatchNorm1d\n"
+        "bn = LorentzBatchNorm1d(7, Lorentz(1.0))\n"
+        "for _ in range(2):\n"
+        "    s = torch.randn(4, 7, 9, requires_grad=True)\n"
+        "    bn.space(s).sum().backward()\n"
+        "print('finite', bool(torch.isfinite(s.grad).all()))\n"
+    )
+    env = dict(os.environ, CXX=str(tmp_path / "no-such-g++"), TORCH_EXTENSIONS_DIR=str(tmp_path / "ext"))
+    env.pop(native.SWITCH, None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["finite", "True"]
+    warned = [line for line in done.stderr.splitlines() if "RuntimeWarning" in line]
+    assert len(warned) == 1, done.stderr
+    assert "could not be built" in warned[0] and "no-such-g++" in warned[0] and native.SWITCH in warned[0]
+    assert " -o " not in warned[0]  # the complaint, not the build command

@@ -33,6 +33,14 @@ def _isa_flags() -> list[str]:
     return []
 
 
+def _reason(error: Exception) -> str:
+    """The line of a failed build that says why: the compiler's complaint, not ninja's commands."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    skip = ("Error building extension", "[", "FAILED:", "ninja:")
+    useful = [line for line in lines if not line.startswith(skip) and " -o " not in line]
+    return useful[0] if useful else (lines[0] if lines else type(error).__name__)
+
+
 @functools.cache
 def kernels() -> object | None:
     """The built kernels as torch operators (``torch.ops.biostrata``), or None (with one warning naming
@@ -51,9 +59,8 @@ def kernels() -> object | None:
         load(name, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp-simd", *flags], is_python_module=False)
         return torch.ops.biostrata
     except Exception as error:  # no compiler, no ninja, a failed build: fall back, do not fail the run
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         warnings.warn(
-            f"biostrata's C++ kernels ({SOURCE.name}) could not be built ({first}); the Lorentz batch norm runs "
+            f"biostrata's C++ kernels ({SOURCE.name}) could not be built ({_reason(error)}); the Lorentz batch norm runs "
             f"on torch operations, with the same results, more slowly. Install a C++ compiler (g++) to build "
             f"them, or set {SWITCH}=0 to silence this.",
             RuntimeWarning,
