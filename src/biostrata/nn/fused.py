@@ -9,6 +9,10 @@ them (square roots, asinh, sinh, the clamps), whose autograd graph cost as much 
 full-size passes. The results equal the plain autograd path (``fused=False``) to float32
 rounding; tests check both against each other and against ``torch.autograd.gradcheck``.
 
+The batch norm's passes come from :mod:`biostrata.nn.passes`: on the CPU biostrata's C++ kernels
+(:mod:`biostrata.nn.native`), which also run the per-position algebra in their loops, by the formulas
+written here; elsewhere, or where they cannot be built, torch operations, with that algebra in torch.
+
 The public functions take the manifold (:class:`biostrata.geometry.lorentz.Lorentz`) and read its
 clamped ``kk`` once; the private kernels under them take that ``k`` (the hyperboloid's
 <x,x>_L = -k, k = 1/K, as inside :mod:`biostrata.geometry`) as a tensor, so that its gradient (a
@@ -337,7 +341,7 @@ class _BoostRescale(torch.autograd.Function):
     """out_s = B_{o->beta}(rescale(B_{mu->o}(x)))_s for space parts s (B, C, L), see ``boost_rescale``,
     from the differences x = s - mu and without forming y:
 
-        x = s - mu;   xx = |x|^2;   px, bx = mu . x, beta . x       (one batched product)
+        x = s - mu;   xx = |x|^2;   px, bx = mu . x, beta . x       (one pass)
         y = x + alpha mu  (``_boost_offset``);   |y|^2 = xx + alpha (2 px + alpha |mu|^2);   beta . y = bx + alpha (beta . mu)
         out = f y + g beta = f x + (f alpha) mu + g beta          (one pass and a rank-two update)
 
