@@ -53,10 +53,12 @@ def kernels() -> object | None:
     flags = _isa_flags()
     # the source's hash in the name: a build is never reused for another version of the source, and two
     # versions (two checkouts, an upgrade) each keep their own instead of rebuilding over each other
-    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:12]
+    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(flags).encode() + b" openmp").hexdigest()[:12]
     name = f"biostrata_boost_{digest}"
     try:
-        load(name, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp-simd", *flags], is_python_module=False)
+        # -fopenmp: at::parallel_for is OpenMP in torch's CPU builds, and serial in code compiled without it
+        cflags = ["-O3", "-fopenmp", *flags]
+        load(name, [str(SOURCE)], extra_cflags=cflags, extra_ldflags=["-fopenmp"], is_python_module=False)
         return torch.ops.biostrata
     except Exception as error:  # no compiler, no ninja, a failed build: fall back, do not fail the run
         warnings.warn(
