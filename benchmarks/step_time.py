@@ -11,7 +11,8 @@ Prints ratios (ours / reference in the same process):
   with its full-size traffic: how many times an operation read or wrote a tensor of the activations'
   size (B, C, L) in one forward and backward, and the bytes those reads and writes move
   (``FullSizeTraffic``; counted per operator, aten's and biostrata's C++ kernels (``torch.ops.biostrata``)
-  alike, so a kernel that reads its input twice, as nn.BatchNorm1d's does, counts once);
+  alike, so a kernel that reads its input twice, as nn.BatchNorm1d's does, counts once), and how many
+  operators of any size it called (each one dispatch, the serial cost of small ones);
 - peak memory of a training step (CPU: resident set size over the bare process; CUDA: peak
   allocated memory; weights, gradients, optimizer state, activations), each model in a fresh
   subprocess.
@@ -57,11 +58,13 @@ class FullSizeTraffic(TorchDispatchMode):
     """Counts, for every aten operation run under it, the tensors of at least ``numel`` elements it reads
     and writes, and their bytes. An argument is read unless it is only an ``out=`` buffer (a tensor given
     twice, as in ``x * x``, is read once); an argument the operation mutates (``x.add_``) is also written;
-    a new output is written; views and allocations (``empty_like``) move nothing."""
+    a new output is written; views and allocations (``empty_like``) move nothing. ``operations`` counts
+    every operator called, of any size."""
 
     def __init__(self, numel: int) -> None:
         super().__init__()
         self.numel, self.reads, self.writes, self.bytes = numel, 0, 0, 0
+        self.operations = 0  # every operator called, of any size: each a dispatch, whatever it moves
 
     def _count(self, tensors: list, read: bool, write: bool) -> None:
         for t in tensors:
@@ -72,6 +75,7 @@ class FullSizeTraffic(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        self.operations += 1
         schema = func._schema
         if schema.name.startswith("aten::empty") or any(
             r.alias_info is not None and not r.alias_info.is_write for r in schema.returns
@@ -171,7 +175,7 @@ def traffic(step: Callable[[], None], x: torch.Tensor) -> dict:
     """Full-size reads and writes (and MiB) of one call of a ``layer_step`` on input ``x``."""
     with FullSizeTraffic(x.numel() // 2) as counter:
         step()
-    return {"reads": counter.reads, "writes": counter.writes, "mib": counter.bytes / 2**20}
+    return {"reads": counter.reads, "writes": counter.writes, "mib": counter.bytes / 2**20, "ops": counter.operations}
 
 
 def _status_kb(field: str) -> int:
@@ -284,14 +288,14 @@ def main(argv: list[str] | None = None) -> dict:
         ):
             rows.append(row(what, length, t[eu], t[hy], euclidean_traffic=moved[eu], lorentz_traffic=moved[hy]))
     print(f"{'what':<30}{'length':>7}{'Euclidean ms':>14}{'Lorentz ms':>12}{'ratio':>8}{'cpu ratio':>10}"
-          f"{'full-size r+w':>16}{'MiB moved':>14}")  # fmt: skip
+          f"{'full-size r+w':>16}{'MiB moved':>14}{'operators':>14}")  # fmt: skip
     for r in rows:
         line = f"{r['what']:<30}{r['length']:>7}{r['euclidean_s'] * 1e3:>14.2f}{r['lorentz_s'] * 1e3:>12.2f}"
         line += f"{r['lorentz_s'] / r['euclidean_s']:>8.2f}{r['lorentz_cpu_s'] / r['euclidean_cpu_s']:>10.2f}"
         if "lorentz_traffic" in r:
             eu, hy = r["euclidean_traffic"], r["lorentz_traffic"]
             passes = f"{eu['reads'] + eu['writes']} / {hy['reads'] + hy['writes']}"
-            line += f"{passes:>16}{eu['mib']:>7.0f} / {hy['mib']:<6.0f}"
+            line += f"{passes:>16}{eu['mib']:>7.0f} / {hy['mib']:<6.0f}{eu['ops']:>7} / {hy['ops']:<6}"
         print(line)
     memory = []
     print(f"\n{'peak memory of a step (MiB)':<30}{'length':>7}{'cnn':>14}{'hcnn-s':>12}{'ratio':>8}")
