@@ -51,9 +51,11 @@ def kernels() -> object | None:
     from torch.utils.cpp_extension import load
 
     flags = _isa_flags()
-    # the source's hash in the name: a build is never reused for another version of the source, and two
-    # versions (two checkouts, an upgrade) each keep their own instead of rebuilding over each other
-    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(flags).encode() + b" openmp").hexdigest()[:12]
+    # the source's hash and place in the name: a build is never reused for another version of the source,
+    # and two versions or two checkouts (torch's build file names the source's path) each keep their own
+    # instead of rebuilding over each other
+    key = SOURCE.read_bytes() + f"{' '.join(flags)} openmp {SOURCE.resolve()}".encode()
+    digest = hashlib.sha1(key).hexdigest()[:12]
     name = f"biostrata_boost_{digest}"
     try:
         # -fopenmp: at::parallel_for is OpenMP in torch's CPU builds, and serial in code compiled without it
