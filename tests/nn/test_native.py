@@ -146,3 +146,28 @@ def test_a_machine_without_a_compiler_trains_on_torch_operations_after_one_warni
     assert len(warned) == 1, done.stderr
     assert "could not be built" in warned[0] and "no-such-g++" in warned[0] and native.SWITCH in warned[0]
     assert " -o " not in warned[0]  # the complaint, not the build command
+
+
+@needs_kernels
+@pytest.mark.parametrize("shape", [(1, 5, 1), (2, 3, 1), (1, 31, 17), (3, 2, 9)], ids=str)
+@pytest.mark.parametrize("training", [True, False])
+def test_the_layer_at_odd_shapes_in_float64_equals_the_torch_passes(shape, training):
+    """One position, one sequence, lengths off the vector width: the native kernels' tails and edges give the
+    torch passes' output and gradients (of the input, beta, gamma and the curvature) to float64 rounding. In
+    train mode a batch of one point is its own centroid, at the floor of |y|^2, where the gradient of s is
+    rounding noise of ~1e-11 in both paths: hence the absolute floor of 1e-9."""
+    results = []
+    for native_kernels in (True, False):
+        torch.manual_seed(0)
+        m = Lorentz(1.3, learnable=True).double()
+        bn = LorentzBatchNorm1d(shape[1], m, native_kernels=native_kernels).double()
+        with torch.no_grad():
+            bn.beta.copy_(m.lift(torch.linspace(-0.3, 0.4, shape[1], dtype=torch.float64), dim=0))
+            bn.running_mean[1:] = torch.linspace(0.2, -0.1, shape[1])
+        bn.train(training)
+        s = (torch.randn(*shape, dtype=torch.float64) * 0.7 + 0.2).requires_grad_()
+        out = bn.space(s)
+        (out * torch.cos(s.detach())).sum().backward()
+        results.append([out.detach(), s.grad, bn.beta.grad, bn.gamma.grad, m.k.grad])
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-9), (a - b).abs().max()
