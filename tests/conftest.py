@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,27 @@ torch.set_num_threads(1)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+#: set to 1 (.ci/run does) to fail, not skip, the tests of biostrata's C++ kernels where they cannot be used
+REQUIRE_NATIVE = "BIOSTRATA_REQUIRE_NATIVE"
+
+
+def _need_native_kernels() -> None:
+    """Skip a test marked ``native_kernels`` where biostrata's C++ kernels cannot be used (switched off, or
+    no compiler to build them), naming why; fail it instead with BIOSTRATA_REQUIRE_NATIVE=1."""
+    from biostrata.nn import native
+
+    if native.kernels() is not None:
+        return
+    off = os.environ.get(native.SWITCH) == "0"
+    why = f"{native.SWITCH}=0" if off else "they did not build (see the RuntimeWarning)"
+    if os.environ.get(REQUIRE_NATIVE) == "1" and not off:
+        pytest.fail(f"biostrata's C++ kernels are required ({REQUIRE_NATIVE}=1), but {why}")
+    pytest.skip(f"biostrata's C++ kernels: {why}")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("native_kernels"):
+        _need_native_kernels()
     for mark in item.iter_markers("shared_data"):
         missing = [folder for folder in mark.args if not (SHARED_DATA / folder).exists()]
         if missing:

@@ -7,7 +7,7 @@ from biostrata.nn.fused import boost_rescale
 from biostrata.nn.lorentz import LorentzBatchNorm1d, LorentzConv1d
 
 #: the fused paths' full-size passes in torch operations and in biostrata's C++ kernels (nn.native)
-PASSES = [pytest.param(False, id="torch-passes"), pytest.param(True, id="native")]
+PASSES = [pytest.param(False, id="torch-passes"), pytest.param(True, id="native", marks=pytest.mark.native_kernels)]
 # the same checks on the GPU where there is one (benchmarks/device_check.sh selects them with -k cuda)
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))]
 
@@ -51,7 +51,7 @@ def test_clipped_radius_gradcheck_float64(native):
     assert torch.autograd.gradcheck(fn, (s, beta_s, m.k, gamma), eps=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("device", [pytest.param("cpu-native", id="cpu-native"), *DEVICES])
+@pytest.mark.parametrize("device", [pytest.param("cpu-native", marks=pytest.mark.native_kernels), *DEVICES])
 @pytest.mark.parametrize("training", [True, False])
 def test_fused_equals_autograd_in_float32_layer(training, device):
     """The whole layer, output and every gradient, at the model's size (batch 100, 31 channels); on the CPU

@@ -14,10 +14,6 @@ from biostrata.nn import native
 from biostrata.nn.lorentz import LorentzBatchNorm1d
 from biostrata.nn.passes import NativePasses, TorchPasses, passes_for
 
-needs_kernels = pytest.mark.skipif(
-    os.environ.get(native.SWITCH) == "0", reason=f"{native.SWITCH}=0: the C++ kernels are switched off"
-)
-
 
 @pytest.fixture
 def fresh():
@@ -62,7 +58,7 @@ def test_a_failed_build_warns_and_gives_no_kernels(fresh, monkeypatch):
     assert refused.value.param == "native_kernels"
 
 
-@needs_kernels
+@pytest.mark.native_kernels
 def test_loading_the_kernels_again_in_one_process_gives_the_same_operators(fresh):
     """A second load of the library already loaded (cache cleared) registers nothing twice."""
     first = fresh()
@@ -74,7 +70,7 @@ def test_loading_the_kernels_again_in_one_process_gives_the_same_operators(fresh
     assert torch.equal(squares, torch.full((2, 1, 4), 3.0)) and torch.equal(means, torch.ones(2, 3))
 
 
-@needs_kernels
+@pytest.mark.native_kernels
 @pytest.mark.parametrize(
     "dtype, native_kernels, expected",
     [
@@ -90,7 +86,7 @@ def test_passes_for_picks_the_native_passes_where_they_take_the_input(dtype, nat
     assert passes_for(torch.zeros(2, 3, 4, dtype=dtype), native_kernels) is expected
 
 
-@needs_kernels
+@pytest.mark.native_kernels
 def test_passes_for_refuses_native_kernels_true_for_an_input_they_do_not_take():
     with pytest.raises(ParameterError, match="got torch.float16 on cpu") as refused:
         passes_for(torch.zeros(2, 3, 4, dtype=torch.float16), native_kernels=True)
@@ -104,7 +100,7 @@ def test_passes_for_refuses_native_kernels_true_without_kernels(switched_off):
     assert passes_for(torch.zeros(2, 3, 4)) is TorchPasses  # None: torch's, without a word
 
 
-@needs_kernels
+@pytest.mark.native_kernels
 def test_the_layer_gives_the_same_output_and_gradient_with_native_and_torch_passes():
     """Train mode, float32, batch 8 of length 40: the batch's centroid and spread, then the map."""
     s0 = torch.randn(8, 31, 40, generator=torch.Generator().manual_seed(0)) * 0.7 + 0.2
@@ -148,7 +144,7 @@ def test_a_machine_without_a_compiler_trains_on_torch_operations_after_one_warni
     assert " -o " not in warned[0]  # the complaint, not the build command
 
 
-@needs_kernels
+@pytest.mark.native_kernels
 @pytest.mark.parametrize("shape", [(1, 5, 1), (2, 3, 1), (1, 31, 17), (3, 2, 9)], ids=str)
 @pytest.mark.parametrize("training", [True, False])
 def test_the_layer_at_odd_shapes_in_float64_equals_the_torch_passes(shape, training):
@@ -171,3 +167,29 @@ def test_the_layer_at_odd_shapes_in_float64_equals_the_torch_passes(shape, train
         results.append([out.detach(), s.grad, bn.beta.grad, bn.gamma.grad, m.k.grad])
     for a, b in zip(*results):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-9), (a - b).abs().max()
+
+
+def test_a_lock_left_by_a_killed_build_is_removed_and_a_live_one_waited_for(tmp_path, monkeypatch):
+    """torch's builder waits without end while a build's lock file exists: an old lock (a killed build) is
+    removed with a warning; a fresh one (a build under way) is waited for until it goes."""
+    import threading
+    import time
+
+    import torch.utils.cpp_extension as ext
+
+    monkeypatch.setattr(ext, "_get_build_directory", lambda name, verbose: str(tmp_path / name))
+    lock = tmp_path / "b" / "lock"
+    lock.parent.mkdir()
+    lock.touch()
+    old = time.time() - native.STALE_LOCK_S - 60
+    os.utime(lock, (old, old))
+    with pytest.warns(UserWarning, match="by a build that did not finish; removed"):
+        native._clear_stale_lock("b")
+    assert not lock.exists()
+    lock.touch()  # a live build, which finishes half a second later
+    threading.Timer(0.5, lock.unlink).start()
+    start = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        native._clear_stale_lock("b")
+    assert not lock.exists() and time.monotonic() - start >= 0.4

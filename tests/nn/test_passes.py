@@ -2,14 +2,14 @@
 kernels (NativePasses) give the torch operations' results (TorchPasses) for every pass, at odd shapes and the
 model's, from non-contiguous inputs, at any thread count, and refuse bad input with a message."""
 
-import os
 import re
 
 import pytest
 import torch
 
-from biostrata.nn import native
 from biostrata.nn.passes import NativePasses, TorchPasses
+
+pytestmark = pytest.mark.native_kernels
 
 #: (B, C, L): one position, a length that is not a multiple of the kernels' vector width (8), one sequence,
 #: one channel, and the model's size (batch 100, 31 space channels, length 300)
@@ -44,15 +44,6 @@ CASES = {
         for vectors in ("2 vectors expanded", "2 vectors", "3 vectors")
     },
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def kernels():
-    if os.environ.get(native.SWITCH) == "0":
-        pytest.skip(f"{native.SWITCH}=0: the C++ kernels are switched off")
-    built = native.kernels()
-    assert built is not None, "biostrata's C++ kernels did not build (see the RuntimeWarning)"
-    return built
 
 
 @pytest.fixture

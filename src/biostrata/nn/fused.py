@@ -290,8 +290,9 @@ def _native_position_grads(grad, saved, v, sc, eps: float, batch_spread: bool, p
 
 def _backward(grad, saved, v, sc, centroid, eps: float, batch_spread: bool, passes):
     """The backward pass of ``_BoostRescale``, the chain rule through ``_forward`` backwards, each step's
-    derivative in its comment (in ``_position_grads`` for the per-position algebra). Reads G three times
-    (mu . G, beta . G and G . x in one pass, the positional sums, f G) and x as often, and writes ds once:
+    derivative in its comment (in ``_position_grads`` for the per-position algebra). With the native passes
+    it reads G three times (mu . G, beta . G and G . x in one pass, the positional sums, f G) and x as often,
+    with the torch passes G four times (``TorchPasses.dots`` reads it twice); it writes ds once:
 
         ds = f G + (2 d_xx + d_t / t) x + (d_px + d_t / t) mu + d_q beta  [+ d_m_s / L]
     """

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -41,6 +42,30 @@ def _reason(error: Exception) -> str:
     return useful[0] if useful else (lines[0] if lines else type(error).__name__)
 
 
+#: seconds after which a build's lock file is taken for one a killed build left behind (a build takes 20-60 s)
+STALE_LOCK_S = 300
+
+
+def _clear_stale_lock(name: str) -> None:
+    """Wait while another process builds ``name`` (its lock file exists), and remove the lock once it is
+    older than :data:`STALE_LOCK_S`: torch's builder waits without end or message while a lock exists, and a
+    build killed midway (SIGKILL, out of memory) leaves its lock behind, so every later run would hang at its
+    first batch norm."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    lock = Path(_get_build_directory(name, verbose=False)) / "lock"
+    while True:
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > STALE_LOCK_S:
+            warnings.warn(f"{lock}: left {age / 60:.0f} min ago by a build that did not finish; removed", stacklevel=3)
+            lock.unlink(missing_ok=True)
+            return
+        time.sleep(1.0)
+
+
 @functools.cache
 def kernels() -> object | None:
     """The built kernels as torch operators (``torch.ops.biostrata``), or None (with one warning naming
@@ -51,12 +76,13 @@ def kernels() -> object | None:
     from torch.utils.cpp_extension import load
 
     flags = _isa_flags()
-    # the source's hash and place in the name: a build is never reused for another version of the source,
-    # and two versions or two checkouts (torch's build file names the source's path) each keep their own
-    # instead of rebuilding over each other
-    key = SOURCE.read_bytes() + f"{' '.join(flags)} openmp {SOURCE.resolve()}".encode()
-    digest = hashlib.sha1(key).hexdigest()[:12]
-    name = f"biostrata_boost_{digest}"
+    # the name holds what the build depends on: the source, its place (torch's build file names its path), the
+    # flags, torch's version and the compiler (torch's headers are system includes, which the build's
+    # dependency tracking leaves out: without the version a torch upgrade would load a build made for the old
+    # one). So a build is never reused for anything else, and two checkouts never rebuild over each other.
+    key = f"{' '.join(flags)} openmp {SOURCE.resolve()} {torch.__version__} {os.environ.get('CXX', 'c++')}"
+    name = "biostrata_boost_" + hashlib.sha1(SOURCE.read_bytes() + key.encode()).hexdigest()[:12]
+    _clear_stale_lock(name)
     try:
         # -fopenmp: at::parallel_for is OpenMP in torch's CPU builds, and serial in code compiled without it
         cflags = ["-O3", "-fopenmp", *flags]
