@@ -297,7 +297,7 @@ def test_embed_of_a_domain_table_says_how_its_rows_became_segments(files: dict[s
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"{table}: 4 rows, 3 protein segments to embed; 1 rows repeat the segment of an earlier row" in out
-    assert "; 1 rows have a reading frame that was not checked (frame_evidence ambiguous or mismatch)" in out
+    assert "; 1 rows have a reading frame that was not checked (frame_evidence ambiguous, mismatch or unchecked)" in out
     with EmbeddingStore(tmp_path / "d.h5") as store:
         assert len(store) == 3 and not any(i.startswith("B2|g2|P2|0-30") for i in store.ids)
 

@@ -199,8 +199,8 @@ def _domain_table_summary(path: str, segments: int, counts: dict) -> str:
         )
     if counts["unchecked_frame"]:
         text += (
-            f"; {counts['unchecked_frame']} rows have a reading frame that was not checked (frame_evidence ambiguous "
-            "or mismatch): embedded as given"
+            f"; {counts['unchecked_frame']} rows have a reading frame that was not checked (frame_evidence ambiguous, "
+            "mismatch or unchecked): embedded as given"
         )
     return text
 

@@ -265,6 +265,33 @@ def test_domain_rows_give_each_domain_its_dna_and_protein() -> None:
         (3, 12, "AAAGTGTGG", "KVW", "hmm"), (3, 12, "AAATAA", "KVW", "mismatch"), (3, 12, "", "KVW", "")]  # fmt: skip
 
 
+def test_frame_evidence_reads_each_gene_with_its_translation_table(tmp_path: Path) -> None:
+    """A GenBank CDS is checked under its own /transl_table: table 1 (another start codon set) translates as
+    the DNA says; a /translation under table 4 (TGA is Trp there) cannot be checked by biostrata and is
+    ``unchecked``, not ``mismatch`` (before, every gene was translated with table 11)."""
+    from biostrata.data.annotation.annotate import domain_rows
+    from biostrata.data.annotation.genes import read_records
+
+    dna = "ATGAAATGGTGAGCTTAA"  # M K W (TGA: stop in tables 1 and 11, W in table 4) A stop
+    body = dna + "C" * 12 + dna + "C" * 12
+    features = (
+        '     CDS             1..18\n                     /locus_tag="t1"\n                     /transl_table=1\n'
+        '     CDS             31..48\n                     /locus_tag="t4"\n                     /transl_table=4\n'
+        '                     /translation="MKWWA"\n'
+    )
+    origin = "\n".join(f"{i + 1:>9} {body[i : i + 60].lower()}" for i in range(0, len(body), 60))
+    (tmp_path / "t.gbk").write_text(
+        f"LOCUS       rec1 {len(body)} bp    DNA     linear   BCT 01-JAN-2020\nFEATURES             Location/Qualifiers\n"
+        f"{features}ORIGIN\n{origin}\n//\n"
+    )
+    genes = list(read_records(tmp_path / "t.gbk")[0].cds)
+    assert [(g.id, g.protein, g.table) for g in genes] == [("t1", "MKW", 1), ("t4", "MKWWA", 4)]
+    hits = [DomainHit(k, "PF00001.2", "PF00001", "A", 0, 2, 0, 2, 0, 2, 30.0, 1e-5) for k in range(2)]
+    assert [r["frame_evidence"] for r in domain_rows(genes, hits)] == ["hmm", "unchecked"]
+    table11 = [Gene("r", "g", 0, 18, 1, "MKW", dna), Gene("r", "h", 0, 18, 1, "MKWWA", dna)]
+    assert [r["frame_evidence"] for r in domain_rows(table11, hits)] == ["hmm", "mismatch"]
+
+
 @pytest.mark.shared_data("genomes", "pfam")
 def test_a_genbank_annotation_holds_each_domain_dna_in_gene_orientation(shared_data, tmp_path: Path) -> None:
     """The real record: both PF00005 hits (genes on the minus strand) with DNA that translates to their segment."""

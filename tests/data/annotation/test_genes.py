@@ -58,6 +58,7 @@ def test_genbank_without_sequence_and_genes_modes(tmp_path: Path) -> None:
     assert genes_of([record], "annotated") == list(record.cds) == genes_of([record], "auto")
     predicted = genes_of([record], "predicted")
     assert all(0 <= g.start < g.end <= len(body) and g.protein and g.strand in (1, -1) for g in predicted)
+    assert predicted and {g.table for g in predicted} == {11}  # pyrodigal's table, which the frame check reads
     empty = gbk.split("ORIGIN")[0] + "ORIGIN\n//\n"
     (tmp_path / "e.gbk").write_text(empty.replace(f"{len(body)} bp", "0 bp"))
     with pytest.raises(InputError, match=r"e.gbk: record 'rec1' has no sequence"):

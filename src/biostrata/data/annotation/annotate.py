@@ -251,17 +251,25 @@ def domain_rows(genes: Sequence[Gene], hits: Sequence[DomainHit]) -> list[dict]:
     """One ``domains.tsv`` row per hit (columns :data:`DOMAIN_COLUMNS`). The domain is its envelope: on the
     protein ``protein_sequence = protein[env_start:env_end]``, on the gene's coding sequence (gene orientation,
     from its first codon) ``dna_start = 3 * env_start``, ``dna_end = 3 * env_end`` and ``dna_sequence`` those
-    bases; ``frame_evidence`` is ``hmm`` when the gene's DNA translates to its protein (the frame is the gene
-    call's, the one the HMM hit), ``mismatch`` when it does not (a ``/translation`` that differs), and empty
-    without DNA (a protein input)."""
-    from biostrata.data.annotation.genes import translate
+    bases; ``frame_evidence`` is ``hmm`` when the gene's DNA translates to its protein under the gene's
+    translation table (the frame is the gene call's, the one the HMM hit), ``mismatch`` when it does not (a
+    ``/translation`` that differs), ``unchecked`` under a table :func:`~.genes.translate` does not read (a
+    ``/translation`` given with ``/transl_table=4``, say), and empty without DNA (a protein input)."""
+    from biostrata.data.annotation.genes import TABLES, translate
+
+    def frame(g: Gene) -> str:
+        if not g.dna:
+            return ""
+        if g.table not in TABLES:
+            return "unchecked"
+        return "hmm" if translate(g.dna, g.table) == g.protein else "mismatch"
 
     evidence: dict[int, str] = {}
     rows = []
     for h in hits:
         g = genes[h.gene]
         if h.gene not in evidence:
-            evidence[h.gene] = "" if not g.dna else "hmm" if translate(g.dna) == g.protein else "mismatch"
+            evidence[h.gene] = frame(g)
         rows.append(dict(zip(DOMAIN_COLUMNS, (
             g.record, g.id, g.start, g.end, g.strand, h.accession, h.family, h.name, h.env_start, h.env_end,
             h.ali_start, h.ali_end, h.hmm_start, h.hmm_end, round(h.score, 2), f"{h.i_evalue:.3g}",

@@ -69,7 +69,9 @@ class Record:
 @dataclass(frozen=True)
 class Gene:
     """A protein-coding gene: record id, protein id, 0-based end-exclusive ``start``/``end``, ``strand``
-    (+1, -1, or 0 for a bare protein), the protein and its coding ``dna`` (module docstring; "" when unknown)."""
+    (+1, -1, or 0 for a bare protein), the protein and its coding ``dna`` (module docstring; "" when unknown),
+    and the NCBI translation ``table`` its DNA is read with (a CDS's ``/transl_table``, pyrodigal's table;
+    0 when a ``/translation`` is given with a ``/transl_table`` that is not a number)."""
 
     record: str
     id: str
@@ -78,6 +80,7 @@ class Gene:
     strand: int
     protein: str
     dna: str = ""
+    table: int = 11
 
 
 def _unzipped(path: Path) -> Path:
@@ -197,14 +200,18 @@ def _cds_gene(path: Path, record: str, seq: str, feature, k: int) -> Gene | None
         codon_start = {"1": 1, "2": 2, "3": 3}.get(_qualifier(feature, "codon_start") or "1", 0)
     dna = _spliced(seq, feature.location)[codon_start - 1 :] if codon_start else ""
     if protein is None:
-        protein = translate(dna, _int_qualifier(feature, "transl_table", 11, where), where=where)
+        table = _int_qualifier(feature, "transl_table", 11, where)
+        protein = translate(dna, table, where=where)
+    else:  # likewise, a malformed /transl_table only leaves the frame unchecked (table 0)
+        value = (_qualifier(feature, "transl_table") or "11").strip()
+        table = int(value) if value.isdigit() else 0
     protein = re.sub(r"\s+", "", protein).upper().rstrip("*")
     if not protein:
         raise InputError(f"{where}: empty translation")
     if not set(protein) <= _AMINO_ACIDS:
         bad = sorted(set(protein) - _AMINO_ACIDS)[:3]
         raise InputError(f"{where}: letters {bad} in the translation are not amino acids")
-    return Gene(record, gid, start, end, strand, protein, dna)
+    return Gene(record, gid, start, end, strand, protein, dna, table)
 
 
 def _int_qualifier(feature, key: str, default: int, where: str) -> int:
@@ -250,10 +257,14 @@ def _reverse_complement(dna: str) -> str:
     return dna.translate(str.maketrans("ACGTRYKMBVDHN", "TGCAYRMKVBHDN"))[::-1]
 
 
+#: the NCBI translation tables :func:`translate` reads (they differ only in their start codons)
+TABLES = (1, 11)
+
+
 def translate(dna: str, table: int = 11, where: str = "") -> str:
     """Protein of a coding sequence under NCBI table 1 or 11 (an alternative start codon reads as M;
     a codon with an ambiguous base as X); the stop codon, if any, ends it."""
-    if table not in (1, 11):
+    if table not in TABLES:
         raise InputError(f"{where}: translation table {table} is not supported (1 and 11 are); give /translation")
     dna = dna.upper().replace("U", "T")
     codons = [dna[i : i + 3] for i in range(0, len(dna) - 2, 3)]
@@ -294,5 +305,5 @@ def _predict(records: Sequence[Record], progress: bool) -> Iterator[tuple[str, l
         finder.train(*(r.sequence.encode() for r in records))
     for r in tqdm(records, unit="record", desc="pyrodigal", disable=not progress):
         found = finder.find_genes(r.sequence.encode())
-        yield r.id, [Gene(r.id, f"{r.id}_{k}", g.begin - 1, g.end, g.strand, g.translate().rstrip("*"), g.sequence())
-                     for k, g in enumerate(found, 1)]  # fmt: skip
+        yield r.id, [Gene(r.id, f"{r.id}_{k}", g.begin - 1, g.end, g.strand, g.translate().rstrip("*"), g.sequence(),
+                          g.translation_table) for k, g in enumerate(found, 1)]  # fmt: skip

@@ -139,7 +139,8 @@ def hit_key(row: dict) -> tuple:
 
 
 #: ``frame_evidence`` of a row whose reading frame was checked (MIBiG's ``hmm`` and ``unique``, annotate's
-#: ``hmm``); ``ambiguous`` (MIBiG) and ``mismatch`` (annotate) are not; an empty value has no DNA to check.
+#: ``hmm``); ``ambiguous`` (MIBiG), ``mismatch`` and ``unchecked`` (annotate) are not; an empty value has no DNA
+#: to check.
 CHECKED_FRAMES = ("hmm", "unique")
 
 
