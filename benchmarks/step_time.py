@@ -3,19 +3,21 @@
 Prints ratios (ours / reference in the same process):
 - full training step (forward, backward, optimizer step as in training, both optimizers
   multi-tensor; batch 100; ``--lengths``, by default 300 and 1000): ``hcnn-s`` over ``cnn``, with the
-  batch norm's full-size passes in biostrata's C++ kernels where they are built (``nn.native``; on the
-  CPU), in torch operations (``native_kernels=False``), and the plain-autograd batch norm
+  batch norm in biostrata's C++ operators where they are built (``nn.native``; on the CPU), in torch
+  operations with hand-written backward passes (``native_kernels=False``), and in plain autograd
   (``fused=False``);
-- layers, forward + backward, 32 channels: LorentzConv1d over nn.Conv1d, LorentzBatchNorm1d (fused
-  with the C++ kernels where built, fused with torch operations, autograd) over nn.BatchNorm1d, each
+- layers, forward + backward, 32 channels: LorentzConv1d over nn.Conv1d, LorentzBatchNorm1d (C++
+  operators where built, torch operations, autograd) over nn.BatchNorm1d, each
   with its full-size traffic: how many times an operation read or wrote a tensor of the activations'
   size (B, C, L) in one forward and backward, and the bytes those reads and writes move
-  (``FullSizeTraffic``; counted per operator, aten's and biostrata's C++ kernels (``torch.ops.biostrata``)
+  (``FullSizeTraffic``; counted per operator, aten's and biostrata's C++ ones (``torch.ops.biostrata``)
   alike, so a kernel that reads its input twice, as nn.BatchNorm1d's does, counts once), and how many
   operators of any size it called (each one dispatch, the serial cost of small ones);
-- peak memory of a training step (CPU: resident set size over the bare process; CUDA: peak
-  allocated memory; weights, gradients, optimizer state, activations), each model in a fresh
-  subprocess.
+- peak memory of a training step (CPU: resident set size over the bare process, with glibc's mmap
+  threshold fixed at 128 KiB (``MALLOC_MMAP_THRESHOLD_``) so that every tensor's memory goes back to the
+  system when it is freed and the peak is that of the live tensors: with glibc's adaptive threshold the
+  peak varied by 10 % from run to run; CUDA: peak allocated memory; weights, gradients, optimizer state,
+  activations), each model in a fresh subprocess.
 Timings are interleaved (A, B, A, B, ...) and the median of each is used, so background load hits
 both alike. The thread count, OMP_WAIT_POLICY and whether the C++ kernels are in use are printed;
 biostrata sets OMP_WAIT_POLICY=PASSIVE unless it is already set (spin-waiting threads collapse on a
@@ -209,7 +211,8 @@ def memory_in_subprocess(name: str, length: int, batch: int, threads: int, devic
     args = f"{name!r}, {length}, {batch}, {threads}, {device!r}, {precision!r}"
     code = f"from benchmarks.step_time import peak_step_memory as p; print(p({args}))"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(128 * 1024))  # see the module's docstring
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env)
     return float(out.stdout.split()[-1]) if out.returncode == 0 and out.stdout.strip() else None
 
 

@@ -1,7 +1,11 @@
 """biostrata.nn.native: the switch, the fallback when the kernels cannot be built, loading them again in one
-process, and ``passes_for``'s choice between the native and the torch passes."""
+process, ``chosen``'s choice between the kernels and torch operations, and the operators themselves: their
+results against the torch path's at odd shapes, at any thread count, from non-contiguous inputs, and their
+messages for bad input. (tests/nn/test_fused.py holds both paths to the autograd one and to gradcheck.)"""
 
+import math
 import os
+import re
 import warnings
 
 import pytest
@@ -11,8 +15,8 @@ import torch.utils.cpp_extension
 from biostrata.errors import ParameterError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.nn import native
+from biostrata.nn.fused import boost_rescale
 from biostrata.nn.lorentz import LorentzBatchNorm1d
-from biostrata.nn.passes import NativePasses, TorchPasses, passes_for
 
 
 @pytest.fixture
@@ -52,9 +56,9 @@ def test_a_failed_build_warns_and_gives_no_kernels(fresh, monkeypatch):
     assert "boost.cpp" in message and "no compiler" in message and f"{native.SWITCH}=0" in message
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once: the failure is kept, and later calls say nothing
-        assert passes_for(torch.zeros(1, 1, 1)) is TorchPasses
+        assert not native.chosen(torch.zeros(1, 1, 1))
         with pytest.raises(ParameterError, match="not built") as refused:
-            passes_for(torch.zeros(1, 1, 1), native_kernels=True)
+            native.chosen(torch.zeros(1, 1, 1), native_kernels=True)
     assert refused.value.param == "native_kernels"
 
 
@@ -66,38 +70,39 @@ def test_loading_the_kernels_again_in_one_process_gives_the_same_operators(fresh
     native.kernels.cache_clear()
     again = native.kernels()
     assert again is first is torch.ops.biostrata
-    squares, means = again.stats(torch.ones(2, 3, 4))
-    assert torch.equal(squares, torch.full((2, 1, 4), 3.0)) and torch.equal(means, torch.ones(2, 3))
+    t, means = again.stats(torch.ones(2, 3, 4), torch.tensor(1.0))
+    assert torch.equal(t, torch.full((2, 1, 4), 2.0))  # sqrt(k + |s|^2) = sqrt(1 + 3)
+    assert torch.equal(means, torch.tensor([[1.0, 1.0, 1.0, 2.0]] * 2, dtype=torch.float64))  # of s, then of t
 
 
 @pytest.mark.native_kernels
 @pytest.mark.parametrize(
     "dtype, native_kernels, expected",
     [
-        (torch.float32, None, NativePasses),
-        (torch.float64, None, NativePasses),
-        (torch.float32, True, NativePasses),
-        (torch.float32, False, TorchPasses),
-        (torch.float16, None, TorchPasses),  # the kernels take float32 and float64 only
-        (torch.bfloat16, None, TorchPasses),
+        (torch.float32, None, True),
+        (torch.float64, None, True),
+        (torch.float32, True, True),
+        (torch.float32, False, False),
+        (torch.float16, None, False),  # the kernels take float32 and float64 only
+        (torch.bfloat16, None, False),
     ],
 )
-def test_passes_for_picks_the_native_passes_where_they_take_the_input(dtype, native_kernels, expected):
-    assert passes_for(torch.zeros(2, 3, 4, dtype=dtype), native_kernels) is expected
+def test_chosen_picks_the_kernels_where_they_take_the_input(dtype, native_kernels, expected):
+    assert native.chosen(torch.zeros(2, 3, 4, dtype=dtype), native_kernels) is expected
 
 
 @pytest.mark.native_kernels
-def test_passes_for_refuses_native_kernels_true_for_an_input_they_do_not_take():
+def test_chosen_refuses_native_kernels_true_for_an_input_they_do_not_take():
     with pytest.raises(ParameterError, match="got torch.float16 on cpu") as refused:
-        passes_for(torch.zeros(2, 3, 4, dtype=torch.float16), native_kernels=True)
+        native.chosen(torch.zeros(2, 3, 4, dtype=torch.float16), native_kernels=True)
     assert refused.value.param == "native_kernels"
 
 
-def test_passes_for_refuses_native_kernels_true_without_kernels(switched_off):
+def test_chosen_refuses_native_kernels_true_without_kernels(switched_off):
     with pytest.raises(ParameterError, match="native_kernels=True.*not built") as refused:
-        passes_for(torch.zeros(2, 3, 4), native_kernels=True)
+        native.chosen(torch.zeros(2, 3, 4), native_kernels=True)
     assert refused.value.param == "native_kernels"
-    assert passes_for(torch.zeros(2, 3, 4)) is TorchPasses  # None: torch's, without a word
+    assert not native.chosen(torch.zeros(2, 3, 4))  # None: torch's, without a word
 
 
 @pytest.mark.native_kernels
@@ -193,3 +198,151 @@ def test_a_lock_left_by_a_killed_build_is_removed_and_a_live_one_waited_for(tmp_
         warnings.simplefilter("error")
         native._clear_stale_lock("b")
     assert not lock.exists() and time.monotonic() - start >= 0.4
+
+
+def _run(s0, g, training, native_kernels=True, dtype=torch.float32):
+    """boost_rescale forwards and backwards: [out, spread, mu, clipped, and the gradients of s, beta, gamma, k
+    (and in eval mode of mu and the spread)]."""
+    m = Lorentz(1 / 0.8, learnable=True).to(dtype)
+    s = s0.detach().to(dtype).requires_grad_()
+    n = s.shape[1]
+    beta = torch.linspace(-0.4, 0.3, n, dtype=dtype).requires_grad_()
+    gamma = torch.tensor(1.4, dtype=dtype, requires_grad=True)
+    mu = None if training else torch.linspace(0.5, -0.2, n, dtype=dtype).requires_grad_()
+    spread = None if training else torch.tensor(1.1, dtype=dtype, requires_grad=True)
+    out, *rest = boost_rescale(s, mu, beta, m, gamma, spread, 1e-5, 3.0, native_kernels=native_kernels)
+    out.backward(g.to(dtype))
+    grads = [s.grad, beta.grad, gamma.grad, m.k.grad] + ([] if training else [mu.grad, spread.grad])
+    return [out.detach(), *rest, *grads]
+
+
+#: the model's size (batch 100, 31 space channels, length 300) and shapes off the vector width (8)
+MODEL, ODD = (100, 31, 300), (3, 6, 13)
+
+
+def _data(shape, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randn(*shape, generator=gen, dtype=torch.float64) * 0.8 + 0.3
+    return s, torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+
+@pytest.mark.native_kernels
+@pytest.mark.parametrize("training", [True, False])
+def test_results_do_not_depend_on_the_thread_count(training):
+    s, g = _data(MODEL)
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(_run(s, g, training))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+@pytest.mark.native_kernels
+@pytest.mark.parametrize("training", [True, False])
+def test_non_contiguous_inputs_give_the_results_of_contiguous_ones(training):
+    """s and the output's gradient as transposed copies (position l no longer fastest) and as slices."""
+    s, g = _data(ODD)
+
+    def transposed(t):
+        return t.transpose(0, -1).contiguous().transpose(0, -1)
+
+    def sliced(t):
+        wide = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype)
+        wide[..., ::2] = t
+        return wide[..., ::2]
+
+    expected = _run(s, g, training)
+    for view in (transposed, sliced):
+        assert not view(s).is_contiguous()
+        assert all(torch.equal(a, b) for a, b in zip(_run(view(s), view(g), training), expected))
+
+
+@pytest.mark.native_kernels
+@pytest.mark.parametrize("shape", [MODEL, ODD], ids=["model", "odd"])
+@pytest.mark.parametrize("training", [True, False])
+def test_the_operators_are_as_accurate_as_the_torch_path_in_float32(shape, training):
+    """Every output and gradient in float32 within 1e-5 (relative to its largest value) of the float64 result,
+    or no further from it than twice the torch path's float32 result is: the gradient of k, a sum of terms
+    that cancel, is 1e-5 off in both at the odd shape."""
+    s, g = _data(shape)
+    exact = _run(s, g, training, native_kernels=False, dtype=torch.float64)
+    torch_path = _run(s, g, training, native_kernels=False)
+    for a, b, x in zip(_run(s, g, training), torch_path, exact):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        error, torch_error = (float((v.double() - x).abs().max()) for v in (a, b))
+        assert error <= max(1e-5 * float(x.abs().max()), 2 * torch_error), (error, torch_error)
+
+
+@pytest.mark.native_kernels
+def test_stats_of_a_constant_are_its_time_coordinates_and_means():
+    """s = 2 everywhere, k = 0.5: t = sqrt(0.5 + 4 C) at every position, means 2 and t."""
+    C = 31
+    t, m = native.kernels().stats(torch.full((100, C, 300), 2.0), torch.tensor(0.5))
+    expected = math.sqrt(0.5 + 4 * C)
+    assert torch.allclose(t, torch.full((100, 1, 300), expected))
+    assert torch.allclose(m[:, :C], torch.full((100, C), 2.0, dtype=torch.float64))
+    assert torch.allclose(m[:, C], torch.full((100,), expected, dtype=torch.float64), rtol=1e-6)
+
+
+def _bad_calls():
+    ops = native.kernels
+    B, C, L = 2, 3, 5
+    s, k, beta = torch.randn(B, C, L), torch.tensor(1.0), torch.randn(C)
+    t, m = torch.ones(B, 1, L), torch.ones(B, C + 1, dtype=torch.float64)
+
+    def forward():
+        P, W, W64, sc, cd = ops().centre(s, m, t, None, beta, k)
+        return P, W, sc
+
+    calls = {
+        "stats of a 2-D tensor": (lambda: ops().stats(s[0], k), "s must be (B, C, L)"),
+        "stats of float16": (lambda: ops().stats(s.half(), k), "s must be float32 or float64"),
+        "stats of integers": (lambda: ops().stats(s.long(), k), "s must be float32 or float64"),
+        "stats with two curvatures": (lambda: ops().stats(s, torch.ones(2)), "k must be a single value"),
+        "centre with neither m nor mu": (lambda: ops().centre(s, None, None, None, beta, k), "give either m"),
+        "centre with m and no t": (lambda: ops().centre(s, m, None, None, beta, k), "give t with m"),
+        "centre with beta of C + 1": (lambda: ops().centre(s, m, t, None, torch.randn(C + 1), k), "beta must be (C,)"),
+        "centre with mu of C + 1": (
+            lambda: ops().centre(s, None, None, torch.randn(C + 1), beta, k),
+            "mu must be (C,)",
+        ),
+        "centre with t (B, 1, L + 1)": (
+            lambda: ops().centre(s, m, torch.ones(B, 1, L + 1), None, beta, k),
+            "t must be (B, 1, L)",
+        ),
+        "centre with t of float64": (lambda: ops().centre(s, m, t.double(), None, beta, k), "t must be Float"),
+        "centre with means of float32": (
+            lambda: ops().centre(s, m.float(), t, None, beta, k),
+            "m must be a contiguous float64",
+        ),
+        "rescale with P (B, 8, L)": (
+            lambda: ops().rescale(s, forward()[1], torch.ones(B, 8, L), forward()[2], k, None, 1e-5, 5.0),
+            "P must be (B, 9, L)",
+        ),
+        "rescale with 3 scalars": (
+            lambda: ops().rescale(
+                s, forward()[1], forward()[0], torch.ones(3, dtype=torch.float64), k, None, 1e-5, 5.0
+            ),
+            "sc must be a contiguous float64 tensor of",
+        ),
+        "grad_sums with G of another shape": (
+            lambda: ops().grad_sums(s[:1], s, forward()[1], torch.ones(B, 6, L), torch.ones(B, 4, L)),
+            "G must have the shape of s",
+        ),
+        "grad_sums with R (B, 3, L)": (
+            lambda: ops().grad_sums(s, s, forward()[1], torch.ones(B, 6, L), torch.ones(B, 3, L)),
+            "R must be (B, 4, L)",
+        ),
+    }
+    return [pytest.param(fn, message, id=name) for name, (fn, message) in calls.items()]
+
+
+@pytest.mark.native_kernels
+@pytest.mark.parametrize("call, message", _bad_calls())
+def test_bad_input_is_refused_with_a_message(call, message):
+    with pytest.raises(RuntimeError, match=re.escape(message)):
+        call()

@@ -44,6 +44,56 @@ def test_same_trajectory_as_geoopt(weight_decay):
     assert abs(float(runs[1][2]) - 1.0) > 0.01  # the curvature moved
 
 
+def _stacking_case(dtype, seed=0):
+    """Manifold parameters that stack (three centres on one manifold), that do not (one on another manifold, one
+    of another shape), a Euclidean parameter in their group, and one centre that gets no gradient every other
+    step; targets pull every centre away from the origin."""
+    g = torch.Generator().manual_seed(seed)
+    m1, m2 = Lorentz(1.0).to(dtype), Lorentz(0.5).to(dtype)
+
+    def centre(m, n):
+        return ManifoldParameter(m.lift(torch.randn(n, generator=g, dtype=dtype) * 0.3, dim=0), manifold=m)
+
+    params = [centre(m1, 4), centre(m1, 4), centre(m1, 4), centre(m2, 4), centre(m1, 6)]
+    euclidean = torch.nn.Parameter(torch.randn(4, generator=g, dtype=dtype))
+    targets = [torch.randn(p.shape[0] - 1, generator=g, dtype=dtype) for p in params]
+
+    def loss(step):
+        total = (euclidean - 1).pow(2).sum()
+        for i, (p, t) in enumerate(zip(params, targets)):
+            if i != 1 or step % 2 == 0:  # the second centre: no gradient on odd steps
+                total = total + (p[1:] - t).pow(2).sum()
+        return total
+
+    return params + [euclidean], loss
+
+
+@pytest.mark.parametrize(
+    "dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-6)], ids=["float64", "float32"]
+)
+@pytest.mark.parametrize("stabilize", [None, 1, 3])
+def test_stacked_manifold_steps_follow_geoopt(dtype, tolerance, stabilize):
+    """The stacked update of parameters on one manifold gives geoopt's one-at-a-time update: parameters, and
+    both moments, over 12 steps with weight decay."""
+    runs = []
+    for cls in (GeooptRiemannianAdam, RiemannianAdam):
+        params, loss = _stacking_case(dtype)
+        opt = cls([{"params": params, "lr": 5e-2, "weight_decay": 0.01}], stabilize=stabilize)
+        for step in range(12):
+            opt.zero_grad()
+            loss(step).backward()
+            opt.step()
+        moments = [opt.state[p][name] for p in params for name in ("exp_avg", "exp_avg_sq")]
+        runs.append([p.detach().clone() for p in params] + moments + [opt.state[params[1]]["step"]])
+    *tensors, steps = zip(*runs)
+    assert steps[0] == steps[1] == 6
+    for a, b in tensors:
+        assert torch.allclose(a, b, rtol=tolerance, atol=tolerance), (a - b).abs().max()
+    assert all(
+        float((p.detach() - q.detach()).abs().max()) > 0.01 for p, q in zip(runs[1][:5], _stacking_case(dtype)[0][:5])
+    )
+
+
 def test_state_dict_round_trip():
     m, w, beta = make_params()
     opt = RiemannianAdam([{"params": [w]}, {"params": [beta]}], lr=1e-2)

@@ -9,9 +9,11 @@ them (square roots, asinh, sinh, the clamps), whose autograd graph cost as much 
 full-size passes. The results equal the plain autograd path (``fused=False``) to float32
 rounding; tests check both against each other and against ``torch.autograd.gradcheck``.
 
-The batch norm's passes come from :mod:`biostrata.nn.passes`: on the CPU biostrata's C++ kernels
-(:mod:`biostrata.nn.native`), which also run the per-position algebra in their loops, by the formulas
-written here; elsewhere, or where they cannot be built, torch operations, with that algebra in torch.
+The batch norm runs on one of two implementations of one formula: on the CPU biostrata's C++ operators
+(:mod:`biostrata.nn.native`, ``boost.cpp``: ``_native_forward`` and ``_native_backward``), which do each
+full-size pass and the algebra around it, per-position and channel-level (float64), in one call; elsewhere,
+or where they cannot be built, torch operations (``_forward`` and ``_backward``, with the full-size passes
+of :mod:`biostrata.nn.passes`), where each formula is derived.
 
 The public functions take the manifold (:class:`biostrata.geometry.lorentz.Lorentz`) and read its
 clamped ``kk`` once; the private kernels under them take that ``k`` (the hyperboloid's
@@ -25,7 +27,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from biostrata.geometry.lorentz import Lorentz
-from biostrata.nn.passes import TorchPasses, _dot, passes_for
+from biostrata.nn import native, passes
+from biostrata.nn.passes import _dot
 
 
 def _apply(fn: type[torch.autograd.Function], *args):
@@ -181,16 +184,9 @@ def _rescale(yy, q, sc, k, gamma, spread, eps, limit) -> dict[str, torch.Tensor]
     return dict(f=f, g=g, spread=spread, outside=outside, u=u, w=w, rho=rho, sh=sh, ch=ch, c=c)
 
 
-def _scalars(like: torch.Tensor, *values) -> torch.Tensor:
-    """The scalars a native kernel reads, as one tensor of ``like``'s dtype."""
-    return torch.stack([torch.as_tensor(v, dtype=like.dtype) for v in values])
-
-
-def _forward(s, mu_s, beta_s, k, gamma, spread, eps: float, limit: float, passes):
-    """The forward pass of ``_BoostRescale`` with ``passes`` (:mod:`biostrata.nn.passes`): (out, the
-    tensors the backward reads, ``_rescale``'s and ``_boost_scalars``' results, the centroid's
-    intermediates or None, mu_s). The native passes compute the per-position algebra (``_boost_offset``,
-    ``_rescale``) in their own loops, by the same formulas (``boost.cpp``)."""
+def _forward(s, mu_s, beta_s, k, gamma, spread, eps: float, limit: float):
+    """The forward pass of ``_BoostRescale`` in torch operations: (out, the tensors the backward reads,
+    ``_rescale``'s and ``_boost_scalars``' results, the centroid's intermediates or None, mu_s)."""
     centroid = t = None
     if mu_s is None:  # from each sequence's coordinate means; its intermediates are kept for the backward
         ss, m_s = passes.stats(s)
@@ -199,18 +195,8 @@ def _forward(s, mu_s, beta_s, k, gamma, spread, eps: float, limit: float, passes
         mu_s = centroid["mu"]
     sc = _boost_scalars(mu_s, beta_s, k)
     mb = sc["mb"]
-    x, shift = passes.center(s, mu_s)
-    if passes.native:
-        P = passes.centre(x, shift, mb, t, _scalars(s, k, sc["sk"], sc["mm"], sc["bm"], sc["mu_0"], sc["e"]))
-        t, xx, px, alpha, yy, q, u, w, rho = P.split(1, 1)
-        if spread is None:
-            spread = sc["sk"] * rho.mean()  # mean_i d(x_i, mu)
-        c = gamma / (spread + eps)
-        out, Q = passes.rescale(x, shift, mb, P, _scalars(s, c, limit, sc["d"]))
-        _, g, f, sh, ch, inside = Q.split(1, 1)
-        v = dict(f=f, g=g, spread=spread, outside=inside == 0, u=u, w=w, rho=rho, sh=sh, ch=ch, c=c, P=P, Q=Q)
-        return out, (x, shift, t, xx, px, alpha, yy, q, k, gamma), v, sc, centroid, mu_s
-    xx, pb = passes.dots(None, x, shift, mb)  # |x|^2; (B, 2, L): mu . x, beta . x
+    x = s - mu_s.view(1, -1, 1)
+    xx, pb = passes.dots(None, x, mb)  # |x|^2; (B, 2, L): mu . x, beta . x
     px = pb[:, :1]
     if t is None:  # x_0 = sqrt(k + |x + mu|^2) = sqrt(xx + 2 px + mu_0^2)
         t = torch.sqrt(torch.add(xx, px, alpha=2) + sc["mu_0"] * sc["mu_0"])
@@ -219,19 +205,19 @@ def _forward(s, mu_s, beta_s, k, gamma, spread, eps: float, limit: float, passes
     q = torch.addcmul(pb[:, 1:], alpha, sc["bm"])  # beta . (x + alpha mu)
     v = _rescale(yy, q, sc, k, gamma, spread, eps, limit)
     f, g = v["f"], v["g"]
-    out = passes.combine(None, None, x, shift, f, mb.expand(s.shape[0], -1, -1), torch.cat([f * alpha, g], 1))
-    return out, (x, shift, t, xx, px, alpha, yy, q, k, gamma), v, sc, centroid, mu_s
+    out = passes.combine(None, None, x, f, mb.expand(s.shape[0], -1, -1), torch.cat([f * alpha, g], 1))
+    return out, (x, t, xx, px, alpha, yy, q, k, gamma), v, sc, centroid, mu_s
 
 
 def _position_grads(grad, saved, v, sc, eps: float, batch_spread: bool) -> dict:
     """The backward pass through the per-position algebra, in torch operations: from G to the gradients of
     the channel-level scalars and the per-position rows the passes over the activations need (see
-    ``_backward``; the native kernels grad_positions and grad_rows compute the same)."""
-    x, shift, t, xx, px, alpha, yy, q, k, gamma = saved
+    ``_backward``; the native operator grad_positions computes the same)."""
+    x, t, xx, px, alpha, yy, q, k, gamma = saved
     u, w, rho, sh, ch, f, g, c = (v[n] for n in ("u", "w", "rho", "sh", "ch", "f", "g", "c"))
     sk, d, e, mu_0, beta_0 = (sc[n] for n in ("sk", "d", "e", "mu_0", "beta_0"))
     k2 = k + k
-    gx, g_mb = TorchPasses.dots(grad, x, shift, sc["mb"])  # G . x; (B, 2, L): mu . G, beta . G
+    gx, g_mb = passes.dots(grad, x, sc["mb"])  # G . x; (B, 2, L): mu . G, beta . G
     g_mu, g_beta = g_mb[:, :1], g_mb[:, 1:]
     d_f = torch.addcmul(gx, alpha, g_mu)  # out = f y + g beta: d_f = G . y
     # g = f q / d + cosh(r)
@@ -275,35 +261,18 @@ def _spread_grads(d_d, d_c, v, sc, eps: float, batch_spread: bool) -> dict:
     return dict(d_gamma=d_gamma, d_spread=d_spread, d_sk=d_sk, d_beta0=d_d * sk, kappa=kappa)
 
 
-def _native_position_grads(grad, saved, v, sc, eps: float, batch_spread: bool, passes) -> dict:
-    """``_position_grads`` in the native kernels: G . x, mu . G and beta . G in the same pass as the first
-    half of the algebra (grad_positions), the rest in one loop over positions (grad_rows)."""
-    x, shift, k = saved[0], saved[1], saved[8]
-    P, Q, d = v["P"], v["Q"], sc["d"]
-    D, partial = passes.grad_positions(grad, x, shift, sc["mb"], P, Q, _scalars(x, d))
-    s_q, s_r = partial.sum(0)
-    z = _spread_grads(-s_q / d, s_r, v, sc, eps, batch_spread)
-    mm, bm, mu_0, e = sc["mm"], sc["bm"], sc["mu_0"], sc["e"]
-    R, partial = passes.grad_rows(P, Q, D, _scalars(x, v["c"], z.pop("kappa"), k, sc["sk"], mm, bm, mu_0, e))
-    return dict(z, rows=R[:, :3], weights=Q[:, :3], d_t=R[:, 3:4], sums=partial.sum(0))
-
-
-def _backward(grad, saved, v, sc, centroid, eps: float, batch_spread: bool, passes):
-    """The backward pass of ``_BoostRescale``, the chain rule through ``_forward`` backwards, each step's
-    derivative in its comment (in ``_position_grads`` for the per-position algebra). With the native passes
-    it reads G three times (mu . G, beta . G and G . x in one pass, the positional sums, f G) and x as often,
-    with the torch passes G four times (``TorchPasses.dots`` reads it twice); it writes ds once:
+def _backward(grad, saved, v, sc, centroid, eps: float, batch_spread: bool):
+    """The backward pass of ``_BoostRescale`` in torch operations, the chain rule through ``_forward``
+    backwards, each step's derivative in its comment (in ``_position_grads`` for the per-position algebra).
+    It reads G four times (``passes.dots`` reads it twice) and writes ds once:
 
         ds = f G + (2 d_xx + d_t / t) x + (d_px + d_t / t) mu + d_q beta  [+ d_m_s / L]
     """
     # contiguous: a broadcast gradient (of a sum, say) has zero strides, and the batched
     # products below then took a slow path (4x the whole layer's time)
     grad = grad.contiguous()
-    x, shift, t, k = saved[0], saved[1], saved[2], saved[8]
-    if passes.native:
-        z = _native_position_grads(grad, saved, v, sc, eps, batch_spread, passes)
-    else:
-        z = _position_grads(grad, saved, v, sc, eps, batch_spread)
+    x, t, k = saved[0], saved[1], saved[7]
+    z = _position_grads(grad, saved, v, sc, eps, batch_spread)
     mb, sk, e, mu_0, beta_0 = (sc[n] for n in ("mb", "sk", "e", "mu_0", "beta_0"))
     s_uu, d_mm, d_bm, s_ap, d_h_sum, s_ht, s_px, s_q = z["sums"]
     d_k = -s_uu / (k + k)  # u = sqrt(yy / k): du/dk = -u / (2 k)
@@ -314,7 +283,7 @@ def _backward(grad, saved, v, sc, centroid, eps: float, batch_spread: bool, pass
     # channel vectors: sums over positions of out's f alpha G, g G and f G, and of d_px x, d_q x and
     # 2 d_xx x; the last of each is the sum of ds over positions, which x = s - mu sends to mu
     rows = z["rows"]
-    sums = passes.sums(grad, z["weights"], x, shift, rows)
+    sums = passes.sums(grad, z["weights"], x, rows)
     # mm, bm, mu_0 = sqrt(k + mm) and beta_0 = sqrt(k + |beta|^2) as functions of mu and beta; the
     # rank terms of ds summed over positions (mu sum d_px + beta sum d_q) go to mu with a minus
     pair = torch.stack([d_mm + d_mm + d_mu0 / mu_0, d_bm, d_bm, z["d_beta0"] / beta_0]).view(2, 2)
@@ -334,8 +303,31 @@ def _backward(grad, saved, v, sc, centroid, eps: float, batch_spread: bool, pass
     d_tt = d_t / t  # t = sqrt(k + |s|^2), s = x + mu: dt/ds = s / t, dt/dk = 1 / (2 t)
     d_k = d_k + d_tt.sum() / 2 + d_sk / (sk + sk)
     rows[:, :1] += d_tt  # the weight of mu in ds
-    d_s = passes.combine(grad, v["f"], x, shift, d_tt + d_xx2, vectors, rows)
+    d_s = passes.combine(grad, v["f"], x, d_tt + d_xx2, vectors, rows)
     return d_s, d_mu, d_mb[1], d_k, z["d_gamma"], z["d_spread"]
+
+
+def _native_forward(s, mu_s, beta_s, k, gamma, spread, eps: float, limit: float):
+    """The forward pass of ``_BoostRescale`` in biostrata's C++ operators (``nn.native``, ``boost.cpp``), which
+    compute ``_forward``'s formulas, the channel-level ones in float64: (out, the tensors the backward reads,
+    spread, mu_s, clipped)."""
+    ops = native.kernels()
+    t = m = None
+    if mu_s is None:
+        t, m = ops.stats(s, k)  # x_0 (B, 1, L) and each sequence's means of (s, x_0)
+    P, W, W64, sc, cd = ops.centre(s, m, t, mu_s, beta_s, k)  # per-position rows; (mu; beta); scalars
+    out, Q, rs, spread_out, clipped = ops.rescale(s, W, P, sc, gamma, spread, eps, limit)
+    return out, (s, W, W64, P, Q, sc, rs, m, None if m is None else cd), spread_out, W[0].clone(), clipped
+
+
+def _native_backward(grad, saved, eps: float, batch_spread: bool):
+    """``_backward`` in biostrata's C++ operators: (ds, d_mu, d_beta, d_k, d_gamma, d_spread), the last five
+    float64 (d_mu and d_spread meaningful in eval mode only)."""
+    s, W, W64, P, Q, sc, rs, m, cd = saved
+    ops = native.kernels()
+    R, gs = ops.grad_positions(grad, s, W, P, Q, sc, rs, batch_spread, eps)
+    sums = ops.grad_sums(grad, s, W, Q, R)
+    return ops.grad_input(grad, s, W, W64, P, Q, R, sums, gs, sc, m, cd)
 
 
 class _BoostRescale(torch.autograd.Function):
@@ -347,29 +339,37 @@ class _BoostRescale(torch.autograd.Function):
         out = f y + g beta = f x + (f alpha) mu + g beta          (one pass and a rank-two update)
 
     Full-size passes per call, forwards and backwards (``benchmarks/step_time.py`` counts them): with the
-    native kernels (``nn.native``), train mode reads s 6 times (3 forwards) and G 3 times and writes out and
-    ds (11; eval 10, without the positional means); with the torch passes 28 (eval 24). Saves x (native: s and mu) and
-    per-position values."""
+    C++ operators (``nn.native``), train mode reads s 6 times (3 forwards) and G 3 times and writes out and
+    ds (11; eval 10, without the positional means); with torch operations 28 (eval 24)."""
 
     @staticmethod
     def forward(ctx, s, mu_s, beta_s, k, gamma, spread, eps, limit, native_kernels):
-        passes = passes_for(s, native_kernels)
-        out, saved, v, sc, centroid, mu_s = _forward(s, mu_s, beta_s, k, gamma, spread, eps, limit, passes)
-        ctx.save_for_backward(*saved)
-        ctx.v, ctx.sc, ctx.eps, ctx.batch_spread, ctx.centroid = v, sc, eps, spread is None, centroid
-        ctx.passes = passes
-        # outputs of their own: ctx keeps v and the input mu_s, and an output kept on ctx is a cycle
-        spread_out, mu_out = v["spread"].detach().clone(), mu_s.detach().clone()
-        clipped = v["outside"].sum()
+        ctx.eps, ctx.batch_spread = eps, spread is None
+        ctx.native = native.chosen(s, native_kernels)
+        if ctx.native:
+            out, saved, spread_out, mu_out, clipped = _native_forward(s, mu_s, beta_s, k, gamma, spread, eps, limit)
+            ctx.save_for_backward(*saved)
+            # the dtypes and shapes of the inputs that get a gradient, for the float64 ones the operators give
+            ctx.like = [None if x is None else (x.dtype, x.shape) for x in (mu_s, beta_s, k, gamma, spread)]
+        else:
+            out, saved, v, sc, centroid, mu_s = _forward(s, mu_s, beta_s, k, gamma, spread, eps, limit)
+            ctx.save_for_backward(*saved)
+            ctx.v, ctx.sc, ctx.centroid = v, sc, centroid
+            # outputs of their own: ctx keeps v and the input mu_s, and an output kept on ctx is a cycle
+            spread_out, mu_out, clipped = v["spread"].detach().clone(), mu_s.detach().clone(), v["outside"].sum()
         ctx.mark_non_differentiable(spread_out, mu_out, clipped)
         return out, spread_out, mu_out, clipped
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad, _grad_spread, _grad_mu, _grad_clipped):
-        saved, v, sc = ctx.saved_tensors, ctx.v, ctx.sc
-        grads = _backward(grad, saved, v, sc, ctx.centroid, ctx.eps, ctx.batch_spread, ctx.passes)
-        return (*grads, None, None, None)
+        if not ctx.native:
+            grads = _backward(grad, ctx.saved_tensors, ctx.v, ctx.sc, ctx.centroid, ctx.eps, ctx.batch_spread)
+            return (*grads, None, None, None)
+        d_s, *rest = _native_backward(grad, ctx.saved_tensors, ctx.eps, ctx.batch_spread)
+        # None for the inputs that have none: mu and the spread in train mode (computed from s)
+        grads = [None if like is None else g.to(like[0]).reshape(like[1]) for g, like in zip(rest, ctx.like)]
+        return (d_s, *grads, None, None, None)
 
 
 def boost_rescale(

@@ -1,10 +1,15 @@
-"""Riemannian Adam that leaves Euclidean parameter groups to torch's multi-tensor Adam.
+"""Riemannian Adam that leaves Euclidean parameter groups to torch's multi-tensor Adam and updates the
+manifold parameters of one manifold and shape together.
 
 geoopt's RiemannianAdam updates every tensor one at a time through manifold operations, even
 Euclidean ones; on the genome CNNs, whose flatten layer holds millions of Euclidean weights, that
 doubles the optimizer's cost. Here a group with no manifold parameter takes torch's functional
-Adam (foreach), which computes the same update (coupled L2 weight decay, bias correction); groups
-with manifold parameters take geoopt's Riemannian step.
+Adam (foreach), which computes the same update (coupled L2 weight decay, bias correction). In a group
+with manifold parameters, those on one manifold object with one shape, dtype, device and step count
+(the batch norms' centres of one curvature, say) are stacked and take geoopt's Riemannian step as one
+batch, by its formula, row by row (its manifold operations act along the last dimension); that is a
+hundred small operations per step for all of them instead of per tensor, which had made the step of
+``hcnn-s`` twice Adam's. The rest take geoopt's step as it is.
 """
 
 from __future__ import annotations
@@ -36,14 +41,68 @@ class RiemannianAdam(_GeooptRiemannianAdam):
         groups = self.param_groups
         try:
             for group in groups:  # in order: a manifold's step sees the curvature as geoopt would
-                if _is_riemannian(group):
-                    self.param_groups = [group]
-                    super().step()
-                else:
+                if not _is_riemannian(group):
                     self._euclidean_step(group)
+                    continue
+                self._riemannian_step(group)
         finally:
             self.param_groups = groups
         return loss
+
+    def _riemannian_step(self, group: dict) -> None:
+        """geoopt's RiemannianAdam step for ``group``, with the parameters of one manifold object, shape, dtype,
+        device and step count stacked into one tensor each (geoopt's own loop under amsgrad or a sparse
+        gradient). geoopt's formula for a point x with gradient g, state m, v and step t, here on every row
+        at once (the default manifold for a parameter that has none):
+
+            g <- rgrad(x, g + wd x);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) <g, g>_x
+            x, m <- retr_transp(x, -lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), m)
+
+        and, as geoopt: when any parameter's t is a multiple of ``stabilize``, every manifold parameter of the
+        group that has a state, x <- projx(x), m <- proju(x, m)."""
+        live = [p for p in group["params"] if p.grad is not None]
+        if group["amsgrad"] or any(p.grad.is_sparse for p in live):
+            self.param_groups = [group]
+            super().step()
+            return
+        stacks: dict[tuple, tuple] = {}
+        for p in live:
+            manifold = p.manifold if isinstance(p, (ManifoldParameter, ManifoldTensor)) else self._default_manifold
+            if not self.state[p]:  # geoopt's initial state
+                self.state[p].update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+            key = (id(manifold), tuple(p.shape), p.dtype, p.device, self.state[p]["step"])
+            stacks.setdefault(key, (manifold, []))[1].append(p)
+        every = group["stabilize"]
+        due = every is not None and any((self.state[p]["step"] + 1) % every == 0 for p in live)
+        for manifold, params in stacks.values():
+            self._stacked_step(group, manifold, params, due)
+        if due:  # geoopt stabilizes the group's other manifold parameters too, those without a gradient now
+            for p in group["params"]:
+                if p.grad is None and isinstance(p, (ManifoldParameter, ManifoldTensor)) and self.state[p]:
+                    p.copy_(p.manifold.projx(p))
+                    self.state[p]["exp_avg"].copy_(p.manifold.proju(p, self.state[p]["exp_avg"]))
+
+    def _stacked_step(self, group: dict, manifold, params: list, stabilize: bool) -> None:
+        b1, b2 = group["betas"]
+        states = [self.state[p] for p in params]
+        for state in states:
+            state["step"] += 1
+        step = states[0]["step"]
+        point = torch.stack(params)
+        grad = torch.stack([p.grad for p in params]).add_(point, alpha=group["weight_decay"])
+        grad = manifold.egrad2rgrad(point, grad)
+        exp_avg = torch.stack([s["exp_avg"] for s in states]).mul_(b1).add_(grad, alpha=1 - b1)
+        exp_avg_sq = torch.stack([s["exp_avg_sq"] for s in states])
+        exp_avg_sq.mul_(b2).add_(manifold.component_inner(point, grad), alpha=1 - b2)
+        denom = exp_avg_sq.div(1 - b2**step).sqrt_().add_(group["eps"])
+        direction = exp_avg.div(1 - b1**step) / denom
+        point, exp_avg = manifold.retr_transp(point, -group["lr"] * direction, exp_avg)
+        if stabilize:
+            point = manifold.projx(point)
+            exp_avg = manifold.proju(point, exp_avg)
+        torch._foreach_copy_(params, list(point.unbind(0)))
+        torch._foreach_copy_([s["exp_avg"] for s in states], list(exp_avg.unbind(0)))
+        torch._foreach_copy_([s["exp_avg_sq"] for s in states], list(exp_avg_sq.unbind(0)))
 
     def _euclidean_step(self, group: dict) -> None:
         if group["amsgrad"]:

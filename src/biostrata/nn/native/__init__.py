@@ -68,8 +68,9 @@ def _clear_stale_lock(name: str) -> None:
 
 @functools.cache
 def kernels() -> object | None:
-    """The built kernels as torch operators (``torch.ops.biostrata``), or None (with one warning naming
-    why) where they cannot be built."""
+    """The built kernels as torch operators (``torch.ops.biostrata``: stats, centre, rescale, grad_positions,
+    grad_sums, grad_input; ``nn.fused`` calls them), or None (with one warning naming why) where they cannot be
+    built."""
     if os.environ.get(SWITCH, "1") == "0":
         return None
     import torch
@@ -104,3 +105,23 @@ def usable(x) -> bool:
     import torch
 
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and kernels() is not None
+
+
+def chosen(x, native_kernels: bool | None = None) -> bool:
+    """Whether the Lorentz batch norm runs on the kernels for input ``x``: ``native_kernels`` None: where they
+    take it (:func:`usable`); True: yes, an error (:class:`~biostrata.errors.ParameterError`) where they cannot;
+    False: no (torch operations)."""
+    if native_kernels is False:
+        return False
+    if usable(x):
+        return True
+    if native_kernels:
+        from biostrata.errors import ParameterError
+
+        built = "built" if kernels() is not None else "not built (see the warning above)"
+        raise ParameterError(
+            "native_kernels",
+            f"native_kernels=True: biostrata's C++ kernels take float32 or float64 tensors on the CPU, and they are "
+            f"{built}; got {x.dtype} on {x.device}. Give native_kernels=None to use them where they can be.",
+        )
+    return False
