@@ -3,11 +3,12 @@
 Prints ratios (ours / reference in the same process):
 - full training step (forward, backward, optimizer step as in training, both optimizers
   multi-tensor; batch 100; ``--lengths``, by default 300 and 1000): ``hcnn-s`` over ``cnn``, with the
-  batch norm in biostrata's C++ operators where they are built (``nn.native``; on the CPU), in torch
-  operations with hand-written backward passes (``native_kernels=False``), and in plain autograd
-  (``fused=False``);
-- layers, forward + backward, 32 channels: LorentzConv1d over nn.Conv1d, LorentzBatchNorm1d (C++
-  operators where built, torch operations, autograd) over nn.BatchNorm1d, each
+  batch norms and the convolutions' time terms in biostrata's C++ operators where they are built
+  (``nn.native``; on the CPU), in torch operations with hand-written backward passes
+  (``native_kernels=False``, what runs on a GPU), and with plain-autograd batch norms (``fused=False``);
+- layers, forward + backward, 32 channels: LorentzConv1d (C++ time term where built, torch operations)
+  over nn.Conv1d, LorentzBatchNorm1d (C++ operators where built, torch operations, autograd) over
+  nn.BatchNorm1d, each
   with its full-size traffic: how many times an operation read or wrote a tensor of the activations'
   size (B, C, L) in one forward and backward, and the bytes those reads and writes move
   (``FullSizeTraffic``; counted per operator, aten's and biostrata's C++ ones (``torch.ops.biostrata``)
@@ -133,12 +134,14 @@ def train_step(
     precision: str = "32",
     native: bool | None = None,
 ) -> Callable[[], None]:
-    """One training step of ``name`` with the optimizer training uses; ``fused`` and ``native`` set every
-    LorentzBatchNorm1d's ``fused`` and ``native_kernels``."""
+    """One training step of ``name`` with the optimizer training uses; ``fused`` sets every LorentzBatchNorm1d's
+    ``fused``, ``native`` its and every LorentzConv1d's ``native_kernels``."""
     model = build_model(name, length, 2).to(device)
     for m in model.modules():
         if isinstance(m, LorentzBatchNorm1d):
-            m.fused, m.native_kernels = fused, native
+            m.fused = fused
+        if isinstance(m, (LorentzBatchNorm1d, LorentzConv1d)):
+            m.native_kernels = native
     opt = make_optimizer(model, TrainConfig(model=name))
     g = torch.Generator().manual_seed(0)
     x = one_hot(torch.randint(0, 5, (batch, length), generator=g)).to(device)
@@ -257,25 +260,27 @@ def main(argv: list[str] | None = None) -> dict:
             sync,
         )
         rows.append(row("full training step", length, t["cnn"], t["hcnn-s"]))
-        rows.append(row("  same, torch passes", length, t["cnn"], t["hcnn-s torch"]))
+        rows.append(row("  same, torch operations", length, t["cnn"], t["hcnn-s torch"]))
         rows.append(row("  same, autograd batch norm", length, t["cnn"], t["hcnn-s autograd"]))
     g = torch.Generator().manual_seed(0)
     for length in args.lengths:
         m = Lorentz(1.0, learnable=True)  # on the CPU until the layers that share it are built, then moved with them
         e = torch.randn(args.batch, 32, length, generator=g).to(device)
         s = torch.randn(args.batch, 31, length, generator=g).to(device)
-        conv, bn, bn_torch, bn_autograd = (
+        conv, conv_torch, bn, bn_torch, bn_autograd = (
             LorentzConv1d(31, 31, 9, m, padding=4),
+            LorentzConv1d(31, 31, 9, m, padding=4, native_kernels=False),
             LorentzBatchNorm1d(31, m),
             LorentzBatchNorm1d(31, m, native_kernels=False),
             LorentzBatchNorm1d(31, m, fused=False),
         )
-        for layer in (conv, bn, bn_torch, bn_autograd):
+        for layer in (conv, conv_torch, bn, bn_torch, bn_autograd):
             layer.to(device)
         econv, ebn = torch.nn.Conv1d(32, 32, 9, padding=4).to(device), torch.nn.BatchNorm1d(32).to(device)
         steps = {
             "econv": (layer_step(econv, econv, e, precision), e),
             "conv": (layer_step(conv.space, conv, s, precision), s),
+            "conv torch": (layer_step(conv_torch.space, conv_torch, s, precision), s),
             "ebn": (layer_step(ebn, ebn, e, precision), e),
             "bn": (layer_step(bn.space, bn, s, precision), s),
             "bn torch": (layer_step(bn_torch.space, bn_torch, s, precision), s),
@@ -285,8 +290,9 @@ def main(argv: list[str] | None = None) -> dict:
         moved = {k: traffic(fn, x) for k, (fn, x) in steps.items()}
         for what, eu, hy in (
             ("conv k=9", "econv", "conv"),
+            ("  same, torch operations", "econv", "conv torch"),
             ("batch norm", "ebn", "bn"),
-            ("  same, torch passes", "ebn", "bn torch"),
+            ("  same, torch operations", "ebn", "bn torch"),
             ("  same, autograd", "ebn", "bn autograd"),
         ):
             rows.append(row(what, length, t[eu], t[hy], euclidean_traffic=moved[eu], lorentz_traffic=moved[hy]))

@@ -15,7 +15,7 @@ import torch.utils.cpp_extension
 from biostrata.errors import ParameterError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.nn import native
-from biostrata.nn.fused import boost_rescale
+from biostrata.nn.fused import boost_rescale, conv_time_term
 from biostrata.nn.lorentz import LorentzBatchNorm1d
 
 
@@ -346,3 +346,81 @@ def _bad_calls():
 def test_bad_input_is_refused_with_a_message(call, message):
     with pytest.raises(RuntimeError, match=re.escape(message)):
         call()
+
+
+#: (kernel size, padding, length): the model's (9, 4), no padding (a shorter output), a 1-wide kernel, a
+#: sequence shorter than the kernel
+CONV_SHAPES = [(9, 4, 13), (3, 0, 7), (1, 0, 5), (5, 2, 3)]
+
+
+def _time_term(s0, y0, w0, g, kernel_size, padding, native_kernels=True, dtype=torch.float64):
+    """conv_time_term forwards and backwards: [out, and the gradients of s, w, y and k]."""
+    m = Lorentz(1 / 0.7, learnable=True).to(dtype)
+    s, w, y = (x.detach().to(dtype).requires_grad_() for x in (s0, w0, y0))
+    out = conv_time_term(y * 1.0, w, s, m, kernel_size, padding, native_kernels=native_kernels)
+    out.backward(g.to(dtype))
+    return [out.detach(), s.grad, w.grad, y.grad, m.k.grad]
+
+
+def _conv_data(kernel_size, padding, length, batch=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    out_length = length + 2 * padding - kernel_size + 1
+
+    def randn(*size):
+        return torch.randn(*size, generator=gen, dtype=torch.float64)
+
+    return randn(batch, 5, length), randn(batch, 4, out_length), randn(4, 1), randn(batch, 4, out_length)
+
+
+@pytest.mark.native_kernels
+@pytest.mark.parametrize("kernel_size, padding, length", CONV_SHAPES, ids=str)
+def test_the_time_term_equals_the_torch_path_in_float64(kernel_size, padding, length):
+    data = _conv_data(kernel_size, padding, length)
+    expected = _time_term(*data, kernel_size, padding, native_kernels=False)
+    for a, b in zip(_time_term(*data, kernel_size, padding), expected):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12), (a - b).abs().max()
+
+
+@pytest.mark.native_kernels
+def test_the_time_term_gradcheck_float64():
+    m = Lorentz(1 / 0.7, learnable=True).double()
+    s, y, w, _ = (x.requires_grad_() for x in _conv_data(3, 1, 8, batch=2))
+    fn = lambda y, w, s, k: conv_time_term(y * 1.0, w, s, m, 3, 1, native_kernels=True)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (y, w, s, m.k))
+
+
+@pytest.mark.native_kernels
+def test_the_time_term_does_not_depend_on_the_thread_count_or_the_layout():
+    """The model's size (batch 100, 31 channels, length 300, kernel 9) in float32: 1 and 2 threads, and s as a
+    transposed copy, give the same bits."""
+    gen = torch.Generator().manual_seed(0)
+    s, y, g = (torch.randn(100, 31, 300, generator=gen) for _ in range(3))
+    w = torch.randn(31, 1, generator=gen)
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for n, view in ((1, s), (2, s), (2, s.transpose(0, 2).contiguous().transpose(0, 2))):
+            torch.set_num_threads(n)
+            results.append(_time_term(view, y, w, g, 9, 4, dtype=torch.float32))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(results[0], results[1]))
+    assert all(torch.equal(a, b) for a, b in zip(results[0], results[2]))
+
+
+@pytest.mark.native_kernels
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        pytest.param(((2, 4, 6), (4,), (2, 3, 5), 3, 1), "y must be (B, O, L + 2 P - K + 1)", id="y too long"),
+        pytest.param(((2, 4, 5), (3,), (2, 3, 5), 3, 1), "w must hold one weight per output channel", id="w"),
+        pytest.param(((2, 4, 5), (4,), (2, 3, 5), 0, 1), "kernel_size must be >= 1", id="kernel size 0"),
+        pytest.param(((2, 4, 5), (4,), (3, 5), 3, 1), "s and y must be (B, C, L)", id="s 2-D"),
+    ],
+)
+def test_the_time_term_refuses_bad_input_with_a_message(args, message):
+    y, w, s, kernel_size, padding = args
+    with pytest.raises(RuntimeError, match=re.escape(message)):
+        native.kernels().time_term(
+            torch.zeros(y), torch.zeros(w), torch.zeros(s), torch.tensor(1.0), kernel_size, padding
+        )

@@ -24,6 +24,7 @@ learned curvature's) is written out too.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from biostrata.geometry.lorentz import Lorentz
@@ -85,6 +86,48 @@ class AddTimeTerm(torch.autograd.Function):
 
 def add_time_term(y: torch.Tensor, w_t: torch.Tensor, t: torch.Tensor, fused: bool = True) -> torch.Tensor:
     return _apply(AddTimeTerm, y, w_t, t) if fused else torch.addcmul(y, w_t, t)
+
+
+class _NativeTimeTerm(torch.autograd.Function):
+    """The Lorentz convolution's time term in biostrata's C++ operators (``conv.cpp``): y + w_t t(s) in place,
+    t = sqrt(k + window sum of |s|^2), forwards in one pass over s and one over y, backwards in one over G and
+    one over s (``time_term`` derives nothing new: the torch path is ``squared_norm``, avg_pool1d, sqrt and
+    ``add_time_term``)."""
+
+    @staticmethod
+    def forward(ctx, y, w_t, s, k, kernel_size: int, padding: int):
+        t = native.kernels().time_term(y, w_t, s, k, kernel_size, padding)
+        ctx.mark_dirty(y)
+        ctx.save_for_backward(w_t, s, t)
+        ctx.shape, ctx.like = (kernel_size, padding), [(x.dtype, x.shape) for x in (w_t, k)]
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        w_t, s, t = ctx.saved_tensors
+        d_s, d_w, d_k = native.kernels().time_term_backward(g, w_t, s, t, *ctx.shape)
+        (w_dtype, w_shape), (k_dtype, k_shape) = ctx.like
+        return g, d_w.to(w_dtype).reshape(w_shape), d_s, d_k.to(k_dtype).reshape(k_shape), None, None
+
+
+def conv_time_term(y: torch.Tensor, w_t: torch.Tensor, s: torch.Tensor, manifold: Lorentz, kernel_size: int,
+                   padding: int, fused: bool = True, native_kernels: bool | None = None) -> torch.Tensor:  # fmt: skip
+    """y + w_t t for the convolution's output y (B, O, L') of the space parts s (B, C, L) on ``manifold`` (k = 1/K
+    its clamped ``kk``), w_t (O, 1) and t the time coordinate of the Lorentz direct concatenation of each
+    window's points (kernel size K, zero padding P, stride 1):
+
+        t[b, l'] = sqrt(k + sum_{i < K} |s[b, :, l' - P + i]|^2)     (s = 0 outside the sequence)
+
+    y must be a fresh intermediate nothing else needs (a convolution's output): it is overwritten. On the CPU
+    in biostrata's C++ operators where they build (``native_kernels`` as for ``boost_rescale``), else in torch
+    operations (``fused``: hand-written backward passes of the squared norm and the rank-one term; False:
+    autograd)."""
+    k = manifold.kk
+    if fused and native.chosen(s, native_kernels):
+        return _apply(_NativeTimeTerm, y, w_t, s, k, kernel_size, padding)
+    window = F.avg_pool1d(squared_norm(s, fused), kernel_size, stride=1, padding=padding, count_include_pad=True)
+    return add_time_term(y, w_t, torch.sqrt(k + window * kernel_size), fused)
 
 
 def _boost_scalars(mu_s: torch.Tensor, beta_s: torch.Tensor, k: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ from torch import nn
 from biostrata.compat import moved
 from biostrata.errors import InputError, ParameterError
 from biostrata.geometry.lorentz import Lorentz, clip_norm
-from biostrata.nn.fused import add_time_term, boost_rescale, squared_norm
+from biostrata.nn.fused import boost_rescale, conv_time_term
 
 # Largest radius rho = d(x, o)/sqrt(k) of the learned centre beta of a batch norm. Without this clip
 # the centre of the last batch norm of the genome CNN drifted outwards in training (radius 4 by epoch
@@ -83,26 +83,31 @@ class LorentzConv1d(_SpaceLayer):
     sqrt(sum_i x_0^i^2 - (N - 1) k) = sqrt(k + sum_i |x_s^i|^2), so the whole layer is
         y_s = conv1d(x_s, W) + w_t sqrt(k + window_sum(|x_s|^2)) + b,
     a Euclidean convolution of the space parts plus one rank-one term. Zero padding of the space
-    parts pads with the origin. ``in_channels``/``out_channels`` count space dimensions.
+    parts pads with the origin. ``in_channels``/``out_channels`` count space dimensions. The time term
+    runs with a hand-written backward (``nn.fused.conv_time_term``; ``fused=False``: autograd), on the CPU
+    in biostrata's C++ kernels where they build (``nn.native``; ``native_kernels=False``: torch
+    operations; True: an error where they cannot be used).
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, manifold: Lorentz, padding: int = 0
-    ) -> None:
+        self, in_channels: int, out_channels: int, kernel_size: int, manifold: Lorentz, padding: int = 0,
+        native_kernels: bool | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.manifold = manifold
         self.kernel_size = kernel_size
         self.padding = padding
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding)
         self.fused = True  # hand-written backward of the time term (nn.fused); False: autograd
+        # the time term in biostrata's C++ kernels (nn.native): None where they build and the input is on the CPU
+        self.native_kernels = native_kernels
         bound = 1.0 / math.sqrt(in_channels * kernel_size + 1)
         self.time_weight = nn.Parameter(torch.empty(out_channels, 1).uniform_(-bound, bound))
 
     def space(self, s: torch.Tensor) -> torch.Tensor:
-        sq = squared_norm(s, self.fused)
-        window = F.avg_pool1d(sq, self.kernel_size, stride=1, padding=self.padding, count_include_pad=True)
-        t_cat = torch.sqrt(self.manifold.kk + window * self.kernel_size)
-        return add_time_term(self.conv(s), self.time_weight, t_cat, self.fused)
+        y = self.conv(s)
+        return conv_time_term(y, self.time_weight, s, self.manifold, self.kernel_size, self.padding, self.fused,
+                              self.native_kernels)  # fmt: skip
 
 
 class LorentzBatchNorm1d(_SpaceLayer):

@@ -1,4 +1,5 @@
-"""biostrata's C++ kernels (``boost.cpp`` beside this file), built on first use with the machine's C++
+"""biostrata's C++ kernels (``boost.cpp``, the Lorentz batch norm, and ``conv.cpp``, the Lorentz convolution's
+time term, beside this file), built on first use with the machine's C++
 compiler by :func:`torch.utils.cpp_extension.load` and kept in torch's extension cache
 (``$TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``), so later processes load them in
 a moment. The first build takes about half a minute.
@@ -17,7 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("boost.cpp")
+SOURCES = [Path(__file__).with_name(name) for name in ("boost.cpp", "conv.cpp")]
 #: set to 0 to use torch operations only (no build)
 SWITCH = "BIOSTRATA_NATIVE"
 
@@ -81,18 +82,26 @@ def kernels() -> object | None:
     # flags, torch's version and the compiler (torch's headers are system includes, which the build's
     # dependency tracking leaves out: without the version a torch upgrade would load a build made for the old
     # one). So a build is never reused for anything else, and two checkouts never rebuild over each other.
-    key = f"{' '.join(flags)} openmp {SOURCE.resolve()} {torch.__version__} {os.environ.get('CXX', 'c++')}"
-    name = "biostrata_boost_" + hashlib.sha1(SOURCE.read_bytes() + key.encode()).hexdigest()[:12]
+    places = " ".join(str(source.resolve()) for source in SOURCES)
+    key = f"{' '.join(flags)} openmp {places} {torch.__version__} {os.environ.get('CXX', 'c++')}"
+    code = b"".join(source.read_bytes() for source in SOURCES)
+    name = "biostrata_boost_" + hashlib.sha1(code + key.encode()).hexdigest()[:12]
     _clear_stale_lock(name)
     try:
         # -fopenmp: at::parallel_for is OpenMP in torch's CPU builds, and serial in code compiled without it
         cflags = ["-O3", "-fopenmp", *flags]
-        load(name, [str(SOURCE)], extra_cflags=cflags, extra_ldflags=["-fopenmp"], is_python_module=False)
+        load(
+            name,
+            [str(source) for source in SOURCES],
+            extra_cflags=cflags,
+            extra_ldflags=["-fopenmp"],
+            is_python_module=False,
+        )
         return torch.ops.biostrata
     except Exception as error:  # no compiler, no ninja, a failed build: fall back, do not fail the run
         warnings.warn(
-            f"biostrata's C++ kernels ({SOURCE.name}) could not be built ({_reason(error)}); the Lorentz batch norm runs "
-            f"on torch operations, with the same results, more slowly. Install a C++ compiler (g++) to build "
+            f"biostrata's C++ kernels ({', '.join(source.name for source in SOURCES)}) could not be built "
+            f"({_reason(error)}); the Lorentz batch norm and convolution run on torch operations, with the same results, more slowly. Install a C++ compiler (g++) to build "
             f"them, or set {SWITCH}=0 to silence this.",
             RuntimeWarning,
             stacklevel=2,
