@@ -16,7 +16,7 @@ from biostrata.errors import ParameterError
 from biostrata.geometry.lorentz import Lorentz
 from biostrata.nn import native
 from biostrata.nn.fused import boost_rescale, conv_time_term
-from biostrata.nn.lorentz import LorentzBatchNorm1d
+from biostrata.nn.lorentz import LorentzBatchNorm1d, LorentzConv1d
 
 
 @pytest.fixture
@@ -424,3 +424,23 @@ def test_the_time_term_refuses_bad_input_with_a_message(args, message):
         native.kernels().time_term(
             torch.zeros(y), torch.zeros(w), torch.zeros(s), torch.tensor(1.0), kernel_size, padding
         )
+
+
+@pytest.mark.native_kernels
+def test_a_bfloat16_input_takes_the_time_term_kernels_on_its_float32_copy():
+    """Under bf16 autocast the hyperbolic maths runs in float32 (nn.fused._apply): the kernels are chosen for
+    that copy, so native_kernels=True is not refused for a bf16 input, and the result is the torch path's."""
+    m = Lorentz(1.0)
+    s0 = torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(0)).bfloat16()
+    results = []
+    for native_kernels in (True, False):
+        torch.manual_seed(0)  # the same weights for both
+        conv = LorentzConv1d(3, 4, 3, m, padding=1, native_kernels=native_kernels)
+        s = s0.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv.space(s)
+        y.sum().backward()
+        results.append((y.detach(), s.grad))
+    assert results[0][0].dtype == torch.float32 and results[0][1].dtype == torch.bfloat16
+    assert torch.allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    assert torch.allclose(results[0][1].float(), results[1][1].float(), rtol=1e-2, atol=1e-2)

@@ -90,9 +90,14 @@ class LorentzConv1d(_SpaceLayer):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, manifold: Lorentz, padding: int = 0,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        manifold: Lorentz,
+        padding: int = 0,
         native_kernels: bool | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.manifold = manifold
         self.kernel_size = kernel_size

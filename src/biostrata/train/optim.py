@@ -50,39 +50,45 @@ class RiemannianAdam(_GeooptRiemannianAdam):
         return loss
 
     def _riemannian_step(self, group: dict) -> None:
-        """geoopt's RiemannianAdam step for ``group``, with the parameters of one manifold object, shape, dtype,
-        device and step count stacked into one tensor each (geoopt's own loop under amsgrad or a sparse
+        """geoopt's RiemannianAdam step for ``group``, with the manifold parameters of one manifold object, shape,
+        dtype, device and step count stacked into one tensor each (geoopt's own loop under amsgrad or a sparse
         gradient). geoopt's formula for a point x with gradient g, state m, v and step t, here on every row
         at once (the default manifold for a parameter that has none):
 
             g <- rgrad(x, g + wd x);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) <g, g>_x
             x, m <- retr_transp(x, -lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), m)
 
-        and, as geoopt: when any parameter's t is a multiple of ``stabilize``, every manifold parameter of the
-        group that has a state, x <- projx(x), m <- proju(x, m)."""
+        geoopt steps the group's tensors in order, so a point listed after its manifold's own parameter (a
+        learned curvature in the same group) moves on the updated manifold: a stack is stepped before that
+        parameter is, and the points after it start a new one. Then, as geoopt, when any parameter's t is a
+        multiple of ``stabilize``, every manifold parameter of the group that has a state: x <- projx(x),
+        m <- proju(x, m)."""
         live = [p for p in group["params"] if p.grad is not None]
         if group["amsgrad"] or any(p.grad.is_sparse for p in live):
             self.param_groups = [group]
             super().step()
             return
-        stacks: dict[tuple, tuple] = {}
+        every = group["stabilize"]
+        due = every is not None and any((self.state[p].get("step", 0) + 1) % every == 0 for p in live)
+        pending: dict[tuple, tuple] = {}
         for p in live:
-            manifold = p.manifold if isinstance(p, (ManifoldParameter, ManifoldTensor)) else self._default_manifold
             if not self.state[p]:  # geoopt's initial state
                 self.state[p].update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-            key = (id(manifold), tuple(p.shape), p.dtype, p.device, self.state[p]["step"])
-            stacks.setdefault(key, (manifold, []))[1].append(p)
-        every = group["stabilize"]
-        due = every is not None and any((self.state[p]["step"] + 1) % every == 0 for p in live)
-        for manifold, params in stacks.values():
-            self._stacked_step(group, manifold, params, due)
-        if due:  # geoopt stabilizes the group's other manifold parameters too, those without a gradient now
-            for p in group["params"]:
-                if p.grad is None and isinstance(p, (ManifoldParameter, ManifoldTensor)) and self.state[p]:
-                    p.copy_(p.manifold.projx(p))
-                    self.state[p]["exp_avg"].copy_(p.manifold.proju(p, self.state[p]["exp_avg"]))
+            if isinstance(p, (ManifoldParameter, ManifoldTensor)):
+                key = (id(p.manifold), tuple(p.shape), p.dtype, p.device, self.state[p]["step"])
+                pending.setdefault(key, (p.manifold, []))[1].append(p)
+                continue
+            # a tensor of the default manifold: if it is a manifold's own (its curvature), the points on that
+            # manifold listed before it are stepped first, as in geoopt's loop
+            for key in [key for key, (m, _) in pending.items() if any(q is p for q in m.parameters())]:
+                self._stacked_step(group, *pending.pop(key))
+            self._stacked_step(group, self._default_manifold, [p])
+        for manifold, params in pending.values():
+            self._stacked_step(group, manifold, params)
+        if due:
+            self._stabilize_stacked(group)
 
-    def _stacked_step(self, group: dict, manifold, params: list, stabilize: bool) -> None:
+    def _stacked_step(self, group: dict, manifold, params: list) -> None:
         b1, b2 = group["betas"]
         states = [self.state[p] for p in params]
         for state in states:
@@ -97,12 +103,24 @@ class RiemannianAdam(_GeooptRiemannianAdam):
         denom = exp_avg_sq.div(1 - b2**step).sqrt_().add_(group["eps"])
         direction = exp_avg.div(1 - b1**step) / denom
         point, exp_avg = manifold.retr_transp(point, -group["lr"] * direction, exp_avg)
-        if stabilize:
-            point = manifold.projx(point)
-            exp_avg = manifold.proju(point, exp_avg)
         torch._foreach_copy_(params, list(point.unbind(0)))
         torch._foreach_copy_([s["exp_avg"] for s in states], list(exp_avg.unbind(0)))
         torch._foreach_copy_([s["exp_avg_sq"] for s in states], list(exp_avg_sq.unbind(0)))
+
+    def _stabilize_stacked(self, group: dict) -> None:
+        """geoopt's ``stabilize_group``, stacked: x <- projx(x), m <- proju(x, m) for every manifold parameter of
+        the group that has a state, after the whole group's step."""
+        stacks: dict[tuple, tuple] = {}
+        for p in group["params"]:
+            if isinstance(p, (ManifoldParameter, ManifoldTensor)) and self.state[p]:
+                key = (id(p.manifold), tuple(p.shape), p.dtype, p.device)
+                stacks.setdefault(key, (p.manifold, []))[1].append(p)
+        for manifold, params in stacks.values():
+            states = [self.state[p] for p in params]
+            point = manifold.projx(torch.stack(params))
+            exp_avg = manifold.proju(point, torch.stack([s["exp_avg"] for s in states]))
+            torch._foreach_copy_(params, list(point.unbind(0)))
+            torch._foreach_copy_([s["exp_avg"] for s in states], list(exp_avg.unbind(0)))
 
     def _euclidean_step(self, group: dict) -> None:
         if group["amsgrad"]:

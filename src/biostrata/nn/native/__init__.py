@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 
 SOURCES = [Path(__file__).with_name(name) for name in ("boost.cpp", "conv.cpp")]
+#: what a build depends on: the sources and the header they include
+BUILT_FROM = [*SOURCES, Path(__file__).with_name("common.h")]
 #: set to 0 to use torch operations only (no build)
 SWITCH = "BIOSTRATA_NATIVE"
 
@@ -70,7 +72,8 @@ def _clear_stale_lock(name: str) -> None:
 @functools.cache
 def kernels() -> object | None:
     """The built kernels as torch operators (``torch.ops.biostrata``: stats, centre, rescale, grad_positions,
-    grad_sums, grad_input; ``nn.fused`` calls them), or None (with one warning naming why) where they cannot be
+    grad_sums, grad_input of the batch norm, time_term and time_term_backward of the convolution; ``nn.fused``
+    calls them), or None (with one warning naming why) where they cannot be
     built."""
     if os.environ.get(SWITCH, "1") == "0":
         return None
@@ -82,10 +85,10 @@ def kernels() -> object | None:
     # flags, torch's version and the compiler (torch's headers are system includes, which the build's
     # dependency tracking leaves out: without the version a torch upgrade would load a build made for the old
     # one). So a build is never reused for anything else, and two checkouts never rebuild over each other.
-    places = " ".join(str(source.resolve()) for source in SOURCES)
+    places = " ".join(str(source.resolve()) for source in BUILT_FROM)
     key = f"{' '.join(flags)} openmp {places} {torch.__version__} {os.environ.get('CXX', 'c++')}"
-    code = b"".join(source.read_bytes() for source in SOURCES)
-    name = "biostrata_boost_" + hashlib.sha1(code + key.encode()).hexdigest()[:12]
+    code = b"".join(source.read_bytes() for source in BUILT_FROM)
+    name = "biostrata_kernels_" + hashlib.sha1(code + key.encode()).hexdigest()[:12]
     _clear_stale_lock(name)
     try:
         # -fopenmp: at::parallel_for is OpenMP in torch's CPU builds, and serial in code compiled without it
@@ -117,7 +120,8 @@ def usable(x) -> bool:
 
 
 def chosen(x, native_kernels: bool | None = None) -> bool:
-    """Whether the Lorentz batch norm runs on the kernels for input ``x``: ``native_kernels`` None: where they
+    """Whether a layer (the Lorentz batch norm, the Lorentz convolution's time term) runs on the kernels for
+    input ``x``: ``native_kernels`` None: where they
     take it (:func:`usable`); True: yes, an error (:class:`~biostrata.errors.ParameterError`) where they cannot;
     False: no (torch operations)."""
     if native_kernels is False:

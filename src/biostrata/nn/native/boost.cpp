@@ -21,6 +21,8 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include "common.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -120,11 +122,6 @@ const double* float64s(const at::Tensor& t, int64_t n, const char* name) {
               " must be a contiguous float64 tensor of ", n, " values on the CPU, got ", t.scalar_type(), " ",
               t.sizes());
   return t.data_ptr<double>();
-}
-
-double value_of(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.numel() == 1, name, " must be a single value, got a tensor of shape ", t.sizes());
-  return t.item<double>();
 }
 
 at::Tensor float64_zeros(at::IntArrayRef size) { return at::zeros(size, at::TensorOptions().dtype(at::kDouble)); }
@@ -501,7 +498,7 @@ void grad_input_impl(const T* G, const T* a, const T* W, const T* P, const T* Q,
       V acc(0);
       for (int64_t l = 0; l < n.L; l += V::size()) {
         const int64_t m = std::min<int64_t>(V::size(), n.L - l);
-        // tails: loadu fills the lanes past m with 0, and t's with 1, so they add 0 to acc
+        // tails: loadu fills the lanes past m with 0, V::set puts 1 in t's, and masked keeps them out of acc
         const V d_tt = (V::loadu(dt + l, m) + V(dm0)) / V::set(V(1), V::loadu(t + l, m), m);
         const V masked = V::set(V(0), d_tt, m);
         acc = acc + masked;
@@ -567,7 +564,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> centre(
   at::Tensor t;
   if (m_.has_value()) {
     t = rows_like(*t_, a, 1, "t");
-    const double* m = float64s(m_->contiguous(), n.B * (n.C + 1), "m");
+    const double* m = float64s(*m_, n.B * (n.C + 1), "m");
     centroid(m, n, scp, mu, cd.data_ptr<double>());
   } else {
     const at::Tensor mu_in = mu_->to(at::kDouble).contiguous();
@@ -709,8 +706,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   }
   std::vector<double> dm;
   if (m_.has_value()) {  // mu = centroid(m): into the means, and from them into s and t
-    const double* m = float64s(m_->contiguous(), n.B * (n.C + 1), "m");
-    const double* cd = float64s(cd_->contiguous(), 2 * n.B, "cd");
+    const double* m = float64s(*m_, n.B * (n.C + 1), "m");
+    const double* cd = float64s(*cd_, 2 * n.B, "cd");
     dm.resize(n.B * (n.C + 1));
     d_k += centroid_backward(dmu, mu, m, cd, sc, n, dm.data());
   }

@@ -13,6 +13,8 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include "common.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -36,11 +38,6 @@ Dims dims_of(const at::Tensor& y, const at::Tensor& s, const at::Tensor& w, int6
               ") for s of ", s.sizes(), ", got ", y.sizes());
   TORCH_CHECK(w.numel() == d.O, "w must hold one weight per output channel (", d.O, "), got ", w.sizes());
   return d;
-}
-
-double value_of(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.numel() == 1, name, " must be a single value, got a tensor of shape ", t.sizes());
-  return t.item<double>();
 }
 
 template <typename T>
