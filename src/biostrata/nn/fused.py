@@ -124,10 +124,12 @@ def conv_time_term(y: torch.Tensor, w_t: torch.Tensor, s: torch.Tensor, manifold
     operations (``fused``: hand-written backward passes of the squared norm and the rank-one term; False:
     autograd)."""
     k = manifold.kk
-    # the kernels' choice for the float32 input they would get (see ``_apply``), as the batch norm's is made
-    s32 = s.float() if fused and s.dtype in (torch.float16, torch.bfloat16) else s
-    if fused and native.chosen(s32, native_kernels):
-        return _apply(_NativeTimeTerm, y, w_t, s32, k, kernel_size, padding)
+    if fused:
+        # float32, as ``_apply`` would make it (both paths' functions take it so): the kernels are chosen for the
+        # input they compute on, as the batch norm's are
+        s = s.float() if s.dtype in (torch.float16, torch.bfloat16) else s
+        if native.chosen(s, native_kernels):
+            return _apply(_NativeTimeTerm, y, w_t, s, k, kernel_size, padding)
     window = F.avg_pool1d(squared_norm(s, fused), kernel_size, stride=1, padding=padding, count_include_pad=True)
     return add_time_term(y, w_t, torch.sqrt(k + window * kernel_size), fused)
 

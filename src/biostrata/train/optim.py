@@ -9,7 +9,7 @@ with manifold parameters, those on one manifold object with one shape, dtype, de
 (the batch norms' centres of one curvature, say) are stacked and take geoopt's Riemannian step as one
 batch, by its formula, row by row (its manifold operations act along the last dimension); that is a
 hundred small operations per step for all of them instead of per tensor, which had made the step of
-``hcnn-s`` twice Adam's. The rest take geoopt's step as it is.
+``hcnn-s`` twice Adam's. Under amsgrad or a sparse gradient a group takes geoopt's step as it is.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ from geoopt.optim import RiemannianAdam as _GeooptRiemannianAdam
 from torch.optim.adam import adam
 
 from biostrata.errors import InputError
+
+
+def _stack_key(p: torch.Tensor) -> tuple:
+    """Manifold parameters with one key stack into one tensor: one manifold object, shape, dtype and device."""
+    return id(p.manifold), tuple(p.shape), p.dtype, p.device
 
 
 def _is_riemannian(group: dict) -> bool:
@@ -75,7 +80,7 @@ class RiemannianAdam(_GeooptRiemannianAdam):
             if not self.state[p]:  # geoopt's initial state
                 self.state[p].update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
             if isinstance(p, (ManifoldParameter, ManifoldTensor)):
-                key = (id(p.manifold), tuple(p.shape), p.dtype, p.device, self.state[p]["step"])
+                key = (*_stack_key(p), self.state[p]["step"])
                 pending.setdefault(key, (p.manifold, []))[1].append(p)
                 continue
             # a tensor of the default manifold: if it is a manifold's own (its curvature), the points on that
@@ -113,8 +118,7 @@ class RiemannianAdam(_GeooptRiemannianAdam):
         stacks: dict[tuple, tuple] = {}
         for p in group["params"]:
             if isinstance(p, (ManifoldParameter, ManifoldTensor)) and self.state[p]:
-                key = (id(p.manifold), tuple(p.shape), p.dtype, p.device)
-                stacks.setdefault(key, (p.manifold, []))[1].append(p)
+                stacks.setdefault(_stack_key(p), (p.manifold, []))[1].append(p)
         for manifold, params in stacks.values():
             states = [self.state[p] for p in params]
             point = manifold.projx(torch.stack(params))

@@ -1,8 +1,8 @@
-"""biostrata's C++ kernels (``boost.cpp``, the Lorentz batch norm, and ``conv.cpp``, the Lorentz convolution's
-time term, beside this file), built on first use with the machine's C++
-compiler by :func:`torch.utils.cpp_extension.load` and kept in torch's extension cache
-(``$TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``), so later processes load them in
-a moment. The first build takes about half a minute.
+"""biostrata's C++ kernels (``boost.cpp``, the Lorentz batch norm, and ``conv.cpp``, the Lorentz
+convolution's time term, beside this file), built on first use with the machine's C++ compiler by
+:func:`torch.utils.cpp_extension.load` and kept in torch's extension cache (``$TORCH_EXTENSIONS_DIR``, by
+default ``~/.cache/torch_extensions``), so later processes load them in a moment. The first build takes
+about half a minute.
 
 :func:`kernels` gives the built module, or None where they cannot be built (no compiler, a failed
 build, or ``BIOSTRATA_NATIVE=0`` in the environment); the callers then use torch operations, which
@@ -73,8 +73,7 @@ def _clear_stale_lock(name: str) -> None:
 def kernels() -> object | None:
     """The built kernels as torch operators (``torch.ops.biostrata``: stats, centre, rescale, grad_positions,
     grad_sums, grad_input of the batch norm, time_term and time_term_backward of the convolution; ``nn.fused``
-    calls them), or None (with one warning naming why) where they cannot be
-    built."""
+    calls them), or None (with one warning naming why) where they cannot be built."""
     if os.environ.get(SWITCH, "1") == "0":
         return None
     import torch
@@ -104,8 +103,8 @@ def kernels() -> object | None:
     except Exception as error:  # no compiler, no ninja, a failed build: fall back, do not fail the run
         warnings.warn(
             f"biostrata's C++ kernels ({', '.join(source.name for source in SOURCES)}) could not be built "
-            f"({_reason(error)}); the Lorentz batch norm and convolution run on torch operations, with the same results, more slowly. Install a C++ compiler (g++) to build "
-            f"them, or set {SWITCH}=0 to silence this.",
+            f"({_reason(error)}); the Lorentz batch norm and convolution run on torch operations, with the same "
+            f"results, more slowly. Install a C++ compiler (g++) to build them, or set {SWITCH}=0 to silence this.",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -121,9 +120,8 @@ def usable(x) -> bool:
 
 def chosen(x, native_kernels: bool | None = None) -> bool:
     """Whether a layer (the Lorentz batch norm, the Lorentz convolution's time term) runs on the kernels for
-    input ``x``: ``native_kernels`` None: where they
-    take it (:func:`usable`); True: yes, an error (:class:`~biostrata.errors.ParameterError`) where they cannot;
-    False: no (torch operations)."""
+    input ``x``: ``native_kernels`` None: where they take it (:func:`usable`); True: yes, an error
+    (:class:`~biostrata.errors.ParameterError`) where they cannot; False: no (torch operations)."""
     if native_kernels is False:
         return False
     if usable(x):
